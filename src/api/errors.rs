@@ -1,0 +1,158 @@
+//! [`ApiError`]: every error the HTTP API can answer, mapped to a status and the original
+//! project's JSON shape `{"ok":false,"message":"..."}` in exactly one place
+//! ([`ResponseError`]).
+//!
+//! Also the error handlers that turn actix-web's own extractor failures (bad JSON, bad query,
+//! oversized body) into `ApiError`s, so no plain-text error ever leaves the server.
+//! This module must never decide *whether* something is an error: callers do that.
+
+use actix_web::error::{JsonPayloadError, QueryPayloadError};
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+use std::fmt;
+
+/// An error answered to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// The body is not valid JSON or does not have the expected fields and types.
+    InvalidJson(String),
+    /// The query string is malformed or lacks a required parameter.
+    InvalidQuery(String),
+    /// The key is the empty string.
+    EmptyKey,
+    /// The key is longer than the configured limit (bytes of UTF-8).
+    KeyTooLarge { len: usize, limit: usize },
+    /// The value is longer than the configured limit (bytes of UTF-8).
+    ValueTooLarge { len: usize, limit: usize },
+    /// The request body is longer than the configured limit.
+    BodyTooLarge { limit: usize },
+    /// No value is stored under the key.
+    KeyNotFound,
+    /// No route has this path.
+    RouteNotFound { path: String },
+    /// The route exists but not for this method.
+    MethodNotAllowed { allowed: &'static str },
+    /// Something failed inside the server; the message says what, without internals.
+    Internal(String),
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::InvalidJson(why) => write!(f, "invalid JSON body: {why}"),
+            ApiError::InvalidQuery(why) => write!(f, "invalid query: {why}"),
+            ApiError::EmptyKey => write!(f, "key must not be empty"),
+            ApiError::KeyTooLarge { len, limit } => {
+                write!(f, "key too large: {len} bytes (limit {limit} bytes)")
+            }
+            ApiError::ValueTooLarge { len, limit } => {
+                write!(f, "value too large: {len} bytes (limit {limit} bytes)")
+            }
+            ApiError::BodyTooLarge { limit } => {
+                write!(f, "request body too large (limit {limit} bytes)")
+            }
+            ApiError::KeyNotFound => write!(f, "key not found"),
+            ApiError::RouteNotFound { path } => write!(f, "no such route: {path}"),
+            ApiError::MethodNotAllowed { allowed } => {
+                write!(f, "method not allowed (allowed: {allowed})")
+            }
+            ApiError::Internal(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The error body of every non-2xx answer.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub ok: bool,
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// `{"ok":false,"message":message}`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            message: message.into(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_) | ApiError::InvalidQuery(_) | ApiError::EmptyKey => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::KeyTooLarge { .. }
+            | ApiError::ValueTooLarge { .. }
+            | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::KeyNotFound | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        if let ApiError::MethodNotAllowed { allowed } = self {
+            res.insert_header((header::ALLOW, *allowed));
+        }
+        res.json(ErrorBody::new(self.to_string()))
+    }
+}
+
+/// Maps actix-web's JSON extractor failures to [`ApiError`] (installed via `JsonConfig`).
+pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match err {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::BodyTooLarge { limit },
+        JsonPayloadError::Deserialize(e) => ApiError::InvalidJson(e.to_string()),
+        JsonPayloadError::ContentType => ApiError::InvalidJson("unsupported content type".into()),
+        other => ApiError::InvalidJson(other.to_string()),
+    };
+    api.into()
+}
+
+/// Maps actix-web's query extractor failures to [`ApiError`] (installed via `QueryConfig`).
+pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let why = match err {
+        QueryPayloadError::Deserialize(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    ApiError::InvalidQuery(why).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    #[actix_rt::test]
+    async fn every_error_has_the_json_shape_and_its_status() {
+        let cases = [
+            (ApiError::InvalidJson("x".into()), 400),
+            (ApiError::InvalidQuery("x".into()), 400),
+            (ApiError::EmptyKey, 400),
+            (ApiError::KeyTooLarge { len: 2, limit: 1 }, 413),
+            (ApiError::ValueTooLarge { len: 2, limit: 1 }, 413),
+            (ApiError::BodyTooLarge { limit: 1 }, 413),
+            (ApiError::KeyNotFound, 404),
+            (ApiError::RouteNotFound { path: "/x".into() }, 404),
+            (ApiError::MethodNotAllowed { allowed: "PUT" }, 405),
+            (ApiError::Internal("boom".into()), 500),
+        ];
+        for (err, status) in cases {
+            let res = err.error_response();
+            assert_eq!(res.status().as_u16(), status, "{err:?}");
+            let body = to_bytes(res.into_body()).await.unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["ok"], false);
+            assert_eq!(v["message"], err.to_string());
+            assert_eq!(v.as_object().unwrap().len(), 2);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The HTTP surface of a node: routes, their shared state, middleware and error mapping.
+//!
+//! - [`kv`]: the client API (`PUT /set`, `GET /get`, `DELETE /delete`).
+//! - [`health`]: `GET /health`.
+//! - [`errors`]: [`ApiError`], the one place errors become HTTP.
+//! - [`middleware`]: request ids, the request log line, panic recovery.
+//!
+//! [`configure`] registers routes and extractor settings; [`app`] adds the middleware. The server
+//! and the tests use the same two functions, so what is tested is what runs. Handlers only send
+//! messages to actors and map replies; they must never own or lock state.
+
+pub mod errors;
+pub mod health;
+pub mod kv;
+pub mod middleware;
+
+use actix::Addr;
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{web, App, HttpRequest};
+use tracing_actix_web::TracingLogger;
+
+pub use errors::ApiError;
+pub use kv::Limits;
+
+use crate::store::StoreActor;
+
+/// Who this node is, as reported by `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Base URL at which clients reach this node, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+}
+
+/// What every handler can reach: addresses of the actors and fixed settings. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub node: NodeInfo,
+    pub store: Addr<StoreActor>,
+    pub limits: Limits,
+}
+
+/// Registers every route, the JSON/query error mapping and the 404/405 answers.
+pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    let json = web::JsonConfig::default()
+        .limit(state.limits.max_body_bytes)
+        // curl -d sends a form content type; the original accepted any, so do we.
+        .content_type_required(false)
+        .error_handler(errors::json_error);
+    let query = web::QueryConfig::default().error_handler(errors::query_error);
+    cfg.app_data(web::Data::new(state))
+        .app_data(json)
+        .app_data(query)
+        .service(
+            web::resource("/set")
+                .route(web::put().to(kv::set))
+                .default_service(web::to(|| not_allowed("PUT"))),
+        )
+        .service(
+            web::resource("/get")
+                .route(web::get().to(kv::get))
+                .default_service(web::to(|| not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/delete")
+                .route(web::delete().to(kv::delete))
+                .default_service(web::to(|| not_allowed("DELETE"))),
+        )
+        .service(
+            web::resource("/health")
+                .route(web::get().to(health::health))
+                .default_service(web::to(|| not_allowed("GET"))),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// The full application: [`configure`] wrapped in the request-id, logging and panic middleware.
+pub fn app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(middleware::CatchPanic)
+        .wrap(TracingLogger::<middleware::RequestSpan>::new())
+        .wrap(actix_web::middleware::from_fn(middleware::request_id))
+        .configure(|cfg| configure(cfg, state))
+}
+
+async fn not_allowed(allowed: &'static str) -> Result<&'static str, ApiError> {
+    Err(ApiError::MethodNotAllowed { allowed })
+}
+
+async fn not_found(req: HttpRequest) -> Result<&'static str, ApiError> {
+    Err(ApiError::RouteNotFound {
+        path: req.path().to_owned(),
+    })
+}

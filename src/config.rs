@@ -1,0 +1,306 @@
+//! Node settings from command-line flags and environment variables, validated into a
+//! [`Config`].
+//!
+//! Precedence for every setting: flag, then its environment variable, then the default. The port
+//! also falls back to `PORT` (as the original project did) after `KVSTORE_PORT`. Anything that
+//! makes no sense is refused here with a one-line [`ConfigError`]; nothing past this module has
+//! to re-check settings. This module never opens sockets or files.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+use crate::api::Limits;
+
+/// Port used when neither `--port`, `KVSTORE_PORT` nor `PORT` is set.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// raft-kv-store node: an HTTP key-value store (PUT /set, GET /get, DELETE /delete, GET /health).
+///
+/// Every flag can also be given as the environment variable named in its help; a flag beats the
+/// variable. Log verbosity comes from RUST_LOG (default: info).
+#[derive(Debug, Parser)]
+#[command(name = "kvstore", version, about, long_about = None)]
+pub struct Cli {
+    /// Port to listen on (0 = any free port). Falls back to PORT, then to 8080.
+    #[arg(long, env = "KVSTORE_PORT", value_name = "PORT")]
+    pub port: Option<String>,
+
+    /// Address to listen on.
+    #[arg(long, env = "KVSTORE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// This node's id, as reported by /health.
+    #[arg(long, env = "NODE_ID", default_value = "n1")]
+    pub node_id: String,
+
+    /// Largest key accepted, in bytes of UTF-8 (larger: 413).
+    #[arg(long, env = "KVSTORE_MAX_KEY_BYTES", default_value_t = Limits::default().max_key_bytes)]
+    pub max_key_bytes: usize,
+
+    /// Largest value accepted, in bytes of UTF-8 (larger: 413).
+    #[arg(long, env = "KVSTORE_MAX_VALUE_BYTES", default_value_t = Limits::default().max_value_bytes)]
+    pub max_value_bytes: usize,
+
+    /// Largest request body accepted, in bytes (larger: 413). At least key + value limits.
+    #[arg(long, env = "KVSTORE_MAX_BODY_BYTES", default_value_t = Limits::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+
+    /// HTTP worker threads [default: number of CPUs].
+    #[arg(long, env = "KVSTORE_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
+    #[arg(long, env = "KVSTORE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 5)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Log line format.
+    #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+/// Validated settings of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    pub node_id: String,
+    pub limits: Limits,
+    pub workers: usize,
+    pub shutdown_timeout: Duration,
+    pub log_format: LogFormat,
+}
+
+/// A setting that cannot be used; `Display` is the one line printed before exiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// clap refused the command line (unknown flag, bad number, ...).
+    Usage(String),
+    /// A value parsed but makes no sense.
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Usage(s) | ConfigError::Invalid(s) => f.write_str(s),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What parsing the command line asks the caller to do.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run a node with this configuration.
+    Run(Config),
+    /// Print this text (help or version) to stdout and exit 0.
+    Print(String),
+}
+
+impl Config {
+    /// Parse `args` (program name first) and the process environment.
+    pub fn parse_from<I, T>(args: I) -> Result<Parsed, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = match Cli::command().try_get_matches_from(args) {
+            Ok(m) => m,
+            Err(e) => {
+                use clap::error::ErrorKind;
+                return match e.kind() {
+                    ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                        Ok(Parsed::Print(e.render().to_string()))
+                    }
+                    _ => Err(ConfigError::Usage(first_line(&e.render().to_string()))),
+                };
+            }
+        };
+        let from_env = matches.value_source("port") == Some(ValueSource::EnvVariable);
+        let cli = Cli::from_arg_matches(&matches)
+            .map_err(|e| ConfigError::Usage(first_line(&e.render().to_string())))?;
+        let port_env = std::env::var("PORT").ok();
+        Self::from_cli(cli, from_env, port_env).map(Parsed::Run)
+    }
+
+    /// Validate parsed flags. `port_from_env` says whether `cli.port` came from `KVSTORE_PORT`;
+    /// `port_env` is the value of `PORT`, the last fallback.
+    pub fn from_cli(
+        cli: Cli,
+        port_from_env: bool,
+        port_env: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let port = match (cli.port, port_env) {
+            (Some(p), _) => parse_port(
+                &p,
+                if port_from_env {
+                    "KVSTORE_PORT"
+                } else {
+                    "--port"
+                },
+            )?,
+            (None, Some(p)) => parse_port(&p, "PORT")?,
+            (None, None) => DEFAULT_PORT,
+        };
+        let invalid = |s: String| Err(ConfigError::Invalid(s));
+        if cli.host.trim().is_empty() {
+            return invalid("invalid host: must not be empty (e.g. 0.0.0.0 or 127.0.0.1)".into());
+        }
+        let node_id = cli.node_id.trim().to_owned();
+        if node_id.is_empty() || node_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return invalid(format!(
+                "invalid node id {:?}: must be non-empty with no spaces",
+                cli.node_id
+            ));
+        }
+        if cli.max_key_bytes == 0 || cli.max_value_bytes == 0 {
+            return invalid("max key and value sizes must be at least 1 byte".into());
+        }
+        let needed = cli.max_key_bytes + cli.max_value_bytes;
+        if cli.max_body_bytes < needed {
+            return invalid(format!(
+                "max body bytes ({}) must be at least max key bytes + max value bytes ({needed})",
+                cli.max_body_bytes
+            ));
+        }
+        let workers = match cli.workers {
+            Some(0) => return invalid("workers must be at least 1".into()),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        Ok(Config {
+            host: cli.host.trim().to_owned(),
+            port,
+            node_id,
+            limits: Limits {
+                max_key_bytes: cli.max_key_bytes,
+                max_value_bytes: cli.max_value_bytes,
+                max_body_bytes: cli.max_body_bytes,
+            },
+            workers,
+            shutdown_timeout: Duration::from_secs(cli.shutdown_timeout_secs),
+            log_format: cli.log_format,
+        })
+    }
+}
+
+fn parse_port(raw: &str, source: &str) -> Result<u16, ConfigError> {
+    raw.trim().parse::<u16>().map_err(|_| {
+        ConfigError::Invalid(format!(
+            "invalid port {raw:?} from {source}: expected a number from 0 to 65535"
+        ))
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid command line")
+        .trim()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut all = vec!["kvstore"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_cli(cli(&[]), false, None).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.host, "0.0.0.0");
+        assert_eq!(c.node_id, "n1");
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(c.log_format, LogFormat::Human);
+        assert!(c.workers >= 1);
+    }
+
+    #[test]
+    fn port_precedence_flag_then_port_env() {
+        let c = Config::from_cli(cli(&["--port", "9001"]), false, Some("9002".into())).unwrap();
+        assert_eq!(c.port, 9001);
+        let c = Config::from_cli(cli(&[]), false, Some("9002".into())).unwrap();
+        assert_eq!(c.port, 9002);
+    }
+
+    #[test]
+    fn bad_port_names_its_source() {
+        let e = Config::from_cli(cli(&["--port", "abc"]), false, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid port \"abc\" from --port: expected a number from 0 to 65535"
+        );
+        let e = Config::from_cli(cli(&["--port", "70000"]), true, None).unwrap_err();
+        assert!(e.to_string().contains("KVSTORE_PORT"), "{e}");
+        let e = Config::from_cli(cli(&[]), false, Some("x".into())).unwrap_err();
+        assert!(e.to_string().contains("from PORT"), "{e}");
+    }
+
+    #[test]
+    fn nonsense_limits_are_refused() {
+        let e = Config::from_cli(
+            cli(&["--max-value-bytes", "100", "--max-body-bytes", "50"]),
+            false,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max body bytes"), "{e}");
+        assert!(Config::from_cli(cli(&["--max-key-bytes", "0"]), false, None).is_err());
+        assert!(Config::from_cli(cli(&["--workers", "0"]), false, None).is_err());
+        assert!(Config::from_cli(cli(&["--node-id", "a b"]), false, None).is_err());
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let e = Config::parse_from(["kvstore", "--max-key-bytes", "lots"]).unwrap_err();
+        let s = e.to_string();
+        assert!(!s.contains('\n'), "{s}");
+        assert!(s.contains("--max-key-bytes"), "{s}");
+        let e = Config::parse_from(["kvstore", "--no-such-flag"]).unwrap_err();
+        assert!(!e.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn help_documents_every_setting_with_env_and_default() {
+        let Parsed::Print(help) = Config::parse_from(["kvstore", "--help"]).unwrap() else {
+            panic!("--help must print");
+        };
+        for needle in [
+            "KVSTORE_PORT",
+            "PORT",
+            "KVSTORE_HOST",
+            "NODE_ID",
+            "KVSTORE_MAX_KEY_BYTES",
+            "KVSTORE_MAX_VALUE_BYTES",
+            "KVSTORE_MAX_BODY_BYTES",
+            "KVSTORE_WORKERS",
+            "KVSTORE_SHUTDOWN_TIMEOUT_SECS",
+            "KVSTORE_LOG_FORMAT",
+            "[default: 4096]",
+            "RUST_LOG",
+        ] {
+            assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+        }
+    }
+}

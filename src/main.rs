@@ -1,0 +1,49 @@
+//! The `kvstore` binary: parse settings, start logging, run one node until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use kvstore::config::{Config, Parsed};
+use kvstore::startup::Node;
+use kvstore::telemetry;
+
+fn main() -> ExitCode {
+    let config = match Config::parse_from(std::env::args_os()) {
+        Ok(Parsed::Run(c)) => c,
+        Ok(Parsed::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {}", e.to_string().trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let system = actix_web::rt::System::new();
+    let outcome = system.block_on(async {
+        let node = Node::bind(&config)?;
+        tracing::info!(
+            node_id = %config.node_id,
+            workers = config.workers,
+            "kvstore listening on http://{}",
+            node.addr
+        );
+        node.server
+            .await
+            .map_err(|source| kvstore::startup::StartError {
+                addr: node.addr.to_string(),
+                source,
+            })
+    });
+    match outcome {
+        Ok(()) => {
+            tracing::info!("kvstore stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

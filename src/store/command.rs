@@ -1,0 +1,64 @@
+//! The commands that change the store, and what applying one produced.
+//!
+//! A [`Command`] is the payload that later travels through the Raft log, so it is plain data with
+//! a stable serde shape. It never holds anything that cannot be sent over the wire or written to
+//! disk.
+
+use serde::{Deserialize, Serialize};
+
+/// A change to the key-value map.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Command {
+    /// Store `value` under `key`, replacing any previous value.
+    Set { key: String, value: String },
+    /// Remove `key`. Removing a missing key is not an error of the log: the outcome says so.
+    Delete { key: String },
+}
+
+impl Command {
+    /// The key this command touches.
+    pub fn key(&self) -> &str {
+        match self {
+            Command::Set { key, .. } | Command::Delete { key } => key,
+        }
+    }
+}
+
+/// What applying a [`Command`] did. Deterministic: every replica that applies the same command
+/// at the same index gets the same outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandOutcome {
+    /// A `Set` stored its value.
+    Stored,
+    /// A `Delete` removed an existing key.
+    Deleted,
+    /// A `Delete` found no such key; the map is unchanged.
+    NotFound,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_serde_shape_is_stable() {
+        let set = Command::Set {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&set).unwrap(),
+            r#"{"op":"set","key":"k","value":"v"}"#
+        );
+        let del = Command::Delete { key: "k".into() };
+        assert_eq!(
+            serde_json::to_string(&del).unwrap(),
+            r#"{"op":"delete","key":"k"}"#
+        );
+        let back: Command = serde_json::from_str(r#"{"op":"delete","key":"k"}"#).unwrap();
+        assert_eq!(back, del);
+        assert_eq!(set.key(), "k");
+    }
+}

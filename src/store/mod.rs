@@ -1,0 +1,18 @@
+//! The key-value state machine and the actor that owns it.
+//!
+//! - [`command`]: the replicated payload ([`Command`]) and what applying it produced.
+//! - [`state`]: [`KvState`], the map plus the index of the last applied command. Pure: no I/O,
+//!   no clock, no actors.
+//! - [`actor`]: [`StoreActor`], the one owner of a `KvState` at run time; every read and write of
+//!   the map is a message to it.
+//!
+//! This module must never know about HTTP or Raft: it applies commands in the order it is given
+//! them and answers reads.
+
+pub mod actor;
+pub mod command;
+pub mod state;
+
+pub use actor::{Execute, Get, StoreActor};
+pub use command::{Command, CommandOutcome};
+pub use state::{KvState, StateError};

@@ -1,0 +1,195 @@
+//! [`KvState`]: the key-value map and the index of the last command applied to it.
+//!
+//! Pure logic: no I/O, no clock, no actors, no locks. The same sequence of `(index, command)`
+//! pairs always produces the same map and the same outcomes, which is what lets Raft replicas
+//! agree. Applying out of order is a bug in the caller and is refused, never silently accepted.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use super::command::{Command, CommandOutcome};
+
+/// The key-value map plus the index of the last applied command.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KvState {
+    map: HashMap<String, String>,
+    /// Index of the last command applied; 0 before any. Every apply is at exactly `last + 1`.
+    last_applied: u64,
+}
+
+/// A command offered at the wrong index: the caller lost track of the log order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateError {
+    pub expected: u64,
+    pub got: u64,
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "command applied out of order: expected index {}, got {}",
+            self.expected, self.got
+        )
+    }
+}
+
+impl std::error::Error for StateError {}
+
+impl KvState {
+    /// An empty map at index 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Apply `cmd` as the command at log position `index`, which must be `last_applied() + 1`.
+    pub fn apply(&mut self, index: u64, cmd: Command) -> Result<CommandOutcome, StateError> {
+        let expected = self.last_applied + 1;
+        if index != expected {
+            return Err(StateError {
+                expected,
+                got: index,
+            });
+        }
+        self.last_applied = index;
+        Ok(match cmd {
+            Command::Set { key, value } => {
+                self.map.insert(key, value);
+                CommandOutcome::Stored
+            }
+            Command::Delete { key } => match self.map.remove(&key) {
+                Some(_) => CommandOutcome::Deleted,
+                None => CommandOutcome::NotFound,
+            },
+        })
+    }
+
+    /// The value stored under `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.map.get(key).map(String::as_str)
+    }
+
+    /// Index of the last applied command (0 before any).
+    pub fn last_applied(&self) -> u64 {
+        self.last_applied
+    }
+
+    /// Number of keys stored.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(k: &str, v: &str) -> Command {
+        Command::Set {
+            key: k.into(),
+            value: v.into(),
+        }
+    }
+
+    fn del(k: &str) -> Command {
+        Command::Delete { key: k.into() }
+    }
+
+    #[test]
+    fn set_then_get_returns_value() {
+        let mut s = KvState::new();
+        assert_eq!(s.apply(1, set("name", "luffy")), Ok(CommandOutcome::Stored));
+        assert_eq!(s.get("name"), Some("luffy"));
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.last_applied(), 1);
+    }
+
+    #[test]
+    fn set_overwrites_previous_value() {
+        let mut s = KvState::new();
+        s.apply(1, set("k", "a")).unwrap();
+        s.apply(2, set("k", "b")).unwrap();
+        assert_eq!(s.get("k"), Some("b"));
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn delete_existing_then_missing() {
+        let mut s = KvState::new();
+        s.apply(1, set("k", "v")).unwrap();
+        assert_eq!(s.apply(2, del("k")), Ok(CommandOutcome::Deleted));
+        assert_eq!(s.get("k"), None);
+        assert!(s.is_empty());
+        assert_eq!(s.apply(3, del("k")), Ok(CommandOutcome::NotFound));
+        assert_eq!(
+            s.last_applied(),
+            3,
+            "a no-op delete still advances the index"
+        );
+    }
+
+    #[test]
+    fn get_missing_is_none() {
+        assert_eq!(KvState::new().get("nope"), None);
+    }
+
+    #[test]
+    fn out_of_order_apply_is_refused_and_changes_nothing() {
+        let mut s = KvState::new();
+        assert_eq!(
+            s.apply(2, set("k", "v")),
+            Err(StateError {
+                expected: 1,
+                got: 2
+            })
+        );
+        assert_eq!(s, KvState::new());
+        s.apply(1, set("k", "v")).unwrap();
+        assert_eq!(
+            s.apply(1, set("k", "w")),
+            Err(StateError {
+                expected: 2,
+                got: 1
+            })
+        );
+        assert_eq!(s.get("k"), Some("v"));
+    }
+
+    #[test]
+    fn arbitrary_utf8_keys_and_values() {
+        let mut s = KvState::new();
+        let key = "a b&c=d/é🚀";
+        s.apply(1, set(key, "värde ✓")).unwrap();
+        assert_eq!(s.get(key), Some("värde ✓"));
+        s.apply(2, set("", "empty keys are refused at the API, not here"))
+            .unwrap();
+        assert_eq!(s.len(), 2);
+    }
+
+    #[test]
+    fn same_sequence_same_state() {
+        let cmds = [
+            set("a", "1"),
+            set("b", "2"),
+            del("a"),
+            set("c", "3"),
+            del("zz"),
+        ];
+        let run = || {
+            let mut s = KvState::new();
+            let outs: Vec<_> = cmds
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, c)| s.apply(i as u64 + 1, c).unwrap())
+                .collect();
+            (s, outs)
+        };
+        assert_eq!(run(), run());
+    }
+}

@@ -1,0 +1,62 @@
+//! Logging: a `tracing` subscriber (human lines or JSON lines, level from `RUST_LOG`) and a panic
+//! hook that reports panics through it, inside the span of the request that panicked.
+//!
+//! This module only configures where log events go; it never decides what is logged.
+
+use std::io::IsTerminal;
+
+use tracing::Subscriber;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Filter used when `RUST_LOG` is unset or unparsable.
+pub const DEFAULT_FILTER: &str = "info";
+
+/// A subscriber writing to `writer` in `format`, filtered by `filter` (a `RUST_LOG` directive);
+/// `ansi` colours human lines (only for a terminal).
+pub fn subscriber<W>(
+    format: LogFormat,
+    filter: &str,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .with_target(true);
+    match format {
+        LogFormat::Human => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+    }
+}
+
+/// Install the process-wide subscriber (stderr) and the panic hook. Call once, from `main`.
+pub fn init(format: LogFormat) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());
+    let ansi = std::io::stderr().is_terminal();
+    let sub = subscriber(format, &filter, ansi, std::io::stderr);
+    // Only fails if a subscriber is already set, which is then the one to keep.
+    let _ = tracing::subscriber::set_global_default(sub);
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = crate::api::middleware::panic_message(info.payload());
+        tracing::error!(%location, panic = %message, "panic");
+    }));
+}
