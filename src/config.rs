@@ -32,7 +32,13 @@ pub enum LogFormat {
 /// Every flag can also be given as the environment variable named in its help; a flag beats the
 /// variable. Log verbosity comes from RUST_LOG (default: info).
 #[derive(Debug, Parser)]
-#[command(name = "kvstore", version, about, long_about = None)]
+#[command(
+    name = "kvstore",
+    version,
+    about,
+    long_about = None,
+    after_help = "Logging: RUST_LOG sets verbosity (default: info), e.g. RUST_LOG=debug."
+)]
 pub struct Cli {
     /// Port to listen on (0 = any free port). Falls back to PORT, then to 8080.
     #[arg(long, env = "KVSTORE_PORT", value_name = "PORT")]

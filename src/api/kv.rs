@@ -10,11 +10,52 @@ use super::errors::ApiError;
 use super::AppState;
 use crate::store::{Command, CommandOutcome, Execute, Get};
 
-/// Body of `PUT /set`.
-#[derive(Debug, Deserialize)]
+/// Body of `PUT /set`: a JSON object with string fields `key` and `value` (other fields are
+/// ignored). Unlike serde's derive, a JSON array is refused: only an object is a valid body.
+#[derive(Debug)]
 pub struct SetRequest {
     pub key: String,
     pub value: String,
+}
+
+impl<'de> Deserialize<'de> for SetRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = SetRequest;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"an object like {"key":"name","value":"luffy"}"#)
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SetRequest, A::Error> {
+                use serde::de::Error;
+                let (mut key, mut value) = (None, None);
+                while let Some(field) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match field.as_ref() {
+                        "key" => &mut key,
+                        "value" => &mut value,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    if slot.is_some() {
+                        return Err(A::Error::custom(format_args!("duplicate field `{field}`")));
+                    }
+                    *slot = Some(map.next_value::<String>()?);
+                }
+                Ok(SetRequest {
+                    key: key.ok_or_else(|| A::Error::missing_field("key"))?,
+                    value: value.ok_or_else(|| A::Error::missing_field("value"))?,
+                })
+            }
+        }
+        d.deserialize_map(Fields)
+    }
 }
 
 /// Query of `GET /get` and `DELETE /delete`. `key` is optional here so that its absence gets

@@ -1,0 +1,224 @@
+//! Shared test setup: app state, in-process servers, child processes that are always killed,
+//! and polling with deadlines (never sleeping as synchronisation).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use actix::Actor;
+use kvstore::api::{AppState, Limits, NodeInfo};
+use kvstore::config::{Cli, Config};
+use kvstore::startup::Node;
+use kvstore::store::StoreActor;
+
+/// State for `api::app` with a fresh store and the given limits. Call inside an actix system.
+pub fn state_with(limits: Limits) -> AppState {
+    AppState {
+        node: NodeInfo {
+            id: "t1".into(),
+            url: "http://127.0.0.1:1".into(),
+        },
+        store: StoreActor::new().start(),
+        limits,
+    }
+}
+
+/// A validated config from command-line flags, ignoring the process environment's `PORT`.
+pub fn config(args: &[&str]) -> Config {
+    use clap::Parser;
+    let mut all = vec!["kvstore"];
+    all.extend_from_slice(args);
+    Config::from_cli(Cli::try_parse_from(all).expect("flags parse"), false, None)
+        .expect("config valid")
+}
+
+/// An in-process node on 127.0.0.1 and a port the OS picked; stopped when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl TestServer {
+    /// Start inside the current actix system (use from `#[actix_web::test]`).
+    pub fn start(extra: &[&str]) -> TestServer {
+        let mut args = vec!["--host", "127.0.0.1", "--port", "0", "--workers", "2"];
+        args.extend_from_slice(extra);
+        let node = Node::bind(&config(&args)).expect("bind");
+        let handle = node.handle();
+        let addr = node.addr;
+        actix_web::rt::spawn(node.server);
+        TestServer { addr, handle }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // Not awaited: the stop completes when the system shuts down at the end of the test.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// A `kvstore` child process. Killed (SIGKILL) and reaped when dropped, whatever happened.
+pub struct KvProcess {
+    pub child: Child,
+    /// Every line the process writes to stderr, as it comes.
+    pub stderr: Receiver<String>,
+    /// Address from the "listening on" line, once seen.
+    pub addr: Option<SocketAddr>,
+}
+
+/// Path of the binary under test (built by cargo for this test run).
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_kvstore")
+}
+
+impl KvProcess {
+    /// Spawn `kvstore` with `args` and `envs` (the environment is otherwise cleared of
+    /// `KVSTORE_*`, `PORT`, `NODE_ID` and `PEERS`, so the caller's shell cannot leak in).
+    pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> KvProcess {
+        let mut cmd = Command::new(binary());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KVSTORE_") || k == "PORT" || k == "NODE_ID" || k == "PEERS" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RUST_LOG", "info");
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn kvstore");
+        let err = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        KvProcess {
+            child,
+            stderr: rx,
+            addr: None,
+        }
+    }
+
+    /// Spawn and wait (up to 20 s) for the "listening on" line; panics if the process exits
+    /// first, showing what it printed.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> KvProcess {
+        let mut p = Self::spawn(args, envs);
+        let line = p
+            .wait_for_line(Duration::from_secs(20), |l| {
+                l.contains("listening on http://")
+            })
+            .unwrap_or_else(|seen| panic!("kvstore did not start; it printed:\n{seen}"));
+        p.addr = Some(parse_listen_addr(&line).expect("address in the listening line"));
+        p
+    }
+
+    /// Wait until a stderr line matches; `Err` holds everything seen if it never does (deadline
+    /// or process exit).
+    pub fn wait_for_line(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = String::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self
+                .stderr
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
+                Ok(line) => {
+                    if pred(&line) {
+                        return Ok(line);
+                    }
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(seen),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            if Instant::now() >= deadline {
+                return Err(seen);
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr.expect("started"), path)
+    }
+
+    /// Send a signal by number (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with our own child's pid; no memory is shared.
+        let rc = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.child.id());
+    }
+
+    /// Wait for exit up to `timeout`; `None` if still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        poll_until(timeout, || self.child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for KvProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `127.0.0.1:1234` out of a log line containing `listening on http://127.0.0.1:1234`.
+pub fn parse_listen_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on http://")? + "listening on http://".len()..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"')
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Call `f` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A port that was free a moment ago (bound to port 0, then released). Only for settings that
+/// must name a port before the process starts; prefer `--port 0` everywhere else.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind port 0")
+}
+
+/// An awc client with a timeout that bounds every test request.
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .finish()
+}

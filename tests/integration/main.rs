@@ -1,0 +1,12 @@
+//! Integration tests, one binary (faster to build and link than one per file).
+//!
+//! - `api`: every route, status and error shape through `actix_web::test` against `api::app`.
+//! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
+//! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
+//!   against a model; a bounded stress run.
+//! - `helpers`: shared setup (no test lives there).
+
+mod api;
+mod blackbox;
+mod concurrency;
+mod helpers;
