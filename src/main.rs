@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(config.log_format);
+    let log_guard = telemetry::init(config.log_format);
     let system = actix_web::rt::System::new();
     let outcome = system.block_on(async {
         let node = Node::bind(&config)?;
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 source,
             })
     });
-    match outcome {
+    let code = match outcome {
         Ok(()) => {
             tracing::info!("kvstore stopped");
             ExitCode::SUCCESS
@@ -45,5 +45,7 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::from(1)
         }
-    }
+    };
+    drop(log_guard); // flush queued log lines before exiting
+    code
 }

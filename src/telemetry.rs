@@ -3,7 +3,9 @@
 //!
 //! This module only configures where log events go; it never decides what is logged.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal};
+
+use tracing_appender::non_blocking::WorkerGuard;
 
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
@@ -44,11 +46,20 @@ where
     }
 }
 
-/// Install the process-wide subscriber (stderr) and the panic hook. Call once, from `main`.
-pub fn init(format: LogFormat) {
+/// Install the process-wide subscriber and the panic hook. Call once, from `main`, and keep the
+/// returned guard until exit: dropping it flushes the log lines still queued.
+///
+/// Lines are formatted on the calling thread but written to stderr by a dedicated thread
+/// through a buffer, flushed whenever its queue runs empty: a request never waits on a write
+/// syscall. If stderr cannot keep up for 128,000 lines, further lines are dropped rather than
+/// stalling requests.
+pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());
     let ansi = std::io::stderr().is_terminal();
-    let sub = subscriber(format, &filter, ansi, std::io::stderr);
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .thread_name("kvstore-log")
+        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let sub = subscriber(format, &filter, ansi, writer);
     // Only fails if a subscriber is already set, which is then the one to keep.
     let _ = tracing::subscriber::set_global_default(sub);
     std::panic::set_hook(Box::new(|info| {
@@ -59,4 +70,5 @@ pub fn init(format: LogFormat) {
         let message = crate::api::middleware::panic_message(info.payload());
         tracing::error!(%location, panic = %message, "panic");
     }));
+    guard
 }
