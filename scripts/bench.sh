@@ -6,12 +6,15 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-Usage: scripts/bench.sh [--duration SECS] [--connections "16 64"] [--threads N] [--workers N]
+Usage: scripts/bench.sh [--duration SECS] [--rounds N] [--connections "16 64"] [--threads N]
+                       [--workers N]
 
 Starts target/release/kvstore on 127.0.0.1 (a free port), preloads 10,000 keys, then runs wrk
-for each case (health baseline, GET, SET) at each connection count and prints a table.
+for each case (health baseline, GET, SET) at each connection count, interleaved over several
+rounds, and prints the median req/s, p50 and p99 of each case and its ratio to the baseline.
 
-  --duration SECS      seconds per case (default 10)
+  --duration SECS      seconds per case and round (default 10)
+  --rounds N           rounds (default 3)
   --connections LIST   connection counts (default "16 64")
   --threads N          wrk threads (default 2)
   --workers N          server HTTP workers (default: kvstore's default, the CPU count)
@@ -22,12 +25,14 @@ USAGE
 }
 
 DURATION=10
+ROUNDS=3
 CONNS="16 64"
 THREADS=2
 WORKERS=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2 ;;
+    --rounds) ROUNDS="$2"; shift 2 ;;
     --connections) CONNS="$2"; shift 2 ;;
     --threads) THREADS="$2"; shift 2 ;;
     --workers) WORKERS="$2"; shift 2 ;;
@@ -83,34 +88,40 @@ for i in range(10000):
     assert r.status == 200, r.status
 PY
 
-# run_case NAME CONNS URL [SCRIPT] -> prints "reqs p50 p99 errors"
+# run_case CONNS URL [SCRIPT] -> prints "req/s p50 p99 non2xx socket_errors"
 run_case() {
   local conns="$1" url="$2" script="${3:-}"
+  local args=(-t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s --latency)
+  [[ -n "$script" ]] && args+=(-s "$script")
   local out
-  if [[ -n "$script" ]]; then
-    out="$(wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s --latency -s "$script" "$url")"
-  else
-    out="$(wrk -t"$THREADS" -c"$conns" -d"${DURATION}s" --timeout 5s --latency "$url")"
-  fi
-  local rps p50 p99 errs
+  out="$(wrk "${args[@]}" "$url")"
+  local rps p50 p99 errs sockerr
   rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
   p50="$(awk '$1=="50%" {print $2}' <<<"$out")"
   p99="$(awk '$1=="99%" {print $2}' <<<"$out")"
   errs="$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out")"
-  local sockerr
-  sockerr="$(grep -o 'Socket errors:.*' <<<"$out" || true)"
-  echo "$rps $p50 $p99 ${errs:-0} ${sockerr:+[$sockerr]}"
+  sockerr="$(grep -c 'Socket errors:' <<<"$out" || true)"
+  echo "$rps $p50 $p99 ${errs:-0} $sockerr"
 }
 
-printf '\nkvstore single-node bench: %s, %ss per case, wrk -t%s, %s\n' \
-  "$ADDR" "$DURATION" "$THREADS" "$(nproc) CPUs"
-printf '%-8s %6s %12s %10s %10s %8s %s\n' case conns req/s p50 p99 ratio errors
-for c in $CONNS; do
-  read -r base_rps b50 b99 berr brest <<<"$(run_case "$c" "$ADDR/health")"
-  printf '%-8s %6s %12s %10s %10s %8s %s %s\n' health "$c" "$base_rps" "$b50" "$b99" "1.00" "$berr" "${brest:-}"
-  for name in get set; do
-    read -r rps p50 p99 err rest <<<"$(run_case "$c" "$ADDR" "$ROOT/scripts/wrk/$name.lua")"
-    ratio="$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')"
-    printf '%-8s %6s %12s %10s %10s %8s %s %s\n' "$name" "$c" "$rps" "$p50" "$p99" "$ratio" "$err" "${rest:-}"
+RESULTS="$(mktemp /tmp/kvstore-bench.XXXXXX.tsv)"
+echo "running: $ROUNDS rounds x conns {$CONNS} x {health,get,set}, ${DURATION}s each" >&2
+# Cases are interleaved round by round, so drift in machine load hits all of them alike.
+for round in $(seq 1 "$ROUNDS"); do
+  for c in $CONNS; do
+    for name in health get set; do
+      if [[ "$name" == health ]]; then
+        r="$(run_case "$c" "$ADDR/health")"
+      else
+        r="$(run_case "$c" "$ADDR" "$ROOT/scripts/wrk/$name.lua")"
+      fi
+      echo "$round $c $name $r" >>"$RESULTS"
+      echo "  round $round: $name c=$c: $r" >&2
+    done
   done
 done
+
+printf '\nkvstore single-node bench: %s, %s CPUs, wrk -t%s, %s rounds x %ss per case (medians)\n' \
+  "$ADDR" "$(nproc)" "$THREADS" "$ROUNDS" "$DURATION"
+python3 "$ROOT/scripts/wrk/summarize.py" "$RESULTS" health
+rm -f "$RESULTS"

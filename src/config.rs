@@ -75,6 +75,42 @@ pub struct Cli {
     /// Log line format.
     #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+
+    /// Base URLs of the other nodes, comma-separated (e.g. http://localhost:8082,http://localhost:8083).
+    /// Empty: a single node. Requires an explicit, distinct NODE_ID on every node.
+    #[arg(long, env = "PEERS", value_name = "URLS", default_value = "")]
+    pub peers: String,
+
+    /// URL at which other nodes and clients reach this node [default: http://localhost:PORT,
+    /// or http://HOST:PORT when --host is a specific address].
+    #[arg(long, env = "KVSTORE_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
+
+    /// Milliseconds between leader heartbeats.
+    #[arg(long, env = "RAFT_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
+    pub raft_heartbeat_ms: u64,
+
+    /// Base election timeout in milliseconds; each election waits a random time in [T, 2T).
+    #[arg(long, env = "RAFT_ELECTION_TIMEOUT_MS", default_value_t = DEFAULT_ELECTION_TIMEOUT_MS)]
+    pub raft_election_timeout_ms: u64,
+
+    /// Timeout of one Raft RPC to a peer, in milliseconds; below the election timeout
+    /// [default: two thirds of the election timeout].
+    #[arg(long, env = "RAFT_RPC_TIMEOUT_MS")]
+    pub raft_rpc_timeout_ms: Option<u64>,
+}
+
+/// Default `RAFT_HEARTBEAT_MS`.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
+/// Default `RAFT_ELECTION_TIMEOUT_MS`.
+pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 150;
+
+/// Raft timing, validated: heartbeat < RPC timeout bound < election timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftSettings {
+    pub heartbeat: Duration,
+    pub election_timeout: Duration,
+    pub rpc_timeout: Duration,
 }
 
 /// Validated settings of one node.
@@ -87,6 +123,11 @@ pub struct Config {
     pub workers: usize,
     pub shutdown_timeout: Duration,
     pub log_format: LogFormat,
+    /// The other nodes' base URLs (normalized `http://host:port`); empty for a single node.
+    pub peers: Vec<String>,
+    /// This node's base URL, if given; else derived from host and bound port at start.
+    pub advertise_url: Option<String>,
+    pub raft: RaftSettings,
 }
 
 /// A setting that cannot be used; `Display` is the one line printed before exiting.
@@ -137,8 +178,15 @@ impl Config {
             }
         };
         let from_env = matches.value_source("port") == Some(ValueSource::EnvVariable);
+        let node_id_given = matches.value_source("node_id") != Some(ValueSource::DefaultValue);
         let cli = Cli::from_arg_matches(&matches)
             .map_err(|e| ConfigError::Usage(first_line(&e.render().to_string())))?;
+        if !cli.peers.trim().is_empty() && !node_id_given {
+            return Err(ConfigError::Invalid(
+                "NODE_ID (--node-id) must be set when PEERS is: every node needs a distinct id"
+                    .into(),
+            ));
+        }
         let port_env = std::env::var("PORT").ok();
         Self::from_cli(cli, from_env, port_env).map(Parsed::Run)
     }
@@ -188,8 +236,37 @@ impl Config {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        let raft = raft_settings(
+            cli.raft_heartbeat_ms,
+            cli.raft_election_timeout_ms,
+            cli.raft_rpc_timeout_ms,
+        )?;
+        let host = cli.host.trim().to_owned();
+        let advertise_url = match cli.advertise_url.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => Some(parse_base_url(u).map_err(|why| {
+                ConfigError::Invalid(format!("invalid advertise URL {u:?}: {why}"))
+            })?),
+            _ => None,
+        };
+        let peers = parse_peers(&cli.peers)?;
+        if !peers.is_empty() {
+            if port == 0 {
+                return invalid(
+                    "port 0 cannot be used with PEERS: the other nodes must know this node's port"
+                        .into(),
+                );
+            }
+            let me = advertise_url
+                .clone()
+                .unwrap_or_else(|| default_advertise_url(&host, port));
+            if let Some(p) = peers.iter().find(|p| is_self(p, &me, &host, port)) {
+                return invalid(format!(
+                    "PEERS lists this node itself ({p}); list only the other nodes"
+                ));
+            }
+        }
         Ok(Config {
-            host: cli.host.trim().to_owned(),
+            host,
             port,
             node_id,
             limits: Limits {
@@ -200,8 +277,104 @@ impl Config {
             workers,
             shutdown_timeout: Duration::from_secs(cli.shutdown_timeout_secs),
             log_format: cli.log_format,
+            peers,
+            advertise_url,
+            raft,
         })
     }
+}
+
+fn raft_settings(
+    heartbeat: u64,
+    election: u64,
+    rpc: Option<u64>,
+) -> Result<RaftSettings, ConfigError> {
+    let invalid = |s: String| Err(ConfigError::Invalid(s));
+    if heartbeat == 0 {
+        return invalid("RAFT_HEARTBEAT_MS must be at least 1".into());
+    }
+    if heartbeat >= election {
+        return invalid(format!(
+            "RAFT_HEARTBEAT_MS ({heartbeat}) must be less than RAFT_ELECTION_TIMEOUT_MS ({election}), \
+             or followers time out between heartbeats"
+        ));
+    }
+    let rpc = rpc.unwrap_or((election * 2 / 3).max(1));
+    if rpc == 0 || rpc >= election {
+        return invalid(format!(
+            "RAFT_RPC_TIMEOUT_MS ({rpc}) must be between 1 and RAFT_ELECTION_TIMEOUT_MS ({election})"
+        ));
+    }
+    Ok(RaftSettings {
+        heartbeat: Duration::from_millis(heartbeat),
+        election_timeout: Duration::from_millis(election),
+        rpc_timeout: Duration::from_millis(rpc),
+    })
+}
+
+/// `http://host:port` from a base URL like `http://host:port/` (http only, no path or query).
+pub fn parse_base_url(raw: &str) -> Result<String, String> {
+    let uri: awc::http::Uri = raw.parse().map_err(|e| format!("{e}"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => return Err(format!("scheme {other:?} is not supported (use http://)")),
+        None => return Err("missing scheme (use http://host:port)".into()),
+    }
+    let authority = uri.authority().ok_or("missing host")?;
+    if authority.host().is_empty() {
+        return Err("missing host".into());
+    }
+    if authority.as_str().contains('@') {
+        return Err("user info is not supported".into());
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err("must be a base URL without a path or query".into());
+    }
+    let port = authority.port_u16().unwrap_or(80);
+    Ok(format!("http://{}:{port}", authority.host()))
+}
+
+fn parse_peers(raw: &str) -> Result<Vec<String>, ConfigError> {
+    let mut peers: Vec<String> = Vec::new();
+    for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let url = parse_base_url(item).map_err(|why| {
+            ConfigError::Invalid(format!("invalid peer URL {item:?} in PEERS: {why}"))
+        })?;
+        if peers.contains(&url) {
+            return Err(ConfigError::Invalid(format!("PEERS lists {url} twice")));
+        }
+        peers.push(url);
+    }
+    Ok(peers)
+}
+
+/// This node's URL when none is given: `http://localhost:PORT` when listening on every
+/// interface, else `http://HOST:PORT`.
+pub fn default_advertise_url(host: &str, port: u16) -> String {
+    match host {
+        "0.0.0.0" | "::" | "[::]" => format!("http://localhost:{port}"),
+        h if h.contains(':') && !h.starts_with('[') => format!("http://[{h}]:{port}"),
+        h => format!("http://{h}:{port}"),
+    }
+}
+
+fn is_loopback_name(host: &str) -> bool {
+    matches!(host, "localhost" | "[::1]" | "::1" | "0.0.0.0") || host.starts_with("127.")
+}
+
+/// Does peer URL `peer` point at this node (advertised as `me`, bound to `host:port`)?
+fn is_self(peer: &str, me: &str, host: &str, port: u16) -> bool {
+    if peer == me {
+        return true;
+    }
+    let Ok(uri) = peer.parse::<awc::http::Uri>() else {
+        return false;
+    };
+    let (Some(h), Some(p)) = (uri.host(), uri.port_u16()) else {
+        return false;
+    };
+    let bound_locally = matches!(host, "0.0.0.0" | "::" | "[::]") || is_loopback_name(host);
+    p == port && bound_locally && is_loopback_name(h)
 }
 
 fn parse_port(raw: &str, source: &str) -> Result<u16, ConfigError> {
@@ -278,6 +451,132 @@ mod tests {
     }
 
     #[test]
+    fn peers_are_parsed_and_normalized() {
+        let c = Config::from_cli(
+            cli(&[
+                "--port",
+                "8081",
+                "--peers",
+                "http://localhost:8082/, http://127.0.0.1:8083,,",
+            ]),
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.peers,
+            vec!["http://localhost:8082", "http://127.0.0.1:8083"]
+        );
+        assert_eq!(c.raft.heartbeat, Duration::from_millis(50));
+        assert_eq!(c.raft.election_timeout, Duration::from_millis(150));
+        assert_eq!(c.raft.rpc_timeout, Duration::from_millis(100));
+        assert!(Config::from_cli(cli(&[]), false, None)
+            .unwrap()
+            .peers
+            .is_empty());
+    }
+
+    #[test]
+    fn nonsense_cluster_settings_are_refused() {
+        let bad = |args: &[&str], part: &str| {
+            let e = Config::from_cli(cli(args), false, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(part), "{args:?}: {e:?} lacks {part:?}");
+        };
+        bad(
+            &["--port", "8081", "--peers", "localhost:8082"],
+            "invalid peer URL",
+        );
+        bad(
+            &["--port", "8081", "--peers", "https://a:1"],
+            "not supported",
+        );
+        bad(
+            &["--port", "8081", "--peers", "http://a:1/x"],
+            "without a path",
+        );
+        bad(
+            &["--port", "8081", "--peers", "http://a:1,http://a:1/"],
+            "twice",
+        );
+        bad(
+            &["--port", "8081", "--peers", "http://localhost:8081"],
+            "itself",
+        );
+        bad(
+            &["--port", "8081", "--peers", "http://127.0.0.1:8081"],
+            "itself",
+        );
+        bad(
+            &[
+                "--port",
+                "8081",
+                "--advertise-url",
+                "http://me.example:9000",
+                "--peers",
+                "http://me.example:9000",
+            ],
+            "itself",
+        );
+        bad(&["--port", "0", "--peers", "http://a:1"], "port 0");
+        bad(
+            &[
+                "--raft-heartbeat-ms",
+                "200",
+                "--raft-election-timeout-ms",
+                "200",
+            ],
+            "must be less than",
+        );
+        bad(&["--raft-heartbeat-ms", "0"], "at least 1");
+        bad(&["--raft-rpc-timeout-ms", "150"], "RAFT_RPC_TIMEOUT_MS");
+        bad(&["--advertise-url", "nope"], "invalid advertise URL");
+        // A different port on localhost is another node, not this one.
+        assert!(Config::from_cli(
+            cli(&["--port", "8081", "--peers", "http://localhost:8082"]),
+            false,
+            None
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn cluster_mode_requires_an_explicit_node_id() {
+        let e = Config::parse_from([
+            "kvstore",
+            "--port",
+            "8081",
+            "--peers",
+            "http://localhost:8082",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("NODE_ID"), "{e}");
+        assert!(matches!(
+            Config::parse_from([
+                "kvstore",
+                "--port",
+                "8081",
+                "--node-id",
+                "a",
+                "--peers",
+                "http://localhost:8082"
+            ]),
+            Ok(Parsed::Run(_))
+        ));
+    }
+
+    #[test]
+    fn default_advertise_url_names_a_reachable_host() {
+        assert_eq!(default_advertise_url("0.0.0.0", 80), "http://localhost:80");
+        assert_eq!(
+            default_advertise_url("127.0.0.1", 81),
+            "http://127.0.0.1:81"
+        );
+        assert_eq!(default_advertise_url("::1", 82), "http://[::1]:82");
+    }
+
+    #[test]
     fn usage_errors_are_one_line() {
         let e = Config::parse_from(["kvstore", "--max-key-bytes", "lots"]).unwrap_err();
         let s = e.to_string();
@@ -303,6 +602,11 @@ mod tests {
             "KVSTORE_WORKERS",
             "KVSTORE_SHUTDOWN_TIMEOUT_SECS",
             "KVSTORE_LOG_FORMAT",
+            "PEERS",
+            "KVSTORE_ADVERTISE_URL",
+            "RAFT_HEARTBEAT_MS",
+            "RAFT_ELECTION_TIMEOUT_MS",
+            "RAFT_RPC_TIMEOUT_MS",
             "[default: 4096]",
             "RUST_LOG",
         ] {

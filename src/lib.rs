@@ -8,12 +8,18 @@
 //! - [`startup`]: start the actors and the HTTP server on a bound listener.
 //! - [`api`]: routes, handlers, middleware and the one error → HTTP mapping.
 //! - [`store`]: the pure [`store::KvState`] and the [`store::StoreActor`] that owns it.
+//! - [`raft`]: the pure [`raft::RaftCore`] and the [`raft::RaftActor`] that drives it.
+//! - [`transport`]: how Raft RPCs reach peers (HTTP, or an in-memory network in tests).
 //!
-//! Requests flow `client → api handler → StoreActor` (messages, no locks). Raft slides in between
-//! the handlers and the store in later milestones.
+//! Client requests flow `api handler → StoreActor`; `/health` and the peer routes
+//! `/raft/*` go to the `RaftActor`, which talks to other nodes through a `Transport`. Actors own
+//! all state; there are no locks. Replicated writes put the `RaftActor` between the handlers and
+//! the store in the next milestone.
 
 pub mod api;
 pub mod config;
+pub mod raft;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod transport;

@@ -1,8 +1,8 @@
 //! Building and running a node: start the actors, bind the listener, serve HTTP.
 //!
 //! [`Node::bind`] binds first (port 0 picks a free port, which tests use) and reports the real
-//! address before serving, so nothing races for ports. This module wires parts together; it
-//! holds no request logic.
+//! address before serving, so nothing races for ports. [`start_actors`] is shared with tests that
+//! drive `api::app` directly. This module wires parts together; it holds no request logic.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -12,8 +12,11 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
 
 use crate::api::{self, AppState, NodeInfo};
-use crate::config::Config;
+use crate::config::{default_advertise_url, Config};
+use crate::raft::actor::RaftSetup;
+use crate::raft::{HardState, RaftActor, RaftTiming};
 use crate::store::StoreActor;
+use crate::transport::http::HttpTransport;
 
 /// Could not start serving.
 #[derive(Debug)]
@@ -34,13 +37,45 @@ impl std::error::Error for StartError {}
 pub struct Node {
     /// The address actually bound (the real port when 0 was asked).
     pub addr: SocketAddr,
+    /// This node's base URL, as peers and clients see it.
+    pub url: String,
     /// The HTTP server future; it resolves when the server stops.
     pub server: Server,
 }
 
+/// Start the store and Raft actors on the current thread (inside an actix system) and return
+/// the state the handlers share. `url` is this node's base URL.
+pub fn start_actors(config: &Config, url: String) -> AppState {
+    let store = StoreActor::new().start();
+    let timing = RaftTiming::from_millis(
+        config.raft.heartbeat.as_millis() as u64,
+        config.raft.election_timeout.as_millis() as u64,
+    );
+    // Made here, on the actor's thread, and reused for every RPC.
+    let transport = HttpTransport::new(config.peers.clone(), config.raft.rpc_timeout);
+    let setup = RaftSetup {
+        id: config.node_id.clone(),
+        url: url.clone(),
+        peers: config.peers.clone(),
+        timing,
+        hard_state: HardState::default(),
+        seed: uuid::Uuid::new_v4().as_u64_pair().0,
+    };
+    let raft = RaftActor::new(setup, Box::new(transport)).start();
+    AppState {
+        node: NodeInfo {
+            id: config.node_id.clone(),
+            url,
+        },
+        store,
+        raft,
+        limits: config.limits,
+    }
+}
+
 impl Node {
-    /// Bind `config.host:config.port`, start the store actor on the current actix system and
-    /// build the HTTP server. Must run inside an actix system.
+    /// Bind `config.host:config.port`, start the actors on the current actix system and build
+    /// the HTTP server. Must run inside an actix system.
     pub fn bind(config: &Config) -> Result<Node, StartError> {
         let want = format!("{}:{}", config.host, config.port);
         let err = |source| StartError {
@@ -49,26 +84,18 @@ impl Node {
         };
         let listener = TcpListener::bind(&want).map_err(err)?;
         let addr = listener.local_addr().map_err(err)?;
-        let host = if addr.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            addr.ip().to_string()
-        };
-        let state = AppState {
-            node: NodeInfo {
-                id: config.node_id.clone(),
-                url: format!("http://{host}:{}", addr.port()),
-            },
-            store: StoreActor::new().start(),
-            limits: config.limits,
-        };
+        let url = config
+            .advertise_url
+            .clone()
+            .unwrap_or_else(|| default_advertise_url(&config.host, addr.port()));
+        let state = start_actors(config, url.clone());
         let server = HttpServer::new(move || api::app(state.clone()))
             .workers(config.workers)
             .shutdown_timeout(config.shutdown_timeout.as_secs())
             .listen(listener)
             .map_err(err)?
             .run();
-        Ok(Node { addr, server })
+        Ok(Node { addr, url, server })
     }
 
     /// A handle that can stop the server.

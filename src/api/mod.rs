@@ -2,6 +2,7 @@
 //!
 //! - [`kv`]: the client API (`PUT /set`, `GET /get`, `DELETE /delete`).
 //! - [`health`]: `GET /health`.
+//! - [`peer`]: the Raft RPC routes other nodes call (`POST /raft/vote`, `POST /raft/append`).
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
 //! - [`middleware`]: request ids, the request log line, panic recovery.
 //!
@@ -13,6 +14,7 @@ pub mod errors;
 pub mod health;
 pub mod kv;
 pub mod middleware;
+pub mod peer;
 
 use actix::Addr;
 use actix_web::body::MessageBody;
@@ -23,6 +25,7 @@ use tracing_actix_web::TracingLogger;
 pub use errors::ApiError;
 pub use kv::Limits;
 
+use crate::raft::RaftActor;
 use crate::store::StoreActor;
 
 /// Who this node is, as reported by `/health`.
@@ -38,6 +41,7 @@ pub struct NodeInfo {
 pub struct AppState {
     pub node: NodeInfo,
     pub store: Addr<StoreActor>,
+    pub raft: Addr<RaftActor>,
     pub limits: Limits,
 }
 
@@ -71,6 +75,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
             web::resource("/health")
                 .route(web::get().to(health::health))
                 .default_service(web::to(|| not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/raft/vote")
+                .route(web::post().to(peer::vote))
+                .default_service(web::to(|| not_allowed("POST"))),
+        )
+        .service(
+            web::resource("/raft/append")
+                .app_data(peer::json_config())
+                .route(web::post().to(peer::append))
+                .default_service(web::to(|| not_allowed("POST"))),
         )
         .default_service(web::to(not_found));
 }

@@ -9,22 +9,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use actix::Actor;
-use kvstore::api::{AppState, Limits, NodeInfo};
+use kvstore::api::{AppState, Limits};
 use kvstore::config::{Cli, Config};
 use kvstore::startup::Node;
-use kvstore::store::StoreActor;
 
-/// State for `api::app` with a fresh store and the given limits. Call inside an actix system.
+/// State for `api::app`: fresh single-node actors with the given limits. Call inside an actix
+/// system.
 pub fn state_with(limits: Limits) -> AppState {
-    AppState {
-        node: NodeInfo {
-            id: "t1".into(),
-            url: "http://127.0.0.1:1".into(),
-        },
-        store: StoreActor::new().start(),
-        limits,
-    }
+    let mut state =
+        kvstore::startup::start_actors(&config(&["--node-id", "t1"]), "http://127.0.0.1:1".into());
+    state.limits = limits;
+    state
 }
 
 /// A validated config from command-line flags, ignoring the process environment's `PORT`.

@@ -1,0 +1,87 @@
+//! Wire types of the Raft RPCs (`POST /raft/vote`, `POST /raft/append`) and the [`Message`]
+//! enum the core consumes and produces.
+//!
+//! Plain serde data; no behaviour. A change here is a change of the protocol between nodes.
+
+use serde::{Deserialize, Serialize};
+
+use super::log::Entry;
+use super::{LogIndex, NodeId, Term};
+
+/// RequestVote (§5.2), also used for pre-vote (thesis §9.6) when `pre_vote` is set: then
+/// `term` is the term the candidate *would* campaign in, and the receiver changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoteRequest {
+    pub term: Term,
+    pub candidate_id: NodeId,
+    pub last_log_index: LogIndex,
+    pub last_log_term: Term,
+    #[serde(default)]
+    pub pre_vote: bool,
+}
+
+/// Answer to a [`VoteRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VoteResponse {
+    /// The voter's term, or the requested term for a granted pre-vote.
+    pub term: Term,
+    pub granted: bool,
+    #[serde(default)]
+    pub pre_vote: bool,
+}
+
+/// AppendEntries (§5.3); with no entries it is a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendRequest {
+    pub term: Term,
+    pub leader_id: NodeId,
+    /// Base URL at which clients and peers reach the leader.
+    pub leader_url: String,
+    pub prev_log_index: LogIndex,
+    pub prev_log_term: Term,
+    #[serde(default)]
+    pub entries: Vec<Entry>,
+    pub leader_commit: LogIndex,
+}
+
+/// Answer to an [`AppendRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppendResponse {
+    pub term: Term,
+    pub success: bool,
+    /// On success: the index of the last entry the follower now holds that matches the leader.
+    #[serde(default)]
+    pub match_index: LogIndex,
+}
+
+/// Every message of the protocol. Requests arrive through HTTP routes; responses come back as
+/// the HTTP answer to a request this node sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Message {
+    VoteRequest(VoteRequest),
+    VoteResponse(VoteResponse),
+    AppendRequest(AppendRequest),
+    AppendResponse(AppendResponse),
+}
+
+impl Message {
+    /// The term the message carries.
+    pub fn term(&self) -> Term {
+        match self {
+            Message::VoteRequest(m) => m.term,
+            Message::VoteResponse(m) => m.term,
+            Message::AppendRequest(m) => m.term,
+            Message::AppendResponse(m) => m.term,
+        }
+    }
+
+    /// True for the two request kinds.
+    pub fn is_request(&self) -> bool {
+        matches!(self, Message::VoteRequest(_) | Message::AppendRequest(_))
+    }
+}

@@ -1,0 +1,106 @@
+//! [`HttpTransport`]: Raft RPCs as JSON over HTTP (`POST {peer}/raft/vote`, `/raft/append`).
+//!
+//! One awc client per transport, made on the actor's thread and reused for every call, so
+//! connections are kept alive. Every call is bounded by the RPC timeout. Failures are classified,
+//! never retried here.
+
+use std::time::Duration;
+
+use awc::error::SendRequestError;
+use futures_util::future::{ready, LocalBoxFuture};
+use futures_util::FutureExt;
+use serde::de::DeserializeOwned;
+
+use super::{Transport, TransportError};
+use crate::raft::rpc::{AppendResponse, VoteResponse};
+use crate::raft::{Message, PeerId};
+
+/// Largest RPC answer accepted.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Raft RPCs over HTTP to the peers' base URLs.
+pub struct HttpTransport {
+    client: awc::Client,
+    peers: Vec<String>,
+}
+
+impl HttpTransport {
+    /// A transport to `peers` (base URLs, index = [`PeerId`]); every call times out after
+    /// `timeout`. Must be made on the thread that will use it.
+    pub fn new(peers: Vec<String>, timeout: Duration) -> Self {
+        let connector = awc::Connector::new().timeout(timeout);
+        let client = awc::Client::builder()
+            .connector(connector)
+            .timeout(timeout)
+            .disable_redirects()
+            .finish();
+        Self { client, peers }
+    }
+}
+
+fn classify(err: SendRequestError) -> TransportError {
+    match err {
+        SendRequestError::Timeout => TransportError::Timeout,
+        other => TransportError::Unreachable(other.to_string()),
+    }
+}
+
+async fn post<Resp: DeserializeOwned>(
+    req: awc::ClientRequest,
+    body: Vec<u8>,
+) -> Result<Resp, TransportError> {
+    let mut res = req.send_body(body).await.map_err(classify)?;
+    let status = res.status();
+    let bytes = res
+        .body()
+        .limit(MAX_RESPONSE_BYTES)
+        .await
+        .map_err(|e| TransportError::Unreachable(format!("reading the answer: {e}")))?;
+    if !status.is_success() {
+        return Err(TransportError::Remote {
+            status: status.as_u16(),
+            message: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| TransportError::Protocol(e.to_string()))
+}
+
+impl Transport for HttpTransport {
+    fn call(
+        &self,
+        to: PeerId,
+        msg: Message,
+    ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
+        let Some(base) = self.peers.get(to.0) else {
+            return ready(Err(TransportError::Protocol(format!("no peer {}", to.0)))).boxed_local();
+        };
+        let (path, body) = match &msg {
+            Message::VoteRequest(r) => ("/raft/vote", serde_json::to_vec(r)),
+            Message::AppendRequest(r) => ("/raft/append", serde_json::to_vec(r)),
+            other => {
+                let why = format!("not a request: {other:?}");
+                return ready(Err(TransportError::Protocol(why))).boxed_local();
+            }
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(e) => return ready(Err(TransportError::Protocol(e.to_string()))).boxed_local(),
+        };
+        let req = self
+            .client
+            .post(format!("{base}{path}"))
+            .insert_header(("content-type", "application/json"));
+        async move {
+            if path == "/raft/vote" {
+                post::<VoteResponse>(req, body)
+                    .await
+                    .map(Message::VoteResponse)
+            } else {
+                post::<AppendResponse>(req, body)
+                    .await
+                    .map(Message::AppendResponse)
+            }
+        }
+        .boxed_local()
+    }
+}

@@ -1,0 +1,58 @@
+//! How Raft RPCs reach other nodes.
+//!
+//! [`Transport`] is what the `RaftActor` calls: send one request to a peer, get its response
+//! (or a classified failure) back as a future. The future is `!Send` and runs on the actor's own
+//! thread; implementations are made on that thread.
+//!
+//! - [`http`]: the real transport, one reused awc client (keep-alive) posting JSON to
+//!   `/raft/*`.
+//! - [`memory`]: an in-process network of actors for tests, with cut, isolate, drop and delay.
+//!
+//! A transport never interprets messages and never retries: Raft's own timers do that.
+
+pub mod http;
+pub mod memory;
+
+use std::fmt;
+
+use futures_util::future::LocalBoxFuture;
+
+use crate::raft::{Message, PeerId};
+
+/// Why an RPC got no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    /// No answer within the RPC timeout.
+    Timeout,
+    /// Could not connect or the connection broke.
+    Unreachable(String),
+    /// The peer answered with an error status.
+    Remote { status: u16, message: String },
+    /// The answer was not the expected message.
+    Protocol(String),
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Timeout => write!(f, "timed out"),
+            TransportError::Unreachable(why) => write!(f, "unreachable: {why}"),
+            TransportError::Remote { status, message } => {
+                write!(f, "peer answered {status}: {message}")
+            }
+            TransportError::Protocol(why) => write!(f, "protocol error: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+/// Sends requests to peers.
+pub trait Transport {
+    /// Send request `msg` to peer `to`; resolves to its response.
+    fn call(
+        &self,
+        to: PeerId,
+        msg: Message,
+    ) -> LocalBoxFuture<'static, Result<Message, TransportError>>;
+}
