@@ -9,7 +9,8 @@
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message as ActixMessage, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message as ActixMessage,
+    WrapFuture,
 };
 use serde::Serialize;
 
@@ -97,6 +98,12 @@ pub struct Inbound(pub Message);
 #[derive(Debug, Clone, Copy, ActixMessage)]
 #[rtype(result = "NodeStatus")]
 pub struct GetStatus;
+
+/// Stop the actor (a crash, in tests; shutdown otherwise). Nothing is flushed: whatever the
+/// core's outputs required was already carried out when they were produced.
+#[derive(Debug, Clone, Copy, ActixMessage)]
+#[rtype(result = "()")]
+pub struct Stop;
 
 /// Owns the Raft core of this node. See the module docs.
 pub struct RaftActor {
@@ -281,5 +288,13 @@ impl Handler<GetStatus> for RaftActor {
 
     fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
         actix::MessageResult(self.status())
+    }
+}
+
+impl Handler<Stop> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }

@@ -8,5 +8,7 @@
 
 mod api;
 mod blackbox;
+mod cluster_proc;
+mod cluster_sim;
 mod concurrency;
 mod helpers;

@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Cluster tooling behind scripts/*.sh: the health dashboard, the kill-the-leader test and the
+leader-stability measurement. Standard library only; talks to loopback nodes only.
+
+  kvcluster.py watch [--interval S] [--once] [URL ...]
+  kvcluster.py kill-leader-test --bin PATH [--rounds N] [--nodes N] [--base-port P] [--keep-logs]
+  kvcluster.py stability --bin PATH --seconds S [--load-connections C]
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+DEFAULT_URLS = [f"http://localhost:{p}" for p in (8081, 8082, 8083)]
+
+
+def health(url, timeout=0.3):
+    """The node's /health as a dict, or None if it does not answer."""
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=timeout) as r:
+            return json.loads(r.read())
+    except Exception:
+        return None
+
+
+def leaders_of(hs):
+    return [h for h in hs if h and h.get("state") == "leader"]
+
+
+def agreed_leader(hs):
+    """(leader id, term) if exactly one node leads and every answering node follows it."""
+    up = [h for h in hs if h]
+    ls = leaders_of(up)
+    if len(ls) != 1:
+        return None
+    l = ls[0]
+    if all(h.get("term") == l["term"] and h.get("leaderId") == l["id"] for h in up):
+        return l["id"], l["term"]
+    return None
+
+
+# ---- watch ---------------------------------------------------------------------------------
+
+def cmd_watch(args):
+    urls = [u.rstrip("/") for u in args.urls] or DEFAULT_URLS
+    history = []
+    last = None
+    tty = sys.stdout.isatty()
+    try:
+        while True:
+            hs = [health(u) for u in urls]
+            ls = leaders_of(hs)
+            now = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+            cur = tuple(sorted((h["id"], h["term"]) for h in ls))
+            if cur != last:
+                if ls:
+                    history.append(f"{now}  leader: " + ", ".join(f"{i} (term {t})" for i, t in cur))
+                else:
+                    history.append(f"{now}  no leader")
+                history = history[-8:]
+                last = cur
+            lines = [f"kvstore cluster health  {now}  (refresh {args.interval}s, Ctrl+C quits)", ""]
+            lines.append(f"  {'':2}{'node':<26} {'up':<5} {'id':<8} {'state':<10} {'term':>6} "
+                         f"{'leader':<8} {'heartbeat':>10}")
+            for u, h in zip(urls, hs):
+                if h is None:
+                    lines.append(f"  {'':2}{u:<26} {'DOWN':<5}")
+                    continue
+                mark = "★ " if h.get("state") == "leader" else "  "
+                age = h.get("lastHeartbeatAgoMs")
+                age_s = "-" if age is None else f"{age} ms"
+                lines.append(f"  {mark}{u:<26} {'up':<5} {str(h.get('id')):<8} "
+                             f"{str(h.get('state')):<10} {h.get('term', '?'):>6} "
+                             f"{str(h.get('leaderId') or '-'):<8} {age_s:>10}")
+            lines.append("")
+            if len(ls) == 1:
+                lines.append(f"  OK: one leader, {ls[0]['id']} in term {ls[0]['term']}")
+            elif not ls:
+                lines.append("  WARNING: no leader")
+            else:
+                lines.append("  WARNING: %d leaders: %s" % (len(ls), ", ".join(
+                    f"{h['id']} (term {h['term']})" for h in ls)))
+            lines.append("")
+            lines.append("  leader changes:")
+            lines.extend("    " + e for e in history)
+            out = "\n".join(lines)
+            if args.once:
+                print(out)
+                return 0 if len(ls) == 1 else 1
+            if tty:
+                sys.stdout.write("\x1b[H\x1b[2J" + out + "\n")
+            else:
+                sys.stdout.write(out + "\n\n")
+            sys.stdout.flush()
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
+
+
+# ---- local clusters --------------------------------------------------------------------------
+
+def free_ports(n):
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class Cluster:
+    """Processes started here and only here; stop() kills every one of them."""
+
+    def __init__(self, binary, ports, logdir, extra_env=None):
+        self.binary, self.ports, self.logdir = binary, ports, logdir
+        self.extra_env = extra_env or {}
+        self.procs = [None] * len(ports)
+        self.logs = [None] * len(ports)
+
+    def url(self, i):
+        return f"http://127.0.0.1:{self.ports[i]}"
+
+    def urls(self):
+        return [self.url(i) for i in range(len(self.ports))]
+
+    def start(self, i):
+        env = {k: v for k, v in os.environ.items()
+               if not (k.startswith("KVSTORE_") or k in ("PORT", "NODE_ID", "PEERS"))}
+        env.update(self.extra_env)
+        env.update(NODE_ID=f"n{i + 1}", PORT=str(self.ports[i]), KVSTORE_HOST="127.0.0.1",
+                   PEERS=",".join(self.url(j) for j in range(len(self.ports)) if j != i))
+        log = open(os.path.join(self.logdir, f"n{i + 1}.log"), "ab")
+        self.logs[i] = log
+        self.procs[i] = subprocess.Popen([self.binary], env=env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log)
+
+    def start_all(self):
+        for i in range(len(self.ports)):
+            self.start(i)
+
+    def kill(self, i):
+        p = self.procs[i]
+        if p and p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=10)
+        self.procs[i] = None
+
+    def stop(self):
+        for i, p in enumerate(self.procs):
+            if p and p.poll() is None:
+                p.kill()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+            self.procs[i] = None
+        for log in self.logs:
+            if log:
+                log.close()
+
+    def healths(self, timeout=0.3):
+        return [health(self.url(i), timeout) if self.procs[i] else None
+                for i in range(len(self.ports))]
+
+    def wait_agreed_leader(self, within):
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            hs = self.healths()
+            running = sum(1 for p in self.procs if p)
+            got = agreed_leader(hs)
+            if got and sum(1 for h in hs if h) == running:
+                return got, hs
+            time.sleep(0.02)
+        raise RuntimeError(f"no agreed leader within {within}s; last: {self.healths()}")
+
+
+def exit_on_signals():
+    def handler(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+# ---- kill-leader-test ------------------------------------------------------------------------
+
+def cmd_kill_leader_test(args):
+    exit_on_signals()
+    ports = ([args.base_port + i for i in range(args.nodes)] if args.base_port
+             else free_ports(args.nodes))
+    logdir = tempfile.mkdtemp(prefix="kvstore-kill-leader.")
+    cluster = Cluster(args.bin, ports, logdir)
+    failovers = []
+    ok = False
+    try:
+        cluster.start_all()
+        (leader_id, term), _ = cluster.wait_agreed_leader(15)
+        print(f"cluster up: {', '.join(cluster.urls())}; leader {leader_id} in term {term}")
+        for rnd in range(1, args.rounds + 1):
+            (leader_id, term), hs = cluster.wait_agreed_leader(10)
+            li = int(leader_id[1:]) - 1
+            # Followers hear heartbeats: sample a few times.
+            worst = 0
+            for _ in range(5):
+                for i, h in enumerate(cluster.healths()):
+                    if h and i != li:
+                        worst = max(worst, h.get("lastHeartbeatAgoMs") or 10**9)
+                time.sleep(0.05)
+            if worst >= 250:
+                raise RuntimeError(f"a follower's lastHeartbeatAgoMs reached {worst} ms (limit 250)")
+            cluster.kill(li)
+            t0 = time.monotonic()
+            new = None
+            while time.monotonic() - t0 < 10:
+                hs = cluster.healths(timeout=0.2)
+                ls = [h for h in leaders_of(hs) if h["term"] > term]
+                if ls:
+                    new = ls[0]
+                    break
+                time.sleep(0.005)
+            if new is None:
+                raise RuntimeError("no new leader within 10 s of the kill")
+            ms = (time.monotonic() - t0) * 1000
+            failovers.append(ms)
+            cluster.start(li)
+            (l2, t2), _ = cluster.wait_agreed_leader(10)
+            h = health(cluster.url(li))
+            if not h or h.get("state") != "follower" or h.get("leaderId") != l2:
+                raise RuntimeError(f"restarted {leader_id} is not a follower of {l2}: {h}")
+            print(f"round {rnd}: killed {leader_id} (term {term}); new leader {new['id']} "
+                  f"(term {new['term']}) after {ms:.0f} ms; {leader_id} rejoined as follower "
+                  f"(max follower heartbeat age before kill: {worst} ms)")
+        ok = True
+    except (RuntimeError, KeyboardInterrupt) as e:
+        print(f"error: {e}", file=sys.stderr)
+    finally:
+        cluster.stop()
+    if failovers:
+        print(f"failover ms: median {statistics.median(failovers):.0f}, max {max(failovers):.0f}, "
+              f"min {min(failovers):.0f} over {len(failovers)} kill(s)")
+    if args.keep_logs:
+        print(f"logs: {logdir}")
+    else:
+        for f in os.listdir(logdir):
+            os.remove(os.path.join(logdir, f))
+        os.rmdir(logdir)
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+# ---- stability -------------------------------------------------------------------------------
+
+def cmd_stability(args):
+    """Count leader changes over a period, optionally under wrk write load on the leader."""
+    exit_on_signals()
+    ports = free_ports(3)
+    logdir = tempfile.mkdtemp(prefix="kvstore-stability.")
+    cluster = Cluster(args.bin, ports, logdir)
+    wrk = None
+    try:
+        cluster.start_all()
+        (leader, term), _ = cluster.wait_agreed_leader(15)
+        if args.load_connections:
+            li = int(leader[1:]) - 1
+            script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "wrk", "set.lua")
+            wrk = subprocess.Popen(["wrk", "-t2", f"-c{args.load_connections}",
+                                    f"-d{args.seconds}s", "-s", script, cluster.url(li)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        changes, samples, seen = 0, 0, (leader, term)
+        end = time.monotonic() + args.seconds
+        while time.monotonic() < end:
+            hs = cluster.healths(timeout=1.0)
+            samples += 1
+            ls = leaders_of(hs)
+            terms = {h["term"] for h in hs if h}
+            cur = (ls[0]["id"], ls[0]["term"]) if len(ls) == 1 else None
+            if cur and cur != seen:
+                changes += 1
+                print(f"  leader change: {seen} -> {cur}")
+                seen = cur
+            elif max(terms, default=0) > seen[1] and not cur:
+                pass  # an election is under way; counted when it settles
+            time.sleep(0.1)
+        load = ""
+        if wrk:
+            out, _ = wrk.communicate(timeout=args.seconds + 30)
+            rps = [l for l in out.splitlines() if l.startswith("Requests/sec")]
+            load = f" under wrk SET load at {args.load_connections} connections ({rps[0].strip() if rps else '?'})"
+            wrk = None
+        final = agreed_leader(cluster.healths(timeout=1.0))
+        print(f"{args.seconds}s{load}: {changes} leader change(s), {samples} samples; "
+              f"start {leader} term {term}, end {final}")
+        return 0 if changes == 0 else 1
+    finally:
+        if wrk and wrk.poll() is None:
+            wrk.kill()
+        cluster.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="kvcluster.py")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("watch")
+    w.add_argument("--interval", type=float, default=0.5)
+    w.add_argument("--once", action="store_true")
+    w.add_argument("urls", nargs="*")
+    k = sub.add_parser("kill-leader-test")
+    k.add_argument("--bin", required=True)
+    k.add_argument("--rounds", type=int, default=1)
+    k.add_argument("--nodes", type=int, default=3)
+    k.add_argument("--base-port", type=int, default=0)
+    k.add_argument("--keep-logs", action="store_true")
+    s = sub.add_parser("stability")
+    s.add_argument("--bin", required=True)
+    s.add_argument("--seconds", type=int, default=60)
+    s.add_argument("--load-connections", type=int, default=0)
+    args = ap.parse_args()
+    if args.cmd == "watch":
+        return cmd_watch(args)
+    if args.cmd == "kill-leader-test":
+        return cmd_kill_leader_test(args)
+    return cmd_stability(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+//! Several `RaftActor`s wired through the in-memory `Network` (cut, isolate, drop, delay) on a
+//! paused tokio clock: elections happen in virtual time, exactly the same way for a given seed.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use kvstore::raft::actor::{GetStatus, RaftSetup, Stop};
+use kvstore::raft::{HardState, NodeStatus, RaftActor, RaftTiming};
+use kvstore::transport::memory::{Fault, Join, Leave, MemoryTransport, Network};
+
+/// 10 ms ticks, heartbeat 50 ms, election timeout 150 ms: the defaults.
+fn timing() -> RaftTiming {
+    RaftTiming::from_millis(50, 150)
+}
+
+struct Sim {
+    n: usize,
+    seed: u64,
+    net: Addr<Network>,
+    nodes: Vec<Option<Addr<RaftActor>>>,
+    /// Every (term, leader) ever observed: election safety is checked on each observation.
+    leaders_by_term: HashMap<u64, String>,
+}
+
+impl Sim {
+    async fn start(n: usize, seed: u64) -> Sim {
+        let net = Network::new(n, seed).start();
+        let mut sim = Sim {
+            n,
+            seed,
+            net,
+            nodes: vec![None; n],
+            leaders_by_term: HashMap::new(),
+        };
+        for i in 0..n {
+            sim.start_node(i, HardState::default()).await;
+        }
+        sim
+    }
+
+    async fn start_node(&mut self, i: usize, hard_state: HardState) {
+        let peers: Vec<usize> = (0..self.n).filter(|j| *j != i).collect();
+        let transport = MemoryTransport::new(self.net.clone(), i, peers.clone());
+        let setup = RaftSetup {
+            id: format!("n{i}"),
+            url: format!("mem://n{i}"),
+            peers: peers.iter().map(|j| format!("mem://n{j}")).collect(),
+            timing: timing(),
+            hard_state,
+            seed: self.seed * 1000 + i as u64 + 1,
+        };
+        let addr = RaftActor::new(setup, Box::new(transport)).start();
+        self.net
+            .send(Join {
+                index: i,
+                node: addr.clone().recipient(),
+            })
+            .await
+            .unwrap();
+        self.nodes[i] = Some(addr);
+    }
+
+    /// Crash node `i`: it vanishes from the network and its actor stops. Returns the hard state
+    /// it had persisted (term and vote are saved before any message depends on them).
+    async fn crash(&mut self, i: usize) -> HardState {
+        let addr = self.nodes[i].take().expect("node is up");
+        let st = addr.send(GetStatus).await.unwrap();
+        self.net.send(Leave(i)).await.unwrap();
+        addr.send(Stop).await.unwrap();
+        HardState {
+            term: st.term,
+            voted_for: st.voted_for,
+        }
+    }
+
+    async fn fault(&self, f: Fault) {
+        self.net.send(f).await.unwrap();
+    }
+
+    async fn statuses(&mut self) -> Vec<Option<NodeStatus>> {
+        let mut out = Vec::with_capacity(self.n);
+        for node in &self.nodes {
+            out.push(match node {
+                Some(a) => Some(a.send(GetStatus).await.unwrap()),
+                None => None,
+            });
+        }
+        for s in out.iter().flatten() {
+            if s.state == "leader" {
+                let prev = self.leaders_by_term.insert(s.term, s.id.clone());
+                assert!(
+                    prev.is_none() || prev.as_deref() == Some(s.id.as_str()),
+                    "seed {}: two leaders in term {}: {prev:?} and {}",
+                    self.seed,
+                    s.term,
+                    s.id
+                );
+            }
+        }
+        out
+    }
+
+    /// Advance virtual time in 10 ms steps until exactly one leader among `among` is seen and
+    /// every node of `among` follows it in its term; returns (leader index, term).
+    async fn wait_for_leader(&mut self, among: &[usize], within: Duration) -> (usize, u64) {
+        let steps = within.as_millis() / 10;
+        let mut last = Vec::new();
+        for _ in 0..steps {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let st = self.statuses().await;
+            let leaders: Vec<usize> = among
+                .iter()
+                .copied()
+                .filter(|i| st[*i].as_ref().is_some_and(|s| s.state == "leader"))
+                .collect();
+            if let [l] = leaders[..] {
+                let term = st[l].as_ref().unwrap().term;
+                let lid = format!("n{l}");
+                let agreed = among.iter().all(|i| {
+                    st[*i]
+                        .as_ref()
+                        .is_some_and(|s| s.term == term && s.leader_id.as_deref() == Some(&lid))
+                });
+                if agreed {
+                    return (l, term);
+                }
+            }
+            last = st;
+        }
+        panic!(
+            "seed {}: no agreed leader among {among:?} within {within:?}: {last:#?}",
+            self.seed
+        );
+    }
+
+    /// Run for `d` of virtual time, observing every 10 ms.
+    async fn run_for(&mut self, d: Duration) {
+        for _ in 0..d.as_millis() / 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.statuses().await;
+        }
+    }
+}
+
+fn all(n: usize) -> Vec<usize> {
+    (0..n).collect()
+}
+
+#[actix_rt::test]
+async fn three_nodes_elect_exactly_one_leader_on_many_seeds() {
+    tokio::time::pause();
+    for seed in 0..20 {
+        let mut sim = Sim::start(3, seed).await;
+        let (leader, term) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        // And it stays: no election in 5 s of quiet.
+        sim.run_for(Duration::from_secs(5)).await;
+        let st = sim.statuses().await;
+        for s in st.iter().flatten() {
+            assert_eq!(s.term, term, "seed {seed}: term changed while quiet");
+            assert_eq!(s.leader_id.as_deref(), Some(format!("n{leader}").as_str()));
+        }
+        for i in 0..3 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn five_nodes_elect_exactly_one_leader_even_with_loss_and_delay() {
+    tokio::time::pause();
+    for seed in 0..10 {
+        let mut sim = Sim::start(5, seed).await;
+        sim.fault(Fault::Drop(100)).await;
+        sim.fault(Fault::Delay(
+            Duration::from_millis(1),
+            Duration::from_millis(20),
+        ))
+        .await;
+        sim.wait_for_leader(&all(5), Duration::from_secs(10)).await;
+        sim.run_for(Duration::from_secs(3)).await;
+        for i in 0..5 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn an_isolated_leader_is_replaced_and_steps_down() {
+    tokio::time::pause();
+    for seed in 0..10 {
+        let mut sim = Sim::start(3, seed).await;
+        let (old, term) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        sim.fault(Fault::Isolate(old)).await;
+        let rest: Vec<usize> = all(3).into_iter().filter(|i| *i != old).collect();
+        let (new, new_term) = sim.wait_for_leader(&rest, Duration::from_secs(3)).await;
+        assert_ne!(new, old);
+        assert!(new_term > term);
+        // Check-quorum: within two election timeouts the old leader no longer claims leadership.
+        let mut stepped_down = false;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let st = sim.statuses().await;
+            if st[old].as_ref().unwrap().state != "leader" {
+                stepped_down = true;
+                break;
+            }
+        }
+        assert!(
+            stepped_down,
+            "seed {seed}: isolated leader kept claiming leadership"
+        );
+        // Heal: it rejoins as a follower of the new leader.
+        sim.fault(Fault::Heal).await;
+        let (l, t) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        assert_eq!(
+            (l, t),
+            (new, new_term),
+            "seed {seed}: healing disturbed the new leader"
+        );
+        for i in 0..3 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_rejoining_node_does_not_disrupt_the_leader() {
+    tokio::time::pause();
+    for seed in 0..10 {
+        let mut sim = Sim::start(3, seed).await;
+        let (leader, term) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        let follower = (leader + 1) % 3;
+        sim.fault(Fault::Isolate(follower)).await;
+        sim.run_for(Duration::from_secs(5)).await;
+        let st = sim.statuses().await;
+        assert_eq!(
+            st[follower].as_ref().unwrap().term,
+            term,
+            "seed {seed}: pre-vote must keep a partitioned node's term"
+        );
+        sim.fault(Fault::Heal).await;
+        let (l, t) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        assert_eq!(
+            (l, t),
+            (leader, term),
+            "seed {seed}: the rejoin changed the leader"
+        );
+        for i in 0..3 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn repeated_leader_crashes_each_elect_a_new_leader_and_the_old_one_rejoins() {
+    tokio::time::pause();
+    for seed in 0..5 {
+        let mut sim = Sim::start(3, seed).await;
+        let (mut leader, mut term) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        for round in 0..5 {
+            let hard = sim.crash(leader).await;
+            let rest: Vec<usize> = all(3).into_iter().filter(|i| *i != leader).collect();
+            let (new, new_term) = sim.wait_for_leader(&rest, Duration::from_secs(3)).await;
+            assert!(new_term > term, "seed {seed} round {round}");
+            sim.start_node(leader, hard).await;
+            let (l, t) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+            assert_eq!(
+                (l, t),
+                (new, new_term),
+                "seed {seed} round {round}: restart disrupted"
+            );
+            leader = new;
+            term = new_term;
+        }
+        for i in 0..3 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_one_way_cut_and_a_minority_partition_keep_one_leader_per_term() {
+    tokio::time::pause();
+    for seed in 0..10 {
+        let mut sim = Sim::start(5, seed).await;
+        let (leader, _) = sim.wait_for_leader(&all(5), Duration::from_secs(3)).await;
+        // The leader can send but not hear answers: check-quorum must make it step down.
+        for j in all(5).into_iter().filter(|j| *j != leader) {
+            sim.fault(Fault::Cut {
+                from: j,
+                to: leader,
+            })
+            .await;
+        }
+        sim.run_for(Duration::from_secs(2)).await;
+        sim.fault(Fault::Heal).await;
+        let (l2, _) = sim.wait_for_leader(&all(5), Duration::from_secs(5)).await;
+        // Minority {l2, x} vs majority of 3: the majority elects; the minority never does.
+        let x = (l2 + 1) % 5;
+        let minority = vec![l2, x];
+        let majority: Vec<usize> = all(5)
+            .into_iter()
+            .filter(|i| !minority.contains(i))
+            .collect();
+        sim.fault(Fault::Partition(minority.clone(), majority.clone()))
+            .await;
+        let (l3, _) = sim.wait_for_leader(&majority, Duration::from_secs(3)).await;
+        assert!(majority.contains(&l3));
+        sim.run_for(Duration::from_secs(2)).await;
+        let st = sim.statuses().await;
+        assert!(
+            minority
+                .iter()
+                .all(|i| st[*i].as_ref().unwrap().state != "leader"),
+            "seed {seed}: a minority node still claims leadership"
+        );
+        sim.fault(Fault::Heal).await;
+        sim.wait_for_leader(&all(5), Duration::from_secs(3)).await;
+        for i in 0..5 {
+            sim.crash(i).await;
+        }
+    }
+}
