@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench store`. Figures go to BENCHMARKS.md.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kvstore::store::{Command, Execute, Get, KvState, StoreActor};
+use kvstore::store::{ApplyEntries, Command, Get, KvState, StoreActor};
 
 fn filled(n: usize) -> KvState {
     let mut s = KvState::new();
@@ -77,36 +77,33 @@ fn kv_state(c: &mut Criterion) {
 
 fn store_actor(c: &mut Criterion) {
     use actix::Actor;
+    use kvstore::raft::log::{Entry, EntryPayload};
     let mut g = c.benchmark_group("store_actor");
     g.throughput(Throughput::Elements(1));
     let sys = actix::System::new();
     let addr = sys.block_on(async { StoreActor::new().start() });
-    sys.block_on(async {
-        addr.send(Execute(Command::Set {
-            key: "k".into(),
-            value: "v".repeat(100),
-        }))
-        .await
-        .unwrap()
-        .unwrap();
-    });
+    let mut index = 0u64;
+    let mut set = move || {
+        index += 1;
+        ApplyEntries(vec![Entry {
+            index,
+            term: 1,
+            payload: EntryPayload::Command {
+                command: Command::Set {
+                    key: "k".into(),
+                    value: "v".repeat(100),
+                },
+            },
+        }])
+    };
+    sys.block_on(addr.send(set())).unwrap().unwrap();
     g.bench_function("get_round_trip", |b| {
         b.iter(|| {
             sys.block_on(async { black_box(addr.send(Get { key: "k".into() }).await.unwrap()) })
         })
     });
-    g.bench_function("set_round_trip", |b| {
-        b.iter(|| {
-            sys.block_on(async {
-                addr.send(Execute(Command::Set {
-                    key: "k".into(),
-                    value: "v".repeat(100),
-                }))
-                .await
-                .unwrap()
-                .unwrap()
-            })
-        })
+    g.bench_function("apply_one_set_round_trip", |b| {
+        b.iter(|| sys.block_on(addr.send(set())).unwrap().unwrap())
     });
     g.bench_function("get_64_in_flight", |b| {
         b.iter(|| {

@@ -72,6 +72,11 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 5)]
     pub shutdown_timeout_secs: u64,
 
+    /// Longest a client request waits for a leader, a commit or a read, in milliseconds; then
+    /// it gets a 503 that says whether a write may have been applied.
+    #[arg(long, env = "KVSTORE_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
+    pub request_timeout_ms: u64,
+
     /// Log line format.
     #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -122,6 +127,7 @@ pub struct Config {
     pub limits: Limits,
     pub workers: usize,
     pub shutdown_timeout: Duration,
+    pub request_timeout: Duration,
     pub log_format: LogFormat,
     /// The other nodes' base URLs (normalized `http://host:port`); empty for a single node.
     pub peers: Vec<String>,
@@ -236,6 +242,9 @@ impl Config {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        if cli.request_timeout_ms == 0 {
+            return invalid("KVSTORE_REQUEST_TIMEOUT_MS must be at least 1".into());
+        }
         let raft = raft_settings(
             cli.raft_heartbeat_ms,
             cli.raft_election_timeout_ms,
@@ -276,6 +285,7 @@ impl Config {
             },
             workers,
             shutdown_timeout: Duration::from_secs(cli.shutdown_timeout_secs),
+            request_timeout: Duration::from_millis(cli.request_timeout_ms),
             log_format: cli.log_format,
             peers,
             advertise_url,
@@ -601,6 +611,7 @@ mod tests {
             "KVSTORE_MAX_BODY_BYTES",
             "KVSTORE_WORKERS",
             "KVSTORE_SHUTDOWN_TIMEOUT_SECS",
+            "KVSTORE_REQUEST_TIMEOUT_MS",
             "KVSTORE_LOG_FORMAT",
             "PEERS",
             "KVSTORE_ADVERTISE_URL",

@@ -60,6 +60,7 @@ pub fn start_actors(config: &Config, url: String) -> AppState {
         timing,
         hard_state: HardState::default(),
         seed: uuid::Uuid::new_v4().as_u64_pair().0,
+        store: store.clone(),
     };
     let raft = RaftActor::new(setup, Box::new(transport)).start();
     AppState {
@@ -70,6 +71,7 @@ pub fn start_actors(config: &Config, url: String) -> AppState {
         store,
         raft,
         limits: config.limits,
+        request_timeout: config.request_timeout,
     }
 }
 

@@ -35,6 +35,9 @@ pub enum ApiError {
     MethodNotAllowed { allowed: &'static str },
     /// Something failed inside the server; the message says what, without internals.
     Internal(String),
+    /// The cluster cannot serve the request now (no leader, no quorum, overloaded); the message
+    /// says why and whether a write may have been applied.
+    Unavailable(String),
 }
 
 impl fmt::Display for ApiError {
@@ -57,7 +60,7 @@ impl fmt::Display for ApiError {
             ApiError::MethodNotAllowed { allowed } => {
                 write!(f, "method not allowed (allowed: {allowed})")
             }
-            ApiError::Internal(what) => write!(f, "{what}"),
+            ApiError::Internal(what) | ApiError::Unavailable(what) => write!(f, "{what}"),
         }
     }
 }
@@ -93,6 +96,7 @@ impl ResponseError for ApiError {
             ApiError::KeyNotFound | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -144,6 +148,7 @@ mod tests {
             (ApiError::RouteNotFound { path: "/x".into() }, 404),
             (ApiError::MethodNotAllowed { allowed: "PUT" }, 405),
             (ApiError::Internal("boom".into()), 500),
+            (ApiError::Unavailable("no leader: x".into()), 503),
         ];
         for (err, status) in cases {
             let res = err.error_response();

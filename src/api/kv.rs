@@ -1,18 +1,33 @@
 //! The client API of the original project: `PUT /set`, `GET /get`, `DELETE /delete`.
 //!
-//! Handlers validate input, send one message to the store and map the reply to the original
-//! JSON shapes. They own no state and must never touch the map directly.
+//! Writes are proposed to the `RaftActor` and answered once their entry is committed and applied
+//! (the apply outcome decides: a delete of a missing key is a 404 wherever it was sent). Reads are
+//! linearizable by default (ReadIndex, then a read of the `StoreActor` at that index) or, with
+//! `consistency=stale`, a plain local read. On a follower, requests are forwarded to the leader.
+//! Every request is bounded by the request timeout. Handlers own no state and never touch the map
+//! directly.
 
-use actix_web::{web, HttpResponse};
+use std::time::Duration;
+
+use actix_web::http::Method;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use tokio::time::{timeout_at, Instant};
 
 use super::errors::ApiError;
+use super::forward::{Forwarder, X_KVSTORE_FORWARDED};
+use super::middleware::RequestId;
 use super::AppState;
-use crate::store::{Command, CommandOutcome, Execute, Get};
+use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite};
+use crate::raft::LeaderInfo;
+use crate::store::{Command, CommandOutcome, Get, ReadAt};
+
+/// Pause between attempts while no leader is known.
+const RETRY_PAUSE: Duration = Duration::from_millis(25);
 
 /// Body of `PUT /set`: a JSON object with string fields `key` and `value` (other fields are
 /// ignored). Unlike serde's derive, a JSON array is refused: only an object is a valid body.
-#[derive(Debug)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SetRequest {
     pub key: String,
     pub value: String,
@@ -63,6 +78,8 @@ impl<'de> Deserialize<'de> for SetRequest {
 #[derive(Debug, Deserialize)]
 pub struct KeyQuery {
     pub key: Option<String>,
+    /// `linearizable` (default) or `stale` (GET only).
+    pub consistency: Option<String>,
 }
 
 /// `{"ok":true,"message":"stored","key":"name"}` and `{"ok":true,"message":"deleted",...}`.
@@ -124,73 +141,290 @@ impl Limits {
     }
 }
 
-fn required_key(q: KeyQuery) -> Result<String, ApiError> {
+fn required_key(q: &KeyQuery) -> Result<&str, ApiError> {
     q.key
+        .as_deref()
         .ok_or_else(|| ApiError::InvalidQuery("missing query parameter `key`".into()))
 }
 
-fn store_unavailable(err: actix::MailboxError) -> ApiError {
-    tracing::error!(error = %err, "store actor did not answer");
-    ApiError::Internal("store unavailable".into())
+fn actor_gone(what: &str, err: actix::MailboxError) -> ApiError {
+    tracing::error!(error = %err, "{what} actor did not answer");
+    ApiError::Internal(format!("{what} unavailable"))
+}
+
+/// What a request needs to be forwarded, and the bound on how long it may take.
+struct Attempt<'a> {
+    state: &'a AppState,
+    fwd: &'a Forwarder,
+    req: &'a HttpRequest,
+    deadline: Instant,
+}
+
+impl Attempt<'_> {
+    fn new<'a>(state: &'a AppState, fwd: &'a Forwarder, req: &'a HttpRequest) -> Attempt<'a> {
+        Attempt {
+            state,
+            fwd,
+            req,
+            deadline: Instant::now() + state.request_timeout,
+        }
+    }
+
+    fn timeout_secs(&self) -> f64 {
+        self.state.request_timeout.as_secs_f64()
+    }
+
+    /// Wait a little before trying again; `Err` once the deadline has passed.
+    async fn pause(&self, why: impl FnOnce() -> ApiError) -> Result<(), ApiError> {
+        if Instant::now() + RETRY_PAUSE >= self.deadline {
+            return Err(why());
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+        Ok(())
+    }
+
+    /// Forward to `leader`, unless this request was already forwarded once.
+    async fn forward<B: Serialize>(
+        &self,
+        leader: &LeaderInfo,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&B>,
+    ) -> Result<Result<HttpResponse, String>, ApiError> {
+        if self.req.headers().contains_key(X_KVSTORE_FORWARDED) {
+            return Err(ApiError::Unavailable(format!(
+                "no leader: this node ({}) is not the leader and the request was already \
+                 forwarded once (the leader may have just changed); retry",
+                self.state.node.id
+            )));
+        }
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let request_id = self
+            .req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.0.clone());
+        Ok(self
+            .fwd
+            .forward(
+                leader,
+                method,
+                path,
+                query,
+                body,
+                request_id.as_deref(),
+                &self.state.node.id,
+                left,
+            )
+            .await)
+    }
+}
+
+fn no_leader(secs: f64) -> ApiError {
+    ApiError::Unavailable(format!(
+        "no leader: none was elected within {secs} s (is a majority of nodes up?)"
+    ))
+}
+
+fn write_timeout(secs: f64) -> ApiError {
+    ApiError::Unavailable(format!(
+        "no quorum: the write was not confirmed committed within {secs} s; \
+         it may or may not have been applied"
+    ))
+}
+
+fn client_error(e: ClientError) -> ApiError {
+    match e {
+        ClientError::Overloaded => ApiError::Unavailable(e.to_string()),
+        ClientError::Unknown(why) => ApiError::Unavailable(format!("no leader: {why}")),
+        ClientError::NotApplied => ApiError::Unavailable(e.to_string()),
+        ClientError::Internal(why) => ApiError::Internal(why),
+        ClientError::NotLeader(_) => ApiError::Unavailable(format!("no leader: {e}")),
+    }
+}
+
+/// Replicate `cmd` through the leader (here or by forwarding) and return its outcome, or the
+/// leader's whole answer when forwarded.
+async fn replicate<B: Serialize>(
+    at: &Attempt<'_>,
+    cmd: Command,
+    method: Method,
+    path: &str,
+    query: &[(&str, &str)],
+    body: Option<&B>,
+) -> Result<Result<CommandOutcome, HttpResponse>, ApiError> {
+    let secs = at.timeout_secs();
+    loop {
+        let sent = timeout_at(at.deadline, at.state.raft.send(ClientWrite(cmd.clone()))).await;
+        match sent {
+            Err(_) => return Err(write_timeout(secs)),
+            Ok(Err(e)) => return Err(actor_gone("raft", e)),
+            Ok(Ok(Ok(outcome))) => return Ok(Ok(outcome)),
+            Ok(Ok(Err(ClientError::NotLeader(Some(leader))))) => {
+                match at
+                    .forward(&leader, method.clone(), path, query, body)
+                    .await?
+                {
+                    Ok(res) => return Ok(Err(res)),
+                    Err(why) => {
+                        tracing::debug!(leader = %leader.url, error = %why, "forwarding failed");
+                        at.pause(|| {
+                            ApiError::Unavailable(format!(
+                                "no leader: the leader {} at {} could not be reached ({why})",
+                                leader.id, leader.url
+                            ))
+                        })
+                        .await?;
+                    }
+                }
+            }
+            Ok(Ok(Err(ClientError::NotLeader(None)))) => at.pause(|| no_leader(secs)).await?,
+            Ok(Ok(Err(e))) => return Err(client_error(e)),
+        }
+    }
 }
 
 /// `PUT /set` with `{"key":..,"value":..}`.
 pub async fn set(
     state: web::Data<AppState>,
+    fwd: web::Data<Forwarder>,
+    req: HttpRequest,
     body: web::Json<SetRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let SetRequest { key, value } = body.into_inner();
-    state.limits.check_key(&key)?;
-    state.limits.check_value(&value)?;
+    let body = body.into_inner();
+    state.limits.check_key(&body.key)?;
+    state.limits.check_value(&body.value)?;
+    let at = Attempt::new(&state, &fwd, &req);
     let cmd = Command::Set {
-        key: key.clone(),
-        value,
+        key: body.key.clone(),
+        value: body.value.clone(),
     };
-    match state.store.send(Execute(cmd)).await {
-        Ok(Ok(_)) => Ok(HttpResponse::Ok().json(WriteReply {
+    match replicate(&at, cmd, Method::PUT, "/set", &[], Some(&body)).await? {
+        Ok(_) => Ok(HttpResponse::Ok().json(WriteReply {
             ok: true,
             message: "stored",
-            key: &key,
+            key: &body.key,
         })),
-        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
-        Err(e) => Err(store_unavailable(e)),
-    }
-}
-
-/// `GET /get?key=..`.
-pub async fn get(
-    state: web::Data<AppState>,
-    query: web::Query<KeyQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let key = required_key(query.into_inner())?;
-    state.limits.check_key(&key)?;
-    match state.store.send(Get { key: key.clone() }).await {
-        Ok(Some(value)) => Ok(HttpResponse::Ok().json(GetReply {
-            ok: true,
-            key: &key,
-            value: &value,
-        })),
-        Ok(None) => Err(ApiError::KeyNotFound),
-        Err(e) => Err(store_unavailable(e)),
+        Err(forwarded) => Ok(forwarded),
     }
 }
 
 /// `DELETE /delete?key=..`.
 pub async fn delete(
     state: web::Data<AppState>,
+    fwd: web::Data<Forwarder>,
+    req: HttpRequest,
     query: web::Query<KeyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let key = required_key(query.into_inner())?;
-    state.limits.check_key(&key)?;
-    let cmd = Command::Delete { key: key.clone() };
-    match state.store.send(Execute(cmd)).await {
-        Ok(Ok(CommandOutcome::NotFound)) => Err(ApiError::KeyNotFound),
-        Ok(Ok(_)) => Ok(HttpResponse::Ok().json(WriteReply {
+    let key = required_key(&query)?;
+    state.limits.check_key(key)?;
+    let at = Attempt::new(&state, &fwd, &req);
+    let cmd = Command::Delete {
+        key: key.to_owned(),
+    };
+    let q = [("key", key)];
+    match replicate::<()>(&at, cmd, Method::DELETE, "/delete", &q, None).await? {
+        Ok(CommandOutcome::NotFound) => Err(ApiError::KeyNotFound),
+        Ok(_) => Ok(HttpResponse::Ok().json(WriteReply {
             ok: true,
             message: "deleted",
-            key: &key,
+            key,
         })),
-        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
-        Err(e) => Err(store_unavailable(e)),
+        Err(forwarded) => Ok(forwarded),
+    }
+}
+
+/// `GET /get?key=..[&consistency=stale]`.
+pub async fn get(
+    state: web::Data<AppState>,
+    fwd: web::Data<Forwarder>,
+    req: HttpRequest,
+    query: web::Query<KeyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let key = required_key(&query)?;
+    state.limits.check_key(key)?;
+    let stale = match query.consistency.as_deref() {
+        None | Some("linearizable") => false,
+        Some("stale") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidQuery(format!(
+                "consistency must be `linearizable` or `stale`, not {other:?}"
+            )))
+        }
+    };
+    let value = if stale {
+        state
+            .store
+            .send(Get {
+                key: key.to_owned(),
+            })
+            .await
+            .map_err(|e| actor_gone("store", e))?
+    } else {
+        let at = Attempt::new(&state, &fwd, &req);
+        match linearizable_read(&at, key).await? {
+            Ok(v) => v,
+            Err(forwarded) => return Ok(forwarded),
+        }
+    };
+    match value {
+        Some(value) => Ok(HttpResponse::Ok().json(GetReply {
+            ok: true,
+            key,
+            value: &value,
+        })),
+        None => Err(ApiError::KeyNotFound),
+    }
+}
+
+/// ReadIndex on the leader, then read the store once it has applied that index; or forward.
+async fn linearizable_read(
+    at: &Attempt<'_>,
+    key: &str,
+) -> Result<Result<Option<String>, HttpResponse>, ApiError> {
+    let secs = at.timeout_secs();
+    let read_timeout = || {
+        ApiError::Unavailable(format!(
+            "no quorum: leadership could not be confirmed within {secs} s"
+        ))
+    };
+    loop {
+        let asked = timeout_at(at.deadline, at.state.raft.send(ClientReadIndex)).await;
+        match asked {
+            Err(_) => return Err(read_timeout()),
+            Ok(Err(e)) => return Err(actor_gone("raft", e)),
+            Ok(Ok(Ok(index))) => {
+                let read = ReadAt {
+                    key: key.to_owned(),
+                    index,
+                };
+                return match timeout_at(at.deadline, at.state.store.send(read)).await {
+                    Err(_) => Err(read_timeout()),
+                    Ok(Err(e)) => Err(actor_gone("store", e)),
+                    Ok(Ok(v)) => Ok(Ok(v)),
+                };
+            }
+            Ok(Ok(Err(ClientError::NotLeader(Some(leader))))) => {
+                let q = [("key", key)];
+                match at
+                    .forward::<()>(&leader, Method::GET, "/get", &q, None)
+                    .await?
+                {
+                    Ok(res) => return Ok(Err(res)),
+                    Err(why) => {
+                        at.pause(|| {
+                            ApiError::Unavailable(format!(
+                                "no leader: the leader {} at {} could not be reached ({why})",
+                                leader.id, leader.url
+                            ))
+                        })
+                        .await?
+                    }
+                }
+            }
+            Ok(Ok(Err(ClientError::NotLeader(None)))) => at.pause(|| no_leader(secs)).await?,
+            Ok(Ok(Err(e))) => return Err(client_error(e)),
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! - [`kv`]: the client API (`PUT /set`, `GET /get`, `DELETE /delete`).
 //! - [`health`]: `GET /health`.
 //! - [`peer`]: the Raft RPC routes other nodes call (`POST /raft/vote`, `POST /raft/append`).
+//! - [`forward`]: relays client requests from a follower to the leader.
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
 //! - [`middleware`]: request ids, the request log line, panic recovery.
 //!
@@ -11,10 +12,13 @@
 //! messages to actors and map replies; they must never own or lock state.
 
 pub mod errors;
+pub mod forward;
 pub mod health;
 pub mod kv;
 pub mod middleware;
 pub mod peer;
+
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::body::MessageBody;
@@ -43,6 +47,8 @@ pub struct AppState {
     pub store: Addr<StoreActor>,
     pub raft: Addr<RaftActor>,
     pub limits: Limits,
+    /// Longest a client request may wait for a leader, a commit or a read index.
+    pub request_timeout: Duration,
 }
 
 /// Registers every route, the JSON/query error mapping and the 404/405 answers.
@@ -54,6 +60,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .error_handler(errors::json_error);
     let query = web::QueryConfig::default().error_handler(errors::query_error);
     cfg.app_data(web::Data::new(state))
+        // Made here, on each worker's thread: one forwarding client per thread, reused.
+        .app_data(web::Data::new(forward::Forwarder::new()))
         .app_data(json)
         .app_data(query)
         .service(

@@ -1,24 +1,36 @@
 //! [`RaftActor`]: the one owner of a node's [`RaftCore`] at run time.
 //!
 //! A thin shell: it ticks the core with `run_interval`, feeds it requests from the HTTP peer
-//! routes and responses from peers, and carries out the core's outputs **in order** (save hard
-//! state, then send, then reply). Peer RPCs run with `ctx.spawn`, so the mailbox never waits on
+//! routes, responses from peers, client writes ([`ClientWrite`]) and read-index requests
+//! ([`ClientReadIndex`]), and carries out the core's outputs **in order** (save hard state, then
+//! send, then apply, then answer). Peer RPCs run with `ctx.spawn`, so the mailbox never waits on
 //! the network; their answers come back as ordinary inputs and the core drops stale ones.
-//! It never decides anything about Raft itself, and never uses `ctx.wait`.
+//! Committed entries go to the `StoreActor` in log order; a client write is answered with the
+//! outcome of applying its own entry. It never decides anything about Raft itself, and never
+//! uses `ctx.wait`.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message as ActixMessage,
     WrapFuture,
 };
+use actix::{Addr, ResponseFuture};
 use serde::Serialize;
+use tokio::sync::oneshot;
 
-use super::core::{CoreConfig, HardState, Input, Output, RaftCore, Role};
-use super::log::RaftLog;
+use super::core::{CoreConfig, HardState, Input, LeaderInfo, Output, RaftCore, Role};
+use super::log::{Entry, RaftLog};
 use super::rpc::Message;
-use super::{NodeId, PeerId, Term};
+use super::{LogIndex, NodeId, PeerId, Term};
+use crate::store::{ApplyEntries, Command, CommandOutcome, StoreActor};
 use crate::transport::Transport;
+
+/// Most client writes waiting for their commit at once; more are refused (admission control).
+pub const MAX_PENDING_WRITES: usize = 16 * 1024;
+/// Most linearizable reads waiting for their read index at once.
+pub const MAX_PENDING_READS: usize = 16 * 1024;
 
 /// How time maps to the core's ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,7 +82,58 @@ pub struct NodeStatus {
     pub peers: Vec<String>,
     pub last_log_index: u64,
     pub last_log_term: Term,
+    pub commit_index: LogIndex,
+    /// Highest index applied to the key-value map.
+    pub applied_index: LogIndex,
 }
+
+/// Why a client request could not be served by this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// This node is not the leader; `leader` is the one it knows of, if any.
+    NotLeader(Option<LeaderInfo>),
+    /// Too many requests are waiting for the Raft pipeline.
+    Overloaded,
+    /// The outcome is unknown: leadership was lost before the entry committed. The write may
+    /// or may not be applied.
+    Unknown(String),
+    /// The entry was overwritten by another leader's: the write was not applied.
+    NotApplied,
+    /// The state machine refused an entry (a bug); the node stops answering writes.
+    Internal(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NotLeader(Some(l)) => {
+                write!(f, "not the leader (leader is {} at {})", l.id, l.url)
+            }
+            ClientError::NotLeader(None) => write!(f, "no leader known"),
+            ClientError::Overloaded => write!(
+                f,
+                "overloaded: too many requests waiting for the Raft pipeline"
+            ),
+            ClientError::Unknown(why) => write!(f, "{why}"),
+            ClientError::NotApplied => write!(
+                f,
+                "the write was not applied: leadership changed before it committed"
+            ),
+            ClientError::Internal(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// Replicate a client command; answered with its outcome once applied.
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "Result<CommandOutcome, ClientError>")]
+pub struct ClientWrite(pub Command);
+
+/// Ask for a linearizable read index (ReadIndex): answered with the log index that the state
+/// machine must have applied before the read is served.
+#[derive(Debug, Clone, Copy, ActixMessage)]
+#[rtype(result = "Result<LogIndex, ClientError>")]
+pub struct ClientReadIndex;
 
 /// An RPC from another node could not be answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,16 +168,37 @@ pub struct GetStatus;
 #[rtype(result = "()")]
 pub struct Stop;
 
+type WriteTx = oneshot::Sender<Result<CommandOutcome, ClientError>>;
+type ReadTx = oneshot::Sender<Result<LogIndex, ClientError>>;
+
 /// Owns the Raft core of this node. See the module docs.
 pub struct RaftActor {
     core: RaftCore,
     transport: Box<dyn Transport>,
+    store: Addr<StoreActor>,
     tick: Duration,
     peer_urls: Vec<String>,
     /// When the current leader last reached us with a valid AppendEntries.
     last_leader_contact: Option<Instant>,
     /// What was last logged, to log only changes of role, term or leader.
     logged: (Role, Term, Option<NodeId>),
+    /// Client writes proposed here, by log index: (term of their entry, who waits).
+    pending_writes: HashMap<LogIndex, (Term, WriteTx)>,
+    /// Reads waiting for a read index, by read id.
+    pending_reads: HashMap<u64, ReadTx>,
+    next_read_id: u64,
+    /// Highest index the store has applied.
+    applied_index: LogIndex,
+    /// Set when the store refused an entry: nothing more is applied or acknowledged.
+    broken: Option<String>,
+}
+
+/// What one step produced for the caller, besides the outputs carried out.
+#[derive(Debug, Default)]
+struct Stepped {
+    reply: Option<Message>,
+    proposed: Option<(LogIndex, Term)>,
+    rejected: Option<Option<LeaderInfo>>,
 }
 
 /// Everything needed to start a [`RaftActor`].
@@ -129,6 +213,8 @@ pub struct RaftSetup {
     pub hard_state: HardState,
     /// Seed for the election-timeout randomness.
     pub seed: u64,
+    /// Where committed entries are applied.
+    pub store: Addr<StoreActor>,
 }
 
 impl RaftActor {
@@ -148,17 +234,24 @@ impl RaftActor {
         RaftActor {
             core,
             transport,
+            store: setup.store,
             tick: setup.timing.tick,
             peer_urls: setup.peers,
             last_leader_contact: None,
             logged,
+            pending_writes: HashMap::new(),
+            pending_reads: HashMap::new(),
+            next_read_id: 0,
+            applied_index: 0,
+            broken: None,
         }
     }
 
-    /// Step the core and carry out its outputs in order; returns the reply, if any.
-    fn step(&mut self, input: Input, ctx: &mut Context<Self>) -> Option<Message> {
+    /// Step the core and carry out its outputs in order.
+    fn step(&mut self, input: Input, ctx: &mut Context<Self>) -> Stepped {
+        let was_leader = self.core.role() == Role::Leader;
         let outputs = self.core.step(input);
-        let mut reply = None;
+        let mut done = Stepped::default();
         for output in outputs {
             match output {
                 Output::SaveHardState(hs) => {
@@ -167,14 +260,45 @@ impl RaftActor {
                     tracing::trace!(term = hs.term, voted_for = ?hs.voted_for, "hard state");
                 }
                 Output::Send { to, msg } => self.send_rpc(to, msg, ctx),
-                Output::Reply(msg) => reply = Some(msg),
+                Output::Reply(msg) => done.reply = Some(msg),
+                Output::Apply(entries) => self.apply(entries, ctx),
+                Output::Proposed { index, term } => done.proposed = Some((index, term)),
+                Output::ProposalRejected { leader } => done.rejected = Some(leader),
+                Output::ReadReady { id, index } => {
+                    if let Some(tx) = self.pending_reads.remove(&id) {
+                        let _ = tx.send(Ok(index));
+                    }
+                }
+                Output::ReadFailed { id, leader } => {
+                    if let Some(tx) = self.pending_reads.remove(&id) {
+                        let _ = tx.send(Err(ClientError::NotLeader(leader)));
+                    }
+                }
             }
         }
+        if was_leader && self.core.role() != Role::Leader {
+            self.fail_pending_writes();
+        }
         self.log_changes();
-        reply
+        done
+    }
+
+    /// Leadership was lost: every write still waiting has an unknown outcome.
+    fn fail_pending_writes(&mut self) {
+        for (_, (_, tx)) in self.pending_writes.drain() {
+            let _ = tx.send(Err(ClientError::Unknown(
+                "leadership lost before the write was confirmed committed: \
+                 it may or may not have been applied"
+                    .into(),
+            )));
+        }
     }
 
     fn send_rpc(&mut self, to: PeerId, msg: Message, ctx: &mut Context<Self>) {
+        let seq = match &msg {
+            Message::AppendRequest(r) => Some(r.seq),
+            _ => None,
+        };
         let fut = self.transport.call(to, msg);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(resp) => {
@@ -189,6 +313,44 @@ impl RaftActor {
             Err(e) => {
                 let peer = act.peer_urls.get(to.0).map_or("?", String::as_str);
                 tracing::debug!(peer, error = %e, "raft rpc failed");
+                act.step(Input::SendFailed { to, seq }, ctx);
+            }
+        }));
+    }
+
+    /// Hand committed entries to the store (in order: one sender, one mailbox) and answer the
+    /// writes they carry.
+    fn apply(&mut self, entries: Vec<Entry>, ctx: &mut Context<Self>) {
+        if self.broken.is_some() || entries.is_empty() {
+            return;
+        }
+        let fut = self.store.send(ApplyEntries(entries));
+        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+            let applied = match res {
+                Ok(Ok(applied)) => applied,
+                Ok(Err(e)) => {
+                    tracing::error!(
+                        error = %e,
+                        "state machine refused a committed entry; no more writes are acknowledged"
+                    );
+                    act.broken = Some(e.to_string());
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store actor is gone");
+                    act.broken = Some(e.to_string());
+                    return;
+                }
+            };
+            for a in applied {
+                act.applied_index = act.applied_index.max(a.index);
+                if let Some((term, tx)) = act.pending_writes.remove(&a.index) {
+                    let answer = match a.outcome {
+                        Some(outcome) if term == a.term => Ok(outcome),
+                        _ => Err(ClientError::NotApplied),
+                    };
+                    let _ = tx.send(answer);
+                }
             }
         }));
     }
@@ -240,6 +402,8 @@ impl RaftActor {
             peers: self.peer_urls.clone(),
             last_log_index: s.last_log_index,
             last_log_term: s.last_log_term,
+            commit_index: s.commit_index,
+            applied_index: self.applied_index,
         }
     }
 }
@@ -271,7 +435,7 @@ impl Handler<Inbound> for RaftActor {
             Message::AppendRequest(r) => Some((r.term, r.leader_id.clone())),
             _ => None,
         };
-        let reply = self.step(Input::Request(msg), ctx);
+        let reply = self.step(Input::Request(msg), ctx).reply;
         if let Some((term, leader)) = heartbeat_from {
             let accepted =
                 term == self.core.term() && self.core.leader().is_some_and(|l| l.id == leader);
@@ -296,5 +460,64 @@ impl Handler<Stop> for RaftActor {
 
     fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
         ctx.stop();
+    }
+}
+
+impl Handler<ClientWrite> for RaftActor {
+    type Result = ResponseFuture<Result<CommandOutcome, ClientError>>;
+
+    fn handle(&mut self, ClientWrite(cmd): ClientWrite, ctx: &mut Context<Self>) -> Self::Result {
+        let refuse = |e| -> Self::Result { Box::pin(async move { Err(e) }) };
+        if let Some(why) = &self.broken {
+            return refuse(ClientError::Internal(format!(
+                "node is not accepting writes: {why}"
+            )));
+        }
+        if self.core.role() != Role::Leader {
+            return refuse(ClientError::NotLeader(self.core.leader().cloned()));
+        }
+        if self.pending_writes.len() >= MAX_PENDING_WRITES {
+            return refuse(ClientError::Overloaded);
+        }
+        let stepped = self.step(Input::Propose(cmd), ctx);
+        match (stepped.proposed, stepped.rejected) {
+            (Some((index, term)), _) => {
+                let (tx, rx) = oneshot::channel();
+                self.pending_writes.insert(index, (term, tx));
+                Box::pin(async move {
+                    rx.await.unwrap_or_else(|_| {
+                        Err(ClientError::Unknown("the node stopped before the write was confirmed: it may or may not have been applied".into()))
+                    })
+                })
+            }
+            (None, Some(leader)) => refuse(ClientError::NotLeader(leader)),
+            (None, None) => refuse(ClientError::NotLeader(None)),
+        }
+    }
+}
+
+impl Handler<ClientReadIndex> for RaftActor {
+    type Result = ResponseFuture<Result<LogIndex, ClientError>>;
+
+    fn handle(&mut self, _: ClientReadIndex, ctx: &mut Context<Self>) -> Self::Result {
+        if self.core.role() != Role::Leader {
+            let e = ClientError::NotLeader(self.core.leader().cloned());
+            return Box::pin(async move { Err(e) });
+        }
+        if self.pending_reads.len() >= MAX_PENDING_READS {
+            return Box::pin(async move { Err(ClientError::Overloaded) });
+        }
+        self.next_read_id += 1;
+        let id = self.next_read_id;
+        let (tx, rx) = oneshot::channel();
+        self.pending_reads.insert(id, tx);
+        self.step(Input::ReadIndex { id }, ctx);
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(ClientError::Unknown(
+                    "the node stopped before the read was served".into(),
+                ))
+            })
+        })
     }
 }

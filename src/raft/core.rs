@@ -10,13 +10,23 @@
 //! Peers are numbered [`PeerId`]s (their position in the configured peer list). Requests arrive
 //! without a `PeerId` (they name their sender by [`NodeId`]); responses come back from the peer
 //! the request was sent to.
+//!
+//! Replication (§5.3): the leader keeps a [`Progress`] per follower (match and next index), probes
+//! one request at a time after a rejection, and pipelines up to [`MAX_INFLIGHT`] batches once the
+//! follower's log matches. Proposals that arrive while the window is full wait in the log and go
+//! out together in the next batch. Entries commit when stored on a majority and of the current
+//! term (§5.4.2); a new leader appends a no-op to commit earlier entries. Committed entries come
+//! out as [`Output::Apply`], in order, exactly once. Reads use ReadIndex (thesis §6.4).
+
+use std::collections::VecDeque;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::log::RaftLog;
+use super::log::{Entry, EntryPayload, RaftLog};
 use super::rpc::{AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse};
 use super::{LogIndex, NodeId, PeerId, Term};
+use crate::store::Command;
 
 /// The role a node plays in its current term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +94,23 @@ pub enum Input {
     Response { from: PeerId, msg: Message },
     /// Start an election now (a single-node cluster does this at start-up).
     Campaign,
+    /// A client command to replicate (answered by [`Output::Proposed`] or
+    /// [`Output::ProposalRejected`]).
+    Propose(Command),
+    /// A linearizable read wants a read index (answered by [`Output::ReadReady`] or
+    /// [`Output::ReadFailed`], now or later). `id` is the caller's.
+    ReadIndex { id: u64 },
+    /// A request sent to `to` got no response (timeout, connection error); `seq` is the
+    /// AppendEntries sequence number, if it was one.
+    SendFailed { to: PeerId, seq: Option<u64> },
 }
+
+/// Most AppendEntries with entries in flight to one follower.
+pub const MAX_INFLIGHT: usize = 4;
+/// Most entries in one AppendEntries.
+pub const MAX_BATCH_ENTRIES: usize = 1024;
+/// About the most bytes of entries in one AppendEntries (at least one entry is always sent).
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// What the caller must do, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +121,17 @@ pub enum Output {
     Send { to: PeerId, msg: Message },
     /// Answer the request being stepped.
     Reply(Message),
+    /// Apply these committed entries to the state machine, in order (each exactly once).
+    Apply(Vec<Entry>),
+    /// The proposal was appended at `index` in `term`; it succeeded if the entry applied at
+    /// `index` has this term.
+    Proposed { index: LogIndex, term: Term },
+    /// This node is not the leader; `leader` is the one it knows of, if any.
+    ProposalRejected { leader: Option<LeaderInfo> },
+    /// Read `id` may be served once the state machine has applied `index`.
+    ReadReady { id: u64, index: LogIndex },
+    /// Read `id` cannot be served here: this node is not (or no longer) the leader.
+    ReadFailed { id: u64, leader: Option<LeaderInfo> },
 }
 
 /// A snapshot of the core's state for status reports.
@@ -107,6 +144,54 @@ pub struct Status {
     pub leader: Option<LeaderInfo>,
     pub last_log_index: LogIndex,
     pub last_log_term: Term,
+    pub commit_index: LogIndex,
+}
+
+/// Whether the leader knows where a follower's log matches its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProgressState {
+    /// Unknown: send one AppendEntries at a time until one succeeds.
+    Probe,
+    /// Matching: stream batches, up to [`MAX_INFLIGHT`] at once.
+    Replicate,
+}
+
+/// The leader's view of one follower (Figure 2's nextIndex and matchIndex, plus flow control).
+#[derive(Debug, Clone)]
+struct Progress {
+    match_index: LogIndex,
+    next_index: LogIndex,
+    state: ProgressState,
+    /// `seq`s of AppendEntries with entries not yet answered.
+    inflight: Vec<u64>,
+    /// Highest `seq` answered (successfully or not) in this term.
+    acked_seq: u64,
+}
+
+impl Progress {
+    fn new(last_index: LogIndex) -> Self {
+        Progress {
+            match_index: 0,
+            next_index: last_index + 1,
+            state: ProgressState::Probe,
+            inflight: Vec::new(),
+            acked_seq: 0,
+        }
+    }
+
+    fn probe(&mut self) {
+        self.state = ProgressState::Probe;
+        self.inflight.clear();
+        self.next_index = self.next_index.max(self.match_index + 1);
+    }
+}
+
+/// A read waiting for proof that this node is still the leader.
+#[derive(Debug, Clone, Copy)]
+struct PendingRead {
+    id: u64,
+    /// A response to any AppendEntries with at least this `seq` was sent after the read arrived.
+    needed_seq: u64,
 }
 
 /// The Raft state machine of one node. See the module docs for the contract.
@@ -130,6 +215,18 @@ pub struct RaftCore {
     votes: Vec<Option<bool>>,
     /// Peers heard from since the last quorum check (leaders only).
     recent_active: Vec<bool>,
+    /// Highest index known committed.
+    commit_index: LogIndex,
+    /// Highest index already emitted in [`Output::Apply`].
+    applied_emitted: LogIndex,
+    /// Per follower (leaders only).
+    progress: Vec<Progress>,
+    /// Sequence number of the last AppendEntries sent (leaders only; grows within a term).
+    seq: u64,
+    /// Reads waiting for a quorum's acknowledgement (leaders only).
+    pending_reads: VecDeque<PendingRead>,
+    /// `seq` of the broadcast started for pending reads, until a quorum answered it.
+    read_round: Option<u64>,
     out: Vec<Output>,
 }
 
@@ -158,6 +255,12 @@ impl RaftCore {
             randomized_timeout: 0,
             votes: vec![None; peers],
             recent_active: vec![false; peers],
+            commit_index: 0,
+            applied_emitted: 0,
+            progress: Vec::new(),
+            seq: 0,
+            pending_reads: VecDeque::new(),
+            read_round: None,
             out: Vec::new(),
         };
         core.reset_randomized_timeout();
@@ -183,6 +286,9 @@ impl RaftCore {
                 from,
                 msg: Message::AppendResponse(resp),
             } => self.on_append_response(from, resp),
+            Input::Propose(cmd) => self.propose(cmd),
+            Input::ReadIndex { id } => self.read_index(id),
+            Input::SendFailed { to, seq } => self.on_send_failed(to, seq),
             // A response stepped as a request or the reverse: a caller bug; ignore it.
             Input::Request(_) | Input::Response { .. } => {}
         }
@@ -199,7 +305,18 @@ impl RaftCore {
             leader: self.leader.clone(),
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
+            commit_index: self.commit_index,
         }
+    }
+
+    /// Highest index known committed.
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit_index
+    }
+
+    /// The log (read-only).
+    pub fn log(&self) -> &RaftLog {
+        &self.log
     }
 
     pub fn role(&self) -> Role {
@@ -275,7 +392,7 @@ impl RaftCore {
             }
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                 self.heartbeat_elapsed = 0;
-                self.broadcast_heartbeat();
+                self.broadcast(true);
             }
         } else if self.election_elapsed >= self.randomized_timeout {
             self.campaign();
@@ -289,6 +406,10 @@ impl RaftCore {
             self.term = term;
             self.voted_for = None;
             self.save_hard_state();
+        }
+        if self.role == Role::Leader {
+            self.fail_reads(leader.clone());
+            self.progress.clear();
         }
         self.role = Role::Follower;
         self.leader = leader;
@@ -360,25 +481,226 @@ impl RaftCore {
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
         self.recent_active.iter_mut().for_each(|a| *a = false);
-        self.broadcast_heartbeat();
+        self.pending_reads.clear();
+        self.read_round = None;
+        // The no-op of this term: committing it commits everything before it (§5.4.2) and
+        // proves which entries are committed before serving reads (§8).
+        self.log.append(self.term, EntryPayload::Noop);
+        let last = self.log.last_index();
+        self.progress = (0..self.cfg.peers)
+            .map(|_| Progress::new(last - 1))
+            .collect();
+        self.maybe_commit();
+        self.broadcast(false);
     }
 
-    fn broadcast_heartbeat(&mut self) {
-        let req = AppendRequest {
+    // ---- replication (leader) ---------------------------------------------------------------
+
+    /// Send every follower what it needs: entries if the window allows, else a heartbeat (when
+    /// `heartbeat`, a heartbeat also goes to followers that are up to date).
+    fn broadcast(&mut self, heartbeat: bool) {
+        for p in 0..self.cfg.peers {
+            self.send_append(PeerId(p), heartbeat);
+        }
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn append_request(
+        &mut self,
+        prev: LogIndex,
+        entries: Vec<Entry>,
+        commit: LogIndex,
+    ) -> AppendRequest {
+        AppendRequest {
             term: self.term,
             leader_id: self.cfg.id.clone(),
             leader_url: self.cfg.url.clone(),
-            prev_log_index: self.log.last_index(),
-            prev_log_term: self.log.last_term(),
-            entries: Vec::new(),
-            leader_commit: 0,
+            prev_log_index: prev,
+            prev_log_term: self.log.term_at(prev).unwrap_or(0),
+            entries,
+            leader_commit: commit,
+            seq: self.next_seq(),
+        }
+    }
+
+    /// Send `to` its next batch if flow control allows; otherwise, if `heartbeat`, an empty
+    /// AppendEntries at a point its log is known to match (or the probe point).
+    fn send_append(&mut self, to: PeerId, heartbeat: bool) {
+        let last = self.log.last_index();
+        let pr = &self.progress[to.0];
+        let window_open = match pr.state {
+            ProgressState::Probe => pr.inflight.is_empty(),
+            ProgressState::Replicate => pr.inflight.len() < MAX_INFLIGHT,
         };
-        for p in 0..self.cfg.peers {
+        if window_open && pr.next_index <= last {
+            let next = pr.next_index;
+            let entries = self
+                .log
+                .entries_from(next, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES);
+            let sent_last = next + entries.len() as u64 - 1;
+            let commit = self.commit_index;
+            let req = self.append_request(next - 1, entries, commit);
+            let pr = &mut self.progress[to.0];
+            pr.inflight.push(req.seq);
+            if pr.state == ProgressState::Replicate {
+                pr.next_index = sent_last + 1;
+            }
             self.out.push(Output::Send {
-                to: PeerId(p),
-                msg: Message::AppendRequest(req.clone()),
+                to,
+                msg: Message::AppendRequest(req),
+            });
+        } else if heartbeat {
+            // Only commit what the follower is known to hold.
+            let (prev, state) = (pr.match_index, pr.state);
+            let prev = if state == ProgressState::Probe && pr.inflight.is_empty() {
+                pr.next_index - 1
+            } else {
+                prev
+            };
+            let commit = self.commit_index.min(prev);
+            let req = self.append_request(prev, Vec::new(), commit);
+            self.out.push(Output::Send {
+                to,
+                msg: Message::AppendRequest(req),
             });
         }
+    }
+
+    /// Advance the commit index to the highest index stored on a majority, if it is of the
+    /// current term (§5.4.2), and emit what became committed.
+    fn maybe_commit(&mut self) {
+        let mut matches: Vec<LogIndex> = self.progress.iter().map(|p| p.match_index).collect();
+        matches.push(self.log.last_index());
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        let n = matches[self.quorum() - 1];
+        if n > self.commit_index && self.log.term_at(n) == Some(self.term) {
+            self.commit_to(n);
+            self.check_reads();
+        }
+    }
+
+    fn commit_to(&mut self, index: LogIndex) {
+        let index = index.min(self.log.last_index());
+        if index <= self.commit_index {
+            return;
+        }
+        self.commit_index = index;
+        if self.commit_index > self.applied_emitted {
+            let entries = self.log.slice(self.applied_emitted + 1, self.commit_index);
+            self.applied_emitted = self.commit_index;
+            self.out.push(Output::Apply(entries));
+        }
+    }
+
+    fn propose(&mut self, command: Command) {
+        if self.role != Role::Leader {
+            let leader = self.leader.clone();
+            self.out.push(Output::ProposalRejected { leader });
+            return;
+        }
+        let index = self
+            .log
+            .append(self.term, EntryPayload::Command { command });
+        let term = self.term;
+        self.out.push(Output::Proposed { index, term });
+        self.maybe_commit();
+        self.broadcast(false);
+    }
+
+    fn on_send_failed(&mut self, to: PeerId, seq: Option<u64>) {
+        if self.role != Role::Leader || to.0 >= self.cfg.peers {
+            return;
+        }
+        if let Some(seq) = seq {
+            let pr = &mut self.progress[to.0];
+            if pr.inflight.contains(&seq) {
+                // Lost: resynchronise from what is known to match.
+                pr.probe();
+                pr.next_index = pr.match_index + 1;
+            }
+        }
+    }
+
+    // ---- reads (leader) ---------------------------------------------------------------------
+
+    fn read_index(&mut self, id: u64) {
+        if self.role != Role::Leader {
+            let leader = self.leader.clone();
+            self.out.push(Output::ReadFailed { id, leader });
+            return;
+        }
+        self.pending_reads.push_back(PendingRead {
+            id,
+            needed_seq: self.seq + 1,
+        });
+        if self.cfg.peers == 0 {
+            self.check_reads();
+        } else if self.read_round.is_none() {
+            self.start_read_round();
+        }
+    }
+
+    fn start_read_round(&mut self) {
+        self.read_round = Some(self.seq + 1);
+        for p in 0..self.cfg.peers {
+            // A heartbeat to everyone, even followers with batches in flight.
+            let pr = &self.progress[p];
+            let prev = pr.match_index;
+            let commit = self.commit_index.min(prev);
+            let req = self.append_request(prev, Vec::new(), commit);
+            self.out.push(Output::Send {
+                to: PeerId(p),
+                msg: Message::AppendRequest(req),
+            });
+        }
+    }
+
+    /// The highest `seq` that a quorum (this leader included) has answered.
+    fn quorum_acked_seq(&self) -> u64 {
+        if self.cfg.peers == 0 {
+            return u64::MAX;
+        }
+        let mut acked: Vec<u64> = self.progress.iter().map(|p| p.acked_seq).collect();
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        // The leader is one vote; the (quorum - 1)-th best follower completes the majority.
+        acked[self.quorum() - 2]
+    }
+
+    /// Serve every read whose leadership proof is complete, once an entry of this term is
+    /// committed (so the commit index is the cluster's).
+    fn check_reads(&mut self) {
+        if self.role != Role::Leader || self.log.term_at(self.commit_index) != Some(self.term) {
+            return;
+        }
+        let acked = self.quorum_acked_seq();
+        while let Some(r) = self.pending_reads.front().copied() {
+            if r.needed_seq > acked {
+                break;
+            }
+            self.pending_reads.pop_front();
+            let index = self.commit_index;
+            self.out.push(Output::ReadReady { id: r.id, index });
+        }
+        if self.read_round.is_some_and(|s| s <= acked) {
+            self.read_round = None;
+        }
+        if self.read_round.is_none() && !self.pending_reads.is_empty() && self.cfg.peers > 0 {
+            self.start_read_round();
+        }
+    }
+
+    fn fail_reads(&mut self, leader: Option<LeaderInfo>) {
+        while let Some(r) = self.pending_reads.pop_front() {
+            self.out.push(Output::ReadFailed {
+                id: r.id,
+                leader: leader.clone(),
+            });
+        }
+        self.read_round = None;
     }
 
     // ---- votes ------------------------------------------------------------------------------
@@ -473,41 +795,86 @@ impl RaftCore {
 
     // ---- append entries ---------------------------------------------------------------------
 
+    fn reply_append(&mut self, resp: AppendResponse) {
+        self.out.push(Output::Reply(Message::AppendResponse(resp)));
+    }
+
     fn on_append_request(&mut self, req: AppendRequest) {
+        let reject = |term| AppendResponse {
+            term,
+            success: false,
+            match_index: 0,
+            seq: req.seq,
+            reject_index: req.prev_log_index,
+            conflict_term: None,
+            conflict_index: 0,
+        };
         if req.term < self.term || req.leader_id == self.cfg.id {
             // A stale leader learns our term from the answer and steps down.
-            let term = self.term;
-            self.out
-                .push(Output::Reply(Message::AppendResponse(AppendResponse {
-                    term,
-                    success: false,
-                    match_index: 0,
-                })));
+            let resp = reject(self.term);
+            self.reply_append(resp);
             return;
         }
         if self.role == Role::Leader && req.term == self.term {
             // Two leaders in one term would break election safety; refuse, change nothing.
-            let term = self.term;
-            self.out
-                .push(Output::Reply(Message::AppendResponse(AppendResponse {
-                    term,
-                    success: false,
-                    match_index: 0,
-                })));
+            let resp = reject(self.term);
+            self.reply_append(resp);
             return;
         }
         let leader = LeaderInfo {
-            id: req.leader_id,
-            url: req.leader_url,
+            id: req.leader_id.clone(),
+            url: req.leader_url.clone(),
         };
         self.become_follower(req.term, Some(leader));
         let term = self.term;
-        self.out
-            .push(Output::Reply(Message::AppendResponse(AppendResponse {
-                term,
-                success: true,
-                match_index: self.log.last_index(),
-            })));
+        // Consistency check (§5.3), with the hints for fast back-off.
+        match self.log.term_at(req.prev_log_index) {
+            None => {
+                let mut resp = reject(term);
+                resp.conflict_index = self.log.last_index() + 1;
+                self.reply_append(resp);
+                return;
+            }
+            Some(t) if t != req.prev_log_term => {
+                let mut resp = reject(term);
+                resp.conflict_term = Some(t);
+                resp.conflict_index = self.log.first_index_of_term_at(req.prev_log_index);
+                self.reply_append(resp);
+                return;
+            }
+            Some(_) => {}
+        }
+        let last_new = req.prev_log_index + req.entries.len() as u64;
+        for entry in req.entries {
+            match self.log.term_at(entry.index) {
+                Some(t) if t == entry.term => continue, // already have it
+                Some(_) => {
+                    if entry.index <= self.commit_index {
+                        // Never happens in a correct cluster: a committed entry is never
+                        // replaced. Refuse rather than corrupt the state machine.
+                        let resp = reject(term);
+                        self.reply_append(resp);
+                        return;
+                    }
+                    self.log.truncate_from(entry.index);
+                    self.log.push(entry);
+                }
+                None => self.log.push(entry),
+            }
+        }
+        if req.leader_commit > self.commit_index {
+            self.commit_to(req.leader_commit.min(last_new));
+        }
+        let resp = AppendResponse {
+            term,
+            success: true,
+            match_index: last_new,
+            seq: req.seq,
+            reject_index: 0,
+            conflict_term: None,
+            conflict_index: 0,
+        };
+        self.reply_append(resp);
     }
 
     fn on_append_response(&mut self, from: PeerId, resp: AppendResponse) {
@@ -518,9 +885,57 @@ impl RaftCore {
             self.become_follower(resp.term, None);
             return;
         }
-        if self.role == Role::Leader && resp.term == self.term {
-            self.recent_active[from.0] = true;
+        if self.role != Role::Leader || resp.term != self.term {
+            return; // stale
         }
+        self.recent_active[from.0] = true;
+        let last = self.log.last_index();
+        let pr = &mut self.progress[from.0];
+        pr.acked_seq = pr.acked_seq.max(resp.seq);
+        let was_inflight = if let Some(pos) = pr.inflight.iter().position(|s| *s == resp.seq) {
+            pr.inflight.remove(pos);
+            true
+        } else {
+            false
+        };
+        if resp.success {
+            if resp.match_index > pr.match_index {
+                pr.match_index = resp.match_index.min(last);
+            }
+            pr.next_index = pr.next_index.max(pr.match_index + 1);
+            if pr.state == ProgressState::Probe && was_inflight {
+                pr.state = ProgressState::Replicate;
+            }
+            self.maybe_commit();
+        } else {
+            let lost_data = resp.reject_index == pr.match_index && pr.match_index > 0;
+            let current = resp.reject_index > pr.match_index
+                && match pr.state {
+                    ProgressState::Probe => resp.reject_index + 1 == pr.next_index,
+                    ProgressState::Replicate => was_inflight,
+                };
+            if lost_data || current {
+                // The follower's log differs at reject_index: skip back by whole terms (§5.3).
+                let hint = match resp.conflict_term {
+                    Some(t) => match self.log.last_index_of_term(t) {
+                        Some(i) if i < resp.reject_index => i + 1,
+                        _ => resp.conflict_index,
+                    },
+                    None => resp.conflict_index,
+                };
+                let pr = &mut self.progress[from.0];
+                if lost_data {
+                    // Only a node that lost its log (restarted without storage) can fail where
+                    // it once matched: forget what it had.
+                    pr.match_index = 0;
+                }
+                pr.probe();
+                let hi = resp.reject_index.max(pr.match_index + 1);
+                pr.next_index = hint.clamp(pr.match_index + 1, hi);
+            }
+        }
+        self.check_reads();
+        self.send_append(from, false);
     }
 }
 
@@ -530,7 +945,6 @@ mod tests {
     //! pre-vote, §6.2 check-quorum). Each steps cores by hand and asserts the exact outputs.
 
     use super::*;
-    use crate::raft::log::EntryPayload;
 
     const HB: u32 = 1;
     const ET: u32 = 10;
@@ -606,10 +1020,7 @@ mod tests {
             term,
             leader_id: from.into(),
             leader_url: format!("http://{from}"),
-            prev_log_index: 0,
-            prev_log_term: 0,
-            entries: vec![],
-            leader_commit: 0,
+            ..Default::default()
         })
     }
 
@@ -617,7 +1028,7 @@ mod tests {
         Message::AppendResponse(AppendResponse {
             term,
             success: true,
-            match_index: 0,
+            ..Default::default()
         })
     }
 
@@ -698,16 +1109,34 @@ mod tests {
                 url: "http://a".into()
             })
         );
+        // §5.4.2/§8: the new leader appends a no-op of its term and sends it to everyone.
+        let noop = Entry {
+            index: 1,
+            term: 1,
+            payload: EntryPayload::Noop,
+        };
+        let append = |seq| {
+            Message::AppendRequest(AppendRequest {
+                term: 1,
+                leader_id: "a".into(),
+                leader_url: "http://a".into(),
+                prev_log_index: 0,
+                prev_log_term: 0,
+                entries: vec![noop.clone()],
+                leader_commit: 0,
+                seq,
+            })
+        };
         assert_eq!(
             out,
             vec![
                 Output::Send {
                     to: PeerId(0),
-                    msg: heartbeat(1, "a")
+                    msg: append(1)
                 },
                 Output::Send {
                     to: PeerId(1),
-                    msg: heartbeat(1, "a")
+                    msg: append(2)
                 },
             ]
         );
@@ -809,7 +1238,7 @@ mod tests {
             vec![Output::Reply(Message::AppendResponse(AppendResponse {
                 term: 5,
                 success: false,
-                match_index: 0
+                ..Default::default()
             }))]
         );
         assert_eq!(c.leader().map(|l| l.id.as_str()), Some("L"));
@@ -824,7 +1253,7 @@ mod tests {
             msg: Message::AppendResponse(AppendResponse {
                 term: 7,
                 success: false,
-                match_index: 0,
+                ..Default::default()
             }),
         });
         assert_eq!(c.role(), Role::Follower);
@@ -1075,10 +1504,18 @@ mod tests {
         assert_eq!(c.term(), 1);
         assert_eq!(
             out,
-            vec![Output::SaveHardState(HardState {
-                term: 1,
-                voted_for: Some("solo".into())
-            })]
+            vec![
+                Output::SaveHardState(HardState {
+                    term: 1,
+                    voted_for: Some("solo".into())
+                }),
+                Output::Apply(vec![Entry {
+                    index: 1,
+                    term: 1,
+                    payload: EntryPayload::Noop
+                }]),
+            ],
+            "a lone leader commits its no-op at once"
         );
         // With pre-vote on, too.
         let mut c = core_with("solo", 0, true, true);

@@ -33,7 +33,7 @@ pub struct VoteResponse {
 }
 
 /// AppendEntries (§5.3); with no entries it is a heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AppendRequest {
     pub term: Term,
@@ -45,10 +45,14 @@ pub struct AppendRequest {
     #[serde(default)]
     pub entries: Vec<Entry>,
     pub leader_commit: LogIndex,
+    /// Unique, increasing per leader: echoed in the response, so the leader knows which request
+    /// it answers (pipelining, and ReadIndex's proof of leadership).
+    #[serde(default)]
+    pub seq: u64,
 }
 
 /// Answer to an [`AppendRequest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AppendResponse {
     pub term: Term,
@@ -56,6 +60,20 @@ pub struct AppendResponse {
     /// On success: the index of the last entry the follower now holds that matches the leader.
     #[serde(default)]
     pub match_index: LogIndex,
+    /// The request's `seq`, echoed.
+    #[serde(default)]
+    pub seq: u64,
+    /// On a failed consistency check: the request's `prev_log_index`.
+    #[serde(default)]
+    pub reject_index: LogIndex,
+    /// On a failed consistency check: the follower's term at `reject_index`, if it has an entry
+    /// there (fast back-off, §5.3).
+    #[serde(default)]
+    pub conflict_term: Option<Term>,
+    /// On a failed consistency check: the first index of `conflict_term` in the follower's log,
+    /// or one past its last entry when its log is too short.
+    #[serde(default)]
+    pub conflict_index: LogIndex,
 }
 
 /// Every message of the protocol. Requests arrive through HTTP routes; responses come back as

@@ -4,7 +4,7 @@
 //! - [`state`]: [`KvState`], the map plus the index of the last applied command. Pure: no I/O,
 //!   no clock, no actors.
 //! - [`actor`]: [`StoreActor`], the one owner of a `KvState` at run time; every read and write of
-//!   the map is a message to it.
+//!   the map is a message to it. Writes arrive only as committed Raft log entries.
 //!
 //! This module must never know about HTTP or Raft: it applies commands in the order it is given
 //! them and answers reads.
@@ -13,6 +13,6 @@ pub mod actor;
 pub mod command;
 pub mod state;
 
-pub use actor::{Execute, Get, StoreActor};
+pub use actor::{Applied, ApplyEntries, Get, LastApplied, ReadAt, StoreActor};
 pub use command::{Command, CommandOutcome};
 pub use state::{KvState, StateError};

@@ -64,6 +64,20 @@ impl KvState {
         })
     }
 
+    /// Record a log position that carries no command (a leader's no-op), which must be
+    /// `last_applied() + 1`.
+    pub fn apply_noop(&mut self, index: u64) -> Result<(), StateError> {
+        let expected = self.last_applied + 1;
+        if index != expected {
+            return Err(StateError {
+                expected,
+                got: index,
+            });
+        }
+        self.last_applied = index;
+        Ok(())
+    }
+
     /// The value stored under `key`, if any.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.map.get(key).map(String::as_str)
@@ -131,6 +145,23 @@ mod tests {
             3,
             "a no-op delete still advances the index"
         );
+    }
+
+    #[test]
+    fn noops_advance_the_index_only() {
+        let mut s = KvState::new();
+        s.apply_noop(1).unwrap();
+        s.apply(2, set("k", "v")).unwrap();
+        assert_eq!(
+            s.apply_noop(2),
+            Err(StateError {
+                expected: 3,
+                got: 2
+            })
+        );
+        s.apply_noop(3).unwrap();
+        assert_eq!(s.last_applied(), 3);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]

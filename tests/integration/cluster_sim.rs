@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use kvstore::raft::actor::{GetStatus, RaftSetup, Stop};
 use kvstore::raft::{HardState, NodeStatus, RaftActor, RaftTiming};
+use kvstore::store::StoreActor;
 use kvstore::transport::memory::{Fault, Join, Leave, MemoryTransport, Network};
 
 /// 10 ms ticks, heartbeat 50 ms, election timeout 150 ms: the defaults.
@@ -19,6 +20,7 @@ struct Sim {
     seed: u64,
     net: Addr<Network>,
     nodes: Vec<Option<Addr<RaftActor>>>,
+    stores: Vec<Option<Addr<StoreActor>>>,
     /// Every (term, leader) ever observed: election safety is checked on each observation.
     leaders_by_term: HashMap<u64, String>,
 }
@@ -31,6 +33,7 @@ impl Sim {
             seed,
             net,
             nodes: vec![None; n],
+            stores: vec![None; n],
             leaders_by_term: HashMap::new(),
         };
         for i in 0..n {
@@ -42,6 +45,8 @@ impl Sim {
     async fn start_node(&mut self, i: usize, hard_state: HardState) {
         let peers: Vec<usize> = (0..self.n).filter(|j| *j != i).collect();
         let transport = MemoryTransport::new(self.net.clone(), i, peers.clone());
+        let store = StoreActor::new().start();
+        self.stores[i] = Some(store.clone());
         let setup = RaftSetup {
             id: format!("n{i}"),
             url: format!("mem://n{i}"),
@@ -49,6 +54,7 @@ impl Sim {
             timing: timing(),
             hard_state,
             seed: self.seed * 1000 + i as u64 + 1,
+            store,
         };
         let addr = RaftActor::new(setup, Box::new(transport)).start();
         self.net

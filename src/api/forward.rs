@@ -1,0 +1,90 @@
+//! [`Forwarder`]: sends a client request that reached a follower on to the leader, and relays
+//! the leader's answer (plus an `x-kvstore-leader` header naming it).
+//!
+//! One awc client per HTTP worker thread, made on that thread and reused (keep-alive). A
+//! forwarded request carries `x-kvstore-forwarded`, and a node never forwards such a request
+//! again, so requests cannot loop between nodes that disagree about the leader.
+
+use std::time::Duration;
+
+use actix_web::http::header::{HeaderName, CONTENT_TYPE};
+use actix_web::http::Method;
+use actix_web::HttpResponse;
+use serde::Serialize;
+
+use super::middleware::X_REQUEST_ID;
+use crate::raft::LeaderInfo;
+
+/// Marks a request forwarded by another node; its value is that node's id.
+pub const X_KVSTORE_FORWARDED: HeaderName = HeaderName::from_static("x-kvstore-forwarded");
+/// On a forwarded answer: the base URL of the leader that produced it.
+pub const X_KVSTORE_LEADER: HeaderName = HeaderName::from_static("x-kvstore-leader");
+
+/// Largest answer relayed from a leader (a value is at most a few MiB).
+const MAX_RELAYED_BYTES: usize = 64 * 1024 * 1024;
+
+/// Forwards requests to the leader. Create one per worker thread.
+pub struct Forwarder {
+    client: awc::Client,
+}
+
+impl Default for Forwarder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Forwarder {
+    /// A forwarder with its own client (call on the thread that will use it).
+    pub fn new() -> Self {
+        let client = awc::Client::builder()
+            .disable_redirects()
+            .timeout(Duration::from_secs(3600)) // each call sets its own, from the deadline
+            .finish();
+        Forwarder { client }
+    }
+
+    /// Send `method path?query` (with an optional JSON body) to `leader` within `timeout`, and
+    /// turn its answer into ours. `Err` is a short description of why the leader could not be
+    /// reached.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn forward<B: Serialize>(
+        &self,
+        leader: &LeaderInfo,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&B>,
+        request_id: Option<&str>,
+        this_node: &str,
+        timeout: Duration,
+    ) -> Result<HttpResponse, String> {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", leader.url))
+            .timeout(timeout)
+            .insert_header((X_KVSTORE_FORWARDED, this_node));
+        if let Some(id) = request_id {
+            req = req.insert_header((X_REQUEST_ID, id));
+        }
+        if !query.is_empty() {
+            req = req.query(&query).map_err(|e| e.to_string())?;
+        }
+        let sent = match body {
+            Some(b) => req.send_json(b).await,
+            None => req.send().await,
+        };
+        let mut res = sent.map_err(|e| e.to_string())?;
+        let bytes = res
+            .body()
+            .limit(MAX_RELAYED_BYTES)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = HttpResponse::build(res.status());
+        if let Some(ct) = res.headers().get(CONTENT_TYPE) {
+            out.insert_header((CONTENT_TYPE, ct.clone()));
+        }
+        out.insert_header((X_KVSTORE_LEADER, leader.url.as_str()));
+        Ok(out.body(bytes))
+    }
+}
