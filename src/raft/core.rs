@@ -1574,4 +1574,479 @@ mod tests {
         });
         assert_eq!(c.role(), Role::Leader);
     }
+
+    // ---- replication (§5.3, §5.4) -----------------------------------------------------------
+
+    fn set_cmd(k: &str, v: &str) -> Command {
+        Command::Set {
+            key: k.into(),
+            value: v.into(),
+        }
+    }
+
+    fn log_with_terms(terms: &[Term]) -> RaftLog {
+        let mut log = RaftLog::new();
+        for (i, t) in terms.iter().enumerate() {
+            log.append(
+                *t,
+                EntryPayload::Command {
+                    command: set_cmd("k", &format!("{i}")),
+                },
+            );
+        }
+        log
+    }
+
+    fn terms_of(log: &RaftLog) -> Vec<Term> {
+        (1..=log.last_index())
+            .map(|i| log.term_at(i).unwrap())
+            .collect()
+    }
+
+    /// A synchronous network of cores: every message is delivered, in FIFO order. Counts the
+    /// AppendEntries each node receives.
+    struct Net {
+        cores: Vec<RaftCore>,
+        queue: VecDeque<(usize, usize, Message, bool)>, // (from, to, msg, is_request)
+        appends_received: Vec<usize>,
+        applied: Vec<Vec<Entry>>,
+    }
+
+    impl Net {
+        fn new(cores: Vec<RaftCore>) -> Net {
+            let n = cores.len();
+            Net {
+                cores,
+                queue: VecDeque::new(),
+                appends_received: vec![0; n],
+                applied: vec![Vec::new(); n],
+            }
+        }
+
+        fn peer_to_node(from: usize, p: PeerId) -> usize {
+            if p.0 >= from {
+                p.0 + 1
+            } else {
+                p.0
+            }
+        }
+
+        fn node_to_peer(of: usize, node: usize) -> PeerId {
+            PeerId(if node > of { node - 1 } else { node })
+        }
+
+        fn absorb(
+            &mut self,
+            node: usize,
+            out: Vec<Output>,
+            reply_to: Option<usize>,
+        ) -> Vec<Output> {
+            let mut rest = Vec::new();
+            for o in out {
+                match o {
+                    Output::Send { to, msg } => {
+                        let dst = Self::peer_to_node(node, to);
+                        self.queue.push_back((node, dst, msg, true));
+                    }
+                    Output::Reply(msg) => {
+                        let dst = reply_to.expect("a reply answers a request");
+                        self.queue.push_back((node, dst, msg, false));
+                    }
+                    Output::Apply(es) => self.applied[node].extend(es),
+                    other => rest.push(other),
+                }
+            }
+            rest
+        }
+
+        fn step(&mut self, node: usize, input: Input) -> Vec<Output> {
+            let out = self.cores[node].step(input);
+            self.absorb(node, out, None)
+        }
+
+        /// Deliver until nothing is left (bounded).
+        fn run(&mut self) {
+            for _ in 0..100_000 {
+                let Some((from, to, msg, is_request)) = self.queue.pop_front() else {
+                    return;
+                };
+                if is_request {
+                    if matches!(msg, Message::AppendRequest(_)) {
+                        self.appends_received[to] += 1;
+                    }
+                    let out = self.cores[to].step(Input::Request(msg));
+                    self.absorb(to, out, Some(from));
+                } else {
+                    let peer = Self::node_to_peer(from, to);
+                    let _ = peer;
+                    let out = self.cores[to].step(Input::Response {
+                        from: Self::node_to_peer(to, from),
+                        msg,
+                    });
+                    self.absorb(to, out, None);
+                }
+            }
+            panic!("network did not quiesce");
+        }
+
+        /// Make `node` leader: it campaigns and every message is delivered.
+        fn elect(&mut self, node: usize) {
+            self.step(node, Input::Campaign);
+            self.run();
+            assert_eq!(
+                self.cores[node].role(),
+                Role::Leader,
+                "node {node} must win"
+            );
+        }
+    }
+
+    fn node(id: &str, peers: usize, term: Term, log: RaftLog) -> RaftCore {
+        RaftCore::new(
+            cfg(id, peers, false, false),
+            HardState {
+                term,
+                voted_for: None,
+            },
+            log,
+            3,
+        )
+    }
+
+    #[test]
+    fn s5_3_leader_replicates_commits_on_majority_and_all_apply_in_order() {
+        let mut net = Net::new(vec![
+            node("a", 2, 0, RaftLog::new()),
+            node("b", 2, 0, RaftLog::new()),
+            node("c", 2, 0, RaftLog::new()),
+        ]);
+        net.elect(0);
+        for i in 0..5 {
+            let out = net.step(0, Input::Propose(set_cmd("k", &i.to_string())));
+            assert_eq!(
+                out,
+                vec![Output::Proposed {
+                    index: i + 2,
+                    term: 1
+                }],
+                "index 1 is the leader's no-op"
+            );
+        }
+        net.run();
+        // Heartbeats carry the final commit index to the followers.
+        net.step(0, Input::Tick);
+        net.run();
+        for n in 0..3 {
+            assert_eq!(net.cores[n].commit_index(), 6, "node {n}");
+            let idx: Vec<_> = net.applied[n].iter().map(|e| e.index).collect();
+            assert_eq!(
+                idx,
+                vec![1, 2, 3, 4, 5, 6],
+                "node {n} applies each entry once, in order"
+            );
+            assert_eq!(net.applied[n], net.applied[0]);
+        }
+    }
+
+    #[test]
+    fn s5_3_a_proposal_on_a_follower_is_rejected_with_the_leader() {
+        let mut net = Net::new(vec![
+            node("a", 1, 0, RaftLog::new()),
+            node("b", 1, 0, RaftLog::new()),
+        ]);
+        net.elect(0);
+        let out = net.step(1, Input::Propose(set_cmd("k", "v")));
+        assert_eq!(
+            out,
+            vec![Output::ProposalRejected {
+                leader: Some(LeaderInfo {
+                    id: "a".into(),
+                    url: "http://a".into()
+                })
+            }]
+        );
+    }
+
+    #[test]
+    fn s5_3_figure_7_every_follower_log_is_made_to_match_the_leaders_with_few_round_trips() {
+        let leader_terms = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+        let followers: [(&str, &[Term], Term); 6] = [
+            ("a", &[1, 1, 1, 4, 4, 5, 5, 6, 6], 6),
+            ("b", &[1, 1, 1, 4], 4),
+            ("c", &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6], 6),
+            ("d", &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7], 7),
+            ("e", &[1, 1, 1, 4, 4, 4, 4], 4),
+            ("f", &[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], 3),
+        ];
+        for (name, terms, term) in followers {
+            // The leader wins with the vote of a helper that holds its log; the follower may
+            // refuse (c and d have logs at least as up to date).
+            let mut net = Net::new(vec![
+                node("L", 2, 7, log_with_terms(&leader_terms)),
+                node("H", 2, 7, log_with_terms(&leader_terms)),
+                node(name, 2, term, log_with_terms(terms)),
+            ]);
+            net.elect(0);
+            net.step(0, Input::Tick);
+            net.run();
+            let mut want = leader_terms.to_vec();
+            want.push(8); // the new leader's no-op
+            assert_eq!(terms_of(net.cores[2].log()), want, "follower ({name})");
+            assert!(
+                net.appends_received[2] <= 6,
+                "follower ({name}) needed {} AppendEntries: fast back-off skips whole terms",
+                net.appends_received[2]
+            );
+            assert_eq!(net.cores[2].commit_index(), 11, "follower ({name})");
+        }
+    }
+
+    #[test]
+    fn s5_3_inconsistent_append_is_rejected_with_conflict_hints() {
+        let mut f = node("f", 1, 2, log_with_terms(&[1, 1, 2, 2]));
+        let req = |prev_log_index, prev_log_term| {
+            Message::AppendRequest(AppendRequest {
+                term: 3,
+                leader_id: "L".into(),
+                leader_url: "http://L".into(),
+                prev_log_index,
+                prev_log_term,
+                seq: 9,
+                ..Default::default()
+            })
+        };
+        // Different term at prev: the follower names its term there and where that term starts.
+        let out = f.step(Input::Request(req(4, 3)));
+        assert_eq!(
+            *reply(&out),
+            Message::AppendResponse(AppendResponse {
+                term: 3,
+                success: false,
+                seq: 9,
+                reject_index: 4,
+                conflict_term: Some(2),
+                conflict_index: 3,
+                ..Default::default()
+            })
+        );
+        // Log too short: the follower names one past its end.
+        let out = f.step(Input::Request(req(9, 3)));
+        assert_eq!(
+            *reply(&out),
+            Message::AppendResponse(AppendResponse {
+                term: 3,
+                success: false,
+                seq: 9,
+                reject_index: 9,
+                conflict_term: None,
+                conflict_index: 5,
+                ..Default::default()
+            })
+        );
+        assert_eq!(
+            terms_of(f.log()),
+            vec![1, 1, 2, 2],
+            "a rejected append changes no entry"
+        );
+    }
+
+    #[test]
+    fn s5_3_conflicting_entries_are_truncated_and_replaced() {
+        let mut f = node("f", 1, 2, log_with_terms(&[1, 1, 2, 2]));
+        let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+            term: 3,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            prev_log_index: 2,
+            prev_log_term: 1,
+            entries: vec![Entry {
+                index: 3,
+                term: 3,
+                payload: EntryPayload::Noop,
+            }],
+            leader_commit: 3,
+            seq: 1,
+        })));
+        assert!(matches!(
+            reply(&out),
+            Message::AppendResponse(AppendResponse {
+                success: true,
+                match_index: 3,
+                ..
+            })
+        ));
+        assert_eq!(
+            terms_of(f.log()),
+            vec![1, 1, 3],
+            "index 4 (term 2) is gone too"
+        );
+        assert_eq!(f.commit_index(), 3);
+        assert!(matches!(&out[0], Output::SaveHardState(_)));
+        let applied: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Apply(es) => Some(es.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(applied, vec![vec![(1, 1), (2, 1), (3, 3)]]);
+    }
+
+    #[test]
+    fn s5_4_2_figure_8_entries_of_earlier_terms_are_not_committed_by_counting_replicas() {
+        // S1 leads in term 4 with (1,1) (2,2) and its no-op (3,4); S2 and S3 reach index 2.
+        let mut s1 = node("s1", 4, 3, log_with_terms(&[1, 2]));
+        s1.step(Input::Campaign);
+        for p in 0..2 {
+            s1.step(Input::Response {
+                from: PeerId(p),
+                msg: vote_resp(4, true),
+            });
+        }
+        assert_eq!(s1.role(), Role::Leader);
+        assert_eq!(s1.term(), 4);
+        assert_eq!(terms_of(s1.log()), vec![1, 2, 4]);
+        let ack = |match_index| {
+            Message::AppendResponse(AppendResponse {
+                term: 4,
+                success: true,
+                match_index,
+                ..Default::default()
+            })
+        };
+        for p in 0..2 {
+            s1.step(Input::Response {
+                from: PeerId(p),
+                msg: ack(2),
+            });
+        }
+        assert_eq!(
+            s1.commit_index(),
+            0,
+            "(2,2) is on a majority but of an earlier term: not committed by counting"
+        );
+        // Once the term-4 entry is on a majority, everything up to it commits.
+        let out = s1.step(Input::Response {
+            from: PeerId(0),
+            msg: ack(3),
+        });
+        assert_eq!(
+            s1.commit_index(),
+            0,
+            "index 3 is on two of five, index 2 (term 2) still may not be counted"
+        );
+        assert!(out.iter().all(|o| !matches!(o, Output::Apply(_))));
+        let out = s1.step(Input::Response {
+            from: PeerId(1),
+            msg: ack(3),
+        });
+        assert_eq!(s1.commit_index(), 3);
+        assert!(out.contains(&Output::Apply(s1.log().slice(1, 3))));
+    }
+
+    #[test]
+    fn s5_4_a_stale_leader_cannot_commit() {
+        let mut net = Net::new(vec![
+            node("a", 2, 0, RaftLog::new()),
+            node("b", 2, 0, RaftLog::new()),
+            node("c", 2, 0, RaftLog::new()),
+        ]);
+        net.elect(0);
+        // b and c move on to term 5 without a (as if a had been partitioned).
+        net.cores[1].step(Input::Request(vote_req(5, "c", 1, 1)));
+        net.cores[2].step(Input::Request(vote_req(5, "b", 1, 1)));
+        net.queue.clear();
+        let before = net.cores[0].commit_index();
+        let out = net.step(0, Input::Propose(set_cmd("k", "lost")));
+        assert!(matches!(out[0], Output::Proposed { index: 2, term: 1 }));
+        net.run();
+        assert_eq!(
+            net.cores[0].role(),
+            Role::Follower,
+            "the answers' higher term deposes it"
+        );
+        assert_eq!(
+            net.cores[0].commit_index(),
+            before,
+            "its entry never commits"
+        );
+        assert!(net.applied[0].iter().all(|e| e.index < 2));
+    }
+
+    #[test]
+    fn s6_4_read_index_waits_for_a_quorum_ack_sent_after_the_read() {
+        let mut net = Net::new(vec![
+            node("a", 2, 0, RaftLog::new()),
+            node("b", 2, 0, RaftLog::new()),
+            node("c", 2, 0, RaftLog::new()),
+        ]);
+        net.elect(0); // the no-op is committed by now
+        assert_eq!(net.cores[0].commit_index(), 1);
+        let out = net.step(0, Input::ReadIndex { id: 7 });
+        assert!(
+            out.is_empty(),
+            "no answer before a quorum confirms leadership"
+        );
+        assert_eq!(net.queue.len(), 2, "one heartbeat round for the read");
+        net.run();
+        // The answers came through absorb(); look at what the leader produced last.
+        let out = net.step(0, Input::ReadIndex { id: 8 });
+        assert!(out.is_empty());
+        // Drive the delivery by hand to see the ReadReady.
+        let mut ready = Vec::new();
+        while let Some((from, to, msg, is_request)) = net.queue.pop_front() {
+            let out = if is_request {
+                let o = net.cores[to].step(Input::Request(msg));
+                net.absorb(to, o, Some(from))
+            } else {
+                let o = net.cores[to].step(Input::Response {
+                    from: Net::node_to_peer(to, from),
+                    msg,
+                });
+                net.absorb(to, o, None)
+            };
+            ready.extend(out);
+        }
+        assert_eq!(ready, vec![Output::ReadReady { id: 8, index: 1 }]);
+        // A follower cannot serve it.
+        let out = net.step(1, Input::ReadIndex { id: 9 });
+        assert!(matches!(
+            out[0],
+            Output::ReadFailed {
+                id: 9,
+                leader: Some(_)
+            }
+        ));
+    }
+
+    #[test]
+    fn s6_4_pending_reads_fail_when_leadership_is_lost() {
+        let mut net = Net::new(vec![
+            node("a", 2, 0, RaftLog::new()),
+            node("b", 2, 0, RaftLog::new()),
+            node("c", 2, 0, RaftLog::new()),
+        ]);
+        net.elect(0);
+        net.step(0, Input::ReadIndex { id: 1 });
+        net.queue.clear();
+        let out = net.cores[0].step(Input::Request(heartbeat(9, "b")));
+        assert!(out.contains(&Output::ReadFailed {
+            id: 1,
+            leader: Some(LeaderInfo {
+                id: "b".into(),
+                url: "http://b".into()
+            })
+        }));
+    }
+
+    #[test]
+    fn single_node_reads_and_writes_commit_at_once() {
+        let mut c = core("solo", 0);
+        c.step(Input::Campaign);
+        let out = c.step(Input::Propose(set_cmd("k", "v")));
+        assert_eq!(out[0], Output::Proposed { index: 2, term: 1 });
+        assert!(matches!(&out[1], Output::Apply(es) if es.len() == 1 && es[0].index == 2));
+        let out = c.step(Input::ReadIndex { id: 3 });
+        assert_eq!(out, vec![Output::ReadReady { id: 3, index: 2 }]);
+    }
 }

@@ -12,3 +12,4 @@ mod cluster_proc;
 mod cluster_sim;
 mod concurrency;
 mod helpers;
+mod raft_sim;
