@@ -583,3 +583,61 @@ async fn json_log_format_has_the_request_id_as_a_field() {
     assert_eq!(found["span"]["method"], "GET");
     assert!(found["latency_ms"].is_number());
 }
+
+#[actix_web::test]
+async fn reads_are_linearizable_by_default_and_stale_on_request() {
+    let app = app!();
+    send(&app, put_json(json!({"key":"c","value":"1"}))).await;
+    for q in [
+        "?key=c",
+        "?key=c&consistency=linearizable",
+        "?key=c&consistency=stale",
+    ] {
+        let r = send(&app, get(q)).await;
+        assert_eq!(r.2, br#"{"ok":true,"key":"c","value":"1"}"#, "{q}");
+    }
+    assert_error(
+        &send(&app, get("?key=c&consistency=eventual")).await,
+        400,
+        "consistency must be `linearizable` or `stale`",
+    );
+    assert_error(
+        &send(&app, get("?key=nope&consistency=stale")).await,
+        404,
+        "key not found",
+    );
+}
+
+#[actix_web::test]
+async fn peer_routes_answer_raft_messages_and_refuse_garbage_in_the_json_shape() {
+    let app = app!();
+    let r = send(
+        &app,
+        test::TestRequest::post().uri("/raft/vote").set_payload(
+            r#"{"term":99,"candidateId":"x","lastLogIndex":0,"lastLogTerm":0,"preVote":true}"#,
+        ),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK);
+    let v = json_of(&r.2);
+    assert_eq!(
+        v["granted"], false,
+        "a single-node leader in its lease refuses: {v}"
+    );
+    assert_error(
+        &send(
+            &app,
+            test::TestRequest::post()
+                .uri("/raft/append")
+                .set_payload("{"),
+        )
+        .await,
+        400,
+        "invalid JSON",
+    );
+    assert_error(
+        &send(&app, test::TestRequest::get().uri("/raft/vote")).await,
+        405,
+        "method not allowed",
+    );
+}

@@ -11,14 +11,20 @@ use crate::helpers::{client, free_port, KvProcess};
 struct ProcCluster {
     ports: Vec<u16>,
     nodes: Vec<Option<KvProcess>>,
+    env: Vec<(&'static str, &'static str)>,
 }
 
 impl ProcCluster {
     fn start(n: usize) -> ProcCluster {
+        Self::start_with(n, &[])
+    }
+
+    fn start_with(n: usize, env: &[(&'static str, &'static str)]) -> ProcCluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut c = ProcCluster {
             ports,
             nodes: (0..n).map(|_| None).collect(),
+            env: env.to_vec(),
         };
         for i in 0..n {
             c.start_node(i);
@@ -38,10 +44,9 @@ impl ProcCluster {
         let port = self.ports[i].to_string();
         let id = format!("n{}", i + 1);
         let peers = peers.join(",");
-        self.nodes[i] = Some(KvProcess::start(
-            &["--host", "127.0.0.1"],
-            &[("NODE_ID", &id), ("PORT", &port), ("PEERS", &peers)],
-        ));
+        let mut env: Vec<(&str, &str)> = vec![("NODE_ID", &id), ("PORT", &port), ("PEERS", &peers)];
+        env.extend(self.env.iter().copied());
+        self.nodes[i] = Some(KvProcess::start(&["--host", "127.0.0.1"], &env));
     }
 
     fn kill(&mut self, i: usize) {
@@ -148,4 +153,185 @@ async fn killing_the_leader_elects_another_and_the_old_one_rejoins_as_follower()
     let h = cluster.health(old).await.expect("restarted node answers");
     assert_eq!(h["state"], "follower");
     assert_eq!(h["leaderId"], format!("n{}", new + 1).as_str());
+}
+
+async fn put(base: &str, key: &str, value: &str) -> (u16, Value, Option<String>) {
+    let mut res = client()
+        .put(format!("{base}/set"))
+        .timeout(Duration::from_secs(20))
+        .send_json(&serde_json::json!({"key": key, "value": value}))
+        .await
+        .expect("PUT answered");
+    let leader = res
+        .headers()
+        .get("x-kvstore-leader")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = res.body().await.unwrap();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap(),
+        leader,
+    )
+}
+
+async fn get(base: &str, key: &str, stale: bool) -> (u16, Value) {
+    let c = if stale { "&consistency=stale" } else { "" };
+    let mut res = client()
+        .get(format!("{base}/get?key={key}{c}"))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("GET answered");
+    let body = res.body().await.unwrap();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap(),
+    )
+}
+
+async fn delete(base: &str, key: &str) -> u16 {
+    client()
+        .delete(format!("{base}/delete?key={key}"))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("DELETE answered")
+        .status()
+        .as_u16()
+}
+
+#[actix_web::test]
+async fn writes_through_any_node_are_read_linearizably_from_every_node() {
+    let cluster = ProcCluster::start(3);
+    let (leader, _) = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    for i in 0..3 {
+        let key = format!("via-n{}", i + 1);
+        let (st, body, hdr) = put(&cluster.url(i), &key, "v").await;
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(
+            body,
+            serde_json::json!({"ok":true,"message":"stored","key":key})
+        );
+        if i == leader {
+            assert_eq!(hdr, None, "the leader answers itself");
+        } else {
+            assert_eq!(
+                hdr.as_deref(),
+                Some(cluster.url(leader).as_str()),
+                "forwarded"
+            );
+        }
+        // Linearizable: visible at once through every node.
+        for j in 0..3 {
+            let (st, body) = get(&cluster.url(j), &key, false).await;
+            assert_eq!(
+                (st, &body["value"]),
+                (200, &Value::from("v")),
+                "node {j}: {body}"
+            );
+        }
+    }
+    // A delete through a follower; the second finds nothing, wherever it is sent.
+    let follower = (leader + 1) % 3;
+    assert_eq!(delete(&cluster.url(follower), "via-n1").await, 200);
+    assert_eq!(delete(&cluster.url(leader), "via-n1").await, 404);
+    assert_eq!(get(&cluster.url(follower), "via-n1", false).await.0, 404);
+    // Stale reads converge on every node.
+    for j in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let (st, _) = get(&cluster.url(j), "via-n2", true).await;
+            if st == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {j} never applied via-n2");
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_follower_restarted_after_missing_writes_catches_up() {
+    let mut cluster = ProcCluster::start(3);
+    let (leader, _) = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let follower = (leader + 1) % 3;
+    cluster.kill(follower);
+    for k in 0..200 {
+        let (st, body, _) = put(&cluster.url(leader), &format!("k{k}"), &format!("v{k}")).await;
+        assert_eq!(st, 200, "{body}");
+    }
+    cluster.start_node(follower);
+    let want = cluster.health(leader).await.unwrap()["commitIndex"]
+        .as_u64()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let applied = cluster
+            .health(follower)
+            .await
+            .and_then(|h| h["appliedIndex"].as_u64())
+            .unwrap_or(0);
+        if applied >= want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "follower stuck at {applied} of {want}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    for k in (0..200).step_by(7) {
+        let (st, body) = get(&cluster.url(follower), &format!("k{k}"), true).await;
+        assert_eq!(
+            (st, body["value"].as_str()),
+            (200, Some(format!("v{k}").as_str()))
+        );
+    }
+}
+
+#[actix_web::test]
+async fn without_a_majority_writes_get_503_in_bounded_time_and_acknowledged_writes_survive() {
+    let mut cluster = ProcCluster::start_with(3, &[("KVSTORE_REQUEST_TIMEOUT_MS", "2000")]);
+    let (leader, _) = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    for k in 0..50 {
+        let (st, body, _) = put(&cluster.url(leader), &format!("a{k}"), "acked").await;
+        assert_eq!(st, 200, "{body}");
+    }
+    // Both followers die; the leader alone holds every acknowledged write (in-memory mode: a
+    // restarted node comes back empty, so the survivor must be the one with the data).
+    let (f1, f2) = ((leader + 1) % 3, (leader + 2) % 3);
+    cluster.kill(f1);
+    cluster.kill(f2);
+    for attempt in 0..3 {
+        let started = Instant::now();
+        let (st, body, _) = put(&cluster.url(leader), "lonely", "x").await;
+        let took = started.elapsed();
+        assert_eq!(st, 503, "attempt {attempt}: {body}");
+        let msg = body["message"].as_str().unwrap();
+        assert!(
+            msg.starts_with("no leader") || msg.starts_with("no quorum"),
+            "attempt {attempt}: {msg}"
+        );
+        assert!(
+            took < Duration::from_secs(4),
+            "503 took {took:?} (timeout 2 s)"
+        );
+        let (st, _) = get(&cluster.url(leader), "a1", false).await;
+        assert_eq!(st, 503, "no linearizable read without a majority");
+    }
+    // One comes back: the survivor (with the longer log) leads again; then the other.
+    cluster.start_node(f1);
+    cluster.wait_for_leader(Duration::from_secs(10)).await;
+    cluster.start_node(f2);
+    cluster.wait_for_leader(Duration::from_secs(10)).await;
+    for i in 0..3 {
+        for k in (0..50).step_by(5) {
+            let (st, body) = get(&cluster.url(i), &format!("a{k}"), false).await;
+            assert_eq!(
+                (st, body["value"].as_str()),
+                (200, Some("acked")),
+                "node {i} a{k}"
+            );
+        }
+    }
 }
