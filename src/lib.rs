@@ -10,6 +10,7 @@
 //! - [`store`]: the pure [`store::KvState`] and the [`store::StoreActor`] that owns it.
 //! - [`raft`]: the pure [`raft::RaftCore`] and the [`raft::RaftActor`] that drives it.
 //! - [`transport`]: how Raft RPCs reach peers (HTTP, or an in-memory network in tests).
+//! - [`check`]: linearizability checking of recorded client histories (pure).
 //!
 //! Client requests flow `api handler → StoreActor`; `/health` and the peer routes
 //! `/raft/*` go to the `RaftActor`, which talks to other nodes through a `Transport`. Actors own
@@ -17,6 +18,7 @@
 //! the store in the next milestone.
 
 pub mod api;
+pub mod check;
 pub mod config;
 pub mod raft;
 pub mod startup;

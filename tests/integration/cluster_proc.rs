@@ -8,18 +8,18 @@ use serde_json::Value;
 use crate::helpers::{client, free_port, KvProcess};
 
 /// A local cluster of real processes; every process is killed when this is dropped.
-struct ProcCluster {
+pub(crate) struct ProcCluster {
     ports: Vec<u16>,
     nodes: Vec<Option<KvProcess>>,
     env: Vec<(&'static str, &'static str)>,
 }
 
 impl ProcCluster {
-    fn start(n: usize) -> ProcCluster {
+    pub(crate) fn start(n: usize) -> ProcCluster {
         Self::start_with(n, &[])
     }
 
-    fn start_with(n: usize, env: &[(&'static str, &'static str)]) -> ProcCluster {
+    pub(crate) fn start_with(n: usize, env: &[(&'static str, &'static str)]) -> ProcCluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut c = ProcCluster {
             ports,
@@ -32,11 +32,11 @@ impl ProcCluster {
         c
     }
 
-    fn url(&self, i: usize) -> String {
+    pub(crate) fn url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.ports[i])
     }
 
-    fn start_node(&mut self, i: usize) {
+    pub(crate) fn start_node(&mut self, i: usize) {
         let peers: Vec<String> = (0..self.ports.len())
             .filter(|j| *j != i)
             .map(|j| self.url(j))
@@ -49,14 +49,14 @@ impl ProcCluster {
         self.nodes[i] = Some(KvProcess::start(&["--host", "127.0.0.1"], &env));
     }
 
-    fn kill(&mut self, i: usize) {
+    pub(crate) fn kill(&mut self, i: usize) {
         let mut p = self.nodes[i].take().expect("node running");
         p.signal(libc::SIGKILL);
         p.wait_exit(Duration::from_secs(10))
             .expect("SIGKILL ends it");
     }
 
-    async fn health(&self, i: usize) -> Option<Value> {
+    pub(crate) async fn health(&self, i: usize) -> Option<Value> {
         self.nodes[i].as_ref()?;
         let mut res = client()
             .get(format!("{}/health", self.url(i)))
@@ -67,7 +67,7 @@ impl ProcCluster {
         serde_json::from_slice(&res.body().await.ok()?).ok()
     }
 
-    async fn healths(&self) -> Vec<Option<Value>> {
+    pub(crate) async fn healths(&self) -> Vec<Option<Value>> {
         let mut out = Vec::new();
         for i in 0..self.ports.len() {
             out.push(self.health(i).await);
@@ -77,7 +77,7 @@ impl ProcCluster {
 
     /// Poll (every 20 ms, up to `within`) until exactly one running node is leader and every
     /// running node names it in the same term; returns (leader index, term).
-    async fn wait_for_leader(&self, within: Duration) -> (usize, u64) {
+    pub(crate) async fn wait_for_leader(&self, within: Duration) -> (usize, u64) {
         let deadline = Instant::now() + within;
         let mut last = Vec::new();
         while Instant::now() < deadline {

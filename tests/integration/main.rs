@@ -12,4 +12,5 @@ mod cluster_proc;
 mod cluster_sim;
 mod concurrency;
 mod helpers;
+mod linearizable;
 mod raft_sim;
