@@ -5,7 +5,11 @@ leader-stability measurement. Standard library only; talks to loopback nodes onl
   kvcluster.py watch [--interval S] [--once] [URL ...]
   kvcluster.py kill-leader-test --bin PATH [--rounds N] [--nodes N] [--base-port P] [--keep-logs]
   kvcluster.py stability --bin PATH --seconds S [--load-connections C]
+  kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64"]
+                             [--no-etcd]
 """
+import base64
+import shutil
 import argparse
 import json
 import os
@@ -306,6 +310,188 @@ def cmd_stability(args):
         cluster.stop()
 
 
+# ---- bench-cluster ---------------------------------------------------------------------------
+
+WRK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "wrk")
+NKEYS = 10000
+VALUE = "v" * 100
+
+
+def run_wrk(url, conns, duration, script):
+    """(req/s, p50 ms, p99 ms, errors) of one wrk run."""
+    threads = min(2, conns)
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "5s",
+                          "--latency", "-s", script, url],
+                         capture_output=True, text=True, timeout=duration + 60).stdout
+
+    def ms(v):
+        for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+            if v.endswith(unit):
+                return float(v[:-len(unit)]) * f
+        return float("nan")
+    rps = p50 = p99 = float("nan")
+    errs = 0
+    for line in out.splitlines():
+        parts = line.split()
+        if line.startswith("Requests/sec:"):
+            rps = float(parts[1])
+        elif parts[:1] == ["50%"]:
+            p50 = ms(parts[1])
+        elif parts[:1] == ["99%"]:
+            p99 = ms(parts[1])
+        elif "Non-2xx" in line:
+            errs += int(parts[-1])
+        elif line.strip().startswith("Socket errors"):
+            errs += sum(int(x.strip(",")) for x in parts[3::2])
+    return rps, p50, p99, errs
+
+
+def etcd_scripts(tmp):
+    """wrk scripts for etcd's JSON gateway: bodies precomputed (base64 keys and values)."""
+    b64 = lambda s: base64.b64encode(s.encode()).decode()
+    keys = [b64(f"key-{i}") for i in range(NKEYS)]
+    val = b64(VALUE)
+    table = "local keys = {" + ",".join(f'"{k}"' for k in keys) + "}\n"
+    scripts = {}
+    for name, body in (("put", 'return wrk.format("POST", "/v3/kv/put", nil, \'{"key":"\' .. k .. \'","value":"%s"}\')' % val),
+                       ("range", 'return wrk.format("POST", "/v3/kv/range", nil, \'{"key":"\' .. k .. \'"}\')'),
+                       ("range_stale", 'return wrk.format("POST", "/v3/kv/range", nil, \'{"key":"\' .. k .. \'","serializable":true}\')')):
+        path = os.path.join(tmp, f"etcd_{name}.lua")
+        with open(path, "w") as f:
+            f.write(table)
+            f.write('wrk.headers["Content-Type"] = "application/json"\nlocal counter = 0\n')
+            f.write("request = function()\n  counter = counter + 1\n  local k = keys[(counter %% %d) + 1]\n  %s\nend\n" % (NKEYS, body))
+        scripts[name] = path
+    stale = os.path.join(tmp, "kv_get_stale.lua")
+    with open(stale, "w") as f:
+        f.write('local counter = 0\nrequest = function()\n  counter = counter + 1\n'
+                '  return wrk.format("GET", "/get?consistency=stale&key=key-" .. (counter % 10000))\nend\n')
+    scripts["kv_stale"] = stale
+    return scripts
+
+
+def http_json(url, body=None, method=None, timeout=2.0):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def preload(put):
+    for i in range(NKEYS):
+        put(i)
+
+
+class EtcdCluster:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        ports = free_ports(6)
+        self.client_ports, self.peer_ports = ports[:3], ports[3:]
+        self.procs = []
+
+    def urls(self):
+        return [f"http://127.0.0.1:{p}" for p in self.client_ports]
+
+    def start(self):
+        initial = ",".join(f"e{i}=http://127.0.0.1:{p}" for i, p in enumerate(self.peer_ports))
+        for i in range(3):
+            d = os.path.join(self.tmp, f"etcd{i}")
+            log = open(os.path.join(self.tmp, f"etcd{i}.log"), "wb")
+            self.procs.append(subprocess.Popen([
+                "etcd", "--name", f"e{i}", "--data-dir", d,
+                "--listen-client-urls", f"http://127.0.0.1:{self.client_ports[i]}",
+                "--advertise-client-urls", f"http://127.0.0.1:{self.client_ports[i]}",
+                "--listen-peer-urls", f"http://127.0.0.1:{self.peer_ports[i]}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_ports[i]}",
+                "--initial-cluster", initial, "--initial-cluster-state", "new",
+                "--log-level", "error"], stdout=log, stderr=log, stdin=subprocess.DEVNULL))
+
+    def leader_url(self, within=30):
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            for u in self.urls():
+                try:
+                    st = http_json(u + "/v3/maintenance/status", {})
+                    if st.get("leader") and st["leader"] == st["header"]["member_id"]:
+                        return u
+                except Exception:
+                    pass
+            time.sleep(0.1)
+        raise RuntimeError("etcd elected no leader")
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+
+
+def cmd_bench_cluster(args):
+    exit_on_signals()
+    tmp = tempfile.mkdtemp(prefix="kvstore-bench-cluster.")
+    conns = [int(c) for c in args.connections.split()]
+    with_etcd = not args.no_etcd
+    if with_etcd and not shutil.which("etcd"):
+        print("etcd not found (install Debian's etcd-server), running without it", file=sys.stderr)
+        with_etcd = False
+    scripts = etcd_scripts(tmp)
+    kv = Cluster(args.bin, free_ports(3), tmp)
+    etcd = EtcdCluster(tmp) if with_etcd else None
+    results = {}  # (system, case, conns) -> list of (rps, p50, p99, errs)
+    try:
+        kv.start_all()
+        (lid, _), _ = kv.wait_agreed_leader(15)
+        kv_leader = kv.url(int(lid[1:]) - 1)
+        preload(lambda i: http_json(f"{kv_leader}/set", {"key": f"key-{i}", "value": VALUE}, "PUT"))
+        cases = [("kvstore", "write", kv_leader, os.path.join(WRK_DIR, "set.lua")),
+                 ("kvstore", "read", kv_leader, os.path.join(WRK_DIR, "get.lua")),
+                 ("kvstore", "read-stale", kv_leader, scripts["kv_stale"])]
+        if etcd:
+            etcd.start()
+            e_leader = etcd.leader_url()
+            b64 = lambda s: base64.b64encode(s.encode()).decode()
+            preload(lambda i: http_json(f"{e_leader}/v3/kv/put",
+                                        {"key": b64(f"key-{i}"), "value": b64(VALUE)}))
+            cases += [("etcd", "write", e_leader, scripts["put"]),
+                      ("etcd", "read", e_leader, scripts["range"]),
+                      ("etcd", "read-stale", e_leader, scripts["range_stale"])]
+        print(f"kvstore leader {kv_leader}" + (f"; etcd leader {e_leader}" if etcd else ""),
+              file=sys.stderr)
+        for rnd in range(1, args.rounds + 1):
+            for c in conns:
+                for system, case, url, script in cases:
+                    r = run_wrk(url, c, args.duration, script)
+                    results.setdefault((system, case, c), []).append(r)
+                    print(f"  round {rnd} {system:8} {case:10} c={c:<3} {r[0]:9.0f} req/s "
+                          f"p50 {r[1]:.2f} ms p99 {r[2]:.2f} ms errors {r[3]}", file=sys.stderr)
+    finally:
+        kv.stop()
+        if etcd:
+            etcd.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = lambda xs: statistics.median(xs)
+    print(f"\n3-node clusters on loopback, {os.cpu_count()} CPUs, {args.rounds} rounds x "
+          f"{args.duration}s per case (medians); writes and reads sent to the leader")
+    print(f"{'case':<11} {'conns':>5} | {'kvstore req/s':>13} {'p50':>6} {'p99':>6} | "
+          f"{'etcd req/s':>10} {'p50':>6} {'p99':>6} | {'ratio':>5}")
+    for case in ("write", "read", "read-stale"):
+        for c in conns:
+            k = results.get(("kvstore", case, c))
+            e = results.get(("etcd", case, c))
+            kr = (med(x[0] for x in k), med(x[1] for x in k), med(x[2] for x in k)) if k else None
+            er = (med(x[0] for x in e), med(x[1] for x in e), med(x[2] for x in e)) if e else None
+            kerr = sum(x[3] for x in k) if k else 0
+            line = f"{case:<11} {c:>5} | "
+            line += f"{kr[0]:>13.0f} {kr[1]:>6.2f} {kr[2]:>6.2f} | " if kr else f"{'-':>28} | "
+            line += f"{er[0]:>10.0f} {er[1]:>6.2f} {er[2]:>6.2f} | " if er else f"{'-':>25} | "
+            line += f"{kr[0] / er[0]:>5.2f}" if kr and er and er[0] > 0 else "    -"
+            if kerr:
+                line += f"  (kvstore errors: {kerr})"
+            print(line)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(prog="kvcluster.py")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -323,7 +509,15 @@ def main():
     s.add_argument("--bin", required=True)
     s.add_argument("--seconds", type=int, default=60)
     s.add_argument("--load-connections", type=int, default=0)
+    b = sub.add_parser("bench-cluster")
+    b.add_argument("--bin", required=True)
+    b.add_argument("--duration", type=int, default=5)
+    b.add_argument("--rounds", type=int, default=3)
+    b.add_argument("--connections", default="1 16 64")
+    b.add_argument("--no-etcd", action="store_true")
     args = ap.parse_args()
+    if args.cmd == "bench-cluster":
+        return cmd_bench_cluster(args)
     if args.cmd == "watch":
         return cmd_watch(args)
     if args.cmd == "kill-leader-test":
