@@ -77,6 +77,11 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     pub request_timeout_ms: u64,
 
+    /// Most writes (and, separately, linearizable reads) waiting in the Raft pipeline at once;
+    /// beyond that requests get 503 "overloaded" instead of queueing without bound.
+    #[arg(long, env = "KVSTORE_MAX_PENDING", default_value_t = crate::raft::actor::DEFAULT_MAX_PENDING)]
+    pub max_pending: usize,
+
     /// Log line format.
     #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -128,6 +133,7 @@ pub struct Config {
     pub workers: usize,
     pub shutdown_timeout: Duration,
     pub request_timeout: Duration,
+    pub max_pending: usize,
     pub log_format: LogFormat,
     /// The other nodes' base URLs (normalized `http://host:port`); empty for a single node.
     pub peers: Vec<String>,
@@ -242,6 +248,9 @@ impl Config {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        if cli.max_pending == 0 {
+            return invalid("KVSTORE_MAX_PENDING must be at least 1".into());
+        }
         if cli.request_timeout_ms == 0 {
             return invalid("KVSTORE_REQUEST_TIMEOUT_MS must be at least 1".into());
         }
@@ -286,6 +295,7 @@ impl Config {
             workers,
             shutdown_timeout: Duration::from_secs(cli.shutdown_timeout_secs),
             request_timeout: Duration::from_millis(cli.request_timeout_ms),
+            max_pending: cli.max_pending,
             log_format: cli.log_format,
             peers,
             advertise_url,
@@ -612,6 +622,7 @@ mod tests {
             "KVSTORE_WORKERS",
             "KVSTORE_SHUTDOWN_TIMEOUT_SECS",
             "KVSTORE_REQUEST_TIMEOUT_MS",
+            "KVSTORE_MAX_PENDING",
             "KVSTORE_LOG_FORMAT",
             "PEERS",
             "KVSTORE_ADVERTISE_URL",

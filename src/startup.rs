@@ -61,6 +61,7 @@ pub fn start_actors(config: &Config, url: String) -> AppState {
         hard_state: HardState::default(),
         seed: uuid::Uuid::new_v4().as_u64_pair().0,
         store: store.clone(),
+        max_pending: config.max_pending,
     };
     let raft = RaftActor::new(setup, Box::new(transport)).start();
     AppState {

@@ -27,10 +27,8 @@ use super::{LogIndex, NodeId, PeerId, Term};
 use crate::store::{ApplyEntries, Command, CommandOutcome, StoreActor};
 use crate::transport::Transport;
 
-/// Most client writes waiting for their commit at once; more are refused (admission control).
-pub const MAX_PENDING_WRITES: usize = 16 * 1024;
-/// Most linearizable reads waiting for their read index at once.
-pub const MAX_PENDING_READS: usize = 16 * 1024;
+/// Default for [`RaftSetup::max_pending`].
+pub const DEFAULT_MAX_PENDING: usize = 16 * 1024;
 
 /// How time maps to the core's ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +189,7 @@ pub struct RaftActor {
     applied_index: LogIndex,
     /// Set when the store refused an entry: nothing more is applied or acknowledged.
     broken: Option<String>,
+    max_pending: usize,
 }
 
 /// What one step produced for the caller, besides the outputs carried out.
@@ -215,6 +214,9 @@ pub struct RaftSetup {
     pub seed: u64,
     /// Where committed entries are applied.
     pub store: Addr<StoreActor>,
+    /// Most client writes (and, separately, reads) waiting in the pipeline at once; more are
+    /// refused with [`ClientError::Overloaded`] (admission control).
+    pub max_pending: usize,
 }
 
 impl RaftActor {
@@ -244,6 +246,7 @@ impl RaftActor {
             next_read_id: 0,
             applied_index: 0,
             broken: None,
+            max_pending: setup.max_pending.max(1),
         }
     }
 
@@ -476,7 +479,7 @@ impl Handler<ClientWrite> for RaftActor {
         if self.core.role() != Role::Leader {
             return refuse(ClientError::NotLeader(self.core.leader().cloned()));
         }
-        if self.pending_writes.len() >= MAX_PENDING_WRITES {
+        if self.pending_writes.len() >= self.max_pending {
             return refuse(ClientError::Overloaded);
         }
         let stepped = self.step(Input::Propose(cmd), ctx);
@@ -504,7 +507,7 @@ impl Handler<ClientReadIndex> for RaftActor {
             let e = ClientError::NotLeader(self.core.leader().cloned());
             return Box::pin(async move { Err(e) });
         }
-        if self.pending_reads.len() >= MAX_PENDING_READS {
+        if self.pending_reads.len() >= self.max_pending {
             return Box::pin(async move { Err(ClientError::Overloaded) });
         }
         self.next_read_id += 1;

@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use kvstore::raft::actor::{GetStatus, RaftSetup, Stop};
+use kvstore::raft::actor::{ClientError, ClientWrite, GetStatus, RaftSetup, Stop};
 use kvstore::raft::{HardState, NodeStatus, RaftActor, RaftTiming};
-use kvstore::store::StoreActor;
+use kvstore::store::{Command, CommandOutcome, Get, StoreActor};
+
+/// Writes a simulated node lets wait for a commit.
+const PENDING_LIMIT: usize = 32;
 use kvstore::transport::memory::{Fault, Join, Leave, MemoryTransport, Network};
 
 /// 10 ms ticks, heartbeat 50 ms, election timeout 150 ms: the defaults.
@@ -55,6 +58,7 @@ impl Sim {
             hard_state,
             seed: self.seed * 1000 + i as u64 + 1,
             store,
+            max_pending: PENDING_LIMIT,
         };
         let addr = RaftActor::new(setup, Box::new(transport)).start();
         self.net
@@ -326,5 +330,120 @@ async fn a_one_way_cut_and_a_minority_partition_keep_one_leader_per_term() {
         for i in 0..5 {
             sim.crash(i).await;
         }
+    }
+}
+
+/// Propose `cmd` through whichever node leads, retrying (in virtual time) while there is none.
+async fn write_via_leader(sim: &mut Sim, cmd: Command) -> Result<CommandOutcome, ClientError> {
+    for _ in 0..300 {
+        let st = sim.statuses().await;
+        let leader = st
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.state == "leader"));
+        if let Some(l) = leader {
+            let addr = sim.nodes[l].clone().unwrap();
+            match addr.send(ClientWrite(cmd.clone())).await.unwrap() {
+                Err(ClientError::NotLeader(_)) => {}
+                other => return other,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Err(ClientError::NotLeader(None))
+}
+
+#[actix_rt::test]
+async fn replicated_writes_under_loss_and_delay_reach_every_store() {
+    tokio::time::pause();
+    for seed in 0..5 {
+        let mut sim = Sim::start(3, seed).await;
+        sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        sim.fault(Fault::Drop(150)).await;
+        sim.fault(Fault::Delay(
+            Duration::from_millis(1),
+            Duration::from_millis(15),
+        ))
+        .await;
+        let mut acked = Vec::new();
+        for k in 0..60 {
+            let cmd = Command::Set {
+                key: format!("k{k}"),
+                value: format!("v{k}"),
+            };
+            if let Ok(outcome) = write_via_leader(&mut sim, cmd).await {
+                assert_eq!(outcome, CommandOutcome::Stored);
+                acked.push(k);
+            }
+        }
+        assert!(
+            acked.len() > 30,
+            "seed {seed}: too few writes acknowledged: {}",
+            acked.len()
+        );
+        sim.fault(Fault::Heal).await;
+        // Converge: every node applies up to the leader's commit index.
+        let mut converged = false;
+        for _ in 0..300 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let st = sim.statuses().await;
+            let commits: Vec<u64> = st.iter().flatten().map(|s| s.commit_index).collect();
+            let applied: Vec<u64> = st.iter().flatten().map(|s| s.applied_index).collect();
+            if commits.iter().all(|c| *c == commits[0]) && applied.iter().all(|a| *a == commits[0])
+            {
+                converged = true;
+                break;
+            }
+        }
+        assert!(converged, "seed {seed}: nodes did not converge");
+        for (i, store) in sim.stores.iter().enumerate() {
+            let store = store.as_ref().unwrap();
+            for k in &acked {
+                let got = store
+                    .send(Get {
+                        key: format!("k{k}"),
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    got,
+                    Some(format!("v{k}")),
+                    "seed {seed}: node {i} lacks k{k}"
+                );
+            }
+        }
+        for i in 0..3 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_leader_without_quorum_refuses_writes_beyond_its_pending_limit_and_fails_the_rest() {
+    tokio::time::pause();
+    let mut sim = Sim::start(3, 42).await;
+    let (leader, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+    sim.fault(Fault::Isolate(leader)).await;
+    let addr = sim.nodes[leader].clone().unwrap();
+    let cmd = |k: usize| {
+        ClientWrite(Command::Set {
+            key: format!("k{k}"),
+            value: "v".into(),
+        })
+    };
+    // PENDING_LIMIT writes wait for a commit that cannot come; the rest are refused at once.
+    let waiting: Vec<_> = (0..PENDING_LIMIT).map(|k| addr.send(cmd(k))).collect();
+    for k in 0..5 {
+        let r = addr.send(cmd(PENDING_LIMIT + k)).await.unwrap();
+        assert_eq!(r, Err(ClientError::Overloaded));
+    }
+    // Check-quorum deposes the isolated leader; the waiting writes learn their outcome is unknown.
+    for w in waiting {
+        match w.await.unwrap() {
+            Err(ClientError::Unknown(msg)) => assert!(msg.contains("may or may not"), "{msg}"),
+            other => panic!("expected an unknown outcome, got {other:?}"),
+        }
+    }
+    for i in 0..3 {
+        sim.crash(i).await;
     }
 }
