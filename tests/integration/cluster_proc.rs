@@ -20,16 +20,24 @@ impl ProcCluster {
     }
 
     pub(crate) fn start_with(n: usize, env: &[(&'static str, &'static str)]) -> ProcCluster {
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let mut c = ProcCluster {
-            ports,
-            nodes: (0..n).map(|_| None).collect(),
-            env: env.to_vec(),
-        };
-        for i in 0..n {
-            c.start_node(i);
+        // Ports must be known before the nodes start (each names the others), so they are
+        // picked free and then bound by the nodes; if another process took one meanwhile, start
+        // over with new ones.
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+            let mut c = ProcCluster {
+                ports,
+                nodes: (0..n).map(|_| None).collect(),
+                env: env.to_vec(),
+            };
+            match (0..n).try_for_each(|i| c.try_start_node(i)) {
+                Ok(()) => return c,
+                Err(e) if e.contains("in use") => last_error = e,
+                Err(e) => panic!("kvstore did not start; it printed:\n{e}"),
+            }
         }
-        c
+        panic!("could not find free ports for a cluster: {last_error}");
     }
 
     pub(crate) fn url(&self, i: usize) -> String {
@@ -37,6 +45,12 @@ impl ProcCluster {
     }
 
     pub(crate) fn start_node(&mut self, i: usize) {
+        if let Err(e) = self.try_start_node(i) {
+            panic!("node {i} did not start; it printed:\n{e}");
+        }
+    }
+
+    fn try_start_node(&mut self, i: usize) -> Result<(), String> {
         let peers: Vec<String> = (0..self.ports.len())
             .filter(|j| *j != i)
             .map(|j| self.url(j))
@@ -46,7 +60,8 @@ impl ProcCluster {
         let peers = peers.join(",");
         let mut env: Vec<(&str, &str)> = vec![("NODE_ID", &id), ("PORT", &port), ("PEERS", &peers)];
         env.extend(self.env.iter().copied());
-        self.nodes[i] = Some(KvProcess::start(&["--host", "127.0.0.1"], &env));
+        self.nodes[i] = Some(KvProcess::try_start(&["--host", "127.0.0.1"], &env)?);
+        Ok(())
     }
 
     pub(crate) fn kill(&mut self, i: usize) {
@@ -128,9 +143,9 @@ async fn three_processes_elect_one_stable_leader() {
         }
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
-    // Heartbeats every 50 ms; a follower hears one well within the election timeout.
+    // Heartbeats every 50 ms; the original project's check: under 250 ms.
     assert!(
-        max_follower_age < 150,
+        max_follower_age < 250,
         "a follower went {max_follower_age} ms without a heartbeat"
     );
 }

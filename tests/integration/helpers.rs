@@ -114,14 +114,18 @@ impl KvProcess {
     /// Spawn and wait (up to 20 s) for the "listening on" line; panics if the process exits
     /// first, showing what it printed.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> KvProcess {
+        Self::try_start(args, envs)
+            .unwrap_or_else(|seen| panic!("kvstore did not start; it printed:\n{seen}"))
+    }
+
+    /// Like [`KvProcess::start`], but `Err` holds what the process printed if it did not start.
+    pub fn try_start(args: &[&str], envs: &[(&str, &str)]) -> Result<KvProcess, String> {
         let mut p = Self::spawn(args, envs);
-        let line = p
-            .wait_for_line(Duration::from_secs(20), |l| {
-                l.contains("listening on http://")
-            })
-            .unwrap_or_else(|seen| panic!("kvstore did not start; it printed:\n{seen}"));
-        p.addr = Some(parse_listen_addr(&line).expect("address in the listening line"));
-        p
+        let line = p.wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("listening on http://")
+        })?;
+        p.addr = Some(parse_listen_addr(&line).ok_or("no address in the listening line")?);
+        Ok(p)
     }
 
     /// Wait until a stderr line matches; `Err` holds everything seen if it never does (deadline
