@@ -11,6 +11,7 @@
 //! - [`raft`]: the pure [`raft::RaftCore`] and the [`raft::RaftActor`] that drives it.
 //! - [`transport`]: how Raft RPCs reach peers (HTTP, or an in-memory network in tests).
 //! - [`check`]: linearizability checking of recorded client histories (pure).
+//! - [`storage`]: the write-ahead log (files only; not wired into the node yet).
 //!
 //! Client requests flow `api handler → StoreActor`; `/health` and the peer routes
 //! `/raft/*` go to the `RaftActor`, which talks to other nodes through a `Transport`. Actors own
@@ -22,6 +23,7 @@ pub mod check;
 pub mod config;
 pub mod raft;
 pub mod startup;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
