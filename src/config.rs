@@ -110,6 +110,9 @@ pub struct Cli {
     pub raft_rpc_timeout_ms: Option<u64>,
 }
 
+/// Largest `--max-value-bytes` accepted.
+pub const MAX_VALUE_BYTES_LIMIT: usize = 8 * 1024 * 1024;
+
 /// Default `RAFT_HEARTBEAT_MS`.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
 /// Default `RAFT_ELECTION_TIMEOUT_MS`.
@@ -235,6 +238,13 @@ impl Config {
         }
         if cli.max_key_bytes == 0 || cli.max_value_bytes == 0 {
             return invalid("max key and value sizes must be at least 1 byte".into());
+        }
+        if cli.max_value_bytes > MAX_VALUE_BYTES_LIMIT {
+            return invalid(format!(
+                "max value bytes ({}) must be at most {MAX_VALUE_BYTES_LIMIT} (8 MiB): values travel \
+                 JSON-escaped inside AppendEntries, which are limited to 64 MiB",
+                cli.max_value_bytes
+            ));
         }
         let needed = cli.max_key_bytes + cli.max_value_bytes;
         if cli.max_body_bytes < needed {
@@ -466,6 +476,17 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("max body bytes"), "{e}");
         assert!(Config::from_cli(cli(&["--max-key-bytes", "0"]), false, None).is_err());
+        assert!(Config::from_cli(
+            cli(&[
+                "--max-value-bytes",
+                "100000000",
+                "--max-body-bytes",
+                "200000000"
+            ]),
+            false,
+            None
+        )
+        .is_err());
         assert!(Config::from_cli(cli(&["--workers", "0"]), false, None).is_err());
         assert!(Config::from_cli(cli(&["--node-id", "a b"]), false, None).is_err());
     }

@@ -23,6 +23,15 @@ pub const X_KVSTORE_LEADER: HeaderName = HeaderName::from_static("x-kvstore-lead
 /// Largest answer relayed from a leader (a value is at most a few MiB).
 const MAX_RELAYED_BYTES: usize = 64 * 1024 * 1024;
 
+/// Why a forward got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardError {
+    /// The request may have reached the leader (it was sent, or partly sent): a write may have
+    /// been applied. `false` only when no connection could be made.
+    pub maybe_delivered: bool,
+    pub message: String,
+}
+
 /// Forwards requests to the leader. Create one per worker thread.
 pub struct Forwarder {
     client: awc::Client,
@@ -45,8 +54,8 @@ impl Forwarder {
     }
 
     /// Send `method path?query` (with an optional JSON body) to `leader` within `timeout`, and
-    /// turn its answer into ours. `Err` is a short description of why the leader could not be
-    /// reached.
+    /// turn its answer into ours. `Err` says why there is no answer and whether the request may
+    /// have been delivered.
     #[allow(clippy::too_many_arguments)]
     pub async fn forward<B: Serialize>(
         &self,
@@ -58,7 +67,15 @@ impl Forwarder {
         request_id: Option<&str>,
         this_node: &str,
         timeout: Duration,
-    ) -> Result<HttpResponse, String> {
+    ) -> Result<HttpResponse, ForwardError> {
+        let not_sent = |e: String| ForwardError {
+            maybe_delivered: false,
+            message: e,
+        };
+        let maybe_sent = |e: String| ForwardError {
+            maybe_delivered: true,
+            message: e,
+        };
         let mut req = self
             .client
             .request(method, format!("{}{path}", leader.url))
@@ -68,18 +85,30 @@ impl Forwarder {
             req = req.insert_header((X_REQUEST_ID, id));
         }
         if !query.is_empty() {
-            req = req.query(&query).map_err(|e| e.to_string())?;
+            req = req.query(&query).map_err(|e| not_sent(e.to_string()))?;
         }
         let sent = match body {
             Some(b) => req.send_json(b).await,
             None => req.send().await,
         };
-        let mut res = sent.map_err(|e| e.to_string())?;
+        let mut res = sent.map_err(|e| {
+            use awc::error::{ConnectError, SendRequestError};
+            match e {
+                // awc also reports a connection closed after the request went out (the leader
+                // died before answering) as `Connect(Disconnected)`: that one may have arrived.
+                SendRequestError::Connect(ConnectError::Disconnected) => {
+                    maybe_sent("connection closed before the answer".into())
+                }
+                // No connection was made: the leader never saw the request.
+                SendRequestError::Connect(c) => not_sent(c.to_string()),
+                other => maybe_sent(other.to_string()),
+            }
+        })?;
         let bytes = res
             .body()
             .limit(MAX_RELAYED_BYTES)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| maybe_sent(e.to_string()))?;
         let mut out = HttpResponse::build(res.status());
         if let Some(ct) = res.headers().get(CONTENT_TYPE) {
             out.insert_header((CONTENT_TYPE, ct.clone()));

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{timeout_at, Instant};
 
 use super::errors::ApiError;
-use super::forward::{Forwarder, X_KVSTORE_FORWARDED};
+use super::forward::{ForwardError, Forwarder, X_KVSTORE_FORWARDED};
 use super::middleware::RequestId;
 use super::AppState;
 use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite};
@@ -191,7 +191,7 @@ impl Attempt<'_> {
         path: &str,
         query: &[(&str, &str)],
         body: Option<&B>,
-    ) -> Result<Result<HttpResponse, String>, ApiError> {
+    ) -> Result<Result<HttpResponse, ForwardError>, ApiError> {
         if self.req.headers().contains_key(X_KVSTORE_FORWARDED) {
             return Err(ApiError::Unavailable(format!(
                 "no leader: this node ({}) is not the leader and the request was already \
@@ -267,12 +267,20 @@ async fn replicate<B: Serialize>(
                     .await?
                 {
                     Ok(res) => return Ok(Err(res)),
-                    Err(why) => {
-                        tracing::debug!(leader = %leader.url, error = %why, "forwarding failed");
+                    Err(e) if e.maybe_delivered => {
+                        // Retrying could apply the write twice: say what is known.
+                        return Err(ApiError::Unavailable(format!(
+                            "no leader: the leader {} at {} did not answer ({}); the write may \
+                             or may not have been applied",
+                            leader.id, leader.url, e.message
+                        )));
+                    }
+                    Err(e) => {
+                        tracing::debug!(leader = %leader.url, error = %e.message, "forwarding failed");
                         at.pause(|| {
                             ApiError::Unavailable(format!(
-                                "no leader: the leader {} at {} could not be reached ({why})",
-                                leader.id, leader.url
+                                "no leader: the leader {} at {} could not be reached ({})",
+                                leader.id, leader.url, e.message
                             ))
                         })
                         .await?;
@@ -402,7 +410,8 @@ async fn linearizable_read(
                 return match timeout_at(at.deadline, at.state.store.send(read)).await {
                     Err(_) => Err(read_timeout()),
                     Ok(Err(e)) => Err(actor_gone("store", e)),
-                    Ok(Ok(v)) => Ok(Ok(v)),
+                    Ok(Ok(Err(_))) => Err(ApiError::Internal("store stopped".into())),
+                    Ok(Ok(Ok(v))) => Ok(Ok(v)),
                 };
             }
             Ok(Ok(Err(ClientError::NotLeader(Some(leader))))) => {
@@ -412,11 +421,12 @@ async fn linearizable_read(
                     .await?
                 {
                     Ok(res) => return Ok(Err(res)),
-                    Err(why) => {
+                    // A read changes nothing: trying again is always safe.
+                    Err(e) => {
                         at.pause(|| {
                             ApiError::Unavailable(format!(
-                                "no leader: the leader {} at {} could not be reached ({why})",
-                                leader.id, leader.url
+                                "no leader: the leader {} at {} could not be reached ({})",
+                                leader.id, leader.url, e.message
                             ))
                         })
                         .await?

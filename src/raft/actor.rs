@@ -189,6 +189,10 @@ pub struct RaftActor {
     applied_index: LogIndex,
     /// Set when the store refused an entry: nothing more is applied or acknowledged.
     broken: Option<String>,
+    /// Committed entries not yet handed to the store.
+    apply_queue: Vec<Entry>,
+    /// An `ApplyEntries` is in flight.
+    applying: bool,
     max_pending: usize,
 }
 
@@ -246,6 +250,8 @@ impl RaftActor {
             next_read_id: 0,
             applied_index: 0,
             broken: None,
+            apply_queue: Vec::new(),
+            applying: false,
             max_pending: setup.max_pending.max(1),
         }
     }
@@ -321,29 +327,29 @@ impl RaftActor {
         }));
     }
 
-    /// Hand committed entries to the store (in order: one sender, one mailbox) and answer the
-    /// writes they carry.
+    /// Queue committed entries for the store. One `ApplyEntries` is in flight at a time, so
+    /// batches reach the store in log order even when its mailbox is full (actix may deliver a
+    /// parked send after a later one).
     fn apply(&mut self, entries: Vec<Entry>, ctx: &mut Context<Self>) {
-        if self.broken.is_some() || entries.is_empty() {
+        self.apply_queue.extend(entries);
+        self.pump_apply(ctx);
+    }
+
+    fn pump_apply(&mut self, ctx: &mut Context<Self>) {
+        if self.applying || self.apply_queue.is_empty() || self.broken.is_some() {
             return;
         }
-        let fut = self.store.send(ApplyEntries(entries));
-        ctx.spawn(fut.into_actor(self).map(|res, act, _| {
+        self.applying = true;
+        let batch = std::mem::take(&mut self.apply_queue);
+        let fut = self.store.send(ApplyEntries(batch));
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.applying = false;
             let applied = match res {
                 Ok(Ok(applied)) => applied,
                 Ok(Err(e)) => {
-                    tracing::error!(
-                        error = %e,
-                        "state machine refused a committed entry; no more writes are acknowledged"
-                    );
-                    act.broken = Some(e.to_string());
-                    return;
+                    return act.fail_hard(format!("state machine refused a committed entry: {e}"))
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "store actor is gone");
-                    act.broken = Some(e.to_string());
-                    return;
-                }
+                Err(e) => return act.fail_hard(format!("store actor is gone: {e}")),
             };
             for a in applied {
                 act.applied_index = act.applied_index.max(a.index);
@@ -355,7 +361,21 @@ impl RaftActor {
                     let _ = tx.send(answer);
                 }
             }
+            act.pump_apply(ctx);
         }));
+    }
+
+    /// The state machine and the log disagree: a bug or damaged state. Stop the node loudly
+    /// rather than acknowledge anything more; the rest of the cluster carries on without it.
+    fn fail_hard(&mut self, why: String) {
+        tracing::error!(error = %why, "stopping this node: its state can no longer be trusted");
+        self.broken = Some(why.clone());
+        for (_, (_, tx)) in self.pending_writes.drain() {
+            let _ = tx.send(Err(ClientError::Internal(format!(
+                "node stopped: {why}; the write may or may not have been applied"
+            ))));
+        }
+        actix::System::current().stop_with_code(70);
     }
 
     fn log_changes(&mut self) {

@@ -166,6 +166,9 @@ struct Progress {
     inflight: Vec<u64>,
     /// Highest `seq` answered (successfully or not) in this term.
     acked_seq: u64,
+    /// The leader's `seq` counter when `match_index` last advanced: a rejection at
+    /// `match_index` of a request sent after that means the follower lost entries.
+    match_seq: u64,
 }
 
 impl Progress {
@@ -176,6 +179,7 @@ impl Progress {
             state: ProgressState::Probe,
             inflight: Vec::new(),
             acked_seq: 0,
+            match_seq: 0,
         }
     }
 
@@ -307,6 +311,22 @@ impl RaftCore {
             last_log_term: self.log.last_term(),
             commit_index: self.commit_index,
         }
+    }
+
+    /// The leader's view of each follower: (match, next, state, in-flight count). For tests.
+    #[doc(hidden)]
+    pub fn debug_progress(&self) -> Vec<(LogIndex, LogIndex, String, usize)> {
+        self.progress
+            .iter()
+            .map(|p| {
+                (
+                    p.match_index,
+                    p.next_index,
+                    format!("{:?}", p.state),
+                    p.inflight.len(),
+                )
+            })
+            .collect()
     }
 
     /// Highest index known committed.
@@ -446,7 +466,7 @@ impl RaftCore {
     fn become_candidate(&mut self) {
         self.role = Role::Candidate;
         self.start_round();
-        self.term += 1;
+        self.term = self.term.saturating_add(1);
         self.voted_for = Some(self.cfg.id.clone());
         self.save_hard_state();
         if self.quorum() == 1 {
@@ -458,7 +478,11 @@ impl RaftCore {
 
     fn request_votes(&mut self, pre_vote: bool) {
         let req = VoteRequest {
-            term: if pre_vote { self.term + 1 } else { self.term },
+            term: if pre_vote {
+                self.term.saturating_add(1)
+            } else {
+                self.term
+            },
             candidate_id: self.cfg.id.clone(),
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
@@ -771,7 +795,9 @@ impl RaftCore {
             return;
         }
         let current = match self.role {
-            Role::PreCandidate => resp.pre_vote && (!resp.granted || resp.term == self.term + 1),
+            Role::PreCandidate => {
+                resp.pre_vote && (!resp.granted || resp.term == self.term.saturating_add(1))
+            }
             Role::Candidate => !resp.pre_vote && resp.term == self.term,
             Role::Follower | Role::Leader => false,
         };
@@ -809,6 +835,18 @@ impl RaftCore {
             conflict_term: None,
             conflict_index: 0,
         };
+        let well_formed = req.entries.iter().enumerate().all(|(i, e)| {
+            e.index == req.prev_log_index + 1 + i as u64
+                && e.term <= req.term
+                && e.term >= req.prev_log_term
+                && (i == 0 || e.term >= req.entries[i - 1].term)
+        });
+        if !well_formed || req.leader_commit == u64::MAX {
+            // Not something a correct leader sends: refuse without changing anything.
+            let resp = reject(self.term);
+            self.reply_append(resp);
+            return;
+        }
         if req.term < self.term || req.leader_id == self.cfg.id {
             // A stale leader learns our term from the answer and steps down.
             let resp = reject(self.term);
@@ -901,6 +939,7 @@ impl RaftCore {
         if resp.success {
             if resp.match_index > pr.match_index {
                 pr.match_index = resp.match_index.min(last);
+                pr.match_seq = self.seq;
             }
             pr.next_index = pr.next_index.max(pr.match_index + 1);
             if pr.state == ProgressState::Probe && was_inflight {
@@ -908,7 +947,9 @@ impl RaftCore {
             }
             self.maybe_commit();
         } else {
-            let lost_data = resp.reject_index == pr.match_index && pr.match_index > 0;
+            let lost_data = resp.reject_index == pr.match_index
+                && pr.match_index > 0
+                && resp.seq > pr.match_seq;
             let current = resp.reject_index > pr.match_index
                 && match pr.state {
                     ProgressState::Probe => resp.reject_index + 1 == pr.next_index,
@@ -932,6 +973,13 @@ impl RaftCore {
                 pr.probe();
                 let hi = resp.reject_index.max(pr.match_index + 1);
                 pr.next_index = hint.clamp(pr.match_index + 1, hi);
+            } else if was_inflight {
+                // Rejected only because it overtook an earlier batch (pipelined requests travel
+                // on separate connections): what it carried is not on the follower, so send it
+                // again from what is known to match.
+                let pr = &mut self.progress[from.0];
+                pr.probe();
+                pr.next_index = pr.match_index + 1;
             }
         }
         self.check_reads();
@@ -2048,5 +2096,49 @@ mod tests {
         assert!(matches!(&out[1], Output::Apply(es) if es.len() == 1 && es[0].index == 2));
         let out = c.step(Input::ReadIndex { id: 3 });
         assert_eq!(out, vec![Output::ReadReady { id: 3, index: 2 }]);
+    }
+
+    #[test]
+    fn malformed_append_entries_are_refused_without_panicking_or_changing_state() {
+        let mut f = node("f", 1, 2, log_with_terms(&[1, 1, 2]));
+        let e = |index, term| Entry {
+            index,
+            term,
+            payload: EntryPayload::Noop,
+        };
+        let bad = [
+            vec![e(5, 3)],          // a gap after prev
+            vec![e(4, 3), e(6, 3)], // a gap inside
+            vec![e(2, 3)],          // below prev
+            vec![e(4, 9)],          // a term above the request's
+            vec![e(4, 3), e(5, 2)], // terms going down
+            vec![e(4, 1)],          // below prev's term
+        ];
+        for entries in bad {
+            let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+                term: 3,
+                leader_id: "L".into(),
+                leader_url: "http://L".into(),
+                prev_log_index: 3,
+                prev_log_term: 2,
+                entries: entries.clone(),
+                leader_commit: 3,
+                seq: 1,
+            })));
+            assert!(
+                matches!(
+                    reply(&out),
+                    Message::AppendResponse(AppendResponse { success: false, .. })
+                ),
+                "{entries:?}"
+            );
+            assert_eq!(terms_of(f.log()), vec![1, 1, 2], "{entries:?}");
+            assert_eq!(f.commit_index(), 0);
+        }
+        // A term at the very top cannot wrap around.
+        let mut c = core("top", 2);
+        c.step(Input::Request(vote_req(u64::MAX, "x", 0, 0)));
+        tick_until_campaign(&mut c);
+        assert_eq!(c.term(), u64::MAX);
     }
 }

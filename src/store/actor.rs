@@ -18,6 +18,10 @@ use crate::raft::{LogIndex, Term};
 /// A read waiting for its index: the key and where to send the value.
 type ParkedRead = (String, oneshot::Sender<Option<String>>);
 
+/// The store stopped before a parked read could be answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStopped;
+
 /// Owns the key-value map.
 #[derive(Debug, Default)]
 pub struct StoreActor {
@@ -113,26 +117,27 @@ impl Handler<Get> for StoreActor {
 
 /// Read one key once every entry up to `index` has been applied.
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Option<String>")]
+#[rtype(result = "Result<Option<String>, StoreStopped>")]
 pub struct ReadAt {
     pub key: String,
     pub index: LogIndex,
 }
 
 impl Handler<ReadAt> for StoreActor {
-    type Result = ResponseFuture<Option<String>>;
+    type Result = ResponseFuture<Result<Option<String>, StoreStopped>>;
 
     fn handle(&mut self, msg: ReadAt, _: &mut Context<Self>) -> Self::Result {
         if msg.index <= self.state.last_applied() {
             let v = self.state.get(&msg.key).map(str::to_owned);
-            return Box::pin(async move { v });
+            return Box::pin(async move { Ok(v) });
         }
         let (tx, rx) = oneshot::channel();
         self.parked
             .entry(msg.index)
             .or_default()
             .push((msg.key, tx));
-        Box::pin(async move { rx.await.ok().flatten() })
+        // A dropped sender means the store stopped: an error, never "not found".
+        Box::pin(async move { rx.await.map_err(|_| StoreStopped) })
     }
 }
 
@@ -270,7 +275,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(now, None);
+        assert_eq!(now, Ok(None));
         addr.send(ApplyEntries(vec![entry(1, set("k", "one"))]))
             .await
             .unwrap()
@@ -279,7 +284,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(early.await.unwrap().as_deref(), Some("two"));
+        assert_eq!(early.await.unwrap(), Ok(Some("two".to_owned())));
     }
 
     #[actix_rt::test]

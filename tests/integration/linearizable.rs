@@ -1,5 +1,5 @@
 //! A recorded history of concurrent set/get/delete against a real 3-process cluster, while the
-//! leader is SIGKILLed and restarted twice, must be linearizable (checked per key with the
+//! leader is SIGKILLed and restarted four times, must be linearizable (checked per key with the
 //! Wing–Gong/Lowe checker in `kvstore::check`). The history is written as JSON lines in
 //! porcupine's shape, so other checkers can read it.
 
@@ -85,10 +85,10 @@ async fn run_client(id: u64, urls: Vec<String>, start: Instant, until: Instant) 
     ops
 }
 
-/// Kill the leader, wait for a new one, restart the old one; twice.
+/// Kill the leader, wait for a new one, restart the old one; four times.
 async fn nemesis(cluster: &mut ProcCluster, start: Instant) -> Vec<String> {
     let mut log = Vec::new();
-    for at in [Duration::from_secs(2), Duration::from_secs(5)] {
+    for at in [1500, 3000, 4500, 6000].map(Duration::from_millis) {
         let wait = at.saturating_sub(start.elapsed());
         actix_web::rt::time::sleep(wait).await;
         let (leader, term) = cluster.wait_for_leader(Duration::from_secs(10)).await;
@@ -142,5 +142,55 @@ async fn history_under_leader_kills_is_linearizable() {
             ops.len(),
             path.display()
         );
+    }
+}
+
+/// With `CHECK_HISTORY=<file>`: find the shortest failing prefix of a recorded history (by call
+/// time; operations still running at the cut count as unknown) and print its last operations.
+#[test]
+fn debug_history() {
+    let Ok(path) = std::env::var("CHECK_HISTORY") else {
+        return;
+    };
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut ops = kvstore::check::history::from_json_lines(&text).unwrap();
+    if let Ok(key) = std::env::var("CHECK_KEY") {
+        ops.retain(|o| o.input.key() == key);
+    }
+    ops.sort_by_key(|o| o.call);
+    let prefix = |t: i64| -> Vec<Op> {
+        ops.iter()
+            .filter(|o| o.call < t)
+            .map(|o| {
+                let mut o = o.clone();
+                if o.ret > t {
+                    o.output = OpOutput::unknown();
+                    o.ret = i64::MAX;
+                }
+                o
+            })
+            .collect()
+    };
+    let (mut lo, mut hi) = (0i64, ops.last().unwrap().call + 1);
+    assert!(
+        check_history(&prefix(hi)) != CheckResult::Linearizable,
+        "whole history passes"
+    );
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if check_history(&prefix(mid)) == CheckResult::Linearizable {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let p = prefix(hi);
+    println!(
+        "shortest failing prefix ends at call time {hi}; {} ops",
+        p.len()
+    );
+    let window = 40;
+    for o in p.iter().rev().take(window).rev() {
+        println!("{}", serde_json::to_string(o).unwrap());
     }
 }

@@ -3,7 +3,8 @@
 //! had at that moment, as durable storage would) while proposals flow. At the end every node's
 //! applied sequence is a prefix of one common sequence, every acknowledged proposal is in it at
 //! the index it was acknowledged at, no term ever had two leaders, and after healing all nodes
-//! converge. A failing seed replays exactly.
+//! converge. A failing seed replays exactly: `SIM_DEBUG=<seed> cargo nextest run --release
+//! debug_seed --no-capture` runs one 5-node seed and prints every node's state at the end.
 
 use std::collections::HashMap;
 
@@ -391,6 +392,27 @@ fn run(n: usize, seed: u64) -> (usize, usize) {
         .collect();
     assert_eq!(leaders.len(), 1, "seed {seed}: one leader after healing");
     let commit = leaders[0].commit_index();
+    if std::env::var("SIM_DEBUG").is_ok() {
+        for (i, c) in sim.cores.iter().enumerate() {
+            let c = c.as_ref().unwrap();
+            let st = c.status();
+            println!(
+                "node {i}: {:?} term {} commit {} last {} progress {:?}",
+                st.role,
+                st.term,
+                st.commit_index,
+                st.last_log_index,
+                c.debug_progress()
+            );
+        }
+        println!(
+            "queue: {:?}",
+            sim.queue
+                .iter()
+                .map(|m| (m.at, m.from, m.to))
+                .collect::<Vec<_>>()
+        );
+    }
     for (i, c) in sim.cores.iter().enumerate() {
         let c = c.as_ref().unwrap();
         assert_eq!(
@@ -417,6 +439,14 @@ fn three_node_clusters_under_faults_agree_and_lose_no_acknowledged_proposal() {
         acked > 10_000,
         "the workload must actually commit proposals ({acked})"
     );
+}
+
+/// Replays one seed with `SIM_DEBUG=<seed>`; does nothing otherwise.
+#[test]
+fn debug_seed() {
+    if let Ok(seed) = std::env::var("SIM_DEBUG") {
+        run(5, seed.parse().unwrap());
+    }
 }
 
 #[test]
