@@ -1,8 +1,11 @@
-//! Durable storage of a node: the write-ahead log of Raft hard state and entries ([`wal`]).
+//! Durable storage of a node: the write-ahead log of Raft hard state and entries ([`wal`]) and
+//! snapshot files of the key-value map ([`snapshot`]).
 //!
 //! This module reads and writes files; it never decides what to persist or when: the Raft
-//! actor does, following the core's outputs (persist before send).
+//! actor does, following the core's outputs (persist before send). Not yet wired into the
+//! node (the durability milestone's next step).
 
+pub mod snapshot;
 pub mod wal;
 
 pub use wal::{Record, Recovered, Wal, WalError};
