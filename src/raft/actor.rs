@@ -261,8 +261,14 @@ impl RaftActor {
         let was_leader = self.core.role() == Role::Leader;
         let outputs = self.core.step(input);
         let mut done = Stepped::default();
+        let mut persisted = None;
         for output in outputs {
             match output {
+                Output::PersistEntries(entries) => {
+                    // In memory, an entry is "durable" once the core holds it. (The durable log
+                    // writes them here and holds back what follows until its fsync.)
+                    persisted = entries.last().map(|e| e.index).max(persisted);
+                }
                 Output::SaveHardState(hs) => {
                     // Kept by the core itself; the durable log writes it here (durability
                     // milestone) before anything that follows is sent.
@@ -289,6 +295,9 @@ impl RaftActor {
             self.fail_pending_writes();
         }
         self.log_changes();
+        if let Some(index) = persisted {
+            self.step(Input::Persisted { index }, ctx);
+        }
         done
     }
 

@@ -3,8 +3,10 @@
 //!
 //! Pure: it never reads a clock, does no I/O and spawns nothing. Each call to [`RaftCore::step`]
 //! takes one [`Input`] and returns the [`Output`]s to carry out, **in order**: a
-//! [`Output::SaveHardState`] always comes before any message that depends on it (persist before
-//! send, before granting a vote). Time is counted in ticks; the randomness of election timeouts
+//! [`Output::SaveHardState`] or [`Output::PersistEntries`] always comes before any message that
+//! depends on it (persist before send, before granting a vote, before a follower acknowledges
+//! entries). The caller reports durability back with [`Input::Persisted`]; a leader counts its
+//! own log toward a majority only up to the durable index. Time is counted in ticks; the randomness of election timeouts
 //! comes from a seeded RNG, so every scenario replays exactly.
 //!
 //! Peers are numbered [`PeerId`]s (their position in the configured peer list). Requests arrive
@@ -103,6 +105,8 @@ pub enum Input {
     /// A request sent to `to` got no response (timeout, connection error); `seq` is the
     /// AppendEntries sequence number, if it was one.
     SendFailed { to: PeerId, seq: Option<u64> },
+    /// Every entry up to `index` written by [`Output::PersistEntries`] so far is durable.
+    Persisted { index: LogIndex },
 }
 
 /// Most AppendEntries with entries in flight to one follower.
@@ -117,6 +121,9 @@ pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 pub enum Output {
     /// Durably store term and vote before carrying out any later output.
     SaveHardState(HardState),
+    /// Durably store these entries (writing entry `i` discards any stored entry at `i` or
+    /// later) before carrying out any later output; then report [`Input::Persisted`].
+    PersistEntries(Vec<Entry>),
     /// Send a request to a peer; feed its answer back as [`Input::Response`].
     Send { to: PeerId, msg: Message },
     /// Answer the request being stepped.
@@ -221,6 +228,9 @@ pub struct RaftCore {
     recent_active: Vec<bool>,
     /// Highest index known committed.
     commit_index: LogIndex,
+    /// Highest index of this node's log known durable: a leader counts itself toward a
+    /// majority only up to here.
+    durable_index: LogIndex,
     /// Highest index already emitted in [`Output::Apply`].
     applied_emitted: LogIndex,
     /// Per follower (leaders only).
@@ -260,6 +270,7 @@ impl RaftCore {
             votes: vec![None; peers],
             recent_active: vec![false; peers],
             commit_index: 0,
+            durable_index: 0,
             applied_emitted: 0,
             progress: Vec::new(),
             seq: 0,
@@ -267,6 +278,8 @@ impl RaftCore {
             read_round: None,
             out: Vec::new(),
         };
+        // What it was built from is what storage holds.
+        core.durable_index = core.log.last_index();
         core.reset_randomized_timeout();
         core
     }
@@ -293,6 +306,12 @@ impl RaftCore {
             Input::Propose(cmd) => self.propose(cmd),
             Input::ReadIndex { id } => self.read_index(id),
             Input::SendFailed { to, seq } => self.on_send_failed(to, seq),
+            Input::Persisted { index } => {
+                self.durable_index = self.durable_index.max(index.min(self.log.last_index()));
+                if self.role == Role::Leader {
+                    self.maybe_commit();
+                }
+            }
             // A response stepped as a request or the reverse: a caller bug; ignore it.
             Input::Request(_) | Input::Response { .. } => {}
         }
@@ -509,7 +528,8 @@ impl RaftCore {
         self.read_round = None;
         // The no-op of this term: committing it commits everything before it (§5.4.2) and
         // proves which entries are committed before serving reads (§8).
-        self.log.append(self.term, EntryPayload::Noop);
+        let index = self.log.append(self.term, EntryPayload::Noop);
+        self.persist_from(index);
         let last = self.log.last_index();
         self.progress = (0..self.cfg.peers)
             .map(|_| Progress::new(last - 1))
@@ -598,7 +618,7 @@ impl RaftCore {
     /// current term (§5.4.2), and emit what became committed.
     fn maybe_commit(&mut self) {
         let mut matches: Vec<LogIndex> = self.progress.iter().map(|p| p.match_index).collect();
-        matches.push(self.log.last_index());
+        matches.push(self.durable_index);
         matches.sort_unstable_by(|a, b| b.cmp(a));
         let n = matches[self.quorum() - 1];
         if n > self.commit_index && self.log.term_at(n) == Some(self.term) {
@@ -631,8 +651,17 @@ impl RaftCore {
             .append(self.term, EntryPayload::Command { command });
         let term = self.term;
         self.out.push(Output::Proposed { index, term });
+        self.persist_from(index);
         self.maybe_commit();
         self.broadcast(false);
+    }
+
+    /// Ask for the entries from `index` to the end of the log to be made durable.
+    fn persist_from(&mut self, index: LogIndex) {
+        let entries = self.log.slice(index, self.log.last_index());
+        if !entries.is_empty() {
+            self.out.push(Output::PersistEntries(entries));
+        }
     }
 
     fn on_send_failed(&mut self, to: PeerId, seq: Option<u64>) {
@@ -883,6 +912,7 @@ impl RaftCore {
             Some(_) => {}
         }
         let last_new = req.prev_log_index + req.entries.len() as u64;
+        let mut first_new = None;
         for entry in req.entries {
             match self.log.term_at(entry.index) {
                 Some(t) if t == entry.term => continue, // already have it
@@ -890,15 +920,27 @@ impl RaftCore {
                     if entry.index <= self.commit_index {
                         // Never happens in a correct cluster: a committed entry is never
                         // replaced. Refuse rather than corrupt the state machine.
+                        if let Some(i) = first_new {
+                            self.persist_from(i);
+                        }
                         let resp = reject(term);
                         self.reply_append(resp);
                         return;
                     }
                     self.log.truncate_from(entry.index);
+                    self.durable_index = self.durable_index.min(entry.index - 1);
+                    first_new.get_or_insert(entry.index);
                     self.log.push(entry);
                 }
-                None => self.log.push(entry),
+                None => {
+                    first_new.get_or_insert(entry.index);
+                    self.log.push(entry);
+                }
             }
+        }
+        // Durable before the acknowledgement below leaves (persist before send).
+        if let Some(i) = first_new {
+            self.persist_from(i);
         }
         if req.leader_commit > self.commit_index {
             self.commit_to(req.leader_commit.min(last_new));
@@ -1178,6 +1220,7 @@ mod tests {
         assert_eq!(
             out,
             vec![
+                Output::PersistEntries(vec![noop.clone()]),
                 Output::Send {
                     to: PeerId(0),
                     msg: append(1)
@@ -1550,6 +1593,11 @@ mod tests {
         let out = c.step(Input::Campaign);
         assert_eq!(c.role(), Role::Leader);
         assert_eq!(c.term(), 1);
+        let noop = Entry {
+            index: 1,
+            term: 1,
+            payload: EntryPayload::Noop,
+        };
         assert_eq!(
             out,
             vec![
@@ -1557,13 +1605,14 @@ mod tests {
                     term: 1,
                     voted_for: Some("solo".into())
                 }),
-                Output::Apply(vec![Entry {
-                    index: 1,
-                    term: 1,
-                    payload: EntryPayload::Noop
-                }]),
-            ],
-            "a lone leader commits its no-op at once"
+                Output::PersistEntries(vec![noop.clone()]),
+            ]
+        );
+        let out = c.step(Input::Persisted { index: 1 });
+        assert_eq!(
+            out,
+            vec![Output::Apply(vec![noop])],
+            "a lone leader commits its no-op as soon as it is durable"
         );
         // With pre-vote on, too.
         let mut c = core_with("solo", 0, true, true);
@@ -1690,6 +1739,7 @@ mod tests {
             reply_to: Option<usize>,
         ) -> Vec<Output> {
             let mut rest = Vec::new();
+            let mut persisted = None;
             for o in out {
                 match o {
                     Output::Send { to, msg } => {
@@ -1701,8 +1751,16 @@ mod tests {
                         self.queue.push_back((node, dst, msg, false));
                     }
                     Output::Apply(es) => self.applied[node].extend(es),
+                    // Instant storage: durable as soon as written.
+                    Output::PersistEntries(es) => {
+                        persisted = es.last().map(|e| e.index).max(persisted);
+                    }
                     other => rest.push(other),
                 }
+            }
+            if let Some(index) = persisted {
+                let out = self.cores[node].step(Input::Persisted { index });
+                rest.extend(self.absorb(node, out, None));
             }
             rest
         }
@@ -1954,6 +2012,7 @@ mod tests {
         assert_eq!(s1.role(), Role::Leader);
         assert_eq!(s1.term(), 4);
         assert_eq!(terms_of(s1.log()), vec![1, 2, 4]);
+        s1.step(Input::Persisted { index: 3 }); // its own copy of the no-op is durable
         let ack = |match_index| {
             Message::AppendResponse(AppendResponse {
                 term: 4,
@@ -2091,9 +2150,13 @@ mod tests {
     fn single_node_reads_and_writes_commit_at_once() {
         let mut c = core("solo", 0);
         c.step(Input::Campaign);
+        c.step(Input::Persisted { index: 1 });
         let out = c.step(Input::Propose(set_cmd("k", "v")));
         assert_eq!(out[0], Output::Proposed { index: 2, term: 1 });
-        assert!(matches!(&out[1], Output::Apply(es) if es.len() == 1 && es[0].index == 2));
+        assert!(matches!(&out[1], Output::PersistEntries(es) if es.len() == 1 && es[0].index == 2));
+        assert_eq!(out.len(), 2, "nothing commits before the entry is durable");
+        let out = c.step(Input::Persisted { index: 2 });
+        assert!(matches!(&out[0], Output::Apply(es) if es.len() == 1 && es[0].index == 2));
         let out = c.step(Input::ReadIndex { id: 3 });
         assert_eq!(out, vec![Output::ReadReady { id: 3, index: 2 }]);
     }
@@ -2140,5 +2203,80 @@ mod tests {
         c.step(Input::Request(vote_req(u64::MAX, "x", 0, 0)));
         tick_until_campaign(&mut c);
         assert_eq!(c.term(), u64::MAX);
+    }
+
+    #[test]
+    fn s5_leader_counts_itself_toward_a_majority_only_after_its_own_fsync() {
+        let mut l = core("L", 2);
+        tick_until_campaign(&mut l);
+        l.step(Input::Response {
+            from: PeerId(0),
+            msg: vote_resp(1, true),
+        });
+        assert_eq!(l.role(), Role::Leader);
+        let out = l.step(Input::Propose(set_cmd("k", "v")));
+        assert!(out.contains(&Output::Proposed { index: 2, term: 1 }));
+        // One follower holds both entries; the leader's own copies are not durable yet.
+        l.step(Input::Response {
+            from: PeerId(0),
+            msg: Message::AppendResponse(AppendResponse {
+                term: 1,
+                success: true,
+                match_index: 2,
+                ..Default::default()
+            }),
+        });
+        assert_eq!(
+            l.commit_index(),
+            0,
+            "one follower alone is not a majority of 3"
+        );
+        let out = l.step(Input::Persisted { index: 2 });
+        assert_eq!(l.commit_index(), 2);
+        assert!(matches!(&out[0], Output::Apply(es) if es.len() == 2));
+    }
+
+    #[test]
+    fn s5_3_a_follower_persists_new_entries_before_it_acknowledges_them() {
+        let mut f = node("f", 1, 1, log_with_terms(&[1]));
+        let e = Entry {
+            index: 2,
+            term: 1,
+            payload: EntryPayload::Noop,
+        };
+        let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+            term: 1,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![e.clone()],
+            leader_commit: 0,
+            seq: 4,
+        })));
+        let persist = out
+            .iter()
+            .position(|o| *o == Output::PersistEntries(vec![e.clone()]))
+            .expect("the new entry is persisted");
+        let reply = out
+            .iter()
+            .position(|o| matches!(o, Output::Reply(_)))
+            .expect("an acknowledgement");
+        assert!(persist < reply, "persist before acknowledging: {out:?}");
+        // An entry it already holds is not written again.
+        let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+            term: 1,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            prev_log_index: 1,
+            prev_log_term: 1,
+            entries: vec![e],
+            leader_commit: 0,
+            seq: 5,
+        })));
+        assert!(
+            !out.iter().any(|o| matches!(o, Output::PersistEntries(_))),
+            "{out:?}"
+        );
     }
 }

@@ -131,6 +131,7 @@ impl Sim {
             return;
         };
         let out = core.step(input);
+        let mut persisted = None;
         if core.role() == Role::Leader {
             let term = core.term();
             let prev = self.leaders_by_term.insert(term, i);
@@ -170,11 +171,18 @@ impl Sim {
                     let id = self.next_id;
                     self.proposed.insert((i, index), (term, id));
                 }
+                Output::PersistEntries(entries) => {
+                    // Storage is instant here: a crash keeps exactly what the core held.
+                    persisted = entries.last().map(|e| e.index).max(persisted);
+                }
                 Output::SaveHardState(_)
                 | Output::ProposalRejected { .. }
                 | Output::ReadReady { .. }
                 | Output::ReadFailed { .. } => {}
             }
+        }
+        if let Some(index) = persisted {
+            self.step(i, Input::Persisted { index }, None);
         }
     }
 
