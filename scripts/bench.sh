@@ -52,16 +52,18 @@ fi
 cargo build --release --quiet
 BIN="$ROOT/target/release/kvstore"
 LOG="$(mktemp /tmp/kvstore-bench.XXXXXX.log)"
+DATA="$(mktemp -d /tmp/kvstore-bench-data.XXXXXX)"
 PID=""
 cleanup() {
   if [[ -n "$PID" ]]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
+  rm -rf "$DATA"
 }
 trap cleanup EXIT INT TERM
 
 ARGS=(--host 127.0.0.1 --port 0)
 [[ -n "$WORKERS" ]] && ARGS+=(--workers "$WORKERS")
 # Default logging (info): every request writes its log line, as in production.
-RUST_LOG="${RUST_LOG:-info}" "$BIN" "${ARGS[@]}" 2>"$LOG" &
+RUST_LOG="${RUST_LOG:-info}" KVSTORE_DATA_DIR="$DATA" "$BIN" "${ARGS[@]}" 2>"$LOG" &
 PID=$!
 
 ADDR=""

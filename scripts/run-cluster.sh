@@ -16,8 +16,9 @@ Usage: scripts/run-cluster.sh [start|stop|status] [--nodes N] [--base-port PORT]
   --dir DIR         where logs and pid files go (default .cluster)
   -h, --help        this text
 
-Node i gets NODE_ID=n<i>, PORT=<port> and PEERS=<the other nodes' URLs>. Other settings (e.g.
-RAFT_HEARTBEAT_MS, RUST_LOG) are taken from your environment.
+Node i gets NODE_ID=n<i>, PORT=<port>, PEERS=<the other nodes' URLs> and its write-ahead log in
+DIR/data/n<i> (kept across stop/start: delete that folder to start empty). Other settings (e.g.
+RAFT_HEARTBEAT_MS, KVSTORE_STORAGE=memory, RUST_LOG) are taken from your environment.
 Watch it with scripts/watch-leader.sh; stop it with scripts/run-cluster.sh stop.
 USAGE
 }
@@ -96,6 +97,7 @@ for i in $(seq 1 "$NODES"); do
     peers+="${peers:+,}$(url_of "$j")"
   done
   env -u KVSTORE_PORT NODE_ID="n$i" PORT="$((BASE + i - 1))" PEERS="$peers" \
+    KVSTORE_DATA_DIR="${KVSTORE_DATA_DIR_BASE:-$DIR/data}/n$i" \
     nohup "$BIN" >"$DIR/n$i.log" 2>&1 </dev/null &
   echo $! >"$DIR/n$i.pid"
 done

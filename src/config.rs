@@ -8,6 +8,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
@@ -17,6 +18,22 @@ use crate::api::Limits;
 
 /// Port used when neither `--port`, `KVSTORE_PORT` nor `PORT` is set.
 pub const DEFAULT_PORT: u16 = 8080;
+
+/// Where a node keeps its Raft log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StorageKind {
+    /// A write-ahead log in the data directory: everything acknowledged survives a restart.
+    Disk,
+    /// Memory only: a restarted node comes back empty. For demos and tests.
+    Memory,
+}
+
+/// Validated storage settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    Memory,
+    Disk { dir: PathBuf, segment_bytes: u64 },
+}
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,6 +99,22 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_MAX_PENDING", default_value_t = crate::raft::actor::DEFAULT_MAX_PENDING)]
     pub max_pending: usize,
 
+    /// Directory of this node's write-ahead log [default: data/NODE_ID].
+    #[arg(long, env = "KVSTORE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Where the Raft log is kept: on disk (durable) or in memory (lost on restart).
+    #[arg(long, env = "KVSTORE_STORAGE", value_enum, default_value_t = StorageKind::Disk)]
+    pub storage: StorageKind,
+
+    /// Keep everything in memory; the same as --storage memory.
+    #[arg(long)]
+    pub in_memory: bool,
+
+    /// Start a new write-ahead log segment once the current one reaches this size.
+    #[arg(long, env = "KVSTORE_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub wal_segment_bytes: u64,
+
     /// Log line format.
     #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -137,6 +170,7 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub request_timeout: Duration,
     pub max_pending: usize,
+    pub storage: Storage,
     pub log_format: LogFormat,
     /// The other nodes' base URLs (normalized `http://host:port`); empty for a single node.
     pub peers: Vec<String>,
@@ -168,7 +202,7 @@ impl std::error::Error for ConfigError {}
 #[derive(Debug)]
 pub enum Parsed {
     /// Run a node with this configuration.
-    Run(Config),
+    Run(Box<Config>),
     /// Print this text (help or version) to stdout and exit 0.
     Print(String),
 }
@@ -203,7 +237,7 @@ impl Config {
             ));
         }
         let port_env = std::env::var("PORT").ok();
-        Self::from_cli(cli, from_env, port_env).map(Parsed::Run)
+        Self::from_cli(cli, from_env, port_env).map(|c| Parsed::Run(Box::new(c)))
     }
 
     /// Validate parsed flags. `port_from_env` says whether `cli.port` came from `KVSTORE_PORT`;
@@ -258,6 +292,20 @@ impl Config {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        let storage = if cli.in_memory || cli.storage == StorageKind::Memory {
+            Storage::Memory
+        } else {
+            if cli.wal_segment_bytes < 4096 {
+                return invalid("KVSTORE_WAL_SEGMENT_BYTES must be at least 4096".into());
+            }
+            Storage::Disk {
+                dir: cli
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("data").join(&node_id)),
+                segment_bytes: cli.wal_segment_bytes,
+            }
+        };
         if cli.max_pending == 0 {
             return invalid("KVSTORE_MAX_PENDING must be at least 1".into());
         }
@@ -306,6 +354,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(cli.shutdown_timeout_secs),
             request_timeout: Duration::from_millis(cli.request_timeout_ms),
             max_pending: cli.max_pending,
+            storage,
             log_format: cli.log_format,
             peers,
             advertise_url,
@@ -443,6 +492,15 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.log_format, LogFormat::Human);
         assert!(c.workers >= 1);
+        assert_eq!(
+            c.storage,
+            Storage::Disk {
+                dir: PathBuf::from("data/n1"),
+                segment_bytes: 64 * 1024 * 1024
+            }
+        );
+        let m = Config::from_cli(cli(&["--in-memory"]), false, None).unwrap();
+        assert_eq!(m.storage, Storage::Memory);
     }
 
     #[test]
@@ -644,6 +702,9 @@ mod tests {
             "KVSTORE_SHUTDOWN_TIMEOUT_SECS",
             "KVSTORE_REQUEST_TIMEOUT_MS",
             "KVSTORE_MAX_PENDING",
+            "KVSTORE_DATA_DIR",
+            "KVSTORE_STORAGE",
+            "KVSTORE_WAL_SEGMENT_BYTES",
             "KVSTORE_LOG_FORMAT",
             "PEERS",
             "KVSTORE_ADVERTISE_URL",

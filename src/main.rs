@@ -8,7 +8,7 @@ use kvstore::telemetry;
 
 fn main() -> ExitCode {
     let config = match Config::parse_from(std::env::args_os()) {
-        Ok(Parsed::Run(c)) => c,
+        Ok(Parsed::Run(c)) => *c,
         Ok(Parsed::Print(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         );
         node.server
             .await
-            .map_err(|source| kvstore::startup::StartError {
+            .map_err(|source| kvstore::startup::StartError::Listen {
                 addr: node.addr.to_string(),
                 source,
             })

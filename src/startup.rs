@@ -7,27 +7,34 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 
-use actix::Actor;
+use actix::{Actor, Addr, SyncArbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
 
 use crate::api::{self, AppState, NodeInfo};
-use crate::config::{default_advertise_url, Config};
+use crate::config::{default_advertise_url, Config, Storage};
 use crate::raft::actor::RaftSetup;
+use crate::raft::log::RaftLog;
 use crate::raft::{HardState, RaftActor, RaftTiming};
+use crate::storage::{LogWriter, Wal, WalError};
 use crate::store::StoreActor;
 use crate::transport::http::HttpTransport;
 
 /// Could not start serving.
 #[derive(Debug)]
-pub struct StartError {
-    pub addr: String,
-    pub source: io::Error,
+pub enum StartError {
+    /// The listening socket could not be set up.
+    Listen { addr: String, source: io::Error },
+    /// The durable log could not be opened or is damaged.
+    Storage(WalError),
 }
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot listen on {}: {}", self.addr, self.source)
+        match self {
+            StartError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Storage(e) => write!(f, "{e}"),
+        }
     }
 }
 
@@ -43,9 +50,46 @@ pub struct Node {
     pub server: Server,
 }
 
+/// Open (or create) the durable log and recover from it; start its writer thread.
+fn open_storage(
+    config: &Config,
+) -> Result<(Option<Addr<LogWriter>>, HardState, RaftLog), StartError> {
+    let Storage::Disk { dir, segment_bytes } = &config.storage else {
+        tracing::warn!("storage: memory only (--in-memory): nothing survives a restart");
+        return Ok((None, HardState::default(), RaftLog::new()));
+    };
+    let wal_dir = dir.join("wal");
+    let (wal, recovered) = Wal::open(&wal_dir, *segment_bytes, 0).map_err(StartError::Storage)?;
+    if let Some((path, offset)) = &recovered.torn_tail {
+        tracing::warn!(
+            file = %path.display(),
+            offset,
+            "the log ended in a partly written record (a crash mid-write); it was cut off"
+        );
+    }
+    let log = RaftLog::from_entries(recovered.entries).map_err(|why| {
+        StartError::Storage(WalError::Corrupt {
+            path: wal_dir.clone(),
+            offset: 0,
+            reason: why,
+        })
+    })?;
+    tracing::info!(
+        dir = %dir.display(),
+        term = recovered.hard_state.term,
+        entries = log.last_index(),
+        "storage: write-ahead log recovered"
+    );
+    let handoff = wal.handoff();
+    drop(wal);
+    let writer = SyncArbiter::start(1, move || LogWriter::new(&handoff));
+    Ok((Some(writer), recovered.hard_state, log))
+}
+
 /// Start the store and Raft actors on the current thread (inside an actix system) and return
 /// the state the handlers share. `url` is this node's base URL.
-pub fn start_actors(config: &Config, url: String) -> AppState {
+pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError> {
+    let (storage, hard_state, log) = open_storage(config)?;
     let store = StoreActor::new().start();
     let timing = RaftTiming::from_millis(
         config.raft.heartbeat.as_millis() as u64,
@@ -58,13 +102,15 @@ pub fn start_actors(config: &Config, url: String) -> AppState {
         url: url.clone(),
         peers: config.peers.clone(),
         timing,
-        hard_state: HardState::default(),
+        hard_state,
         seed: uuid::Uuid::new_v4().as_u64_pair().0,
         store: store.clone(),
         max_pending: config.max_pending,
+        log,
+        storage,
     };
     let raft = RaftActor::new(setup, Box::new(transport)).start();
-    AppState {
+    Ok(AppState {
         node: NodeInfo {
             id: config.node_id.clone(),
             url,
@@ -73,7 +119,7 @@ pub fn start_actors(config: &Config, url: String) -> AppState {
         raft,
         limits: config.limits,
         request_timeout: config.request_timeout,
-    }
+    })
 }
 
 impl Node {
@@ -81,7 +127,7 @@ impl Node {
     /// the HTTP server. Must run inside an actix system.
     pub fn bind(config: &Config) -> Result<Node, StartError> {
         let want = format!("{}:{}", config.host, config.port);
-        let err = |source| StartError {
+        let err = |source| StartError::Listen {
             addr: want.clone(),
             source,
         };
@@ -91,7 +137,7 @@ impl Node {
             .advertise_url
             .clone()
             .unwrap_or_else(|| default_advertise_url(&config.host, addr.port()));
-        let state = start_actors(config, url.clone());
+        let state = start_actors(config, url.clone())?;
         let server = HttpServer::new(move || api::app(state.clone()))
             .workers(config.workers)
             .shutdown_timeout(config.shutdown_timeout.as_secs())

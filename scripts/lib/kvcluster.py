@@ -142,6 +142,7 @@ class Cluster:
                if not (k.startswith("KVSTORE_") or k in ("PORT", "NODE_ID", "PEERS"))}
         env.update(self.extra_env)
         env.update(NODE_ID=f"n{i + 1}", PORT=str(self.ports[i]), KVSTORE_HOST="127.0.0.1",
+                   KVSTORE_DATA_DIR=os.path.join(self.logdir, f"n{i + 1}-data"),
                    PEERS=",".join(self.url(j) for j in range(len(self.ports)) if j != i))
         log = open(os.path.join(self.logdir, f"n{i + 1}.log"), "ab")
         self.logs[i] = log
@@ -254,9 +255,7 @@ def cmd_kill_leader_test(args):
     if args.keep_logs:
         print(f"logs: {logdir}")
     else:
-        for f in os.listdir(logdir):
-            os.remove(os.path.join(logdir, f))
-        os.rmdir(logdir)
+        shutil.rmtree(logdir, ignore_errors=True)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
@@ -308,6 +307,7 @@ def cmd_stability(args):
         if wrk and wrk.poll() is None:
             wrk.kill()
         cluster.stop()
+        shutil.rmtree(logdir, ignore_errors=True)
 
 
 # ---- bench-cluster ---------------------------------------------------------------------------

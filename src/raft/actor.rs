@@ -9,7 +9,7 @@
 //! outcome of applying its own entry. It never decides anything about Raft itself, and never
 //! uses `ctx.wait`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -24,6 +24,7 @@ use super::core::{CoreConfig, HardState, Input, LeaderInfo, Output, RaftCore, Ro
 use super::log::{Entry, RaftLog};
 use super::rpc::Message;
 use super::{LogIndex, NodeId, PeerId, Term};
+use crate::storage::{LogWriter, Record, WriteBatch};
 use crate::store::{ApplyEntries, Command, CommandOutcome, StoreActor};
 use crate::transport::Transport;
 
@@ -138,12 +139,15 @@ pub struct ClientReadIndex;
 pub enum RaftError {
     /// The message was not a request.
     NotARequest,
+    /// The node stopped before the answer could be made durable.
+    Stopped,
 }
 
 impl std::fmt::Display for RaftError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RaftError::NotARequest => write!(f, "not a Raft request"),
+            RaftError::Stopped => write!(f, "node stopped before answering"),
         }
     }
 }
@@ -194,12 +198,38 @@ pub struct RaftActor {
     /// An `ApplyEntries` is in flight.
     applying: bool,
     max_pending: usize,
+    /// The durable log's writer thread; `None` keeps everything in memory.
+    storage: Option<Addr<LogWriter>>,
+    /// Records gathered for the next write (group commit).
+    unwritten: Vec<Record>,
+    /// Highest entry index among `unwritten`.
+    unwritten_max: Option<LogIndex>,
+    /// Id the gathered records get when written; ids grow by one per write.
+    next_batch: u64,
+    /// The write in flight: (id, highest entry index in it).
+    writing: Option<(u64, Option<LogIndex>)>,
+    /// Messages held until the write with the given id is durable (persist before send).
+    held: VecDeque<(u64, Held)>,
+}
+
+/// A message that must not leave before a write is durable.
+#[derive(Debug)]
+enum Held {
+    Send(PeerId, Message),
+    Reply(Message, oneshot::Sender<Message>),
+}
+
+/// The answer to a request from a peer: now, or once what it depends on is durable.
+#[derive(Debug)]
+enum Replied {
+    Now(Message),
+    Later(oneshot::Receiver<Message>),
 }
 
 /// What one step produced for the caller, besides the outputs carried out.
 #[derive(Debug, Default)]
 struct Stepped {
-    reply: Option<Message>,
+    reply: Option<Replied>,
     proposed: Option<(LogIndex, Term)>,
     rejected: Option<Option<LeaderInfo>>,
 }
@@ -221,6 +251,10 @@ pub struct RaftSetup {
     /// Most client writes (and, separately, reads) waiting in the pipeline at once; more are
     /// refused with [`ClientError::Overloaded`] (admission control).
     pub max_pending: usize,
+    /// The log recovered from storage (empty in memory).
+    pub log: RaftLog,
+    /// The durable log's writer; `None` keeps everything in memory.
+    pub storage: Option<Addr<LogWriter>>,
 }
 
 impl RaftActor {
@@ -235,7 +269,7 @@ impl RaftActor {
             pre_vote: true,
             check_quorum: true,
         };
-        let core = RaftCore::new(cfg, setup.hard_state, RaftLog::new(), setup.seed);
+        let core = RaftCore::new(cfg, setup.hard_state, setup.log, setup.seed);
         let logged = (core.role(), core.term(), None);
         RaftActor {
             core,
@@ -253,6 +287,12 @@ impl RaftActor {
             apply_queue: Vec::new(),
             applying: false,
             max_pending: setup.max_pending.max(1),
+            storage: setup.storage,
+            unwritten: Vec::new(),
+            unwritten_max: None,
+            next_batch: 1,
+            writing: None,
+            held: VecDeque::new(),
         }
     }
 
@@ -265,17 +305,35 @@ impl RaftActor {
         for output in outputs {
             match output {
                 Output::PersistEntries(entries) => {
-                    // In memory, an entry is "durable" once the core holds it. (The durable log
-                    // writes them here and holds back what follows until its fsync.)
-                    persisted = entries.last().map(|e| e.index).max(persisted);
+                    let last = entries.last().map(|e| e.index);
+                    if self.storage.is_some() {
+                        self.unwritten_max = last.max(self.unwritten_max);
+                        self.unwritten
+                            .extend(entries.into_iter().map(Record::Entry));
+                    } else {
+                        // In memory, an entry is "durable" once the core holds it.
+                        persisted = last.max(persisted);
+                    }
                 }
                 Output::SaveHardState(hs) => {
-                    // Kept by the core itself; the durable log writes it here (durability
-                    // milestone) before anything that follows is sent.
-                    tracing::trace!(term = hs.term, voted_for = ?hs.voted_for, "hard state");
+                    if self.storage.is_some() {
+                        self.unwritten.push(Record::HardState(hs));
+                    }
                 }
-                Output::Send { to, msg } => self.send_rpc(to, msg, ctx),
-                Output::Reply(msg) => done.reply = Some(msg),
+                Output::Send { to, msg } => match self.barrier() {
+                    Some(b) => self.held.push_back((b, Held::Send(to, msg))),
+                    None => self.send_rpc(to, msg, ctx),
+                },
+                Output::Reply(msg) => {
+                    done.reply = Some(match self.barrier() {
+                        Some(b) => {
+                            let (tx, rx) = oneshot::channel();
+                            self.held.push_back((b, Held::Reply(msg, tx)));
+                            Replied::Later(rx)
+                        }
+                        None => Replied::Now(msg),
+                    });
+                }
                 Output::Apply(entries) => self.apply(entries, ctx),
                 Output::Proposed { index, term } => done.proposed = Some((index, term)),
                 Output::ProposalRejected { leader } => done.rejected = Some(leader),
@@ -298,7 +356,62 @@ impl RaftActor {
         if let Some(index) = persisted {
             self.step(Input::Persisted { index }, ctx);
         }
+        self.write_next(ctx);
         done
+    }
+
+    /// The write that a message produced now must wait for, if any is not yet durable.
+    fn barrier(&self) -> Option<u64> {
+        if !self.unwritten.is_empty() {
+            Some(self.next_batch)
+        } else {
+            self.writing.map(|(id, _)| id)
+        }
+    }
+
+    /// Start writing the gathered records, unless a write is in flight (its completion starts
+    /// the next one: everything gathered meanwhile shares one fsync).
+    fn write_next(&mut self, ctx: &mut Context<Self>) {
+        let Some(storage) = self.storage.clone() else {
+            return;
+        };
+        if self.writing.is_some() || self.unwritten.is_empty() {
+            return;
+        }
+        let id = self.next_batch;
+        self.next_batch += 1;
+        let records = std::mem::take(&mut self.unwritten);
+        let max = self.unwritten_max.take();
+        self.writing = Some((id, max));
+        let fut = storage.send(WriteBatch(records));
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.writing = None;
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return act.fail_hard(format!("cannot write the log: {e}")),
+                Err(e) => return act.fail_hard(format!("log writer is gone: {e}")),
+            }
+            act.release(id, ctx);
+            if let Some(index) = max {
+                act.step(Input::Persisted { index }, ctx);
+            }
+            act.write_next(ctx);
+        }));
+    }
+
+    /// Let go of everything that waited for writes up to `id`, in order.
+    fn release(&mut self, id: u64, ctx: &mut Context<Self>) {
+        while self.held.front().is_some_and(|(b, _)| *b <= id) {
+            let Some((_, held)) = self.held.pop_front() else {
+                break;
+            };
+            match held {
+                Held::Send(to, msg) => self.send_rpc(to, msg, ctx),
+                Held::Reply(msg, tx) => {
+                    let _ = tx.send(msg);
+                }
+            }
+        }
     }
 
     /// Leadership was lost: every write still waiting has an unknown outcome.
@@ -457,11 +570,11 @@ impl Actor for RaftActor {
 }
 
 impl Handler<Inbound> for RaftActor {
-    type Result = Result<Message, RaftError>;
+    type Result = ResponseFuture<Result<Message, RaftError>>;
 
     fn handle(&mut self, Inbound(msg): Inbound, ctx: &mut Context<Self>) -> Self::Result {
         if !msg.is_request() {
-            return Err(RaftError::NotARequest);
+            return Box::pin(async { Err(RaftError::NotARequest) });
         }
         let heartbeat_from = match &msg {
             Message::AppendRequest(r) => Some((r.term, r.leader_id.clone())),
@@ -475,7 +588,13 @@ impl Handler<Inbound> for RaftActor {
                 self.last_leader_contact = Some(Instant::now());
             }
         }
-        reply.ok_or(RaftError::NotARequest)
+        match reply {
+            Some(Replied::Now(m)) => Box::pin(async move { Ok(m) }),
+            Some(Replied::Later(rx)) => {
+                Box::pin(async move { rx.await.map_err(|_| RaftError::Stopped) })
+            }
+            None => Box::pin(async { Err(RaftError::NotARequest) }),
+        }
     }
 }
 

@@ -51,6 +51,22 @@ impl RaftLog {
         Self::default()
     }
 
+    /// A log of recovered entries, which must be consecutive from index 1.
+    pub fn from_entries(entries: Vec<Entry>) -> Result<Self, String> {
+        for (i, e) in entries.iter().enumerate() {
+            if e.index != i as u64 + 1 {
+                return Err(format!("entry at position {} has index {}", i + 1, e.index));
+            }
+            if i > 0 && e.term < entries[i - 1].term {
+                return Err(format!(
+                    "entry {} has a lower term than the one before",
+                    e.index
+                ));
+            }
+        }
+        Ok(RaftLog { entries })
+    }
+
     /// Index of the last entry (0 when empty).
     pub fn last_index(&self) -> LogIndex {
         self.entries.last().map_or(0, |e| e.index)

@@ -2,10 +2,12 @@
 //! snapshot files of the key-value map ([`snapshot`]).
 //!
 //! This module reads and writes files; it never decides what to persist or when: the Raft
-//! actor does, following the core's outputs (persist before send). Not yet wired into the
-//! node (the durability milestone's next step).
+//! actor does, following the core's outputs (persist before send). [`writer`] runs the log on
+//! its own thread. Snapshots are not wired into the node yet.
 
 pub mod snapshot;
 pub mod wal;
+pub mod writer;
 
-pub use wal::{Record, Recovered, Wal, WalError};
+pub use wal::{Record, Recovered, Wal, WalError, WalHandoff};
+pub use writer::{LogWriter, WriteBatch};

@@ -110,6 +110,14 @@ struct Segment {
     last_index: LogIndex,
 }
 
+/// Enough to reopen a just-recovered log for appending (see [`Wal::handoff`]).
+#[derive(Debug, Clone)]
+pub struct WalHandoff {
+    dir: PathBuf,
+    segment_bytes: u64,
+    segments: Vec<Segment>,
+}
+
 /// An open write-ahead log. See the module docs.
 #[derive(Debug)]
 pub struct Wal {
@@ -545,6 +553,42 @@ impl Wal {
     /// Number of segment files.
     pub fn segment_count(&self) -> usize {
         self.segments.len()
+    }
+
+    /// What it takes to reopen this log for appending without replaying it (to hand the log to
+    /// the writer thread after recovery on another thread).
+    pub fn handoff(&self) -> WalHandoff {
+        WalHandoff {
+            dir: self.dir.clone(),
+            segment_bytes: self.segment_bytes,
+            segments: self.segments.clone(),
+        }
+    }
+
+    /// Reopen a log that [`Wal::open`] just recovered, for appending.
+    pub fn reopen(h: &WalHandoff) -> Result<Wal, WalError> {
+        let last = h.segments.last().ok_or_else(|| WalError::Corrupt {
+            path: h.dir.clone(),
+            offset: 0,
+            reason: "no segment to append to".into(),
+        })?;
+        let mut file = OpenOptions::new()
+            .append(true)
+            .read(true)
+            .open(&last.path)
+            .map_err(io_err(&last.path, "open"))?;
+        let size = file
+            .seek(SeekFrom::End(0))
+            .map_err(io_err(&last.path, "seek"))?;
+        Ok(Wal {
+            dir: h.dir.clone(),
+            segment_bytes: h.segment_bytes,
+            segments: h.segments.clone(),
+            file,
+            size,
+            buf: Vec::new(),
+            dir_dirty: false,
+        })
     }
 
     /// The log directory.

@@ -12,6 +12,8 @@ pub(crate) struct ProcCluster {
     ports: Vec<u16>,
     nodes: Vec<Option<KvProcess>>,
     env: Vec<(&'static str, &'static str)>,
+    /// Each node's data directory, kept across its restarts.
+    dirs: Vec<tempfile::TempDir>,
 }
 
 impl ProcCluster {
@@ -30,6 +32,9 @@ impl ProcCluster {
                 ports,
                 nodes: (0..n).map(|_| None).collect(),
                 env: env.to_vec(),
+                dirs: (0..n)
+                    .map(|_| tempfile::tempdir().expect("temp dir"))
+                    .collect(),
             };
             match (0..n).try_for_each(|i| c.try_start_node(i)) {
                 Ok(()) => return c,
@@ -58,7 +63,13 @@ impl ProcCluster {
         let port = self.ports[i].to_string();
         let id = format!("n{}", i + 1);
         let peers = peers.join(",");
-        let mut env: Vec<(&str, &str)> = vec![("NODE_ID", &id), ("PORT", &port), ("PEERS", &peers)];
+        let dir = self.dirs[i].path().to_string_lossy().into_owned();
+        let mut env: Vec<(&str, &str)> = vec![
+            ("NODE_ID", &id),
+            ("PORT", &port),
+            ("PEERS", &peers),
+            ("KVSTORE_DATA_DIR", &dir),
+        ];
         env.extend(self.env.iter().copied());
         self.nodes[i] = Some(KvProcess::try_start(&["--host", "127.0.0.1"], &env)?);
         Ok(())

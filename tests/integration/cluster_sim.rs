@@ -59,6 +59,8 @@ impl Sim {
             seed: self.seed * 1000 + i as u64 + 1,
             store,
             max_pending: PENDING_LIMIT,
+            log: kvstore::raft::log::RaftLog::new(),
+            storage: None,
         };
         let addr = RaftActor::new(setup, Box::new(transport)).start();
         self.net

@@ -16,8 +16,11 @@ use kvstore::startup::Node;
 /// State for `api::app`: fresh single-node actors with the given limits. Call inside an actix
 /// system.
 pub fn state_with(limits: Limits) -> AppState {
-    let mut state =
-        kvstore::startup::start_actors(&config(&["--node-id", "t1"]), "http://127.0.0.1:1".into());
+    let mut state = kvstore::startup::start_actors(
+        &config(&["--node-id", "t1", "--in-memory"]),
+        "http://127.0.0.1:1".into(),
+    )
+    .expect("actors start");
     state.limits = limits;
     state
 }
@@ -40,7 +43,15 @@ pub struct TestServer {
 impl TestServer {
     /// Start inside the current actix system (use from `#[actix_web::test]`).
     pub fn start(extra: &[&str]) -> TestServer {
-        let mut args = vec!["--host", "127.0.0.1", "--port", "0", "--workers", "2"];
+        let mut args = vec![
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--workers",
+            "2",
+            "--in-memory",
+        ];
         args.extend_from_slice(extra);
         let node = Node::bind(&config(&args)).expect("bind");
         let handle = node.handle();
@@ -68,6 +79,8 @@ pub struct KvProcess {
     pub stderr: Receiver<String>,
     /// Address from the "listening on" line, once seen.
     pub addr: Option<SocketAddr>,
+    /// A data directory made for this process (when the caller gave none); removed on drop.
+    pub data_dir: Option<tempfile::TempDir>,
 }
 
 /// Path of the binary under test (built by cargo for this test run).
@@ -77,8 +90,16 @@ pub fn binary() -> &'static str {
 
 impl KvProcess {
     /// Spawn `kvstore` with `args` and `envs` (the environment is otherwise cleared of
-    /// `KVSTORE_*`, `PORT`, `NODE_ID` and `PEERS`, so the caller's shell cannot leak in).
+    /// `KVSTORE_*`, `PORT`, `NODE_ID` and `PEERS`, so the caller's shell cannot leak in). Unless
+    /// the caller chose storage, the process gets a fresh temporary data directory.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> KvProcess {
+        let chose_storage = args
+            .iter()
+            .any(|a| *a == "--in-memory" || *a == "--data-dir" || *a == "--storage")
+            || envs
+                .iter()
+                .any(|(k, _)| *k == "KVSTORE_DATA_DIR" || *k == "KVSTORE_STORAGE");
+        let data_dir = (!chose_storage).then(|| tempfile::tempdir().expect("temp dir"));
         let mut cmd = Command::new(binary());
         cmd.args(args)
             .stdin(Stdio::null())
@@ -90,6 +111,9 @@ impl KvProcess {
             }
         }
         cmd.env("RUST_LOG", "info");
+        if let Some(d) = &data_dir {
+            cmd.env("KVSTORE_DATA_DIR", d.path());
+        }
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -108,6 +132,7 @@ impl KvProcess {
             child,
             stderr: rx,
             addr: None,
+            data_dir,
         }
     }
 

@@ -11,6 +11,7 @@ mod blackbox;
 mod cluster_proc;
 mod cluster_sim;
 mod concurrency;
+mod durability;
 mod helpers;
 mod linearizable;
 mod raft_sim;
