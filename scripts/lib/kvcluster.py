@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 DEFAULT_URLS = [f"http://localhost:{p}" for p in (8081, 8082, 8083)]
@@ -379,8 +380,18 @@ def http_json(url, body=None, method=None, timeout=2.0):
 
 
 def preload(put):
+    """Write every key once; a 503 (say, an election under way) is retried a few times."""
     for i in range(NKEYS):
-        put(i)
+        for attempt in range(5):
+            try:
+                put(i)
+                break
+            except urllib.error.HTTPError as e:
+                body = e.read()[:300]
+                if e.code != 503 or attempt == 4:
+                    raise RuntimeError(f"preload of key {i}: HTTP {e.code}: {body!r}") from None
+                print(f"preload of key {i}: HTTP 503 {body!r}; retrying", file=sys.stderr)
+                time.sleep(0.2)
 
 
 class EtcdCluster:

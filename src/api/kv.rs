@@ -240,6 +240,7 @@ fn client_error(e: ClientError) -> ApiError {
         ClientError::Unknown(why) => ApiError::Unavailable(format!("no leader: {why}")),
         ClientError::NotApplied => ApiError::Unavailable(e.to_string()),
         ClientError::Internal(why) => ApiError::Internal(why),
+        ClientError::Storage(_) => ApiError::Unavailable(e.to_string()),
         ClientError::NotLeader(_) => ApiError::Unavailable(format!("no leader: {e}")),
     }
 }

@@ -28,6 +28,9 @@ use crate::storage::{LogWriter, Record, WriteBatch};
 use crate::store::{ApplyEntries, Command, CommandOutcome, StoreActor};
 use crate::transport::Transport;
 
+/// Pause before writing a batch again after the disk refused it.
+const STORAGE_RETRY: Duration = Duration::from_millis(250);
+
 /// Default for [`RaftSetup::max_pending`].
 pub const DEFAULT_MAX_PENDING: usize = 16 * 1024;
 
@@ -84,6 +87,8 @@ pub struct NodeStatus {
     pub commit_index: LogIndex,
     /// Highest index applied to the key-value map.
     pub applied_index: LogIndex,
+    /// Why the log cannot be written right now (e.g. a full disk), if it cannot.
+    pub storage_error: Option<String>,
 }
 
 /// Why a client request could not be served by this node.
@@ -100,6 +105,8 @@ pub enum ClientError {
     NotApplied,
     /// The state machine refused an entry (a bug); the node stops answering writes.
     Internal(String),
+    /// The log cannot be written (e.g. the disk is full): writes are refused until it can.
+    Storage(String),
 }
 
 impl std::fmt::Display for ClientError {
@@ -119,6 +126,10 @@ impl std::fmt::Display for ClientError {
                 "the write was not applied: leadership changed before it committed"
             ),
             ClientError::Internal(why) => write!(f, "{why}"),
+            ClientError::Storage(why) => write!(
+                f,
+                "storage: cannot write the log ({why}); writes are refused until it can"
+            ),
         }
     }
 }
@@ -210,6 +221,8 @@ pub struct RaftActor {
     writing: Option<(u64, Option<LogIndex>)>,
     /// Messages held until the write with the given id is durable (persist before send).
     held: VecDeque<(u64, Held)>,
+    /// Set while the log cannot be written (e.g. the disk is full): writes are refused.
+    storage_error: Option<String>,
 }
 
 /// A message that must not leave before a write is durable.
@@ -293,6 +306,7 @@ impl RaftActor {
             next_batch: 1,
             writing: None,
             held: VecDeque::new(),
+            storage_error: None,
         }
     }
 
@@ -383,14 +397,43 @@ impl RaftActor {
         let records = std::mem::take(&mut self.unwritten);
         let max = self.unwritten_max.take();
         self.writing = Some((id, max));
-        let fut = storage.send(WriteBatch(records));
+        self.send_batch(storage, id, records, max, ctx);
+    }
+
+    fn send_batch(
+        &mut self,
+        storage: Addr<LogWriter>,
+        id: u64,
+        records: Vec<Record>,
+        max: Option<LogIndex>,
+        ctx: &mut Context<Self>,
+    ) {
+        let fut = storage.clone().send(WriteBatch(records));
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.writing = None;
             match res {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return act.fail_hard(format!("cannot write the log: {e}")),
+                Ok(Err(failed)) if failed.retryable => {
+                    // Nothing that depends on this batch has left the node. Try again until
+                    // the disk takes it; meanwhile new writes are refused.
+                    if act.storage_error.is_none() {
+                        tracing::error!(error = %failed.message, "cannot write the log; refusing writes and retrying");
+                    }
+                    act.storage_error = Some(failed.message);
+                    let records = failed.records;
+                    ctx.run_later(STORAGE_RETRY, move |act, ctx| {
+                        act.send_batch(storage, id, records, max, ctx)
+                    });
+                    return;
+                }
+                Ok(Err(failed)) => {
+                    return act.fail_hard(format!("cannot write the log: {}", failed.message))
+                }
                 Err(e) => return act.fail_hard(format!("log writer is gone: {e}")),
             }
+            if act.storage_error.take().is_some() {
+                tracing::info!("the log is writable again; accepting writes");
+            }
+            act.writing = None;
             act.release(id, ctx);
             if let Some(index) = max {
                 act.step(Input::Persisted { index }, ctx);
@@ -549,6 +592,7 @@ impl RaftActor {
             last_log_term: s.last_log_term,
             commit_index: s.commit_index,
             applied_index: self.applied_index,
+            storage_error: self.storage_error.clone(),
         }
     }
 }
@@ -623,6 +667,9 @@ impl Handler<ClientWrite> for RaftActor {
             return refuse(ClientError::Internal(format!(
                 "node is not accepting writes: {why}"
             )));
+        }
+        if let Some(why) = &self.storage_error {
+            return refuse(ClientError::Storage(why.clone()));
         }
         if self.core.role() != Role::Leader {
             return refuse(ClientError::NotLeader(self.core.leader().cloned()));

@@ -10,4 +10,4 @@ pub mod wal;
 pub mod writer;
 
 pub use wal::{Record, Recovered, Wal, WalError, WalHandoff};
-pub use writer::{LogWriter, WriteBatch};
+pub use writer::{LogWriter, WriteBatch, WriteFailed};

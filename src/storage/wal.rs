@@ -84,6 +84,21 @@ impl fmt::Display for WalError {
 
 impl std::error::Error for WalError {}
 
+impl WalError {
+    /// A failed write or segment creation (a full disk, say) left the log as it was before the
+    /// record; the same records can be written again later. A failed fsync cannot be retried:
+    /// what reached the disk is unknown.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            WalError::Io {
+                op: "write" | "create",
+                ..
+            }
+        )
+    }
+}
+
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> WalError + 'a {
     move |source| WalError::Io {
         path: path.to_owned(),
@@ -400,7 +415,11 @@ impl Wal {
             .read(true)
             .open(&path)
             .map_err(io_err(&path, "create"))?;
-        f.write_all(MAGIC).map_err(io_err(&path, "write"))?;
+        if let Err(e) = f.write_all(MAGIC) {
+            // Never leave a headerless segment behind a later one.
+            let _ = fs::remove_file(&path);
+            return Err(io_err(&path, "create")(e));
+        }
         Ok((
             f,
             Segment {
@@ -488,9 +507,12 @@ impl Wal {
             self.buf[0..4].copy_from_slice(&len.to_le_bytes());
             self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
             let seg = self.segments.last_mut().expect("a current segment");
-            self.file
-                .write_all(&self.buf)
-                .map_err(io_err(&seg.path, "write"))?;
+            if let Err(e) = self.file.write_all(&self.buf) {
+                // A partial record (e.g. the disk filled up mid-write) would sit in the middle
+                // of the log once later records follow: cut it off so the log stays valid.
+                let _ = self.file.set_len(self.size);
+                return Err(io_err(&seg.path, "write")(e));
+            }
             self.size += self.buf.len() as u64;
             if let Record::Entry(e) = rec {
                 // An overwrite at a lower index makes later segments' entries obsolete too, but

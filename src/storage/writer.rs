@@ -29,15 +29,39 @@ impl Actor for LogWriter {
 
 /// Append these records and make them durable.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), WriteFailed>")]
 pub struct WriteBatch(pub Vec<Record>);
 
+/// A batch could not be made durable.
+#[derive(Debug)]
+pub struct WriteFailed {
+    pub message: String,
+    /// The log is as it was before the failed record: the batch (returned here) can be
+    /// written again later, e.g. once disk space returns. Otherwise the node must stop.
+    pub retryable: bool,
+    pub records: Vec<Record>,
+}
+
 impl Handler<WriteBatch> for LogWriter {
-    type Result = Result<(), String>;
+    type Result = Result<(), WriteFailed>;
 
     fn handle(&mut self, msg: WriteBatch, _: &mut SyncContext<Self>) -> Self::Result {
-        let wal = self.wal.as_mut().map_err(|e| e.clone())?;
-        wal.append(&msg.0).map_err(|e| e.to_string())?;
-        wal.sync().map_err(|e| e.to_string())
+        let records = msg.0;
+        let wal = match self.wal.as_mut() {
+            Ok(w) => w,
+            Err(e) => {
+                return Err(WriteFailed {
+                    message: e.clone(),
+                    retryable: false,
+                    records,
+                })
+            }
+        };
+        let done = wal.append(&records).and_then(|()| wal.sync());
+        done.map_err(|e| WriteFailed {
+            message: e.to_string(),
+            retryable: e.is_retryable(),
+            records,
+        })
     }
 }
