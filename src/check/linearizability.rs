@@ -139,19 +139,8 @@ fn check_key(ops: &[Op]) -> bool {
     };
 
     while ev[head].next != usize::MAX {
-        if entry == usize::MAX {
-            // Walked past the end without linearizing: backtrack.
-            let Some((e, s)) = stack.pop() else {
-                return false;
-            };
-            state = s;
-            let op = ev[e].op;
-            linearized[op / 64] &= !(1 << (op % 64));
-            unlift(&mut ev, e);
-            entry = ev[e].next;
-            continue;
-        }
-        if ev[entry].is_call {
+        let at_call = entry != usize::MAX && ev[entry].is_call;
+        if at_call {
             let op = ev[entry].op;
             if let Some(new_state) = step(&state, &ops[op]) {
                 let mut lin = linearized.clone();
@@ -167,7 +156,8 @@ fn check_key(ops: &[Op]) -> bool {
             }
             entry = ev[entry].next;
         } else {
-            // A return whose call could not be linearized in time: backtrack.
+            // A return whose call could not be linearized in time (or the end of the list):
+            // undo the most recent choice and try the next operation after it.
             let Some((e, s)) = stack.pop() else {
                 return false;
             };

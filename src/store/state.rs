@@ -44,14 +44,7 @@ impl KvState {
 
     /// Apply `cmd` as the command at log position `index`, which must be `last_applied() + 1`.
     pub fn apply(&mut self, index: u64, cmd: Command) -> Result<CommandOutcome, StateError> {
-        let expected = self.last_applied + 1;
-        if index != expected {
-            return Err(StateError {
-                expected,
-                got: index,
-            });
-        }
-        self.last_applied = index;
+        self.advance_to(index)?;
         Ok(match cmd {
             Command::Set { key, value } => {
                 self.map.insert(key, value);
@@ -67,6 +60,11 @@ impl KvState {
     /// Record a log position that carries no command (a leader's no-op), which must be
     /// `last_applied() + 1`.
     pub fn apply_noop(&mut self, index: u64) -> Result<(), StateError> {
+        self.advance_to(index)
+    }
+
+    /// Move the applied index to `index`, which must be the next one.
+    fn advance_to(&mut self, index: u64) -> Result<(), StateError> {
         let expected = self.last_applied + 1;
         if index != expected {
             return Err(StateError {
