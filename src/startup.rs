@@ -11,7 +11,7 @@ use actix::{Actor, Addr, SyncArbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
 
-use crate::api::{self, AppState, NodeInfo};
+use crate::api::{self, AppState};
 use crate::config::{default_advertise_url, Config, Storage};
 use crate::raft::actor::RaftSetup;
 use crate::raft::log::RaftLog;
@@ -44,8 +44,6 @@ impl std::error::Error for StartError {}
 pub struct Node {
     /// The address actually bound (the real port when 0 was asked).
     pub addr: SocketAddr,
-    /// This node's base URL, as peers and clients see it.
-    pub url: String,
     /// The HTTP server future; it resolves when the server stops.
     pub server: Server,
 }
@@ -111,10 +109,7 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
     };
     let raft = RaftActor::new(setup, Box::new(transport)).start();
     Ok(AppState {
-        node: NodeInfo {
-            id: config.node_id.clone(),
-            url,
-        },
+        node_id: config.node_id.clone(),
         store,
         raft,
         limits: config.limits,
@@ -137,14 +132,14 @@ impl Node {
             .advertise_url
             .clone()
             .unwrap_or_else(|| default_advertise_url(&config.host, addr.port()));
-        let state = start_actors(config, url.clone())?;
+        let state = start_actors(config, url)?;
         let server = HttpServer::new(move || api::app(state.clone()))
             .workers(config.workers)
             .shutdown_timeout(config.shutdown_timeout.as_secs())
             .listen(listener)
             .map_err(err)?
             .run();
-        Ok(Node { addr, url, server })
+        Ok(Node { addr, server })
     }
 
     /// A handle that can stop the server.

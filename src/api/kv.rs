@@ -196,7 +196,7 @@ impl Attempt<'_> {
             return Err(ApiError::Unavailable(format!(
                 "no leader: this node ({}) is not the leader and the request was already \
                  forwarded once (the leader may have just changed); retry",
-                self.state.node.id
+                self.state.node_id
             )));
         }
         let left = self.deadline.saturating_duration_since(Instant::now());
@@ -214,7 +214,7 @@ impl Attempt<'_> {
                 query,
                 body,
                 request_id.as_deref(),
-                &self.state.node.id,
+                &self.state.node_id,
                 left,
             )
             .await)

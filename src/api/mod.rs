@@ -32,18 +32,11 @@ pub use kv::Limits;
 use crate::raft::RaftActor;
 use crate::store::StoreActor;
 
-/// Who this node is, as reported by `/health`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub id: String,
-    /// Base URL at which clients reach this node, e.g. `http://127.0.0.1:8080`.
-    pub url: String,
-}
-
 /// What every handler can reach: addresses of the actors and fixed settings. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub node: NodeInfo,
+    /// This node's id (sent along with forwarded requests).
+    pub node_id: String,
     pub store: Addr<StoreActor>,
     pub raft: Addr<RaftActor>,
     pub limits: Limits,

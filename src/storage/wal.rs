@@ -612,11 +612,6 @@ impl Wal {
             dir_dirty: false,
         })
     }
-
-    /// The log directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use actix::{Actor, Context, Handler, Message, MessageResult, ResponseFuture};
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
 use tokio::sync::oneshot;
 
 use super::command::CommandOutcome;
@@ -141,19 +141,6 @@ impl Handler<ReadAt> for StoreActor {
     }
 }
 
-/// The index of the last applied entry.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "LogIndex")]
-pub struct LastApplied;
-
-impl Handler<LastApplied> for StoreActor {
-    type Result = MessageResult<LastApplied>;
-
-    fn handle(&mut self, _: LastApplied, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.state.last_applied())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,7 +193,6 @@ mod tests {
         );
         let got = addr.send(Get { key: "name".into() }).await.unwrap();
         assert_eq!(got.as_deref(), Some("luffy"));
-        assert_eq!(addr.send(LastApplied).await.unwrap(), 2);
     }
 
     #[actix_rt::test]

@@ -16,15 +16,6 @@ pub enum Command {
     Delete { key: String },
 }
 
-impl Command {
-    /// The key this command touches.
-    pub fn key(&self) -> &str {
-        match self {
-            Command::Set { key, .. } | Command::Delete { key } => key,
-        }
-    }
-}
-
 /// What applying a [`Command`] did. Deterministic: every replica that applies the same command
 /// at the same index gets the same outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +50,5 @@ mod tests {
         );
         let back: Command = serde_json::from_str(r#"{"op":"delete","key":"k"}"#).unwrap();
         assert_eq!(back, del);
-        assert_eq!(set.key(), "k");
     }
 }

@@ -13,6 +13,6 @@ pub mod actor;
 pub mod command;
 pub mod state;
 
-pub use actor::{Applied, ApplyEntries, Get, LastApplied, ReadAt, StoreActor};
+pub use actor::{Applied, ApplyEntries, Get, ReadAt, StoreActor};
 pub use command::{Command, CommandOutcome};
 pub use state::{KvState, StateError};

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{client, free_port, KvProcess};
+use crate::helpers::{client, delete, free_port, get, put, KvProcess};
 
 /// A local cluster of real processes; every process is killed when this is dropped.
 pub(crate) struct ProcCluster {
@@ -179,51 +179,6 @@ async fn killing_the_leader_elects_another_and_the_old_one_rejoins_as_follower()
     let h = cluster.health(old).await.expect("restarted node answers");
     assert_eq!(h["state"], "follower");
     assert_eq!(h["leaderId"], format!("n{}", new + 1).as_str());
-}
-
-async fn put(base: &str, key: &str, value: &str) -> (u16, Value, Option<String>) {
-    let mut res = client()
-        .put(format!("{base}/set"))
-        .timeout(Duration::from_secs(20))
-        .send_json(&serde_json::json!({"key": key, "value": value}))
-        .await
-        .expect("PUT answered");
-    let leader = res
-        .headers()
-        .get("x-kvstore-leader")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = res.body().await.unwrap();
-    (
-        res.status().as_u16(),
-        serde_json::from_slice(&body).unwrap(),
-        leader,
-    )
-}
-
-async fn get(base: &str, key: &str, stale: bool) -> (u16, Value) {
-    let c = if stale { "&consistency=stale" } else { "" };
-    let mut res = client()
-        .get(format!("{base}/get?key={key}{c}"))
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .expect("GET answered");
-    let body = res.body().await.unwrap();
-    (
-        res.status().as_u16(),
-        serde_json::from_slice(&body).unwrap(),
-    )
-}
-
-async fn delete(base: &str, key: &str) -> u16 {
-    client()
-        .delete(format!("{base}/delete?key={key}"))
-        .timeout(Duration::from_secs(20))
-        .send()
-        .await
-        .expect("DELETE answered")
-        .status()
-        .as_u16()
 }
 
 #[actix_web::test]

@@ -13,6 +13,14 @@ use kvstore::store::{Command, CommandOutcome, Get, StoreActor};
 const PENDING_LIMIT: usize = 32;
 use kvstore::transport::memory::{Fault, Join, Leave, MemoryTransport, Network};
 
+/// Let 10 ms of simulated time pass. The clock is paused, so this is how time moves in the
+/// simulation, not a wait for something to happen: the runtime first runs every actor until
+/// nothing is ready, then jumps the clock to the next timer, firing timers in order (tokio's
+/// recommended way to advance a paused clock). Every loop that calls it has a bound.
+async fn pass_time() {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
 /// 10 ms ticks, heartbeat 50 ms, election timeout 150 ms: the defaults.
 fn timing() -> RaftTiming {
     RaftTiming::from_millis(50, 150)
@@ -119,7 +127,7 @@ impl Sim {
         let steps = within.as_millis() / 10;
         let mut last = Vec::new();
         for _ in 0..steps {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            pass_time().await;
             let st = self.statuses().await;
             let leaders: Vec<usize> = among
                 .iter()
@@ -149,7 +157,7 @@ impl Sim {
     /// Run for `d` of virtual time, observing every 10 ms.
     async fn run_for(&mut self, d: Duration) {
         for _ in 0..d.as_millis() / 10 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            pass_time().await;
             self.statuses().await;
         }
     }
@@ -211,7 +219,7 @@ async fn an_isolated_leader_is_replaced_and_steps_down() {
         // Check-quorum: within two election timeouts the old leader no longer claims leadership.
         let mut stepped_down = false;
         for _ in 0..30 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            pass_time().await;
             let st = sim.statuses().await;
             if st[old].as_ref().unwrap().state != "leader" {
                 stepped_down = true;
@@ -349,7 +357,7 @@ async fn write_via_leader(sim: &mut Sim, cmd: Command) -> Result<CommandOutcome,
                 other => return other,
             }
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        pass_time().await;
     }
     Err(ClientError::NotLeader(None))
 }
@@ -386,7 +394,7 @@ async fn replicated_writes_under_loss_and_delay_reach_every_store() {
         // Converge: every node applies up to the leader's commit index.
         let mut converged = false;
         for _ in 0..300 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            pass_time().await;
             let st = sim.statuses().await;
             let commits: Vec<u64> = st.iter().flatten().map(|s| s.commit_index).collect();
             let applied: Vec<u64> = st.iter().flatten().map(|s| s.applied_index).collect();

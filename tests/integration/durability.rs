@@ -7,30 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::cluster_proc::ProcCluster;
-use crate::helpers::{client, KvProcess};
-
-async fn put(base: &str, key: &str, value: &str) -> u16 {
-    client()
-        .put(format!("{base}/set"))
-        .send_json(&json!({"key": key, "value": value}))
-        .await
-        .expect("PUT answered")
-        .status()
-        .as_u16()
-}
-
-async fn get(base: &str, key: &str) -> (u16, Value) {
-    let mut res = client()
-        .get(format!("{base}/get?key={key}"))
-        .send()
-        .await
-        .expect("GET answered");
-    let body = res.body().await.unwrap();
-    (
-        res.status().as_u16(),
-        serde_json::from_slice(&body).unwrap(),
-    )
-}
+use crate::helpers::{client, get, put, KvProcess};
 
 fn start_single(dir: &Path) -> KvProcess {
     let dir = dir.to_string_lossy().into_owned();
@@ -46,7 +23,9 @@ async fn a_single_node_keeps_acknowledged_writes_across_sigkill() {
     let mut node = start_single(dir.path());
     for k in 0..300 {
         assert_eq!(
-            put(&node.url(""), &format!("k{k}"), &format!("v{k}")).await,
+            put(&node.url(""), &format!("k{k}"), &format!("v{k}"))
+                .await
+                .0,
             200
         );
     }
@@ -64,7 +43,7 @@ async fn a_single_node_keeps_acknowledged_writes_across_sigkill() {
     drop(node);
     let node = start_single(dir.path());
     for k in 0..300 {
-        let (st, body) = get(&node.url(""), &format!("k{k}")).await;
+        let (st, body) = get(&node.url(""), &format!("k{k}"), false).await;
         if k == 7 {
             assert_eq!(st, 404, "the delete survived too");
         } else {
@@ -97,7 +76,7 @@ async fn a_cluster_killed_all_at_once_keeps_every_acknowledged_write() {
     let (leader, _) = cluster.wait_for_leader(Duration::from_secs(10)).await;
     for k in 0..200 {
         let via = cluster.url((leader + k) % 3);
-        assert_eq!(put(&via, &format!("k{k}"), "acked").await, 200);
+        assert_eq!(put(&via, &format!("k{k}"), "acked").await.0, 200);
     }
     for i in 0..3 {
         cluster.kill(i);
@@ -108,7 +87,7 @@ async fn a_cluster_killed_all_at_once_keeps_every_acknowledged_write() {
     cluster.wait_for_leader(Duration::from_secs(10)).await;
     for i in 0..3 {
         for k in (0..200).step_by(9) {
-            let (st, body) = get(&cluster.url(i), &format!("k{k}")).await;
+            let (st, body) = get(&cluster.url(i), &format!("k{k}"), false).await;
             assert_eq!(
                 (st, body["value"].as_str()),
                 (200, Some("acked")),
@@ -132,7 +111,7 @@ async fn a_torn_tail_is_cut_off_and_a_damaged_log_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = start_single(dir.path());
     for k in 0..50 {
-        assert_eq!(put(&node.url(""), &format!("k{k}"), "v").await, 200);
+        assert_eq!(put(&node.url(""), &format!("k{k}"), "v").await.0, 200);
     }
     node.signal(libc::SIGKILL);
     node.wait_exit(Duration::from_secs(10)).expect("killed");
@@ -157,7 +136,11 @@ async fn a_torn_tail_is_cut_off_and_a_damaged_log_refuses_to_start() {
         .expect("it starts");
     node.addr = crate::helpers::parse_listen_addr(&line);
     for k in 0..49 {
-        assert_eq!(get(&node.url(""), &format!("k{k}")).await.0, 200, "k{k}");
+        assert_eq!(
+            get(&node.url(""), &format!("k{k}"), false).await.0,
+            200,
+            "k{k}"
+        );
     }
     node.signal(libc::SIGKILL);
     node.wait_exit(Duration::from_secs(10)).expect("killed");
@@ -270,13 +253,17 @@ async fn a_full_disk_fails_writes_cleanly_loses_nothing_and_recovers_when_space_
     assert!(acked.len() > 5, "some writes fit first: {acked:?}");
     // Reads keep working; every acknowledged write is there.
     for k in &acked {
-        assert_eq!(get(&node.url(""), &format!("k{k}")).await.0, 200, "k{k}");
+        assert_eq!(
+            get(&node.url(""), &format!("k{k}"), false).await.0,
+            200,
+            "k{k}"
+        );
     }
     // Space returns: writes resume without a restart.
     disk.resize("64m");
     let mut resumed = false;
     for _ in 0..100 {
-        if put(&node.url(""), "after", "space").await == 200 {
+        if put(&node.url(""), "after", "space").await.0 == 200 {
             resumed = true;
             break;
         }
@@ -290,12 +277,12 @@ async fn a_full_disk_fails_writes_cleanly_loses_nothing_and_recovers_when_space_
     let node = KvProcess::start(&["--host", "127.0.0.1", "--port", "0"], &env);
     for k in &acked {
         assert_eq!(
-            get(&node.url(""), &format!("k{k}")).await.0,
+            get(&node.url(""), &format!("k{k}"), false).await.0,
             200,
             "k{k} after restart"
         );
     }
-    assert_eq!(get(&node.url(""), "after").await.0, 200);
+    assert_eq!(get(&node.url(""), "after", false).await.0, 200);
     drop(node);
     drop(disk);
 }

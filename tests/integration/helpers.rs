@@ -1,5 +1,5 @@
 //! Shared test setup: app state, in-process servers, child processes that are always killed,
-//! and polling with deadlines (never sleeping as synchronisation).
+//! and HTTP calls used by several test files. Nothing here sleeps to synchronise.
 
 #![allow(dead_code)]
 
@@ -195,9 +195,32 @@ impl KvProcess {
         assert_eq!(rc, 0, "kill({}, {sig}) failed", self.child.id());
     }
 
-    /// Wait for exit up to `timeout`; `None` if still running.
+    /// Wait for exit up to `timeout`; `None` if still running. Blocks on a pidfd (no polling
+    /// loop), then reaps the child through its handle.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        poll_until(timeout, || self.child.try_wait().ok().flatten())
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        // SAFETY: pidfd_open on our own, not yet reaped child; the fd is closed below.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, self.child.id() as libc::c_int, 0) };
+        assert!(
+            fd >= 0,
+            "pidfd_open failed: {}",
+            std::io::Error::last_os_error()
+        );
+        let fd = fd as libc::c_int;
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: one valid pollfd; the pidfd becomes readable when the process exits.
+        unsafe {
+            libc::poll(&mut pfd, 1, ms);
+            libc::close(fd);
+        }
+        self.child.try_wait().ok().flatten()
     }
 }
 
@@ -217,20 +240,6 @@ pub fn parse_listen_addr(line: &str) -> Option<SocketAddr> {
     rest[..end].parse().ok()
 }
 
-/// Call `f` every 20 ms until it returns `Some` or `timeout` passes.
-pub fn poll_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A port that was free a moment ago (bound to port 0, then released). Only for settings that
 /// must name a port before the process starts; prefer `--port 0` everywhere else.
 pub fn free_port() -> u16 {
@@ -245,4 +254,52 @@ pub fn client() -> awc::Client {
     awc::Client::builder()
         .timeout(Duration::from_secs(10))
         .finish()
+}
+
+/// `PUT /set` through `base`: (status, body, the `x-kvstore-leader` header if forwarded).
+pub async fn put(base: &str, key: &str, value: &str) -> (u16, serde_json::Value, Option<String>) {
+    let mut res = client()
+        .put(format!("{base}/set"))
+        .timeout(Duration::from_secs(20))
+        .send_json(&serde_json::json!({"key": key, "value": value}))
+        .await
+        .expect("PUT answered");
+    let leader = res
+        .headers()
+        .get("x-kvstore-leader")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = res.body().await.unwrap();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap(),
+        leader,
+    )
+}
+
+/// `GET /get` through `base` (linearizable, or `stale`): (status, body).
+pub async fn get(base: &str, key: &str, stale: bool) -> (u16, serde_json::Value) {
+    let c = if stale { "&consistency=stale" } else { "" };
+    let mut res = client()
+        .get(format!("{base}/get?key={key}{c}"))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("GET answered");
+    let body = res.body().await.unwrap();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap(),
+    )
+}
+
+/// `DELETE /delete` through `base`: the status.
+pub async fn delete(base: &str, key: &str) -> u16 {
+    client()
+        .delete(format!("{base}/delete?key={key}"))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("DELETE answered")
+        .status()
+        .as_u16()
 }
