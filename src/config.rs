@@ -115,6 +115,15 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes: u64,
 
+    /// Take a snapshot of the key-value map (and drop the log before it) once this many entries
+    /// were applied since the last one; 0 turns the entry count off.
+    #[arg(long, env = "KVSTORE_SNAPSHOT_ENTRIES", default_value_t = 10_000)]
+    pub snapshot_entries: u64,
+
+    /// ... or once this many MiB of log were applied since the last one; 0 turns it off.
+    #[arg(long, env = "KVSTORE_SNAPSHOT_LOG_MIB", default_value_t = 64)]
+    pub snapshot_log_mib: u64,
+
     /// Log line format.
     #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -171,6 +180,10 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_pending: usize,
     pub storage: Storage,
+    /// Snapshot after this many applied entries (0: not by count).
+    pub snapshot_entries: u64,
+    /// ... or after this many bytes of applied log (0: not by size).
+    pub snapshot_log_bytes: u64,
     pub log_format: LogFormat,
     /// The other nodes' base URLs (normalized `http://host:port`); empty for a single node.
     pub peers: Vec<String>,
@@ -355,6 +368,8 @@ impl Config {
             request_timeout: Duration::from_millis(cli.request_timeout_ms),
             max_pending: cli.max_pending,
             storage,
+            snapshot_entries: cli.snapshot_entries,
+            snapshot_log_bytes: cli.snapshot_log_mib.saturating_mul(1024 * 1024),
             log_format: cli.log_format,
             peers,
             advertise_url,

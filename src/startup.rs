@@ -6,6 +6,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 
 use actix::{Actor, Addr, SyncArbiter};
 use actix_web::dev::{Server, ServerHandle};
@@ -13,11 +14,12 @@ use actix_web::HttpServer;
 
 use crate::api::{self, AppState};
 use crate::config::{default_advertise_url, Config, Storage};
-use crate::raft::actor::RaftSetup;
+use crate::raft::actor::{RaftSetup, SnapshotData, SnapshotInfo, SnapshotPolicy};
 use crate::raft::log::RaftLog;
-use crate::raft::{HardState, RaftActor, RaftTiming};
+use crate::raft::{HardState, RaftActor, RaftTiming, Term};
+use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::storage::{LogWriter, Wal, WalError};
-use crate::store::StoreActor;
+use crate::store::{KvState, StoreActor};
 use crate::transport::http::HttpTransport;
 
 /// Could not start serving.
@@ -27,6 +29,8 @@ pub enum StartError {
     Listen { addr: String, source: io::Error },
     /// The durable log could not be opened or is damaged.
     Storage(WalError),
+    /// The snapshot directory could not be read.
+    Snapshot { dir: PathBuf, source: io::Error },
 }
 
 impl std::fmt::Display for StartError {
@@ -34,6 +38,9 @@ impl std::fmt::Display for StartError {
         match self {
             StartError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             StartError::Storage(e) => write!(f, "{e}"),
+            StartError::Snapshot { dir, source } => {
+                write!(f, "cannot read snapshots in {}: {source}", dir.display())
+            }
         }
     }
 }
@@ -48,16 +55,66 @@ pub struct Node {
     pub server: Server,
 }
 
-/// Open (or create) the durable log and recover from it; start its writer thread.
-fn open_storage(
-    config: &Config,
-) -> Result<(Option<Addr<LogWriter>>, HardState, RaftLog), StartError> {
+/// What a node resumes from.
+struct Resumed {
+    /// The durable log's writer thread; `None` in memory.
+    storage: Option<Addr<LogWriter>>,
+    hard_state: HardState,
+    log: RaftLog,
+    /// The key-value map as of the newest snapshot, and the term of its last entry.
+    state: KvState,
+    state_term: Term,
+    snapshot: Option<SnapshotInfo>,
+    snapshots: SnapshotPolicy,
+}
+
+/// Load the newest valid snapshot, open (or create) the durable log and replay what follows
+/// the snapshot; start the log's writer thread.
+fn open_storage(config: &Config) -> Result<Resumed, StartError> {
     let Storage::Disk { dir, segment_bytes } = &config.storage else {
         tracing::warn!("storage: memory only (--in-memory): nothing survives a restart");
-        return Ok((None, HardState::default(), RaftLog::new()));
+        return Ok(Resumed {
+            storage: None,
+            hard_state: HardState::default(),
+            log: RaftLog::new(),
+            state: KvState::new(),
+            state_term: 0,
+            snapshot: None,
+            snapshots: SnapshotPolicy::every(
+                config.snapshot_entries,
+                config.snapshot_log_bytes,
+                None,
+            ),
+        });
+    };
+    let snap_dir = dir.join("snapshots");
+    let loaded = snapshot::load(&snap_dir).map_err(|source| StartError::Snapshot {
+        dir: snap_dir.clone(),
+        source,
+    })?;
+    for (path, why) in &loaded.skipped {
+        tracing::warn!(file = %path.display(), reason = %why, "damaged snapshot skipped");
+    }
+    let (meta, state, info) = match loaded.snapshot {
+        Some(snap) => {
+            let len = snap
+                .path
+                .as_ref()
+                .and_then(|p| std::fs::metadata(p).ok())
+                .map_or(0, |m| m.len());
+            let meta = snap.meta;
+            let info = snap.path.map(|path| SnapshotInfo {
+                meta,
+                len,
+                data: SnapshotData::File(path),
+            });
+            (meta, KvState::from_pairs(meta.index, snap.pairs), info)
+        }
+        None => (SnapshotMeta::default(), KvState::new(), None),
     };
     let wal_dir = dir.join("wal");
-    let (wal, recovered) = Wal::open(&wal_dir, *segment_bytes, 0).map_err(StartError::Storage)?;
+    let (wal, recovered) =
+        Wal::open(&wal_dir, *segment_bytes, meta.index).map_err(StartError::Storage)?;
     if let Some((path, offset)) = &recovered.torn_tail {
         tracing::warn!(
             file = %path.display(),
@@ -65,7 +122,7 @@ fn open_storage(
             "the log ended in a partly written record (a crash mid-write); it was cut off"
         );
     }
-    let log = RaftLog::from_entries(recovered.entries).map_err(|why| {
+    let log = RaftLog::with_base(meta.index, meta.term, recovered.entries).map_err(|why| {
         StartError::Storage(WalError::Corrupt {
             path: wal_dir.clone(),
             offset: 0,
@@ -75,20 +132,34 @@ fn open_storage(
     tracing::info!(
         dir = %dir.display(),
         term = recovered.hard_state.term,
-        entries = log.last_index(),
-        "storage: write-ahead log recovered"
+        snapshot_index = meta.index,
+        keys = state.len(),
+        last_index = log.last_index(),
+        "storage: snapshot loaded and write-ahead log replayed"
     );
     let handoff = wal.handoff();
     drop(wal);
     let writer = SyncArbiter::start(1, move || LogWriter::new(&handoff));
-    Ok((Some(writer), recovered.hard_state, log))
+    Ok(Resumed {
+        storage: Some(writer),
+        hard_state: recovered.hard_state,
+        log,
+        state,
+        state_term: meta.term,
+        snapshot: info,
+        snapshots: SnapshotPolicy::every(
+            config.snapshot_entries,
+            config.snapshot_log_bytes,
+            Some(snap_dir),
+        ),
+    })
 }
 
 /// Start the store and Raft actors on the current thread (inside an actix system) and return
 /// the state the handlers share. `url` is this node's base URL.
 pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError> {
-    let (storage, hard_state, log) = open_storage(config)?;
-    let store = StoreActor::new().start();
+    let resumed = open_storage(config)?;
+    let store = StoreActor::with_state(resumed.state, resumed.state_term).start();
     let timing = RaftTiming::from_millis(
         config.raft.heartbeat.as_millis() as u64,
         config.raft.election_timeout.as_millis() as u64,
@@ -100,12 +171,14 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
         url: url.clone(),
         peers: config.peers.clone(),
         timing,
-        hard_state,
+        hard_state: resumed.hard_state,
         seed: uuid::Uuid::new_v4().as_u64_pair().0,
         store: store.clone(),
         max_pending: config.max_pending,
-        log,
-        storage,
+        log: resumed.log,
+        storage: resumed.storage,
+        snapshots: resumed.snapshots,
+        snapshot: resumed.snapshot,
     };
     let raft = RaftActor::new(setup, Box::new(transport)).start();
     Ok(AppState {

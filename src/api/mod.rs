@@ -2,7 +2,8 @@
 //!
 //! - [`kv`]: the client API (`PUT /set`, `GET /get`, `DELETE /delete`).
 //! - [`health`]: `GET /health`.
-//! - [`peer`]: the Raft RPC routes other nodes call (`POST /raft/vote`, `POST /raft/append`).
+//! - [`peer`]: the Raft RPC routes other nodes call (`POST /raft/vote`, `/raft/append`,
+//!   `/raft/snapshot`).
 //! - [`forward`]: relays client requests from a follower to the leader.
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
 //! - [`middleware`]: request ids, the request log line, panic recovery.
@@ -86,6 +87,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
             web::resource("/raft/append")
                 .app_data(peer::json_config())
                 .route(web::post().to(peer::append))
+                .default_service(web::to(|| not_allowed("POST"))),
+        )
+        .service(
+            web::resource("/raft/snapshot")
+                .app_data(peer::chunk_config())
+                .app_data(peer::query_config())
+                .route(web::post().to(peer::snapshot))
                 .default_service(web::to(|| not_allowed("POST"))),
         )
         .default_service(web::to(not_found));

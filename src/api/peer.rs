@@ -1,6 +1,7 @@
-//! The routes other nodes call: `POST /raft/vote` (RequestVote, pre-vote) and
-//! `POST /raft/append` (AppendEntries, heartbeats). JSON bodies are the types of
-//! [`crate::raft::rpc`].
+//! The routes other nodes call: `POST /raft/vote` (RequestVote, pre-vote),
+//! `POST /raft/append` (AppendEntries, heartbeats) and `POST /raft/snapshot` (one chunk of a
+//! snapshot: the fields in the query string, the chunk as the raw body). Bodies and answers are
+//! the types of [`crate::raft::rpc`], as JSON.
 //!
 //! Handlers forward each request to the `RaftActor` and answer with its response. They never
 //! interpret Raft messages themselves.
@@ -10,7 +11,8 @@ use actix_web::{web, HttpResponse};
 use super::errors::{self, ApiError};
 use super::AppState;
 use crate::raft::actor::Inbound;
-use crate::raft::rpc::{AppendRequest, VoteRequest};
+use crate::raft::actor::SNAPSHOT_CHUNK_BYTES;
+use crate::raft::rpc::{AppendRequest, SnapshotRequest, VoteRequest};
 use crate::raft::Message;
 
 /// Largest AppendEntries body accepted (batches of entries are larger than client requests).
@@ -24,10 +26,21 @@ pub fn json_config() -> web::JsonConfig {
         .error_handler(errors::json_error)
 }
 
+/// Body settings for `/raft/snapshot`: room for one chunk.
+pub fn chunk_config() -> web::PayloadConfig {
+    web::PayloadConfig::new(2 * SNAPSHOT_CHUNK_BYTES)
+}
+
+/// Query settings for `/raft/snapshot`: errors in the API's shape.
+pub fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(errors::query_error)
+}
+
 async fn forward(state: &AppState, msg: Message) -> Result<HttpResponse, ApiError> {
     match state.raft.send(Inbound(msg)).await {
         Ok(Ok(Message::VoteResponse(r))) => Ok(HttpResponse::Ok().json(r)),
         Ok(Ok(Message::AppendResponse(r))) => Ok(HttpResponse::Ok().json(r)),
+        Ok(Ok(Message::SnapshotResponse(r))) => Ok(HttpResponse::Ok().json(r)),
         Ok(Ok(other)) => Err(ApiError::Internal(format!(
             "unexpected raft reply: {other:?}"
         ))),
@@ -53,4 +66,16 @@ pub async fn append(
     body: web::Json<AppendRequest>,
 ) -> Result<HttpResponse, ApiError> {
     forward(&state, Message::AppendRequest(body.into_inner())).await
+}
+
+/// `POST /raft/snapshot?term=..&leaderId=..&leaderUrl=..&index=..&lastTerm=..&offset=..&done=..&seq=..`
+/// with the chunk as the body.
+pub async fn snapshot(
+    state: web::Data<AppState>,
+    query: web::Query<SnapshotRequest>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let mut req = query.into_inner();
+    req.data = body.to_vec();
+    forward(&state, Message::SnapshotRequest(req)).await
 }

@@ -10,6 +10,8 @@
 //! uses `ctx.wait`.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -20,12 +22,15 @@ use actix::{Addr, ResponseFuture};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+mod snapshots;
+
 use super::core::{CoreConfig, HardState, Input, LeaderInfo, Output, RaftCore, Role};
 use super::log::{Entry, RaftLog};
-use super::rpc::Message;
+use super::rpc::{Message, SnapshotRequest};
 use super::{LogIndex, NodeId, PeerId, Term};
+use crate::storage::snapshot::SnapshotMeta;
 use crate::storage::{LogWriter, Record, WriteBatch};
-use crate::store::{ApplyEntries, Command, CommandOutcome, StoreActor};
+use crate::store::{ApplyEntries, Command, CommandOutcome, KvState, Restore, StoreActor};
 use crate::transport::Transport;
 
 /// Pause before writing a batch again after the disk refused it.
@@ -33,6 +38,61 @@ const STORAGE_RETRY: Duration = Duration::from_millis(250);
 
 /// Default for [`RaftSetup::max_pending`].
 pub const DEFAULT_MAX_PENDING: usize = 16 * 1024;
+
+/// Size of one chunk of a snapshot sent to a follower.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Snapshot files kept on disk (the newest and the one before, so a damaged newest one can
+/// fall back without a gap in the log).
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// When to take snapshots and where they go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Take a snapshot once this many entries were applied since the last one (0: never).
+    pub entries: u64,
+    /// ... or once this many bytes of entries were applied since the last one (0: never).
+    pub log_bytes: u64,
+    /// Entries kept in the log before a snapshot's index, so a follower only slightly behind
+    /// still gets entries rather than the whole snapshot.
+    pub trailing: u64,
+    /// Where snapshot files go; `None` keeps the newest snapshot in memory only.
+    pub dir: Option<PathBuf>,
+}
+
+impl SnapshotPolicy {
+    /// Snapshots every `entries` entries or `log_bytes` bytes, keeping a tenth of `entries`
+    /// in the log after each.
+    pub fn every(entries: u64, log_bytes: u64, dir: Option<PathBuf>) -> Self {
+        SnapshotPolicy {
+            entries,
+            log_bytes,
+            trailing: entries / 10,
+            dir,
+        }
+    }
+
+    /// Never take a snapshot (followers can still install one from a leader).
+    pub fn never() -> Self {
+        SnapshotPolicy::every(0, 0, None)
+    }
+}
+
+/// The newest snapshot this node holds.
+#[derive(Debug)]
+pub struct SnapshotInfo {
+    pub meta: SnapshotMeta,
+    /// Length of the snapshot file in bytes.
+    pub len: u64,
+    pub data: SnapshotData,
+}
+
+/// Where a snapshot's bytes are.
+#[derive(Debug)]
+pub enum SnapshotData {
+    File(PathBuf),
+    Memory(Vec<u8>),
+}
 
 /// How time maps to the core's ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +147,10 @@ pub struct NodeStatus {
     pub commit_index: LogIndex,
     /// Highest index applied to the key-value map.
     pub applied_index: LogIndex,
+    /// Index of the newest snapshot (0 if none); the log holds entries from a little before it.
+    pub snapshot_index: LogIndex,
+    /// The log's base: entries up to here are only in a snapshot.
+    pub log_start_index: LogIndex,
     /// Why the log cannot be written right now (e.g. a full disk), if it cannot.
     pub storage_error: Option<String>,
 }
@@ -165,7 +229,8 @@ impl std::fmt::Display for RaftError {
 
 impl std::error::Error for RaftError {}
 
-/// A request from another node (RequestVote or AppendEntries); answered with its response.
+/// A request from another node (RequestVote, AppendEntries or a snapshot chunk); answered with
+/// its response.
 #[derive(Debug, Clone, ActixMessage)]
 #[rtype(result = "Result<Message, RaftError>")]
 pub struct Inbound(pub Message);
@@ -204,8 +269,8 @@ pub struct RaftActor {
     applied_index: LogIndex,
     /// Set when the store refused an entry: nothing more is applied or acknowledged.
     broken: Option<String>,
-    /// Committed entries not yet handed to the store.
-    apply_queue: Vec<Entry>,
+    /// Committed entries (and restores) not yet handed to the store.
+    apply_queue: VecDeque<ApplyItem>,
     /// An `ApplyEntries` is in flight.
     applying: bool,
     max_pending: usize,
@@ -223,6 +288,37 @@ pub struct RaftActor {
     held: VecDeque<(u64, Held)>,
     /// Set while the log cannot be written (e.g. the disk is full): writes are refused.
     storage_error: Option<String>,
+    policy: SnapshotPolicy,
+    /// The newest snapshot (sent to followers behind the log's start).
+    snapshot: Option<Rc<SnapshotInfo>>,
+    /// Index of the snapshot before the newest: the durable log is kept from there on.
+    prev_snapshot_index: LogIndex,
+    /// A snapshot is being taken.
+    snapshotting: bool,
+    /// Bytes of entries applied since the last snapshot was started.
+    bytes_since_snapshot: u64,
+    /// A snapshot arriving from the leader, chunk by chunk.
+    incoming: Option<Incoming>,
+    /// A received snapshot is being checked and stored.
+    installing: bool,
+    /// A received snapshot's state, until the core says to restore it.
+    pending_restore: Option<(KvState, Term)>,
+}
+
+/// A snapshot being received: whose, and the bytes so far.
+#[derive(Debug)]
+struct Incoming {
+    term: Term,
+    leader_id: NodeId,
+    index: LogIndex,
+    buf: Vec<u8>,
+}
+
+/// Work for the store, in log order.
+#[derive(Debug)]
+enum ApplyItem {
+    Entries(Vec<Entry>),
+    Restore(KvState, Term),
 }
 
 /// A message that must not leave before a write is durable.
@@ -230,6 +326,7 @@ pub struct RaftActor {
 enum Held {
     Send(PeerId, Message),
     Reply(Message, oneshot::Sender<Message>),
+    Snapshot(PeerId, SnapshotRequest),
 }
 
 /// The answer to a request from a peer: now, or once what it depends on is durable.
@@ -268,6 +365,10 @@ pub struct RaftSetup {
     pub log: RaftLog,
     /// The durable log's writer; `None` keeps everything in memory.
     pub storage: Option<Addr<LogWriter>>,
+    /// When to take snapshots and where to keep them.
+    pub snapshots: SnapshotPolicy,
+    /// The snapshot the node started from, if any (the log's base is its index).
+    pub snapshot: Option<SnapshotInfo>,
 }
 
 impl RaftActor {
@@ -284,6 +385,7 @@ impl RaftActor {
         };
         let core = RaftCore::new(cfg, setup.hard_state, setup.log, setup.seed);
         let logged = (core.role(), core.term(), None);
+        let applied_index = core.commit_index();
         RaftActor {
             core,
             transport,
@@ -295,9 +397,9 @@ impl RaftActor {
             pending_writes: HashMap::new(),
             pending_reads: HashMap::new(),
             next_read_id: 0,
-            applied_index: 0,
+            applied_index,
             broken: None,
-            apply_queue: Vec::new(),
+            apply_queue: VecDeque::new(),
             applying: false,
             max_pending: setup.max_pending.max(1),
             storage: setup.storage,
@@ -307,6 +409,14 @@ impl RaftActor {
             writing: None,
             held: VecDeque::new(),
             storage_error: None,
+            policy: setup.snapshots,
+            snapshot: setup.snapshot.map(Rc::new),
+            prev_snapshot_index: 0,
+            snapshotting: false,
+            bytes_since_snapshot: 0,
+            incoming: None,
+            installing: false,
+            pending_restore: None,
         }
     }
 
@@ -359,6 +469,25 @@ impl RaftActor {
                 Output::ReadFailed { id, leader } => {
                     if let Some(tx) = self.pending_reads.remove(&id) {
                         let _ = tx.send(Err(ClientError::NotLeader(leader)));
+                    }
+                }
+                Output::SendSnapshot { to, req } => match self.barrier() {
+                    // Sent as soon as the term it carries is durable.
+                    Some(b) => self.held.push_back((b, Held::Snapshot(to, req))),
+                    None => self.start_snapshot_send(to, req, ctx),
+                },
+                Output::RestoreSnapshot { index } => match self.pending_restore.take() {
+                    Some((state, term)) if state.last_applied() == index => {
+                        self.apply_queue.push_back(ApplyItem::Restore(state, term));
+                        self.pump_apply(ctx);
+                    }
+                    _ => self.fail_hard(format!(
+                        "asked to restore snapshot {index}, which was not received"
+                    )),
+                },
+                Output::ResetLog { index, term } => {
+                    if self.storage.is_some() {
+                        self.unwritten.push(Record::Reset { index, term });
                     }
                 }
             }
@@ -453,6 +582,7 @@ impl RaftActor {
                 Held::Reply(msg, tx) => {
                     let _ = tx.send(msg);
                 }
+                Held::Snapshot(to, req) => self.start_snapshot_send(to, req, ctx),
             }
         }
     }
@@ -496,16 +626,38 @@ impl RaftActor {
     /// batches reach the store in log order even when its mailbox is full (actix may deliver a
     /// parked send after a later one).
     fn apply(&mut self, entries: Vec<Entry>, ctx: &mut Context<Self>) {
-        self.apply_queue.extend(entries);
+        self.bytes_since_snapshot += entries.iter().map(|e| e.size_hint() as u64).sum::<u64>();
+        match self.apply_queue.back_mut() {
+            Some(ApplyItem::Entries(queued)) => queued.extend(entries),
+            _ => self.apply_queue.push_back(ApplyItem::Entries(entries)),
+        }
         self.pump_apply(ctx);
     }
 
     fn pump_apply(&mut self, ctx: &mut Context<Self>) {
-        if self.applying || self.apply_queue.is_empty() || self.broken.is_some() {
+        if self.applying || self.broken.is_some() {
             return;
         }
+        let Some(item) = self.apply_queue.pop_front() else {
+            self.maybe_snapshot(ctx);
+            return;
+        };
         self.applying = true;
-        let batch = std::mem::take(&mut self.apply_queue);
+        let batch = match item {
+            ApplyItem::Entries(batch) => batch,
+            ApplyItem::Restore(state, term) => {
+                let fut = self.store.send(Restore { state, term });
+                ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+                    act.applying = false;
+                    match res {
+                        Ok(index) => act.applied_index = act.applied_index.max(index),
+                        Err(e) => return act.fail_hard(format!("store actor is gone: {e}")),
+                    }
+                    act.pump_apply(ctx);
+                }));
+                return;
+            }
+        };
         let fut = self.store.send(ApplyEntries(batch));
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.applying = false;
@@ -592,6 +744,8 @@ impl RaftActor {
             last_log_term: s.last_log_term,
             commit_index: s.commit_index,
             applied_index: self.applied_index,
+            snapshot_index: self.snapshot.as_ref().map_or(0, |s| s.meta.index),
+            log_start_index: s.snapshot_index,
             storage_error: self.storage_error.clone(),
         }
     }
@@ -619,6 +773,9 @@ impl Handler<Inbound> for RaftActor {
     fn handle(&mut self, Inbound(msg): Inbound, ctx: &mut Context<Self>) -> Self::Result {
         if !msg.is_request() {
             return Box::pin(async { Err(RaftError::NotARequest) });
+        }
+        if let Message::SnapshotRequest(req) = msg {
+            return self.receive_snapshot_chunk(req, ctx);
         }
         let heartbeat_from = match &msg {
             Message::AppendRequest(r) => Some((r.term, r.leader_id.clone())),

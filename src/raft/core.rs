@@ -26,7 +26,10 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::log::{Entry, EntryPayload, RaftLog};
-use super::rpc::{AppendRequest, AppendResponse, Message, VoteRequest, VoteResponse};
+use super::rpc::{
+    AppendRequest, AppendResponse, Message, SnapshotRequest, SnapshotResponse, VoteRequest,
+    VoteResponse,
+};
 use super::{LogIndex, NodeId, PeerId, Term};
 use crate::store::Command;
 
@@ -107,6 +110,13 @@ pub enum Input {
     SendFailed { to: PeerId, seq: Option<u64> },
     /// Every entry up to `index` written by [`Output::PersistEntries`] so far is durable.
     Persisted { index: LogIndex },
+    /// A snapshot of the state machine up to at least `index` is durable: drop the log up to
+    /// `index` (which must be applied).
+    Compact { index: LogIndex },
+    /// A snapshot sent by the leader (`req` is the header of its last chunk) was received,
+    /// checked and made durable. The core decides whether it replaces the log (answered by
+    /// [`Output::RestoreSnapshot`], possibly [`Output::ResetLog`], then a reply).
+    InstallSnapshot(SnapshotRequest),
 }
 
 /// Most AppendEntries with entries in flight to one follower.
@@ -139,6 +149,17 @@ pub enum Output {
     ReadReady { id: u64, index: LogIndex },
     /// Read `id` cannot be served here: this node is not (or no longer) the leader.
     ReadFailed { id: u64, leader: Option<LeaderInfo> },
+    /// Follower `to` is behind the start of the log: stream it the newest snapshot, in chunks
+    /// built from `req` (term, leader, seq; the caller fills in the snapshot's position and the
+    /// data). Feed the final answer back as [`Input::Response`], or a failure as
+    /// [`Input::SendFailed`] with `req.seq`.
+    SendSnapshot { to: PeerId, req: SnapshotRequest },
+    /// Replace the state machine with the snapshot just installed (up to `index`), in order
+    /// with [`Output::Apply`].
+    RestoreSnapshot { index: LogIndex },
+    /// Durably record that the log was replaced by a snapshot ending at (`index`, `term`): no
+    /// entry stored before survives.
+    ResetLog { index: LogIndex, term: Term },
 }
 
 /// A snapshot of the core's state for status reports.
@@ -152,6 +173,8 @@ pub struct Status {
     pub last_log_index: LogIndex,
     pub last_log_term: Term,
     pub commit_index: LogIndex,
+    /// The log's base: entries up to here were compacted into a snapshot.
+    pub snapshot_index: LogIndex,
 }
 
 /// Whether the leader knows where a follower's log matches its own.
@@ -161,6 +184,8 @@ enum ProgressState {
     Probe,
     /// Matching: stream batches, up to [`MAX_INFLIGHT`] at once.
     Replicate,
+    /// Behind the start of the log: a snapshot is on its way (its `seq` is the one in flight).
+    Snapshot,
 }
 
 /// The leader's view of one follower (Figure 2's nextIndex and matchIndex, plus flow control).
@@ -176,6 +201,8 @@ struct Progress {
     /// The leader's `seq` counter when `match_index` last advanced: a rejection at
     /// `match_index` of a request sent after that means the follower lost entries.
     match_seq: u64,
+    /// Ticks to wait before sending a snapshot again after one failed.
+    snapshot_backoff: u32,
 }
 
 impl Progress {
@@ -187,6 +214,7 @@ impl Progress {
             inflight: Vec::new(),
             acked_seq: 0,
             match_seq: 0,
+            snapshot_backoff: 0,
         }
     }
 
@@ -278,8 +306,11 @@ impl RaftCore {
             read_round: None,
             out: Vec::new(),
         };
-        // What it was built from is what storage holds.
+        // What it was built from is what storage holds; a snapshot's prefix is committed and
+        // already in the state machine.
         core.durable_index = core.log.last_index();
+        core.commit_index = core.log.base_index();
+        core.applied_emitted = core.log.base_index();
         core.reset_randomized_timeout();
         core
     }
@@ -295,6 +326,15 @@ impl RaftCore {
             }
             Input::Request(Message::VoteRequest(req)) => self.on_vote_request(req),
             Input::Request(Message::AppendRequest(req)) => self.on_append_request(req),
+            Input::Request(Message::SnapshotRequest(req)) => self.on_snapshot_request(req),
+            Input::Response {
+                from,
+                msg: Message::SnapshotResponse(resp),
+            } => self.on_snapshot_response(from, resp),
+            Input::Compact { index } => {
+                self.log.compact_to(index.min(self.applied_emitted));
+            }
+            Input::InstallSnapshot(req) => self.install_snapshot(req),
             Input::Response {
                 from,
                 msg: Message::VoteResponse(resp),
@@ -329,6 +369,7 @@ impl RaftCore {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
             commit_index: self.commit_index,
+            snapshot_index: self.log.base_index(),
         }
     }
 
@@ -416,6 +457,9 @@ impl RaftCore {
         self.election_elapsed = self.election_elapsed.saturating_add(1);
         if self.role == Role::Leader {
             self.heartbeat_elapsed += 1;
+            for pr in &mut self.progress {
+                pr.snapshot_backoff = pr.snapshot_backoff.saturating_sub(1);
+            }
             if self.election_elapsed >= self.cfg.election_ticks {
                 self.election_elapsed = 0;
                 if self.cfg.check_quorum {
@@ -571,6 +615,19 @@ impl RaftCore {
         }
     }
 
+    /// An empty AppendEntries (heartbeat, read round) to a follower whose log matches up to
+    /// `prev`. Below the log's base the term at `prev` is unknown: index 0 (always matching)
+    /// stands in, so the heartbeat still proves leadership without misleading the follower.
+    fn heartbeat_request(&mut self, prev: LogIndex) -> AppendRequest {
+        let prev = if self.log.term_at(prev).is_some() {
+            prev
+        } else {
+            0
+        };
+        let commit = self.commit_index.min(prev);
+        self.append_request(prev, Vec::new(), commit)
+    }
+
     /// Send `to` its next batch if flow control allows; otherwise, if `heartbeat`, an empty
     /// AppendEntries at a point its log is known to match (or the probe point).
     fn send_append(&mut self, to: PeerId, heartbeat: bool) {
@@ -579,8 +636,32 @@ impl RaftCore {
         let window_open = match pr.state {
             ProgressState::Probe => pr.inflight.is_empty(),
             ProgressState::Replicate => pr.inflight.len() < MAX_INFLIGHT,
+            ProgressState::Snapshot => false,
         };
-        if window_open && pr.next_index <= last {
+        if window_open && pr.next_index <= self.log.base_index() {
+            // The entries it needs were compacted: only a snapshot can catch it up (§7).
+            if pr.snapshot_backoff == 0 {
+                let seq = self.next_seq();
+                let pr = &mut self.progress[to.0];
+                pr.state = ProgressState::Snapshot;
+                pr.inflight = vec![seq];
+                let req = SnapshotRequest {
+                    term: self.term,
+                    leader_id: self.cfg.id.clone(),
+                    leader_url: self.cfg.url.clone(),
+                    seq,
+                    ..SnapshotRequest::default()
+                };
+                self.out.push(Output::SendSnapshot { to, req });
+            } else if heartbeat {
+                let prev = self.progress[to.0].match_index;
+                let req = self.heartbeat_request(prev);
+                self.out.push(Output::Send {
+                    to,
+                    msg: Message::AppendRequest(req),
+                });
+            }
+        } else if window_open && pr.next_index <= last {
             let next = pr.next_index;
             let entries = self
                 .log
@@ -605,8 +686,7 @@ impl RaftCore {
             } else {
                 prev
             };
-            let commit = self.commit_index.min(prev);
-            let req = self.append_request(prev, Vec::new(), commit);
+            let req = self.heartbeat_request(prev);
             self.out.push(Output::Send {
                 to,
                 msg: Message::AppendRequest(req),
@@ -669,8 +749,13 @@ impl RaftCore {
             return;
         }
         if let Some(seq) = seq {
+            let backoff = self.cfg.election_ticks;
             let pr = &mut self.progress[to.0];
             if pr.inflight.contains(&seq) {
+                if pr.state == ProgressState::Snapshot {
+                    // Do not start streaming a large file again at once.
+                    pr.snapshot_backoff = backoff;
+                }
                 // Lost: resynchronise from what is known to match.
                 pr.probe();
                 pr.next_index = pr.match_index + 1;
@@ -701,10 +786,8 @@ impl RaftCore {
         self.read_round = Some(self.seq + 1);
         for p in 0..self.cfg.peers {
             // A heartbeat to everyone, even followers with batches in flight.
-            let pr = &self.progress[p];
-            let prev = pr.match_index;
-            let commit = self.commit_index.min(prev);
-            let req = self.append_request(prev, Vec::new(), commit);
+            let prev = self.progress[p].match_index;
+            let req = self.heartbeat_request(prev);
             self.out.push(Output::Send {
                 to: PeerId(p),
                 msg: Message::AppendRequest(req),
@@ -855,12 +938,13 @@ impl RaftCore {
     }
 
     fn on_append_request(&mut self, req: AppendRequest) {
-        let reject = |term| AppendResponse {
+        let (req_seq, req_prev) = (req.seq, req.prev_log_index);
+        let reject = move |term| AppendResponse {
             term,
             success: false,
             match_index: 0,
-            seq: req.seq,
-            reject_index: req.prev_log_index,
+            seq: req_seq,
+            reject_index: req_prev,
             conflict_term: None,
             conflict_index: 0,
         };
@@ -894,6 +978,30 @@ impl RaftCore {
         };
         self.become_follower(req.term, Some(leader));
         let term = self.term;
+        let mut req = req;
+        let base = self.log.base_index();
+        if req.prev_log_index < base {
+            // Our snapshot holds everything up to `base`; it is committed, so it matches the
+            // leader's log there. Skip the entries it covers and check from the base on.
+            let skip = ((base - req.prev_log_index) as usize).min(req.entries.len());
+            let covered: Vec<Entry> = req.entries.drain(..skip).collect();
+            req.prev_log_index += skip as u64;
+            if let Some(e) = covered.last() {
+                req.prev_log_term = e.term;
+            }
+            if req.prev_log_index < base {
+                // Nothing here is new to us: say how far we match.
+                let resp = AppendResponse {
+                    term,
+                    success: true,
+                    match_index: base,
+                    seq: req.seq,
+                    ..AppendResponse::default()
+                };
+                self.reply_append(resp);
+                return;
+            }
+        }
         // Consistency check (§5.3), with the hints for fast back-off.
         match self.log.term_at(req.prev_log_index) {
             None => {
@@ -978,6 +1086,17 @@ impl RaftCore {
         } else {
             false
         };
+        if pr.state == ProgressState::Snapshot {
+            // A snapshot is on its way: heartbeats still count (leadership, reads), but only
+            // the snapshot's own answer moves the follower on.
+            if resp.success && resp.match_index > pr.match_index {
+                pr.match_index = resp.match_index.min(last);
+                pr.match_seq = self.seq;
+                self.maybe_commit();
+            }
+            self.check_reads();
+            return;
+        }
         if resp.success {
             if resp.match_index > pr.match_index {
                 pr.match_index = resp.match_index.min(last);
@@ -996,6 +1115,7 @@ impl RaftCore {
                 && match pr.state {
                     ProgressState::Probe => resp.reject_index + 1 == pr.next_index,
                     ProgressState::Replicate => was_inflight,
+                    ProgressState::Snapshot => false,
                 };
             if lost_data || current {
                 // The follower's log differs at reject_index: skip back by whole terms (§5.3).
@@ -1022,6 +1142,118 @@ impl RaftCore {
                 let pr = &mut self.progress[from.0];
                 pr.probe();
                 pr.next_index = pr.match_index + 1;
+            }
+        }
+        self.check_reads();
+        self.send_append(from, false);
+    }
+
+    // ---- snapshots --------------------------------------------------------------------------
+
+    fn reply_snapshot(&mut self, resp: SnapshotResponse) {
+        self.out
+            .push(Output::Reply(Message::SnapshotResponse(resp)));
+    }
+
+    /// A chunk of a snapshot from a leader (its data is the caller's business). Answers
+    /// "stale" (our term), "done" (`match_index` set: we have it all already) or "go on"
+    /// (neither: the caller takes the chunk and fills in the offset it expects next).
+    fn on_snapshot_request(&mut self, req: SnapshotRequest) {
+        if req.term < self.term
+            || req.leader_id == self.cfg.id
+            || (self.role == Role::Leader && req.term == self.term)
+        {
+            let resp = SnapshotResponse {
+                term: self.term,
+                seq: req.seq,
+                ..SnapshotResponse::default()
+            };
+            self.reply_snapshot(resp);
+            return;
+        }
+        let leader = LeaderInfo {
+            id: req.leader_id.clone(),
+            url: req.leader_url.clone(),
+        };
+        self.become_follower(req.term, Some(leader));
+        let done = (req.index <= self.commit_index).then_some(req.index);
+        let resp = SnapshotResponse {
+            term: self.term,
+            seq: req.seq,
+            match_index: done,
+            next_offset: 0,
+        };
+        self.reply_snapshot(resp);
+    }
+
+    /// The whole snapshot described by `req` is durable here: make it the base of the log,
+    /// unless the log already went past it meanwhile.
+    fn install_snapshot(&mut self, req: SnapshotRequest) {
+        if req.term < self.term {
+            let resp = SnapshotResponse {
+                term: self.term,
+                seq: req.seq,
+                ..SnapshotResponse::default()
+            };
+            self.reply_snapshot(resp);
+            return;
+        }
+        if req.index > self.commit_index {
+            let reset = self.log.install_base(req.index, req.last_term);
+            self.commit_index = req.index;
+            self.applied_emitted = req.index;
+            self.out.push(Output::RestoreSnapshot { index: req.index });
+            if reset {
+                self.durable_index = req.index;
+                self.out.push(Output::ResetLog {
+                    index: req.index,
+                    term: req.last_term,
+                });
+            } else {
+                self.durable_index = self.durable_index.max(req.index);
+            }
+        }
+        let resp = SnapshotResponse {
+            term: self.term,
+            seq: req.seq,
+            match_index: Some(req.index),
+            next_offset: 0,
+        };
+        self.reply_snapshot(resp);
+    }
+
+    fn on_snapshot_response(&mut self, from: PeerId, resp: SnapshotResponse) {
+        if from.0 >= self.cfg.peers {
+            return;
+        }
+        if resp.term > self.term {
+            self.become_follower(resp.term, None);
+            return;
+        }
+        if self.role != Role::Leader || resp.term != self.term {
+            return;
+        }
+        self.recent_active[from.0] = true;
+        let last = self.log.last_index();
+        let pr = &mut self.progress[from.0];
+        pr.acked_seq = pr.acked_seq.max(resp.seq);
+        if pr.state != ProgressState::Snapshot || !pr.inflight.contains(&resp.seq) {
+            return; // an answer to an earlier transfer
+        }
+        match resp.match_index {
+            Some(m) => {
+                if m > pr.match_index {
+                    pr.match_index = m.min(last);
+                    pr.match_seq = self.seq;
+                }
+                pr.probe();
+                pr.next_index = pr.match_index + 1;
+                self.maybe_commit();
+            }
+            None => {
+                // The follower did not take it: try again later.
+                pr.snapshot_backoff = self.cfg.election_ticks;
+                pr.probe();
             }
         }
         self.check_reads();
@@ -2278,5 +2510,225 @@ mod tests {
             !out.iter().any(|o| matches!(o, Output::PersistEntries(_))),
             "{out:?}"
         );
+    }
+
+    // ---- §7 log compaction and InstallSnapshot ----------------------------------------------
+
+    fn snap_req(term: Term, index: LogIndex, last_term: Term, seq: u64) -> SnapshotRequest {
+        SnapshotRequest {
+            term,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            index,
+            last_term,
+            seq,
+            ..SnapshotRequest::default()
+        }
+    }
+
+    fn snap_reply(out: &[Output]) -> SnapshotResponse {
+        match reply(out) {
+            Message::SnapshotResponse(r) => r.clone(),
+            other => panic!("not a snapshot response: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn s7_a_follower_behind_the_log_start_gets_a_snapshot_then_the_entries_after_it() {
+        let mut net = Net::new(vec![
+            node("a", 2, 0, RaftLog::new()),
+            node("b", 2, 0, RaftLog::new()),
+            node("c", 2, 0, RaftLog::new()),
+        ]);
+        net.elect(0);
+        for i in 0..5 {
+            net.step(0, Input::Propose(set_cmd("k", &i.to_string())));
+            net.run();
+        }
+        let commit = net.cores[0].commit_index();
+        assert_eq!(commit, 6);
+        // The leader snapshots everything and drops its log; c's progress is reset as if it
+        // had restarted with an empty log.
+        net.step(0, Input::Compact { index: commit });
+        assert_eq!(net.cores[0].log().base_index(), 6);
+        net.cores[0].progress[1] = Progress::new(0);
+        let out = net.cores[0].step(Input::Tick);
+        let out = net.cores[0]
+            .step(Input::Tick)
+            .into_iter()
+            .chain(out)
+            .collect::<Vec<_>>();
+        let req = out
+            .iter()
+            .find_map(|o| match o {
+                Output::SendSnapshot { to: PeerId(1), req } => Some(req.clone()),
+                _ => None,
+            })
+            .expect("c gets a snapshot, not entries it cannot have");
+        // While it is on its way, no entries go to c.
+        net.step(0, Input::Propose(set_cmd("k", "late")));
+        assert!(!net.queue.iter().any(|(_, to, m, _)| *to == 2
+            && matches!(m, Message::AppendRequest(r) if !r.entries.is_empty())));
+        net.run();
+        // c installed it (the caller's part is done here by hand) and answers.
+        let install = snap_req(req.term, 6, 1, req.seq);
+        let out = net.cores[2].step(Input::Request(Message::SnapshotRequest(install.clone())));
+        assert_eq!(snap_reply(&out).match_index, None, "go on: c needs it");
+        let out = net.cores[2].step(Input::InstallSnapshot(install));
+        assert!(out.contains(&Output::RestoreSnapshot { index: 6 }));
+        let resp = snap_reply(&out);
+        assert_eq!(resp.match_index, Some(6));
+        let out = net.cores[0].step(Input::Response {
+            from: PeerId(1),
+            msg: Message::SnapshotResponse(resp),
+        });
+        net.absorb(0, out, None);
+        net.run();
+        assert_eq!(
+            net.cores[2].log().last_index(),
+            7,
+            "the entry after the snapshot"
+        );
+        assert_eq!(net.cores[2].commit_index(), 7);
+        assert_eq!(
+            net.cores[0].debug_progress()[1].0,
+            7,
+            "c matches up to the end"
+        );
+    }
+
+    #[test]
+    fn s7_installing_a_snapshot_replaces_a_conflicting_log_durably() {
+        let mut f = node("f", 1, 1, log_with_terms(&[1, 1, 1]));
+        let out = f.step(Input::Request(Message::SnapshotRequest(snap_req(
+            3, 5, 2, 9,
+        ))));
+        assert_eq!(
+            out[0],
+            Output::SaveHardState(HardState {
+                term: 3,
+                voted_for: None
+            })
+        );
+        let r = snap_reply(&out);
+        assert_eq!((r.term, r.match_index), (3, None));
+        let out = f.step(Input::InstallSnapshot(snap_req(3, 5, 2, 9)));
+        let restore = out
+            .iter()
+            .position(|o| *o == Output::RestoreSnapshot { index: 5 })
+            .expect("restore");
+        let reset = out
+            .iter()
+            .position(|o| *o == Output::ResetLog { index: 5, term: 2 })
+            .expect("the old log is gone for good");
+        let ack = out
+            .iter()
+            .position(|o| matches!(o, Output::Reply(_)))
+            .unwrap();
+        assert!(restore < ack && reset < ack, "{out:?}");
+        assert_eq!(f.commit_index(), 5);
+        assert_eq!((f.log().base_index(), f.log().last_index()), (5, 5));
+        // Entries after it apply from 6 on.
+        let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+            term: 3,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            prev_log_index: 5,
+            prev_log_term: 2,
+            entries: vec![Entry {
+                index: 6,
+                term: 3,
+                payload: EntryPayload::Noop,
+            }],
+            leader_commit: 6,
+            seq: 10,
+        })));
+        let applied: Vec<LogIndex> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Apply(es) => Some(es.iter().map(|e| e.index)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(applied, [6]);
+    }
+
+    #[test]
+    fn s7_a_snapshot_the_follower_already_covers_keeps_its_log_and_a_stale_one_is_refused() {
+        let mut f = node("f", 1, 2, log_with_terms(&[1, 1, 2, 2]));
+        // Everything up to 3 is committed here already: nothing to install.
+        f.step(Input::Request(Message::AppendRequest(AppendRequest {
+            term: 2,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            prev_log_index: 4,
+            prev_log_term: 2,
+            entries: vec![],
+            leader_commit: 3,
+            seq: 1,
+        })));
+        let out = f.step(Input::Request(Message::SnapshotRequest(snap_req(
+            2, 3, 2, 2,
+        ))));
+        assert_eq!(snap_reply(&out).match_index, Some(3));
+        // A matching entry beyond the commit index: the suffix after it is kept, nothing reset.
+        let out = f.step(Input::InstallSnapshot(snap_req(2, 4, 2, 3)));
+        assert!(!out.iter().any(|o| matches!(o, Output::ResetLog { .. })));
+        assert_eq!(f.log().base_index(), 4);
+        // A leader of an older term is told the newer one.
+        let out = f.step(Input::Request(Message::SnapshotRequest(snap_req(
+            1, 9, 1, 4,
+        ))));
+        let r = snap_reply(&out);
+        assert_eq!((r.term, r.match_index), (2, None));
+        let out = f.step(Input::InstallSnapshot(snap_req(1, 9, 1, 4)));
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, Output::RestoreSnapshot { .. })));
+        assert_eq!(f.commit_index(), 4);
+    }
+
+    #[test]
+    fn s7_append_entries_below_the_followers_snapshot_are_skipped_not_rejected() {
+        let mut f = node("f", 1, 2, RaftLog::with_base(10, 2, Vec::new()).unwrap());
+        assert_eq!(f.commit_index(), 10, "a snapshot is committed");
+        let entries: Vec<Entry> = (9..=12)
+            .map(|index| Entry {
+                index,
+                term: 2,
+                payload: EntryPayload::Noop,
+            })
+            .collect();
+        let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+            term: 2,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            prev_log_index: 8,
+            prev_log_term: 2,
+            entries,
+            leader_commit: 12,
+            seq: 1,
+        })));
+        match reply(&out) {
+            Message::AppendResponse(r) => assert!(r.success && r.match_index == 12, "{r:?}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.log().last_index(), 12);
+        // A heartbeat from below the base only says how far it matches.
+        let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+            term: 2,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            prev_log_index: 0,
+            prev_log_term: 0,
+            entries: vec![],
+            leader_commit: 0,
+            seq: 2,
+        })));
+        match reply(&out) {
+            Message::AppendResponse(r) => assert!(r.success && r.match_index == 10, "{r:?}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

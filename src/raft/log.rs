@@ -1,7 +1,8 @@
 //! [`RaftLog`]: the in-memory Raft log (entries with their terms), and [`Entry`].
 //!
-//! Pure data structure: no I/O, no clock. Invariants: indexes are consecutive starting at 1;
-//! terms never decrease along the log.
+//! Pure data structure: no I/O, no clock. Invariants: indexes are consecutive after the base
+//! (the compacted prefix a snapshot holds; index 0 before any snapshot); terms never decrease
+//! along the log.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,9 +40,18 @@ impl Entry {
     }
 }
 
-/// The log. Index 0 is the empty prefix with term 0.
+/// The log: entries after a compacted prefix. Index 0 is the empty prefix with term 0; after a
+/// snapshot, the prefix up to the snapshot's index is gone and only its last (index, term) is
+/// remembered as the *base*.
+///
+/// Invariants: `entries[i].index == base_index + 1 + i`; terms never decrease along the log and
+/// never fall below the base term.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaftLog {
+    /// Index of the last compacted entry (0 when nothing was compacted).
+    base_index: LogIndex,
+    /// Term of that entry (0 when nothing was compacted).
+    base_term: Term,
     entries: Vec<Entry>,
 }
 
@@ -53,36 +63,78 @@ impl RaftLog {
 
     /// A log of recovered entries, which must be consecutive from index 1.
     pub fn from_entries(entries: Vec<Entry>) -> Result<Self, String> {
+        Self::with_base(0, 0, entries)
+    }
+
+    /// A log whose prefix up to (`base_index`, `base_term`) is held by a snapshot, followed by
+    /// recovered `entries`, which must be consecutive from `base_index + 1`.
+    pub fn with_base(
+        base_index: LogIndex,
+        base_term: Term,
+        entries: Vec<Entry>,
+    ) -> Result<Self, String> {
+        let mut prev_term = base_term;
         for (i, e) in entries.iter().enumerate() {
-            if e.index != i as u64 + 1 {
-                return Err(format!("entry at position {} has index {}", i + 1, e.index));
+            if e.index != base_index + 1 + i as u64 {
+                return Err(format!(
+                    "entry at position {} has index {}, expected {}",
+                    i + 1,
+                    e.index,
+                    base_index + 1 + i as u64
+                ));
             }
-            if i > 0 && e.term < entries[i - 1].term {
+            if e.term < prev_term {
                 return Err(format!(
                     "entry {} has a lower term than the one before",
                     e.index
                 ));
             }
+            prev_term = e.term;
         }
-        Ok(RaftLog { entries })
+        Ok(RaftLog {
+            base_index,
+            base_term,
+            entries,
+        })
     }
 
-    /// Index of the last entry (0 when empty).
+    /// Index of the last compacted entry (0 when none): entries up to here are only in the
+    /// snapshot.
+    pub fn base_index(&self) -> LogIndex {
+        self.base_index
+    }
+
+    /// Term of the last compacted entry.
+    pub fn base_term(&self) -> Term {
+        self.base_term
+    }
+
+    /// Index of the last entry (the base index when no entry follows it).
     pub fn last_index(&self) -> LogIndex {
-        self.entries.last().map_or(0, |e| e.index)
+        self.entries.last().map_or(self.base_index, |e| e.index)
     }
 
-    /// Term of the last entry (0 when empty).
+    /// Term of the last entry (the base term when no entry follows it).
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(0, |e| e.term)
+        self.entries.last().map_or(self.base_term, |e| e.term)
     }
 
-    /// Term of the entry at `index` (0 for index 0; `None` past the end).
-    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
-        if index == 0 {
-            return Some(0);
+    /// Position in `entries` of `index`, if it is held (not compacted, not past the end).
+    fn pos(&self, index: LogIndex) -> Option<usize> {
+        if index <= self.base_index {
+            return None;
         }
-        self.entries.get(index as usize - 1).map(|e| e.term)
+        let pos = (index - self.base_index - 1) as usize;
+        (pos < self.entries.len()).then_some(pos)
+    }
+
+    /// Term of the entry at `index`: known for the base and the entries after it; `None` below
+    /// the base (compacted) and past the end.
+    pub fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.base_index {
+            return Some(self.base_term);
+        }
+        self.pos(index).map(|p| self.entries[p].term)
     }
 
     /// Append an entry with the next index in `term`; returns its index.
@@ -100,21 +152,18 @@ impl RaftLog {
         index
     }
 
-    /// The entry at `index`, if present.
+    /// The entry at `index`, if held.
     pub fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        if index == 0 {
-            return None;
-        }
-        self.entries.get(index as usize - 1)
+        self.pos(index).map(|p| &self.entries[p])
     }
 
-    /// Clones of the entries from `start` on, at most `max_count` of them and about `max_bytes`
-    /// (always at least one, if any exist).
+    /// Clones of the entries from `start` (which must be after the base) on, at most
+    /// `max_count` of them and about `max_bytes` (always at least one, if any exist).
     pub fn entries_from(&self, start: LogIndex, max_count: usize, max_bytes: usize) -> Vec<Entry> {
-        let first = start.max(1) as usize - 1;
+        let first = start.max(self.base_index + 1) - self.base_index - 1;
         let mut out = Vec::new();
         let mut bytes = 0;
-        for e in self.entries.iter().skip(first).take(max_count) {
+        for e in self.entries.iter().skip(first as usize).take(max_count) {
             bytes += e.size_hint();
             if !out.is_empty() && bytes > max_bytes {
                 break;
@@ -124,18 +173,21 @@ impl RaftLog {
         out
     }
 
-    /// Clones of the entries in `lo..=hi`.
+    /// Clones of the held entries in `lo..=hi`.
     pub fn slice(&self, lo: LogIndex, hi: LogIndex) -> Vec<Entry> {
-        if lo > hi || lo == 0 {
+        let lo = lo.max(self.base_index + 1);
+        let hi = hi.min(self.last_index());
+        if lo > hi {
             return Vec::new();
         }
-        let hi = hi.min(self.last_index());
-        self.entries[lo as usize - 1..hi as usize].to_vec()
+        let b = self.base_index;
+        self.entries[(lo - b - 1) as usize..(hi - b) as usize].to_vec()
     }
 
-    /// Remove every entry from `index` on.
+    /// Remove every entry from `index` on (never the base or before it).
     pub fn truncate_from(&mut self, index: LogIndex) {
-        self.entries.truncate(index.max(1) as usize - 1);
+        let keep = index.max(self.base_index + 1) - self.base_index - 1;
+        self.entries.truncate(keep as usize);
     }
 
     /// Append an entry that carries its own index, which must be the next one.
@@ -152,19 +204,46 @@ impl RaftLog {
         self.entries.push(entry);
     }
 
-    /// The first index of the run of entries with the same term as the entry at `index`.
+    /// Drop the entries up to `index` (a snapshot holds them); `index` becomes the base. Does
+    /// nothing unless `index` is a held entry. Returns whether anything was dropped.
+    pub fn compact_to(&mut self, index: LogIndex) -> bool {
+        let Some(pos) = self.pos(index) else {
+            return false;
+        };
+        self.base_term = self.entries[pos].term;
+        self.base_index = index;
+        self.entries.drain(..=pos);
+        true
+    }
+
+    /// Make a snapshot ending at (`index`, `term`) the base (§7). If the log holds that entry,
+    /// the entries after it are kept and `false` is returned; otherwise the whole log is
+    /// discarded and `true` is returned (the caller must then make the reset durable).
+    pub fn install_base(&mut self, index: LogIndex, term: Term) -> bool {
+        if index > self.base_index && self.term_at(index) == Some(term) {
+            self.compact_to(index);
+            return false;
+        }
+        self.entries.clear();
+        self.base_index = index;
+        self.base_term = term;
+        true
+    }
+
+    /// The first index of the run of entries with the same term as the entry at `index` (not
+    /// below the base).
     pub fn first_index_of_term_at(&self, index: LogIndex) -> LogIndex {
         let Some(term) = self.term_at(index) else {
             return index;
         };
         let mut i = index;
-        while i > 1 && self.term_at(i - 1) == Some(term) {
+        while i > self.base_index && i > 1 && self.term_at(i - 1) == Some(term) {
             i -= 1;
         }
         i
     }
 
-    /// The last index holding an entry of `term`, if any.
+    /// The last index holding an entry of `term`, if any (the base counts).
     pub fn last_index_of_term(&self, term: Term) -> Option<LogIndex> {
         self.entries
             .iter()
@@ -172,6 +251,7 @@ impl RaftLog {
             .skip_while(|e| e.term > term)
             .find(|e| e.term == term)
             .map(|e| e.index)
+            .or((self.base_term == term && self.base_index > 0).then_some(self.base_index))
     }
 
     /// Is a log ending at (`last_index`, `last_term`) at least as up to date as this one (§5.4.1)?
@@ -262,5 +342,55 @@ mod tests {
             !log.is_up_to_date(9, 1),
             "lower last term loses even if longer"
         );
+    }
+
+    #[test]
+    fn compaction_keeps_the_base_term_and_offsets_indexes() {
+        let mut log = log_of(&[1, 1, 2, 2, 3]);
+        assert!(log.compact_to(3));
+        assert_eq!((log.base_index(), log.base_term()), (3, 2));
+        assert_eq!(log.term_at(2), None, "compacted");
+        assert_eq!(log.term_at(3), Some(2), "the base is remembered");
+        assert_eq!(log.term_at(5), Some(3));
+        assert_eq!((log.last_index(), log.last_term()), (5, 3));
+        assert!(log.entry(3).is_none());
+        assert_eq!(log.entry(4).unwrap().index, 4);
+        assert_eq!(
+            log.slice(1, 9).iter().map(|e| e.index).collect::<Vec<_>>(),
+            [4, 5]
+        );
+        assert_eq!(log.entries_from(2, 10, 1 << 20).len(), 2);
+        assert_eq!(log.append(3, EntryPayload::Noop), 6);
+        log.truncate_from(2);
+        assert_eq!(
+            (log.last_index(), log.last_term()),
+            (3, 2),
+            "never below the base"
+        );
+        assert!(!log.compact_to(3), "nothing held at the base");
+        assert_eq!(log.first_index_of_term_at(3), 3);
+        assert_eq!(log.last_index_of_term(2), Some(3));
+    }
+
+    #[test]
+    fn installing_a_snapshot_keeps_a_matching_suffix_and_discards_a_conflicting_log() {
+        let mut log = log_of(&[1, 1, 2, 2, 3]);
+        assert!(!log.install_base(3, 2), "entry 3 has term 2: keep 4 and 5");
+        assert_eq!((log.base_index(), log.last_index()), (3, 5));
+        let mut log = log_of(&[1, 1, 2, 2, 3]);
+        assert!(log.install_base(4, 5), "entry 4 has term 2, not 5");
+        assert_eq!((log.base_index(), log.base_term()), (4, 5));
+        assert_eq!((log.last_index(), log.last_term()), (4, 5));
+        let mut log = log_of(&[1]);
+        assert!(log.install_base(10, 2), "past the end");
+        assert_eq!(log.last_index(), 10);
+        assert_eq!(log.append(2, EntryPayload::Noop), 11);
+        let again = RaftLog::with_base(10, 2, log.slice(11, 11)).unwrap();
+        assert_eq!(again, log);
+        assert!(
+            RaftLog::with_base(10, 3, log.slice(11, 11)).is_err(),
+            "term below the base"
+        );
+        assert!(RaftLog::with_base(9, 2, log.slice(11, 11)).is_err(), "gap");
     }
 }

@@ -1,4 +1,4 @@
-//! Wire types of the Raft RPCs (`POST /raft/vote`, `POST /raft/append`) and the [`Message`]
+//! Wire types of the Raft RPCs (`POST /raft/vote`, `/raft/append`, `/raft/snapshot`) and the [`Message`]
 //! enum the core consumes and produces.
 //!
 //! Plain serde data; no behaviour. A change here is a change of the protocol between nodes.
@@ -76,6 +76,45 @@ pub struct AppendResponse {
     pub conflict_index: LogIndex,
 }
 
+/// InstallSnapshot (§7), one chunk of the snapshot file at a time (`POST /raft/snapshot`, the
+/// fields in the query string and the chunk as the body), so a large state never travels as one
+/// huge body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRequest {
+    pub term: Term,
+    pub leader_id: NodeId,
+    pub leader_url: String,
+    /// The last index the snapshot includes.
+    pub index: LogIndex,
+    /// The term of that entry.
+    pub last_term: Term,
+    /// Where `data` starts in the snapshot file.
+    pub offset: u64,
+    /// This is the last chunk.
+    pub done: bool,
+    /// The leader's sequence number for this transfer (echoed).
+    pub seq: u64,
+    /// The chunk: bytes `offset..offset + data.len()` of the snapshot file (the HTTP body).
+    #[serde(skip)]
+    pub data: Vec<u8>,
+}
+
+/// Answer to a [`SnapshotRequest`] chunk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotResponse {
+    pub term: Term,
+    pub seq: u64,
+    /// Set once the follower holds everything up to this index (the snapshot is installed, or
+    /// it had those entries already): the transfer is over.
+    #[serde(default)]
+    pub match_index: Option<LogIndex>,
+    /// Otherwise: where the next chunk must start (0 to start over).
+    #[serde(default)]
+    pub next_offset: u64,
+}
+
 /// Every message of the protocol. Requests arrive through HTTP routes; responses come back as
 /// the HTTP answer to a request this node sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +124,8 @@ pub enum Message {
     VoteResponse(VoteResponse),
     AppendRequest(AppendRequest),
     AppendResponse(AppendResponse),
+    SnapshotRequest(SnapshotRequest),
+    SnapshotResponse(SnapshotResponse),
 }
 
 impl Message {
@@ -95,11 +136,16 @@ impl Message {
             Message::VoteResponse(m) => m.term,
             Message::AppendRequest(m) => m.term,
             Message::AppendResponse(m) => m.term,
+            Message::SnapshotRequest(m) => m.term,
+            Message::SnapshotResponse(m) => m.term,
         }
     }
 
-    /// True for the two request kinds.
+    /// True for the request kinds.
     pub fn is_request(&self) -> bool {
-        matches!(self, Message::VoteRequest(_) | Message::AppendRequest(_))
+        matches!(
+            self,
+            Message::VoteRequest(_) | Message::AppendRequest(_) | Message::SnapshotRequest(_)
+        )
     }
 }

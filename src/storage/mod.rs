@@ -3,11 +3,11 @@
 //!
 //! This module reads and writes files; it never decides what to persist or when: the Raft
 //! actor does, following the core's outputs (persist before send). [`writer`] runs the log on
-//! its own thread. Snapshots are not wired into the node yet.
+//! its own thread; snapshot files are written off the actors' threads by the Raft actor.
 
 pub mod snapshot;
 pub mod wal;
 pub mod writer;
 
 pub use wal::{Record, Recovered, Wal, WalError, WalHandoff};
-pub use writer::{LogWriter, WriteBatch, WriteFailed};
+pub use writer::{CompactLog, LogWriter, WriteBatch, WriteFailed};

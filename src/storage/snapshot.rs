@@ -10,10 +10,13 @@
 //! caller keeps the log entries after the *previous* snapshot until a newer one exists, so a
 //! fallback to the previous snapshot never leaves a gap.
 //!
+//! The same bytes are what a leader streams to a follower that fell behind its log
+//! ([`read_chunk`], [`decode`]).
+//!
 //! Files only: this module never decides when to snapshot.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::raft::{LogIndex, Term};
@@ -34,6 +37,8 @@ pub struct SnapshotMeta {
 pub struct Snapshot {
     pub meta: SnapshotMeta,
     pub pairs: Vec<(String, String)>,
+    /// The file it came from (none for bytes received from a leader).
+    pub path: Option<PathBuf>,
 }
 
 /// What loading found.
@@ -49,6 +54,86 @@ fn path_for(dir: &Path, index: LogIndex) -> PathBuf {
     dir.join(format!("{index:020}.snap"))
 }
 
+/// The bytes of a snapshot file holding `pairs` at `meta` (the same bytes travel to followers
+/// that need the snapshot).
+pub fn encode<'a>(
+    meta: SnapshotMeta,
+    pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64 + pairs.len() * 32);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&meta.index.to_le_bytes());
+    buf.extend_from_slice(&meta.term.to_le_bytes());
+    buf.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+    for (k, v) in pairs {
+        buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        buf.extend_from_slice(k.as_bytes());
+        buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        buf.extend_from_slice(v.as_bytes());
+    }
+    let sum = crc32fast::hash(&buf[MAGIC.len()..]);
+    buf.extend_from_slice(&sum.to_le_bytes());
+    buf
+}
+
+/// Read the position (index, term) out of a snapshot's first bytes, without checking the rest.
+pub fn peek_meta(bytes: &[u8]) -> Option<SnapshotMeta> {
+    if bytes.len() < 24 || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+    Some(SnapshotMeta {
+        index: u64_at(8),
+        term: u64_at(16),
+    })
+}
+
+/// Check and parse the bytes of a snapshot file.
+pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
+    if bytes.len() < MAGIC.len() + 28 {
+        return Err("file too short".into());
+    }
+    if &bytes[..MAGIC.len()] != MAGIC {
+        return Err("not a kvstore snapshot (bad magic)".into());
+    }
+    let (body, sum) = bytes[MAGIC.len()..].split_at(bytes.len() - MAGIC.len() - 4);
+    let expected = u32::from_le_bytes(sum.try_into().map_err(|_| "checksum missing")?);
+    if crc32fast::hash(body) != expected {
+        return Err("checksum mismatch".into());
+    }
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8], String> {
+        let out = body
+            .get(at..at + n)
+            .ok_or_else(|| "content ends too early".to_owned())?;
+        at += n;
+        Ok(out)
+    };
+    let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or_default());
+    let u32_of = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or_default());
+    let index = u64_of(take(8)?);
+    let term = u64_of(take(8)?);
+    let count = u64_of(take(8)?);
+    let mut pairs = Vec::with_capacity(count.min(body.len() as u64 / 8) as usize);
+    for _ in 0..count {
+        let kl = u32_of(take(4)?) as usize;
+        let k = take(kl)?.to_vec();
+        let vl = u32_of(take(4)?) as usize;
+        let v = take(vl)?.to_vec();
+        let k = String::from_utf8(k).map_err(|_| "a key is not UTF-8".to_owned())?;
+        let v = String::from_utf8(v).map_err(|_| "a value is not UTF-8".to_owned())?;
+        pairs.push((k, v));
+    }
+    if at != body.len() {
+        return Err("trailing bytes after the pairs".into());
+    }
+    Ok(Snapshot {
+        meta: SnapshotMeta { index, term },
+        pairs,
+        path: None,
+    })
+}
+
 /// Write `pairs` as the snapshot at `meta` into `dir`, atomically, and remove all but the
 /// newest `keep` snapshots. Returns the file written.
 pub fn write<'a>(
@@ -57,34 +142,23 @@ pub fn write<'a>(
     pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
     keep: usize,
 ) -> io::Result<PathBuf> {
+    write_bytes(dir, meta.index, &encode(meta, pairs), keep)
+}
+
+/// Write the [`encode`]d snapshot `bytes` (at log index `index`) into `dir`, atomically: a
+/// temporary file, fsync, rename, fsync of the directory. Then remove all but the newest
+/// `keep` snapshots. Returns the file written.
+pub fn write_bytes(dir: &Path, index: LogIndex, bytes: &[u8], keep: usize) -> io::Result<PathBuf> {
     fs::create_dir_all(dir)?;
-    let final_path = path_for(dir, meta.index);
-    let tmp = dir.join(format!("{:020}.snap.tmp", meta.index));
+    let final_path = path_for(dir, index);
+    let tmp = dir.join(format!("{index:020}.snap.tmp"));
     {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        let mut crc = crc32fast::Hasher::new();
-        let mut put = |w: &mut BufWriter<File>, bytes: &[u8]| -> io::Result<()> {
-            crc.update(bytes);
-            w.write_all(bytes)
-        };
-        w.write_all(MAGIC)?;
-        put(&mut w, &meta.index.to_le_bytes())?;
-        put(&mut w, &meta.term.to_le_bytes())?;
-        put(&mut w, &(pairs.len() as u64).to_le_bytes())?;
-        for (k, v) in pairs {
-            put(&mut w, &(k.len() as u32).to_le_bytes())?;
-            put(&mut w, k.as_bytes())?;
-            put(&mut w, &(v.len() as u32).to_le_bytes())?;
-            put(&mut w, v.as_bytes())?;
-        }
-        let sum = crc.finalize();
-        w.write_all(&sum.to_le_bytes())?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.write_all(bytes)?;
         file.sync_all()?;
     }
     fs::rename(&tmp, &final_path)?;
@@ -97,6 +171,15 @@ pub fn write<'a>(
         fs::remove_file(p)?;
     }
     Ok(final_path)
+}
+
+/// Read `len` bytes at `offset` of a snapshot file (a chunk to send to a follower).
+pub fn read_chunk(path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Snapshot files in `dir` as (index, path), unordered. Leftover temporary files are removed.
@@ -124,52 +207,7 @@ fn list(dir: &Path) -> io::Result<Vec<(LogIndex, PathBuf)>> {
 }
 
 fn read_file(path: &Path) -> Result<Snapshot, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let mut r = BufReader::with_capacity(1 << 20, file);
-    let mut magic = [0u8; 8];
-    r.read_exact(&mut magic)
-        .map_err(|_| "file too short".to_owned())?;
-    if &magic != MAGIC {
-        return Err("not a kvstore snapshot (bad magic)".into());
-    }
-    let mut crc = crc32fast::Hasher::new();
-    let mut take = |r: &mut BufReader<File>, n: usize| -> Result<Vec<u8>, String> {
-        let mut buf = vec![0u8; n];
-        r.read_exact(&mut buf)
-            .map_err(|_| "file ends too early".to_owned())?;
-        crc.update(&buf);
-        Ok(buf)
-    };
-    let u64_of = |b: Vec<u8>| u64::from_le_bytes(b.try_into().unwrap_or_default());
-    let u32_of = |b: Vec<u8>| u32::from_le_bytes(b.try_into().unwrap_or_default());
-    let index = u64_of(take(&mut r, 8)?);
-    let term = u64_of(take(&mut r, 8)?);
-    let count = u64_of(take(&mut r, 8)?);
-    let mut pairs = Vec::with_capacity(count.min(1 << 20) as usize);
-    for _ in 0..count {
-        let kl = u32_of(take(&mut r, 4)?) as usize;
-        let k = take(&mut r, kl)?;
-        let vl = u32_of(take(&mut r, 4)?) as usize;
-        let v = take(&mut r, vl)?;
-        let k = String::from_utf8(k).map_err(|_| "a key is not UTF-8".to_owned())?;
-        let v = String::from_utf8(v).map_err(|_| "a value is not UTF-8".to_owned())?;
-        pairs.push((k, v));
-    }
-    let expected = crc.finalize();
-    let mut sum = [0u8; 4];
-    r.read_exact(&mut sum)
-        .map_err(|_| "checksum missing".to_owned())?;
-    if u32::from_le_bytes(sum) != expected {
-        return Err("checksum mismatch".into());
-    }
-    let mut rest = [0u8; 1];
-    if r.read(&mut rest).map_err(|e| e.to_string())? != 0 {
-        return Err("trailing bytes after the checksum".into());
-    }
-    Ok(Snapshot {
-        meta: SnapshotMeta { index, term },
-        pairs,
-    })
+    decode(&fs::read(path).map_err(|e| e.to_string())?)
 }
 
 /// Load the newest valid snapshot in `dir`.
@@ -180,7 +218,10 @@ pub fn load(dir: &Path) -> io::Result<Loaded> {
     for (index, path) in all.into_iter().rev() {
         match read_file(&path) {
             Ok(s) if s.meta.index == index => {
-                loaded.snapshot = Some(s);
+                loaded.snapshot = Some(Snapshot {
+                    path: Some(path),
+                    ..s
+                });
                 break;
             }
             Ok(s) => loaded.skipped.push((
@@ -224,6 +265,22 @@ mod tests {
         assert_eq!(s.meta, SnapshotMeta { index: 20, term: 3 });
         assert_eq!(s.pairs, pairs(50));
         assert!(l.skipped.is_empty());
+        let path = s.path.unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(peek_meta(&bytes), Some(s.meta));
+        let mut chunks = Vec::new();
+        let mut off = 0;
+        loop {
+            let c = read_chunk(&path, off, 100).unwrap();
+            if c.is_empty() {
+                break;
+            }
+            off += c.len() as u64;
+            chunks.extend(c);
+        }
+        assert_eq!(chunks, bytes, "chunks put together are the file");
+        assert_eq!(decode(&bytes).unwrap().pairs, pairs(50));
+        assert!(decode(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!
 //! - hard state (term, vote): the latest one wins;
 //! - entry (index, term, payload): writing entry `i` discards any entry at `i` or later that was
-//!   written before (that is how a conflicting suffix is truncated, durably).
+//!   written before (that is how a conflicting suffix is truncated, durably);
+//! - reset (index, term): a snapshot installed from the leader replaced the whole log; entries
+//!   written before are gone, the next one is `index + 1`.
 //!
 //! Recovery replays every segment in order. A short or bad-CRC record at the very end of the last
 //! segment is a torn write from a crash: it is cut off (with a warning from the caller). A bad
@@ -31,6 +33,7 @@ const HEADER_LEN: u64 = 8;
 const RECORD_HEADER_LEN: usize = 9;
 const KIND_HARD_STATE: u8 = 1;
 const KIND_ENTRY: u8 = 2;
+const KIND_RESET: u8 = 3;
 /// Largest record accepted on replay; a larger length field is corruption.
 const MAX_RECORD_BYTES: u32 = 256 * 1024 * 1024;
 
@@ -39,6 +42,12 @@ const MAX_RECORD_BYTES: u32 = 256 * 1024 * 1024;
 pub enum Record {
     HardState(HardState),
     Entry(Entry),
+    /// A snapshot from the leader replaced the whole log: every entry written before is gone,
+    /// and the log continues after `index` (whose term is `term`), which the snapshot holds.
+    Reset {
+        index: LogIndex,
+        term: u64,
+    },
 }
 
 /// Why the log cannot be used.
@@ -190,6 +199,11 @@ fn encode_payload(rec: &Record, buf: &mut Vec<u8>) -> u8 {
             }
             KIND_ENTRY
         }
+        Record::Reset { index, term } => {
+            buf.extend_from_slice(&index.to_le_bytes());
+            buf.extend_from_slice(&term.to_le_bytes());
+            KIND_RESET
+        }
     }
 }
 
@@ -254,6 +268,10 @@ fn decode(kind: u8, payload: &[u8]) -> Result<Record, String> {
                 payload,
             })
         }
+        KIND_RESET => Record::Reset {
+            index: c.u64()?,
+            term: c.u64()?,
+        },
         k => return Err(format!("unknown record kind {k}")),
     };
     if !c.0.is_empty() {
@@ -281,6 +299,17 @@ impl Replay {
                 }
                 self.out.hard_state = hs;
                 Ok(0)
+            }
+            Record::Reset { index, .. } => {
+                if index > self.snapshot_index {
+                    return Err(format!(
+                        "the log restarts after a snapshot at index {index}, but the newest \
+                         valid snapshot is at {}",
+                        self.snapshot_index
+                    ));
+                }
+                self.out.entries.clear();
+                Ok(index)
             }
             Record::Entry(e) => {
                 let index = e.index;
@@ -514,6 +543,9 @@ impl Wal {
                 return Err(io_err(&seg.path, "write")(e));
             }
             self.size += self.buf.len() as u64;
+            if let Record::Reset { index, .. } = rec {
+                seg.last_index = seg.last_index.max(*index);
+            }
             if let Record::Entry(e) = rec {
                 // An overwrite at a lower index makes later segments' entries obsolete too, but
                 // they are only ever removed below a snapshot index, so their bounds stay safe.
@@ -735,6 +767,29 @@ mod tests {
         drop(w);
         let (_, rec) = open(dir.path(), 1 << 20, 1);
         assert!(rec.entries.is_empty(), "{:?}", rec.entries);
+    }
+
+    #[test]
+    fn a_reset_forgets_every_earlier_entry_and_needs_its_snapshot() {
+        // A follower had a conflicting log 1..=4, then installed the leader's snapshot at 3
+        // (term 2) and received entry 4 after it.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(dir.path(), 1 << 20, 0);
+        let old: Vec<_> = (1..=4).map(|i| Record::Entry(entry(i, 1, "old"))).collect();
+        w.append(&old).unwrap();
+        w.append(&[Record::Reset { index: 3, term: 2 }]).unwrap();
+        w.append(&[Record::Entry(entry(4, 2, "new"))]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let (_, rec) = open(dir.path(), 1 << 20, 3);
+        assert_eq!(
+            rec.entries,
+            vec![entry(4, 2, "new")],
+            "nothing of the old log survives"
+        );
+        // Without the snapshot it restarts from, the log cannot be used: refuse, naming it.
+        let err = Wal::open(dir.path(), 1 << 20, 0).unwrap_err().to_string();
+        assert!(err.contains("snapshot at index 3"), "{err}");
     }
 
     #[test]

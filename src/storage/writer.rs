@@ -8,6 +8,7 @@
 use actix::{Actor, Handler, Message, SyncContext};
 
 use super::wal::{Record, Wal, WalHandoff};
+use crate::raft::{HardState, LogIndex};
 
 /// Owns the open log on the writer thread.
 pub struct LogWriter {
@@ -63,5 +64,25 @@ impl Handler<WriteBatch> for LogWriter {
             retryable: e.is_retryable(),
             records,
         })
+    }
+}
+
+/// Remove the log segments a snapshot made obsolete: every segment whose entries are all at or
+/// below `index`. `hard_state` is the current one (written again first, see [`Wal::compact`]).
+/// Answers how many segments were removed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, String>")]
+pub struct CompactLog {
+    pub index: LogIndex,
+    pub hard_state: HardState,
+}
+
+impl Handler<CompactLog> for LogWriter {
+    type Result = Result<usize, String>;
+
+    fn handle(&mut self, msg: CompactLog, _: &mut SyncContext<Self>) -> Self::Result {
+        let wal = self.wal.as_mut().map_err(|e| e.clone())?;
+        wal.compact(msg.index, &msg.hard_state)
+            .map_err(|e| e.to_string())
     }
 }

@@ -14,6 +14,7 @@ use super::command::CommandOutcome;
 use super::state::{KvState, StateError};
 use crate::raft::log::{Entry, EntryPayload};
 use crate::raft::{LogIndex, Term};
+use crate::storage::snapshot::{self, SnapshotMeta};
 
 /// A read waiting for its index: the key and where to send the value.
 type ParkedRead = (String, oneshot::Sender<Option<String>>);
@@ -26,6 +27,8 @@ pub struct StoreStopped;
 #[derive(Debug, Default)]
 pub struct StoreActor {
     state: KvState,
+    /// Term of the last applied entry (a snapshot records it).
+    applied_term: Term,
     /// Reads waiting for their index to be applied, by index.
     parked: BTreeMap<LogIndex, Vec<ParkedRead>>,
 }
@@ -34,6 +37,15 @@ impl StoreActor {
     /// An actor over an empty map.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An actor over a state restored from a snapshot whose last entry has `term`.
+    pub fn with_state(state: KvState, term: Term) -> Self {
+        StoreActor {
+            state,
+            applied_term: term,
+            parked: BTreeMap::new(),
+        }
     }
 
     fn release_parked(&mut self) {
@@ -89,6 +101,7 @@ impl Handler<ApplyEntries> for StoreActor {
                 }
                 EntryPayload::Command { command } => Some(self.state.apply(e.index, command)?),
             };
+            self.applied_term = e.term;
             done.push(Applied {
                 index: e.index,
                 term: e.term,
@@ -97,6 +110,71 @@ impl Handler<ApplyEntries> for StoreActor {
         }
         self.release_parked();
         Ok(done)
+    }
+}
+
+/// Encode the whole map as a snapshot file's bytes (see [`crate::storage::snapshot`]), as of
+/// the last applied entry. Sequential copying only; writing the file is someone else's job.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "(SnapshotMeta, Vec<u8>)")]
+pub struct TakeSnapshot;
+
+impl Handler<TakeSnapshot> for StoreActor {
+    type Result = actix::MessageResult<TakeSnapshot>;
+
+    fn handle(&mut self, _: TakeSnapshot, _: &mut Context<Self>) -> Self::Result {
+        let meta = SnapshotMeta {
+            index: self.state.last_applied(),
+            term: self.applied_term,
+        };
+        actix::MessageResult((meta, snapshot::encode(meta, self.state.pairs())))
+    }
+}
+
+/// Replace the whole map with a snapshot's (installed from the leader), whose last entry has
+/// `term`. Comes in log order with [`ApplyEntries`].
+#[derive(Debug, Message)]
+#[rtype(result = "LogIndex")]
+pub struct Restore {
+    pub state: KvState,
+    pub term: Term,
+}
+
+impl Handler<Restore> for StoreActor {
+    type Result = LogIndex;
+
+    fn handle(&mut self, msg: Restore, _: &mut Context<Self>) -> LogIndex {
+        self.state = msg.state;
+        self.applied_term = msg.term;
+        self.release_parked();
+        self.state.last_applied()
+    }
+}
+
+/// What the map holds, in brief, for `/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreSummary {
+    /// Index of the last applied entry.
+    pub applied_index: LogIndex,
+    /// [`KvState::digest`] at that index: replicas at the same index must agree.
+    pub digest: u64,
+    pub keys: usize,
+}
+
+/// Ask for a [`StoreSummary`].
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "StoreSummary")]
+pub struct Summary;
+
+impl Handler<Summary> for StoreActor {
+    type Result = actix::MessageResult<Summary>;
+
+    fn handle(&mut self, _: Summary, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(StoreSummary {
+            applied_index: self.state.last_applied(),
+            digest: self.state.digest(),
+            keys: self.state.len(),
+        })
     }
 }
 

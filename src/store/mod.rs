@@ -4,7 +4,8 @@
 //! - [`state`]: [`KvState`], the map plus the index of the last applied command. Pure: no I/O,
 //!   no clock, no actors.
 //! - [`actor`]: [`StoreActor`], the one owner of a `KvState` at run time; every read and write of
-//!   the map is a message to it. Writes arrive only as committed Raft log entries.
+//!   the map is a message to it. Writes arrive only as committed Raft log entries, or as a
+//!   whole snapshot installed from the leader; it encodes snapshots but never writes files.
 //!
 //! This module must never know about HTTP or Raft: it applies commands in the order it is given
 //! them and answers reads.
@@ -13,6 +14,8 @@ pub mod actor;
 pub mod command;
 pub mod state;
 
-pub use actor::{Applied, ApplyEntries, Get, ReadAt, StoreActor};
+pub use actor::{
+    Applied, ApplyEntries, Get, ReadAt, Restore, StoreActor, StoreSummary, Summary, TakeSnapshot,
+};
 pub use command::{Command, CommandOutcome};
 pub use state::{KvState, StateError};

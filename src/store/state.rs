@@ -4,6 +4,7 @@
 //! pairs always produces the same map and the same outcomes, which is what lets Raft replicas
 //! agree. Applying out of order is a bug in the caller and is refused, never silently accepted.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -15,6 +16,19 @@ pub struct KvState {
     map: HashMap<String, String>,
     /// Index of the last command applied; 0 before any. Every apply is at exactly `last + 1`.
     last_applied: u64,
+    /// Order-independent digest of the map: the wrapping sum of [`pair_digest`] over all pairs,
+    /// kept up to date on every change. Replicas at the same applied index have equal digests.
+    digest: u64,
+}
+
+/// A 64-bit checksum of one key-value pair (CRC-32 of the key, then of key and value).
+fn pair_digest(key: &str, value: &str) -> u64 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(key.as_bytes());
+    let hi = h.clone().finalize();
+    h.update(&[0xff]);
+    h.update(value.as_bytes());
+    (u64::from(hi) << 32) | u64::from(h.finalize())
 }
 
 /// A command offered at the wrong index: the caller lost track of the log order.
@@ -47,11 +61,25 @@ impl KvState {
         self.advance_to(index)?;
         Ok(match cmd {
             Command::Set { key, value } => {
-                self.map.insert(key, value);
+                match self.map.entry(key) {
+                    Entry::Occupied(mut slot) => {
+                        let old = pair_digest(slot.key(), slot.get());
+                        let new = pair_digest(slot.key(), &value);
+                        self.digest = self.digest.wrapping_sub(old).wrapping_add(new);
+                        slot.insert(value);
+                    }
+                    Entry::Vacant(slot) => {
+                        self.digest = self.digest.wrapping_add(pair_digest(slot.key(), &value));
+                        slot.insert(value);
+                    }
+                }
                 CommandOutcome::Stored
             }
             Command::Delete { key } => match self.map.remove(&key) {
-                Some(_) => CommandOutcome::Deleted,
+                Some(old) => {
+                    self.digest = self.digest.wrapping_sub(pair_digest(&key, &old));
+                    CommandOutcome::Deleted
+                }
                 None => CommandOutcome::NotFound,
             },
         })
@@ -79,6 +107,34 @@ impl KvState {
     /// The value stored under `key`, if any.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.map.get(key).map(String::as_str)
+    }
+
+    /// The state a snapshot holds: `pairs` as of log index `last_applied`.
+    pub fn from_pairs(last_applied: u64, pairs: Vec<(String, String)>) -> Self {
+        let mut digest = 0u64;
+        let mut map = HashMap::with_capacity(pairs.len());
+        for (k, v) in pairs {
+            digest = digest.wrapping_add(pair_digest(&k, &v));
+            if let Some(old) = map.insert(k.clone(), v) {
+                digest = digest.wrapping_sub(pair_digest(&k, &old));
+            }
+        }
+        KvState {
+            map,
+            last_applied,
+            digest,
+        }
+    }
+
+    /// Every pair, in no particular order (for writing a snapshot).
+    pub fn pairs(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
+        self.map.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Order-independent digest of the whole map (equal maps have equal digests), kept up to
+    /// date incrementally, so reading it is free.
+    pub fn digest(&self) -> u64 {
+        self.digest
     }
 
     /// Index of the last applied command (0 before any).
@@ -220,5 +276,31 @@ mod tests {
             (s, outs)
         };
         assert_eq!(run(), run());
+    }
+
+    #[test]
+    fn digest_depends_on_content_only_and_survives_a_snapshot() {
+        let mut a = KvState::new();
+        a.apply(1, set("x", "1")).unwrap();
+        a.apply(2, set("y", "2")).unwrap();
+        a.apply(3, set("x", "3")).unwrap();
+        a.apply(4, del("y")).unwrap();
+        let mut b = KvState::new();
+        b.apply(1, set("x", "3")).unwrap();
+        assert_eq!(a.digest(), b.digest(), "same map, different history");
+        b.apply(2, set("x", "4")).unwrap();
+        assert_ne!(a.digest(), b.digest());
+        assert_ne!(
+            pair_digest("ab", "c"),
+            pair_digest("a", "bc"),
+            "the split between key and value counts"
+        );
+        let pairs = a
+            .pairs()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let c = KvState::from_pairs(4, pairs);
+        assert_eq!(c, a);
+        assert_eq!(KvState::new().digest(), 0);
     }
 }

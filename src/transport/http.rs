@@ -1,4 +1,5 @@
-//! [`HttpTransport`]: Raft RPCs as JSON over HTTP (`POST {peer}/raft/vote`, `/raft/append`).
+//! [`HttpTransport`]: Raft RPCs as JSON over HTTP (`POST {peer}/raft/vote`, `/raft/append`;
+//! `/raft/snapshot` carries its fields in the query string and a chunk of bytes as the body).
 //!
 //! One awc client per transport, made on the actor's thread and reused for every call, so
 //! connections are kept alive. Every call is bounded by the RPC timeout. Failures are classified,
@@ -12,11 +13,15 @@ use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 
 use super::{Transport, TransportError};
-use crate::raft::rpc::{AppendResponse, VoteResponse};
+use crate::raft::rpc::{AppendResponse, SnapshotResponse, VoteResponse};
 use crate::raft::{Message, PeerId};
 
 /// Largest RPC answer accepted.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Time allowed for one snapshot chunk: more than a heartbeat-sized RPC, since the last chunk's
+/// answer waits until the follower has checked and stored the whole snapshot.
+const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Raft RPCs over HTTP to the peers' base URLs.
 pub struct HttpTransport {
@@ -74,6 +79,25 @@ impl Transport for HttpTransport {
         let Some(base) = self.peers.get(to.0) else {
             return ready(Err(TransportError::Protocol(format!("no peer {}", to.0)))).boxed_local();
         };
+        if let Message::SnapshotRequest(mut r) = msg {
+            let data = std::mem::take(&mut r.data);
+            let req = match self
+                .client
+                .post(format!("{base}/raft/snapshot"))
+                .timeout(SNAPSHOT_CHUNK_TIMEOUT)
+                .insert_header(("content-type", "application/octet-stream"))
+                .query(&r)
+            {
+                Ok(req) => req,
+                Err(e) => return ready(Err(TransportError::Protocol(e.to_string()))).boxed_local(),
+            };
+            return async move {
+                post::<SnapshotResponse>(req, data)
+                    .await
+                    .map(Message::SnapshotResponse)
+            }
+            .boxed_local();
+        }
         let (path, body) = match &msg {
             Message::VoteRequest(r) => ("/raft/vote", serde_json::to_vec(r)),
             Message::AppendRequest(r) => ("/raft/append", serde_json::to_vec(r)),

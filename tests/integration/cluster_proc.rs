@@ -75,6 +75,11 @@ impl ProcCluster {
         Ok(())
     }
 
+    /// The running process of node `i` (to read its log lines).
+    pub(crate) fn process(&mut self, i: usize) -> &mut KvProcess {
+        self.nodes[i].as_mut().expect("node running")
+    }
+
     pub(crate) fn kill(&mut self, i: usize) {
         let mut p = self.nodes[i].take().expect("node running");
         p.signal(libc::SIGKILL);

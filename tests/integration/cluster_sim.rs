@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
-use kvstore::raft::actor::{ClientError, ClientWrite, GetStatus, RaftSetup, Stop};
+use kvstore::raft::actor::{ClientError, ClientWrite, GetStatus, RaftSetup, SnapshotPolicy, Stop};
 use kvstore::raft::{HardState, NodeStatus, RaftActor, RaftTiming};
 use kvstore::store::{Command, CommandOutcome, Get, StoreActor};
 
@@ -34,10 +34,16 @@ struct Sim {
     stores: Vec<Option<Addr<StoreActor>>>,
     /// Every (term, leader) ever observed: election safety is checked on each observation.
     leaders_by_term: HashMap<u64, String>,
+    /// When nodes snapshot (in memory).
+    snapshots: SnapshotPolicy,
 }
 
 impl Sim {
     async fn start(n: usize, seed: u64) -> Sim {
+        Self::start_with(n, seed, SnapshotPolicy::never()).await
+    }
+
+    async fn start_with(n: usize, seed: u64, snapshots: SnapshotPolicy) -> Sim {
         let net = Network::new(n, seed).start();
         let mut sim = Sim {
             n,
@@ -46,6 +52,7 @@ impl Sim {
             nodes: vec![None; n],
             stores: vec![None; n],
             leaders_by_term: HashMap::new(),
+            snapshots,
         };
         for i in 0..n {
             sim.start_node(i, HardState::default()).await;
@@ -69,6 +76,8 @@ impl Sim {
             max_pending: PENDING_LIMIT,
             log: kvstore::raft::log::RaftLog::new(),
             storage: None,
+            snapshots: self.snapshots.clone(),
+            snapshot: None,
         };
         let addr = RaftActor::new(setup, Box::new(transport)).start();
         self.net
@@ -455,5 +464,64 @@ async fn a_leader_without_quorum_refuses_writes_beyond_its_pending_limit_and_fai
     }
     for i in 0..3 {
         sim.crash(i).await;
+    }
+}
+
+#[actix_rt::test]
+async fn an_isolated_follower_catches_up_from_an_in_memory_snapshot() {
+    tokio::time::pause();
+    for seed in 0..3 {
+        // Snapshots every 40 entries, kept in memory; 4 entries stay in the log after each.
+        let mut sim = Sim::start_with(3, seed, SnapshotPolicy::every(40, 0, None)).await;
+        let (leader, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        let lagging = (leader + 1) % 3;
+        sim.fault(Fault::Isolate(lagging)).await;
+        for k in 0..150 {
+            let cmd = Command::Set {
+                key: format!("k{}", k % 30),
+                value: format!("v{k}"),
+            };
+            assert_eq!(
+                write_via_leader(&mut sim, cmd).await,
+                Ok(CommandOutcome::Stored),
+                "seed {seed}: write {k}"
+            );
+        }
+        let st = sim.statuses().await;
+        let ls = st[leader].as_ref().unwrap();
+        assert!(
+            ls.log_start_index > 0,
+            "seed {seed}: the leader compacted: {ls:?}"
+        );
+        let target = ls.commit_index;
+        sim.fault(Fault::Heal).await;
+        let mut caught_up = None;
+        for _ in 0..300 {
+            pass_time().await;
+            let st = sim.statuses().await;
+            let s = st[lagging].as_ref().unwrap();
+            if s.applied_index >= target {
+                caught_up = Some(s.clone());
+                break;
+            }
+        }
+        let s = caught_up.unwrap_or_else(|| panic!("seed {seed}: the follower did not catch up"));
+        assert!(
+            s.snapshot_index > 0,
+            "seed {seed}: it caught up through a snapshot: {s:?}"
+        );
+        let store = sim.stores[lagging].as_ref().unwrap();
+        for k in 120..150 {
+            let got = store
+                .send(Get {
+                    key: format!("k{}", k % 30),
+                })
+                .await
+                .unwrap();
+            assert_eq!(got, Some(format!("v{k}")), "seed {seed}: k{}", k % 30);
+        }
+        for i in 0..3 {
+            sim.crash(i).await;
+        }
     }
 }

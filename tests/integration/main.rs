@@ -5,6 +5,7 @@
 //! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
 //!   against a model; a bounded stress run.
 //! - `helpers`: shared setup (no test lives there).
+//! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
 
 mod api;
 mod blackbox;
@@ -15,3 +16,4 @@ mod durability;
 mod helpers;
 mod linearizable;
 mod raft_sim;
+mod snapshots;

@@ -3,13 +3,16 @@
 //! had at that moment, as durable storage would) while proposals flow. At the end every node's
 //! applied sequence is a prefix of one common sequence, every acknowledged proposal is in it at
 //! the index it was acknowledged at, no term ever had two leaders, and after healing all nodes
-//! converge. A failing seed replays exactly: `SIM_DEBUG=<seed> cargo nextest run --release
+//! converge. Most seeds also take snapshots every few applied entries and compact the log, so
+//! restarted or lagging nodes catch up through snapshot transfers; a restarted node's state
+//! machine starts from its snapshot. A failing seed replays exactly: `SIM_DEBUG=<seed> cargo nextest run --release
 //! debug_seed --no-capture` runs one 5-node seed and prints every node's state at the end.
 
 use std::collections::HashMap;
 
 use kvstore::raft::core::{CoreConfig, HardState, Input, Output, RaftCore, Role};
 use kvstore::raft::log::{EntryPayload, RaftLog};
+use kvstore::raft::rpc::SnapshotRequest;
 use kvstore::raft::{LogIndex, Message, PeerId, Term};
 use kvstore::store::Command;
 use rand::rngs::SmallRng;
@@ -48,13 +51,38 @@ struct Sim {
     /// blocked[i][j]: nothing gets from i to j.
     blocked: Vec<Vec<bool>>,
     drop_pct: u32,
-    applied: Vec<Vec<(LogIndex, Term, EntryPayload)>>,
+    applied: Vec<Applied>,
     /// Proposals waiting at a node: (node, index) -> (term, proposal id).
     proposed: HashMap<(usize, LogIndex), (Term, u64)>,
     /// Acknowledged proposals: (proposal id, index, term).
     acked: Vec<(u64, LogIndex, Term)>,
     next_id: u64,
     leaders_by_term: HashMap<Term, usize>,
+    /// Take a snapshot every this many applied entries (0: never).
+    snap_every: u64,
+    /// Entries kept in the log before a snapshot's index.
+    trailing: u64,
+    /// Each node's newest snapshot: (index, term, the applied sequence up to index).
+    snapshots: Vec<Option<Snapshot>>,
+    /// What a crashed node's snapshot was.
+    durable_snapshots: Vec<Option<Snapshot>>,
+    /// Set while a node steps a snapshot chunk: the leader's term.
+    receiving: Option<Term>,
+    /// The core said "go on" to the chunk being stepped (the sim then installs it).
+    go_on: bool,
+    /// A received snapshot waiting for the core's RestoreSnapshot.
+    pending_restore: Option<Snapshot>,
+    /// Snapshots installed from a leader.
+    installs: usize,
+}
+
+type Applied = Vec<(LogIndex, Term, EntryPayload)>;
+
+#[derive(Debug, Clone)]
+struct Snapshot {
+    index: LogIndex,
+    term: Term,
+    applied: Applied,
 }
 
 fn peer_to_node(from: usize, p: PeerId) -> usize {
@@ -109,6 +137,18 @@ impl Sim {
             acked: Vec::new(),
             next_id: 0,
             leaders_by_term: HashMap::new(),
+            snap_every: if seed.is_multiple_of(3) {
+                0
+            } else {
+                8 + seed % 20
+            },
+            trailing: seed % 4,
+            snapshots: vec![None; n],
+            durable_snapshots: vec![None; n],
+            receiving: None,
+            go_on: false,
+            pending_restore: None,
+            installs: 0,
         }
     }
 
@@ -147,9 +187,45 @@ impl Sim {
                     let dst = peer_to_node(i, to);
                     self.send(i, dst, Wire::Request(msg));
                 }
+                Output::Reply(Message::SnapshotResponse(r))
+                    if r.match_index.is_none() && Some(r.term) == self.receiving =>
+                {
+                    // "Go on": the node takes the snapshot (the actor's part, done below).
+                    self.go_on = true;
+                }
                 Output::Reply(msg) => {
                     let dst = reply_to.expect("a reply answers a request");
                     self.send(i, dst, Wire::Response(msg));
+                }
+                Output::SendSnapshot { to, mut req } => {
+                    let snap = self.snapshots[i].clone().unwrap_or_else(|| {
+                        panic!("seed {}: node {i} has no snapshot to send", self.seed)
+                    });
+                    req.index = snap.index;
+                    req.last_term = snap.term;
+                    req.done = true;
+                    req.data = serde_json::to_vec(&snap.applied).expect("encodes");
+                    let dst = peer_to_node(i, to);
+                    self.send(i, dst, Wire::Request(Message::SnapshotRequest(req)));
+                }
+                Output::RestoreSnapshot { index } => {
+                    let snap = self
+                        .pending_restore
+                        .take()
+                        .expect("a restore follows a received snapshot");
+                    assert_eq!(
+                        snap.index, index,
+                        "seed {}: restored the wrong snapshot",
+                        self.seed
+                    );
+                    assert!(
+                        self.applied[i].len() as u64 <= index,
+                        "seed {}: node {i} restored a snapshot older than its state",
+                        self.seed
+                    );
+                    self.applied[i] = snap.applied.clone();
+                    self.snapshots[i] = Some(snap);
+                    self.installs += 1;
                 }
                 Output::Apply(entries) => {
                     for e in entries {
@@ -176,6 +252,7 @@ impl Sim {
                     persisted = entries.last().map(|e| e.index).max(persisted);
                 }
                 Output::SaveHardState(_)
+                | Output::ResetLog { .. }
                 | Output::ProposalRejected { .. }
                 | Output::ReadReady { .. }
                 | Output::ReadFailed { .. } => {}
@@ -184,6 +261,49 @@ impl Sim {
         if let Some(index) = persisted {
             self.step(i, Input::Persisted { index }, None);
         }
+        self.maybe_snapshot(i);
+    }
+
+    /// Take a snapshot of node `i`'s state machine if enough was applied, and compact.
+    fn maybe_snapshot(&mut self, i: usize) {
+        let last = self.snapshots[i].as_ref().map_or(0, |s| s.index);
+        let applied = self.applied[i].len() as u64;
+        if self.snap_every == 0 || applied < last + self.snap_every {
+            return;
+        }
+        let (index, term, _) = self.applied[i].last().cloned().expect("applied entries");
+        self.snapshots[i] = Some(Snapshot {
+            index,
+            term,
+            applied: self.applied[i].clone(),
+        });
+        let keep_from = index.saturating_sub(self.trailing);
+        self.step(i, Input::Compact { index: keep_from }, None);
+    }
+
+    /// A snapshot arrives at node `i` from `from`: the core checks it, and if it says go on,
+    /// the node installs it at once (as if every chunk had arrived).
+    fn receive_snapshot(&mut self, i: usize, from: usize, req: SnapshotRequest) {
+        self.receiving = Some(req.term);
+        self.go_on = false;
+        let data = req.data.clone();
+        self.step(
+            i,
+            Input::Request(Message::SnapshotRequest(req.clone())),
+            Some(from),
+        );
+        self.receiving = None;
+        if !std::mem::take(&mut self.go_on) {
+            return;
+        }
+        let applied: Applied = serde_json::from_slice(&data).expect("decodes");
+        self.pending_restore = Some(Snapshot {
+            index: req.index,
+            term: req.last_term,
+            applied,
+        });
+        self.step(i, Input::InstallSnapshot(req), Some(from));
+        self.pending_restore = None;
     }
 
     fn deliver_due(&mut self) {
@@ -208,6 +328,7 @@ impl Sim {
                     if lost {
                         let seq = match &msg {
                             Message::AppendRequest(r) => Some(r.seq),
+                            Message::SnapshotRequest(r) => Some(r.seq),
                             _ => None,
                         };
                         // The sender's RPC times out a little later.
@@ -218,6 +339,8 @@ impl Sim {
                             to: m.from,
                             wire: Wire::Failed { seq },
                         });
+                    } else if let Message::SnapshotRequest(req) = msg {
+                        self.receive_snapshot(m.to, m.from, req);
                     } else {
                         self.step(m.to, Input::Request(msg), Some(m.from));
                     }
@@ -226,6 +349,7 @@ impl Sim {
                     let input = if lost {
                         let seq = match &msg {
                             Message::AppendResponse(r) => Some(r.seq),
+                            Message::SnapshotResponse(r) => Some(r.seq),
                             _ => None,
                         };
                         Input::SendFailed {
@@ -260,13 +384,26 @@ impl Sim {
             },
             core.log().clone(),
         );
-        self.applied[i].clear(); // the state machine is rebuilt by replaying the log
+        // The state machine restarts from the snapshot and is rebuilt by replaying the log.
+        self.durable_snapshots[i] = self.snapshots[i].clone();
+        self.applied[i] = self.snapshots[i]
+            .as_ref()
+            .map_or(Vec::new(), |s| s.applied.clone());
         self.proposed.retain(|(node, _), _| *node != i);
         self.restart_at[i] = Some(self.now + self.rng.gen_range(5..60));
     }
 
     fn restart(&mut self, i: usize) {
         let (hs, log) = self.durable[i].clone();
+        // Like start-up: the log continues after the snapshot it restarts from.
+        let log = match &self.durable_snapshots[i] {
+            Some(s) => {
+                RaftLog::with_base(s.index, s.term, log.slice(s.index + 1, log.last_index()))
+                    .unwrap_or_else(|e| panic!("seed {}: node {i} cannot restart: {e}", self.seed))
+            }
+            None => log,
+        };
+        self.snapshots[i] = self.durable_snapshots[i].clone();
         self.cores[i] = Some(RaftCore::new(
             self.cfgs[i].clone(),
             hs,
@@ -372,7 +509,8 @@ impl Sim {
     }
 }
 
-fn run(n: usize, seed: u64) -> (usize, usize) {
+/// (acknowledged proposals, final commit index, snapshots installed from a leader).
+fn run(n: usize, seed: u64) -> (usize, usize, usize) {
     let mut sim = Sim::new(n, seed);
     for _ in 0..1500 {
         sim.tick(true, true);
@@ -434,18 +572,24 @@ fn run(n: usize, seed: u64) -> (usize, usize) {
             "seed {seed}: node {i} applied"
         );
     }
-    (sim.acked.len(), commit as usize)
+    (sim.acked.len(), commit as usize, sim.installs)
 }
 
 #[test]
 fn three_node_clusters_under_faults_agree_and_lose_no_acknowledged_proposal() {
-    let mut acked = 0;
+    let (mut acked, mut installs) = (0, 0);
     for seed in 0..300 {
-        acked += run(3, seed).0;
+        let (a, _, i) = run(3, seed);
+        acked += a;
+        installs += i;
     }
     assert!(
         acked > 10_000,
         "the workload must actually commit proposals ({acked})"
+    );
+    assert!(
+        installs > 50,
+        "lagging nodes must actually catch up through snapshots ({installs})"
     );
 }
 
@@ -459,10 +603,13 @@ fn debug_seed() {
 
 #[test]
 fn five_node_clusters_under_faults_agree_and_lose_no_acknowledged_proposal() {
-    let mut acked = 0;
+    let (mut acked, mut installs) = (0, 0);
     for seed in 1000..1100 {
-        acked += run(5, seed).0;
+        let (a, _, i) = run(5, seed);
+        acked += a;
+        installs += i;
     }
+    assert!(installs > 10, "snapshots installed: {installs}");
     assert!(
         acked > 2_000,
         "the workload must actually commit proposals ({acked})"

@@ -1,0 +1,450 @@
+//! Snapshots in the [`RaftActor`]: taking them (the store encodes the map, a blocking thread
+//! writes the file), compacting the log afterwards, streaming the newest one to a follower that
+//! is behind the log's start, and receiving one from the leader chunk by chunk.
+//!
+//! File I/O and decoding run on blocking threads, never on the actor's thread; the core decides
+//! what a snapshot changes in the log ([`Input::Compact`], [`Input::InstallSnapshot`]).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use actix::{ActorFutureExt, AsyncContext, Context, ResponseFuture, WrapFuture};
+use tokio::sync::oneshot;
+
+use super::{
+    RaftActor, RaftError, Replied, SnapshotData, SnapshotInfo, SNAPSHOTS_KEPT, SNAPSHOT_CHUNK_BYTES,
+};
+use crate::raft::core::{HardState, Input, Role};
+use crate::raft::rpc::{Message, SnapshotRequest, SnapshotResponse};
+use crate::raft::PeerId;
+use crate::storage::snapshot::{self, SnapshotMeta};
+use crate::storage::CompactLog;
+use crate::store::{KvState, TakeSnapshot};
+
+/// The answer to a request once what it depends on is durable.
+async fn settled(reply: Option<Replied>) -> Result<Message, RaftError> {
+    match reply {
+        Some(Replied::Now(m)) => Ok(m),
+        Some(Replied::Later(rx)) => rx.await.map_err(|_| RaftError::Stopped),
+        None => Err(RaftError::NotARequest),
+    }
+}
+
+/// A snapshot received from the leader, checked and stored, ready for the core.
+struct Received {
+    state: KvState,
+    data: SnapshotData,
+    len: u64,
+}
+
+impl RaftActor {
+    /// Start taking a snapshot if enough was applied since the last one.
+    pub(super) fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
+        if self.snapshotting || self.installing || self.broken.is_some() {
+            return;
+        }
+        let last = self.snapshot.as_ref().map_or(0, |s| s.meta.index);
+        let since = self.applied_index.saturating_sub(last);
+        let p = &self.policy;
+        let due = since > 0
+            && ((p.entries > 0 && since >= p.entries)
+                || (p.log_bytes > 0 && self.bytes_since_snapshot >= p.log_bytes));
+        if !due {
+            return;
+        }
+        self.snapshotting = true;
+        self.bytes_since_snapshot = 0;
+        let started = Instant::now();
+        let fut = self.store.send(TakeSnapshot);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+            Ok((meta, bytes)) => act.store_snapshot(meta, bytes, started, ctx),
+            Err(e) => {
+                act.snapshotting = false;
+                act.fail_hard(format!("store actor is gone: {e}"));
+            }
+        }));
+    }
+
+    /// Make the encoded snapshot durable (a file) or keep it in memory.
+    fn store_snapshot(
+        &mut self,
+        meta: SnapshotMeta,
+        bytes: Vec<u8>,
+        started: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        let len = bytes.len() as u64;
+        let Some(dir) = self.policy.dir.clone() else {
+            let info = SnapshotInfo {
+                meta,
+                len,
+                data: SnapshotData::Memory(bytes),
+            };
+            return self.snapshot_saved(info, started, ctx);
+        };
+        let job = tokio::task::spawn_blocking(move || {
+            snapshot::write_bytes(&dir, meta.index, &bytes, SNAPSHOTS_KEPT)
+        });
+        ctx.spawn(job.into_actor(self).map(move |res, act, ctx| {
+            let why = match res {
+                Ok(Ok(path)) => {
+                    let info = SnapshotInfo {
+                        meta,
+                        len,
+                        data: SnapshotData::File(path),
+                    };
+                    return act.snapshot_saved(info, started, ctx);
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            act.snapshotting = false;
+            tracing::error!(
+                index = meta.index,
+                error = %why,
+                "cannot write a snapshot; the log keeps growing until one succeeds"
+            );
+        }));
+    }
+
+    fn snapshot_saved(&mut self, info: SnapshotInfo, started: Instant, ctx: &mut Context<Self>) {
+        self.snapshotting = false;
+        let meta = info.meta;
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            bytes = info.len,
+            ms = started.elapsed().as_millis() as u64,
+            "snapshot taken"
+        );
+        if !self.adopt_snapshot(info) {
+            return;
+        }
+        let keep_from = meta.index.saturating_sub(self.policy.trailing);
+        self.step(Input::Compact { index: keep_from }, ctx);
+        self.compact_durable_log(ctx);
+    }
+
+    /// Make `info` the newest snapshot, unless a newer one is already held. Returns whether it
+    /// was adopted.
+    fn adopt_snapshot(&mut self, info: SnapshotInfo) -> bool {
+        if let Some(old) = &self.snapshot {
+            if old.meta.index >= info.meta.index {
+                return false;
+            }
+            self.prev_snapshot_index = old.meta.index;
+        }
+        self.snapshot = Some(Rc::new(info));
+        true
+    }
+
+    /// Remove the durable log's segments that even the previous snapshot covers (so falling
+    /// back to it after damage to the newest never leaves a gap).
+    fn compact_durable_log(&mut self, ctx: &mut Context<Self>) {
+        let Some(storage) = self.storage.clone() else {
+            return;
+        };
+        let index = self.prev_snapshot_index;
+        if index == 0 {
+            return;
+        }
+        let s = self.core.status();
+        let hard_state = HardState {
+            term: s.term,
+            voted_for: s.voted_for,
+        };
+        let fut = storage.send(CompactLog { index, hard_state });
+        ctx.spawn(fut.into_actor(self).map(move |res, _, _| match res {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::debug!(index, removed, "log segments removed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove old log segments"),
+            Err(e) => tracing::warn!(error = %e, "log writer is gone"),
+        }));
+    }
+
+    // ---- sending (leader) -------------------------------------------------------------------
+
+    /// Stream the newest snapshot to `to`, one chunk per request.
+    pub(super) fn start_snapshot_send(
+        &mut self,
+        to: PeerId,
+        req: SnapshotRequest,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(info) = self.snapshot.clone() else {
+            tracing::error!("a follower needs a snapshot, but this node holds none");
+            self.step(
+                Input::SendFailed {
+                    to,
+                    seq: Some(req.seq),
+                },
+                ctx,
+            );
+            return;
+        };
+        let req = SnapshotRequest {
+            index: info.meta.index,
+            last_term: info.meta.term,
+            ..req
+        };
+        // Retried every election timeout while the follower is unreachable: debug level.
+        tracing::debug!(
+            peer = self.peer_urls.get(to.0).map_or("?", String::as_str),
+            index = info.meta.index,
+            bytes = info.len,
+            "sending a snapshot to a follower that is behind the log's start"
+        );
+        self.send_snapshot_chunk(to, req, info, 0, 0, ctx);
+    }
+
+    fn send_snapshot_chunk(
+        &mut self,
+        to: PeerId,
+        req: SnapshotRequest,
+        info: Rc<SnapshotInfo>,
+        offset: u64,
+        sent: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.core.role() != Role::Leader || self.core.term() != req.term {
+            return; // leadership moved on; the core forgot this transfer
+        }
+        let chunks = info.len / SNAPSHOT_CHUNK_BYTES as u64 + 1;
+        if sent > 2 * chunks + 8 {
+            // The follower keeps asking to start over: give up for now, try again later.
+            let seq = Some(req.seq);
+            self.step(Input::SendFailed { to, seq }, ctx);
+            return;
+        }
+        match &info.data {
+            SnapshotData::Memory(bytes) => {
+                let end = (offset as usize)
+                    .saturating_add(SNAPSHOT_CHUNK_BYTES)
+                    .min(bytes.len());
+                let start = (offset as usize).min(end);
+                let data = bytes[start..end].to_vec();
+                self.post_snapshot_chunk(to, req, info.clone(), offset, data, sent, ctx);
+            }
+            SnapshotData::File(path) => {
+                let path = path.clone();
+                let job = tokio::task::spawn_blocking(move || {
+                    snapshot::read_chunk(&path, offset, SNAPSHOT_CHUNK_BYTES)
+                });
+                ctx.spawn(job.into_actor(self).map(move |res, act, ctx| {
+                    let why = match res {
+                        Ok(Ok(data)) => {
+                            return act.post_snapshot_chunk(to, req, info, offset, data, sent, ctx)
+                        }
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    tracing::warn!(error = %why, "cannot read the snapshot to send");
+                    let seq = Some(req.seq);
+                    act.step(Input::SendFailed { to, seq }, ctx);
+                }));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn post_snapshot_chunk(
+        &mut self,
+        to: PeerId,
+        req: SnapshotRequest,
+        info: Rc<SnapshotInfo>,
+        offset: u64,
+        data: Vec<u8>,
+        sent: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        let done = offset + data.len() as u64 >= info.len;
+        let chunk = SnapshotRequest {
+            offset,
+            done,
+            data,
+            ..req.clone()
+        };
+        let fut = self.transport.call(to, Message::SnapshotRequest(chunk));
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            let seq = Some(req.seq);
+            match res {
+                Ok(Message::SnapshotResponse(resp)) => {
+                    if resp.term != req.term || resp.match_index.is_some() {
+                        if resp.match_index.is_some() {
+                            tracing::info!(
+                                peer = act.peer_urls.get(to.0).map_or("?", String::as_str),
+                                index = req.index,
+                                "follower caught up through the snapshot"
+                            );
+                        }
+                        let msg = Message::SnapshotResponse(resp);
+                        act.step(Input::Response { from: to, msg }, ctx);
+                    } else if resp.next_offset > info.len {
+                        act.step(Input::SendFailed { to, seq }, ctx);
+                    } else {
+                        let next = resp.next_offset;
+                        act.send_snapshot_chunk(to, req, info, next, sent + 1, ctx);
+                    }
+                }
+                Ok(_) => {
+                    act.step(Input::SendFailed { to, seq }, ctx);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "snapshot chunk not delivered");
+                    act.step(Input::SendFailed { to, seq }, ctx);
+                }
+            }
+        }));
+    }
+
+    // ---- receiving (follower) ---------------------------------------------------------------
+
+    /// One chunk of a snapshot from the leader. The core checks the term and whether the
+    /// snapshot is still needed; the chunks are gathered here, and the last one starts the
+    /// install, which the answer to it waits for.
+    pub(super) fn receive_snapshot_chunk(
+        &mut self,
+        mut req: SnapshotRequest,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<Message, RaftError>> {
+        let data = std::mem::take(&mut req.data);
+        let reply = self
+            .step(Input::Request(Message::SnapshotRequest(req.clone())), ctx)
+            .reply;
+        let following = self.core.role() == Role::Follower
+            && self.core.term() == req.term
+            && self.core.leader().is_some_and(|l| l.id == req.leader_id);
+        if following {
+            self.last_leader_contact = Some(Instant::now());
+        }
+        if !following || req.index <= self.core.commit_index() {
+            // Stale leader, or nothing to install: the core's answer says which.
+            return Box::pin(settled(reply));
+        }
+        let answer = |term, next_offset| {
+            Message::SnapshotResponse(SnapshotResponse {
+                term,
+                seq: req.seq,
+                match_index: None,
+                next_offset,
+            })
+        };
+        let term = self.core.term();
+        let same = self.incoming.as_ref().is_some_and(|i| {
+            i.term == req.term && i.leader_id == req.leader_id && i.index == req.index
+        });
+        if !same || self.installing {
+            self.incoming = None;
+        }
+        let have = self.incoming.as_ref().map_or(0, |i| i.buf.len() as u64);
+        if self.installing || req.offset != have {
+            // Out of step (a lost chunk, a new transfer, one still being installed): say
+            // where to go on from.
+            let msg = answer(term, have);
+            return Box::pin(async move { settled(reply).await.map(|_| msg) });
+        }
+        let incoming = self.incoming.get_or_insert_with(|| super::Incoming {
+            term: req.term,
+            leader_id: req.leader_id.clone(),
+            index: req.index,
+            buf: Vec::new(),
+        });
+        incoming.buf.extend_from_slice(&data);
+        if !req.done {
+            let msg = answer(term, incoming.buf.len() as u64);
+            return Box::pin(async move { settled(reply).await.map(|_| msg) });
+        }
+        let buf = self.incoming.take().map(|i| i.buf).unwrap_or_default();
+        let (tx, rx) = oneshot::channel();
+        self.install_received(req, buf, tx, ctx);
+        Box::pin(async move {
+            settled(reply).await?;
+            rx.await.map_err(|_| RaftError::Stopped)
+        })
+    }
+
+    /// Check and store a whole received snapshot off the actor's thread, then hand it to the
+    /// core. `tx` gets the answer to the leader.
+    fn install_received(
+        &mut self,
+        req: SnapshotRequest,
+        buf: Vec<u8>,
+        tx: oneshot::Sender<Message>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.installing = true;
+        let dir = self.policy.dir.clone();
+        let (index, term) = (req.index, req.last_term);
+        let job = tokio::task::spawn_blocking(move || -> Result<Received, String> {
+            let snap = snapshot::decode(&buf)?;
+            if (snap.meta.index, snap.meta.term) != (index, term) {
+                return Err(format!(
+                    "it holds index {} term {}, the leader announced index {index} term {term}",
+                    snap.meta.index, snap.meta.term
+                ));
+            }
+            let state = KvState::from_pairs(index, snap.pairs);
+            let len = buf.len() as u64;
+            let data = match dir {
+                Some(dir) => SnapshotData::File(
+                    snapshot::write_bytes(&dir, index, &buf, SNAPSHOTS_KEPT)
+                        .map_err(|e| format!("cannot write it: {e}"))?,
+                ),
+                None => SnapshotData::Memory(buf),
+            };
+            Ok(Received { state, data, len })
+        });
+        ctx.spawn(job.into_actor(self).map(move |res, act, ctx| {
+            act.installing = false;
+            let why = match res {
+                Ok(Ok(received)) => return act.finish_install(req, received, tx, ctx),
+                Ok(Err(why)) => why,
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(index, error = %why, "a snapshot from the leader is unusable; asking for it again");
+            let _ = tx.send(Message::SnapshotResponse(SnapshotResponse {
+                term: act.core.term(),
+                seq: req.seq,
+                match_index: None,
+                next_offset: 0,
+            }));
+        }));
+    }
+
+    fn finish_install(
+        &mut self,
+        req: SnapshotRequest,
+        received: Received,
+        tx: oneshot::Sender<Message>,
+        ctx: &mut Context<Self>,
+    ) {
+        let meta = SnapshotMeta {
+            index: req.index,
+            term: req.last_term,
+        };
+        self.pending_restore = Some((received.state, req.last_term));
+        let reply = self.step(Input::InstallSnapshot(req), ctx).reply;
+        // The core took it if it asked for the restore.
+        let installed = self.pending_restore.take().is_none();
+        if installed {
+            tracing::info!(
+                index = meta.index,
+                term = meta.term,
+                bytes = received.len,
+                "installed a snapshot from the leader"
+            );
+            self.adopt_snapshot(SnapshotInfo {
+                meta,
+                len: received.len,
+                data: received.data,
+            });
+            self.bytes_since_snapshot = 0;
+            self.compact_durable_log(ctx);
+        }
+        actix::spawn(async move {
+            if let Ok(m) = settled(reply).await {
+                let _ = tx.send(m);
+            }
+        });
+    }
+}
