@@ -15,7 +15,7 @@ use actix_web::HttpServer;
 use crate::api::{self, AppState};
 use crate::config::{default_advertise_url, Config, Storage};
 use crate::raft::actor::{RaftSetup, SnapshotData, SnapshotInfo, SnapshotPolicy};
-use crate::raft::log::RaftLog;
+use crate::raft::log::{Entry, RaftLog};
 use crate::raft::{HardState, RaftActor, RaftTiming, Term};
 use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::storage::{LogWriter, Wal, WalError};
@@ -122,7 +122,7 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
             "the log ended in a partly written record (a crash mid-write); it was cut off"
         );
     }
-    let log = RaftLog::with_base(meta.index, meta.term, recovered.entries).map_err(|why| {
+    let log = log_after(meta, recovered.entries, recovered.term_at_snapshot).map_err(|why| {
         StartError::Storage(WalError::Corrupt {
             path: wal_dir.clone(),
             offset: 0,
@@ -153,6 +153,29 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
             Some(snap_dir),
         ),
     })
+}
+
+/// The log that continues the snapshot at `meta`: the recovered `entries` after it, unless the
+/// WAL holds a different term at the snapshot's index (`term_at_snapshot`). Then the node
+/// crashed after storing a snapshot from the leader but before recording that it replaced the
+/// log: those entries continue another history, conflict with the committed snapshot, and are
+/// dropped.
+fn log_after(
+    meta: SnapshotMeta,
+    entries: Vec<Entry>,
+    term_at_snapshot: Option<Term>,
+) -> Result<RaftLog, String> {
+    let mut entries = entries;
+    if meta.index > 0 && term_at_snapshot.is_some_and(|t| t != meta.term) {
+        tracing::warn!(
+            snapshot_index = meta.index,
+            dropped = entries.len(),
+            "the log after the snapshot conflicts with it (a crash while installing a snapshot \
+             from the leader); dropping it"
+        );
+        entries.clear();
+    }
+    RaftLog::with_base(meta.index, meta.term, entries)
 }
 
 /// Start the store and Raft actors on the current thread (inside an actix system) and return
@@ -218,5 +241,46 @@ impl Node {
     /// A handle that can stop the server.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::log::EntryPayload;
+    use crate::storage::Record;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            payload: EntryPayload::Noop,
+        }
+    }
+
+    #[test]
+    fn a_crash_between_storing_a_leaders_snapshot_and_resetting_the_log_drops_the_old_suffix() {
+        // Entries 1..=6 of term 1 (never committed beyond 2); the leader's snapshot at 4 has
+        // term 3 and was stored, but the node died before the reset record was written.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20, 0).unwrap();
+        let old: Vec<_> = (1..=6).map(|i| Record::Entry(entry(i, 1))).collect();
+        wal.append(&old).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let meta = SnapshotMeta { index: 4, term: 3 };
+        let (_, rec) = Wal::open(dir.path(), 1 << 20, 4).unwrap();
+        assert_eq!(rec.term_at_snapshot, Some(1));
+        let log = log_after(meta, rec.entries, rec.term_at_snapshot).unwrap();
+        assert_eq!(
+            (log.base_index(), log.last_index()),
+            (4, 4),
+            "entries 5 and 6 dropped"
+        );
+        // A snapshot that matches the log keeps what follows it.
+        let (_, rec) = Wal::open(dir.path(), 1 << 20, 4).unwrap();
+        let meta = SnapshotMeta { index: 4, term: 1 };
+        let log = log_after(meta, rec.entries, rec.term_at_snapshot).unwrap();
+        assert_eq!(log.last_index(), 6);
     }
 }

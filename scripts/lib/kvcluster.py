@@ -5,7 +5,7 @@ leader-stability measurement. Standard library only; talks to loopback nodes onl
   kvcluster.py watch [--interval S] [--once] [URL ...]
   kvcluster.py kill-leader-test --bin PATH [--rounds N] [--nodes N] [--base-port P] [--keep-logs]
   kvcluster.py stability --bin PATH --seconds S [--load-connections C]
-  kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64"]
+  kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64 256"]
                              [--no-etcd]
 """
 import base64
@@ -524,7 +524,7 @@ def main():
     b.add_argument("--bin", required=True)
     b.add_argument("--duration", type=int, default=5)
     b.add_argument("--rounds", type=int, default=3)
-    b.add_argument("--connections", default="1 16 64")
+    b.add_argument("--connections", default="1 16 64 256")
     b.add_argument("--no-etcd", action="store_true")
     args = ap.parse_args()
     if args.cmd == "bench-cluster":

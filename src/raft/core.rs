@@ -332,7 +332,17 @@ impl RaftCore {
                 msg: Message::SnapshotResponse(resp),
             } => self.on_snapshot_response(from, resp),
             Input::Compact { index } => {
-                self.log.compact_to(index.min(self.applied_emitted));
+                // While a snapshot is on its way to a follower, keep the log: the entries after
+                // the snapshot being sent must still be here when it arrives (under load, a
+                // newer snapshot would otherwise have dropped them, and the follower would need
+                // another snapshot, and another).
+                let sending = self
+                    .progress
+                    .iter()
+                    .any(|p| p.state == ProgressState::Snapshot);
+                if !sending {
+                    self.log.compact_to(index.min(self.applied_emitted));
+                }
             }
             Input::InstallSnapshot(req) => self.install_snapshot(req),
             Input::Response {
@@ -1181,7 +1191,7 @@ impl RaftCore {
             term: self.term,
             seq: req.seq,
             match_index: done,
-            next_offset: 0,
+            ..SnapshotResponse::default()
         };
         self.reply_snapshot(resp);
     }
@@ -1217,7 +1227,7 @@ impl RaftCore {
             term: self.term,
             seq: req.seq,
             match_index: Some(req.index),
-            next_offset: 0,
+            ..SnapshotResponse::default()
         };
         self.reply_snapshot(resp);
     }
@@ -2565,8 +2575,11 @@ mod tests {
                 _ => None,
             })
             .expect("c gets a snapshot, not entries it cannot have");
-        // While it is on its way, no entries go to c.
+        // While it is on its way, no entries go to c, and the log is not compacted further
+        // (the entries after the snapshot must still be there when it arrives).
         net.step(0, Input::Propose(set_cmd("k", "late")));
+        net.step(0, Input::Compact { index: 7 });
+        assert_eq!(net.cores[0].log().base_index(), 6);
         assert!(!net.queue.iter().any(|(_, to, m, _)| *to == 2
             && matches!(m, Message::AppendRequest(r) if !r.entries.is_empty())));
         net.run();

@@ -113,6 +113,9 @@ pub struct SnapshotResponse {
     /// Otherwise: where the next chunk must start (0 to start over).
     #[serde(default)]
     pub next_offset: u64,
+    /// The follower is still installing an earlier transfer of this snapshot: try later.
+    #[serde(default)]
+    pub busy: bool,
 }
 
 /// Every message of the protocol. Requests arrive through HTTP routes; responses come back as

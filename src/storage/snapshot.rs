@@ -8,7 +8,9 @@
 //!
 //! Loading picks the newest snapshot that checks out; damaged ones are reported, not used. The
 //! caller keeps the log entries after the *previous* snapshot until a newer one exists, so a
-//! fallback to the previous snapshot never leaves a gap.
+//! fallback to the previous snapshot leaves no gap (except right after a snapshot installed
+//! from the leader replaced the whole log: that log never held the entries in between, and
+//! start-up then refuses, naming the snapshot it needs).
 //!
 //! The same bytes are what a leader streams to a follower that fell behind its log
 //! ([`read_chunk`], [`decode`]).
@@ -16,7 +18,8 @@
 //! Files only: this module never decides when to snapshot.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::raft::{LogIndex, Term};
@@ -163,27 +166,41 @@ pub fn write_bytes(dir: &Path, index: LogIndex, bytes: &[u8], keep: usize) -> io
     }
     fs::rename(&tmp, &final_path)?;
     File::open(dir)?.sync_all()?;
-    // Older snapshots beyond `keep` are no longer needed.
-    let mut all = list(dir)?;
+    // Older snapshots beyond `keep` are no longer needed. Another write may be pruning at the
+    // same time: a file already gone is fine. (A transfer reading an old file keeps it open,
+    // so removing it does not cut the transfer short.)
+    let mut all = list(dir, false)?;
     all.sort();
     let excess = all.len().saturating_sub(keep.max(1));
     for (_, p) in all.into_iter().take(excess) {
-        fs::remove_file(p)?;
+        match fs::remove_file(p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
     Ok(final_path)
 }
 
-/// Read `len` bytes at `offset` of a snapshot file (a chunk to send to a follower).
-pub fn read_chunk(path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut buf = Vec::with_capacity(len);
-    file.take(len as u64).read_to_end(&mut buf)?;
+/// Read up to `len` bytes at `offset` of an open snapshot file (a chunk to send to a
+/// follower); fewer only at the end of the file.
+pub fn read_chunk(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let mut got = 0;
+    while got < len {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
     Ok(buf)
 }
 
-/// Snapshot files in `dir` as (index, path), unordered. Leftover temporary files are removed.
-fn list(dir: &Path) -> io::Result<Vec<(LogIndex, PathBuf)>> {
+/// Snapshot files in `dir` as (index, path), unordered. With `clean`, leftover temporary files
+/// (a crash during a write) are removed; only at start-up, when no write can be under way.
+fn list(dir: &Path, clean: bool) -> io::Result<Vec<(LogIndex, PathBuf)>> {
     let mut out = Vec::new();
     if !dir.exists() {
         return Ok(out);
@@ -194,7 +211,7 @@ fn list(dir: &Path) -> io::Result<Vec<(LogIndex, PathBuf)>> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if name.ends_with(".snap.tmp") {
+        if name.ends_with(".snap.tmp") && clean {
             // A crash during a write: never renamed, never used.
             fs::remove_file(&path)?;
         } else if let Some(stem) = name.strip_suffix(".snap") {
@@ -212,7 +229,7 @@ fn read_file(path: &Path) -> Result<Snapshot, String> {
 
 /// Load the newest valid snapshot in `dir`.
 pub fn load(dir: &Path) -> io::Result<Loaded> {
-    let mut all = list(dir)?;
+    let mut all = list(dir, true)?;
     all.sort();
     let mut loaded = Loaded::default();
     for (index, path) in all.into_iter().rev() {
@@ -270,8 +287,9 @@ mod tests {
         assert_eq!(peek_meta(&bytes), Some(s.meta));
         let mut chunks = Vec::new();
         let mut off = 0;
+        let file = File::open(&path).unwrap();
         loop {
-            let c = read_chunk(&path, off, 100).unwrap();
+            let c = read_chunk(&file, off, 100).unwrap();
             if c.is_empty() {
                 break;
             }

@@ -124,6 +124,11 @@ pub struct Recovered {
     pub entries: Vec<Entry>,
     /// Set when a torn record was cut off the end: (file, offset it was cut at).
     pub torn_tail: Option<(PathBuf, u64)>,
+    /// The term the log holds at the snapshot index (from the last entry or reset written
+    /// there), if it holds one. `entries` continue that entry: if its term is not the
+    /// snapshot's, they belong to a different history (a crash between storing a snapshot from
+    /// the leader and recording the reset) and must be dropped.
+    pub term_at_snapshot: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -300,7 +305,7 @@ impl Replay {
                 self.out.hard_state = hs;
                 Ok(0)
             }
-            Record::Reset { index, .. } => {
+            Record::Reset { index, term } => {
                 if index > self.snapshot_index {
                     return Err(format!(
                         "the log restarts after a snapshot at index {index}, but the newest \
@@ -309,10 +314,17 @@ impl Replay {
                     ));
                 }
                 self.out.entries.clear();
+                self.out.term_at_snapshot = (index == self.snapshot_index).then_some(term);
                 Ok(index)
             }
             Record::Entry(e) => {
                 let index = e.index;
+                if index == self.snapshot_index {
+                    self.out.term_at_snapshot = Some(e.term);
+                } else if index < self.snapshot_index {
+                    // Discards what was written at the snapshot index before.
+                    self.out.term_at_snapshot = None;
+                }
                 if index <= self.snapshot_index {
                     // Covered by the snapshot (its segment awaits removal). Writing it still
                     // discarded everything written after it before.

@@ -5,7 +5,9 @@
 //! File I/O and decoding run on blocking threads, never on the actor's thread; the core decides
 //! what a snapshot changes in the log ([`Input::Compact`], [`Input::InstallSnapshot`]).
 
+use std::fs::File;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::{ActorFutureExt, AsyncContext, Context, ResponseFuture, WrapFuture};
@@ -28,6 +30,21 @@ async fn settled(reply: Option<Replied>) -> Result<Message, RaftError> {
         Some(Replied::Later(rx)) => rx.await.map_err(|_| RaftError::Stopped),
         None => Err(RaftError::NotARequest),
     }
+}
+
+/// Where a transfer reads its chunks from.
+enum Source {
+    Memory(Rc<SnapshotInfo>),
+    File(Arc<File>),
+}
+
+/// One snapshot being streamed to one follower.
+struct Transfer {
+    to: PeerId,
+    /// The header every chunk carries (term, leader, snapshot position, seq).
+    req: SnapshotRequest,
+    len: u64,
+    source: Source,
 }
 
 /// A snapshot received from the leader, checked and stored, ready for the core.
@@ -164,7 +181,8 @@ impl RaftActor {
 
     // ---- sending (leader) -------------------------------------------------------------------
 
-    /// Stream the newest snapshot to `to`, one chunk per request.
+    /// Stream the newest snapshot to `to`, one chunk per request. A file is opened once for
+    /// the whole transfer, so pruning old snapshots meanwhile does not cut it short.
     pub(super) fn start_snapshot_send(
         &mut self,
         to: PeerId,
@@ -194,51 +212,36 @@ impl RaftActor {
             bytes = info.len,
             "sending a snapshot to a follower that is behind the log's start"
         );
-        self.send_snapshot_chunk(to, req, info, 0, 0, ctx);
-    }
-
-    fn send_snapshot_chunk(
-        &mut self,
-        to: PeerId,
-        req: SnapshotRequest,
-        info: Rc<SnapshotInfo>,
-        offset: u64,
-        sent: u64,
-        ctx: &mut Context<Self>,
-    ) {
-        if self.core.role() != Role::Leader || self.core.term() != req.term {
-            return; // leadership moved on; the core forgot this transfer
-        }
-        let chunks = info.len / SNAPSHOT_CHUNK_BYTES as u64 + 1;
-        if sent > 2 * chunks + 8 {
-            // The follower keeps asking to start over: give up for now, try again later.
-            let seq = Some(req.seq);
-            self.step(Input::SendFailed { to, seq }, ctx);
-            return;
-        }
+        let len = info.len;
         match &info.data {
-            SnapshotData::Memory(bytes) => {
-                let end = (offset as usize)
-                    .saturating_add(SNAPSHOT_CHUNK_BYTES)
-                    .min(bytes.len());
-                let start = (offset as usize).min(end);
-                let data = bytes[start..end].to_vec();
-                self.post_snapshot_chunk(to, req, info.clone(), offset, data, sent, ctx);
+            SnapshotData::Memory(_) => {
+                let t = Transfer {
+                    to,
+                    req,
+                    len,
+                    source: Source::Memory(info.clone()),
+                };
+                self.send_snapshot_chunk(Rc::new(t), 0, 0, ctx);
             }
             SnapshotData::File(path) => {
                 let path = path.clone();
-                let job = tokio::task::spawn_blocking(move || {
-                    snapshot::read_chunk(&path, offset, SNAPSHOT_CHUNK_BYTES)
-                });
+                let job = tokio::task::spawn_blocking(move || File::open(path));
                 ctx.spawn(job.into_actor(self).map(move |res, act, ctx| {
                     let why = match res {
-                        Ok(Ok(data)) => {
-                            return act.post_snapshot_chunk(to, req, info, offset, data, sent, ctx)
+                        Ok(Ok(file)) => {
+                            let source = Source::File(Arc::new(file));
+                            let t = Transfer {
+                                to,
+                                req,
+                                len,
+                                source,
+                            };
+                            return act.send_snapshot_chunk(Rc::new(t), 0, 0, ctx);
                         }
                         Ok(Err(e)) => e.to_string(),
                         Err(e) => e.to_string(),
                     };
-                    tracing::warn!(error = %why, "cannot read the snapshot to send");
+                    tracing::warn!(error = %why, "cannot open the snapshot to send");
                     let seq = Some(req.seq);
                     act.step(Input::SendFailed { to, seq }, ctx);
                 }));
@@ -246,44 +249,90 @@ impl RaftActor {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    fn send_snapshot_chunk(
+        &mut self,
+        t: Rc<Transfer>,
+        offset: u64,
+        sent: u64,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.core.role() != Role::Leader || self.core.term() != t.req.term {
+            return; // leadership moved on; the core forgot this transfer
+        }
+        let chunks = t.len / SNAPSHOT_CHUNK_BYTES as u64 + 1;
+        if sent > 2 * chunks + 8 {
+            // The follower keeps asking to start over: give up for now, try again later.
+            let seq = Some(t.req.seq);
+            self.step(Input::SendFailed { to: t.to, seq }, ctx);
+            return;
+        }
+        match &t.source {
+            Source::Memory(info) => {
+                let SnapshotData::Memory(bytes) = &info.data else {
+                    return;
+                };
+                let end = (offset as usize)
+                    .saturating_add(SNAPSHOT_CHUNK_BYTES)
+                    .min(bytes.len());
+                let start = (offset as usize).min(end);
+                let data = bytes[start..end].to_vec();
+                self.post_snapshot_chunk(t.clone(), offset, data, sent, ctx);
+            }
+            Source::File(file) => {
+                let file = file.clone();
+                let job = tokio::task::spawn_blocking(move || {
+                    snapshot::read_chunk(&file, offset, SNAPSHOT_CHUNK_BYTES)
+                });
+                ctx.spawn(job.into_actor(self).map(move |res, act, ctx| {
+                    let why = match res {
+                        Ok(Ok(data)) => return act.post_snapshot_chunk(t, offset, data, sent, ctx),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    tracing::warn!(error = %why, "cannot read the snapshot to send");
+                    let seq = Some(t.req.seq);
+                    act.step(Input::SendFailed { to: t.to, seq }, ctx);
+                }));
+            }
+        }
+    }
+
     fn post_snapshot_chunk(
         &mut self,
-        to: PeerId,
-        req: SnapshotRequest,
-        info: Rc<SnapshotInfo>,
+        t: Rc<Transfer>,
         offset: u64,
         data: Vec<u8>,
         sent: u64,
         ctx: &mut Context<Self>,
     ) {
-        let done = offset + data.len() as u64 >= info.len;
+        let done = offset + data.len() as u64 >= t.len;
         let chunk = SnapshotRequest {
             offset,
             done,
             data,
-            ..req.clone()
+            ..t.req.clone()
         };
-        let fut = self.transport.call(to, Message::SnapshotRequest(chunk));
+        let fut = self.transport.call(t.to, Message::SnapshotRequest(chunk));
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            let seq = Some(req.seq);
+            let (to, seq) = (t.to, Some(t.req.seq));
             match res {
                 Ok(Message::SnapshotResponse(resp)) => {
-                    if resp.term != req.term || resp.match_index.is_some() {
+                    if resp.term != t.req.term || resp.match_index.is_some() {
                         if resp.match_index.is_some() {
                             tracing::info!(
                                 peer = act.peer_urls.get(to.0).map_or("?", String::as_str),
-                                index = req.index,
+                                index = t.req.index,
                                 "follower caught up through the snapshot"
                             );
                         }
                         let msg = Message::SnapshotResponse(resp);
                         act.step(Input::Response { from: to, msg }, ctx);
-                    } else if resp.next_offset > info.len {
+                    } else if resp.busy || resp.next_offset > t.len {
+                        // Still installing an earlier copy (or nonsense): back off, try later.
                         act.step(Input::SendFailed { to, seq }, ctx);
                     } else {
                         let next = resp.next_offset;
-                        act.send_snapshot_chunk(to, req, info, next, sent + 1, ctx);
+                        act.send_snapshot_chunk(t, next, sent + 1, ctx);
                     }
                 }
                 Ok(_) => {
@@ -325,21 +374,30 @@ impl RaftActor {
             Message::SnapshotResponse(SnapshotResponse {
                 term,
                 seq: req.seq,
-                match_index: None,
                 next_offset,
+                ..SnapshotResponse::default()
             })
         };
         let term = self.core.term();
         let same = self.incoming.as_ref().is_some_and(|i| {
             i.term == req.term && i.leader_id == req.leader_id && i.index == req.index
         });
-        if !same || self.installing {
+        if !same {
             self.incoming = None;
         }
+        if self.installing {
+            // An earlier copy is still being checked and stored: the leader should wait.
+            let msg = Message::SnapshotResponse(SnapshotResponse {
+                term,
+                seq: req.seq,
+                busy: true,
+                ..SnapshotResponse::default()
+            });
+            return Box::pin(async move { settled(reply).await.map(|_| msg) });
+        }
         let have = self.incoming.as_ref().map_or(0, |i| i.buf.len() as u64);
-        if self.installing || req.offset != have {
-            // Out of step (a lost chunk, a new transfer, one still being installed): say
-            // where to go on from.
+        if req.offset != have {
+            // Out of step (a lost chunk, a new transfer): say where to go on from.
             let msg = answer(term, have);
             return Box::pin(async move { settled(reply).await.map(|_| msg) });
         }
@@ -405,8 +463,7 @@ impl RaftActor {
             let _ = tx.send(Message::SnapshotResponse(SnapshotResponse {
                 term: act.core.term(),
                 seq: req.seq,
-                match_index: None,
-                next_offset: 0,
+                ..SnapshotResponse::default()
             }));
         }));
     }
