@@ -5,7 +5,8 @@
 set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   cat <<'USAGE'
-Usage: scripts/bench-cluster.sh [--duration SECS] [--rounds N] [--connections "1 16 64 256"] [--no-etcd]
+Usage: scripts/bench-cluster.sh [--duration SECS] [--rounds N] [--connections "1 16 64 256"]
+                               [--no-etcd] [--in-memory]
 
 Starts a 3-node kvstore cluster (and a 3-member etcd cluster), preloads 10,000 keys of 100-byte
 values in each, then runs wrk against each leader: writes (PUT /set; etcd: POST /v3/kv/put),
@@ -17,6 +18,7 @@ Installs wrk and etcd-server with apt-get if missing (needs root).
   --rounds N           rounds (default 3)
   --connections LIST   connection counts (default "1 16 64 256")
   --no-etcd            measure kvstore alone
+  --in-memory          run kvstore with KVSTORE_STORAGE=memory (for the durable/in-memory ratio)
 USAGE
   exit 0
 fi

@@ -124,6 +124,11 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_SNAPSHOT_LOG_MIB", default_value_t = 64)]
     pub snapshot_log_mib: u64,
 
+    /// Enable the fault layer and its switch, /admin/faults (for `kvstore check` and tests;
+    /// never in production). KVSTORE_FAULTS=1 or true.
+    #[arg(long, env = "KVSTORE_FAULTS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub faults: bool,
+
     /// Log line format.
     #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -184,6 +189,8 @@ pub struct Config {
     pub snapshot_entries: u64,
     /// ... or after this many bytes of applied log (0: not by size).
     pub snapshot_log_bytes: u64,
+    /// The fault layer may be switched through `/admin/faults`.
+    pub faults: bool,
     pub log_format: LogFormat,
     /// The other nodes' base URLs (normalized `http://host:port`); empty for a single node.
     pub peers: Vec<String>,
@@ -370,6 +377,7 @@ impl Config {
             storage,
             snapshot_entries: cli.snapshot_entries,
             snapshot_log_bytes: cli.snapshot_log_mib.saturating_mul(1024 * 1024),
+            faults: cli.faults,
             log_format: cli.log_format,
             peers,
             advertise_url,

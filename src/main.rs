@@ -1,4 +1,5 @@
 //! The `kvstore` binary: parse settings, start logging, run one node until SIGINT/SIGTERM.
+//! `kvstore check ...` instead runs the linearizability checker against a cluster.
 
 use std::process::ExitCode;
 
@@ -7,7 +8,11 @@ use kvstore::startup::Node;
 use kvstore::telemetry;
 
 fn main() -> ExitCode {
-    let config = match Config::parse_from(std::env::args_os()) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "check") {
+        return kvstore::check::command::main(argv[2..].to_vec());
+    }
+    let config = match Config::parse_from(argv) {
         Ok(Parsed::Run(c)) => *c,
         Ok(Parsed::Print(text)) => {
             print!("{text}");

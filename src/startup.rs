@@ -20,7 +20,9 @@ use crate::raft::{HardState, RaftActor, RaftTiming, Term};
 use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::storage::{LogWriter, Wal, WalError};
 use crate::store::{KvState, StoreActor};
+use crate::transport::faults::Faulty;
 use crate::transport::http::HttpTransport;
+use crate::transport::Transport;
 
 /// Could not start serving.
 #[derive(Debug)]
@@ -188,7 +190,19 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
         config.raft.election_timeout.as_millis() as u64,
     );
     // Made here, on the actor's thread, and reused for every RPC.
-    let transport = HttpTransport::new(config.peers.clone(), config.raft.rpc_timeout);
+    let http = HttpTransport::new(url.clone(), config.peers.clone(), config.raft.rpc_timeout);
+    let transport: Box<dyn Transport> = if config.faults {
+        tracing::warn!(
+            "fault injection enabled (KVSTORE_FAULTS): /admin/faults can cut this node's links"
+        );
+        Box::new(Faulty::new(
+            http,
+            config.peers.clone(),
+            uuid::Uuid::new_v4().as_u64_pair().1,
+        ))
+    } else {
+        Box::new(http)
+    };
     let setup = RaftSetup {
         id: config.node_id.clone(),
         url: url.clone(),
@@ -203,13 +217,14 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
         snapshots: resumed.snapshots,
         snapshot: resumed.snapshot,
     };
-    let raft = RaftActor::new(setup, Box::new(transport)).start();
+    let raft = RaftActor::new(setup, transport).start();
     Ok(AppState {
         node_id: config.node_id.clone(),
         store,
         raft,
         limits: config.limits,
         request_timeout: config.request_timeout,
+        faults_enabled: config.faults,
     })
 }
 

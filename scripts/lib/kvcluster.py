@@ -6,7 +6,7 @@ leader-stability measurement. Standard library only; talks to loopback nodes onl
   kvcluster.py kill-leader-test --bin PATH [--rounds N] [--nodes N] [--base-port P] [--keep-logs]
   kvcluster.py stability --bin PATH --seconds S [--load-connections C]
   kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64 256"]
-                             [--no-etcd]
+                             [--no-etcd] [--in-memory]
 """
 import base64
 import shutil
@@ -447,7 +447,8 @@ def cmd_bench_cluster(args):
         print("etcd not found (install Debian's etcd-server), running without it", file=sys.stderr)
         with_etcd = False
     scripts = etcd_scripts(tmp)
-    kv = Cluster(args.bin, free_ports(3), tmp)
+    kv = Cluster(args.bin, free_ports(3), tmp,
+                 {"KVSTORE_STORAGE": "memory"} if args.in_memory else None)
     etcd = EtcdCluster(tmp) if with_etcd else None
     results = {}  # (system, case, conns) -> list of (rps, p50, p99, errs)
     try:
@@ -526,6 +527,8 @@ def main():
     b.add_argument("--rounds", type=int, default=3)
     b.add_argument("--connections", default="1 16 64 256")
     b.add_argument("--no-etcd", action="store_true")
+    b.add_argument("--in-memory", action="store_true",
+                   help="run kvstore with KVSTORE_STORAGE=memory (etcd stays durable)")
     args = ap.parse_args()
     if args.cmd == "bench-cluster":
         return cmd_bench_cluster(args)

@@ -33,6 +33,8 @@ pub enum ApiError {
     RouteNotFound { path: String },
     /// The route exists but not for this method.
     MethodNotAllowed { allowed: &'static str },
+    /// The route exists but is switched off on this node; the message says how to switch it on.
+    Forbidden(String),
     /// Something failed inside the server; the message says what, without internals.
     Internal(String),
     /// The cluster cannot serve the request now (no leader, no quorum, overloaded); the message
@@ -60,7 +62,9 @@ impl fmt::Display for ApiError {
             ApiError::MethodNotAllowed { allowed } => {
                 write!(f, "method not allowed (allowed: {allowed})")
             }
-            ApiError::Internal(what) | ApiError::Unavailable(what) => write!(f, "{what}"),
+            ApiError::Internal(what) | ApiError::Unavailable(what) | ApiError::Forbidden(what) => {
+                write!(f, "{what}")
+            }
         }
     }
 }
@@ -95,6 +99,7 @@ impl ResponseError for ApiError {
             | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::KeyNotFound | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

@@ -5,6 +5,7 @@
 //! - [`peer`]: the Raft RPC routes other nodes call (`POST /raft/vote`, `/raft/append`,
 //!   `/raft/snapshot`).
 //! - [`forward`]: relays client requests from a follower to the leader.
+//! - [`admin`]: `/admin/faults`, the fault layer's switch (only with `KVSTORE_FAULTS=1`).
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
 //! - [`middleware`]: request ids, the request log line, panic recovery.
 //!
@@ -12,6 +13,7 @@
 //! and the tests use the same two functions, so what is tested is what runs. Handlers only send
 //! messages to actors and map replies; they must never own or lock state.
 
+pub mod admin;
 pub mod errors;
 pub mod forward;
 pub mod health;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Longest a client request may wait for a leader, a commit or a read index.
     pub request_timeout: Duration,
+    /// `KVSTORE_FAULTS=1`: `/admin/faults` may switch the fault layer.
+    pub faults_enabled: bool,
 }
 
 /// Registers every route, the JSON/query error mapping and the 404/405 answers.
@@ -88,6 +92,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .app_data(peer::json_config())
                 .route(web::post().to(peer::append))
                 .default_service(web::to(|| not_allowed("POST"))),
+        )
+        .service(
+            web::resource("/admin/faults")
+                .route(web::get().to(admin::show))
+                .route(web::post().to(admin::replace))
+                .route(web::delete().to(admin::clear))
+                .default_service(web::to(|| not_allowed("GET, POST, DELETE"))),
         )
         .service(
             web::resource("/raft/snapshot")

@@ -4,11 +4,19 @@
 //!   their JSON-lines form in porcupine's shape (`clientId, input, call, output, return`).
 //! - [`linearizability`]: a Wing–Gong/Lowe checker with memoization, run per key (keys are
 //!   independent registers), as porcupine does.
+//! - [`minimize`]: shrinks a failing key's history to a few operations a person can read.
 //!
-//! Pure: no I/O beyond (de)serializing values the caller reads or writes, no clock.
+//! Those three are pure: no I/O, no clock. `kvstore check` adds the parts that talk to a
+//! cluster: [`workload`] (recorded clients), [`local`] (a throwaway local cluster),
+//! [`nemesis`] (kills, pauses, partitions) and [`command`] (arguments, orchestration, report).
 
+pub mod command;
 pub mod history;
 pub mod linearizability;
+pub mod local;
+pub mod minimize;
+pub mod nemesis;
+pub mod workload;
 
 pub use history::{Op, OpInput, OpOutput};
 pub use linearizability::{check_history, CheckResult};

@@ -31,6 +31,7 @@ use super::{LogIndex, NodeId, PeerId, Term};
 use crate::storage::snapshot::SnapshotMeta;
 use crate::storage::{LogWriter, Record, WriteBatch};
 use crate::store::{ApplyEntries, Command, CommandOutcome, KvState, Restore, StoreActor};
+use crate::transport::faults::{Dice, FaultRules};
 use crate::transport::Transport;
 
 /// Pause before writing a batch again after the disk refused it.
@@ -216,6 +217,8 @@ pub enum RaftError {
     NotARequest,
     /// The node stopped before the answer could be made durable.
     Stopped,
+    /// The fault layer dropped the answer (`KVSTORE_FAULTS=1`).
+    Dropped,
 }
 
 impl std::fmt::Display for RaftError {
@@ -223,6 +226,7 @@ impl std::fmt::Display for RaftError {
         match self {
             RaftError::NotARequest => write!(f, "not a Raft request"),
             RaftError::Stopped => write!(f, "node stopped before answering"),
+            RaftError::Dropped => write!(f, "answer dropped by fault injection"),
         }
     }
 }
@@ -234,6 +238,25 @@ impl std::error::Error for RaftError {}
 #[derive(Debug, Clone, ActixMessage)]
 #[rtype(result = "Result<Message, RaftError>")]
 pub struct Inbound(pub Message);
+
+/// A request from the peer at base URL `from` (as it said); answered like [`Inbound`], except
+/// that the fault rules for `from` apply to the answer.
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "Result<Message, RaftError>")]
+pub struct InboundFrom {
+    pub msg: Message,
+    pub from: Option<String>,
+}
+
+/// Replace the fault rules (`KVSTORE_FAULTS=1` only; the route checks that).
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "()")]
+pub struct SetFaults(pub FaultRules);
+
+/// The current fault rules.
+#[derive(Debug, Clone, Copy, ActixMessage)]
+#[rtype(result = "FaultRules")]
+pub struct GetFaults;
 
 /// Ask for the node's [`NodeStatus`].
 #[derive(Debug, Clone, Copy, ActixMessage)]
@@ -303,6 +326,10 @@ pub struct RaftActor {
     installing: bool,
     /// A received snapshot's state, until the core says to restore it.
     pending_restore: Option<(KvState, Term)>,
+    /// Fault rules for answers to peers (`KVSTORE_FAULTS=1`); the transport has a copy for
+    /// requests.
+    faults: FaultRules,
+    dice: Dice,
 }
 
 /// A snapshot being received: whose, and the bytes so far.
@@ -417,6 +444,8 @@ impl RaftActor {
             incoming: None,
             installing: false,
             pending_restore: None,
+            faults: FaultRules::default(),
+            dice: Dice::new(setup.seed ^ 0xfa17),
         }
     }
 
@@ -796,6 +825,53 @@ impl Handler<Inbound> for RaftActor {
             }
             None => Box::pin(async { Err(RaftError::NotARequest) }),
         }
+    }
+}
+
+impl Handler<InboundFrom> for RaftActor {
+    type Result = ResponseFuture<Result<Message, RaftError>>;
+
+    fn handle(&mut self, msg: InboundFrom, ctx: &mut Context<Self>) -> Self::Result {
+        let rule = msg
+            .from
+            .as_deref()
+            .and_then(|from| self.faults.for_peer(from))
+            .cloned();
+        let answer = self.handle(Inbound(msg.msg), ctx);
+        let Some(rule) = rule else {
+            return answer;
+        };
+        // The request was handled; what happens to the answer is the fault's.
+        let dropped = rule.cut || self.dice.roll() < rule.drop;
+        let delay = self.dice.delay(rule.delay_ms);
+        Box::pin(async move {
+            let res = answer.await;
+            if let Some(d) = delay {
+                actix_web::rt::time::sleep(d).await;
+            }
+            if dropped {
+                return Err(RaftError::Dropped);
+            }
+            res
+        })
+    }
+}
+
+impl Handler<SetFaults> for RaftActor {
+    type Result = ();
+
+    fn handle(&mut self, SetFaults(rules): SetFaults, _: &mut Context<Self>) {
+        tracing::warn!(rules = ?rules.rules, "fault injection rules changed");
+        self.faults = rules.clone();
+        self.transport.set_faults(rules);
+    }
+}
+
+impl Handler<GetFaults> for RaftActor {
+    type Result = actix::MessageResult<GetFaults>;
+
+    fn handle(&mut self, _: GetFaults, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.faults.clone())
     }
 }
 

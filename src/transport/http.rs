@@ -27,19 +27,24 @@ const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct HttpTransport {
     client: awc::Client,
     peers: Vec<String>,
+    /// This node's base URL, sent as `x-kvstore-from` (the fault layer of the receiver uses it).
+    me: String,
 }
+
+/// The header naming the sender of a Raft RPC.
+pub const FROM_HEADER: &str = "x-kvstore-from";
 
 impl HttpTransport {
     /// A transport to `peers` (base URLs, index = [`PeerId`]); every call times out after
     /// `timeout`. Must be made on the thread that will use it.
-    pub fn new(peers: Vec<String>, timeout: Duration) -> Self {
+    pub fn new(me: String, peers: Vec<String>, timeout: Duration) -> Self {
         let connector = awc::Connector::new().timeout(timeout);
         let client = awc::Client::builder()
             .connector(connector)
             .timeout(timeout)
             .disable_redirects()
             .finish();
-        Self { client, peers }
+        Self { client, peers, me }
     }
 }
 
@@ -86,6 +91,7 @@ impl Transport for HttpTransport {
                 .post(format!("{base}/raft/snapshot"))
                 .timeout(SNAPSHOT_CHUNK_TIMEOUT)
                 .insert_header(("content-type", "application/octet-stream"))
+                .insert_header((FROM_HEADER, self.me.as_str()))
                 .query(&r)
             {
                 Ok(req) => req,
@@ -113,7 +119,8 @@ impl Transport for HttpTransport {
         let req = self
             .client
             .post(format!("{base}{path}"))
-            .insert_header(("content-type", "application/json"));
+            .insert_header(("content-type", "application/json"))
+            .insert_header((FROM_HEADER, self.me.as_str()));
         async move {
             if path == "/raft/vote" {
                 post::<VoteResponse>(req, body)

@@ -7,9 +7,11 @@
 //! - [`http`]: the real transport, one reused awc client (keep-alive) posting JSON to
 //!   `/raft/*`.
 //! - [`memory`]: an in-process network of actors for tests, with cut, isolate, drop and delay.
+//! - [`faults`]: the in-app fault layer (`KVSTORE_FAULTS=1`) that wraps a real transport.
 //!
 //! A transport never interprets messages and never retries: Raft's own timers do that.
 
+pub mod faults;
 pub mod http;
 pub mod memory;
 
@@ -55,4 +57,7 @@ pub trait Transport {
         to: PeerId,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>>;
+
+    /// Apply these fault rules from now on (only [`faults::Faulty`] does; others ignore them).
+    fn set_faults(&mut self, _rules: faults::FaultRules) {}
 }

@@ -1,5 +1,6 @@
 //! Integration tests, one binary (faster to build and link than one per file).
 //!
+//! - `check`: `kvstore check --local 3` with kills, pauses and partitions, end to end.
 //! - `api`: every route, status and error shape through `actix_web::test` against `api::app`.
 //! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
 //! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
@@ -9,6 +10,7 @@
 
 mod api;
 mod blackbox;
+mod check;
 mod cluster_proc;
 mod cluster_sim;
 mod concurrency;

@@ -105,7 +105,25 @@ async fn a_follower_stopped_for_50000_writes_catches_up_through_a_snapshot() {
             && h["logStartIndex"].as_u64().unwrap() > 100,
         "the leader snapshotted and dropped the log the follower needs: {h}"
     );
-    let leader_state = store_of(&h);
+    // It comes back while writes go on (new snapshots keep being taken meanwhile).
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let writer = {
+        let (stop, base) = (stop.clone(), base.clone());
+        actix_web::rt::spawn(async move {
+            let client = shared_client();
+            let mut i = 0u64;
+            while !stop.get() {
+                i += 1;
+                put_with(
+                    &client,
+                    &base,
+                    &format!("extra-{}", i % 1_000),
+                    &format!("x{i}"),
+                )
+                .await;
+            }
+        })
+    };
     cluster.start_node(follower);
     cluster
         .process(follower)
@@ -113,6 +131,26 @@ async fn a_follower_stopped_for_50000_writes_catches_up_through_a_snapshot() {
             l.contains("installed a snapshot from the leader")
         })
         .unwrap_or_else(|seen| panic!("no snapshot installed; the follower printed:\n{seen}"));
+    // Under load it keeps up: it reaches what the leader had committed a moment ago.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let target = cluster
+            .health(leader)
+            .await
+            .map_or(0, |h| h["commitIndex"].as_u64().unwrap_or(0));
+        let applied = cluster.health(follower).await.map_or(0, |h| store_of(&h).0);
+        if applied >= target && target > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower did not keep up under load: {applied} < {target}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.set(true);
+    writer.await.expect("writer finished");
+    let leader_state = store_of(&cluster.health(leader).await.expect("leader answers"));
     let (index, digest) = wait_converged(&cluster, leader_state.0, Duration::from_secs(30)).await;
     assert_eq!((index, &digest), (leader_state.0, &leader_state.1));
     // What it serves locally (stale reads skip the leader) is the leader's data.
@@ -191,7 +229,12 @@ async fn random_sigkills_under_write_load_lose_no_acknowledged_write_and_replica
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(rand::random);
-    eprintln!("crash test seed {seed} (replay with CRASH_SEED={seed})");
+    // More rounds for a longer soak: CRASH_ROUNDS=100.
+    let rounds: usize = std::env::var("CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    eprintln!("crash test seed {seed}, {rounds} rounds (replay with CRASH_SEED={seed})");
     let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
     // Snapshots every 300 entries, so crashes also land during snapshots and installs.
     let mut cluster = ProcCluster::start_with(3, &[("KVSTORE_SNAPSHOT_ENTRIES", "300")]);
@@ -219,7 +262,7 @@ async fn random_sigkills_under_write_load_lose_no_acknowledged_write_and_replica
     let pause = |rng: &mut rand::rngs::SmallRng, lo: u64, hi: u64| {
         actix_web::rt::time::sleep(Duration::from_millis(rng.gen_range(lo..hi)))
     };
-    for _ in 0..8 {
+    for _ in 0..rounds {
         // A random moment under load, a random node (the leader or not).
         pause(&mut rng, 100, 700).await;
         let victim = rng.gen_range(0..3);
@@ -242,7 +285,7 @@ async fn random_sigkills_under_write_load_lose_no_acknowledged_write_and_replica
     }
     let acked = acked.borrow().clone();
     eprintln!(
-        "{} writes acknowledged across 8 single kills and one full-cluster kill",
+        "{} writes acknowledged across {rounds} single kills and one full-cluster kill",
         acked.len()
     );
     assert!(

@@ -1,0 +1,514 @@
+//! `kvstore check`: run a recorded workload against a cluster (the user's, or a local one it
+//! starts), optionally injecting faults, then check the history for linearizability and the
+//! replicas for convergence, and print a verdict.
+//!
+//! This module wires the parts together and prints; the workload, the nemesis, the local
+//! cluster and the checker live in their own modules. Exit status: 0 when the history is
+//! linearizable and the replicas converged, 1 when not, 2 on bad arguments or setup failure.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures_util::future::join_all;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use serde_json::Value;
+
+use super::history::{to_json_lines, Op, OpInput};
+use super::linearizability::{check_history, CheckResult};
+use super::local::LocalCluster;
+use super::minimize::shrink;
+use super::nemesis::{leader_of, FaultEvent, FaultKind, Nemesis};
+use super::workload::{perform, Counters, Workload};
+
+/// `kvstore check`: is a running cluster linearizable under your workload (and faults)?
+#[derive(Debug, Parser)]
+#[command(
+    name = "kvstore check",
+    about = "Run a recorded set/get/delete workload against a cluster, inject faults (with \
+             --local), check the history for linearizability and the replicas for convergence."
+)]
+pub struct CheckArgs {
+    /// Base URLs of the cluster's nodes, comma-separated (e.g. http://10.0.0.1:8080,...).
+    #[arg(long, value_delimiter = ',', conflicts_with = "local")]
+    pub nodes: Vec<String>,
+
+    /// Start a local cluster of this many nodes on free loopback ports instead (and stop it at
+    /// the end).
+    #[arg(long, value_name = "N")]
+    pub local: Option<usize>,
+
+    /// How long the workload runs: 30s, 2m, 500ms, or plain seconds.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+
+    /// Keys the clients share (fewer keys: more contention, slower checking).
+    #[arg(long, default_value_t = 8)]
+    pub keys: usize,
+
+    /// Most operations per second over all clients; 0: as fast as the cluster answers.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+
+    /// Faults to inject, comma-separated: kill, pause, partition (only with --local).
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub nemesis: Vec<FaultKind>,
+
+    /// Seed of the workload and fault schedule (printed when not given).
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Where to write the history (porcupine's JSON lines) [default: a file in the temporary
+    /// directory, printed].
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+
+    /// Timeout of one client request.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// The kvstore binary a local cluster runs [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub bin: Option<PathBuf>,
+}
+
+/// `30s`, `2m`, `500ms`, `1.5s` or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (try 30s, 2m, 500ms)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?} (ms, s, m, h)")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("duration must be positive: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Poll every node's `/health` until all report the same applied index and digest; returns
+/// it, or the last answers if they never agree within `within`.
+async fn converged(urls: &[String], within: Duration) -> Result<(u64, String), String> {
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .finish();
+    let deadline = Instant::now() + within;
+    loop {
+        let mut seen = Vec::new();
+        for u in urls {
+            let h = match client.get(format!("{u}/health")).send().await {
+                Ok(mut r) => r
+                    .body()
+                    .await
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok()),
+                Err(_) => None,
+            };
+            seen.push(h.map(|h| {
+                (
+                    h["store"]["appliedIndex"].as_u64().unwrap_or(0),
+                    h["store"]["digest"].as_str().unwrap_or("").to_owned(),
+                )
+            }));
+        }
+        if let Some(Some(first)) = seen.first() {
+            if seen.iter().all(|s| s.as_ref() == Some(first)) {
+                return Ok(first.clone());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("replicas did not converge: {seen:?}"));
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Entry point: `args` are everything after `kvstore check`.
+pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
+    let args = match CheckArgs::try_parse_from(
+        std::iter::once(std::ffi::OsString::from("kvstore check")).chain(args),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let system = actix_web::rt::System::new();
+    match system.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Run a check; `Ok(true)` when linearizable and converged.
+pub async fn run(args: CheckArgs) -> Result<bool, String> {
+    if args.clients == 0 || args.keys == 0 {
+        return Err("--clients and --keys must be at least 1".into());
+    }
+    let (fresh, id) = uuid::Uuid::new_v4().as_u64_pair();
+    let seed = args.seed.unwrap_or(fresh);
+    let run_id = format!("{:08x}", id as u32);
+    let mut local = None;
+    let mut run_dir = None;
+    let nodes = match args.local {
+        Some(0) => return Err("--local needs at least 1 node".into()),
+        Some(n) => {
+            let bin = match &args.bin {
+                Some(b) => b.clone(),
+                None => std::env::current_exe().map_err(|e| format!("which binary am I? {e}"))?,
+            };
+            let dir = std::env::temp_dir().join(format!("kvstore-check-{run_id}"));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let cluster = LocalCluster::start(&bin, n, &dir)?;
+            let urls = cluster.urls();
+            local = Some(cluster);
+            run_dir = Some(dir);
+            urls
+        }
+        None if args.nodes.is_empty() => {
+            return Err("say which cluster: --nodes URL,URL,... or --local N".into())
+        }
+        None => args
+            .nodes
+            .iter()
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .collect(),
+    };
+    if !args.nemesis.is_empty() && local.is_none() {
+        return Err("--nemesis needs --local (faults are injected into nodes it started)".into());
+    }
+    let mut kinds = args.nemesis.clone();
+    kinds.sort();
+    kinds.dedup();
+    println!(
+        "kvstore check: {} nodes, {} clients, {} keys, {:?}, nemesis [{}], seed {seed}",
+        nodes.len(),
+        args.clients,
+        args.keys,
+        args.duration,
+        kinds
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let probe = awc::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .finish();
+    // Wait for a leader before starting the clock.
+    let ready_by = Instant::now() + Duration::from_secs(20);
+    while leader_of(&probe, &nodes).await.is_none() {
+        if Instant::now() > ready_by {
+            return Err(format!("no leader among {nodes:?} within 20 s"));
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let workload = Rc::new(Workload {
+        nodes: nodes.clone(),
+        clients: args.clients,
+        keys: args.keys,
+        key_prefix: format!("check-{run_id}-"),
+        rate: args.rate,
+        request_timeout: args.request_timeout,
+        seed,
+    });
+    let counters = Rc::new(Counters::default());
+    let start = Instant::now();
+    let until = start + args.duration;
+    let clients = join_all((0..args.clients as u64).map(|id| {
+        let (w, c) = (workload.clone(), counters.clone());
+        async move { w.run_client(id, start, until, c).await }
+    }));
+    let progress = {
+        let (c, nodes) = (counters.clone(), nodes.clone());
+        let probe = probe.clone();
+        async move {
+            let mut last = 0;
+            // A line a second while the workload runs.
+            while Instant::now() + Duration::from_secs(1) < until {
+                actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+                let leader = leader_of(&probe, &nodes).await;
+                let ops = c.ops.get();
+                println!(
+                    "[{:>4.0}s] {ops:>7} ops ({:>5}/s), {:>5} unknown, leader {}",
+                    start.elapsed().as_secs_f64(),
+                    ops - last,
+                    c.unknown.get(),
+                    leader.map_or("none".to_owned(), |l| format!("n{}", l + 1))
+                );
+                last = ops;
+            }
+        }
+    };
+    let mut nemesis = Nemesis::new(kinds.clone(), SmallRng::seed_from_u64(seed ^ 0x5eed));
+    let faults = async {
+        match local.as_mut() {
+            Some(cluster) => nemesis.run(cluster, start, until).await,
+            None => Ok(()),
+        }
+    };
+    let (histories, fault_result, ()) =
+        futures_util::future::join3(clients, faults, progress).await;
+    fault_result?;
+    let mut ops: Vec<Op> = histories.into_iter().flatten().collect();
+    let events: Vec<FaultEvent> = nemesis.events.clone();
+    if let Some(cluster) = local.as_mut() {
+        nemesis.heal(cluster).await?;
+    }
+
+    // After healing: the replicas converge, and a final linearizable read of every key joins
+    // the history (an acknowledged write that was lost shows up here at the latest).
+    let converge = converged(&nodes, Duration::from_secs(30)).await;
+    let reader = awc::Client::builder()
+        .timeout(args.request_timeout)
+        .finish();
+    let final_client = args.clients as u64;
+    for k in 0..args.keys {
+        let key = workload.key(k);
+        for attempt in 0..20 {
+            let base = &nodes[(k + attempt) % nodes.len()];
+            let op = perform(
+                &reader,
+                base,
+                final_client,
+                OpInput::Get { key: key.clone() },
+                start,
+            )
+            .await;
+            let done = !op.output.unknown;
+            ops.push(op);
+            if done {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let ok = report(
+        &args,
+        &ops,
+        &events,
+        &converge,
+        start,
+        run_dir.as_deref(),
+        &run_id,
+    )?;
+    drop(local);
+    if ok {
+        if let Some(dir) = run_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+    Ok(ok)
+}
+
+/// Print the figures and the verdict; returns whether the run passed.
+fn report(
+    args: &CheckArgs,
+    ops: &[Op],
+    events: &[FaultEvent],
+    converge: &Result<(u64, String), String>,
+    start: Instant,
+    run_dir: Option<&std::path::Path>,
+    run_id: &str,
+) -> Result<bool, String> {
+    let history = args
+        .history
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("kvstore-check-{run_id}.jsonl")));
+    std::fs::write(&history, to_json_lines(ops))
+        .map_err(|e| format!("cannot write {}: {e}", history.display()))?;
+    let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
+    let sets = count(&|o| matches!(o.input, OpInput::Set { .. }));
+    let gets = count(&|o| matches!(o.input, OpInput::Get { .. }));
+    let dels = count(&|o| matches!(o.input, OpInput::Delete { .. }));
+    let unknown = count(&|o| o.output.unknown);
+    let elapsed = start.elapsed();
+    println!();
+    println!("history: {} ({} ops)", history.display(), ops.len());
+    println!(
+        "ops: {sets} set, {gets} get, {dels} delete; {unknown} with unknown outcome \
+         (timeouts, 503s, lost connections)"
+    );
+    let availability = |f: &dyn Fn(&Op) -> bool| {
+        let all: Vec<&Op> = ops.iter().filter(|o| f(o)).collect();
+        let ok = all.iter().filter(|o| !o.output.unknown).count();
+        (ok, all.len())
+    };
+    let (ok, all) = availability(&|_| true);
+    println!(
+        "availability: {:.1}% of operations succeeded ({ok}/{all})",
+        100.0 * ok as f64 / all.max(1) as f64
+    );
+    let mut lat: Vec<f64> = ops
+        .iter()
+        .filter(|o| !o.output.unknown)
+        .map(|o| (o.ret - o.call) as f64 / 1e6)
+        .collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "latency of successful ops (ms): p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+    if !events.is_empty() {
+        println!("faults ({}):", events.len());
+        for e in events {
+            let (ok, all) = availability(&|o: &Op| {
+                let t = Duration::from_nanos(o.call.max(0) as u64);
+                t >= e.from && t < e.to
+            });
+            println!(
+                "  {:>6.1}s-{:>6.1}s {:<9} {}; {}/{} ops succeeded meanwhile",
+                e.from.as_secs_f64(),
+                e.to.as_secs_f64(),
+                e.kind.as_str(),
+                e.what,
+                ok,
+                all
+            );
+        }
+    }
+    let converged_ok = match converge {
+        Ok((index, digest)) => {
+            println!("replicas converged: applied index {index}, digest {digest}");
+            true
+        }
+        Err(e) => {
+            println!("replicas did NOT converge after the faults healed: {e}");
+            false
+        }
+    };
+    let checking = Instant::now();
+    let verdict = check_history(ops);
+    let took = checking.elapsed();
+    let linearizable = match verdict {
+        CheckResult::Linearizable => {
+            println!(
+                "verdict: LINEARIZABLE ({} ops checked in {:.0?}; run took {:.0?})",
+                ops.len(),
+                took,
+                elapsed
+            );
+            true
+        }
+        CheckResult::Violation { key, ops: key_ops } => {
+            let small = shrink(&key_ops);
+            println!(
+                "verdict: NOT LINEARIZABLE on key {key} ({} of its ops; checked in {took:.0?})",
+                key_ops.len()
+            );
+            println!(
+                "smallest failing sub-history ({} ops, times in ms since start):",
+                small.len()
+            );
+            for o in &small {
+                let ret = if o.ret == i64::MAX {
+                    "      ?".to_owned()
+                } else {
+                    format!("{:>7.1}", o.ret as f64 / 1e6)
+                };
+                println!(
+                    "  client {:>3}  {:>7.1} .. {ret}  {}  ->  {}",
+                    o.client_id,
+                    o.call as f64 / 1e6,
+                    serde_json::to_string(&o.input).unwrap_or_default(),
+                    serde_json::to_string(&o.output).unwrap_or_default()
+                );
+            }
+            false
+        }
+    };
+    let ok = linearizable && converged_ok;
+    if !ok {
+        if let Some(dir) = run_dir {
+            println!("node logs kept in {}", dir.display());
+        }
+    }
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_the_usual_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("abc").is_err());
+    }
+
+    #[test]
+    fn arguments_parse_and_conflict_as_documented() {
+        let a = CheckArgs::try_parse_from([
+            "kvstore check",
+            "--local",
+            "3",
+            "--nemesis",
+            "kill,pause,partition",
+            "--duration",
+            "20s",
+        ])
+        .unwrap();
+        assert_eq!(a.local, Some(3));
+        assert_eq!(
+            a.nemesis,
+            [FaultKind::Kill, FaultKind::Pause, FaultKind::Partition]
+        );
+        let a = CheckArgs::try_parse_from(["kvstore check", "--nodes", "http://a:1,http://b:2"])
+            .unwrap();
+        assert_eq!(a.nodes, ["http://a:1", "http://b:2"]);
+        assert!(CheckArgs::try_parse_from([
+            "kvstore check",
+            "--nodes",
+            "http://a:1",
+            "--local",
+            "3"
+        ])
+        .is_err());
+        assert!(CheckArgs::try_parse_from(["kvstore check", "--nemesis", "flood"]).is_err());
+    }
+}

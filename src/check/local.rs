@@ -1,0 +1,222 @@
+//! A throwaway local cluster for `kvstore check --local N`: N `kvstore` processes on free
+//! loopback ports, each with its own data directory under one run directory, started with
+//! `KVSTORE_FAULTS=1` so their fault layer can be switched.
+//!
+//! I/O: processes and signals. Every process is owned by its `Child` handle and killed when the
+//! cluster is dropped, whatever happened. It never decides what fault to inject.
+
+use std::fs::{self, File};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The running processes, by node index.
+pub struct LocalCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    ports: Vec<u16>,
+    procs: Vec<Option<Child>>,
+    paused: Vec<bool>,
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid; no memory is shared.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, sig);
+    }
+}
+
+impl LocalCluster {
+    /// Start `n` nodes of `bin`, with data and logs under `dir`. Waits until each accepts
+    /// connections; picks new ports if one was taken meanwhile.
+    pub fn start(bin: &Path, n: usize, dir: &Path) -> Result<LocalCluster, String> {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
+            let mut c = LocalCluster {
+                bin: bin.to_owned(),
+                dir: dir.to_owned(),
+                ports,
+                procs: (0..n).map(|_| None).collect(),
+                paused: vec![false; n],
+            };
+            match (0..n).try_for_each(|i| c.spawn(i)) {
+                Ok(()) => match c.wait_listening(Duration::from_secs(20)) {
+                    Ok(()) => return Ok(c),
+                    Err(e) => last = e,
+                },
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("could not start a local cluster: {last}"))
+    }
+
+    /// Base URL of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.ports[i])
+    }
+
+    /// Every node's base URL.
+    pub fn urls(&self) -> Vec<String> {
+        (0..self.ports.len()).map(|i| self.url(i)).collect()
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// True for a cluster of no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// Where node `i` writes its log lines.
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("n{}.log", i + 1))
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<(), String> {
+        let peers: Vec<String> = (0..self.len())
+            .filter(|j| *j != i)
+            .map(|j| self.url(j))
+            .collect();
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .map_err(|e| format!("cannot open {}: {e}", self.log_path(i).display()))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| format!("cannot open the log: {e}"))?;
+        let mut cmd = Command::new(&self.bin);
+        // SAFETY: prctl in the child between fork and exec, async-signal-safe, no allocation:
+        // the node dies with this process even if it is SIGKILLed and cannot clean up.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("NODE_ID", format!("n{}", i + 1))
+            .env("PORT", self.ports[i].to_string())
+            .env("KVSTORE_HOST", "127.0.0.1")
+            .env("PEERS", peers.join(","))
+            .env(
+                "KVSTORE_DATA_DIR",
+                self.dir.join(format!("n{}-data", i + 1)),
+            )
+            .env("KVSTORE_FAULTS", "1")
+            .env("KVSTORE_REQUEST_TIMEOUT_MS", "2000")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.bin.display()))?;
+        self.procs[i] = Some(child);
+        self.paused[i] = false;
+        Ok(())
+    }
+
+    /// Wait until every running node accepts TCP connections (or one exits).
+    fn wait_listening(&mut self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        for i in 0..self.len() {
+            loop {
+                if let Some(child) = self.procs[i].as_mut() {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let log = fs::read_to_string(self.log_path(i)).unwrap_or_default();
+                        let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join("\n");
+                        return Err(format!("node n{} exited ({status}): {tail}", i + 1));
+                    }
+                }
+                let addr = ([127, 0, 0, 1], self.ports[i]).into();
+                if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    return Err(format!("node n{} did not start listening", i + 1));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// Is node `i` running (not killed; it may be paused)?
+    pub fn is_running(&self, i: usize) -> bool {
+        self.procs[i].is_some()
+    }
+
+    /// Is node `i` paused (SIGSTOP)?
+    pub fn is_paused(&self, i: usize) -> bool {
+        self.paused[i]
+    }
+
+    /// SIGKILL node `i` and reap it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.procs[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused[i] = false;
+    }
+
+    /// Start node `i` again on its port and data directory.
+    pub fn restart(&mut self, i: usize) -> Result<(), String> {
+        if self.procs[i].is_none() {
+            self.spawn(i)?;
+        }
+        Ok(())
+    }
+
+    /// SIGSTOP node `i`: it keeps its sockets but answers nothing until resumed.
+    pub fn pause(&mut self, i: usize) {
+        if let Some(child) = &self.procs[i] {
+            signal(child, libc::SIGSTOP);
+            self.paused[i] = true;
+        }
+    }
+
+    /// SIGCONT node `i`.
+    pub fn resume(&mut self, i: usize) {
+        if let Some(child) = &self.procs[i] {
+            signal(child, libc::SIGCONT);
+        }
+        self.paused[i] = false;
+    }
+
+    /// Resume paused nodes and restart killed ones.
+    pub fn heal(&mut self) -> Result<(), String> {
+        for i in 0..self.len() {
+            if self.paused[i] {
+                self.resume(i);
+            }
+            self.restart(i)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for i in 0..self.len() {
+            if let Some(child) = &self.procs[i] {
+                signal(child, libc::SIGCONT);
+            }
+            self.kill(i);
+        }
+    }
+}

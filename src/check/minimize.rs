@@ -1,0 +1,150 @@
+//! Shrinking a non-linearizable history of one key to a small one that still fails, so a
+//! person can read why.
+//!
+//! Two steps: the shortest prefix by call time that fails (operations still running at the cut
+//! become unknown, as they would have been had the run stopped there), then dropping single
+//! operations while the rest still fails (only for short histories: each try is a full check),
+//! keeping the write of every value a remaining read returned.
+//! Pure: no I/O, no clock.
+
+use super::history::{Op, OpInput, OpOutput};
+use super::linearizability::{check_history, CheckResult};
+
+/// Most operations the one-by-one step tries to drop from.
+const GREEDY_LIMIT: usize = 400;
+
+fn fails(ops: &[Op]) -> bool {
+    check_history(ops) != CheckResult::Linearizable
+}
+
+/// The operations called before `t`; those that had not returned by `t` become unknown.
+fn prefix(ops: &[Op], t: i64) -> Vec<Op> {
+    ops.iter()
+        .filter(|o| o.call < t)
+        .map(|o| {
+            let mut o = o.clone();
+            if o.ret > t {
+                o.output = OpOutput::unknown();
+                o.ret = i64::MAX;
+            }
+            o
+        })
+        .collect()
+}
+
+/// A small sub-history of `ops` (all of one key, not linearizable) that is still not
+/// linearizable, sorted by call time. Returns `ops` unchanged if they pass.
+pub fn shrink(ops: &[Op]) -> Vec<Op> {
+    let mut ops = ops.to_vec();
+    ops.sort_by_key(|o| o.call);
+    if !fails(&ops) {
+        return ops;
+    }
+    // Bisect on the cut time: `lo` passes, `hi` fails.
+    let mut lo = 0i64;
+    let mut hi = ops.last().map_or(0, |o| o.call) + 1;
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fails(&prefix(&ops, mid)) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    let mut small = prefix(&ops, hi);
+    if small.len() <= GREEDY_LIMIT {
+        // Passes until nothing more can go (a write becomes removable once the reads of its
+        // value are gone).
+        loop {
+            let before = small.len();
+            let mut i = 0;
+            while i < small.len() {
+                // Keep the write of any value that a remaining read returned: without it the
+                // failure would read as "a value nobody wrote", which explains nothing.
+                let read_back = match &small[i].input {
+                    OpInput::Set { value, .. } => small
+                        .iter()
+                        .any(|o| o.output.value.as_deref() == Some(value.as_str())),
+                    _ => false,
+                };
+                let mut without = small.clone();
+                without.remove(i);
+                if !read_back && fails(&without) {
+                    small = without;
+                } else {
+                    i += 1;
+                }
+            }
+            if small.len() == before {
+                break;
+            }
+        }
+    }
+    small
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(client: u64, input: OpInput, call: i64, output: OpOutput, ret: i64) -> Op {
+        Op {
+            client_id: client,
+            input,
+            call,
+            output,
+            ret,
+        }
+    }
+
+    fn set(v: &str) -> OpInput {
+        OpInput::Set {
+            key: "k".into(),
+            value: v.into(),
+        }
+    }
+
+    fn get() -> OpInput {
+        OpInput::Get { key: "k".into() }
+    }
+
+    #[test]
+    fn a_stale_read_among_many_good_operations_shrinks_to_the_two_that_explain_it() {
+        let mut ops = Vec::new();
+        let mut t = 0;
+        for i in 0..30 {
+            let v = format!("v{i}");
+            ops.push(op(1, set(&v), t, OpOutput::stored(), t + 5));
+            ops.push(op(2, get(), t + 6, OpOutput::read(Some(v)), t + 9));
+            t += 10;
+        }
+        // After v29 was acknowledged, a read returns v3: stale.
+        ops.push(op(
+            3,
+            get(),
+            t + 1,
+            OpOutput::read(Some("v3".into())),
+            t + 2,
+        ));
+        assert!(fails(&ops));
+        let small = shrink(&ops);
+        assert!(fails(&small));
+        assert!(small.len() <= 3, "{small:#?}");
+        assert!(small
+            .iter()
+            .any(|o| o.output.value.as_deref() == Some("v3")));
+        assert!(
+            small.iter().any(|o| o.input == set("v3")),
+            "the read's value comes from somewhere"
+        );
+    }
+
+    #[test]
+    fn a_linearizable_history_is_returned_as_is() {
+        let ops = vec![
+            op(1, set("a"), 0, OpOutput::stored(), 5),
+            op(2, get(), 6, OpOutput::read(Some("a".into())), 9),
+        ];
+        assert_eq!(shrink(&ops), ops);
+    }
+}

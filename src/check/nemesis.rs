@@ -1,0 +1,276 @@
+//! The faults `kvstore check --local` injects while the workload runs: SIGKILL and restart of a
+//! node (the leader half of the time), SIGSTOP/SIGCONT of the leader, and network partitions
+//! through the nodes' fault layer (`POST /admin/faults`): the leader isolated, a majority and a
+//! minority, a bridge node that sees both halves, and flapping links.
+//!
+//! I/O: signals through [`LocalCluster`] and HTTP to the admin route. Each fault is undone
+//! before the next starts, and [`Nemesis::heal`] undoes whatever is active.
+
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use rand::rngs::SmallRng;
+use rand::Rng;
+use serde_json::{json, Value};
+
+use super::local::LocalCluster;
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum)]
+pub enum FaultKind {
+    /// SIGKILL a node (the leader half of the time), restart it a moment later.
+    Kill,
+    /// SIGSTOP the leader for a moment, then SIGCONT: it wakes up believing it still leads.
+    Pause,
+    /// Cut links with the nodes' fault layer: isolate the leader, split majority/minority,
+    /// a bridge, or flapping links.
+    Partition,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+        }
+    }
+}
+
+/// One injected fault: when it started and ended (since the run's start) and what it was.
+#[derive(Debug, Clone)]
+pub struct FaultEvent {
+    pub kind: FaultKind,
+    pub from: Duration,
+    pub to: Duration,
+    pub what: String,
+}
+
+/// Injects faults into a local cluster.
+pub struct Nemesis {
+    kinds: Vec<FaultKind>,
+    rng: SmallRng,
+    client: awc::Client,
+    pub events: Vec<FaultEvent>,
+}
+
+/// The leader's index, asking every reachable node.
+pub async fn leader_of(client: &awc::Client, urls: &[String]) -> Option<usize> {
+    for u in urls {
+        let Ok(mut res) = client.get(format!("{u}/health")).send().await else {
+            continue;
+        };
+        let Ok(body) = res.body().await else { continue };
+        let Ok(h) = serde_json::from_slice::<Value>(&body) else {
+            continue;
+        };
+        if let Some(l) = h["leader"].as_str() {
+            if let Some(i) = urls.iter().position(|x| x == l) {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+async fn sleep(d: Duration) {
+    actix_web::rt::time::sleep(d).await;
+}
+
+impl Nemesis {
+    pub fn new(kinds: Vec<FaultKind>, rng: SmallRng) -> Nemesis {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .finish();
+        Nemesis {
+            kinds,
+            rng,
+            client,
+            events: Vec::new(),
+        }
+    }
+
+    /// Set node `i`'s cut links to the nodes in `to` (by index); empty heals it.
+    async fn cut(&self, cluster: &LocalCluster, i: usize, to: &[usize]) -> Result<(), String> {
+        let rules: Vec<Value> = to
+            .iter()
+            .map(|j| json!({"peer": cluster.url(*j), "cut": true}))
+            .collect();
+        let url = format!("{}/admin/faults", cluster.url(i));
+        let res = self
+            .client
+            .post(url)
+            .send_json(&json!({ "rules": rules }))
+            .await
+            .map_err(|e| format!("fault layer of n{}: {e}", i + 1))?;
+        if !res.status().is_success() {
+            return Err(format!(
+                "fault layer of n{} answered {}",
+                i + 1,
+                res.status()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Cut every link between the two sides (both ways); nodes in neither side keep theirs.
+    async fn split(&self, cluster: &LocalCluster, a: &[usize], b: &[usize]) -> Result<(), String> {
+        for i in 0..cluster.len() {
+            let other: Vec<usize> = if a.contains(&i) {
+                b.to_vec()
+            } else if b.contains(&i) {
+                a.to_vec()
+            } else {
+                Vec::new()
+            };
+            self.cut(cluster, i, &other).await?;
+        }
+        Ok(())
+    }
+
+    async fn heal_links(&self, cluster: &LocalCluster) {
+        for i in 0..cluster.len() {
+            // A node that is down has no rules to heal.
+            let _ = self.cut(cluster, i, &[]).await;
+        }
+    }
+
+    /// Inject faults one after another until `until`; `start` is the run's start.
+    pub async fn run(
+        &mut self,
+        cluster: &mut LocalCluster,
+        start: Instant,
+        until: Instant,
+    ) -> Result<(), String> {
+        if self.kinds.is_empty() {
+            sleep(until.saturating_duration_since(Instant::now())).await;
+            return Ok(());
+        }
+        let urls = cluster.urls();
+        let n = cluster.len();
+        loop {
+            let calm = Duration::from_millis(self.rng.gen_range(800..2000));
+            if Instant::now() + calm >= until {
+                break;
+            }
+            sleep(calm).await;
+            let hold = Duration::from_millis(self.rng.gen_range(800..2500));
+            let hold = hold.min(until.saturating_duration_since(Instant::now()));
+            let kind = self.kinds[self.rng.gen_range(0..self.kinds.len())];
+            let leader = leader_of(&self.client, &urls).await;
+            let target = match leader {
+                Some(l) if self.rng.gen_bool(0.5) => l,
+                _ => self.rng.gen_range(0..n),
+            };
+            let from = start.elapsed();
+            let what = match kind {
+                FaultKind::Kill => {
+                    cluster.kill(target);
+                    sleep(hold).await;
+                    cluster.restart(target)?;
+                    format!("killed n{} for {} ms", target + 1, hold.as_millis())
+                }
+                FaultKind::Pause => {
+                    let target = leader.unwrap_or(target);
+                    cluster.pause(target);
+                    sleep(hold).await;
+                    cluster.resume(target);
+                    format!("paused n{} for {} ms", target + 1, hold.as_millis())
+                }
+                FaultKind::Partition => {
+                    let what = self.partition(cluster, leader, target, hold).await?;
+                    self.heal_links(cluster).await;
+                    what
+                }
+            };
+            self.events.push(FaultEvent {
+                kind,
+                from,
+                to: start.elapsed(),
+                what,
+            });
+        }
+        Ok(())
+    }
+
+    /// One partition scenario, held for `hold`.
+    async fn partition(
+        &mut self,
+        cluster: &LocalCluster,
+        leader: Option<usize>,
+        target: usize,
+        hold: Duration,
+    ) -> Result<String, String> {
+        let n = cluster.len();
+        let all: Vec<usize> = (0..n).collect();
+        let others = |x: usize| all.iter().copied().filter(|j| *j != x).collect::<Vec<_>>();
+        match self.rng.gen_range(0..4) {
+            0 => {
+                let l = leader.unwrap_or(target);
+                self.split(cluster, &[l], &others(l)).await?;
+                sleep(hold).await;
+                Ok(format!(
+                    "isolated n{} (leader) for {} ms",
+                    l + 1,
+                    hold.as_millis()
+                ))
+            }
+            1 => {
+                // A random minority (at most half, rounded down) against the rest.
+                let mut shuffled = all.clone();
+                for i in (1..n).rev() {
+                    shuffled.swap(i, self.rng.gen_range(0..=i));
+                }
+                let k = self.rng.gen_range(1..=(n / 2).max(1));
+                let (minority, majority) = shuffled.split_at(k);
+                self.split(cluster, minority, majority).await?;
+                sleep(hold).await;
+                Ok(format!(
+                    "split {:?} | {:?} for {} ms",
+                    minority.iter().map(|i| i + 1).collect::<Vec<_>>(),
+                    majority.iter().map(|i| i + 1).collect::<Vec<_>>(),
+                    hold.as_millis()
+                ))
+            }
+            2 if n >= 3 => {
+                // A bridge: `target` talks to everyone; the rest split into two halves that
+                // cannot talk to each other.
+                let rest = others(target);
+                let (a, b) = rest.split_at(rest.len() / 2);
+                self.split(cluster, a, b).await?;
+                sleep(hold).await;
+                Ok(format!(
+                    "bridge n{} between {:?} and {:?} for {} ms",
+                    target + 1,
+                    a.iter().map(|i| i + 1).collect::<Vec<_>>(),
+                    b.iter().map(|i| i + 1).collect::<Vec<_>>(),
+                    hold.as_millis()
+                ))
+            }
+            _ => {
+                // Flapping: the target's links go down and up every 100-300 ms.
+                let until = Instant::now() + hold;
+                let mut flips = 0;
+                while Instant::now() < until {
+                    self.split(cluster, &[target], &others(target)).await?;
+                    sleep(Duration::from_millis(self.rng.gen_range(100..300))).await;
+                    self.heal_links(cluster).await;
+                    sleep(Duration::from_millis(self.rng.gen_range(100..300))).await;
+                    flips += 1;
+                }
+                Ok(format!(
+                    "flapped n{}'s links {flips} times over {} ms",
+                    target + 1,
+                    hold.as_millis()
+                ))
+            }
+        }
+    }
+
+    /// Undo every fault: heal links, resume, restart.
+    pub async fn heal(&mut self, cluster: &mut LocalCluster) -> Result<(), String> {
+        cluster.heal()?;
+        self.heal_links(cluster).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,181 @@
+//! The recorded client workload of `kvstore check`: concurrent clients send set/get/delete to
+//! random nodes of a running cluster and record each operation as they saw it ([`Op`]).
+//!
+//! I/O: HTTP through awc, one client per simulated client, on the caller's actix runtime. It
+//! never interprets the history; [`super::linearizability`] does. A definite answer (200, or a
+//! 404 for get/delete) is recorded as such; anything else (timeouts, 503s, lost connections) is
+//! recorded as an unknown outcome, which the checker allows to have happened or not.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+use super::history::{Op, OpInput, OpOutput};
+
+/// What the clients do.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Base URLs of the nodes; each operation goes to a random one.
+    pub nodes: Vec<String>,
+    pub clients: usize,
+    /// Keys are `{prefix}{0..keys}`: a fresh prefix per run, so every key starts absent.
+    pub keys: usize,
+    pub key_prefix: String,
+    /// Most operations per second over all clients (0: as fast as answers come).
+    pub rate: u64,
+    pub request_timeout: Duration,
+    pub seed: u64,
+}
+
+/// Counters the progress display reads while clients run (one thread: plain cells).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub ops: Cell<u64>,
+    pub unknown: Cell<u64>,
+}
+
+fn bump(c: &Cell<u64>) {
+    c.set(c.get() + 1);
+}
+
+impl Workload {
+    /// The key numbered `i`.
+    pub fn key(&self, i: usize) -> String {
+        format!("{}{i}", self.key_prefix)
+    }
+
+    /// Run client `id` from `start` until `until`; returns its operations.
+    pub async fn run_client(
+        &self,
+        id: u64,
+        start: Instant,
+        until: Instant,
+        counters: Rc<Counters>,
+    ) -> Vec<Op> {
+        let client = awc::Client::builder()
+            .timeout(self.request_timeout)
+            .finish();
+        let mut rng = SmallRng::seed_from_u64(self.seed.wrapping_mul(1_000_003).wrapping_add(id));
+        // Each client keeps its share of the rate.
+        let gap = (self.rate > 0)
+            .then(|| Duration::from_secs_f64(self.clients as f64 / self.rate as f64));
+        let mut ops = Vec::new();
+        let mut n = 0u64;
+        let mut next_at = Instant::now();
+        while Instant::now() < until {
+            if let Some(gap) = gap {
+                let now = Instant::now();
+                if next_at > now {
+                    actix_web::rt::time::sleep(next_at - now).await;
+                }
+                next_at += gap;
+            }
+            n += 1;
+            let base = &self.nodes[rng.gen_range(0..self.nodes.len())];
+            let key = self.key(rng.gen_range(0..self.keys));
+            let input = match rng.gen_range(0..10) {
+                0..=3 => OpInput::Set {
+                    key,
+                    value: format!("c{id}-{n}"),
+                },
+                4..=7 => OpInput::Get { key },
+                _ => OpInput::Delete { key },
+            };
+            let op = perform(&client, base, id, input, start).await;
+            bump(&counters.ops);
+            if op.output.unknown {
+                bump(&counters.unknown);
+            }
+            ops.push(op);
+        }
+        ops
+    }
+}
+
+/// Percent-encode a key for a query string.
+fn encode(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Send one operation to `base` and record it as client `client_id`'s.
+pub async fn perform(
+    client: &awc::Client,
+    base: &str,
+    client_id: u64,
+    input: OpInput,
+    start: Instant,
+) -> Op {
+    let call = start.elapsed().as_nanos() as i64;
+    let output = match &input {
+        OpInput::Set { key, value } => {
+            let res = client
+                .put(format!("{base}/set"))
+                .send_json(&serde_json::json!({"key": key, "value": value}))
+                .await;
+            match res.map(|r| r.status().as_u16()) {
+                Ok(200) => OpOutput::stored(),
+                _ => OpOutput::unknown(),
+            }
+        }
+        OpInput::Get { key } => {
+            let url = format!("{base}/get?key={}", encode(key));
+            match client.get(url).send().await {
+                Ok(mut r) if r.status() == 200 => match r.body().await {
+                    Ok(b) => match serde_json::from_slice::<Value>(&b) {
+                        Ok(v) => match v["value"].as_str() {
+                            Some(s) => OpOutput::read(Some(s.to_owned())),
+                            None => OpOutput::unknown(),
+                        },
+                        Err(_) => OpOutput::unknown(),
+                    },
+                    Err(_) => OpOutput::unknown(),
+                },
+                Ok(r) if r.status() == 404 => OpOutput::read(None),
+                _ => OpOutput::unknown(),
+            }
+        }
+        OpInput::Delete { key } => {
+            let url = format!("{base}/delete?key={}", encode(key));
+            match client.delete(url).send().await.map(|r| r.status().as_u16()) {
+                Ok(200) => OpOutput::deleted(true),
+                Ok(404) => OpOutput::deleted(false),
+                _ => OpOutput::unknown(),
+            }
+        }
+    };
+    let ret = if output.unknown {
+        i64::MAX
+    } else {
+        start.elapsed().as_nanos() as i64
+    };
+    Op {
+        client_id,
+        input,
+        call,
+        output,
+        ret,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_percent_encoded() {
+        assert_eq!(encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(encode("check-1_x.y~"), "check-1_x.y~");
+    }
+}
