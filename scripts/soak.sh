@@ -45,6 +45,7 @@ for ((i = 0; i < RUNS; i++)); do
     avail=$(sed -n 's/^availability: \([0-9.]*\)%.*/\1/p' "$report")
     total_ops=$((total_ops + ${ops:-0})); faults=$((faults + ${nf:-0}))
     echo "seed $seed: linearizable, converged; ${ops:-?} ops, ${nf:-0} faults, availability ${avail:-?}%"
+    grep -E '^  (kill|pause|partition) *:' "$report" || true
     rm -f "$OUT/seed-$seed.jsonl"
   else
     echo "seed $seed: FAILED; report: $report" >&2

@@ -337,6 +337,28 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
     Ok(ok)
 }
 
+/// How long after `healed` the cluster served again: the start of the first 100 ms window (from
+/// `healed` on, within 10 s) in which operations were called and at least 95% of them
+/// succeeded. `None` if no such window (e.g. the run ended first).
+fn recovery_after(ops: &[Op], healed: Duration) -> Option<Duration> {
+    let window = Duration::from_millis(100);
+    (0..100).find_map(|w| {
+        let from = healed + window * w;
+        let to = from + window;
+        let (mut ok, mut all) = (0usize, 0usize);
+        for o in ops {
+            let t = Duration::from_nanos(o.call.max(0) as u64);
+            if t >= from && t < to {
+                all += 1;
+                if !o.output.unknown {
+                    ok += 1;
+                }
+            }
+        }
+        (all > 0 && ok * 100 >= all * 95).then_some(window * w)
+    })
+}
+
 /// Print the figures and the verdict; returns whether the run passed.
 fn report(
     args: &CheckArgs,
@@ -405,6 +427,37 @@ fn report(
                 all
             );
         }
+    }
+    let mut kinds: Vec<FaultKind> = events.iter().map(|e| e.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    if !kinds.is_empty() {
+        println!(
+            "by fault kind (recovery: from healing to the first 100 ms window in which \
+                  at least 95% of the operations called succeeded):"
+        );
+    }
+    for kind in kinds {
+        let evs: Vec<&FaultEvent> = events.iter().filter(|e| e.kind == kind).collect();
+        let (ok, all) = availability(&|o: &Op| {
+            let t = Duration::from_nanos(o.call.max(0) as u64);
+            evs.iter().any(|e| t >= e.from && t < e.to)
+        });
+        let mut rec: Vec<f64> = evs
+            .iter()
+            .filter_map(|e| recovery_after(ops, e.to))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect();
+        rec.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "  {:<9}: {} faults; {:.1}% of ops succeeded during them ({ok}/{all}); recovery \
+             median {:.0} ms, max {:.0} ms",
+            kind.as_str(),
+            evs.len(),
+            100.0 * ok as f64 / all.max(1) as f64,
+            percentile(&rec, 0.5),
+            rec.last().copied().unwrap_or(0.0)
+        );
     }
     let converged_ok = match converge {
         Ok((index, digest)) => {

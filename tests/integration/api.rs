@@ -641,3 +641,64 @@ async fn peer_routes_answer_raft_messages_and_refuse_garbage_in_the_json_shape()
         "method not allowed",
     );
 }
+
+#[actix_web::test]
+async fn admin_faults_is_refused_unless_the_node_was_started_with_kvstore_faults() {
+    let app = test::init_service(api::app(state_with(Limits::default()))).await;
+    for req in [
+        test::TestRequest::get().uri("/admin/faults"),
+        test::TestRequest::post()
+            .uri("/admin/faults")
+            .set_json(json!({"rules": [{"peer": "*", "cut": true}]})),
+        test::TestRequest::delete().uri("/admin/faults"),
+    ] {
+        assert_error(&send(&app, req).await, 403, "KVSTORE_FAULTS=1");
+    }
+}
+
+#[actix_web::test]
+async fn admin_faults_sets_shows_validates_and_clears_rules_when_enabled() {
+    let config = crate::helpers::config(&[
+        "--node-id",
+        "f1",
+        "--in-memory",
+        "--faults",
+        "--peers",
+        "http://127.0.0.1:9",
+    ]);
+    let state = kvstore::startup::start_actors(&config, "http://127.0.0.1:1".into()).unwrap();
+    let app = test::init_service(api::app(state)).await;
+    let rules = json!({"rules": [{"peer": "http://127.0.0.1:9", "cut": true},
+                                 {"peer": "*", "drop": 0.25, "delayMs": [1, 5]}]});
+    let (st, _, body) = send(
+        &app,
+        test::TestRequest::post()
+            .uri("/admin/faults")
+            .set_json(&rules),
+    )
+    .await;
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let (_, _, body) = send(&app, test::TestRequest::get().uri("/admin/faults")).await;
+    let v = json_of(&body);
+    assert_eq!(v["rules"][0]["cut"], true);
+    assert_eq!(v["rules"][1]["drop"], 0.25);
+    // A peer that is not configured, or a probability above 1, is refused as bad input.
+    for bad in [
+        json!({"rules": [{"peer": "http://elsewhere:1", "cut": true}]}),
+        json!({"rules": [{"peer": "*", "drop": 1.5}]}),
+        json!({"rules": [{"peer": "*", "cutt": true}]}),
+    ] {
+        let resp = send(
+            &app,
+            test::TestRequest::post()
+                .uri("/admin/faults")
+                .set_json(&bad),
+        )
+        .await;
+        assert_eq!(resp.0, 400, "{bad}: {}", String::from_utf8_lossy(&resp.2));
+    }
+    let (st, _, _) = send(&app, test::TestRequest::delete().uri("/admin/faults")).await;
+    assert_eq!(st, 200);
+    let (_, _, body) = send(&app, test::TestRequest::get().uri("/admin/faults")).await;
+    assert_eq!(json_of(&body)["rules"], json!([]));
+}

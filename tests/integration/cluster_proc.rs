@@ -321,3 +321,74 @@ async fn without_a_majority_writes_get_503_in_bounded_time_and_acknowledged_writ
         }
     }
 }
+
+/// POST rules to node `i`'s fault layer.
+async fn set_faults(cluster: &ProcCluster, i: usize, rules: serde_json::Value) {
+    let res = client()
+        .post(format!("{}/admin/faults", cluster.url(i)))
+        .send_json(&rules)
+        .await
+        .expect("admin route answers");
+    assert_eq!(res.status(), 200, "node {i} took the rules");
+}
+
+#[actix_web::test]
+async fn an_isolated_leader_is_replaced_through_the_fault_layer_and_follows_after_healing() {
+    let cluster = ProcCluster::start_with(3, &[("KVSTORE_FAULTS", "1")]);
+    let (leader, term) = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    assert_eq!(put(&cluster.url(leader), "before", "1").await.0, 200);
+    // Cut both directions between the leader and each other node.
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let cut_all = |peers: Vec<String>| serde_json::json!({"rules": peers.into_iter().map(|p| serde_json::json!({"peer": p, "cut": true})).collect::<Vec<_>>()});
+    set_faults(
+        &cluster,
+        leader,
+        cut_all(others.iter().map(|j| cluster.url(*j)).collect()),
+    )
+    .await;
+    for j in &others {
+        set_faults(&cluster, *j, cut_all(vec![cluster.url(leader)])).await;
+    }
+    // The other two elect a leader among themselves in a higher term.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let new_leader = loop {
+        let hs = cluster.healths().await;
+        let found = others.iter().copied().find(|j| {
+            hs[*j]
+                .as_ref()
+                .is_some_and(|h| h["state"] == "leader" && h["term"].as_u64().unwrap() > term)
+        });
+        if let Some(j) = found {
+            break j;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader behind the partition: {hs:#?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(put(&cluster.url(new_leader), "during", "2").await.0, 200);
+    for i in 0..3 {
+        let res = client()
+            .delete(format!("{}/admin/faults", cluster.url(i)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    // Healed: one leader everyone agrees on, and the old leader has both writes.
+    cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (st, body) = get(&cluster.url(leader), "during", true).await;
+        if st == 200 && body["value"] == "2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the old leader did not catch up");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        get(&cluster.url(leader), "before", false).await.1["value"],
+        "1"
+    );
+}
