@@ -1,7 +1,8 @@
 //! The faults `kvstore check --local` injects while the workload runs: SIGKILL and restart of a
 //! node (the leader half of the time), SIGSTOP/SIGCONT of the leader, and network partitions
 //! through the nodes' fault layer (`POST /admin/faults`): the leader isolated, a majority and a
-//! minority, a bridge node that sees both halves, and flapping links.
+//! minority, a bridge node that sees both halves, flapping links, and lossy links (drops,
+//! duplicates and delays everywhere).
 //!
 //! I/O: signals through [`LocalCluster`] and HTTP to the admin route. Each fault is undone
 //! before the next starts, and [`Nemesis::heal`] undoes whatever is active.
@@ -23,7 +24,7 @@ pub enum FaultKind {
     /// SIGSTOP the leader for a moment, then SIGCONT: it wakes up believing it still leads.
     Pause,
     /// Cut links with the nodes' fault layer: isolate the leader, split majority/minority,
-    /// a bridge, or flapping links.
+    /// a bridge, flapping links, or lossy links (drop, duplicate, delay).
     Partition,
 }
 
@@ -54,9 +55,9 @@ pub struct Nemesis {
     pub events: Vec<FaultEvent>,
 }
 
-/// The leader's index, asking every reachable node.
+/// The index of the node that says it is the leader (whatever URL the nodes advertise).
 pub async fn leader_of(client: &awc::Client, urls: &[String]) -> Option<usize> {
-    for u in urls {
+    for (i, u) in urls.iter().enumerate() {
         let Ok(mut res) = client.get(format!("{u}/health")).send().await else {
             continue;
         };
@@ -64,10 +65,8 @@ pub async fn leader_of(client: &awc::Client, urls: &[String]) -> Option<usize> {
         let Ok(h) = serde_json::from_slice::<Value>(&body) else {
             continue;
         };
-        if let Some(l) = h["leader"].as_str() {
-            if let Some(i) = urls.iter().position(|x| x == l) {
-                return Some(i);
-            }
+        if h["state"] == "leader" {
+            return Some(i);
         }
     }
     None
@@ -96,11 +95,21 @@ impl Nemesis {
             .iter()
             .map(|j| json!({"peer": cluster.url(*j), "cut": true}))
             .collect();
+        self.post_rules(cluster, i, json!({ "rules": rules })).await
+    }
+
+    /// Replace node `i`'s fault rules.
+    async fn post_rules(
+        &self,
+        cluster: &LocalCluster,
+        i: usize,
+        rules: Value,
+    ) -> Result<(), String> {
         let url = format!("{}/admin/faults", cluster.url(i));
         let res = self
             .client
             .post(url)
-            .send_json(&json!({ "rules": rules }))
+            .send_json(&rules)
             .await
             .map_err(|e| format!("fault layer of n{}: {e}", i + 1))?;
         if !res.status().is_success() {
@@ -204,7 +213,25 @@ impl Nemesis {
         let n = cluster.len();
         let all: Vec<usize> = (0..n).collect();
         let others = |x: usize| all.iter().copied().filter(|j| *j != x).collect::<Vec<_>>();
-        match self.rng.gen_range(0..4) {
+        match self.rng.gen_range(0..5) {
+            4 => {
+                // A bad network everywhere: loss, delay, duplicates on every link.
+                let drop = self.rng.gen_range(0.05..0.3);
+                let dup = self.rng.gen_range(0.0..0.1);
+                let delay = self.rng.gen_range(5..40);
+                for i in 0..n {
+                    let rule = json!({"rules": [{"peer": "*", "drop": drop, "duplicate": dup,
+                                                 "delayMs": [0, delay]}]});
+                    self.post_rules(cluster, i, rule).await?;
+                }
+                sleep(hold).await;
+                Ok(format!(
+                    "lossy links: {:.0}% dropped, {:.0}% duplicated, 0-{delay} ms delay, for {} ms",
+                    drop * 100.0,
+                    dup * 100.0,
+                    hold.as_millis()
+                ))
+            }
             0 => {
                 let l = leader.unwrap_or(target);
                 self.split(cluster, &[l], &others(l)).await?;
