@@ -6,6 +6,7 @@
 //! cluster and the checker live in their own modules. Exit status: 0 when the history is
 //! linearizable and the replicas converged, 1 when not, 2 on bad arguments or setup failure.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -18,10 +19,11 @@ use rand::SeedableRng;
 use serde_json::Value;
 
 use super::history::{to_json_lines, Op, OpInput};
-use super::linearizability::{check_history, CheckResult};
+use super::linearizability::{check_history_within, CheckResult};
 use super::local::LocalCluster;
 use super::minimize::shrink;
 use super::nemesis::{leader_of, FaultEvent, FaultKind, Nemesis};
+use super::report::timeline_svg;
 use super::workload::{perform, Counters, Workload};
 
 /// `kvstore check`: is a running cluster linearizable under your workload (and faults)?
@@ -255,8 +257,11 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
         let (w, c) = (workload.clone(), counters.clone());
         async move { w.run_client(id, start, until, c).await }
     }));
+    let leaders: LeaderSamples = Rc::default();
+    let first = leader_of(&probe, &nodes).await.map(|l| l + 1);
+    leaders.borrow_mut().push((Duration::ZERO, first));
     let progress = {
-        let (c, nodes) = (counters.clone(), nodes.clone());
+        let (c, nodes, leaders) = (counters.clone(), nodes.clone(), leaders.clone());
         let probe = probe.clone();
         async move {
             let mut last = 0;
@@ -264,6 +269,9 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
             while Instant::now() + Duration::from_secs(1) < until {
                 actix_web::rt::time::sleep(Duration::from_secs(1)).await;
                 let leader = leader_of(&probe, &nodes).await;
+                leaders
+                    .borrow_mut()
+                    .push((start.elapsed(), leader.map(|l| l + 1)));
                 let ops = c.ops.get();
                 println!(
                     "[{:>4.0}s] {ops:>7} ops ({:>5}/s), {:>5} unknown, leader {}",
@@ -285,11 +293,18 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
     };
     let (histories, fault_result, ()) =
         futures_util::future::join3(clients, faults, progress).await;
-    fault_result?;
+    let mut trouble = Vec::new();
+    if let Err(e) = fault_result {
+        // The faults stopped early; the history is still worth checking.
+        println!("nemesis stopped early: {e}");
+        trouble.push(format!("nemesis stopped early: {e}"));
+    }
     let mut ops: Vec<Op> = histories.into_iter().flatten().collect();
     let events: Vec<FaultEvent> = nemesis.events.clone();
     if let Some(cluster) = local.as_mut() {
-        nemesis.heal(cluster).await?;
+        if let Err(e) = nemesis.heal(cluster).await {
+            trouble.push(format!("could not heal every fault: {e}"));
+        }
     }
 
     // After healing: the replicas converge, and a final linearizable read of every key joins
@@ -299,9 +314,15 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
         .timeout(args.request_timeout)
         .finish();
     let final_client = args.clients as u64;
+    let reads_by = Instant::now() + Duration::from_secs(60);
+    let mut unread = Vec::new();
     for k in 0..args.keys {
         let key = workload.key(k);
+        let mut read = false;
         for attempt in 0..20 {
+            if Instant::now() > reads_by {
+                break;
+            }
             let base = &nodes[(k + attempt) % nodes.len()];
             let op = perform(
                 &reader,
@@ -311,23 +332,36 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
                 start,
             )
             .await;
-            let done = !op.output.unknown;
+            read = !op.output.unknown;
             ops.push(op);
-            if done {
+            if read {
                 break;
             }
             actix_web::rt::time::sleep(Duration::from_millis(100)).await;
         }
+        if !read {
+            unread.push(key);
+        }
     }
-    let ok = report(
-        &args,
-        &ops,
-        &events,
-        &converge,
+    if !unread.is_empty() {
+        // Without a final read a lost write could go unnoticed: the run cannot pass.
+        trouble.push(format!(
+            "final reads unavailable for {} keys (e.g. {}): lost writes cannot be ruled out",
+            unread.len(),
+            unread[0]
+        ));
+    }
+    let leaders = leaders.borrow().clone();
+    let run = Run {
+        ops: &ops,
+        workload_clients: args.clients as u64,
+        events: &events,
+        leaders: &leaders,
+        converge: &converge,
+        trouble: &trouble,
         start,
-        run_dir.as_deref(),
-        &run_id,
-    )?;
+    };
+    let ok = report(&args, &run, run_dir.as_deref(), &run_id)?;
     drop(local);
     if ok {
         if let Some(dir) = run_dir {
@@ -337,43 +371,68 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
     Ok(ok)
 }
 
-/// How long after `healed` the cluster served again: the start of the first 100 ms window (from
-/// `healed` on, within 10 s) in which operations were called and at least 95% of them
-/// succeeded. `None` if no such window (e.g. the run ended first).
-fn recovery_after(ops: &[Op], healed: Duration) -> Option<Duration> {
+/// Of the 100 ms windows inside `events`, how many saw at least one operation called in them
+/// succeed: (with a success, all).
+fn windows_with_success(ops: &[Op], events: &[&FaultEvent]) -> (usize, usize) {
     let window = Duration::from_millis(100);
-    (0..100).find_map(|w| {
-        let from = healed + window * w;
-        let to = from + window;
-        let (mut ok, mut all) = (0usize, 0usize);
-        for o in ops {
-            let t = Duration::from_nanos(o.call.max(0) as u64);
-            if t >= from && t < to {
-                all += 1;
-                if !o.output.unknown {
-                    ok += 1;
-                }
-            }
+    let (mut lit, mut all) = (0, 0);
+    for e in events {
+        let mut from = e.from;
+        while from + window <= e.to {
+            let to = from + window;
+            all += 1;
+            let any = ops.iter().any(|o| {
+                let t = Duration::from_nanos(o.call.max(0) as u64);
+                !o.output.unknown && t >= from && t < to
+            });
+            lit += usize::from(any);
+            from = to;
         }
-        (all > 0 && ok * 100 >= all * 95).then_some(window * w)
-    })
+    }
+    (lit, all)
 }
 
-/// Print the figures and the verdict; returns whether the run passed.
+/// (time, leader's node number) samples, once a second.
+type LeaderSamples = Rc<RefCell<Vec<(Duration, Option<usize>)>>>;
+
+/// Search steps allowed per key before the verdict is "undecided".
+const CHECK_STEPS_PER_KEY: u64 = 200_000_000;
+
+/// What a run produced, for the report.
+struct Run<'a> {
+    /// The workload's operations, then the final reads (client id `workload_clients`).
+    ops: &'a [Op],
+    workload_clients: u64,
+    events: &'a [FaultEvent],
+    /// What went wrong besides the verdict (the run fails if anything did).
+    trouble: &'a [String],
+    /// (time, leader's node number) once a second.
+    leaders: &'a [(Duration, Option<usize>)],
+    converge: &'a Result<(u64, String), String>,
+    start: Instant,
+}
+
+/// Print the figures and the verdict, write the history and the SVG timeline; returns whether
+/// the run passed.
 fn report(
     args: &CheckArgs,
-    ops: &[Op],
-    events: &[FaultEvent],
-    converge: &Result<(u64, String), String>,
-    start: Instant,
+    run: &Run,
     run_dir: Option<&std::path::Path>,
     run_id: &str,
 ) -> Result<bool, String> {
+    let (all_ops, events, converge, start) = (run.ops, run.events, run.converge, run.start);
+    // Figures describe the workload; the final reads only join the check.
+    let workload_ops: Vec<Op> = all_ops
+        .iter()
+        .filter(|o| o.client_id < run.workload_clients)
+        .cloned()
+        .collect();
+    let ops = &workload_ops[..];
     let history = args
         .history
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("kvstore-check-{run_id}.jsonl")));
-    std::fs::write(&history, to_json_lines(ops))
+    std::fs::write(&history, to_json_lines(all_ops))
         .map_err(|e| format!("cannot write {}: {e}", history.display()))?;
     let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
     let sets = count(&|o| matches!(o.input, OpInput::Set { .. }));
@@ -382,7 +441,13 @@ fn report(
     let unknown = count(&|o| o.output.unknown);
     let elapsed = start.elapsed();
     println!();
-    println!("history: {} ({} ops)", history.display(), ops.len());
+    println!(
+        "history: {} ({} ops: {} by the workload, {} final reads)",
+        history.display(),
+        all_ops.len(),
+        ops.len(),
+        all_ops.len() - ops.len()
+    );
     println!(
         "ops: {sets} set, {gets} get, {dels} delete; {unknown} with unknown outcome \
          (timeouts, 503s, lost connections)"
@@ -433,8 +498,9 @@ fn report(
     kinds.dedup();
     if !kinds.is_empty() {
         println!(
-            "by fault kind (recovery: from healing to the first 100 ms window in which \
-                  at least 95% of the operations called succeeded):"
+            "by fault kind (ops: share of operations called during the faults that succeeded; \
+             time: share of 100 ms windows during them with at least one success; recovery: \
+             from the heal until every running node applied what was committed then):"
         );
     }
     for kind in kinds {
@@ -443,20 +509,28 @@ fn report(
             let t = Duration::from_nanos(o.call.max(0) as u64);
             evs.iter().any(|e| t >= e.from && t < e.to)
         });
+        let (lit, windows) = windows_with_success(ops, &evs);
         let mut rec: Vec<f64> = evs
             .iter()
-            .filter_map(|e| recovery_after(ops, e.to))
+            .filter_map(|e| e.recovered)
             .map(|d| d.as_secs_f64() * 1000.0)
             .collect();
         rec.sort_by(|a, b| a.total_cmp(b));
+        let unrecovered = evs.iter().filter(|e| e.recovered.is_none()).count();
         println!(
-            "  {:<9}: {} faults; {:.1}% of ops succeeded during them ({ok}/{all}); recovery \
-             median {:.0} ms, max {:.0} ms",
+            "  {:<9}: {} faults; ops {:.1}% ({ok}/{all}); time {:.1}% ({lit}/{windows} windows); \
+             recovery median {:.0} ms, max {:.0} ms{}",
             kind.as_str(),
             evs.len(),
             100.0 * ok as f64 / all.max(1) as f64,
+            100.0 * lit as f64 / windows.max(1) as f64,
             percentile(&rec, 0.5),
-            rec.last().copied().unwrap_or(0.0)
+            rec.last().copied().unwrap_or(0.0),
+            if unrecovered > 0 {
+                format!(", {unrecovered} not within 10 s")
+            } else {
+                String::new()
+            }
         );
     }
     let converged_ok = match converge {
@@ -470,13 +544,14 @@ fn report(
         }
     };
     let checking = Instant::now();
-    let verdict = check_history(ops);
+    let verdict = check_history_within(all_ops, CHECK_STEPS_PER_KEY);
+    let mut failing = Vec::new();
     let took = checking.elapsed();
     let linearizable = match verdict {
         CheckResult::Linearizable => {
             println!(
                 "verdict: LINEARIZABLE ({} ops checked in {:.0?}; run took {:.0?})",
-                ops.len(),
+                all_ops.len(),
                 took,
                 elapsed
             );
@@ -484,6 +559,7 @@ fn report(
         }
         CheckResult::Violation { key, ops: key_ops } => {
             let small = shrink(&key_ops);
+            failing = small.clone();
             println!(
                 "verdict: NOT LINEARIZABLE on key {key} ({} of its ops; checked in {took:.0?})",
                 key_ops.len()
@@ -508,8 +584,24 @@ fn report(
             }
             false
         }
+        CheckResult::Undecided { key } => {
+            println!(
+                "verdict: UNDECIDED: the check of key {key} did not finish within its budget \
+                 ({CHECK_STEPS_PER_KEY} steps); try fewer clients or more keys"
+            );
+            false
+        }
     };
-    let ok = linearizable && converged_ok;
+    let svg_path = history.with_extension("svg");
+    let svg = timeline_svg(ops, events, run.leaders, &failing, elapsed);
+    match std::fs::write(&svg_path, svg) {
+        Ok(()) => println!("timeline: {}", svg_path.display()),
+        Err(e) => println!("timeline not written ({}): {e}", svg_path.display()),
+    }
+    for t in run.trouble {
+        println!("FAILED: {t}");
+    }
+    let ok = linearizable && converged_ok && run.trouble.is_empty();
     if !ok {
         if let Some(dir) = run_dir {
             println!("node logs kept in {}", dir.display());

@@ -56,6 +56,11 @@ impl LocalCluster {
                 },
                 Err(e) => last = e,
             }
+            // Start over on new ports with empty data (the nodes are killed by `drop`).
+            drop(c);
+            for i in 0..n {
+                let _ = fs::remove_dir_all(dir.join(format!("n{}-data", i + 1)));
+            }
         }
         Err(format!("could not start a local cluster: {last}"))
     }
@@ -99,11 +104,16 @@ impl LocalCluster {
             .try_clone()
             .map_err(|e| format!("cannot open the log: {e}"))?;
         let mut cmd = Command::new(&self.bin);
-        // SAFETY: prctl in the child between fork and exec, async-signal-safe, no allocation:
-        // the node dies with this process even if it is SIGKILLed and cannot clean up.
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid in the child between fork and exec, async-signal-safe, no
+        // allocation: the node dies with this process even if it is SIGKILLed and cannot clean
+        // up (and does not start at all if this process already died).
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
                 Ok(())
             });
         }

@@ -8,7 +8,8 @@
 //!
 //! Those three are pure: no I/O, no clock. `kvstore check` adds the parts that talk to a
 //! cluster: [`workload`] (recorded clients), [`local`] (a throwaway local cluster),
-//! [`nemesis`] (kills, pauses, partitions) and [`command`] (arguments, orchestration, report).
+//! [`nemesis`] (kills, pauses, partitions), [`report`] (the SVG timeline, pure) and [`command`]
+//! (arguments, orchestration, report).
 
 pub mod command;
 pub mod history;
@@ -16,7 +17,8 @@ pub mod linearizability;
 pub mod local;
 pub mod minimize;
 pub mod nemesis;
+pub mod report;
 pub mod workload;
 
 pub use history::{Op, OpInput, OpOutput};
-pub use linearizability::{check_history, CheckResult};
+pub use linearizability::{check_history, check_history_within, CheckResult};

@@ -45,6 +45,9 @@ pub struct FaultEvent {
     pub from: Duration,
     pub to: Duration,
     pub what: String,
+    /// From the heal until every running node had applied what was committed at the heal
+    /// (`None`: not within 10 s).
+    pub recovered: Option<Duration>,
 }
 
 /// Injects faults into a local cluster.
@@ -55,19 +58,68 @@ pub struct Nemesis {
     pub events: Vec<FaultEvent>,
 }
 
-/// The index of the node that says it is the leader (whatever URL the nodes advertise).
+/// `/health` of `url`, if it answers.
+async fn health(client: &awc::Client, url: &str) -> Option<Value> {
+    let mut res = client.get(format!("{url}/health")).send().await.ok()?;
+    let body = res.body().await.ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+/// The index of the node that says it is the leader in the highest term (an isolated old
+/// leader may still say so in an older one), whatever URLs the nodes advertise.
 pub async fn leader_of(client: &awc::Client, urls: &[String]) -> Option<usize> {
+    let mut best: Option<(u64, usize)> = None;
     for (i, u) in urls.iter().enumerate() {
-        let Ok(mut res) = client.get(format!("{u}/health")).send().await else {
+        let Some(h) = health(client, u).await else {
             continue;
         };
-        let Ok(body) = res.body().await else { continue };
-        let Ok(h) = serde_json::from_slice::<Value>(&body) else {
-            continue;
-        };
-        if h["state"] == "leader" {
-            return Some(i);
+        let term = h["term"].as_u64().unwrap_or(0);
+        if h["state"] == "leader" && best.is_none_or(|(t, _)| term > t) {
+            best = Some((term, i));
         }
+    }
+    best.map(|(_, i)| i)
+}
+
+/// Wait (up to `within`) until `url` answers `/health`.
+async fn wait_up(client: &awc::Client, url: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if health(client, url).await.is_some() {
+            return true;
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// How long until every running node has applied what was committed when this was called
+/// (up to 10 s).
+async fn caught_up(client: &awc::Client, cluster: &LocalCluster) -> Option<Duration> {
+    let t0 = Instant::now();
+    let urls: Vec<String> = (0..cluster.len())
+        .filter(|i| cluster.is_running(*i))
+        .map(|i| cluster.url(i))
+        .collect();
+    let mut target = 0;
+    for u in &urls {
+        if let Some(h) = health(client, u).await {
+            target = target.max(h["commitIndex"].as_u64().unwrap_or(0));
+        }
+    }
+    while t0.elapsed() < Duration::from_secs(10) {
+        let mut all = true;
+        for u in &urls {
+            let applied = health(client, u)
+                .await
+                .and_then(|h| h["store"]["appliedIndex"].as_u64())
+                .unwrap_or(0);
+            all &= applied >= target;
+        }
+        if all {
+            return Some(t0.elapsed());
+        }
+        sleep(Duration::from_millis(20)).await;
     }
     None
 }
@@ -137,11 +189,25 @@ impl Nemesis {
         Ok(())
     }
 
-    async fn heal_links(&self, cluster: &LocalCluster) {
-        for i in 0..cluster.len() {
-            // A node that is down has no rules to heal.
-            let _ = self.cut(cluster, i, &[]).await;
+    /// Clear every running node's rules, retrying (a node just restarted may not listen yet).
+    async fn heal_links(&self, cluster: &LocalCluster) -> Result<(), String> {
+        for i in (0..cluster.len()).filter(|i| cluster.is_running(*i)) {
+            let mut last = String::new();
+            let healed = 'tries: {
+                for _ in 0..50 {
+                    match self.cut(cluster, i, &[]).await {
+                        Ok(()) => break 'tries true,
+                        Err(e) => last = e,
+                    }
+                    sleep(Duration::from_millis(100)).await;
+                }
+                false
+            };
+            if !healed {
+                return Err(format!("cannot heal n{}'s links: {last}", i + 1));
+            }
         }
+        Ok(())
     }
 
     /// Inject faults one after another until `until`; `start` is the run's start.
@@ -177,6 +243,9 @@ impl Nemesis {
                     cluster.kill(target);
                     sleep(hold).await;
                     cluster.restart(target)?;
+                    if !wait_up(&self.client, &cluster.url(target), Duration::from_secs(10)).await {
+                        return Err(format!("n{} did not come back after a kill", target + 1));
+                    }
                     format!("killed n{} for {} ms", target + 1, hold.as_millis())
                 }
                 FaultKind::Pause => {
@@ -187,16 +256,19 @@ impl Nemesis {
                     format!("paused n{} for {} ms", target + 1, hold.as_millis())
                 }
                 FaultKind::Partition => {
-                    let what = self.partition(cluster, leader, target, hold).await?;
-                    self.heal_links(cluster).await;
-                    what
+                    let what = self.partition(cluster, leader, target, hold).await;
+                    self.heal_links(cluster).await?;
+                    what?
                 }
             };
+            let to = start.elapsed();
+            let recovered = caught_up(&self.client, cluster).await;
             self.events.push(FaultEvent {
                 kind,
                 from,
-                to: start.elapsed(),
+                to,
                 what,
+                recovered,
             });
         }
         Ok(())
@@ -281,7 +353,7 @@ impl Nemesis {
                 while Instant::now() < until {
                     self.split(cluster, &[target], &others(target)).await?;
                     sleep(Duration::from_millis(self.rng.gen_range(100..300))).await;
-                    self.heal_links(cluster).await;
+                    self.heal_links(cluster).await?;
                     sleep(Duration::from_millis(self.rng.gen_range(100..300))).await;
                     flips += 1;
                 }
@@ -297,7 +369,9 @@ impl Nemesis {
     /// Undo every fault: heal links, resume, restart.
     pub async fn heal(&mut self, cluster: &mut LocalCluster) -> Result<(), String> {
         cluster.heal()?;
-        self.heal_links(cluster).await;
-        Ok(())
+        for i in 0..cluster.len() {
+            wait_up(&self.client, &cluster.url(i), Duration::from_secs(10)).await;
+        }
+        self.heal_links(cluster).await
     }
 }

@@ -72,7 +72,8 @@ impl Workload {
                 if next_at > now {
                     actix_web::rt::time::sleep(next_at - now).await;
                 }
-                next_at += gap;
+                // A client that fell behind (a slow answer) does not catch up in a burst.
+                next_at = next_at.max(Instant::now()) + gap;
             }
             n += 1;
             let base = &self.nodes[rng.gen_range(0..self.nodes.len())];

@@ -1,8 +1,13 @@
-//! The in-app fault layer (`KVSTORE_FAULTS=1`): rules that drop, delay, duplicate or cut the
-//! Raft messages this node sends to a peer, and [`Faulty`], a [`Transport`] that applies them
-//! to outgoing requests. Answers this node gives to a peer's requests follow the same rules (the
-//! `RaftActor` applies [`FaultRules::for_peer`] to them), so a rule for peer P governs every
-//! message from this node to P: a cut is one-way, and cutting both ends' rules splits them.
+//! The in-app fault layer (`KVSTORE_FAULTS=1`): per-peer rules, and [`Faulty`], a [`Transport`]
+//! that applies them to this node's requests. A rule for peer P:
+//!
+//! - `cut`: this node's requests to P fail at once, and its answers to P's requests are lost
+//!   (the `RaftActor` applies [`FaultRules::for_peer`] to answers). Nothing this node says
+//!   reaches P: a one-way cut; cutting both ends' rules splits two nodes.
+//! - `drop` p: a request to P is lost with chance p (half of those before delivery, half after
+//!   P handled it, as if P's answer were lost); this node's answers to P are lost with chance p.
+//! - `delay`: requests to P and answers to P wait a random time in the range.
+//! - `duplicate` p: a request to P is sent twice with chance p (requests only).
 //!
 //! Only a test and diagnosis tool: switched by `POST /admin/faults`, which exists only when the
 //! node was started with `KVSTORE_FAULTS=1`. It never changes a message's content.
@@ -161,7 +166,11 @@ impl<T: Transport> Transport for Faulty<T> {
         }
         if self.dice.roll() < rule.duplicate {
             let twin = self.inner.call(to, msg.clone());
+            let twin_delay = self.dice.delay(rule.delay_ms);
             actix_web::rt::spawn(async move {
+                if let Some(d) = twin_delay {
+                    actix_web::rt::time::sleep(d).await;
+                }
                 let _ = twin.await;
             });
         }
