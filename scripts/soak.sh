@@ -40,7 +40,7 @@ for ((i = 0; i < RUNS; i++)); do
   report="$OUT/seed-$seed.txt"
   if "$BIN" check --local 3 --nemesis "$NEMESIS" --duration "$DURATION" --seed "$seed" \
       --history "$OUT/seed-$seed.jsonl" "${EXTRA[@]}" > "$report" 2>&1; then
-    ops=$(sed -n 's/^history: .* (\([0-9]*\) ops)$/\1/p' "$report")
+    ops=$(sed -n 's/^history: .* (\([0-9]*\) ops.*/\1/p' "$report")
     nf=$(sed -n 's/^faults (\([0-9]*\)):$/\1/p' "$report")
     avail=$(sed -n 's/^availability: \([0-9.]*\)%.*/\1/p' "$report")
     total_ops=$((total_ops + ${ops:-0})); faults=$((faults + ${nf:-0}))

@@ -1075,18 +1075,28 @@ impl RaftCore {
         self.reply_append(resp);
     }
 
-    fn on_append_response(&mut self, from: PeerId, resp: AppendResponse) {
+    /// Common to every answer a leader gets: a higher term deposes it; an answer from an
+    /// unknown peer or an older term is stale. True when the answer is current (and the peer
+    /// counts as active for check-quorum).
+    fn current_answer(&mut self, from: PeerId, term: Term) -> bool {
         if from.0 >= self.cfg.peers {
-            return;
+            return false;
         }
-        if resp.term > self.term {
-            self.become_follower(resp.term, None);
-            return;
+        if term > self.term {
+            self.become_follower(term, None);
+            return false;
         }
-        if self.role != Role::Leader || resp.term != self.term {
-            return; // stale
+        if self.role != Role::Leader || term != self.term {
+            return false; // stale
         }
         self.recent_active[from.0] = true;
+        true
+    }
+
+    fn on_append_response(&mut self, from: PeerId, resp: AppendResponse) {
+        if !self.current_answer(from, resp.term) {
+            return;
+        }
         let last = self.log.last_index();
         let pr = &mut self.progress[from.0];
         pr.acked_seq = pr.acked_seq.max(resp.seq);
@@ -1233,17 +1243,9 @@ impl RaftCore {
     }
 
     fn on_snapshot_response(&mut self, from: PeerId, resp: SnapshotResponse) {
-        if from.0 >= self.cfg.peers {
+        if !self.current_answer(from, resp.term) {
             return;
         }
-        if resp.term > self.term {
-            self.become_follower(resp.term, None);
-            return;
-        }
-        if self.role != Role::Leader || resp.term != self.term {
-            return;
-        }
-        self.recent_active[from.0] = true;
         let last = self.log.last_index();
         let pr = &mut self.progress[from.0];
         pr.acked_seq = pr.acked_seq.max(resp.seq);
