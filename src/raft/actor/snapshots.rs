@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::{ActorFutureExt, AsyncContext, Context, ResponseFuture, WrapFuture};
 use tokio::sync::oneshot;
@@ -74,7 +74,12 @@ impl RaftActor {
         let started = Instant::now();
         let fut = self.store.send(TakeSnapshot);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok((meta, bytes)) => act.store_snapshot(meta, bytes, started, ctx),
+            Ok((meta, bytes)) => {
+                // The store answered: that is how long it was busy encoding (reads and applies
+                // waited meanwhile).
+                let encoded = started.elapsed();
+                act.store_snapshot(meta, bytes, (started, encoded), ctx)
+            }
             Err(e) => {
                 act.snapshotting = false;
                 act.fail_hard(format!("store actor is gone: {e}"));
@@ -87,7 +92,7 @@ impl RaftActor {
         &mut self,
         meta: SnapshotMeta,
         bytes: Vec<u8>,
-        started: Instant,
+        started: (Instant, Duration),
         ctx: &mut Context<Self>,
     ) {
         let len = bytes.len() as u64;
@@ -124,7 +129,12 @@ impl RaftActor {
         }));
     }
 
-    fn snapshot_saved(&mut self, info: SnapshotInfo, started: Instant, ctx: &mut Context<Self>) {
+    fn snapshot_saved(
+        &mut self,
+        info: SnapshotInfo,
+        (started, encoded): (Instant, Duration),
+        ctx: &mut Context<Self>,
+    ) {
         self.snapshotting = false;
         let meta = info.meta;
         tracing::info!(
@@ -132,6 +142,7 @@ impl RaftActor {
             term = meta.term,
             bytes = info.len,
             ms = started.elapsed().as_millis() as u64,
+            store_ms = encoded.as_millis() as u64,
             "snapshot taken"
         );
         if !self.adopt_snapshot(info) {
