@@ -274,10 +274,11 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
                     .push((start.elapsed(), leader.map(|l| l + 1)));
                 let ops = c.ops.get();
                 println!(
-                    "[{:>4.0}s] {ops:>7} ops ({:>5}/s), {:>5} unknown, leader {}",
+                    "[{:>4.0}s] {ops:>7} ops ({:>5}/s), {:>5} unknown, {:>5} failed, leader {}",
                     start.elapsed().as_secs_f64(),
                     ops - last,
                     c.unknown.get(),
+                    c.failed.get(),
                     leader.map_or("none".to_owned(), |l| format!("n{}", l + 1))
                 );
                 last = ops;
@@ -332,7 +333,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
                 start,
             )
             .await;
-            read = !op.output.unknown;
+            read = op.succeeded();
             ops.push(op);
             if read {
                 break;
@@ -383,7 +384,7 @@ fn windows_with_success(ops: &[Op], events: &[&FaultEvent]) -> (usize, usize) {
             all += 1;
             let any = ops.iter().any(|o| {
                 let t = Duration::from_nanos(o.call.max(0) as u64);
-                !o.output.unknown && t >= from && t < to
+                o.succeeded() && t >= from && t < to
             });
             lit += usize::from(any);
             from = to;
@@ -439,6 +440,7 @@ fn report(
     let gets = count(&|o| matches!(o.input, OpInput::Get { .. }));
     let dels = count(&|o| matches!(o.input, OpInput::Delete { .. }));
     let unknown = count(&|o| o.output.unknown);
+    let failed = count(&|o| o.output.failed);
     let elapsed = start.elapsed();
     println!();
     println!(
@@ -450,11 +452,12 @@ fn report(
     );
     println!(
         "ops: {sets} set, {gets} get, {dels} delete; {unknown} with unknown outcome \
-         (timeouts, 503s, lost connections)"
+         (timeouts, lost connections, answers that say so), {failed} failed for certain \
+         (refused connections, errors that say nothing was applied; left out of the check)"
     );
     let availability = |f: &dyn Fn(&Op) -> bool| {
         let all: Vec<&Op> = ops.iter().filter(|o| f(o)).collect();
-        let ok = all.iter().filter(|o| !o.output.unknown).count();
+        let ok = all.iter().filter(|o| o.succeeded()).count();
         (ok, all.len())
     };
     let (ok, all) = availability(&|_| true);
@@ -464,7 +467,7 @@ fn report(
     );
     let mut lat: Vec<f64> = ops
         .iter()
-        .filter(|o| !o.output.unknown)
+        .filter(|o| o.succeeded())
         .map(|o| (o.ret - o.call) as f64 / 1e6)
         .collect();
     lat.sort_by(|a, b| a.total_cmp(b));

@@ -3,7 +3,9 @@
 //! The JSON shape is porcupine's `Operation`: `{"clientId", "input", "call", "output",
 //! "return"}` with times in nanoseconds. An operation whose outcome is unknown (timeout, lost
 //! connection, "may or may not have been applied") has `"output": {"unknown": true}` and a
-//! return time of `i64::MAX`: it may have taken effect at any time after its call.
+//! return time of `i64::MAX`: it may have taken effect at any time after its call. One that
+//! failed for certain (refused connection, an error that says the write was not applied) has
+//! `"output": {"failed": true}` and is left out of the check.
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +34,10 @@ pub struct OpOutput {
     /// The outcome is unknown: the operation may or may not have taken effect.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unknown: bool,
+    /// The operation failed for certain: it took no effect (the connection was refused, or the
+    /// node answered an error that says so). The checker leaves it out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
     /// For a get: the value read (`None`: key not found).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
@@ -45,6 +51,7 @@ impl OpOutput {
     pub fn unknown() -> Self {
         OpOutput {
             unknown: true,
+            failed: false,
             value: None,
             deleted: None,
         }
@@ -54,6 +61,7 @@ impl OpOutput {
     pub fn stored() -> Self {
         OpOutput {
             unknown: false,
+            failed: false,
             value: None,
             deleted: None,
         }
@@ -63,7 +71,18 @@ impl OpOutput {
     pub fn read(value: Option<String>) -> Self {
         OpOutput {
             unknown: false,
+            failed: false,
             value,
+            deleted: None,
+        }
+    }
+
+    /// An operation that failed for certain and took no effect.
+    pub fn failed() -> Self {
+        OpOutput {
+            unknown: false,
+            failed: true,
+            value: None,
             deleted: None,
         }
     }
@@ -72,6 +91,7 @@ impl OpOutput {
     pub fn deleted(found: bool) -> Self {
         OpOutput {
             unknown: false,
+            failed: false,
             value: None,
             deleted: Some(found),
         }
@@ -90,6 +110,13 @@ pub struct Op {
     /// Nanoseconds since the start of the run; `i64::MAX` when the outcome is unknown.
     #[serde(rename = "return")]
     pub ret: i64,
+}
+
+impl Op {
+    /// The operation succeeded: its outcome is known and it did not fail.
+    pub fn succeeded(&self) -> bool {
+        !self.output.unknown && !self.output.failed
+    }
 }
 
 /// Serialize ops as JSON lines.

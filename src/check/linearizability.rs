@@ -182,7 +182,8 @@ fn check_key(ops: &[Op], budget: u64) -> Option<bool> {
     Some(true)
 }
 
-/// Check a whole history, key by key. Unknown reads are dropped first. Never gives up.
+/// Check a whole history, key by key. Unknown reads and failed operations (no effect) are
+/// dropped first. Never gives up.
 pub fn check_history(ops: &[Op]) -> CheckResult {
     check_history_within(ops, u64::MAX)
 }
@@ -192,7 +193,7 @@ pub fn check_history(ops: &[Op]) -> CheckResult {
 pub fn check_history_within(ops: &[Op], steps_per_key: u64) -> CheckResult {
     let mut by_key: BTreeMap<String, Vec<Op>> = BTreeMap::new();
     for op in ops {
-        if op.output.unknown && matches!(op.input, OpInput::Get { .. }) {
+        if op.output.failed || (op.output.unknown && matches!(op.input, OpInput::Get { .. })) {
             continue;
         }
         let mut op = op.clone();
@@ -372,6 +373,20 @@ mod tests {
             }
             other => panic!("must be refused: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_write_that_failed_for_certain_is_left_out_so_reading_its_value_is_a_violation() {
+        let mut failed = set(1, "x", 0, 1);
+        failed.output = OpOutput::failed();
+        assert_eq!(
+            check_history(&[failed.clone(), get(2, None, 2, 3)]),
+            CheckResult::Linearizable
+        );
+        assert!(matches!(
+            check_history(&[failed, get(2, Some("x"), 2, 3)]),
+            CheckResult::Violation { .. }
+        ));
     }
 
     #[test]

@@ -20,6 +20,7 @@ const TOP: f64 = 50.0;
 enum Cell {
     Empty,
     Ok,
+    Failed,
     Unknown,
 }
 
@@ -59,7 +60,7 @@ pub fn timeline_svg(
     );
     let _ = write!(
         svg,
-        r##"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="14" font-size="12">kvstore check: {} ops, {} clients, {:.1} s; green: succeeded, grey: unknown outcome; bands: faults; top line: leader</text>"##,
+        r##"<rect width="100%" height="100%" fill="white"/><text x="{LEFT}" y="14" font-size="12">kvstore check: {} ops, {} clients, {:.1} s; green: succeeded, pink: failed, grey: unknown outcome; bands: faults; top line: leader</text>"##,
         ops.len(),
         clients,
         span.as_secs_f64()
@@ -110,6 +111,8 @@ pub fn timeline_svg(
             let col = ((x(o.call) - LEFT) as usize).min(columns.saturating_sub(1));
             let cell = if o.output.unknown {
                 Cell::Unknown
+            } else if o.output.failed {
+                Cell::Failed
             } else {
                 Cell::Ok
             };
@@ -123,6 +126,7 @@ pub fn timeline_svg(
                 let color = match cells[start] {
                     Cell::Empty => None,
                     Cell::Ok => Some("#5cb85c"),
+                    Cell::Failed => Some("#e8a0a0"),
                     Cell::Unknown => Some("#999999"),
                 };
                 if let Some(color) = color {

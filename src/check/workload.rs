@@ -3,8 +3,11 @@
 //!
 //! I/O: HTTP through awc, one client per simulated client, on the caller's actix runtime. It
 //! never interprets the history; [`super::linearizability`] does. A definite answer (200, or a
-//! 404 for get/delete) is recorded as such; anything else (timeouts, 503s, lost connections) is
-//! recorded as an unknown outcome, which the checker allows to have happened or not.
+//! 404 for get/delete) is recorded as such. A definite failure is recorded as failed (left out
+//! of the check): a refused connection (nothing was sent), or a 503 whose message does not say
+//! the write "may or may not have been applied" (the API says so whenever the outcome is
+//! unknown). Anything else (timeouts, lost connections, 500s, those 503s) is an unknown
+//! outcome, which the checker allows to have happened or not.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -36,6 +39,7 @@ pub struct Workload {
 pub struct Counters {
     pub ops: Cell<u64>,
     pub unknown: Cell<u64>,
+    pub failed: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -91,6 +95,9 @@ impl Workload {
             if op.output.unknown {
                 bump(&counters.unknown);
             }
+            if op.output.failed {
+                bump(&counters.failed);
+            }
             ops.push(op);
         }
         ops
@@ -110,6 +117,27 @@ fn encode(key: &str) -> String {
     out
 }
 
+/// What a write that was not acknowledged tells: failed for certain, or unknown.
+async fn write_failure(res: Result<awc::ClientResponse, awc::error::SendRequestError>) -> OpOutput {
+    use awc::error::{ConnectError, SendRequestError};
+    match res {
+        // Nothing was sent: no effect.
+        Err(SendRequestError::Connect(ConnectError::Io(_)))
+        | Err(SendRequestError::Connect(ConnectError::Timeout)) => OpOutput::failed(),
+        Ok(mut r) if r.status() == 503 => {
+            let body = r.body().await.map(|b| b.to_vec()).unwrap_or_default();
+            let message = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_owned));
+            match message {
+                Some(m) if !m.contains("may or may not") => OpOutput::failed(),
+                _ => OpOutput::unknown(),
+            }
+        }
+        _ => OpOutput::unknown(),
+    }
+}
+
 /// Send one operation to `base` and record it as client `client_id`'s.
 pub async fn perform(
     client: &awc::Client,
@@ -125,9 +153,9 @@ pub async fn perform(
                 .put(format!("{base}/set"))
                 .send_json(&serde_json::json!({"key": key, "value": value}))
                 .await;
-            match res.map(|r| r.status().as_u16()) {
-                Ok(200) => OpOutput::stored(),
-                _ => OpOutput::unknown(),
+            match res {
+                Ok(r) if r.status() == 200 => OpOutput::stored(),
+                other => write_failure(other).await,
             }
         }
         OpInput::Get { key } => {
@@ -149,14 +177,14 @@ pub async fn perform(
         }
         OpInput::Delete { key } => {
             let url = format!("{base}/delete?key={}", encode(key));
-            match client.delete(url).send().await.map(|r| r.status().as_u16()) {
-                Ok(200) => OpOutput::deleted(true),
-                Ok(404) => OpOutput::deleted(false),
-                _ => OpOutput::unknown(),
+            match client.delete(url).send().await {
+                Ok(r) if r.status() == 200 => OpOutput::deleted(true),
+                Ok(r) if r.status() == 404 => OpOutput::deleted(false),
+                other => write_failure(other).await,
             }
         }
     };
-    let ret = if output.unknown {
+    let ret = if output.unknown || output.failed {
         i64::MAX
     } else {
         start.elapsed().as_nanos() as i64
