@@ -170,11 +170,6 @@ impl LocalCluster {
         self.procs[i].is_some()
     }
 
-    /// Is node `i` paused (SIGSTOP)?
-    pub fn is_paused(&self, i: usize) -> bool {
-        self.paused[i]
-    }
-
     /// SIGKILL node `i` and reap it.
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.procs[i].take() {

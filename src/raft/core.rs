@@ -2039,6 +2039,17 @@ mod tests {
             panic!("network did not quiesce");
         }
 
+        /// Three fresh nodes, the first elected leader.
+        fn three_with_leader() -> Net {
+            let mut net = Net::new(vec![
+                node("a", 2, 0, RaftLog::new()),
+                node("b", 2, 0, RaftLog::new()),
+                node("c", 2, 0, RaftLog::new()),
+            ]);
+            net.elect(0);
+            net
+        }
+
         /// Make `node` leader: it campaigns and every message is delivered.
         fn elect(&mut self, node: usize) {
             self.step(node, Input::Campaign);
@@ -2065,12 +2076,7 @@ mod tests {
 
     #[test]
     fn s5_3_leader_replicates_commits_on_majority_and_all_apply_in_order() {
-        let mut net = Net::new(vec![
-            node("a", 2, 0, RaftLog::new()),
-            node("b", 2, 0, RaftLog::new()),
-            node("c", 2, 0, RaftLog::new()),
-        ]);
-        net.elect(0);
+        let mut net = Net::three_with_leader();
         for i in 0..5 {
             let out = net.step(0, Input::Propose(set_cmd("k", &i.to_string())));
             assert_eq!(
@@ -2297,12 +2303,7 @@ mod tests {
 
     #[test]
     fn s5_4_a_stale_leader_cannot_commit() {
-        let mut net = Net::new(vec![
-            node("a", 2, 0, RaftLog::new()),
-            node("b", 2, 0, RaftLog::new()),
-            node("c", 2, 0, RaftLog::new()),
-        ]);
-        net.elect(0);
+        let mut net = Net::three_with_leader();
         // b and c move on to term 5 without a (as if a had been partitioned).
         net.cores[1].step(Input::Request(vote_req(5, "c", 1, 1)));
         net.cores[2].step(Input::Request(vote_req(5, "b", 1, 1)));
@@ -2326,12 +2327,7 @@ mod tests {
 
     #[test]
     fn s6_4_read_index_waits_for_a_quorum_ack_sent_after_the_read() {
-        let mut net = Net::new(vec![
-            node("a", 2, 0, RaftLog::new()),
-            node("b", 2, 0, RaftLog::new()),
-            node("c", 2, 0, RaftLog::new()),
-        ]);
-        net.elect(0); // the no-op is committed by now
+        let mut net = Net::three_with_leader(); // the no-op is committed by now
         assert_eq!(net.cores[0].commit_index(), 1);
         let out = net.step(0, Input::ReadIndex { id: 7 });
         assert!(
@@ -2372,12 +2368,7 @@ mod tests {
 
     #[test]
     fn s6_4_pending_reads_fail_when_leadership_is_lost() {
-        let mut net = Net::new(vec![
-            node("a", 2, 0, RaftLog::new()),
-            node("b", 2, 0, RaftLog::new()),
-            node("c", 2, 0, RaftLog::new()),
-        ]);
-        net.elect(0);
+        let mut net = Net::three_with_leader();
         net.step(0, Input::ReadIndex { id: 1 });
         net.queue.clear();
         let out = net.cores[0].step(Input::Request(heartbeat(9, "b")));
@@ -2547,12 +2538,7 @@ mod tests {
 
     #[test]
     fn s7_a_follower_behind_the_log_start_gets_a_snapshot_then_the_entries_after_it() {
-        let mut net = Net::new(vec![
-            node("a", 2, 0, RaftLog::new()),
-            node("b", 2, 0, RaftLog::new()),
-            node("c", 2, 0, RaftLog::new()),
-        ]);
-        net.elect(0);
+        let mut net = Net::three_with_leader();
         for i in 0..5 {
             net.step(0, Input::Propose(set_cmd("k", &i.to_string())));
             net.run();

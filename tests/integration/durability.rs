@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::cluster_proc::ProcCluster;
-use crate::helpers::{client, get, put, KvProcess};
+use crate::helpers::{client, get, poll_until, put, KvProcess};
 
 fn start_single(dir: &Path) -> KvProcess {
     let dir = dir.to_string_lossy().into_owned();
@@ -261,15 +261,17 @@ async fn a_full_disk_fails_writes_cleanly_loses_nothing_and_recovers_when_space_
     }
     // Space returns: writes resume without a restart.
     disk.resize("64m");
-    let mut resumed = false;
-    for _ in 0..100 {
-        if put(&node.url(""), "after", "space").await.0 == 200 {
-            resumed = true;
-            break;
+    let resumed = poll_until(Duration::from_secs(20), || async {
+        match put(&node.url(""), "after", "space").await {
+            (200, _, _) => Ok(()),
+            (_, body, _) => Err(body),
         }
-        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(resumed, "writes did not resume after space returned");
+    })
+    .await;
+    assert!(
+        resumed.is_ok(),
+        "writes did not resume after space returned: {resumed:?}"
+    );
     // And the log on disk is intact: a restart recovers everything acknowledged.
     node.signal(libc::SIGKILL);
     node.wait_exit(Duration::from_secs(10)).expect("killed");

@@ -303,3 +303,23 @@ pub async fn delete(base: &str, key: &str) -> u16 {
         .status()
         .as_u16()
 }
+
+/// Ask `probe` again every 20 ms until it returns `Ok`, for at most `within`: a poll with a
+/// deadline. `Err` is what the last attempt said, for the caller's failure message.
+pub async fn poll_until<T, E, F, Fut>(within: Duration, mut probe: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match probe().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
