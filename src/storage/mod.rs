@@ -5,6 +5,7 @@
 //! actor does, following the core's outputs (persist before send). [`writer`] runs the log on
 //! its own thread; snapshot files are written off the actors' threads by the Raft actor.
 
+pub mod failpoint;
 pub mod snapshot;
 pub mod wal;
 pub mod writer;

@@ -24,6 +24,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::failpoint;
 use crate::raft::log::{Entry, EntryPayload};
 use crate::raft::{HardState, LogIndex};
 use crate::store::Command;
@@ -583,7 +584,9 @@ impl Wal {
     /// segment was created).
     pub fn sync(&mut self) -> Result<(), WalError> {
         let seg = self.segments.last().expect("a current segment");
-        self.file.sync_data().map_err(io_err(&seg.path, "sync"))?;
+        failpoint::hit("wal.sync")
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_err(&seg.path, "sync"))?;
         if self.dir_dirty {
             File::open(&self.dir)
                 .and_then(|d| d.sync_all())
