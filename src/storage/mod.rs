@@ -5,10 +5,11 @@
 //! actor does, following the core's outputs (persist before send). [`writer`] runs the log on
 //! its own thread; snapshot files are written off the actors' threads by the Raft actor.
 
+pub mod dirs;
 pub mod failpoint;
 pub mod snapshot;
 pub mod wal;
 pub mod writer;
 
-pub use wal::{Record, Recovered, Wal, WalError, WalHandoff};
+pub use wal::{Record, Recovered, Scan, SegmentReport, Wal, WalError, WalHandoff};
 pub use writer::{CompactLog, LogWriter, WriteBatch, WriteFailed};

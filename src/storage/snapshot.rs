@@ -22,6 +22,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use super::{dirs, failpoint};
 use crate::raft::{LogIndex, Term};
 
 const MAGIC: &[u8; 8] = b"KVSNAP\x00\x01";
@@ -140,20 +141,26 @@ pub fn write<'a>(
 /// temporary file, fsync, rename, fsync of the directory. Then remove all but the newest
 /// `keep` snapshots. Returns the file written.
 pub fn write_bytes(dir: &Path, index: LogIndex, bytes: &[u8], keep: usize) -> io::Result<PathBuf> {
-    fs::create_dir_all(dir)?;
+    dirs::create_dir_all(dir)?;
     let final_path = path_for(dir, index);
     let tmp = dir.join(format!("{index:020}.snap.tmp"));
     {
+        failpoint::hit("snapshot.write.create")?;
         let mut file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&tmp)?;
+        failpoint::hit("snapshot.write.data")?;
         file.write_all(bytes)?;
+        failpoint::hit("snapshot.write.sync")?;
         file.sync_all()?;
     }
+    failpoint::hit("snapshot.write.rename")?;
     fs::rename(&tmp, &final_path)?;
-    File::open(dir)?.sync_all()?;
+    failpoint::hit("snapshot.write.renamed")?;
+    dirs::sync_dir(dir)?;
+    failpoint::hit("snapshot.write.prune")?;
     // Older snapshots beyond `keep` are no longer needed. Another write may be pruning at the
     // same time: a file already gone is fine. (A transfer reading an old file keeps it open,
     // so removing it does not cut the transfer short.)

@@ -1,42 +1,69 @@
 //! [`Wal`]: a segmented write-ahead log of Raft hard state and log entries.
 //!
 //! On disk: a directory of segment files `00000000000000000001.wal`, `...2.wal`, each an 8-byte
-//! header (magic + version) followed by records `length u32 | crc32 u32 | kind u8 | payload`
-//! (little endian; the CRC covers kind and payload). A new segment starts when the current one
-//! reaches the configured size. Records:
+//! header (magic + format version 2) followed by records (little endian):
 //!
-//! - hard state (term, vote): the latest one wins;
+//! ```text
+//! len u32 | kind u8 | header_crc u32 | payload (len bytes) | crc u32
+//! ```
+//!
+//! `header_crc` is the CRC-32 of `len` and `kind`, and `crc` the CRC-32 of `len`, `kind` and the
+//! payload, so every byte of a record is covered, its length first: a damaged length is seen as
+//! damage, never mistaken for the end of the log. A new segment starts when the current one
+//! reaches the configured size; it is created under a temporary name, its header written and
+//! fsynced, then renamed into place and the directory fsynced, so a segment under its final name
+//! always has its header. Records:
+//!
+//! - hard state (term, vote): the latest one wins. A hard state older than one already written
+//!   is never written after it (only a batch retried after a full disk could try; it is skipped);
 //! - entry (index, term, payload): writing entry `i` discards any entry at `i` or later that was
 //!   written before (that is how a conflicting suffix is truncated, durably);
 //! - reset (index, term): a snapshot installed from the leader replaced the whole log; entries
 //!   written before are gone, the next one is `index + 1`.
 //!
-//! Recovery replays every segment in order. A short or bad-CRC record at the very end of the last
-//! segment is a torn write from a crash: it is cut off (with a warning from the caller). A bad
-//! record anywhere else, a missing segment, a gap in the indexes or a term going backwards
-//! refuses to open, naming the file and offset, and leaves the files untouched.
+//! **The torn-tail rule.** Recovery replays every segment in order. Only what a crash can leave
+//! is taken for a torn write and cut off (with a warning from the caller): at the end of the
+//! *last* segment, after the last valid record, either
+//! - fewer bytes than a record header (a write cut short), or
+//! - a record whose header checks out but which runs past the end of the file (a write cut
+//!   short), or
+//! - only zero bytes to the end of the file, or a record prefix followed by zero bytes from a
+//!   512-byte boundary inside that record to the end of the file (blocks a power loss never
+//!   wrote).
+//!
+//! Anything else refuses to open, names the file, the byte offset and the reason, and leaves
+//! every file untouched: a bad record (header or checksum) followed by more data or complete in
+//! itself, a record running past the end with more data after it, damage in any earlier
+//! segment, a missing segment, a gap in the indexes, a term going backwards. [`scan`] does the
+//! same checks without changing anything (`kvstore verify`).
 //!
 //! This module does file I/O and nothing else: it never decides what to write or when to sync.
 //! Writes are not durable until [`Wal::sync`] returns.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::failpoint;
+use super::{dirs, failpoint};
 use crate::raft::log::{Entry, EntryPayload};
-use crate::raft::{HardState, LogIndex};
+use crate::raft::{HardState, LogIndex, Term};
 use crate::store::Command;
 
-const MAGIC: &[u8; 8] = b"KVWAL\x00\x00\x01";
+const MAGIC: &[u8; 8] = b"KVWAL\x00\x00\x02";
+/// The magic of format 1 (records without a header checksum), refused with a clear message.
+const MAGIC_V1: &[u8; 8] = b"KVWAL\x00\x00\x01";
 const HEADER_LEN: u64 = 8;
+/// `len u32 | kind u8 | header_crc u32`.
 const RECORD_HEADER_LEN: usize = 9;
+const RECORD_TRAILER_LEN: usize = 4;
 const KIND_HARD_STATE: u8 = 1;
 const KIND_ENTRY: u8 = 2;
 const KIND_RESET: u8 = 3;
 /// Largest record accepted on replay; a larger length field is corruption.
 const MAX_RECORD_BYTES: u32 = 256 * 1024 * 1024;
+/// Zeros left by a power loss start on a block boundary; 512 bytes is the smallest block.
+const ZERO_TAIL_ALIGN: usize = 512;
 
 /// One thing written to the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +136,20 @@ impl WalError {
     }
 }
 
+impl WalError {
+    /// After this error the log's state on disk is unknown (an fsync failed, or a partly
+    /// written record could not be cut off): nothing more may be written to it.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            WalError::Io {
+                op: "sync" | "sync directory" | "truncate a partly written record",
+                ..
+            }
+        )
+    }
+}
+
 fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> WalError + 'a {
     move |source| WalError::Io {
         path: path.to_owned(),
@@ -132,6 +173,35 @@ pub struct Recovered {
     pub term_at_snapshot: Option<u64>,
 }
 
+/// What [`scan`] found in one segment file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentReport {
+    pub path: PathBuf,
+    pub seq: u64,
+    /// File size in bytes.
+    pub bytes: u64,
+    /// Valid records read.
+    pub records: u64,
+    /// Lowest and highest entry index written in it, if any entry.
+    pub indexes: Option<(LogIndex, LogIndex)>,
+    /// Lowest and highest entry term written in it, if any entry.
+    pub terms: Option<(Term, Term)>,
+    /// A torn tail starts at this offset (only ever in the last segment).
+    pub torn_at: Option<u64>,
+}
+
+/// What [`scan`] found in a log directory, read-only.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub recovered: Recovered,
+    pub segments: Vec<SegmentReport>,
+    /// Temporary files of a segment creation a crash interrupted (removed on open).
+    pub leftovers: Vec<PathBuf>,
+    /// The last segment has no complete header (a crash while a format-1 node created it);
+    /// it holds nothing and is removed on open.
+    pub headerless: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 struct Segment {
     seq: u64,
@@ -146,6 +216,7 @@ pub struct WalHandoff {
     dir: PathBuf,
     segment_bytes: u64,
     segments: Vec<Segment>,
+    hard_state: HardState,
 }
 
 /// An open write-ahead log. See the module docs.
@@ -160,10 +231,36 @@ pub struct Wal {
     buf: Vec<u8>,
     /// The directory entry of a new segment still needs an fsync.
     dir_dirty: bool,
+    /// The newest hard state written (recovered or appended).
+    hard_state: HardState,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.wal"))
+}
+
+/// Whether hard state `new` may be written after `old` (terms never go back; within a term a
+/// vote is never forgotten).
+fn supersedes(new: &HardState, old: &HardState) -> bool {
+    new.term > old.term
+        || (new.term == old.term && (old.voted_for.is_none() || new.voted_for == old.voted_for))
+}
+
+/// Encode one whole record (header, payload, trailer) onto `buf`.
+fn encode_record(rec: &Record, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    let kind = encode_payload(rec, buf);
+    let len = (buf.len() - start - RECORD_HEADER_LEN) as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4] = kind;
+    let hcrc = crc32fast::hash(&buf[start..start + 5]);
+    buf[start + 5..start + 9].copy_from_slice(&hcrc.to_le_bytes());
+    let mut h = crc32fast::Hasher::new();
+    h.update(&buf[start..start + 5]);
+    h.update(&buf[start + RECORD_HEADER_LEN..]);
+    let crc = h.finalize();
+    buf.extend_from_slice(&crc.to_le_bytes());
 }
 
 fn put_str(buf: &mut Vec<u8>, s: &str) {
@@ -358,60 +455,258 @@ impl Replay {
     }
 }
 
+/// One record read from a segment, or why none could be.
+enum RecordRead<'a> {
+    /// A record that checks out: kind, payload and its total length on disk.
+    Ok {
+        kind: u8,
+        payload: &'a [u8],
+        len: usize,
+    },
+    /// Fewer bytes than a record header remain.
+    ShortHeader,
+    /// The header's checksum fails.
+    BadHeader,
+    /// The header checks out but the record runs past the end of the data.
+    PastEnd,
+    /// The header checks out, the record fits, its checksum fails.
+    BadRecord,
+}
+
+fn read_record(data: &[u8], pos: usize) -> RecordRead<'_> {
+    let rest = &data[pos..];
+    if rest.len() < RECORD_HEADER_LEN {
+        return RecordRead::ShortHeader;
+    }
+    let word = |at: usize| u32::from_le_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
+    let len = word(0);
+    if crc32fast::hash(&rest[..5]) != word(5) || len > MAX_RECORD_BYTES {
+        return RecordRead::BadHeader;
+    }
+    let total = RECORD_HEADER_LEN + len as usize + RECORD_TRAILER_LEN;
+    if total > rest.len() {
+        return RecordRead::PastEnd;
+    }
+    let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len as usize];
+    let mut h = crc32fast::Hasher::new();
+    h.update(&rest[..5]);
+    h.update(payload);
+    if h.finalize() != word(total - RECORD_TRAILER_LEN) {
+        return RecordRead::BadRecord;
+    }
+    RecordRead::Ok {
+        kind: rest[4],
+        payload,
+        len: total,
+    }
+}
+
+/// Whether the bytes from `pos` (where no valid record could be read) to the end of the last
+/// segment are what a crash leaves (see the module docs); if not, why not.
+fn torn_tail(data: &[u8], pos: usize, read: &RecordRead<'_>) -> Result<(), &'static str> {
+    let (limit, why) = match read {
+        RecordRead::ShortHeader | RecordRead::PastEnd => return Ok(()),
+        RecordRead::Ok { .. } => return Err("a valid record"),
+        // Torn only if the header itself was never fully written.
+        RecordRead::BadHeader => (pos + RECORD_HEADER_LEN, "record header checksum mismatch"),
+        // Torn only if the zeros start inside this record.
+        RecordRead::BadRecord => (
+            read_record_end(data, pos).unwrap_or(data.len()),
+            "record checksum mismatch",
+        ),
+    };
+    // Nothing after the last valid record was written (the file grew, its blocks did not).
+    if data[pos..].iter().all(|b| *b == 0) {
+        return Ok(());
+    }
+    // A power loss leaves zeros from a block boundary to the end of the file.
+    let zeros_from = data.len() - data.iter().rev().take_while(|b| **b == 0).count();
+    let boundary = zeros_from.max(pos).next_multiple_of(ZERO_TAIL_ALIGN);
+    if boundary < data.len() && boundary < limit {
+        Ok(())
+    } else {
+        Err(why)
+    }
+}
+
+/// Where the record at `pos` ends according to its header, if the header checks out.
+fn read_record_end(data: &[u8], pos: usize) -> Option<usize> {
+    let rest = data.get(pos..)?;
+    if rest.len() < RECORD_HEADER_LEN {
+        return None;
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    let hcrc = u32::from_le_bytes([rest[5], rest[6], rest[7], rest[8]]);
+    (crc32fast::hash(&rest[..5]) == hcrc)
+        .then_some(pos + RECORD_HEADER_LEN + len as usize + RECORD_TRAILER_LEN)
+}
+
+/// List the segment files of `dir` (sorted by sequence number) and leftover temporaries.
+fn list_segments(dir: &Path) -> Result<(Vec<u64>, Vec<PathBuf>), WalError> {
+    let mut seqs = Vec::new();
+    let mut leftovers = Vec::new();
+    if !dir.exists() {
+        return Ok((seqs, leftovers));
+    }
+    for entry in fs::read_dir(dir).map_err(io_err(dir, "list"))? {
+        let entry = entry.map_err(io_err(dir, "list"))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(".wal.tmp") {
+            leftovers.push(entry.path());
+        } else if let Some(stem) = name.strip_suffix(".wal") {
+            let seq: u64 = stem.parse().map_err(|_| WalError::Corrupt {
+                path: entry.path(),
+                offset: 0,
+                reason: "unexpected file name in the log directory".into(),
+            })?;
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    for w in seqs.windows(2) {
+        if w[1] != w[0] + 1 {
+            return Err(WalError::Corrupt {
+                path: segment_path(dir, w[0] + 1),
+                offset: 0,
+                reason: format!("segment {} is missing", w[0] + 1),
+            });
+        }
+    }
+    Ok((seqs, leftovers))
+}
+
+/// Check and replay the log in `dir` without changing anything: every segment, every record,
+/// the torn-tail rule and the log's invariants (see the module docs). Entries at or below
+/// `snapshot_index` are skipped (the snapshot holds them). A missing directory is an empty log.
+pub fn scan(dir: &Path, snapshot_index: LogIndex) -> Result<Scan, WalError> {
+    let (seqs, leftovers) = list_segments(dir)?;
+    let mut replay = Replay {
+        snapshot_index,
+        out: Recovered::default(),
+    };
+    let mut scan = Scan {
+        leftovers,
+        ..Scan::default()
+    };
+    for (i, seq) in seqs.iter().enumerate() {
+        let path = segment_path(dir, *seq);
+        let last = i + 1 == seqs.len();
+        let mut data = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .map_err(io_err(&path, "read"))?;
+        if last && data.len() < HEADER_LEN as usize && MAGIC.starts_with(&data) {
+            // A crash while an older version created the segment: nothing was ever in it.
+            scan.headerless = Some(path);
+            continue;
+        }
+        let report = scan_segment(&path, *seq, &data, last, &mut replay)?;
+        if let Some(offset) = report.torn_at {
+            replay.out.torn_tail = Some((path.clone(), offset));
+        }
+        scan.segments.push(report);
+    }
+    scan.recovered = replay.out;
+    Ok(scan)
+}
+
+/// Check and replay one segment's bytes.
+fn scan_segment(
+    path: &Path,
+    seq: u64,
+    data: &[u8],
+    is_last: bool,
+    replay: &mut Replay,
+) -> Result<SegmentReport, WalError> {
+    let corrupt = |offset: usize, reason: String| WalError::Corrupt {
+        path: path.to_owned(),
+        offset: offset as u64,
+        reason,
+    };
+    if data.len() < HEADER_LEN as usize {
+        return Err(corrupt(0, "segment header is missing".into()));
+    }
+    if &data[..8] == MAGIC_V1 {
+        return Err(corrupt(
+            0,
+            "written in log format 1 by an older kvstore; this version reads format 2 only".into(),
+        ));
+    }
+    if &data[..8] != MAGIC {
+        return Err(corrupt(0, "not a kvstore log segment (bad magic)".into()));
+    }
+    let mut report = SegmentReport {
+        path: path.to_owned(),
+        seq,
+        bytes: data.len() as u64,
+        records: 0,
+        indexes: None,
+        terms: None,
+        torn_at: None,
+    };
+    let mut pos = HEADER_LEN as usize;
+    while pos < data.len() {
+        let (kind, payload, len) = match read_record(data, pos) {
+            RecordRead::Ok { kind, payload, len } => (kind, payload, len),
+            bad => {
+                let why = torn_tail(data, pos, &bad);
+                match why {
+                    Ok(()) if is_last => {
+                        report.torn_at = Some(pos as u64);
+                        return Ok(report);
+                    }
+                    Ok(()) => {
+                        return Err(corrupt(
+                            pos,
+                            "the segment ends in a partly written record, but it is not the \
+                             last segment"
+                                .into(),
+                        ))
+                    }
+                    Err(reason) => return Err(corrupt(pos, reason.into())),
+                }
+            }
+        };
+        let rec = decode(kind, payload).map_err(|r| corrupt(pos, r))?;
+        if let Record::Entry(e) = &rec {
+            let (lo, hi) = report.indexes.unwrap_or((e.index, e.index));
+            report.indexes = Some((lo.min(e.index), hi.max(e.index)));
+            let (lo, hi) = report.terms.unwrap_or((e.term, e.term));
+            report.terms = Some((lo.min(e.term), hi.max(e.term)));
+        }
+        replay.apply(rec).map_err(|r| corrupt(pos, r))?;
+        report.records += 1;
+        pos += len;
+    }
+    Ok(report)
+}
+
 impl Wal {
     /// Open (or create) the log in `dir`, replaying it. Entries at or below `snapshot_index` are
-    /// skipped (the snapshot holds them). Segments roll over at `segment_bytes`.
+    /// skipped (the snapshot holds them). Segments roll over at `segment_bytes`. Nothing is
+    /// changed unless the whole log checks out; then a torn tail is cut off, leftovers of an
+    /// interrupted segment creation are removed, and the log is ready to append.
     pub fn open(
         dir: &Path,
         segment_bytes: u64,
         snapshot_index: LogIndex,
     ) -> Result<(Wal, Recovered), WalError> {
-        fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
-        let mut seqs = Vec::new();
-        for entry in fs::read_dir(dir).map_err(io_err(dir, "list"))? {
-            let entry = entry.map_err(io_err(dir, "list"))?;
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if let Some(stem) = name.strip_suffix(".wal") {
-                let seq: u64 = stem.parse().map_err(|_| WalError::Corrupt {
-                    path: entry.path(),
-                    offset: 0,
-                    reason: "unexpected file name in the log directory".into(),
-                })?;
-                seqs.push(seq);
-            }
+        dirs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
+        let scan = scan(dir, snapshot_index)?;
+        let mut touched_dir = false;
+        for tmp in &scan.leftovers {
+            fs::remove_file(tmp).map_err(io_err(tmp, "remove"))?;
+            touched_dir = true;
         }
-        seqs.sort_unstable();
-        for w in seqs.windows(2) {
-            if w[1] != w[0] + 1 {
-                return Err(WalError::Corrupt {
-                    path: segment_path(dir, w[0] + 1),
-                    offset: 0,
-                    reason: format!("segment {} is missing", w[0] + 1),
-                });
-            }
+        if let Some(path) = &scan.headerless {
+            fs::remove_file(path).map_err(io_err(path, "remove"))?;
+            touched_dir = true;
         }
-        let mut replay = Replay {
-            snapshot_index,
-            out: Recovered::default(),
-        };
-        let mut segments = Vec::new();
-        let mut torn = None;
-        for (i, seq) in seqs.iter().enumerate() {
-            let path = segment_path(dir, *seq);
-            let last = i + 1 == seqs.len();
-            let (last_index, cut) = Self::replay_segment(&path, last, &mut replay)?;
-            if let Some(offset) = cut {
-                torn = Some((path.clone(), offset));
-            }
-            segments.push(Segment {
-                seq: *seq,
-                path,
-                last_index,
-            });
+        if touched_dir {
+            dirs::sync_dir(dir).map_err(io_err(dir, "sync directory"))?;
         }
-        // Cut a torn tail only once everything else checked out.
-        if let Some((path, offset)) = &torn {
+        if let Some((path, offset)) = &scan.recovered.torn_tail {
             let f = OpenOptions::new()
                 .write(true)
                 .open(path)
@@ -419,7 +714,15 @@ impl Wal {
             f.set_len(*offset).map_err(io_err(path, "truncate"))?;
             f.sync_all().map_err(io_err(path, "sync"))?;
         }
-        replay.out.torn_tail = torn;
+        let mut segments: Vec<Segment> = scan
+            .segments
+            .iter()
+            .map(|s| Segment {
+                seq: s.seq,
+                path: s.path.clone(),
+                last_index: s.indexes.map_or(0, |(_, hi)| hi),
+            })
+            .collect();
         let (file, size, dir_dirty) = match segments.last() {
             Some(s) => {
                 let mut f = OpenOptions::new()
@@ -431,7 +734,8 @@ impl Wal {
                 (f, size, false)
             }
             None => {
-                let (f, seg) = Self::create_segment(dir, 1)?;
+                let next = seq_of(scan.headerless.as_deref()).unwrap_or(1);
+                let (f, seg) = Self::create_segment(dir, next)?;
                 segments.push(seg);
                 (f, HEADER_LEN, true)
             }
@@ -444,125 +748,88 @@ impl Wal {
             size,
             buf: Vec::new(),
             dir_dirty,
+            hard_state: scan.recovered.hard_state.clone(),
         };
         wal.sync()?;
-        Ok((wal, replay.out))
+        Ok((wal, scan.recovered))
     }
 
+    /// Create segment `seq` so that it never exists under its final name without its header:
+    /// a temporary file gets the header and an fsync, then is renamed into place. The directory
+    /// is fsynced by the next [`Wal::sync`] (nothing in the segment is durable before that).
     fn create_segment(dir: &Path, seq: u64) -> Result<(File, Segment), WalError> {
         let path = segment_path(dir, seq);
-        let mut f = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .read(true)
-            .open(&path)
-            .map_err(io_err(&path, "create"))?;
-        if let Err(e) = f.write_all(MAGIC) {
-            // Never leave a headerless segment behind a later one.
-            let _ = fs::remove_file(&path);
-            return Err(io_err(&path, "create")(e));
+        let tmp = dir.join(format!("{seq:020}.wal.tmp"));
+        let made = (|| -> io::Result<File> {
+            failpoint::hit("wal.segment.create")?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&tmp)?;
+            failpoint::hit("wal.segment.header")?;
+            f.write_all(MAGIC)?;
+            failpoint::hit("wal.segment.sync")?;
+            f.sync_all()?;
+            failpoint::hit("wal.segment.rename")?;
+            fs::rename(&tmp, &path)?;
+            failpoint::hit("wal.segment.renamed")?;
+            OpenOptions::new().append(true).read(true).open(&path)
+        })();
+        match made {
+            Ok(f) => Ok((
+                f,
+                Segment {
+                    seq,
+                    path,
+                    last_index: 0,
+                },
+            )),
+            Err(e) => {
+                // Never leave a temporary behind (a later start would remove it anyway).
+                let _ = fs::remove_file(&tmp);
+                Err(io_err(&path, "create")(e))
+            }
         }
-        Ok((
-            f,
-            Segment {
-                seq,
-                path,
-                last_index: 0,
-            },
-        ))
     }
 
-    /// Replay one segment; returns its highest entry index and, for a torn tail in the last
-    /// segment, the offset to cut at.
-    fn replay_segment(
-        path: &Path,
-        is_last: bool,
-        replay: &mut Replay,
-    ) -> Result<(LogIndex, Option<u64>), WalError> {
-        let mut data = Vec::new();
-        File::open(path)
-            .and_then(|mut f| f.read_to_end(&mut data))
-            .map_err(io_err(path, "read"))?;
-        let corrupt = |offset: u64, reason: String| WalError::Corrupt {
-            path: path.to_owned(),
-            offset,
-            reason,
-        };
-        if data.len() < HEADER_LEN as usize {
-            if is_last {
-                // Crashed while creating the segment: nothing in it was ever acknowledged.
-                return Ok((0, Some(0)));
-            }
-            return Err(corrupt(0, "segment header is missing".into()));
-        }
-        if &data[..8] != MAGIC {
-            return Err(corrupt(0, "not a kvstore log segment (bad magic)".into()));
-        }
-        let mut pos = HEADER_LEN as usize;
-        let mut last_index = 0;
-        while pos < data.len() {
-            let start = pos;
-            let rest = data.len() - pos;
-            let torn_or = |reason: &str| {
-                if is_last {
-                    Ok((last_index, Some(start as u64)))
-                } else {
-                    Err(corrupt(start as u64, reason.to_owned()))
-                }
-            };
-            if rest < RECORD_HEADER_LEN {
-                return torn_or("truncated record header");
-            }
-            let len = u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap_or_default());
-            let crc = u32::from_le_bytes(data[pos + 4..pos + 8].try_into().unwrap_or_default());
-            let end = pos + RECORD_HEADER_LEN + len as usize;
-            if len > MAX_RECORD_BYTES || end > data.len() {
-                return torn_or("truncated record");
-            }
-            let body = &data[pos + 8..end]; // kind byte + payload
-            if crc32fast::hash(body) != crc {
-                if is_last && end == data.len() {
-                    return torn_or("checksum mismatch");
-                }
-                return Err(corrupt(start as u64, "checksum mismatch".into()));
-            }
-            let rec = decode(body[0], &body[1..]).map_err(|r| corrupt(start as u64, r))?;
-            let idx = replay.apply(rec).map_err(|r| corrupt(start as u64, r))?;
-            last_index = last_index.max(idx);
-            pos = end;
-        }
-        Ok((last_index, None))
-    }
-
-    /// Write records (not yet durable: call [`Wal::sync`]).
+    /// Write records (not yet durable: call [`Wal::sync`]). On an error the log is as it was
+    /// before the record that failed (records before it stay written).
     pub fn append(&mut self, records: &[Record]) -> Result<(), WalError> {
         for rec in records {
+            if let Record::HardState(hs) = rec {
+                if !supersedes(hs, &self.hard_state) {
+                    // Older than one already written: only a batch retried after a newer
+                    // write (e.g. a compaction) went out can hold it. Writing it would make
+                    // the term go backwards.
+                    continue;
+                }
+            }
             if self.size >= self.segment_bytes {
                 self.roll()?;
             }
             self.buf.clear();
-            self.buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-            let kind = encode_payload(rec, &mut self.buf);
-            self.buf[8] = kind;
-            let len = (self.buf.len() - RECORD_HEADER_LEN) as u32;
-            let crc = crc32fast::hash(&self.buf[8..]);
-            self.buf[0..4].copy_from_slice(&len.to_le_bytes());
-            self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
+            encode_record(rec, &mut self.buf);
             let seg = self.segments.last_mut().expect("a current segment");
-            if let Err(e) = self.file.write_all(&self.buf) {
+            let written = failpoint::hit("wal.write").and_then(|()| self.file.write_all(&self.buf));
+            if let Err(e) = written {
                 // A partial record (e.g. the disk filled up mid-write) would sit in the middle
-                // of the log once later records follow: cut it off so the log stays valid.
-                let _ = self.file.set_len(self.size);
+                // of the log once later records follow: cut it off so the log stays valid. If
+                // even that fails, the log cannot be trusted any more.
+                if let Err(cut) = self.file.set_len(self.size) {
+                    return Err(io_err(&seg.path, "truncate a partly written record")(
+                        io::Error::other(format!("{cut} (after the write failed: {e})")),
+                    ));
+                }
                 return Err(io_err(&seg.path, "write")(e));
             }
             self.size += self.buf.len() as u64;
-            if let Record::Reset { index, .. } = rec {
-                seg.last_index = seg.last_index.max(*index);
-            }
-            if let Record::Entry(e) = rec {
+            match rec {
+                Record::Reset { index, .. } => seg.last_index = seg.last_index.max(*index),
                 // An overwrite at a lower index makes later segments' entries obsolete too, but
                 // they are only ever removed below a snapshot index, so their bounds stay safe.
-                seg.last_index = seg.last_index.max(e.index);
+                Record::Entry(e) => seg.last_index = seg.last_index.max(e.index),
+                Record::HardState(hs) => self.hard_state = hs.clone(),
             }
         }
         Ok(())
@@ -588,33 +855,37 @@ impl Wal {
             .and_then(|()| self.file.sync_data())
             .map_err(io_err(&seg.path, "sync"))?;
         if self.dir_dirty {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&self.dir, "sync directory"))?;
+            dirs::sync_dir(&self.dir).map_err(io_err(&self.dir, "sync directory"))?;
             self.dir_dirty = false;
         }
         Ok(())
     }
 
     /// Remove whole segments whose entries are all at or below `index` (covered by a snapshot).
-    /// The current segment is never removed. `hard_state` (the current one) is first written
-    /// again and synced, since a removed segment may hold the latest copy. Returns how many
-    /// segments were removed.
+    /// The current segment is never removed. The newest hard state (`hard_state` or one written
+    /// since, whichever is newer) is first written again and synced, since a removed segment may
+    /// hold the latest copy. Returns how many segments were removed.
     pub fn compact(&mut self, index: LogIndex, hard_state: &HardState) -> Result<usize, WalError> {
         if self.segments.len() > 1 && self.segments[0].last_index <= index {
-            self.append(&[Record::HardState(hard_state.clone())])?;
+            let newest = if supersedes(hard_state, &self.hard_state) {
+                hard_state.clone()
+            } else {
+                self.hard_state.clone()
+            };
+            // Written even when equal to the last one: that copy may be in a removed segment.
+            self.hard_state = HardState::default();
+            self.append(&[Record::HardState(newest)])?;
             self.sync()?;
         }
         let mut removed = 0;
         while self.segments.len() > 1 && self.segments[0].last_index <= index {
             let seg = self.segments.remove(0);
+            failpoint::hit("wal.compact.remove").map_err(io_err(&seg.path, "remove"))?;
             fs::remove_file(&seg.path).map_err(io_err(&seg.path, "remove"))?;
             removed += 1;
         }
         if removed > 0 {
-            File::open(&self.dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(&self.dir, "sync directory"))?;
+            dirs::sync_dir(&self.dir).map_err(io_err(&self.dir, "sync directory"))?;
         }
         Ok(removed)
     }
@@ -631,6 +902,7 @@ impl Wal {
             dir: self.dir.clone(),
             segment_bytes: self.segment_bytes,
             segments: self.segments.clone(),
+            hard_state: self.hard_state.clone(),
         }
     }
 
@@ -657,8 +929,19 @@ impl Wal {
             size,
             buf: Vec::new(),
             dir_dirty: false,
+            hard_state: h.hard_state.clone(),
         })
     }
+}
+
+/// The sequence number in a segment file's name.
+fn seq_of(path: Option<&Path>) -> Option<u64> {
+    path?
+        .file_name()?
+        .to_str()?
+        .strip_suffix(".wal")?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -692,13 +975,8 @@ mod tests {
 
     /// The bytes of one encoded record.
     fn encoded(rec: &Record) -> Vec<u8> {
-        let mut buf = vec![0; RECORD_HEADER_LEN];
-        let kind = encode_payload(rec, &mut buf);
-        buf[8] = kind;
-        let len = (buf.len() - RECORD_HEADER_LEN) as u32;
-        let crc = crc32fast::hash(&buf[8..]);
-        buf[0..4].copy_from_slice(&len.to_le_bytes());
-        buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        let mut buf = Vec::new();
+        encode_record(rec, &mut buf);
         buf
     }
 
@@ -889,17 +1167,203 @@ mod tests {
         let err = Wal::open(dir.path(), 150, 0).unwrap_err().to_string();
         assert!(err.contains("segment 2 is missing"), "{err}");
 
+        // The writer never writes an older hard state after a newer one; bytes on disk that
+        // say otherwise are refused.
         let dir = tempfile::tempdir().unwrap();
         let (mut w, _) = open(dir.path(), 1 << 20, 0);
+        w.append(&[Record::HardState(hs(5, None))]).unwrap();
+        w.sync().unwrap();
+        let path = w.segments.last().unwrap().path.clone();
+        drop(w);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&encoded(&Record::HardState(hs(4, None))))
+            .unwrap();
+        drop(f);
+        let err = Wal::open(dir.path(), 1 << 20, 0).unwrap_err().to_string();
+        assert!(err.contains("term goes backwards from 5 to 4"), "{err}");
+    }
+
+    #[test]
+    fn a_batch_retried_after_a_newer_hard_state_never_makes_the_term_go_backwards() {
+        // A batch [hs 5, entry, hs 6] failed on a full disk; meanwhile a compaction wrote the
+        // newest hard state (6, voted n1); then the batch is written again.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(dir.path(), 1 << 20, 0);
+        w.append(&[Record::HardState(hs(6, Some("n1")))]).unwrap();
         w.append(&[
-            Record::HardState(hs(5, None)),
-            Record::HardState(hs(4, None)),
+            Record::HardState(hs(5, Some("n2"))),
+            Record::Entry(entry(1, 5, "a")),
+            Record::HardState(hs(6, None)),
         ])
         .unwrap();
         w.sync().unwrap();
         drop(w);
+        let (_, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(
+            rec.hard_state,
+            hs(6, Some("n1")),
+            "the vote is not forgotten"
+        );
+        assert_eq!(rec.entries, vec![entry(1, 5, "a")]);
+    }
+
+    /// A log of `n` entries in one segment; returns its path and the offsets where each record
+    /// starts (the segment header first).
+    fn log_of(dir: &Path, n: u64) -> (PathBuf, Vec<u64>) {
+        let (mut w, _) = open(dir, 1 << 20, 0);
+        let mut starts = Vec::new();
+        for i in 1..=n {
+            starts.push(w.size);
+            w.append(&[Record::Entry(entry(i, 1, "some value"))])
+                .unwrap();
+        }
+        w.sync().unwrap();
+        let path = w.segments.last().unwrap().path.clone();
+        (path, starts)
+    }
+
+    fn refuses(dir: &Path, at: u64) {
+        let before = all_bytes(dir);
+        let err = Wal::open(dir, 1 << 20, 0).unwrap_err().to_string();
+        assert!(err.contains(&format!("at byte {at}")), "{err}");
+        assert_eq!(all_bytes(dir), before, "files untouched");
+    }
+
+    #[test]
+    fn damage_in_the_last_record_is_damage_not_a_torn_tail() {
+        for (what, offset) in [
+            ("length", 0),
+            ("kind", 4),
+            ("header crc", 6),
+            ("payload", 12),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let (path, starts) = log_of(dir.path(), 5);
+            let last = *starts.last().unwrap();
+            let mut bytes = fs::read(&path).unwrap();
+            bytes[(last + offset) as usize] ^= 0x01;
+            fs::write(&path, &bytes).unwrap();
+            let err = Wal::open(dir.path(), 1 << 20, 0).unwrap_err().to_string();
+            assert!(err.contains(&format!("at byte {last}")), "{what}: {err}");
+        }
+        // The trailer checksum of the last record too.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, starts) = log_of(dir.path(), 5);
+        let mut bytes = fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 0x80;
+        fs::write(&path, &bytes).unwrap();
+        refuses(dir.path(), *starts.last().unwrap());
+    }
+
+    #[test]
+    fn a_damaged_length_followed_by_valid_records_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, starts) = log_of(dir.path(), 50);
+        let mut bytes = fs::read(&path).unwrap();
+        // A length that runs past the end of the file, valid records after it.
+        bytes[starts[10] as usize + 3] = 0x7f;
+        fs::write(&path, &bytes).unwrap();
+        refuses(dir.path(), starts[10]);
+    }
+
+    #[test]
+    fn zeros_or_garbage_after_the_last_record() {
+        // Zeros from the end of the last record (the file grew, nothing was written): torn.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = log_of(dir.path(), 5);
+        let good = fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0; 3000]).unwrap();
+        drop(f);
+        let (_, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(rec.entries.len(), 5);
+        assert_eq!(rec.torn_tail, Some((path.clone(), good)));
+        assert_eq!(fs::metadata(&path).unwrap().len(), good);
+
+        // A record whose second half is zeros from a 512-byte boundary (a block never
+        // written): torn.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = log_of(dir.path(), 5);
+        let good = fs::metadata(&path).unwrap().len();
+        let big = encoded(&Record::Entry(entry(6, 1, &"x".repeat(2000))));
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend_from_slice(&big);
+        let boundary = (good as usize + 100).next_multiple_of(512);
+        for b in &mut bytes[boundary..] {
+            *b = 0;
+        }
+        fs::write(&path, &bytes).unwrap();
+        let (_, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(rec.entries.len(), 5);
+        assert_eq!(rec.torn_tail, Some((path.clone(), good)));
+
+        // Garbage after the last record is not what a crash leaves: refused.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = log_of(dir.path(), 5);
+        let good = fs::metadata(&path).unwrap().len();
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[0xa5; 40]).unwrap();
+        drop(f);
+        refuses(dir.path(), good);
+    }
+
+    #[test]
+    fn a_crash_while_creating_a_segment_leaves_a_log_that_opens_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = log_of(dir.path(), 3);
+        // An interrupted creation under the temporary name ...
+        fs::write(dir.path().join(format!("{:020}.wal.tmp", 2)), &MAGIC[..3]).unwrap();
+        let (mut w, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(rec.entries.len(), 3);
+        assert!(!dir.path().join(format!("{:020}.wal.tmp", 2)).exists());
+        w.append(&[Record::Entry(entry(4, 1, "after"))]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        // ... and a headerless last segment left by format 1's creation.
+        let second = segment_path(dir.path(), 2);
+        fs::write(&second, &MAGIC[..5]).unwrap();
+        let (mut w, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(rec.entries.len(), 4);
+        assert!(!second.exists(), "the empty segment is removed");
+        w.append(&[Record::Entry(entry(5, 1, "again"))]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let (_, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(rec.entries.len(), 5);
+        assert!(path.exists());
+    }
+
+    #[test]
+    fn a_format_1_segment_is_refused_with_a_clear_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = segment_path(dir.path(), 1);
+        fs::write(&path, MAGIC_V1).unwrap();
         let err = Wal::open(dir.path(), 1 << 20, 0).unwrap_err().to_string();
-        assert!(err.contains("term goes backwards from 5 to 4"), "{err}");
+        assert!(err.contains("log format 1"), "{err}");
+    }
+
+    #[test]
+    fn scan_reports_segments_without_changing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(dir.path(), 200, 0);
+        w.append(&[Record::HardState(hs(3, Some("n1")))]).unwrap();
+        for i in 1..=20 {
+            w.append(&[Record::Entry(entry(i, 2, "valuevalue"))])
+                .unwrap();
+        }
+        w.sync().unwrap();
+        drop(w);
+        let before = all_bytes(dir.path());
+        let scan = scan(dir.path(), 0).unwrap();
+        assert_eq!(all_bytes(dir.path()), before);
+        assert!(scan.segments.len() > 3);
+        assert_eq!(scan.segments[0].indexes.map(|r| r.0), Some(1));
+        assert_eq!(scan.segments.last().unwrap().indexes.map(|r| r.1), Some(20));
+        assert_eq!(scan.segments[0].terms, Some((2, 2)));
+        assert_eq!(scan.recovered.hard_state, hs(3, Some("n1")));
+        let records: u64 = scan.segments.iter().map(|s| s.records).sum();
+        assert_eq!(records, 21);
     }
 
     #[derive(Debug, Clone)]
@@ -972,9 +1436,15 @@ mod tests {
                         w.sync().unwrap();
                     }
                     Op::HardState { bump, vote } => {
+                        // Within a term a vote is never forgotten (Raft never asks to).
+                        let keep = bump == 0 && m_hs.voted_for.is_some();
                         m_hs = HardState {
                             term: m_hs.term + bump,
-                            voted_for: vote.then(|| format!("n{}", m_hs.term)),
+                            voted_for: if keep {
+                                m_hs.voted_for.clone()
+                            } else {
+                                vote.then(|| format!("n{}", m_hs.term))
+                            },
                         };
                         w.append(&[Record::HardState(m_hs.clone())]).unwrap();
                         w.sync().unwrap();

@@ -12,6 +12,8 @@ use crate::raft::{HardState, LogIndex};
 
 /// Owns the open log on the writer thread.
 pub struct LogWriter {
+    /// The log, or why it can no longer be written (it failed to open, or an fsync failed:
+    /// every later write fails, not retryable).
     wal: Result<Wal, String>,
 }
 
@@ -59,10 +61,16 @@ impl Handler<WriteBatch> for LogWriter {
             }
         };
         let done = wal.append(&records).and_then(|()| wal.sync());
-        done.map_err(|e| WriteFailed {
-            message: e.to_string(),
-            retryable: e.is_retryable(),
-            records,
+        done.map_err(|e| {
+            let message = e.to_string();
+            if e.is_fatal() {
+                self.wal = Err(message.clone());
+            }
+            WriteFailed {
+                message,
+                retryable: e.is_retryable(),
+                records,
+            }
         })
     }
 }
@@ -82,7 +90,13 @@ impl Handler<CompactLog> for LogWriter {
 
     fn handle(&mut self, msg: CompactLog, _: &mut SyncContext<Self>) -> Self::Result {
         let wal = self.wal.as_mut().map_err(|e| e.clone())?;
-        wal.compact(msg.index, &msg.hard_state)
-            .map_err(|e| e.to_string())
+        wal.compact(msg.index, &msg.hard_state).map_err(|e| {
+            let message = e.to_string();
+            if e.is_fatal() {
+                // The next batch reports it, and the node stops.
+                self.wal = Err(message.clone());
+            }
+            message
+        })
     }
 }
