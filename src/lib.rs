@@ -11,7 +11,9 @@
 //! - [`raft`]: the pure [`raft::RaftCore`] and the [`raft::RaftActor`] that drives it.
 //! - [`transport`]: how Raft RPCs reach peers (HTTP, or an in-memory network in tests).
 //! - [`check`]: linearizability checking of recorded client histories (pure).
-//! - [`storage`]: the write-ahead log (files only; not wired into the node yet).
+//! - [`storage`]: the write-ahead log, snapshot files, durable directories and failpoints
+//!   (files only).
+//! - [`verify`]: `kvstore verify`, the offline check of a data directory.
 //!
 //! Client requests flow `api handler → StoreActor`; `/health` and the peer routes
 //! `/raft/*` go to the `RaftActor`, which talks to other nodes through a `Transport`. Actors own
@@ -27,3 +29,4 @@ pub mod storage;
 pub mod store;
 pub mod telemetry;
 pub mod transport;
+pub mod verify;

@@ -1,5 +1,6 @@
 //! The `kvstore` binary: parse settings, start logging, run one node until SIGINT/SIGTERM.
-//! `kvstore check ...` instead runs the linearizability checker against a cluster.
+//! `kvstore check ...` instead runs the linearizability checker against a cluster, and
+//! `kvstore verify --data-dir DIR` checks a stopped node's data directory offline.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,9 @@ fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.get(1).is_some_and(|a| a == "check") {
         return kvstore::check::command::main(argv[2..].to_vec());
+    }
+    if argv.get(1).is_some_and(|a| a == "verify") {
+        return kvstore::verify::main(argv[2..].to_vec());
     }
     let config = match Config::parse_from(argv) {
         Ok(Parsed::Run(c)) => *c,

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use actix::{Actor, Addr, SyncArbiter};
 use actix_web::dev::{Server, ServerHandle};
@@ -29,8 +29,8 @@ use crate::transport::Transport;
 pub enum StartError {
     /// The listening socket could not be set up.
     Listen { addr: String, source: io::Error },
-    /// The durable log could not be opened or is damaged.
-    Storage(WalError),
+    /// The durable log in data directory `dir` could not be opened or is damaged.
+    Storage { dir: PathBuf, source: WalError },
     /// The snapshot directory could not be read.
     Snapshot { dir: PathBuf, source: io::Error },
 }
@@ -39,7 +39,11 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-            StartError::Storage(e) => write!(f, "{e}"),
+            StartError::Storage { dir, source } => write!(
+                f,
+                "{source}; `kvstore verify --data-dir {}` reports everything it holds",
+                dir.display()
+            ),
             StartError::Snapshot { dir, source } => {
                 write!(f, "cannot read snapshots in {}: {source}", dir.display())
             }
@@ -89,6 +93,62 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
             ),
         });
     };
+    let Recovery {
+        wal,
+        hard_state,
+        log,
+        state,
+        state_term,
+        snapshot: info,
+    } = recover(dir, *segment_bytes)?;
+    let snap_dir = dir.join("snapshots");
+    tracing::info!(
+        dir = %dir.display(),
+        term = hard_state.term,
+        snapshot_index = state.last_applied(),
+        keys = state.len(),
+        last_index = log.last_index(),
+        "storage: snapshot loaded and write-ahead log replayed"
+    );
+    let handoff = wal.handoff();
+    drop(wal);
+    let writer = SyncArbiter::start(1, move || LogWriter::new(&handoff));
+    Ok(Resumed {
+        storage: Some(writer),
+        hard_state,
+        log,
+        state,
+        state_term,
+        snapshot: info,
+        snapshots: SnapshotPolicy::every(
+            config.snapshot_entries,
+            config.snapshot_log_bytes,
+            Some(snap_dir),
+        ),
+    })
+}
+
+/// What a data directory holds, recovered: the newest valid snapshot's map, the log after it,
+/// the hard state, and the write-ahead log open for appending.
+pub struct Recovery {
+    pub wal: Wal,
+    pub hard_state: HardState,
+    pub log: RaftLog,
+    /// The key-value map as of the snapshot (the log's entries are not applied yet).
+    pub state: KvState,
+    /// Term of the snapshot's last entry.
+    pub state_term: Term,
+    pub snapshot: Option<SnapshotInfo>,
+}
+
+/// Recover the node's durable state from `dir`, as start-up does: load the newest valid
+/// snapshot, open the write-ahead log (cutting a torn tail, refusing damage) and build the log
+/// that continues the snapshot.
+pub fn recover(dir: &Path, segment_bytes: u64) -> Result<Recovery, StartError> {
+    let storage_err = |source| StartError::Storage {
+        dir: dir.to_owned(),
+        source,
+    };
     let snap_dir = dir.join("snapshots");
     let loaded = snapshot::load(&snap_dir).map_err(|source| StartError::Snapshot {
         dir: snap_dir.clone(),
@@ -115,8 +175,7 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
         None => (SnapshotMeta::default(), KvState::new(), None),
     };
     let wal_dir = dir.join("wal");
-    let (wal, recovered) =
-        Wal::open(&wal_dir, *segment_bytes, meta.index).map_err(StartError::Storage)?;
+    let (wal, recovered) = Wal::open(&wal_dir, segment_bytes, meta.index).map_err(storage_err)?;
     if let Some((path, offset)) = &recovered.torn_tail {
         tracing::warn!(
             file = %path.display(),
@@ -125,35 +184,19 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
         );
     }
     let log = log_after(meta, recovered.entries, recovered.term_at_snapshot).map_err(|why| {
-        StartError::Storage(WalError::Corrupt {
+        storage_err(WalError::Corrupt {
             path: wal_dir.clone(),
             offset: 0,
             reason: why,
         })
     })?;
-    tracing::info!(
-        dir = %dir.display(),
-        term = recovered.hard_state.term,
-        snapshot_index = meta.index,
-        keys = state.len(),
-        last_index = log.last_index(),
-        "storage: snapshot loaded and write-ahead log replayed"
-    );
-    let handoff = wal.handoff();
-    drop(wal);
-    let writer = SyncArbiter::start(1, move || LogWriter::new(&handoff));
-    Ok(Resumed {
-        storage: Some(writer),
+    Ok(Recovery {
+        wal,
         hard_state: recovered.hard_state,
         log,
         state,
         state_term: meta.term,
         snapshot: info,
-        snapshots: SnapshotPolicy::every(
-            config.snapshot_entries,
-            config.snapshot_log_bytes,
-            Some(snap_dir),
-        ),
     })
 }
 
@@ -162,7 +205,7 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
 /// crashed after storing a snapshot from the leader but before recording that it replaced the
 /// log: those entries continue another history, conflict with the committed snapshot, and are
 /// dropped.
-fn log_after(
+pub fn log_after(
     meta: SnapshotMeta,
     entries: Vec<Entry>,
     term_at_snapshot: Option<Term>,

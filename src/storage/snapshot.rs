@@ -246,6 +246,54 @@ pub fn load(dir: &Path) -> io::Result<Loaded> {
     Ok(loaded)
 }
 
+/// What [`inspect`] found in one file of the snapshot directory.
+#[derive(Debug)]
+pub struct FileReport {
+    pub path: PathBuf,
+    /// The index its name gives.
+    pub index: LogIndex,
+    pub bytes: u64,
+    /// Its position and number of keys, or why it cannot be used.
+    pub result: Result<(SnapshotMeta, usize), String>,
+}
+
+/// Check every snapshot file in `dir`, oldest first, without changing anything. Also returns
+/// leftover temporary files (a crash during a write; removed at the next start).
+pub fn inspect(dir: &Path) -> io::Result<(Vec<FileReport>, Vec<PathBuf>)> {
+    let mut all = list(dir, false)?;
+    all.sort();
+    let mut reports = Vec::new();
+    for (index, path) in all {
+        let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let result = read_file(&path).and_then(|s| {
+            if s.meta.index == index {
+                Ok((s.meta, s.pairs.len()))
+            } else {
+                Err(format!(
+                    "names index {index} but holds index {}",
+                    s.meta.index
+                ))
+            }
+        });
+        reports.push(FileReport {
+            path,
+            index,
+            bytes,
+            result,
+        });
+    }
+    let mut temps = Vec::new();
+    if dir.exists() {
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.to_string_lossy().ends_with(".snap.tmp") {
+                temps.push(path);
+            }
+        }
+    }
+    Ok((reports, temps))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

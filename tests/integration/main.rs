@@ -9,6 +9,7 @@
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
 
 mod api;
+mod bitflip;
 mod blackbox;
 mod check;
 mod cluster_proc;
