@@ -15,6 +15,7 @@ mod check;
 mod cluster_proc;
 mod cluster_sim;
 mod concurrency;
+mod crashpoints;
 mod durability;
 mod helpers;
 mod linearizable;
