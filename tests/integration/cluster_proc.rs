@@ -55,7 +55,25 @@ impl ProcCluster {
         }
     }
 
+    /// Start node `i` with extra environment variables (e.g. `KVSTORE_FAILPOINTS`).
+    pub(crate) fn start_node_with(&mut self, i: usize, extra: &[(&str, &str)]) {
+        if let Err(e) = self.try_start_node_with(i, extra) {
+            panic!("node {i} did not start; it printed:\n{e}");
+        }
+    }
+
+    /// Wait up to `within` for node `i` to exit by itself; its status, and the node is gone.
+    pub(crate) fn wait_exit(&mut self, i: usize, within: Duration) -> std::process::ExitStatus {
+        let mut p = self.nodes[i].take().expect("node running");
+        p.wait_exit(within)
+            .unwrap_or_else(|| panic!("node {i} still runs after {within:?}"))
+    }
+
     fn try_start_node(&mut self, i: usize) -> Result<(), String> {
+        self.try_start_node_with(i, &[])
+    }
+
+    fn try_start_node_with(&mut self, i: usize, extra: &[(&str, &str)]) -> Result<(), String> {
         let peers: Vec<String> = (0..self.ports.len())
             .filter(|j| *j != i)
             .map(|j| self.url(j))
@@ -71,6 +89,7 @@ impl ProcCluster {
             ("KVSTORE_DATA_DIR", &dir),
         ];
         env.extend(self.env.iter().copied());
+        env.extend(extra.iter().copied());
         self.nodes[i] = Some(KvProcess::try_start(&["--host", "127.0.0.1"], &env)?);
         Ok(())
     }

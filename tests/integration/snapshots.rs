@@ -341,3 +341,46 @@ async fn random_sigkills_under_write_load_lose_no_acknowledged_write_and_replica
         &missing[..missing.len().min(5)]
     );
 }
+
+/// The steps of storing a snapshot received from the leader, as failpoints.
+const INSTALL_STEPS: &[&str] = &[
+    "snapshot.write.create",
+    "snapshot.write.data",
+    "snapshot.write.sync",
+    "snapshot.write.rename",
+    "snapshot.write.renamed",
+    "snapshot.write.prune",
+];
+
+#[actix_web::test]
+async fn a_crash_at_any_step_of_installing_a_snapshot_loses_nothing() {
+    let mut cluster = ProcCluster::start_with(3, &[("KVSTORE_SNAPSHOT_ENTRIES", "300")]);
+    let (leader, _) = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    let follower = (leader + 1) % 3;
+    let base = cluster.url(leader);
+    write_range(&base, 0..100, 500).await;
+    let mut next = 100;
+    for step in INSTALL_STEPS {
+        cluster.kill(follower);
+        // Far enough that the leader no longer holds what the follower misses.
+        write_range(&base, next..next + 1_000, 500).await;
+        next += 1_000;
+        let failpoint = format!("{step}=crash@1");
+        cluster.start_node_with(follower, &[("KVSTORE_FAILPOINTS", &failpoint)]);
+        let status = cluster.wait_exit(follower, Duration::from_secs(30));
+        assert_eq!(
+            status.code(),
+            Some(kvstore::storage::failpoint::CRASH_STATUS),
+            "{failpoint}: {status}"
+        );
+        cluster.start_node(follower);
+        let leader_state = store_of(&cluster.health(leader).await.expect("leader answers"));
+        let (index, digest) =
+            wait_converged(&cluster, leader_state.0, Duration::from_secs(30)).await;
+        assert_eq!(
+            (index, &digest),
+            (leader_state.0, &leader_state.1),
+            "{failpoint}: the follower converged to the leader's state"
+        );
+    }
+}
