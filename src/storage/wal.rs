@@ -873,8 +873,11 @@ impl Wal {
                 self.hard_state.clone()
             };
             // Written even when equal to the last one: that copy may be in a removed segment.
-            self.hard_state = HardState::default();
-            self.append(&[Record::HardState(newest)])?;
+            let written = std::mem::take(&mut self.hard_state);
+            if let Err(e) = self.append(&[Record::HardState(newest)]) {
+                self.hard_state = written;
+                return Err(e);
+            }
             self.sync()?;
         }
         let mut removed = 0;
