@@ -1,5 +1,5 @@
-//! Snapshots in the [`RaftActor`]: taking them (the store encodes the map, a blocking thread
-//! writes the file), compacting the log afterwards, streaming the newest one to a follower that
+//! Snapshots in the [`RaftActor`]: taking them (the store hands out an O(1) frozen view of the
+//! map, a blocking thread encodes it and writes the file), compacting the log afterwards, streaming the newest one to a follower that
 //! is behind the log's start, and receiving one from the leader chunk by chunk.
 //!
 //! File I/O and decoding run on blocking threads, never on the actor's thread; the core decides
@@ -21,7 +21,7 @@ use crate::raft::rpc::{Message, SnapshotRequest, SnapshotResponse};
 use crate::raft::PeerId;
 use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::storage::CompactLog;
-use crate::store::{KvState, TakeSnapshot};
+use crate::store::{KvState, SnapshotView, TakeSnapshot};
 
 /// The answer to a request once what it depends on is durable.
 async fn settled(reply: Option<Replied>) -> Result<Message, RaftError> {
@@ -55,18 +55,15 @@ struct Received {
 }
 
 impl RaftActor {
-    /// Start taking a snapshot if enough was applied since the last one.
+    /// Start taking a snapshot if the policy says one is due ([`SnapshotPolicy::due`](super::SnapshotPolicy::due)).
     pub(super) fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
         if self.snapshotting || self.installing || self.broken.is_some() {
             return;
         }
         let last = self.snapshot.as_ref().map_or(0, |s| s.meta.index);
         let since = self.applied_index.saturating_sub(last);
-        let p = &self.policy;
-        let due = since > 0
-            && ((p.entries > 0 && since >= p.entries)
-                || (p.log_bytes > 0 && self.bytes_since_snapshot >= p.log_bytes));
-        if !due {
+        let last_len = self.snapshot.as_ref().map_or(0, |s| s.len);
+        if !self.policy.due(since, self.bytes_since_snapshot, last_len) {
             return;
         }
         self.snapshotting = true;
@@ -74,11 +71,11 @@ impl RaftActor {
         let started = Instant::now();
         let fut = self.store.send(TakeSnapshot);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok((meta, bytes)) => {
-                // The store answered: that is how long it was busy encoding (reads and applies
-                // waited meanwhile).
-                let encoded = started.elapsed();
-                act.store_snapshot(meta, bytes, (started, encoded), ctx)
+            Ok(view) => {
+                // The store answered with a frozen view (an O(1) clone): that is all the time
+                // it spent; it goes on applying while the view is encoded elsewhere.
+                let store_time = started.elapsed();
+                act.store_snapshot(view, (started, store_time), ctx)
             }
             Err(e) => {
                 act.snapshotting = false;
@@ -87,34 +84,34 @@ impl RaftActor {
         }));
     }
 
-    /// Make the encoded snapshot durable (a file) or keep it in memory.
+    /// Encode the view and make it durable (a file) or keep it in memory, on a blocking thread.
     fn store_snapshot(
         &mut self,
-        meta: SnapshotMeta,
-        bytes: Vec<u8>,
+        view: SnapshotView,
         started: (Instant, Duration),
         ctx: &mut Context<Self>,
     ) {
-        let len = bytes.len() as u64;
-        let Some(dir) = self.policy.dir.clone() else {
-            let info = SnapshotInfo {
-                meta,
-                len,
-                data: SnapshotData::Memory(bytes),
+        let meta = view.meta;
+        let dir = self.policy.dir.clone();
+        let job = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, SnapshotData)> {
+            let bytes = view.encode();
+            drop(view);
+            let len = bytes.len() as u64;
+            let data = match dir {
+                Some(dir) => SnapshotData::File(snapshot::write_bytes(
+                    &dir,
+                    meta.index,
+                    &bytes,
+                    SNAPSHOTS_KEPT,
+                )?),
+                None => SnapshotData::Memory(bytes),
             };
-            return self.snapshot_saved(info, started, ctx);
-        };
-        let job = tokio::task::spawn_blocking(move || {
-            snapshot::write_bytes(&dir, meta.index, &bytes, SNAPSHOTS_KEPT)
+            Ok((len, data))
         });
         ctx.spawn(job.into_actor(self).map(move |res, act, ctx| {
             let why = match res {
-                Ok(Ok(path)) => {
-                    let info = SnapshotInfo {
-                        meta,
-                        len,
-                        data: SnapshotData::File(path),
-                    };
+                Ok(Ok((len, data))) => {
+                    let info = SnapshotInfo { meta, len, data };
                     return act.snapshot_saved(info, started, ctx);
                 }
                 Ok(Err(e)) => e.to_string(),
