@@ -43,6 +43,10 @@ pub const DEFAULT_MAX_PENDING: usize = 16 * 1024;
 /// Size of one chunk of a snapshot sent to a follower.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// Largest snapshot a follower accepts from a leader (4 GiB, ~35M keys of 100-byte values):
+/// a bound on the disk (or, in memory, the RAM) an incoming transfer may take.
+pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+
 /// Snapshot files kept on disk (the newest and the one before, so a damaged newest one can
 /// fall back without a gap in the log).
 const SNAPSHOTS_KEPT: usize = 2;
@@ -368,13 +372,16 @@ pub struct RaftActor {
     dice: Dice,
 }
 
-/// A snapshot being received: whose, and the bytes so far.
+/// A snapshot being received: whose, and where its bytes go.
 #[derive(Debug)]
 struct Incoming {
     term: Term,
     leader_id: NodeId,
     index: LogIndex,
-    buf: Vec<u8>,
+    /// Bytes received and stored so far.
+    len: u64,
+    /// Where chunks go; `None` while a chunk is being written on a blocking thread.
+    sink: Option<snapshots::Sink>,
 }
 
 /// Work for the store, in log order.
