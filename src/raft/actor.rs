@@ -37,6 +37,11 @@ use crate::transport::Transport;
 /// Pause before writing a batch again after the disk refused it.
 const STORAGE_RETRY: Duration = Duration::from_millis(250);
 
+/// Most messages held behind a write that is not yet durable (see `held`). Beyond it, new
+/// messages to peers are dropped as if lost (the core resynchronises that follower, as after
+/// any lost message); replies to peers are bounded by the peers' own in-flight limits.
+pub const MAX_HELD: usize = 4096;
+
 /// Default for [`RaftSetup::max_pending`].
 pub const DEFAULT_MAX_PENDING: usize = 16 * 1024;
 
@@ -347,7 +352,8 @@ pub struct RaftActor {
     next_batch: u64,
     /// The write in flight: (id, highest entry index in it).
     writing: Option<(u64, Option<LogIndex>)>,
-    /// Messages held until the write with the given id is durable (persist before send).
+    /// Messages held until the write with the given id is durable (persist before send); at
+    /// most [`MAX_HELD`] (sends beyond it are dropped as lost).
     held: VecDeque<(u64, Held)>,
     /// Set while the log cannot be written (e.g. the disk is full): writes are refused.
     storage_error: Option<String>,
@@ -498,6 +504,7 @@ impl RaftActor {
         let outputs = self.core.step(input);
         let mut done = Stepped::default();
         let mut persisted = None;
+        let mut dropped = Vec::new();
         for output in outputs {
             match output {
                 Output::PersistEntries(entries) => {
@@ -517,6 +524,13 @@ impl RaftActor {
                     }
                 }
                 Output::Send { to, msg } => match self.barrier() {
+                    Some(_) if self.held.len() >= MAX_HELD => {
+                        let seq = match &msg {
+                            Message::AppendRequest(r) => Some(r.seq),
+                            _ => None,
+                        };
+                        dropped.push((to, seq));
+                    }
                     Some(b) => self.held.push_back((b, Held::Send(to, msg))),
                     None => self.send_rpc(to, msg, ctx),
                 },
@@ -544,6 +558,7 @@ impl RaftActor {
                     }
                 }
                 Output::SendSnapshot { to, req } => match self.barrier() {
+                    Some(_) if self.held.len() >= MAX_HELD => dropped.push((to, Some(req.seq))),
                     // Sent as soon as the term it carries is durable.
                     Some(b) => self.held.push_back((b, Held::Snapshot(to, req))),
                     None => self.start_snapshot_send(to, req, ctx),
@@ -568,6 +583,16 @@ impl RaftActor {
             self.fail_pending_writes();
         }
         self.log_changes();
+        if !dropped.is_empty() {
+            tracing::debug!(
+                dropped = dropped.len(),
+                "too many messages held behind a write; dropped as lost"
+            );
+        }
+        for (to, seq) in dropped {
+            // Produces no output: the core only forgets what was in flight to `to`.
+            self.step(Input::SendFailed { to, seq }, ctx);
+        }
         if let Some(index) = persisted {
             self.step(Input::Persisted { index }, ctx);
         }
