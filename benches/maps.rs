@@ -1,3 +1,10 @@
+//! Persistent maps against `std::collections::HashMap`, at 100k and 1M keys: point reads, writes
+//! on a map that shares its nodes with a clone (as after a snapshot), iteration (snapshot
+//! encoding) and building from pairs (restart). The evaluation behind the store's choice of
+//! `imbl::HashMap` (see `src/store/state.rs`); figures in BENCHMARKS.md.
+//!
+//! Run: `cargo bench --bench maps` (about 3 minutes).
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use std::sync::Arc;
 use std::time::Duration;
