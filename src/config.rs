@@ -115,12 +115,19 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes: u64,
 
-    /// Take a snapshot of the key-value map (and drop the log before it) once this many entries
-    /// were applied since the last one; 0 turns the entry count off.
+    /// Snapshot the key-value map (and drop the log before it) once at least this many entries
+    /// were applied since the last snapshot AND that log is at least
+    /// KVSTORE_SNAPSHOT_LOG_FACTOR times the last snapshot's size; 0 turns this rule off.
     #[arg(long, env = "KVSTORE_SNAPSHOT_ENTRIES", default_value_t = 10_000)]
     pub snapshot_entries: u64,
 
-    /// ... or once this many MiB of log were applied since the last one; 0 turns it off.
+    /// The growth factor of the rule above (the log must outgrow the snapshot this many times
+    /// over), so big states are snapshotted less often; 0: the entry count alone decides.
+    #[arg(long, env = "KVSTORE_SNAPSHOT_LOG_FACTOR", default_value_t = crate::raft::actor::DEFAULT_SNAPSHOT_FACTOR)]
+    pub snapshot_log_factor: u64,
+
+    /// A limit: snapshot once this many MiB of log were applied since the last snapshot,
+    /// whatever its size (bounds the log replayed at restart); 0: no limit.
     #[arg(long, env = "KVSTORE_SNAPSHOT_LOG_MIB", default_value_t = 64)]
     pub snapshot_log_mib: u64,
 
@@ -185,8 +192,10 @@ pub struct Config {
     pub request_timeout: Duration,
     pub max_pending: usize,
     pub storage: Storage,
-    /// Snapshot after this many applied entries (0: not by count).
+    /// Snapshot after at least this many applied entries once the log outgrows the last
+    /// snapshot `snapshot_log_factor` times (0: not by this rule).
     pub snapshot_entries: u64,
+    pub snapshot_log_factor: u64,
     /// ... or after this many bytes of applied log (0: not by size).
     pub snapshot_log_bytes: u64,
     /// The fault layer may be switched through `/admin/faults`.
@@ -376,6 +385,7 @@ impl Config {
             max_pending: cli.max_pending,
             storage,
             snapshot_entries: cli.snapshot_entries,
+            snapshot_log_factor: cli.snapshot_log_factor,
             snapshot_log_bytes: cli.snapshot_log_mib.saturating_mul(1024 * 1024),
             faults: cli.faults,
             log_format: cli.log_format,

@@ -8,7 +8,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
-use actix::{Actor, Addr, SyncArbiter};
+use actix::{Actor, Addr, Arbiter, SyncArbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
 
@@ -90,7 +90,8 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
                 config.snapshot_entries,
                 config.snapshot_log_bytes,
                 None,
-            ),
+            )
+            .with_factor(config.snapshot_log_factor),
         });
     };
     let Recovery {
@@ -124,7 +125,8 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
             config.snapshot_entries,
             config.snapshot_log_bytes,
             Some(snap_dir),
-        ),
+        )
+        .with_factor(config.snapshot_log_factor),
     })
 }
 
@@ -223,29 +225,19 @@ pub fn log_after(
     RaftLog::with_base(meta.index, meta.term, entries)
 }
 
-/// Start the store and Raft actors on the current thread (inside an actix system) and return
-/// the state the handlers share. `url` is this node's base URL.
+/// Start the store and Raft actors, each on its own thread (an actix [`Arbiter`]), so that
+/// neither stalls the other nor the HTTP workers, and return the state the handlers share.
+/// Must run inside an actix system. `url` is this node's base URL.
 pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError> {
     let resumed = open_storage(config)?;
-    let store = StoreActor::with_state(resumed.state, resumed.state_term).start();
+    let (state, state_term) = (resumed.state, resumed.state_term);
+    let store = StoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        StoreActor::with_state(state, state_term)
+    });
     let timing = RaftTiming::from_millis(
         config.raft.heartbeat.as_millis() as u64,
         config.raft.election_timeout.as_millis() as u64,
     );
-    // Made here, on the actor's thread, and reused for every RPC.
-    let http = HttpTransport::new(url.clone(), config.peers.clone(), config.raft.rpc_timeout);
-    let transport: Box<dyn Transport> = if config.faults {
-        tracing::warn!(
-            "fault injection enabled (KVSTORE_FAULTS): /admin/faults can cut this node's links"
-        );
-        Box::new(Faulty::new(
-            http,
-            config.peers.clone(),
-            uuid::Uuid::new_v4().as_u64_pair().1,
-        ))
-    } else {
-        Box::new(http)
-    };
     let setup = RaftSetup {
         id: config.node_id.clone(),
         url: url.clone(),
@@ -260,7 +252,26 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
         snapshots: resumed.snapshots,
         snapshot: resumed.snapshot,
     };
-    let raft = RaftActor::new(setup, transport).start();
+    let (peers, rpc_timeout, faults) =
+        (config.peers.clone(), config.raft.rpc_timeout, config.faults);
+    let raft = RaftActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        // Made here, on the actor's own thread (one awc client per thread, made on it), and
+        // reused for every RPC.
+        let http = HttpTransport::new(url, peers.clone(), rpc_timeout);
+        let transport: Box<dyn Transport> = if faults {
+            tracing::warn!(
+                "fault injection enabled (KVSTORE_FAULTS): /admin/faults can cut this node's links"
+            );
+            Box::new(Faulty::new(
+                http,
+                peers,
+                uuid::Uuid::new_v4().as_u64_pair().1,
+            ))
+        } else {
+            Box::new(http)
+        };
+        RaftActor::new(setup, transport)
+    });
     Ok(AppState {
         node_id: config.node_id.clone(),
         store,

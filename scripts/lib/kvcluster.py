@@ -7,6 +7,7 @@ leader-stability measurement. Standard library only; talks to loopback nodes onl
   kvcluster.py stability --bin PATH --seconds S [--load-connections C]
   kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64 256"]
                              [--no-etcd] [--in-memory]
+  kvcluster.py bench-scale --bin PATH [--duration S] [--keys "1000 1000000"] [--connections N]
 """
 import base64
 import shutil
@@ -324,12 +325,20 @@ def run_wrk(url, conns, duration, script):
     out = subprocess.run(["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "5s",
                           "--latency", "-s", script, url],
                          capture_output=True, text=True, timeout=duration + 60).stdout
+    return parse_wrk(out)
 
-    def ms(v):
-        for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
-            if v.endswith(unit):
-                return float(v[:-len(unit)]) * f
-        return float("nan")
+
+def wrk_ms(v):
+    """A wrk duration ("812.00us", "1.20ms", "2.01s") in milliseconds."""
+    for unit, f in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if v.endswith(unit):
+            return float(v[:-len(unit)]) * f
+    return float("nan")
+
+
+def parse_wrk(out):
+    """(req/s, p50 ms, p99 ms, errors) from wrk --latency output."""
+    ms = wrk_ms
     rps = p50 = p99 = float("nan")
     errs = 0
     for line in out.splitlines():
@@ -504,6 +513,70 @@ def cmd_bench_cluster(args):
     return 0
 
 
+# ---- bench-scale -----------------------------------------------------------------------------
+
+def cmd_bench_scale(args):
+    """Write latency and leader changes over a small and a big key space, one fresh cluster each."""
+    exit_on_signals()
+    rows = []
+    for nkeys in [int(k) for k in args.keys.split()]:
+        tmp = tempfile.mkdtemp(prefix="kvstore-bench-scale.")
+        kv = Cluster(args.bin, free_ports(3), tmp)
+        wrk = None
+        try:
+            kv.start_all()
+            (lid, term0), _ = kv.wait_agreed_leader(15)
+            leader = kv.url(int(lid[1:]) - 1)
+            env = dict(os.environ, KVSTORE_BENCH_KEYS=str(nkeys))
+            script = os.path.join(WRK_DIR, "set-random.lua")
+            wrk = subprocess.Popen(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s",
+                                    "--timeout", "5s", "--latency", "-s", script, leader],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   text=True)
+            changes, seen = 0, (lid, term0)
+            while wrk.poll() is None:
+                ls = leaders_of(kv.healths(timeout=1.0))
+                cur = (ls[0]["id"], ls[0]["term"]) if len(ls) == 1 else None
+                if cur and cur != seen:
+                    changes += 1
+                    print(f"  {nkeys} keys: leader change {seen} -> {cur}", file=sys.stderr)
+                    seen = cur
+                time.sleep(0.2)
+            out, _ = wrk.communicate(timeout=60)
+            wrk = None
+            rps, p50, p99, errs = parse_wrk(out)
+            mx = float("nan")
+            for line in out.splitlines():
+                parts = line.split()
+                if parts[:1] == ["Latency"] and len(parts) >= 4:
+                    mx = wrk_ms(parts[3])
+            hs = [h for h in kv.healths(timeout=2.0) if h]
+            term1 = max((h["term"] for h in hs), default=0)
+            lh = leaders_of(hs)
+            reached = lh[0]["store"]["keys"] if lh else max((h["store"]["keys"] for h in hs), default=0)
+            snaps = max((h.get("snapshotIndex", 0) for h in hs), default=0)
+            rows.append((nkeys, rps, p50, p99, mx, errs, changes, term0, term1, reached, snaps))
+            print(f"  {nkeys} keys: {rps:.0f} writes/s p50 {p50:.2f} ms p99 {p99:.2f} ms "
+                  f"max {mx:.1f} ms errors {errs} leader changes {changes} "
+                  f"term {term0}->{term1} keys {reached}", file=sys.stderr)
+        finally:
+            if wrk and wrk.poll() is None:
+                wrk.kill()
+            kv.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n3-node durable clusters on loopback, {os.cpu_count()} CPUs, PUT /set at "
+          f"{args.connections} connections, 100-byte values, random keys, {args.duration}s each")
+    print(f"{'key space':>10} | {'writes/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+          f"{'failed':>6} | {'leader changes':>14} {'term':>7} | {'keys reached':>12} "
+          f"{'snapshot idx':>12}")
+    for (n, rps, p50, p99, mx, errs, ch, t0, t1, reached, snaps) in rows:
+        print(f"{n:>10} | {rps:>8.0f} {p50:>7.2f} {p99:>7.2f} {mx:>7.1f} {errs:>6} | "
+              f"{ch:>14} {f'{t0}->{t1}':>7} | {reached:>12} {snaps:>12}")
+    if len(rows) >= 2 and rows[0][3] > 0:
+        print(f"p99 ratio {rows[-1][0]} keys / {rows[0][0]} keys: {rows[-1][3] / rows[0][3]:.2f}")
+    return 0 if all(r[6] == 0 for r in rows) else 1
+
+
 def main():
     ap = argparse.ArgumentParser(prog="kvcluster.py")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -529,7 +602,14 @@ def main():
     b.add_argument("--no-etcd", action="store_true")
     b.add_argument("--in-memory", action="store_true",
                    help="run kvstore with KVSTORE_STORAGE=memory (etcd stays durable)")
+    sc = sub.add_parser("bench-scale")
+    sc.add_argument("--bin", required=True)
+    sc.add_argument("--duration", type=int, default=60)
+    sc.add_argument("--keys", default="1000 1000000")
+    sc.add_argument("--connections", type=int, default=64)
     args = ap.parse_args()
+    if args.cmd == "bench-scale":
+        return cmd_bench_scale(args)
     if args.cmd == "bench-cluster":
         return cmd_bench_cluster(args)
     if args.cmd == "watch":

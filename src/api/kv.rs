@@ -20,7 +20,7 @@ use super::middleware::RequestId;
 use super::AppState;
 use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite};
 use crate::raft::LeaderInfo;
-use crate::store::{Command, CommandOutcome, Get, ReadAt};
+use crate::store::{read_at, Command, CommandOutcome, Get};
 
 /// Pause between attempts while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
@@ -404,11 +404,8 @@ async fn linearizable_read(
             Err(_) => return Err(read_timeout()),
             Ok(Err(e)) => return Err(actor_gone("raft", e)),
             Ok(Ok(Ok(index))) => {
-                let read = ReadAt {
-                    key: key.to_owned(),
-                    index,
-                };
-                return match timeout_at(at.deadline, at.state.store.send(read)).await {
+                let read = read_at(&at.state.store, key.to_owned(), index);
+                return match timeout_at(at.deadline, read).await {
                     Err(_) => Err(read_timeout()),
                     Ok(Err(e)) => Err(actor_gone("store", e)),
                     Ok(Ok(Err(_))) => Err(ApiError::Internal("store stopped".into())),

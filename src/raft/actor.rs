@@ -37,22 +37,47 @@ use crate::transport::Transport;
 /// Pause before writing a batch again after the disk refused it.
 const STORAGE_RETRY: Duration = Duration::from_millis(250);
 
+/// Most messages held behind a write that is not yet durable (see `held`). Beyond it, new
+/// messages to peers are dropped as if lost (the core resynchronises that follower, as after
+/// any lost message); replies to peers are bounded by the peers' own in-flight limits.
+pub const MAX_HELD: usize = 4096;
+
 /// Default for [`RaftSetup::max_pending`].
 pub const DEFAULT_MAX_PENDING: usize = 16 * 1024;
 
 /// Size of one chunk of a snapshot sent to a follower.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// Largest snapshot a follower accepts from a leader (4 GiB, ~35M keys of 100-byte values):
+/// a bound on the disk (or, in memory, the RAM) an incoming transfer may take.
+pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+
 /// Snapshot files kept on disk (the newest and the one before, so a damaged newest one can
 /// fall back without a gap in the log).
 const SNAPSHOTS_KEPT: usize = 2;
 
+/// Default for [`SnapshotPolicy::factor`].
+pub const DEFAULT_SNAPSHOT_FACTOR: u64 = 1;
+
 /// When to take snapshots and where they go.
+///
+/// The rule (Raft thesis §5.1: snapshot when the log outgrows the state), see [`Self::due`]:
+/// a snapshot is due once **at least `entries` entries** were applied since the last one
+/// **and** the log applied since then (in bytes) is at least **`factor` times the last
+/// snapshot's size**; or, whatever the state's size, once that log reaches **`log_bytes`** (a
+/// limit on the log to replay at restart and to keep on disk). A small state is so snapshotted
+/// about every `entries` entries; a million-key state only once its log outgrows it (or hits
+/// the limit), so snapshot work stays proportional to the writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotPolicy {
-    /// Take a snapshot once this many entries were applied since the last one (0: never).
+    /// The floor: at least this many entries applied since the last snapshot (0: the growth
+    /// rule is off, only `log_bytes` triggers).
     pub entries: u64,
-    /// ... or once this many bytes of entries were applied since the last one (0: never).
+    /// The log since the last snapshot must be at least this many times its size (0: the
+    /// floor alone decides).
+    pub factor: u64,
+    /// The limit: a snapshot is due once this many bytes of entries were applied since the last
+    /// one, whatever `entries` and `factor` say (0: no limit).
     pub log_bytes: u64,
     /// Entries kept in the log before a snapshot's index, so a follower only slightly behind
     /// still gets entries rather than the whole snapshot.
@@ -62,20 +87,40 @@ pub struct SnapshotPolicy {
 }
 
 impl SnapshotPolicy {
-    /// Snapshots every `entries` entries or `log_bytes` bytes, keeping a tenth of `entries`
-    /// in the log after each.
+    /// Snapshots after at least `entries` entries once the log outgrows the last snapshot
+    /// ([`DEFAULT_SNAPSHOT_FACTOR`]), or after `log_bytes` bytes of log; keeps a tenth of
+    /// `entries` in the log after each.
     pub fn every(entries: u64, log_bytes: u64, dir: Option<PathBuf>) -> Self {
         SnapshotPolicy {
             entries,
+            factor: DEFAULT_SNAPSHOT_FACTOR,
             log_bytes,
             trailing: entries / 10,
             dir,
         }
     }
 
+    /// The same with another growth factor.
+    pub fn with_factor(self, factor: u64) -> Self {
+        SnapshotPolicy { factor, ..self }
+    }
+
     /// Never take a snapshot (followers can still install one from a leader).
     pub fn never() -> Self {
         SnapshotPolicy::every(0, 0, None)
+    }
+
+    /// Whether a snapshot is due, given the entries and bytes of log applied since the last
+    /// snapshot and that snapshot's size in bytes (0 if none). Pure.
+    pub fn due(&self, entries_since: u64, log_bytes_since: u64, last_snapshot_len: u64) -> bool {
+        if entries_since == 0 {
+            return false;
+        }
+        let grown = self.entries > 0
+            && entries_since >= self.entries
+            && log_bytes_since >= self.factor.saturating_mul(last_snapshot_len);
+        let limit = self.log_bytes > 0 && log_bytes_since >= self.log_bytes;
+        grown || limit
     }
 }
 
@@ -307,7 +352,8 @@ pub struct RaftActor {
     next_batch: u64,
     /// The write in flight: (id, highest entry index in it).
     writing: Option<(u64, Option<LogIndex>)>,
-    /// Messages held until the write with the given id is durable (persist before send).
+    /// Messages held until the write with the given id is durable (persist before send); at
+    /// most [`MAX_HELD`] (sends beyond it are dropped as lost).
     held: VecDeque<(u64, Held)>,
     /// Set while the log cannot be written (e.g. the disk is full): writes are refused.
     storage_error: Option<String>,
@@ -332,13 +378,16 @@ pub struct RaftActor {
     dice: Dice,
 }
 
-/// A snapshot being received: whose, and the bytes so far.
+/// A snapshot being received: whose, and where its bytes go.
 #[derive(Debug)]
 struct Incoming {
     term: Term,
     leader_id: NodeId,
     index: LogIndex,
-    buf: Vec<u8>,
+    /// Bytes received and stored so far.
+    len: u64,
+    /// Where chunks go; `None` while a chunk is being written on a blocking thread.
+    sink: Option<snapshots::Sink>,
 }
 
 /// Work for the store, in log order.
@@ -455,6 +504,7 @@ impl RaftActor {
         let outputs = self.core.step(input);
         let mut done = Stepped::default();
         let mut persisted = None;
+        let mut dropped = Vec::new();
         for output in outputs {
             match output {
                 Output::PersistEntries(entries) => {
@@ -474,6 +524,13 @@ impl RaftActor {
                     }
                 }
                 Output::Send { to, msg } => match self.barrier() {
+                    Some(_) if self.held.len() >= MAX_HELD => {
+                        let seq = match &msg {
+                            Message::AppendRequest(r) => Some(r.seq),
+                            _ => None,
+                        };
+                        dropped.push((to, seq));
+                    }
                     Some(b) => self.held.push_back((b, Held::Send(to, msg))),
                     None => self.send_rpc(to, msg, ctx),
                 },
@@ -501,6 +558,7 @@ impl RaftActor {
                     }
                 }
                 Output::SendSnapshot { to, req } => match self.barrier() {
+                    Some(_) if self.held.len() >= MAX_HELD => dropped.push((to, Some(req.seq))),
                     // Sent as soon as the term it carries is durable.
                     Some(b) => self.held.push_back((b, Held::Snapshot(to, req))),
                     None => self.start_snapshot_send(to, req, ctx),
@@ -525,6 +583,16 @@ impl RaftActor {
             self.fail_pending_writes();
         }
         self.log_changes();
+        if !dropped.is_empty() {
+            tracing::debug!(
+                dropped = dropped.len(),
+                "too many messages held behind a write; dropped as lost"
+            );
+        }
+        for (to, seq) in dropped {
+            // Produces no output: the core only forgets what was in flight to `to`.
+            self.step(Input::SendFailed { to, seq }, ctx);
+        }
         if let Some(index) = persisted {
             self.step(Input::Persisted { index }, ctx);
         }
@@ -950,5 +1018,47 @@ impl Handler<ClientReadIndex> for RaftActor {
                 ))
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_due_after_the_floor_once_the_log_outgrows_the_last_snapshot() {
+        let p = SnapshotPolicy::every(100, 0, None);
+        assert!(!p.due(0, 0, 0), "nothing applied, nothing to snapshot");
+        assert!(!p.due(99, 1 << 20, 0), "below the entry floor");
+        assert!(p.due(100, 1, 0), "no snapshot yet: the floor alone decides");
+        // A 1 MB state: 100 small entries are not enough, 1 MB of log is.
+        assert!(!p.due(100, 50_000, 1_000_000));
+        assert!(!p.due(10_000, 999_999, 1_000_000));
+        assert!(p.due(10_000, 1_000_000, 1_000_000));
+        let p2 = p.clone().with_factor(2);
+        assert!(!p2.due(10_000, 1_000_000, 1_000_000));
+        assert!(p2.due(10_000, 2_000_000, 1_000_000));
+        let floor_only = p.with_factor(0);
+        assert!(floor_only.due(100, 1, 1_000_000));
+    }
+
+    #[test]
+    fn the_log_limit_forces_a_snapshot_whatever_the_state_size() {
+        let p = SnapshotPolicy::every(100, 64 << 20, None);
+        assert!(!p.due(50, (64 << 20) - 1, 0));
+        assert!(p.due(50, 64 << 20, 0), "the limit ignores the entry floor");
+        assert!(
+            p.due(500_000, 64 << 20, 200 << 20),
+            "and the state's size: the log to replay stays bounded"
+        );
+        let limit_only = SnapshotPolicy::every(0, 1_000, None);
+        assert!(!limit_only.due(1_000_000, 999, 0));
+        assert!(limit_only.due(1, 1_000, 0));
+    }
+
+    #[test]
+    fn never_means_never() {
+        let p = SnapshotPolicy::never();
+        assert!(!p.due(u64::MAX, u64::MAX, 0));
     }
 }

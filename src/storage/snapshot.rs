@@ -161,18 +161,7 @@ pub fn write_bytes(dir: &Path, index: LogIndex, bytes: &[u8], keep: usize) -> io
     failpoint::hit("snapshot.write.renamed")?;
     dirs::sync_dir(dir)?;
     failpoint::hit("snapshot.write.prune")?;
-    // Older snapshots beyond `keep` are no longer needed. Another write may be pruning at the
-    // same time: a file already gone is fine. (A transfer reading an old file keeps it open,
-    // so removing it does not cut the transfer short.)
-    let mut all = list(dir, false)?;
-    all.sort();
-    let excess = all.len().saturating_sub(keep.max(1));
-    for (_, p) in all.into_iter().take(excess) {
-        match fs::remove_file(p) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
+    prune(dir, keep)?;
     Ok(final_path)
 }
 
@@ -380,5 +369,255 @@ mod tests {
         fs::write(&newest, &bytes[..bytes.len() - 3]).unwrap();
         let l = load(dir.path()).unwrap();
         assert_eq!(l.snapshot.unwrap().meta.index, 10);
+    }
+}
+
+// ---- receiving a snapshot chunk by chunk ---------------------------------------------------
+
+/// A received snapshot would exceed its size cap.
+#[derive(Debug)]
+pub enum StreamError {
+    /// Appending would make the file `len` bytes, over the `cap`.
+    TooBig {
+        cap: u64,
+        len: u64,
+    },
+    Io(io::Error),
+}
+
+impl std::fmt::Display for StreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StreamError::TooBig { cap, len } => {
+                write!(f, "snapshot too big: {len} bytes, the cap is {cap}")
+            }
+            StreamError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+impl From<io::Error> for StreamError {
+    fn from(e: io::Error) -> Self {
+        StreamError::Io(e)
+    }
+}
+
+/// A snapshot file written chunk by chunk as it arrives from the leader, so it is never held
+/// whole in memory: chunks are appended to a temporary file (`{index:020}.{n}.recv.snap.tmp`,
+/// removed at start-up if a crash leaves it), at most `cap` bytes in all; [`Self::finish`]
+/// makes it durable under its final name (fsync, rename, fsync of the directory). Dropped
+/// unfinished, it removes its temporary file. Blocking I/O: use it on a blocking thread.
+///
+/// Failpoints, one per step: `snapshot.install.create`, `.append`, `.fsync`, `.rename`,
+/// `.dirsync`.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    dir: PathBuf,
+    index: LogIndex,
+    tmp: PathBuf,
+    file: Option<File>,
+    len: u64,
+    cap: u64,
+}
+
+impl SnapshotWriter {
+    /// Start writing the snapshot at `index` into `dir` (created if missing), at most `cap`
+    /// bytes.
+    pub fn create(dir: &Path, index: LogIndex, cap: u64) -> io::Result<Self> {
+        failpoint::hit("snapshot.install.create")?;
+        dirs::create_dir_all(dir)?;
+        // A fresh name per writer, so an abandoned transfer's cleanup never removes a newer
+        // transfer's file of the same index.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("{index:020}.{n}.recv.snap.tmp"));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        Ok(SnapshotWriter {
+            dir: dir.to_owned(),
+            index,
+            tmp,
+            file: Some(file),
+            len: 0,
+            cap,
+        })
+    }
+
+    /// Append the next chunk; refused (nothing written) if the file would exceed the cap.
+    pub fn append(&mut self, chunk: &[u8]) -> Result<(), StreamError> {
+        let len = self.len.saturating_add(chunk.len() as u64);
+        if len > self.cap {
+            return Err(StreamError::TooBig { cap: self.cap, len });
+        }
+        failpoint::hit("snapshot.install.append")?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("writer finished"))?;
+        file.write_all(chunk)?;
+        self.len = len;
+        Ok(())
+    }
+
+    /// Bytes appended so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True before any byte was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Check and parse what was written (the whole file: call it once all chunks are in).
+    pub fn read(&self) -> Result<Snapshot, String> {
+        read_file(&self.tmp)
+    }
+
+    /// Make the snapshot durable under its final name: fsync, rename, fsync of the directory;
+    /// then remove all but the newest `keep` snapshots. Returns the file.
+    pub fn finish(mut self, keep: usize) -> io::Result<PathBuf> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("writer finished"))?;
+        failpoint::hit("snapshot.install.fsync")?;
+        file.sync_all()?;
+        drop(file);
+        let final_path = path_for(&self.dir, self.index);
+        failpoint::hit("snapshot.install.rename")?;
+        fs::rename(&self.tmp, &final_path)?;
+        // Renamed: nothing left for `drop` to remove.
+        self.tmp = PathBuf::new();
+        failpoint::hit("snapshot.install.dirsync")?;
+        dirs::sync_dir(&self.dir)?;
+        prune(&self.dir, keep)?;
+        Ok(final_path)
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            // Unfinished: the temporary file is of no use (start-up removes it otherwise).
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Remove all but the newest `keep` snapshots in `dir`: older ones are no longer needed.
+/// Another write may be pruning at the same time: a file already gone is fine. (A transfer
+/// reading an old file keeps it open, so removing it does not cut the transfer short.)
+fn prune(dir: &Path, keep: usize) -> io::Result<()> {
+    let mut all = list(dir, false)?;
+    all.sort();
+    let excess = all.len().saturating_sub(keep.max(1));
+    for (_, p) in all.into_iter().take(excess) {
+        match fs::remove_file(p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod writer_tests {
+    use super::*;
+
+    fn bytes_of(n: usize, index: LogIndex) -> Vec<u8> {
+        let p: Vec<(String, String)> = (0..n).map(|i| (format!("k{i}"), "v".repeat(50))).collect();
+        encode(
+            SnapshotMeta { index, term: 2 },
+            p.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn chunks_appended_then_finished_make_the_same_file_as_a_whole_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = bytes_of(500, 7);
+        let mut w = SnapshotWriter::create(dir.path(), 7, 1 << 20).unwrap();
+        for chunk in bytes.chunks(1000) {
+            w.append(chunk).unwrap();
+        }
+        assert_eq!(w.len(), bytes.len() as u64);
+        let tmp = names(dir.path());
+        assert!(
+            tmp.len() == 1
+                && tmp[0].starts_with("00000000000000000007.")
+                && tmp[0].ends_with(".recv.snap.tmp"),
+            "{tmp:?}"
+        );
+        let snap = w.read().unwrap();
+        assert_eq!((snap.meta.index, snap.pairs.len()), (7, 500));
+        let path = w.finish(2).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), bytes);
+        assert_eq!(names(dir.path()), vec!["00000000000000000007.snap"]);
+        assert_eq!(load(dir.path()).unwrap().snapshot.unwrap().meta.index, 7);
+    }
+
+    #[test]
+    fn a_snapshot_over_the_cap_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = bytes_of(100, 3);
+        let cap = bytes.len() as u64 - 1;
+        let mut w = SnapshotWriter::create(dir.path(), 3, cap).unwrap();
+        let (head, tail) = bytes.split_at(bytes.len() / 2);
+        w.append(head).unwrap();
+        match w.append(tail) {
+            Err(StreamError::TooBig { cap: c, len }) => {
+                assert_eq!((c, len), (cap, bytes.len() as u64))
+            }
+            other => panic!("expected TooBig, got {other:?}"),
+        }
+        assert_eq!(
+            w.len(),
+            head.len() as u64,
+            "the refused chunk was not written"
+        );
+        drop(w);
+        assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+    }
+
+    #[test]
+    fn damaged_or_incomplete_bytes_fail_the_check_before_anything_is_renamed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = bytes_of(50, 9);
+        let mut w = SnapshotWriter::create(dir.path(), 9, 1 << 20).unwrap();
+        w.append(&bytes[..bytes.len() - 10]).unwrap();
+        assert!(w.read().is_err(), "incomplete");
+        drop(w);
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x10;
+        let mut w = SnapshotWriter::create(dir.path(), 9, 1 << 20).unwrap();
+        w.append(&bytes).unwrap();
+        assert!(w.read().unwrap_err().contains("checksum"));
+        drop(w);
+        assert!(names(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_crash_leftover_temporary_is_removed_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = SnapshotWriter::create(dir.path(), 4, 1 << 20).unwrap();
+        std::mem::forget(w); // as if the process died mid-transfer
+        assert_eq!(names(dir.path()).len(), 1);
+        assert!(load(dir.path()).unwrap().snapshot.is_none());
+        assert!(names(dir.path()).is_empty());
     }
 }

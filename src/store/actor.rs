@@ -3,11 +3,22 @@
 //! The `RaftActor` sends it committed log entries ([`ApplyEntries`]), in log order; handlers
 //! read from it, either at once ([`Get`], stale) or once a given log index is applied
 //! ([`ReadAt`], the last step of a linearizable read). It never blocks, never does I/O and never
-//! talks to the network. Because one actor owns the map, no lock guards it.
+//! talks to the network. Because one actor owns the map, no lock guards it. It runs on its own
+//! thread (an arbiter, see `startup`), apart from the `RaftActor`.
+//!
+//! A snapshot ([`TakeSnapshot`]) is an O(1) clone of the persistent map plus its position: the
+//! caller encodes and writes it on a blocking thread, while this actor goes on applying and
+//! answering reads.
+//!
+//! Bounds: a parked read lives until its index is applied or its requester gives up (the HTTP
+//! request timed out or the client went away, so its receiver is closed): closed ones are
+//! dropped every [`PRUNE_EVERY`] and whenever the parked count doubles, so parked reads are
+//! bounded by the reads in flight.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message};
 use tokio::sync::oneshot;
 
 use super::command::CommandOutcome;
@@ -18,6 +29,12 @@ use crate::storage::snapshot::{self, SnapshotMeta};
 
 /// A read waiting for its index: the key and where to send the value.
 type ParkedRead = (String, oneshot::Sender<Option<String>>);
+
+/// How often parked reads whose requester gave up are dropped.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
+/// Parked reads below this count are not pruned on arrival (only by the timer).
+const PRUNE_FLOOR: usize = 1024;
 
 /// The store stopped before a parked read could be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +48,10 @@ pub struct StoreActor {
     applied_term: Term,
     /// Reads waiting for their index to be applied, by index.
     parked: BTreeMap<LogIndex, Vec<ParkedRead>>,
+    /// Number of reads in `parked`.
+    parked_count: usize,
+    /// Prune on arrival once `parked_count` reaches this (twice the count after the last prune).
+    prune_at: usize,
 }
 
 impl StoreActor {
@@ -44,8 +65,23 @@ impl StoreActor {
         StoreActor {
             state,
             applied_term: term,
-            parked: BTreeMap::new(),
+            ..Self::default()
         }
+    }
+
+    /// Drop parked reads whose requester is gone (timed out or disconnected).
+    fn prune_parked(&mut self) {
+        self.parked.retain(|_, reads| {
+            reads.retain(|(_, tx)| !tx.is_closed());
+            !reads.is_empty()
+        });
+        self.parked_count = self.parked.values().map(Vec::len).sum();
+        self.prune_at = (2 * self.parked_count).max(PRUNE_FLOOR);
+    }
+
+    /// Number of reads waiting for their index.
+    pub fn parked_reads(&self) -> usize {
+        self.parked_count
     }
 
     fn release_parked(&mut self) {
@@ -54,7 +90,9 @@ impl StoreActor {
             if *entry.key() > applied {
                 break;
             }
-            for (key, tx) in entry.remove() {
+            let reads = entry.remove();
+            self.parked_count -= reads.len();
+            for (key, tx) in reads {
                 let _ = tx.send(self.state.get(&key).map(str::to_owned));
             }
         }
@@ -68,6 +106,7 @@ impl Actor for StoreActor {
         // Reads arrive from every HTTP worker; a deeper mailbox than actix's default of 16
         // keeps them from waiting on each other while still bounding memory.
         ctx.set_mailbox_capacity(4096);
+        ctx.run_interval(PRUNE_EVERY, |act, _| act.prune_parked());
     }
 }
 
@@ -113,11 +152,27 @@ impl Handler<ApplyEntries> for StoreActor {
     }
 }
 
-/// Encode the whole map as a snapshot file's bytes (see [`crate::storage::snapshot`]), as of
-/// the last applied entry. Sequential copying only; writing the file is someone else's job.
+/// Ask for a frozen view of the map as of the last applied entry, to encode as a snapshot
+/// elsewhere. Answering costs O(1) (a clone of the persistent map): encoding and writing are
+/// the caller's job, off this actor's thread.
 #[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "(SnapshotMeta, Vec<u8>)")]
+#[rtype(result = "SnapshotView")]
 pub struct TakeSnapshot;
+
+/// The map as of one log position; later applies do not change it.
+#[derive(Debug, Clone)]
+pub struct SnapshotView {
+    pub meta: SnapshotMeta,
+    pub state: KvState,
+}
+
+impl SnapshotView {
+    /// The snapshot file's bytes (see [`crate::storage::snapshot`]). O(keys): call it on a
+    /// blocking thread, never on an actor's.
+    pub fn encode(&self) -> Vec<u8> {
+        snapshot::encode(self.meta, self.state.pairs())
+    }
+}
 
 impl Handler<TakeSnapshot> for StoreActor {
     type Result = actix::MessageResult<TakeSnapshot>;
@@ -127,7 +182,10 @@ impl Handler<TakeSnapshot> for StoreActor {
             index: self.state.last_applied(),
             term: self.applied_term,
         };
-        actix::MessageResult((meta, snapshot::encode(meta, self.state.pairs())))
+        actix::MessageResult(SnapshotView {
+            meta,
+            state: self.state.clone(),
+        })
     }
 }
 
@@ -193,29 +251,66 @@ impl Handler<Get> for StoreActor {
     }
 }
 
-/// Read one key once every entry up to `index` has been applied.
+/// Read one key once every entry up to `index` has been applied. Answered at once with the
+/// value, or with a receiver the value arrives on: the store keeps only the sender, so a reader
+/// that gives up (drops the receiver) leaves a closed sender that the store prunes. Use
+/// [`read_at`].
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Result<Option<String>, StoreStopped>")]
+#[rtype(result = "ReadAtReply")]
 pub struct ReadAt {
     pub key: String,
     pub index: LogIndex,
 }
 
+/// The answer to [`ReadAt`].
+#[derive(Debug)]
+pub enum ReadAtReply {
+    /// The index was already applied.
+    Now(Option<String>),
+    /// The value arrives once the index is applied.
+    Later(oneshot::Receiver<Option<String>>),
+}
+
+impl ReadAtReply {
+    /// The value, once its index is applied.
+    pub async fn value(self) -> Result<Option<String>, StoreStopped> {
+        match self {
+            ReadAtReply::Now(v) => Ok(v),
+            // A dropped sender means the store stopped: an error, never "not found".
+            ReadAtReply::Later(rx) => rx.await.map_err(|_| StoreStopped),
+        }
+    }
+}
+
+/// Read `key` from `store` once `index` is applied. Dropping the future (a timeout) lets the
+/// store forget the read.
+pub async fn read_at(
+    store: &Addr<StoreActor>,
+    key: String,
+    index: LogIndex,
+) -> Result<Result<Option<String>, StoreStopped>, MailboxError> {
+    let reply = store.send(ReadAt { key, index }).await?;
+    Ok(reply.value().await)
+}
+
 impl Handler<ReadAt> for StoreActor {
-    type Result = ResponseFuture<Result<Option<String>, StoreStopped>>;
+    type Result = actix::MessageResult<ReadAt>;
 
     fn handle(&mut self, msg: ReadAt, _: &mut Context<Self>) -> Self::Result {
         if msg.index <= self.state.last_applied() {
             let v = self.state.get(&msg.key).map(str::to_owned);
-            return Box::pin(async move { Ok(v) });
+            return actix::MessageResult(ReadAtReply::Now(v));
+        }
+        if self.parked_count >= self.prune_at {
+            self.prune_parked();
         }
         let (tx, rx) = oneshot::channel();
         self.parked
             .entry(msg.index)
             .or_default()
             .push((msg.key, tx));
-        // A dropped sender means the store stopped: an error, never "not found".
-        Box::pin(async move { rx.await.map_err(|_| StoreStopped) })
+        self.parked_count += 1;
+        actix::MessageResult(ReadAtReply::Later(rx))
     }
 }
 
@@ -224,6 +319,18 @@ mod tests {
     use super::*;
     use crate::store::Command;
     use actix::Actor;
+
+    /// How many reads are parked (tests only).
+    #[derive(Message)]
+    #[rtype(result = "usize")]
+    struct ParkedCount;
+
+    impl Handler<ParkedCount> for StoreActor {
+        type Result = usize;
+        fn handle(&mut self, _: ParkedCount, _: &mut Context<Self>) -> usize {
+            self.parked_reads()
+        }
+    }
 
     fn entry(index: LogIndex, cmd: Option<Command>) -> Entry {
         Entry {
@@ -339,7 +446,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(now, Ok(None));
+        assert_eq!(now.value().await, Ok(None));
         addr.send(ApplyEntries(vec![entry(1, set("k", "one"))]))
             .await
             .unwrap()
@@ -348,7 +455,68 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(early.await.unwrap(), Ok(Some("two".to_owned())));
+        assert_eq!(
+            early.await.unwrap().value().await,
+            Ok(Some("two".to_owned()))
+        );
+    }
+
+    #[actix_rt::test]
+    async fn parked_reads_whose_requester_gave_up_are_dropped() {
+        let mut store = StoreActor::new();
+        let (tx_gone, rx_gone) = oneshot::channel();
+        let (tx_live, mut rx_live) = oneshot::channel();
+        store.parked.insert(5, vec![("a".into(), tx_gone)]);
+        store.parked.insert(6, vec![("b".into(), tx_live)]);
+        store.parked_count = 2;
+        drop(rx_gone); // the HTTP request timed out
+        store.prune_parked();
+        assert_eq!(store.parked_reads(), 1);
+        assert_eq!(store.parked.keys().copied().collect::<Vec<_>>(), vec![6]);
+        assert_eq!(store.prune_at, PRUNE_FLOOR);
+        assert!(rx_live.try_recv().is_err(), "a live read is still waiting");
+    }
+
+    #[actix_rt::test]
+    async fn many_abandoned_reads_do_not_pile_up() {
+        let addr = StoreActor::new().start();
+        // Far more reads than the prune floor, each abandoned at once (a timeout): the
+        // store keeps pruning them as they arrive.
+        for i in 0..(4 * PRUNE_FLOOR as u64) {
+            let read = addr.send(ReadAt {
+                key: "k".into(),
+                index: 10 + i,
+            });
+            // The reader gives up at once (a timeout).
+            drop(read.await.unwrap());
+        }
+        let view = addr.send(TakeSnapshot).await.unwrap();
+        assert_eq!(view.meta.index, 0);
+        let parked = addr.send(ParkedCount).await.unwrap();
+        assert!(parked <= 2 * PRUNE_FLOOR, "{parked} reads still parked");
+    }
+
+    #[actix_rt::test]
+    async fn a_snapshot_view_stays_frozen_while_applies_go_on() {
+        let addr = StoreActor::new().start();
+        addr.send(ApplyEntries(vec![entry(1, set("k", "one"))]))
+            .await
+            .unwrap()
+            .unwrap();
+        let view = addr.send(TakeSnapshot).await.unwrap();
+        addr.send(ApplyEntries(vec![
+            entry(2, set("k", "two")),
+            entry(3, set("j", "x")),
+        ]))
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(view.meta, SnapshotMeta { index: 1, term: 1 });
+        assert_eq!((view.state.get("k"), view.state.len()), (Some("one"), 1));
+        let decoded = snapshot::decode(&view.encode()).unwrap();
+        assert_eq!(decoded.pairs, vec![("k".to_owned(), "one".to_owned())]);
+        let got = addr.send(Get { key: "k".into() }).await.unwrap();
+        assert_eq!(got.as_deref(), Some("two"));
     }
 
     #[actix_rt::test]

@@ -5,7 +5,8 @@
 //!   no clock, no actors.
 //! - [`actor`]: [`StoreActor`], the one owner of a `KvState` at run time; every read and write of
 //!   the map is a message to it. Writes arrive only as committed Raft log entries, or as a
-//!   whole snapshot installed from the leader; it encodes snapshots but never writes files.
+//!   whole snapshot installed from the leader; it hands out O(1) snapshot views (encoded and
+//!   written by the caller, off its thread) and never writes files.
 //!
 //! This module must never know about HTTP or Raft: it applies commands in the order it is given
 //! them and answers reads.
@@ -15,7 +16,8 @@ pub mod command;
 pub mod state;
 
 pub use actor::{
-    Applied, ApplyEntries, Get, ReadAt, Restore, StoreActor, StoreSummary, Summary, TakeSnapshot,
+    read_at, Applied, ApplyEntries, Get, ReadAt, ReadAtReply, Restore, SnapshotView, StoreActor,
+    StoreSummary, Summary, TakeSnapshot,
 };
 pub use command::{Command, CommandOutcome};
 pub use state::{KvState, StateError};

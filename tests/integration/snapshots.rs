@@ -344,12 +344,11 @@ async fn random_sigkills_under_write_load_lose_no_acknowledged_write_and_replica
 
 /// The steps of storing a snapshot received from the leader, as failpoints.
 const INSTALL_STEPS: &[&str] = &[
-    "snapshot.write.create",
-    "snapshot.write.data",
-    "snapshot.write.sync",
-    "snapshot.write.rename",
-    "snapshot.write.renamed",
-    "snapshot.write.prune",
+    "snapshot.install.create",
+    "snapshot.install.append",
+    "snapshot.install.fsync",
+    "snapshot.install.rename",
+    "snapshot.install.dirsync",
 ];
 
 #[actix_web::test]

@@ -1,11 +1,16 @@
-//! Snapshots in the [`RaftActor`]: taking them (the store encodes the map, a blocking thread
-//! writes the file), compacting the log afterwards, streaming the newest one to a follower that
+//! Snapshots in the [`RaftActor`]: taking them (the store hands out an O(1) frozen view of the
+//! map, a blocking thread encodes it and writes the file), compacting the log afterwards, streaming the newest one to a follower that
 //! is behind the log's start, and receiving one from the leader chunk by chunk.
+//!
+//! A snapshot from the leader is written chunk by chunk to a temporary file as it arrives
+//! (never buffered whole; at most [`MAX_SNAPSHOT_BYTES`]), checked from that file, then
+//! renamed into place.
 //!
 //! File I/O and decoding run on blocking threads, never on the actor's thread; the core decides
 //! what a snapshot changes in the log ([`Input::Compact`], [`Input::InstallSnapshot`]).
 
 use std::fs::File;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,14 +19,65 @@ use actix::{ActorFutureExt, AsyncContext, Context, ResponseFuture, WrapFuture};
 use tokio::sync::oneshot;
 
 use super::{
-    RaftActor, RaftError, Replied, SnapshotData, SnapshotInfo, SNAPSHOTS_KEPT, SNAPSHOT_CHUNK_BYTES,
+    RaftActor, RaftError, Replied, SnapshotData, SnapshotInfo, MAX_SNAPSHOT_BYTES, SNAPSHOTS_KEPT,
+    SNAPSHOT_CHUNK_BYTES,
 };
 use crate::raft::core::{HardState, Input, Role};
 use crate::raft::rpc::{Message, SnapshotRequest, SnapshotResponse};
-use crate::raft::PeerId;
-use crate::storage::snapshot::{self, SnapshotMeta};
+use crate::raft::{LogIndex, PeerId, Term};
+use crate::storage::snapshot::{self, SnapshotMeta, SnapshotWriter};
 use crate::storage::CompactLog;
-use crate::store::{KvState, TakeSnapshot};
+use crate::store::{KvState, SnapshotView, TakeSnapshot};
+
+/// Where the chunks of a snapshot from the leader go: a temporary file next to the snapshots
+/// (never the whole snapshot in memory), or, for a node without a data directory, memory.
+/// Either way at most [`MAX_SNAPSHOT_BYTES`].
+#[derive(Debug)]
+pub(super) enum Sink {
+    /// Nothing received yet.
+    New,
+    File(SnapshotWriter),
+    Memory(Vec<u8>),
+}
+
+impl Sink {
+    /// Store the next chunk of the snapshot at `index` (blocking I/O: on a blocking thread).
+    fn append(&mut self, dir: Option<&Path>, index: LogIndex, chunk: &[u8]) -> Result<(), String> {
+        if let Sink::New = self {
+            *self = match dir {
+                Some(dir) => Sink::File(
+                    SnapshotWriter::create(dir, index, MAX_SNAPSHOT_BYTES)
+                        .map_err(|e| format!("cannot create the file: {e}"))?,
+                ),
+                None => Sink::Memory(Vec::new()),
+            };
+        }
+        match self {
+            Sink::File(w) => w.append(chunk).map_err(|e| e.to_string()),
+            Sink::Memory(buf) => {
+                let len = buf.len() as u64 + chunk.len() as u64;
+                if len > MAX_SNAPSHOT_BYTES {
+                    return Err(format!(
+                        "snapshot too big: {len} bytes, the cap is {MAX_SNAPSHOT_BYTES}"
+                    ));
+                }
+                buf.extend_from_slice(chunk);
+                Ok(())
+            }
+            Sink::New => Ok(()),
+        }
+    }
+}
+
+/// The answer to a snapshot chunk: where to go on from.
+fn chunk_answer(term: Term, seq: u64, next_offset: u64) -> Message {
+    Message::SnapshotResponse(SnapshotResponse {
+        term,
+        seq,
+        next_offset,
+        ..SnapshotResponse::default()
+    })
+}
 
 /// The answer to a request once what it depends on is durable.
 async fn settled(reply: Option<Replied>) -> Result<Message, RaftError> {
@@ -55,18 +111,15 @@ struct Received {
 }
 
 impl RaftActor {
-    /// Start taking a snapshot if enough was applied since the last one.
+    /// Start taking a snapshot if the policy says one is due ([`SnapshotPolicy::due`](super::SnapshotPolicy::due)).
     pub(super) fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
         if self.snapshotting || self.installing || self.broken.is_some() {
             return;
         }
         let last = self.snapshot.as_ref().map_or(0, |s| s.meta.index);
         let since = self.applied_index.saturating_sub(last);
-        let p = &self.policy;
-        let due = since > 0
-            && ((p.entries > 0 && since >= p.entries)
-                || (p.log_bytes > 0 && self.bytes_since_snapshot >= p.log_bytes));
-        if !due {
+        let last_len = self.snapshot.as_ref().map_or(0, |s| s.len);
+        if !self.policy.due(since, self.bytes_since_snapshot, last_len) {
             return;
         }
         self.snapshotting = true;
@@ -74,11 +127,11 @@ impl RaftActor {
         let started = Instant::now();
         let fut = self.store.send(TakeSnapshot);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
-            Ok((meta, bytes)) => {
-                // The store answered: that is how long it was busy encoding (reads and applies
-                // waited meanwhile).
-                let encoded = started.elapsed();
-                act.store_snapshot(meta, bytes, (started, encoded), ctx)
+            Ok(view) => {
+                // The store answered with a frozen view (an O(1) clone): that is all the time
+                // it spent; it goes on applying while the view is encoded elsewhere.
+                let store_time = started.elapsed();
+                act.store_snapshot(view, (started, store_time), ctx)
             }
             Err(e) => {
                 act.snapshotting = false;
@@ -87,34 +140,34 @@ impl RaftActor {
         }));
     }
 
-    /// Make the encoded snapshot durable (a file) or keep it in memory.
+    /// Encode the view and make it durable (a file) or keep it in memory, on a blocking thread.
     fn store_snapshot(
         &mut self,
-        meta: SnapshotMeta,
-        bytes: Vec<u8>,
+        view: SnapshotView,
         started: (Instant, Duration),
         ctx: &mut Context<Self>,
     ) {
-        let len = bytes.len() as u64;
-        let Some(dir) = self.policy.dir.clone() else {
-            let info = SnapshotInfo {
-                meta,
-                len,
-                data: SnapshotData::Memory(bytes),
+        let meta = view.meta;
+        let dir = self.policy.dir.clone();
+        let job = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, SnapshotData)> {
+            let bytes = view.encode();
+            drop(view);
+            let len = bytes.len() as u64;
+            let data = match dir {
+                Some(dir) => SnapshotData::File(snapshot::write_bytes(
+                    &dir,
+                    meta.index,
+                    &bytes,
+                    SNAPSHOTS_KEPT,
+                )?),
+                None => SnapshotData::Memory(bytes),
             };
-            return self.snapshot_saved(info, started, ctx);
-        };
-        let job = tokio::task::spawn_blocking(move || {
-            snapshot::write_bytes(&dir, meta.index, &bytes, SNAPSHOTS_KEPT)
+            Ok((len, data))
         });
         ctx.spawn(job.into_actor(self).map(move |res, act, ctx| {
             let why = match res {
-                Ok(Ok(path)) => {
-                    let info = SnapshotInfo {
-                        meta,
-                        len,
-                        data: SnapshotData::File(path),
-                    };
+                Ok(Ok((len, data))) => {
+                    let info = SnapshotInfo { meta, len, data };
                     return act.snapshot_saved(info, started, ctx);
                 }
                 Ok(Err(e)) => e.to_string(),
@@ -360,7 +413,7 @@ impl RaftActor {
     // ---- receiving (follower) ---------------------------------------------------------------
 
     /// One chunk of a snapshot from the leader. The core checks the term and whether the
-    /// snapshot is still needed; the chunks are gathered here, and the last one starts the
+    /// snapshot is still needed; each chunk is appended to a temporary file (off this thread) before it is answered, and the last one starts the
     /// install, which the answer to it waits for.
     pub(super) fn receive_snapshot_chunk(
         &mut self,
@@ -406,7 +459,7 @@ impl RaftActor {
             });
             return Box::pin(async move { settled(reply).await.map(|_| msg) });
         }
-        let have = self.incoming.as_ref().map_or(0, |i| i.buf.len() as u64);
+        let have = self.incoming.as_ref().map_or(0, |i| i.len);
         if req.offset != have {
             // Out of step (a lost chunk, a new transfer): say where to go on from.
             let msg = answer(term, have);
@@ -416,36 +469,83 @@ impl RaftActor {
             term: req.term,
             leader_id: req.leader_id.clone(),
             index: req.index,
-            buf: Vec::new(),
+            len: 0,
+            sink: Some(Sink::New),
         });
-        incoming.buf.extend_from_slice(&data);
-        if !req.done {
-            let msg = answer(term, incoming.buf.len() as u64);
+        let Some(mut sink) = incoming.sink.take() else {
+            // The previous chunk is still being written: the leader should wait.
+            let msg = Message::SnapshotResponse(SnapshotResponse {
+                term,
+                seq: req.seq,
+                busy: true,
+                ..SnapshotResponse::default()
+            });
             return Box::pin(async move { settled(reply).await.map(|_| msg) });
-        }
-        let buf = self.incoming.take().map(|i| i.buf).unwrap_or_default();
+        };
+        // The chunk goes to disk (a temporary file) on a blocking thread; the answer waits.
         let (tx, rx) = oneshot::channel();
-        self.install_received(req, buf, tx, ctx);
+        let (dir, index, n) = (self.policy.dir.clone(), req.index, data.len() as u64);
+        let job = tokio::task::spawn_blocking(move || {
+            let res = sink.append(dir.as_deref(), index, &data);
+            (sink, res)
+        });
+        ctx.spawn(job.into_actor(self).map(move |res, act, ctx| {
+            let term = act.core.term();
+            let reset = |act: &mut Self, tx: oneshot::Sender<Message>, why: String| {
+                tracing::warn!(index, error = %why, "cannot store a snapshot chunk from the leader; starting over");
+                act.incoming = None;
+                let _ = tx.send(chunk_answer(term, req.seq, 0));
+            };
+            let (sink, appended) = match res {
+                Ok(done) => done,
+                Err(e) => return reset(act, tx, e.to_string()),
+            };
+            let current = act.incoming.as_mut().filter(|i| {
+                (i.term, &i.leader_id, i.index) == (req.term, &req.leader_id, req.index)
+                    && i.sink.is_none()
+            });
+            let Some(incoming) = current else {
+                // A newer transfer replaced this one meanwhile.
+                let next = act.incoming.as_ref().map_or(0, |i| i.len);
+                let _ = tx.send(chunk_answer(term, req.seq, next));
+                return;
+            };
+            if let Err(why) = appended {
+                return reset(act, tx, why);
+            }
+            incoming.len += n;
+            if !req.done {
+                incoming.sink = Some(sink);
+                let _ = tx.send(chunk_answer(term, req.seq, incoming.len));
+                return;
+            }
+            act.incoming = None;
+            act.install_received(req, sink, tx, ctx);
+        }));
         Box::pin(async move {
             settled(reply).await?;
             rx.await.map_err(|_| RaftError::Stopped)
         })
     }
 
-    /// Check and store a whole received snapshot off the actor's thread, then hand it to the
-    /// core. `tx` gets the answer to the leader.
+    /// Check a whole received snapshot (from its file), make it durable under its final name,
+    /// and build the state, off the actor's thread; then hand it to the core. `tx` gets the
+    /// answer to the leader.
     fn install_received(
         &mut self,
         req: SnapshotRequest,
-        buf: Vec<u8>,
+        sink: Sink,
         tx: oneshot::Sender<Message>,
         ctx: &mut Context<Self>,
     ) {
         self.installing = true;
-        let dir = self.policy.dir.clone();
         let (index, term) = (req.index, req.last_term);
         let job = tokio::task::spawn_blocking(move || -> Result<Received, String> {
-            let snap = snapshot::decode(&buf)?;
+            let (snap, len) = match &sink {
+                Sink::File(w) => (w.read()?, w.len()),
+                Sink::Memory(buf) => (snapshot::decode(buf)?, buf.len() as u64),
+                Sink::New => return Err("no bytes received".into()),
+            };
             if (snap.meta.index, snap.meta.term) != (index, term) {
                 return Err(format!(
                     "it holds index {} term {}, the leader announced index {index} term {term}",
@@ -453,13 +553,13 @@ impl RaftActor {
                 ));
             }
             let state = KvState::from_pairs(index, snap.pairs);
-            let len = buf.len() as u64;
-            let data = match dir {
-                Some(dir) => SnapshotData::File(
-                    snapshot::write_bytes(&dir, index, &buf, SNAPSHOTS_KEPT)
-                        .map_err(|e| format!("cannot write it: {e}"))?,
+            let data = match sink {
+                Sink::File(w) => SnapshotData::File(
+                    w.finish(SNAPSHOTS_KEPT)
+                        .map_err(|e| format!("cannot store it: {e}"))?,
                 ),
-                None => SnapshotData::Memory(buf),
+                Sink::Memory(buf) => SnapshotData::Memory(buf),
+                Sink::New => return Err("no bytes received".into()),
             };
             Ok(Received { state, data, len })
         });
