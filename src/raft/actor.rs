@@ -28,6 +28,7 @@ use super::core::{CoreConfig, HardState, Input, LeaderInfo, Output, RaftCore, Ro
 use super::log::{Entry, RaftLog};
 use super::rpc::{Message, SnapshotRequest};
 use super::{LogIndex, NodeId, PeerId, Term};
+use crate::fatal::Fatal;
 use crate::storage::snapshot::SnapshotMeta;
 use crate::storage::{LogWriter, Record, WriteBatch};
 use crate::store::{ApplyEntries, Command, CommandOutcome, KvState, Restore, StoreActor};
@@ -510,9 +511,10 @@ impl RaftActor {
                         self.apply_queue.push_back(ApplyItem::Restore(state, term));
                         self.pump_apply(ctx);
                     }
-                    _ => self.fail_hard(format!(
-                        "asked to restore snapshot {index}, which was not received"
-                    )),
+                    _ => self.fail_hard(
+                        Fatal::SnapshotRestore,
+                        format!("asked to restore snapshot {index}, which was not received"),
+                    ),
                 },
                 Output::ResetLog { index, term } => {
                     if self.storage.is_some() {
@@ -584,9 +586,12 @@ impl RaftActor {
                     return;
                 }
                 Ok(Err(failed)) => {
-                    return act.fail_hard(format!("cannot write the log: {}", failed.message))
+                    return act.fail_hard(
+                        Fatal::Storage,
+                        format!("cannot write the log: {}", failed.message),
+                    )
                 }
-                Err(e) => return act.fail_hard(format!("log writer is gone: {e}")),
+                Err(e) => return act.fail_hard(Fatal::Storage, format!("log writer is gone: {e}")),
             }
             if act.storage_error.take().is_some() {
                 tracing::info!("the log is writable again; accepting writes");
@@ -680,7 +685,12 @@ impl RaftActor {
                     act.applying = false;
                     match res {
                         Ok(index) => act.applied_index = act.applied_index.max(index),
-                        Err(e) => return act.fail_hard(format!("store actor is gone: {e}")),
+                        Err(e) => {
+                            return act.fail_hard(
+                                Fatal::StateMachine,
+                                format!("store actor is gone: {e}"),
+                            )
+                        }
                     }
                     act.pump_apply(ctx);
                 }));
@@ -693,9 +703,14 @@ impl RaftActor {
             let applied = match res {
                 Ok(Ok(applied)) => applied,
                 Ok(Err(e)) => {
-                    return act.fail_hard(format!("state machine refused a committed entry: {e}"))
+                    return act.fail_hard(
+                        Fatal::StateMachine,
+                        format!("state machine refused a committed entry: {e}"),
+                    )
                 }
-                Err(e) => return act.fail_hard(format!("store actor is gone: {e}")),
+                Err(e) => {
+                    return act.fail_hard(Fatal::StateMachine, format!("store actor is gone: {e}"))
+                }
             };
             for a in applied {
                 act.applied_index = act.applied_index.max(a.index);
@@ -711,17 +726,18 @@ impl RaftActor {
         }));
     }
 
-    /// The state machine and the log disagree: a bug or damaged state. Stop the node loudly
-    /// rather than acknowledge anything more; the rest of the cluster carries on without it.
-    fn fail_hard(&mut self, why: String) {
-        tracing::error!(error = %why, "stopping this node: its state can no longer be trusted");
+    /// The node cannot go on (its log cannot be made durable, the state machine and the log
+    /// disagree): refuse everything still waiting and end the process with the cause's exit
+    /// status (see [`crate::fatal`]) rather than acknowledge anything more or keep leading; the
+    /// rest of the cluster carries on without it.
+    fn fail_hard(&mut self, cause: Fatal, why: String) {
         self.broken = Some(why.clone());
         for (_, (_, tx)) in self.pending_writes.drain() {
             let _ = tx.send(Err(ClientError::Internal(format!(
                 "node stopped: {why}; the write may or may not have been applied"
             ))));
         }
-        actix::System::current().stop_with_code(70);
+        crate::fatal::stop(cause, &why);
     }
 
     fn log_changes(&mut self) {

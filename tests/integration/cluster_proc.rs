@@ -12,6 +12,8 @@ pub(crate) struct ProcCluster {
     ports: Vec<u16>,
     nodes: Vec<Option<KvProcess>>,
     env: Vec<(&'static str, &'static str)>,
+    /// Extra environment of single nodes: (node index, name, value), after `env`.
+    node_env: Vec<(usize, &'static str, &'static str)>,
     /// Each node's data directory, kept across its restarts.
     dirs: Vec<tempfile::TempDir>,
 }
@@ -22,6 +24,16 @@ impl ProcCluster {
     }
 
     pub(crate) fn start_with(n: usize, env: &[(&'static str, &'static str)]) -> ProcCluster {
+        Self::start_with_node_env(n, env, &[])
+    }
+
+    /// Like [`ProcCluster::start_with`], plus `node_env`: (node index, name, value) for one node
+    /// only (it wins over `env`).
+    pub(crate) fn start_with_node_env(
+        n: usize,
+        env: &[(&'static str, &'static str)],
+        node_env: &[(usize, &'static str, &'static str)],
+    ) -> ProcCluster {
         // Ports must be known before the nodes start (each names the others), so they are
         // picked free and then bound by the nodes; if another process took one meanwhile, start
         // over with new ones.
@@ -32,6 +44,7 @@ impl ProcCluster {
                 ports,
                 nodes: (0..n).map(|_| None).collect(),
                 env: env.to_vec(),
+                node_env: node_env.to_vec(),
                 dirs: (0..n)
                     .map(|_| tempfile::tempdir().expect("temp dir"))
                     .collect(),
@@ -71,6 +84,12 @@ impl ProcCluster {
             ("KVSTORE_DATA_DIR", &dir),
         ];
         env.extend(self.env.iter().copied());
+        env.extend(
+            self.node_env
+                .iter()
+                .filter(|(n, _, _)| *n == i)
+                .map(|(_, k, v)| (*k, *v)),
+        );
         self.nodes[i] = Some(KvProcess::try_start(&["--host", "127.0.0.1"], &env)?);
         Ok(())
     }
@@ -78,6 +97,11 @@ impl ProcCluster {
     /// The running process of node `i` (to read its log lines).
     pub(crate) fn process(&mut self, i: usize) -> &mut KvProcess {
         self.nodes[i].as_mut().expect("node running")
+    }
+
+    /// Node `i` exited by itself (and was reaped): count it as stopped.
+    pub(crate) fn forget(&mut self, i: usize) {
+        self.nodes[i] = None;
     }
 
     pub(crate) fn kill(&mut self, i: usize) {

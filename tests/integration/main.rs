@@ -5,6 +5,8 @@
 //! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
 //! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
 //!   against a model; a bounded stress run.
+//! - `fatal`: an injected fsync failure ends a node (single, and a 3-node leader) with its
+//!   documented exit status and one log line.
 //! - `helpers`: shared setup (no test lives there).
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
 
@@ -15,6 +17,7 @@ mod cluster_proc;
 mod cluster_sim;
 mod concurrency;
 mod durability;
+mod fatal;
 mod helpers;
 mod linearizable;
 mod raft_sim;

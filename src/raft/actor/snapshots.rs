@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use super::{
     RaftActor, RaftError, Replied, SnapshotData, SnapshotInfo, SNAPSHOTS_KEPT, SNAPSHOT_CHUNK_BYTES,
 };
+use crate::fatal::Fatal;
 use crate::raft::core::{HardState, Input, Role};
 use crate::raft::rpc::{Message, SnapshotRequest, SnapshotResponse};
 use crate::raft::PeerId;
@@ -82,7 +83,7 @@ impl RaftActor {
             }
             Err(e) => {
                 act.snapshotting = false;
-                act.fail_hard(format!("store actor is gone: {e}"));
+                act.fail_hard(Fatal::StateMachine, format!("store actor is gone: {e}"));
             }
         }));
     }
