@@ -17,6 +17,7 @@ use crate::config::{default_advertise_url, Config, Storage};
 use crate::raft::actor::{RaftSetup, SnapshotData, SnapshotInfo, SnapshotPolicy};
 use crate::raft::log::{Entry, RaftLog};
 use crate::raft::{HardState, RaftActor, RaftTiming, Term};
+use crate::storage::identity::{derive_cluster_id, ClusterId, DataDir, IdentityError};
 use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::storage::{LogWriter, Wal, WalError};
 use crate::store::{KvState, StoreActor};
@@ -33,6 +34,8 @@ pub enum StartError {
     Storage(WalError),
     /// The snapshot directory could not be read.
     Snapshot { dir: PathBuf, source: io::Error },
+    /// The data directory belongs to another node, cluster or process.
+    DataDir(IdentityError),
 }
 
 impl std::fmt::Display for StartError {
@@ -43,6 +46,7 @@ impl std::fmt::Display for StartError {
             StartError::Snapshot { dir, source } => {
                 write!(f, "cannot read snapshots in {}: {source}", dir.display())
             }
+            StartError::DataDir(e) => write!(f, "{e}"),
         }
     }
 }
@@ -59,6 +63,8 @@ pub struct Node {
 
 /// What a node resumes from.
 struct Resumed {
+    /// The cluster id peer RPCs carry (the data directory's).
+    cluster_id: String,
     /// The durable log's writer thread; `None` in memory.
     storage: Option<Addr<LogWriter>>,
     hard_state: HardState,
@@ -70,12 +76,17 @@ struct Resumed {
     snapshots: SnapshotPolicy,
 }
 
-/// Load the newest valid snapshot, open (or create) the durable log and replay what follows
-/// the snapshot; start the log's writer thread.
-fn open_storage(config: &Config) -> Result<Resumed, StartError> {
+/// Lock the data directory and check its identity, load the newest valid snapshot, open (or
+/// create) the durable log and replay what follows the snapshot; start the log's writer thread
+/// (which holds the directory's lock from then on).
+fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, StartError> {
     let Storage::Disk { dir, segment_bytes } = &config.storage else {
-        tracing::warn!("storage: memory only (--in-memory): nothing survives a restart");
+        tracing::warn!(
+            cluster_id = cluster_id.as_str(),
+            "storage: memory only (--in-memory): nothing survives a restart"
+        );
         return Ok(Resumed {
+            cluster_id: cluster_id.as_str().to_owned(),
             storage: None,
             hard_state: HardState::default(),
             log: RaftLog::new(),
@@ -89,6 +100,8 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
             ),
         });
     };
+    let data_dir = DataDir::open(dir, &config.node_id, cluster_id).map_err(StartError::DataDir)?;
+    let dir = &data_dir.dir;
     let snap_dir = dir.join("snapshots");
     let loaded = snapshot::load(&snap_dir).map_err(|source| StartError::Snapshot {
         dir: snap_dir.clone(),
@@ -131,18 +144,38 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
             reason: why,
         })
     })?;
-    tracing::info!(
-        dir = %dir.display(),
-        term = recovered.hard_state.term,
-        snapshot_index = meta.index,
-        keys = state.len(),
-        last_index = log.last_index(),
-        "storage: snapshot loaded and write-ahead log replayed"
-    );
+    let replayed = log.last_index() - log.base_index();
+    if meta.index == 0 && replayed == 0 && recovered.hard_state.term == 0 {
+        tracing::info!(
+            dir = %dir.display(),
+            cluster_id = %data_dir.identity.cluster_id,
+            node_id = %data_dir.identity.node_id,
+            "storage: new, empty data directory"
+        );
+    } else {
+        tracing::info!(
+            dir = %dir.display(),
+            cluster_id = %data_dir.identity.cluster_id,
+            node_id = %data_dir.identity.node_id,
+            term = recovered.hard_state.term,
+            snapshot_index = meta.index,
+            snapshot_keys = state.len(),
+            entries_replayed = replayed,
+            last_index = log.last_index(),
+            "storage: recovered; the keys of the replayed entries are applied as the log commits"
+        );
+    }
     let handoff = wal.handoff();
     drop(wal);
-    let writer = SyncArbiter::start(1, move || LogWriter::new(&handoff));
+    let cluster_id = data_dir.identity.cluster_id.clone();
+    // The writer thread's factory owns the directory (and its lock) as long as the log can be
+    // written.
+    let writer = SyncArbiter::start(1, move || {
+        let _owner = &data_dir;
+        LogWriter::new(&handoff)
+    });
     Ok(Resumed {
+        cluster_id,
         storage: Some(writer),
         hard_state: recovered.hard_state,
         log,
@@ -183,14 +216,23 @@ fn log_after(
 /// Start the store and Raft actors on the current thread (inside an actix system) and return
 /// the state the handlers share. `url` is this node's base URL.
 pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError> {
-    let resumed = open_storage(config)?;
+    let cluster_id = match &config.cluster_id {
+        Some(id) => ClusterId::Explicit(id.clone()),
+        None => ClusterId::Derived(derive_cluster_id(&url, &config.peers)),
+    };
+    let resumed = open_storage(config, cluster_id)?;
     let store = StoreActor::with_state(resumed.state, resumed.state_term).start();
     let timing = RaftTiming::from_millis(
         config.raft.heartbeat.as_millis() as u64,
         config.raft.election_timeout.as_millis() as u64,
     );
     // Made here, on the actor's thread, and reused for every RPC.
-    let http = HttpTransport::new(url.clone(), config.peers.clone(), config.raft.rpc_timeout);
+    let http = HttpTransport::new(
+        url.clone(),
+        config.peers.clone(),
+        config.raft.rpc_timeout,
+        resumed.cluster_id.clone(),
+    );
     let transport: Box<dyn Transport> = if config.faults {
         tracing::warn!(
             "fault injection enabled (KVSTORE_FAULTS): /admin/faults can cut this node's links"
@@ -220,6 +262,7 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
     let raft = RaftActor::new(setup, transport).start();
     Ok(AppState {
         node_id: config.node_id.clone(),
+        cluster_id: resumed.cluster_id,
         store,
         raft,
         limits: config.limits,

@@ -8,6 +8,8 @@
 //! - `fatal`: an injected fsync failure ends a node (single, and a 3-node leader) with its
 //!   documented exit status and one log line.
 //! - `helpers`: shared setup (no test lives there).
+//! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
+//!   start line.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
 
 mod api;
@@ -19,6 +21,7 @@ mod concurrency;
 mod durability;
 mod fatal;
 mod helpers;
+mod identity;
 mod linearizable;
 mod raft_sim;
 mod snapshots;
