@@ -701,7 +701,16 @@ impl RaftActor {
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.applying = false;
             let applied = match res {
-                Ok(Ok(applied)) => applied,
+                Ok(Ok(applied)) => match crate::storage::failpoint::hit("store.apply") {
+                    Ok(()) => applied,
+                    // A test's stand-in for a store that refuses a committed entry.
+                    Err(e) => {
+                        return act.fail_hard(
+                            Fatal::StateMachine,
+                            format!("state machine refused a committed entry: {e}"),
+                        )
+                    }
+                },
                 Ok(Err(e)) => {
                     return act.fail_hard(
                         Fatal::StateMachine,

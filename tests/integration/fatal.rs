@@ -1,7 +1,8 @@
 //! "Fatal means fatal", with real processes: an fsync of the write-ahead log that fails (an
 //! injected failure, `KVSTORE_FAILPOINTS=wal.sync=error@N`) ends the node within a second, with
 //! exit status 70 and one `fatal:` log line; a leader that dies that way is replaced and the
-//! cluster keeps serving.
+//! cluster keeps serving. A state machine that refuses a committed entry (injected,
+//! `store.apply=error@N`) ends the node with status 71.
 
 use std::time::{Duration, Instant};
 
@@ -42,11 +43,17 @@ async fn write_until_failure(base: &str) -> (usize, Instant) {
 /// Assert that `node` exits within a few seconds of `since` with the storage status and
 /// printed exactly one `fatal:` line naming the failed fsync.
 fn assert_fatal_exit(node: &mut KvProcess, since: Instant) {
+    assert_exit(node, since, STORAGE_FATAL, "cannot sync");
+}
+
+/// Assert that `node` exits within a few seconds of `since` with `code` and printed exactly one
+/// `fatal:` line containing `reason` and the status.
+fn assert_exit(node: &mut KvProcess, since: Instant, code: i32, reason: &str) {
     let status = node
         .wait_exit(Duration::from_secs(5))
         .expect("the node exits after its fsync failed");
     let took = since.elapsed();
-    assert_eq!(status.code(), Some(STORAGE_FATAL), "{status:?}");
+    assert_eq!(status.code(), Some(code), "{status:?}");
     // The README promises "within a second"; allow a loaded test machine some slack.
     assert!(took < Duration::from_secs(3), "exit took {took:?}");
     let lines: Vec<String> = node.stderr.try_iter().collect();
@@ -58,7 +65,7 @@ fn assert_fatal_exit(node: &mut KvProcess, since: Instant) {
         lines.join("\n")
     );
     assert!(
-        fatal[0].contains("cannot sync") && fatal[0].contains("exit status 70"),
+        fatal[0].contains(reason) && fatal[0].contains(&format!("exit status {code}")),
         "{}",
         fatal[0]
     );
@@ -73,6 +80,23 @@ async fn a_single_node_whose_fsync_fails_exits_with_status_70_and_one_fatal_line
     let (written, failed_at) = write_until_failure(&node.url("")).await;
     assert!(written >= 1, "start-up got past the failpoint");
     assert_fatal_exit(&mut node, failed_at);
+}
+
+#[actix_web::test]
+async fn a_node_whose_state_machine_refuses_an_entry_exits_with_status_71() {
+    // The first applied batch is the leader's no-op; the third fails.
+    let mut node = KvProcess::start(
+        &["--host", "127.0.0.1", "--port", "0"],
+        &[("KVSTORE_FAILPOINTS", "store.apply=error@3")],
+    );
+    let (written, failed_at) = write_until_failure(&node.url("")).await;
+    assert!(written >= 1, "start-up got past the failpoint");
+    assert_exit(
+        &mut node,
+        failed_at,
+        71,
+        "state machine refused a committed entry",
+    );
 }
 
 #[actix_web::test]
