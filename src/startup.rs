@@ -145,7 +145,17 @@ fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, Start
         })
     })?;
     let replayed = log.last_index() - log.base_index();
-    if meta.index == 0 && replayed == 0 && recovered.hard_state.term == 0 {
+    let empty = meta.index == 0 && replayed == 0 && recovered.hard_state.term == 0;
+    if data_dir.recorded_now && !empty {
+        tracing::warn!(
+            dir = %dir.display(),
+            cluster_id = %data_dir.identity.cluster_id,
+            node_id = %data_dir.identity.node_id,
+            "this data directory had no identity file (made before they existed); recorded this \
+             start's ids"
+        );
+    }
+    if empty {
         tracing::info!(
             dir = %dir.display(),
             cluster_id = %data_dir.identity.cluster_id,
