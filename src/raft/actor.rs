@@ -31,6 +31,7 @@ use super::{LogIndex, NodeId, PeerId, Term};
 use crate::fatal::Fatal;
 use crate::storage::snapshot::SnapshotMeta;
 use crate::storage::{LogWriter, Record, WriteBatch};
+use crate::store::actor::Summary;
 use crate::store::{ApplyEntries, Command, CommandOutcome, KvState, Restore, StoreActor};
 use crate::transport::faults::{Dice, FaultRules};
 use crate::transport::Transport;
@@ -293,6 +294,9 @@ pub struct RaftActor {
     applied_index: LogIndex,
     /// Set when the store refused an entry: nothing more is applied or acknowledged.
     broken: Option<String>,
+    /// The last index of the log replayed at start, until the store has applied it (then one
+    /// line logs the key count the node recovered).
+    replayed_through: Option<LogIndex>,
     /// Committed entries (and restores) not yet handed to the store.
     apply_queue: VecDeque<ApplyItem>,
     /// An `ApplyEntries` is in flight.
@@ -414,6 +418,7 @@ impl RaftActor {
         let core = RaftCore::new(cfg, setup.hard_state, setup.log, setup.seed);
         let logged = (core.role(), core.term(), None);
         let applied_index = core.commit_index();
+        let replayed_through = Some(core.log().last_index()).filter(|i| *i > applied_index);
         RaftActor {
             core,
             transport,
@@ -427,6 +432,7 @@ impl RaftActor {
             next_read_id: 0,
             applied_index,
             broken: None,
+            replayed_through,
             apply_queue: VecDeque::new(),
             applying: false,
             max_pending: setup.max_pending.max(1),
@@ -731,7 +737,25 @@ impl RaftActor {
                     let _ = tx.send(answer);
                 }
             }
+            if act.replayed_through.is_some_and(|i| act.applied_index >= i) {
+                act.replayed_through = None;
+                act.log_recovered_keys(ctx);
+            }
             act.pump_apply(ctx);
+        }));
+    }
+
+    /// Every entry replayed at start is applied: say how many keys the node recovered.
+    fn log_recovered_keys(&mut self, ctx: &mut Context<Self>) {
+        let fut = self.store.send(Summary);
+        ctx.spawn(fut.into_actor(self).map(|res, _, _| {
+            if let Ok(s) = res {
+                tracing::info!(
+                    applied_index = s.applied_index,
+                    keys = s.keys,
+                    "recovered: every entry replayed at start is applied"
+                );
+            }
         }));
     }
 

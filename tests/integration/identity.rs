@@ -178,5 +178,12 @@ async fn the_start_line_names_the_absolute_data_dir_and_says_new_or_recovered() 
         .unwrap_or_else(|| panic!("no entries_replayed in {line}"));
     assert!(replayed >= 5, "{line}");
     assert!(line.contains(&format!("dir={}", abs.display())), "{line}");
+    let mut node = node;
+    let line = node
+        .wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("recovered: every entry replayed at start is applied")
+        })
+        .unwrap_or_else(|seen| panic!("no recovered-keys line; printed:\n{seen}"));
+    assert!(line.contains("keys=5"), "{line}");
     assert_eq!(health(&node.url("")).await["ok"], true);
 }
