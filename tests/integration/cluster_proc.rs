@@ -14,6 +14,8 @@ pub(crate) struct ProcCluster {
     env: Vec<(&'static str, &'static str)>,
     /// Extra environment of single nodes: (node index, name, value), after `env`.
     node_env: Vec<(usize, &'static str, &'static str)>,
+    /// This cluster's own id (a node of another test's cluster on these ports is refused).
+    cluster_id: String,
     /// Each node's data directory, kept across its restarts.
     dirs: Vec<tempfile::TempDir>,
 }
@@ -45,6 +47,7 @@ impl ProcCluster {
                 nodes: (0..n).map(|_| None).collect(),
                 env: env.to_vec(),
                 node_env: node_env.to_vec(),
+                cluster_id: format!("test-{}", uuid::Uuid::new_v4().simple()),
                 dirs: (0..n)
                     .map(|_| tempfile::tempdir().expect("temp dir"))
                     .collect(),
@@ -82,6 +85,7 @@ impl ProcCluster {
             ("PORT", &port),
             ("PEERS", &peers),
             ("KVSTORE_DATA_DIR", &dir),
+            ("KVSTORE_CLUSTER_ID", &self.cluster_id),
         ];
         env.extend(self.env.iter().copied());
         env.extend(
