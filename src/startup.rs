@@ -85,6 +85,12 @@ fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, Start
             cluster_id = cluster_id.as_str(),
             "storage: memory only (--in-memory): nothing survives a restart"
         );
+        if !config.peers.is_empty() {
+            tracing::warn!(
+                "UNSAFE (--unsafe-volatile-cluster): after a restart this node has forgotten its \
+                 vote and the entries it acknowledged; two leaders in one term are possible"
+            );
+        }
         return Ok(Resumed {
             cluster_id: cluster_id.as_str().to_owned(),
             storage: None,
