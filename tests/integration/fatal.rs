@@ -56,8 +56,13 @@ fn assert_exit(node: &mut KvProcess, since: Instant, code: i32, reason: &str) {
     assert_eq!(status.code(), Some(code), "{status:?}");
     // The README promises "within a second"; allow a loaded test machine some slack.
     assert!(took < Duration::from_secs(3), "exit took {took:?}");
-    let lines: Vec<String> = node.stderr.try_iter().collect();
-    let fatal: Vec<&String> = lines.iter().filter(|l| l.contains("fatal:")).collect();
+    // Everything it printed: read until its stderr closes (the reader thread may still be
+    // forwarding the last lines).
+    let printed = node
+        .wait_for_line(Duration::from_secs(5), |_| false)
+        .unwrap_err();
+    let lines: Vec<&str> = printed.lines().collect();
+    let fatal: Vec<&&str> = lines.iter().filter(|l| l.contains("fatal:")).collect();
     assert_eq!(
         fatal.len(),
         1,
