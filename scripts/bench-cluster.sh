@@ -18,7 +18,8 @@ Installs wrk and etcd-server with apt-get if missing (needs root).
   --rounds N           rounds (default 3)
   --connections LIST   connection counts (default "1 16 64 256")
   --no-etcd            measure kvstore alone
-  --in-memory          run kvstore with KVSTORE_STORAGE=memory (for the durable/in-memory ratio)
+  --in-memory          run kvstore with KVSTORE_STORAGE=memory (for the durable/in-memory ratio;
+                       with KVSTORE_UNSAFE_VOLATILE_CLUSTER=1, which memory storage in a cluster needs)
 USAGE
   exit 0
 fi

@@ -18,7 +18,8 @@ Usage: scripts/run-cluster.sh [start|stop|status] [--nodes N] [--base-port PORT]
 
 Node i gets NODE_ID=n<i>, PORT=<port>, PEERS=<the other nodes' URLs> and its write-ahead log in
 DIR/data/n<i> (kept across stop/start: delete that folder to start empty). Other settings (e.g.
-RAFT_HEARTBEAT_MS, KVSTORE_STORAGE=memory, RUST_LOG) are taken from your environment.
+RAFT_HEARTBEAT_MS, RUST_LOG; memory storage needs KVSTORE_STORAGE=memory together with
+KVSTORE_UNSAFE_VOLATILE_CLUSTER=1, unsafe across restarts) are taken from your environment.
 Watch it with scripts/watch-leader.sh; stop it with scripts/run-cluster.sh stop.
 USAGE
 }

@@ -111,6 +111,17 @@ pub struct Cli {
     #[arg(long)]
     pub in_memory: bool,
 
+    /// Allow memory storage together with PEERS. UNSAFE: a restarted node forgets its vote and
+    /// the entries it acknowledged (two leaders in one term become possible); for benchmarks
+    /// that compare against memory storage only.
+    #[arg(long, env = "KVSTORE_UNSAFE_VOLATILE_CLUSTER", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub unsafe_volatile_cluster: bool,
+
+    /// The cluster's id, recorded in the data directory at first start and sent with every
+    /// peer RPC [default: derived from this node's URL and PEERS, the same on every member].
+    #[arg(long, env = "KVSTORE_CLUSTER_ID", value_name = "ID")]
+    pub cluster_id: Option<String>,
+
     /// Start a new write-ahead log segment once the current one reaches this size.
     #[arg(long, env = "KVSTORE_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes: u64,
@@ -206,6 +217,8 @@ pub struct Config {
     /// This node's base URL, if given; else derived from host and bound port at start.
     pub advertise_url: Option<String>,
     pub raft: RaftSettings,
+    /// The cluster id, if given; else derived at start (see `storage::identity`).
+    pub cluster_id: Option<String>,
 }
 
 /// A setting that cannot be used; `Display` is the one line printed before exiting.
@@ -354,6 +367,26 @@ impl Config {
             _ => None,
         };
         let peers = parse_peers(&cli.peers)?;
+        if !peers.is_empty() && storage == Storage::Memory && !cli.unsafe_volatile_cluster {
+            return invalid(
+                "memory storage (--in-memory, KVSTORE_STORAGE=memory) cannot be used with PEERS: \
+                 a restarted node would forget its vote and acknowledged writes (two leaders in \
+                 one term become possible); use disk storage (or, for benchmarks only, \
+                 --unsafe-volatile-cluster)"
+                    .into(),
+            );
+        }
+        let cluster_id = match cli.cluster_id.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() => {
+                if id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+                    return invalid(format!(
+                        "invalid cluster id {id:?}: at most 128 visible ASCII characters, no spaces"
+                    ));
+                }
+                Some(id.to_owned())
+            }
+            _ => None,
+        };
         if !peers.is_empty() {
             if port == 0 {
                 return invalid(
@@ -392,6 +425,7 @@ impl Config {
             peers,
             advertise_url,
             raft,
+            cluster_id,
         })
     }
 }
@@ -534,6 +568,32 @@ mod tests {
         );
         let m = Config::from_cli(cli(&["--in-memory"]), false, None).unwrap();
         assert_eq!(m.storage, Storage::Memory);
+        assert_eq!(c.cluster_id, None);
+    }
+
+    #[test]
+    fn memory_storage_with_peers_is_refused_unless_explicitly_unsafe() {
+        let peers = ["--port", "8081", "--peers", "http://localhost:8082"];
+        for memory in [&["--in-memory"][..], &["--storage", "memory"][..]] {
+            let args: Vec<&str> = peers.iter().chain(memory).copied().collect();
+            let e = Config::from_cli(cli(&args), false, None).unwrap_err();
+            assert!(e.to_string().contains("cannot be used with PEERS"), "{e}");
+        }
+        let args: Vec<&str> = peers
+            .iter()
+            .chain(&["--in-memory", "--unsafe-volatile-cluster"])
+            .copied()
+            .collect();
+        let c = Config::from_cli(cli(&args), false, None).unwrap();
+        assert_eq!(c.storage, Storage::Memory);
+    }
+
+    #[test]
+    fn a_cluster_id_is_visible_ascii() {
+        let c = Config::from_cli(cli(&["--cluster-id", " prod-1 "]), false, None).unwrap();
+        assert_eq!(c.cluster_id.as_deref(), Some("prod-1"));
+        assert!(Config::from_cli(cli(&["--cluster-id", "a b"]), false, None).is_err());
+        assert!(Config::from_cli(cli(&["--cluster-id", "é"]), false, None).is_err());
     }
 
     #[test]
@@ -741,6 +801,8 @@ mod tests {
             "KVSTORE_LOG_FORMAT",
             "PEERS",
             "KVSTORE_ADVERTISE_URL",
+            "KVSTORE_CLUSTER_ID",
+            "KVSTORE_UNSAFE_VOLATILE_CLUSTER",
             "RAFT_HEARTBEAT_MS",
             "RAFT_ELECTION_TIMEOUT_MS",
             "RAFT_RPC_TIMEOUT_MS",

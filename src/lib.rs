@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: flags and environment → a validated [`config::Config`].
 //! - [`telemetry`]: tracing subscriber and panic hook.
+//! - [`fatal`]: how a fatal error at run time ends the process (one log line, its exit status).
 //! - [`startup`]: start the actors and the HTTP server on a bound listener.
 //! - [`api`]: routes, handlers, middleware and the one error → HTTP mapping.
 //! - [`store`]: the pure [`store::KvState`] and the [`store::StoreActor`] that owns it.
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod check;
 pub mod config;
+pub mod fatal;
 pub mod raft;
 pub mod startup;
 pub mod storage;

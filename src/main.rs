@@ -1,4 +1,5 @@
-//! The `kvstore` binary: parse settings, start logging, run one node until SIGINT/SIGTERM.
+//! The `kvstore` binary: parse settings, start logging, run one node until SIGINT/SIGTERM (or
+//! until a fatal error ends the process, see `kvstore::fatal`).
 //! `kvstore check ...` instead runs the linearizability checker against a cluster, and
 //! `kvstore verify --data-dir DIR` checks a stopped node's data directory offline.
 
@@ -27,7 +28,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let log_guard = telemetry::init(config.log_format);
+    // From here on a fatal error at run time logs one line and ends the process.
+    kvstore::fatal::exit_on_fatal(telemetry::init(config.log_format));
     let system = actix_web::rt::System::new();
     let outcome = system.block_on(async {
         let node = Node::bind(&config)?;
@@ -55,6 +57,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     };
-    drop(log_guard); // flush queued log lines before exiting
+    kvstore::fatal::flush_logs(); // flush queued log lines before exiting
     code
 }

@@ -17,6 +17,7 @@ use crate::config::{default_advertise_url, Config, Storage};
 use crate::raft::actor::{RaftSetup, SnapshotData, SnapshotInfo, SnapshotPolicy};
 use crate::raft::log::{Entry, RaftLog};
 use crate::raft::{HardState, RaftActor, RaftTiming, Term};
+use crate::storage::identity::{derive_cluster_id, ClusterId, DataDir, IdentityError};
 use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::storage::{LogWriter, Wal, WalError};
 use crate::store::{KvState, StoreActor};
@@ -33,6 +34,8 @@ pub enum StartError {
     Storage { dir: PathBuf, source: WalError },
     /// The snapshot directory could not be read.
     Snapshot { dir: PathBuf, source: io::Error },
+    /// The data directory belongs to another node, cluster or process.
+    DataDir(IdentityError),
 }
 
 impl std::fmt::Display for StartError {
@@ -47,6 +50,7 @@ impl std::fmt::Display for StartError {
             StartError::Snapshot { dir, source } => {
                 write!(f, "cannot read snapshots in {}: {source}", dir.display())
             }
+            StartError::DataDir(e) => write!(f, "{e}"),
         }
     }
 }
@@ -63,6 +67,8 @@ pub struct Node {
 
 /// What a node resumes from.
 struct Resumed {
+    /// The cluster id peer RPCs carry (the data directory's).
+    cluster_id: String,
     /// The durable log's writer thread; `None` in memory.
     storage: Option<Addr<LogWriter>>,
     hard_state: HardState,
@@ -74,12 +80,23 @@ struct Resumed {
     snapshots: SnapshotPolicy,
 }
 
-/// Load the newest valid snapshot, open (or create) the durable log and replay what follows
-/// the snapshot; start the log's writer thread.
-fn open_storage(config: &Config) -> Result<Resumed, StartError> {
+/// Lock the data directory and check its identity, load the newest valid snapshot, open (or
+/// create) the durable log and replay what follows the snapshot; start the log's writer thread
+/// (which holds the directory's lock from then on).
+fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, StartError> {
     let Storage::Disk { dir, segment_bytes } = &config.storage else {
-        tracing::warn!("storage: memory only (--in-memory): nothing survives a restart");
+        tracing::warn!(
+            cluster_id = cluster_id.as_str(),
+            "storage: memory only (--in-memory): nothing survives a restart"
+        );
+        if !config.peers.is_empty() {
+            tracing::warn!(
+                "UNSAFE (--unsafe-volatile-cluster): after a restart this node has forgotten its \
+                 vote and the entries it acknowledged; two leaders in one term are possible"
+            );
+        }
         return Ok(Resumed {
+            cluster_id: cluster_id.as_str().to_owned(),
             storage: None,
             hard_state: HardState::default(),
             log: RaftLog::new(),
@@ -94,6 +111,8 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
             .with_factor(config.snapshot_log_factor),
         });
     };
+    let data_dir = DataDir::open(dir, &config.node_id, cluster_id).map_err(StartError::DataDir)?;
+    let dir = &data_dir.dir;
     let Recovery {
         wal,
         hard_state,
@@ -103,18 +122,49 @@ fn open_storage(config: &Config) -> Result<Resumed, StartError> {
         snapshot: info,
     } = recover(dir, *segment_bytes)?;
     let snap_dir = dir.join("snapshots");
-    tracing::info!(
-        dir = %dir.display(),
-        term = hard_state.term,
-        snapshot_index = state.last_applied(),
-        keys = state.len(),
-        last_index = log.last_index(),
-        "storage: snapshot loaded and write-ahead log replayed"
-    );
+    let snapshot_index = log.base_index();
+    let replayed = log.last_index() - snapshot_index;
+    let empty = snapshot_index == 0 && replayed == 0 && hard_state.term == 0;
+    if data_dir.recorded_now && !empty {
+        tracing::warn!(
+            dir = %dir.display(),
+            cluster_id = %data_dir.identity.cluster_id,
+            node_id = %data_dir.identity.node_id,
+            "this data directory had no identity file (made before they existed); recorded this \
+             start's ids"
+        );
+    }
+    if empty {
+        tracing::info!(
+            dir = %dir.display(),
+            cluster_id = %data_dir.identity.cluster_id,
+            node_id = %data_dir.identity.node_id,
+            "storage: new, empty data directory"
+        );
+    } else {
+        tracing::info!(
+            dir = %dir.display(),
+            cluster_id = %data_dir.identity.cluster_id,
+            node_id = %data_dir.identity.node_id,
+            term = hard_state.term,
+            snapshot_index,
+            snapshot_keys = state.len(),
+            entries_replayed = replayed,
+            last_index = log.last_index(),
+            "storage: recovered; the keys of the replayed entries are applied as the log commits"
+        );
+    }
     let handoff = wal.handoff();
     drop(wal);
-    let writer = SyncArbiter::start(1, move || LogWriter::new(&handoff));
+    let cluster_id = data_dir.identity.cluster_id.clone();
+    // The writer thread's factory owns the directory (and its lock) as long as the log can be
+    // written.
+    let writer = SyncArbiter::start(1, move || {
+        let _owner = &data_dir;
+        LogWriter::new(&handoff)
+    });
     Ok(Resumed {
+        cluster_id,
         storage: Some(writer),
         hard_state,
         log,
@@ -143,9 +193,9 @@ pub struct Recovery {
     pub snapshot: Option<SnapshotInfo>,
 }
 
-/// Recover the node's durable state from `dir`, as start-up does: load the newest valid
-/// snapshot, open the write-ahead log (cutting a torn tail, refusing damage) and build the log
-/// that continues the snapshot.
+/// Recover the node's durable state from `dir`, as start-up does once the directory is locked:
+/// load the newest valid snapshot, open the write-ahead log (cutting a torn tail, refusing
+/// damage) and build the log that continues the snapshot.
 pub fn recover(dir: &Path, segment_bytes: u64) -> Result<Recovery, StartError> {
     let storage_err = |source| StartError::Storage {
         dir: dir.to_owned(),
@@ -229,7 +279,11 @@ pub fn log_after(
 /// neither stalls the other nor the HTTP workers, and return the state the handlers share.
 /// Must run inside an actix system. `url` is this node's base URL.
 pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError> {
-    let resumed = open_storage(config)?;
+    let cluster_id = match &config.cluster_id {
+        Some(id) => ClusterId::Explicit(id.clone()),
+        None => ClusterId::Derived(derive_cluster_id(&url, &config.peers)),
+    };
+    let resumed = open_storage(config, cluster_id)?;
     let (state, state_term) = (resumed.state, resumed.state_term);
     let store = StoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         StoreActor::with_state(state, state_term)
@@ -254,10 +308,11 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
     };
     let (peers, rpc_timeout, faults) =
         (config.peers.clone(), config.raft.rpc_timeout, config.faults);
+    let cluster_id = resumed.cluster_id.clone();
     let raft = RaftActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         // Made here, on the actor's own thread (one awc client per thread, made on it), and
         // reused for every RPC.
-        let http = HttpTransport::new(url, peers.clone(), rpc_timeout);
+        let http = HttpTransport::new(url, peers.clone(), rpc_timeout, cluster_id);
         let transport: Box<dyn Transport> = if faults {
             tracing::warn!(
                 "fault injection enabled (KVSTORE_FAULTS): /admin/faults can cut this node's links"
@@ -274,6 +329,7 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
     });
     Ok(AppState {
         node_id: config.node_id.clone(),
+        cluster_id: resumed.cluster_id,
         store,
         raft,
         limits: config.limits,

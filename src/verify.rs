@@ -1,12 +1,13 @@
 //! `kvstore verify --data-dir DIR`: an offline check of a stopped node's data directory.
 //!
-//! Lists the snapshots (each checked), the write-ahead log's segments (records, index and term
+//! Lists the identity (cluster and node id), the snapshots (each checked), the write-ahead log's segments (records, index and term
 //! ranges), the hard state, a torn tail if any, and the first damage found with its file and
 //! offset, using the same checks as start-up. Exit status 0 only when everything is intact (a
 //! torn tail, which start-up cuts off, counts as intact), 1 when something is damaged, 2 for a
 //! usage error or a directory that cannot be read.
 //!
-//! Read-only: it never changes, removes or creates a file.
+//! Read-only: it never changes, removes or creates a file (it only tests whether a running
+//! process holds the directory's lock, and says so).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::startup::log_after;
+use crate::storage::identity::{Identity, IDENTITY_FILE, LOCK_FILE};
 use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::storage::wal;
 
@@ -74,6 +76,32 @@ pub fn report(dir: &Path) -> (String, Outcome) {
         return (out, Outcome::Unreadable);
     }
     let mut damage: Option<String> = None;
+    if let Some(pid) = held_by(dir) {
+        line(format!(
+            "warning: a running process (pid {pid}) holds this directory; stop it for a \
+             consistent report"
+        ));
+    }
+    let id_path = dir.join(IDENTITY_FILE);
+    match std::fs::read(&id_path) {
+        Ok(bytes) => match serde_json::from_slice::<Identity>(&bytes) {
+            Ok(id) => line(format!(
+                "identity: cluster {:?}, node {:?}",
+                id.cluster_id, id.node_id
+            )),
+            Err(e) => {
+                line(format!("identity: DAMAGED: {e}"));
+                damage.get_or_insert_with(|| format!("{}: {e}", id_path.display()));
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            line("identity: none (recorded at the next start)".into())
+        }
+        Err(e) => {
+            line(format!("result: UNREADABLE: {}: {e}", id_path.display()));
+            return (out, Outcome::Unreadable);
+        }
+    }
 
     let snap_dir = dir.join("snapshots");
     line(format!("snapshots ({}):", snap_dir.display()));
@@ -194,6 +222,23 @@ pub fn report(dir: &Path) -> (String, Outcome) {
             (out, Outcome::Damaged)
         }
     }
+}
+
+/// The pid of a live process holding the directory's lock, if one does. The lock is only
+/// tested (taken and released at once); the file is not changed.
+fn held_by(dir: &Path) -> Option<String> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::File::open(&path).ok()?;
+    // SAFETY: flock on a descriptor we own for the duration of the call.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        // SAFETY: as above; releases the shared lock just taken.
+        unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_UN) };
+        return None;
+    }
+    let pid = std::fs::read_to_string(&path).unwrap_or_default();
+    Some(pid.trim().to_owned())
 }
 
 /// The files in `dir` with their sizes, sorted by name (for a log that cannot be read whole).

@@ -457,7 +457,9 @@ def cmd_bench_cluster(args):
         with_etcd = False
     scripts = etcd_scripts(tmp)
     kv = Cluster(args.bin, free_ports(3), tmp,
-                 {"KVSTORE_STORAGE": "memory"} if args.in_memory else None)
+                 # memory storage with PEERS is refused unless explicitly marked unsafe
+                 {"KVSTORE_STORAGE": "memory", "KVSTORE_UNSAFE_VOLATILE_CLUSTER": "1"}
+                 if args.in_memory else None)
     etcd = EtcdCluster(tmp) if with_etcd else None
     results = {}  # (system, case, conns) -> list of (rps, p50, p99, errs)
     try:
@@ -601,7 +603,8 @@ def main():
     b.add_argument("--connections", default="1 16 64 256")
     b.add_argument("--no-etcd", action="store_true")
     b.add_argument("--in-memory", action="store_true",
-                   help="run kvstore with KVSTORE_STORAGE=memory (etcd stays durable)")
+                   help="run kvstore with KVSTORE_STORAGE=memory and "
+                        "KVSTORE_UNSAFE_VOLATILE_CLUSTER=1 (etcd stays durable)")
     sc = sub.add_parser("bench-scale")
     sc.add_argument("--bin", required=True)
     sc.add_argument("--duration", type=int, default=60)

@@ -35,6 +35,8 @@ pub enum ApiError {
     MethodNotAllowed { allowed: &'static str },
     /// The route exists but is switched off on this node; the message says how to switch it on.
     Forbidden(String),
+    /// A peer RPC from another cluster (or without a cluster id); the message names both.
+    WrongCluster(String),
     /// Something failed inside the server; the message says what, without internals.
     Internal(String),
     /// The cluster cannot serve the request now (no leader, no quorum, overloaded); the message
@@ -62,7 +64,10 @@ impl fmt::Display for ApiError {
             ApiError::MethodNotAllowed { allowed } => {
                 write!(f, "method not allowed (allowed: {allowed})")
             }
-            ApiError::Internal(what) | ApiError::Unavailable(what) | ApiError::Forbidden(what) => {
+            ApiError::Internal(what)
+            | ApiError::Unavailable(what)
+            | ApiError::Forbidden(what)
+            | ApiError::WrongCluster(what) => {
                 write!(f, "{what}")
             }
         }
@@ -100,6 +105,7 @@ impl ResponseError for ApiError {
             ApiError::KeyNotFound | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::WrongCluster(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }

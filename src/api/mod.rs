@@ -40,6 +40,8 @@ use crate::store::StoreActor;
 pub struct AppState {
     /// This node's id (sent along with forwarded requests).
     pub node_id: String,
+    /// The cluster this node belongs to; peer RPCs must carry it (see [`peer`]).
+    pub cluster_id: String,
     pub store: Addr<StoreActor>,
     pub raft: Addr<RaftActor>,
     pub limits: Limits,
@@ -84,11 +86,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/raft/vote")
+                .wrap(actix_web::middleware::from_fn(peer::same_cluster))
                 .route(web::post().to(peer::vote))
                 .default_service(web::to(|| not_allowed("POST"))),
         )
         .service(
             web::resource("/raft/append")
+                .wrap(actix_web::middleware::from_fn(peer::same_cluster))
                 .app_data(peer::json_config())
                 .route(web::post().to(peer::append))
                 .default_service(web::to(|| not_allowed("POST"))),
@@ -102,6 +106,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/raft/snapshot")
+                .wrap(actix_web::middleware::from_fn(peer::same_cluster))
                 .app_data(peer::chunk_config())
                 .app_data(peer::query_config())
                 .route(web::post().to(peer::snapshot))

@@ -3,10 +3,19 @@
 //! snapshot: the fields in the query string, the chunk as the raw body). Bodies and answers are
 //! the types of [`crate::raft::rpc`], as JSON.
 //!
+//! Every route first checks, before the body is read, that the request carries this node's
+//! cluster id in `x-kvstore-cluster` ([`same_cluster`]); a request from another cluster (or
+//! without one) is refused with 409 and changes nothing.
+//!
 //! Handlers forward each request to the `RaftActor` and answer with its response. They never
 //! interpret Raft messages themselves.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use super::errors::{self, ApiError};
 use super::AppState;
@@ -34,6 +43,45 @@ pub fn chunk_config() -> web::PayloadConfig {
 /// Query settings for `/raft/snapshot`: errors in the API's shape.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(errors::query_error)
+}
+
+/// Refuses a peer RPC whose `x-kvstore-cluster` is not this node's cluster id, before its body
+/// is parsed. The first refusal, and every 100th after it, is logged as a warning.
+pub async fn same_cluster<B: MessageBody>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    static REFUSED: AtomicU64 = AtomicU64::new(0);
+    let ours = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.cluster_id.clone())
+        .unwrap_or_default();
+    let theirs = req
+        .headers()
+        .get(crate::transport::http::CLUSTER_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    if theirs.as_deref() == Some(ours.as_str()) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    }
+    let from = sender(req.request()).unwrap_or_else(|| "an unknown sender".to_owned());
+    let message = match &theirs {
+        Some(t) => format!(
+            "refused: this node belongs to cluster {ours:?}, the request from {from} to \
+             cluster {t:?}"
+        ),
+        None => format!(
+            "refused: a Raft RPC must carry the cluster id ({ours:?}) in the {} header",
+            crate::transport::http::CLUSTER_HEADER
+        ),
+    };
+    if REFUSED.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
+        tracing::warn!(path = req.path(), "peer RPC {message}");
+    }
+    let res = ApiError::WrongCluster(message).error_response();
+    Ok(req.into_response(res).map_into_right_body())
 }
 
 /// The sender's base URL, as it says in `x-kvstore-from` (for the fault layer only).

@@ -19,6 +19,9 @@ pub struct LocalCluster {
     ports: Vec<u16>,
     procs: Vec<Option<Child>>,
     paused: Vec<bool>,
+    /// This run's own cluster id, so a node left over from another run on the same ports is
+    /// refused rather than merged.
+    cluster_id: String,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -48,6 +51,7 @@ impl LocalCluster {
                 ports,
                 procs: (0..n).map(|_| None).collect(),
                 paused: vec![false; n],
+                cluster_id: format!("check-{}", uuid::Uuid::new_v4().simple()),
             };
             match (0..n).try_for_each(|i| c.spawn(i)) {
                 Ok(()) => match c.wait_listening(Duration::from_secs(20)) {
@@ -128,6 +132,7 @@ impl LocalCluster {
                 "KVSTORE_DATA_DIR",
                 self.dir.join(format!("n{}-data", i + 1)),
             )
+            .env("KVSTORE_CLUSTER_ID", &self.cluster_id)
             .env("KVSTORE_FAULTS", "1")
             .env("KVSTORE_REQUEST_TIMEOUT_MS", "2000")
             .stdin(Stdio::null())

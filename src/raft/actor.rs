@@ -28,8 +28,10 @@ use super::core::{CoreConfig, HardState, Input, LeaderInfo, Output, RaftCore, Ro
 use super::log::{Entry, RaftLog};
 use super::rpc::{Message, SnapshotRequest};
 use super::{LogIndex, NodeId, PeerId, Term};
+use crate::fatal::Fatal;
 use crate::storage::snapshot::SnapshotMeta;
 use crate::storage::{LogWriter, Record, WriteBatch};
+use crate::store::actor::Summary;
 use crate::store::{ApplyEntries, Command, CommandOutcome, KvState, Restore, StoreActor};
 use crate::transport::faults::{Dice, FaultRules};
 use crate::transport::Transport;
@@ -337,6 +339,9 @@ pub struct RaftActor {
     applied_index: LogIndex,
     /// Set when the store refused an entry: nothing more is applied or acknowledged.
     broken: Option<String>,
+    /// The last index of the log replayed at start, until the store has applied it (then one
+    /// line logs the key count the node recovered).
+    replayed_through: Option<LogIndex>,
     /// Committed entries (and restores) not yet handed to the store.
     apply_queue: VecDeque<ApplyItem>,
     /// An `ApplyEntries` is in flight.
@@ -462,6 +467,7 @@ impl RaftActor {
         let core = RaftCore::new(cfg, setup.hard_state, setup.log, setup.seed);
         let logged = (core.role(), core.term(), None);
         let applied_index = core.commit_index();
+        let replayed_through = Some(core.log().last_index()).filter(|i| *i > applied_index);
         RaftActor {
             core,
             transport,
@@ -475,6 +481,7 @@ impl RaftActor {
             next_read_id: 0,
             applied_index,
             broken: None,
+            replayed_through,
             apply_queue: VecDeque::new(),
             applying: false,
             max_pending: setup.max_pending.max(1),
@@ -568,9 +575,10 @@ impl RaftActor {
                         self.apply_queue.push_back(ApplyItem::Restore(state, term));
                         self.pump_apply(ctx);
                     }
-                    _ => self.fail_hard(format!(
-                        "asked to restore snapshot {index}, which was not received"
-                    )),
+                    _ => self.fail_hard(
+                        Fatal::SnapshotRestore,
+                        format!("asked to restore snapshot {index}, which was not received"),
+                    ),
                 },
                 Output::ResetLog { index, term } => {
                     if self.storage.is_some() {
@@ -652,9 +660,12 @@ impl RaftActor {
                     return;
                 }
                 Ok(Err(failed)) => {
-                    return act.fail_hard(format!("cannot write the log: {}", failed.message))
+                    return act.fail_hard(
+                        Fatal::Storage,
+                        format!("cannot write the log: {}", failed.message),
+                    )
                 }
-                Err(e) => return act.fail_hard(format!("log writer is gone: {e}")),
+                Err(e) => return act.fail_hard(Fatal::Storage, format!("log writer is gone: {e}")),
             }
             if act.storage_error.take().is_some() {
                 tracing::info!("the log is writable again; accepting writes");
@@ -748,7 +759,12 @@ impl RaftActor {
                     act.applying = false;
                     match res {
                         Ok(index) => act.applied_index = act.applied_index.max(index),
-                        Err(e) => return act.fail_hard(format!("store actor is gone: {e}")),
+                        Err(e) => {
+                            return act.fail_hard(
+                                Fatal::StateMachine,
+                                format!("store actor is gone: {e}"),
+                            )
+                        }
                     }
                     act.pump_apply(ctx);
                 }));
@@ -759,11 +775,25 @@ impl RaftActor {
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.applying = false;
             let applied = match res {
-                Ok(Ok(applied)) => applied,
+                Ok(Ok(applied)) => match crate::storage::failpoint::hit("store.apply") {
+                    Ok(()) => applied,
+                    // A test's stand-in for a store that refuses a committed entry.
+                    Err(e) => {
+                        return act.fail_hard(
+                            Fatal::StateMachine,
+                            format!("state machine refused a committed entry: {e}"),
+                        )
+                    }
+                },
                 Ok(Err(e)) => {
-                    return act.fail_hard(format!("state machine refused a committed entry: {e}"))
+                    return act.fail_hard(
+                        Fatal::StateMachine,
+                        format!("state machine refused a committed entry: {e}"),
+                    )
                 }
-                Err(e) => return act.fail_hard(format!("store actor is gone: {e}")),
+                Err(e) => {
+                    return act.fail_hard(Fatal::StateMachine, format!("store actor is gone: {e}"))
+                }
             };
             for a in applied {
                 act.applied_index = act.applied_index.max(a.index);
@@ -775,21 +805,40 @@ impl RaftActor {
                     let _ = tx.send(answer);
                 }
             }
+            if act.replayed_through.is_some_and(|i| act.applied_index >= i) {
+                act.replayed_through = None;
+                act.log_recovered_keys(ctx);
+            }
             act.pump_apply(ctx);
         }));
     }
 
-    /// The state machine and the log disagree: a bug or damaged state. Stop the node loudly
-    /// rather than acknowledge anything more; the rest of the cluster carries on without it.
-    fn fail_hard(&mut self, why: String) {
-        tracing::error!(error = %why, "stopping this node: its state can no longer be trusted");
+    /// Every entry replayed at start is applied: say how many keys the node recovered.
+    fn log_recovered_keys(&mut self, ctx: &mut Context<Self>) {
+        let fut = self.store.send(Summary);
+        ctx.spawn(fut.into_actor(self).map(|res, _, _| {
+            if let Ok(s) = res {
+                tracing::info!(
+                    applied_index = s.applied_index,
+                    keys = s.keys,
+                    "recovered: every entry replayed at start is applied"
+                );
+            }
+        }));
+    }
+
+    /// The node cannot go on (its log cannot be made durable, the state machine and the log
+    /// disagree): refuse everything still waiting and end the process with the cause's exit
+    /// status (see [`crate::fatal`]) rather than acknowledge anything more or keep leading; the
+    /// rest of the cluster carries on without it.
+    fn fail_hard(&mut self, cause: Fatal, why: String) {
         self.broken = Some(why.clone());
         for (_, (_, tx)) in self.pending_writes.drain() {
             let _ = tx.send(Err(ClientError::Internal(format!(
                 "node stopped: {why}; the write may or may not have been applied"
             ))));
         }
-        actix::System::current().stop_with_code(70);
+        crate::fatal::stop(cause, &why);
     }
 
     fn log_changes(&mut self) {

@@ -10,6 +10,12 @@
 //!   the kernel already had stays, as after a `SIGKILL`;
 //! - `error` or `error@N`: the step fails with an I/O error from then on (from the N-th time).
 //!
+//! Named steps: `wal.write`, `wal.sync`, `wal.segment.{create,header,sync,rename,renamed}`,
+//! `wal.compact.remove`, `dir.create`, `dir.sync`,
+//! `snapshot.write.{create,data,sync,rename,renamed,prune}`,
+//! `snapshot.install.{create,append,fsync,rename,dirsync}`, and `store.apply` (the store
+//! refuses a committed entry).
+//!
 //! This module only decides whether a named step fails; it never does any other I/O.
 
 use std::io;

@@ -2,7 +2,8 @@
 //! `/raft/snapshot` carries its fields in the query string and a chunk of bytes as the body).
 //!
 //! One awc client per transport, made on the actor's thread and reused for every call, so
-//! connections are kept alive. Every call is bounded by the RPC timeout. Failures are classified,
+//! connections are kept alive. Every call carries this node's cluster id (`x-kvstore-cluster`),
+//! which the receiver checks before it reads the body. Every call is bounded by the RPC timeout. Failures are classified,
 //! never retried here.
 
 use std::time::Duration;
@@ -29,22 +30,32 @@ pub struct HttpTransport {
     peers: Vec<String>,
     /// This node's base URL, sent as `x-kvstore-from` (the fault layer of the receiver uses it).
     me: String,
+    /// This node's cluster id, sent as `x-kvstore-cluster` (the receiver refuses another).
+    cluster: String,
 }
 
 /// The header naming the sender of a Raft RPC.
 pub const FROM_HEADER: &str = "x-kvstore-from";
 
+/// The header carrying the sender's cluster id on every Raft RPC.
+pub const CLUSTER_HEADER: &str = "x-kvstore-cluster";
+
 impl HttpTransport {
     /// A transport to `peers` (base URLs, index = [`PeerId`]); every call times out after
-    /// `timeout`. Must be made on the thread that will use it.
-    pub fn new(me: String, peers: Vec<String>, timeout: Duration) -> Self {
+    /// `timeout`; every call carries `cluster`. Must be made on the thread that will use it.
+    pub fn new(me: String, peers: Vec<String>, timeout: Duration, cluster: String) -> Self {
         let connector = awc::Connector::new().timeout(timeout);
         let client = awc::Client::builder()
             .connector(connector)
             .timeout(timeout)
             .disable_redirects()
             .finish();
-        Self { client, peers, me }
+        Self {
+            client,
+            peers,
+            me,
+            cluster,
+        }
     }
 }
 
@@ -92,6 +103,7 @@ impl Transport for HttpTransport {
                 .timeout(SNAPSHOT_CHUNK_TIMEOUT)
                 .insert_header(("content-type", "application/octet-stream"))
                 .insert_header((FROM_HEADER, self.me.as_str()))
+                .insert_header((CLUSTER_HEADER, self.cluster.as_str()))
                 .query(&r)
             {
                 Ok(req) => req,
@@ -120,7 +132,8 @@ impl Transport for HttpTransport {
             .client
             .post(format!("{base}{path}"))
             .insert_header(("content-type", "application/json"))
-            .insert_header((FROM_HEADER, self.me.as_str()));
+            .insert_header((FROM_HEADER, self.me.as_str()))
+            .insert_header((CLUSTER_HEADER, self.cluster.as_str()));
         async move {
             if path == "/raft/vote" {
                 post::<VoteResponse>(req, body)

@@ -10,6 +10,7 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{test, web};
 use kvstore::api::{self, Limits};
 use kvstore::config::LogFormat;
+use kvstore::transport::http::CLUSTER_HEADER;
 use serde_json::{json, Value};
 
 use crate::helpers::state_with;
@@ -611,11 +612,13 @@ async fn reads_are_linearizable_by_default_and_stale_on_request() {
 #[actix_web::test]
 async fn peer_routes_answer_raft_messages_and_refuse_garbage_in_the_json_shape() {
     let app = app!();
+    let vote = r#"{"term":99,"candidateId":"x","lastLogIndex":0,"lastLogTerm":0,"preVote":true}"#;
     let r = send(
         &app,
-        test::TestRequest::post().uri("/raft/vote").set_payload(
-            r#"{"term":99,"candidateId":"x","lastLogIndex":0,"lastLogTerm":0,"preVote":true}"#,
-        ),
+        test::TestRequest::post()
+            .uri("/raft/vote")
+            .insert_header((CLUSTER_HEADER, "standalone"))
+            .set_payload(vote),
     )
     .await;
     assert_eq!(r.0, StatusCode::OK);
@@ -629,6 +632,7 @@ async fn peer_routes_answer_raft_messages_and_refuse_garbage_in_the_json_shape()
             &app,
             test::TestRequest::post()
                 .uri("/raft/append")
+                .insert_header((CLUSTER_HEADER, "standalone"))
                 .set_payload("{"),
         )
         .await,
@@ -636,10 +640,37 @@ async fn peer_routes_answer_raft_messages_and_refuse_garbage_in_the_json_shape()
         "invalid JSON",
     );
     assert_error(
-        &send(&app, test::TestRequest::get().uri("/raft/vote")).await,
+        &send(
+            &app,
+            test::TestRequest::get()
+                .uri("/raft/vote")
+                .insert_header((CLUSTER_HEADER, "standalone")),
+        )
+        .await,
         405,
         "method not allowed",
     );
+}
+
+#[actix_web::test]
+async fn peer_routes_refuse_another_cluster_or_none_before_reading_the_body() {
+    let app = app!();
+    for (path, cluster) in [
+        ("/raft/vote", Some("c0123456789abcdef")),
+        ("/raft/append", None),
+        ("/raft/snapshot?nonsense=1", Some("other")),
+    ] {
+        let mut req = test::TestRequest::post().uri(path).set_payload("not json");
+        if let Some(c) = cluster {
+            req = req.insert_header((CLUSTER_HEADER, c));
+        }
+        let want = if cluster.is_some() {
+            "belongs to cluster \"standalone\""
+        } else {
+            "must carry the cluster id"
+        };
+        assert_error(&send(&app, req).await, 409, want);
+    }
 }
 
 #[actix_web::test]
@@ -662,6 +693,7 @@ async fn admin_faults_sets_shows_validates_and_clears_rules_when_enabled() {
         "--node-id",
         "f1",
         "--in-memory",
+        "--unsafe-volatile-cluster",
         "--faults",
         "--peers",
         "http://127.0.0.1:9",

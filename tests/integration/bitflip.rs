@@ -38,11 +38,13 @@ fn stored_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
-/// Write `files` into `dir` (a fresh copy of the data directory).
-fn lay_out(dir: &Path, files: &[(PathBuf, Vec<u8>)]) {
+/// Write `files` into `dir` (a fresh copy of the data directory, with the identity of
+/// `origin`, which is not damaged: the test is about the log and the snapshots).
+fn lay_out(dir: &Path, files: &[(PathBuf, Vec<u8>)], origin: &Path) {
     for sub in ["wal", "snapshots"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
+    std::fs::copy(origin.join("identity"), dir.join("identity")).unwrap();
     for (rel, bytes) in files {
         std::fs::write(dir.join(rel), bytes).unwrap();
     }
@@ -202,7 +204,7 @@ async fn damaged_bytes_anywhere_refuse_to_start_or_lose_no_acknowledged_write() 
         let mut files = pristine.clone();
         let dmg = damage(&mut rng, &mut files);
         let work = tempfile::tempdir().unwrap();
-        lay_out(work.path(), &files);
+        lay_out(work.path(), &files, origin.path());
         let kind = if dmg.file.starts_with("wal") {
             "wal"
         } else {
@@ -238,7 +240,7 @@ async fn damaged_bytes_anywhere_refuse_to_start_or_lose_no_acknowledged_write() 
         let mut files = pristine.clone();
         let dmg = damage(&mut rng, &mut files);
         let work = tempfile::tempdir().unwrap();
-        lay_out(work.path(), &files);
+        lay_out(work.path(), &files, origin.path());
         let d = work.path().to_string_lossy().into_owned();
         let seg = SEGMENT_BYTES.to_string();
         let args = [

@@ -12,6 +12,10 @@ pub(crate) struct ProcCluster {
     ports: Vec<u16>,
     nodes: Vec<Option<KvProcess>>,
     env: Vec<(&'static str, &'static str)>,
+    /// Extra environment of single nodes: (node index, name, value), after `env`.
+    node_env: Vec<(usize, &'static str, &'static str)>,
+    /// This cluster's own id (a node of another test's cluster on these ports is refused).
+    cluster_id: String,
     /// Each node's data directory, kept across its restarts.
     dirs: Vec<tempfile::TempDir>,
 }
@@ -22,6 +26,16 @@ impl ProcCluster {
     }
 
     pub(crate) fn start_with(n: usize, env: &[(&'static str, &'static str)]) -> ProcCluster {
+        Self::start_with_node_env(n, env, &[])
+    }
+
+    /// Like [`ProcCluster::start_with`], plus `node_env`: (node index, name, value) for one node
+    /// only (it wins over `env`).
+    pub(crate) fn start_with_node_env(
+        n: usize,
+        env: &[(&'static str, &'static str)],
+        node_env: &[(usize, &'static str, &'static str)],
+    ) -> ProcCluster {
         // Ports must be known before the nodes start (each names the others), so they are
         // picked free and then bound by the nodes; if another process took one meanwhile, start
         // over with new ones.
@@ -32,6 +46,8 @@ impl ProcCluster {
                 ports,
                 nodes: (0..n).map(|_| None).collect(),
                 env: env.to_vec(),
+                node_env: node_env.to_vec(),
+                cluster_id: format!("test-{}", uuid::Uuid::new_v4().simple()),
                 dirs: (0..n)
                     .map(|_| tempfile::tempdir().expect("temp dir"))
                     .collect(),
@@ -87,8 +103,15 @@ impl ProcCluster {
             ("PORT", &port),
             ("PEERS", &peers),
             ("KVSTORE_DATA_DIR", &dir),
+            ("KVSTORE_CLUSTER_ID", &self.cluster_id),
         ];
         env.extend(self.env.iter().copied());
+        env.extend(
+            self.node_env
+                .iter()
+                .filter(|(n, _, _)| *n == i)
+                .map(|(_, k, v)| (*k, *v)),
+        );
         env.extend(extra.iter().copied());
         self.nodes[i] = Some(KvProcess::try_start(&["--host", "127.0.0.1"], &env)?);
         Ok(())
@@ -97,6 +120,11 @@ impl ProcCluster {
     /// The running process of node `i` (to read its log lines).
     pub(crate) fn process(&mut self, i: usize) -> &mut KvProcess {
         self.nodes[i].as_mut().expect("node running")
+    }
+
+    /// Node `i` exited by itself (and was reaped): count it as stopped.
+    pub(crate) fn forget(&mut self, i: usize) {
+        self.nodes[i] = None;
     }
 
     pub(crate) fn kill(&mut self, i: usize) {

@@ -93,6 +93,15 @@ impl KvProcess {
     /// `KVSTORE_*`, `PORT`, `NODE_ID` and `PEERS`, so the caller's shell cannot leak in). Unless
     /// the caller chose storage, the process gets a fresh temporary data directory.
     pub fn spawn(args: &[&str], envs: &[(&str, &str)]) -> KvProcess {
+        Self::spawn_in(None, args, envs)
+    }
+
+    /// [`KvProcess::spawn`] in the working directory `cwd` (default: the test's).
+    pub fn spawn_in(
+        cwd: Option<&std::path::Path>,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> KvProcess {
         let chose_storage = args
             .iter()
             .any(|a| *a == "--in-memory" || *a == "--data-dir" || *a == "--storage")
@@ -105,6 +114,9 @@ impl KvProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
         for (k, _) in std::env::vars() {
             if k.starts_with("KVSTORE_") || k == "PORT" || k == "NODE_ID" || k == "PEERS" {
                 cmd.env_remove(k);

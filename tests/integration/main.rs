@@ -5,7 +5,11 @@
 //! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
 //! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
 //!   against a model; a bounded stress run.
+//! - `fatal`: an injected fsync failure ends a node (single, and a 3-node leader) with its
+//!   documented exit status and one log line.
 //! - `helpers`: shared setup (no test lives there).
+//! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
+//!   start line.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
 
 mod api;
@@ -17,7 +21,9 @@ mod cluster_sim;
 mod concurrency;
 mod crashpoints;
 mod durability;
+mod fatal;
 mod helpers;
+mod identity;
 mod linearizable;
 mod raft_sim;
 mod snapshots;

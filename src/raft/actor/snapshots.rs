@@ -22,6 +22,7 @@ use super::{
     RaftActor, RaftError, Replied, SnapshotData, SnapshotInfo, MAX_SNAPSHOT_BYTES, SNAPSHOTS_KEPT,
     SNAPSHOT_CHUNK_BYTES,
 };
+use crate::fatal::Fatal;
 use crate::raft::core::{HardState, Input, Role};
 use crate::raft::rpc::{Message, SnapshotRequest, SnapshotResponse};
 use crate::raft::{LogIndex, PeerId, Term};
@@ -135,7 +136,7 @@ impl RaftActor {
             }
             Err(e) => {
                 act.snapshotting = false;
-                act.fail_hard(format!("store actor is gone: {e}"));
+                act.fail_hard(Fatal::StateMachine, format!("store actor is gone: {e}"));
             }
         }));
     }
