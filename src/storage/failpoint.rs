@@ -11,7 +11,7 @@
 //! - `error` or `error@N`: the step fails with an I/O error from then on (from the N-th time).
 //!
 //! Named steps: `wal.write`, `wal.sync`, `wal.segment.{create,header,sync,rename,renamed}`,
-//! `wal.compact.remove`, `dir.create`, `dir.sync`,
+//! `wal.compact.remove`, `dir.create`, `dir.sync`, `identity.{write,rename}`,
 //! `snapshot.write.{create,data,sync,rename,renamed,prune}`,
 //! `snapshot.install.{create,append,fsync,rename,dirsync}`, and `store.apply` (the store
 //! refuses a committed entry).

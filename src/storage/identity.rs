@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::{dirs, failpoint};
+
 /// The file that records the identity.
 pub const IDENTITY_FILE: &str = "identity";
 /// The file locked by the process that owns the directory (it holds that process's pid).
@@ -267,30 +269,13 @@ impl DataDir {
     }
 }
 
-/// Create `dir` and any missing parents, each fsynced in its parent so a power loss cannot
-/// lose it. An existing directory is left as it is.
+/// Create `dir` and any missing parents, each fsynced in its parent (see [`dirs`]).
 fn create_dir_durably(dir: &Path) -> Result<(), IdentityError> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent() {
-        create_dir_durably(parent)?;
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(io_err(dir, "create directory")(e)),
-    }
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
+    dirs::create_dir_all(dir).map_err(io_err(dir, "create directory"))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), IdentityError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir, "fsync directory"))
+    dirs::sync_dir(dir).map_err(io_err(dir, "fsync directory"))
 }
 
 /// Take the exclusive lock on `dir/lock` (without waiting) and write this process's pid in it.
@@ -339,10 +324,13 @@ fn write_atomically(dir: &Path, name: &str, value: &Identity) -> Result<(), Iden
         source: io::Error::other(e),
     })?;
     bytes.push(b'\n');
-    File::create(&tmp)
+    failpoint::hit("identity.write")
+        .and_then(|()| File::create(&tmp))
         .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
         .map_err(io_err(&tmp, "write"))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path, "rename into"))?;
+    failpoint::hit("identity.rename")
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(io_err(&path, "rename into"))?;
     sync_dir(dir)
 }
 

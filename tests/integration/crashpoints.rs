@@ -164,6 +164,8 @@ async fn a_crash_at_any_step_of_compaction_or_a_directory_sync_loses_nothing() {
         "wal.compact.remove=crash@2",
         "dir.create=crash@1",
         "dir.create=crash@2",
+        "identity.write=crash@1",
+        "identity.rename=crash@1",
         "dir.sync=crash@1",
         "dir.sync=crash@3",
         "dir.sync=crash@6",
