@@ -1,5 +1,6 @@
 //! Fatal errors at run time: the node decided it cannot continue (its log cannot be made
-//! durable, its state machine refused a committed entry, a snapshot to restore does not match).
+//! durable, its state machine refused a committed entry, a snapshot to restore does not match,
+//! a thread that owns node state panicked).
 //! [`stop`] writes one `fatal:` log line and ends the process with the cause's exit status,
 //! so no half-working process keeps answering HTTP or holding the cluster's leadership.
 //!
@@ -27,6 +28,9 @@ pub enum Fatal {
     StateMachine,
     /// Raft asked to restore a snapshot that is not the one received. Status 72.
     SnapshotRestore,
+    /// A thread that owns node state (the Raft actor's, the store's, the log writer's)
+    /// panicked: that state is gone while HTTP would go on answering. Status 73.
+    Panic,
 }
 
 impl Fatal {
@@ -36,6 +40,7 @@ impl Fatal {
             Fatal::Storage => 70,
             Fatal::StateMachine => 71,
             Fatal::SnapshotRestore => 72,
+            Fatal::Panic => 73,
         }
     }
 
@@ -45,11 +50,29 @@ impl Fatal {
             Fatal::Storage => "storage",
             Fatal::StateMachine => "state machine",
             Fatal::SnapshotRestore => "snapshot restore",
+            Fatal::Panic => "panic",
         }
     }
 }
 
 static EXIT: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Set on the threads whose actor owns node state (see [`mark_critical_thread`]).
+    static CRITICAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// This thread runs an actor that owns node state (the Raft actor, the store, the log writer):
+/// a panic on it is fatal ([`Fatal::Panic`]), while a panic in an HTTP handler is answered with
+/// a 500 and the node goes on. Called from those actors' `started`.
+pub fn mark_critical_thread() {
+    CRITICAL.with(|c| c.set(true));
+}
+
+/// Whether this thread was marked with [`mark_critical_thread`] (the panic hook asks).
+pub fn on_critical_thread() -> bool {
+    CRITICAL.with(|c| c.get())
+}
 static GUARD: AtomicPtr<WorkerGuard> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Make [`stop`] end the process. `guard` (the log writer's) is dropped before exiting so the
@@ -95,11 +118,16 @@ mod tests {
 
     #[test]
     fn every_cause_has_its_own_status() {
-        let all = [Fatal::Storage, Fatal::StateMachine, Fatal::SnapshotRestore];
+        let all = [
+            Fatal::Storage,
+            Fatal::StateMachine,
+            Fatal::SnapshotRestore,
+            Fatal::Panic,
+        ];
         let mut codes: Vec<i32> = all.iter().map(|f| f.exit_status()).collect();
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes, vec![70, 71, 72]);
+        assert_eq!(codes, vec![70, 71, 72, 73]);
     }
 
     #[test]

@@ -69,6 +69,13 @@ pub fn init(format: LogFormat) -> WorkerGuard {
             .unwrap_or_default();
         let message = crate::api::middleware::panic_message(info.payload());
         tracing::error!(%location, panic = %message, "panic");
+        if crate::fatal::on_critical_thread() {
+            // The actor that owned this thread's state is gone; HTTP must not go on without it.
+            crate::fatal::stop(
+                crate::fatal::Fatal::Panic,
+                &format!("a thread that owns node state panicked at {location}: {message}"),
+            );
+        }
     }));
     guard
 }

@@ -901,6 +901,7 @@ impl Actor for RaftActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        crate::fatal::mark_critical_thread();
         // Requests from every HTTP worker land here; let them queue rather than wait.
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(self.tick, |act, ctx| {

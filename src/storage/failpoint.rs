@@ -8,7 +8,8 @@
 //! - `crash` or `crash@N`: end the process at once (`_exit`, status [`CRASH_STATUS`], no
 //!   destructors, no buffered log lines) the first (or N-th) time the step is reached; what
 //!   the kernel already had stays, as after a `SIGKILL`;
-//! - `error` or `error@N`: the step fails with an I/O error from then on (from the N-th time).
+//! - `error` or `error@N`: the step fails with an I/O error from then on (from the N-th time);
+//! - `panic` or `panic@N`: the thread panics the first (or N-th) time the step is reached.
 //!
 //! Named steps: `wal.write`, `wal.sync`, `wal.segment.{create,header,sync,rename,renamed}`,
 //! `wal.compact.remove`, `dir.create`, `dir.sync`, `identity.{write,rename}`,
@@ -32,6 +33,7 @@ pub const ENV: &str = "KVSTORE_FAILPOINTS";
 enum Action {
     Crash,
     Error,
+    Panic,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,7 @@ fn parse(spec: &str) -> Vec<Point> {
             let action = match action {
                 "crash" => Action::Crash,
                 "error" => Action::Error,
+                "panic" => Action::Panic,
                 _ => return None,
             };
             Some(Point {
@@ -86,6 +89,7 @@ pub fn hit(name: &str) -> io::Result<()> {
                 // point: it is the closest a process gets to losing power at this step.
                 unsafe { libc::_exit(CRASH_STATUS) }
             }
+            Action::Panic if n == p.at => panic!("failpoint {name}: injected panic"),
             Action::Error if n >= p.at => {
                 return Err(io::Error::other(format!(
                     "injected failure at failpoint {name}"

@@ -28,6 +28,10 @@ impl LogWriter {
 
 impl Actor for LogWriter {
     type Context = SyncContext<Self>;
+
+    fn started(&mut self, _: &mut SyncContext<Self>) {
+        crate::fatal::mark_critical_thread();
+    }
 }
 
 /// Append these records and make them durable.

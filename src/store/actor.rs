@@ -103,6 +103,7 @@ impl Actor for StoreActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        crate::fatal::mark_critical_thread();
         // Reads arrive from every HTTP worker; a deeper mailbox than actix's default of 16
         // keeps them from waiting on each other while still bounding memory.
         ctx.set_mailbox_capacity(4096);

@@ -2,7 +2,8 @@
 //! injected failure, `KVSTORE_FAILPOINTS=wal.sync=error@N`) ends the node within a second, with
 //! exit status 70 and one `fatal:` log line; a leader that dies that way is replaced and the
 //! cluster keeps serving. A state machine that refuses a committed entry (injected,
-//! `store.apply=error@N`) ends the node with status 71.
+//! `store.apply=error@N`) ends the node with status 71, and a panic on the thread of an actor
+//! that owns node state (`store.apply=panic@N`) with status 73.
 
 use std::time::{Duration, Instant};
 
@@ -135,4 +136,21 @@ async fn a_leader_whose_fsync_fails_exits_and_the_others_elect_a_new_leader_and_
     .expect("the remaining two accept writes");
     let (st, body) = crate::helpers::get(&cluster.url(new_leader), "after", false).await;
     assert_eq!((st, body["value"].as_str()), (200, Some("v")), "{body}");
+}
+
+#[actix_web::test]
+async fn a_panic_on_the_thread_that_owns_raft_state_ends_the_node_with_status_73() {
+    // The panic hits the Raft actor's thread while it takes an applied batch back.
+    let mut node = KvProcess::start(
+        &["--host", "127.0.0.1", "--port", "0"],
+        &[("KVSTORE_FAILPOINTS", "store.apply=panic@3")],
+    );
+    let (written, failed_at) = write_until_failure(&node.url("")).await;
+    assert!(written >= 1, "start-up got past the failpoint");
+    assert_exit(
+        &mut node,
+        failed_at,
+        73,
+        "a thread that owns node state panicked",
+    );
 }
