@@ -12,14 +12,15 @@
 //! - [`raft`]: the pure [`raft::RaftCore`] and the [`raft::RaftActor`] that drives it.
 //! - [`transport`]: how Raft RPCs reach peers (HTTP, or an in-memory network in tests).
 //! - [`check`]: linearizability checking of recorded client histories (pure).
-//! - [`storage`]: the write-ahead log, snapshot files, durable directories and failpoints
-//!   (files only).
+//! - [`storage`]: the write-ahead log, snapshot files, the data directory's identity and lock,
+//!   durable directories and failpoints (files only).
 //! - [`verify`]: `kvstore verify`, the offline check of a data directory.
 //!
-//! Client requests flow `api handler → StoreActor`; `/health` and the peer routes
-//! `/raft/*` go to the `RaftActor`, which talks to other nodes through a `Transport`. Actors own
-//! all state; there are no locks. Replicated writes put the `RaftActor` between the handlers and
-//! the store in the next milestone.
+//! Writes flow `api handler → RaftActor → (log written, majority) → StoreActor`; linearizable
+//! reads ask the `RaftActor` for a read index, then read from the `StoreActor`; `/health` and the
+//! peer routes `/raft/*` go to the `RaftActor`, which talks to other nodes through a
+//! `Transport`. The `RaftActor` and the `StoreActor` run on their own threads. Actors own all
+//! state; there are no locks.
 
 pub mod api;
 pub mod check;
