@@ -178,6 +178,9 @@ pub struct Cli {
 /// Largest `--max-value-bytes` accepted.
 pub const MAX_VALUE_BYTES_LIMIT: usize = 8 * 1024 * 1024;
 
+/// Largest `--max-key-bytes` accepted.
+pub const MAX_KEY_BYTES_LIMIT: usize = 1024 * 1024;
+
 /// Default `RAFT_HEARTBEAT_MS`.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
 /// Default `RAFT_ELECTION_TIMEOUT_MS`.
@@ -314,6 +317,13 @@ impl Config {
         }
         if cli.max_key_bytes == 0 || cli.max_value_bytes == 0 {
             return invalid("max key and value sizes must be at least 1 byte".into());
+        }
+        if cli.max_key_bytes > MAX_KEY_BYTES_LIMIT {
+            return invalid(format!(
+                "max key bytes ({}) must be at most {MAX_KEY_BYTES_LIMIT} (1 MiB): keys travel \
+                 inside AppendEntries and log records, which are limited in size",
+                cli.max_key_bytes
+            ));
         }
         if cli.max_value_bytes > MAX_VALUE_BYTES_LIMIT {
             return invalid(format!(

@@ -522,11 +522,30 @@ fn torn_tail(data: &[u8], pos: usize, read: &RecordRead<'_>) -> Result<(), &'sta
     // A power loss leaves zeros from a block boundary to the end of the file.
     let zeros_from = data.len() - data.iter().rev().take_while(|b| **b == 0).count();
     let boundary = zeros_from.max(pos).next_multiple_of(ZERO_TAIL_ALIGN);
-    if boundary < data.len() && boundary < limit {
-        Ok(())
-    } else {
-        Err(why)
+    if boundary >= data.len() || boundary >= limit {
+        return Err(why);
     }
+    // When the zeros start inside the trailing checksum, everything it covers was written:
+    // the bytes of it written before the boundary must be right, or this is damage.
+    if matches!(read, RecordRead::BadRecord) {
+        let trailer = limit - RECORD_TRAILER_LEN;
+        if boundary > trailer {
+            let expected = record_crc(&data[pos..trailer]).to_le_bytes();
+            let written = boundary - trailer;
+            if data[trailer..boundary] != expected[..written] {
+                return Err(why);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The trailing checksum of a record whose header and payload are `bytes`.
+fn record_crc(bytes: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..5]);
+    h.update(&bytes[RECORD_HEADER_LEN..]);
+    h.finalize()
 }
 
 /// Where the record at `pos` ends according to its header, if the header checks out.
@@ -585,6 +604,23 @@ pub fn scan(dir: &Path, snapshot_index: LogIndex) -> Result<Scan, WalError> {
         snapshot_index,
         out: Recovered::default(),
     };
+    for tmp in &leftovers {
+        // A crash while creating a segment leaves at most its header under the temporary
+        // name (the header is written alone, then renamed); anything else is not ours to
+        // remove.
+        let data = fs::read(tmp).map_err(io_err(tmp, "read"))?;
+        if data.len() > HEADER_LEN as usize || !MAGIC.starts_with(&data) {
+            return Err(WalError::Corrupt {
+                path: tmp.clone(),
+                offset: 0,
+                reason: format!(
+                    "a temporary segment file holds {} bytes; only an empty segment header can \
+                     be left by a crash",
+                    data.len()
+                ),
+            });
+        }
+    }
     let mut scan = Scan {
         leftovers,
         ..Scan::default()
@@ -1335,6 +1371,50 @@ mod tests {
         let (_, rec) = open(dir.path(), 1 << 20, 0);
         assert_eq!(rec.entries.len(), 5);
         assert!(path.exists());
+    }
+
+    #[test]
+    fn zeros_from_a_boundary_inside_the_checksum_need_the_written_checksum_bytes_to_match() {
+        // A record ending right after a 512-byte boundary whose last byte falls past it.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = log_of(dir.path(), 1);
+        let good = fs::metadata(&path).unwrap().len() as usize;
+        // Pad with a value so the next record's trailer straddles offset 1024.
+        let overhead = encoded(&Record::Entry(entry(2, 1, ""))).len();
+        let value_len = 1024 + 2 - good - overhead;
+        let rec = encoded(&Record::Entry(entry(2, 1, &"y".repeat(value_len))));
+        assert_eq!(good + rec.len(), 1026);
+        // The last two checksum bytes never reached the disk: zeros from 1024. Torn.
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.extend_from_slice(&rec);
+        for b in &mut bytes[1024..] {
+            *b = 0;
+        }
+        let torn = dir.path().join("torn");
+        fs::create_dir(&torn).unwrap();
+        fs::write(segment_path(&torn, 1), &bytes).unwrap();
+        let (_, got) = open(&torn, 1 << 20, 0);
+        assert_eq!(got.entries.len(), 1);
+        assert!(got.torn_tail.is_some());
+        // The same zeros, but a bit flipped in the payload: the written checksum bytes do not
+        // match what they cover. Damage.
+        bytes[good + 20] ^= 0x04;
+        let damaged = dir.path().join("damaged");
+        fs::create_dir(&damaged).unwrap();
+        fs::write(segment_path(&damaged, 1), &bytes).unwrap();
+        let err = Wal::open(&damaged, 1 << 20, 0).unwrap_err().to_string();
+        assert!(err.contains(&format!("at byte {good}")), "{err}");
+    }
+
+    #[test]
+    fn a_temporary_segment_with_data_is_refused_not_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = log_of(dir.path(), 3);
+        let tmp = dir.path().join(format!("{:020}.wal.tmp", 2));
+        fs::copy(&path, &tmp).unwrap();
+        let err = Wal::open(dir.path(), 1 << 20, 0).unwrap_err().to_string();
+        assert!(err.contains("temporary segment file"), "{err}");
+        assert!(tmp.exists(), "left where it was");
     }
 
     #[test]
