@@ -165,6 +165,9 @@ pub fn report(dir: &Path) -> (String, Outcome) {
                     range(s.indexes),
                     range(s.terms)
                 ));
+                if let Some(next) = s.continues {
+                    line(format!("    continues in segment {next}"));
+                }
                 if let Some(at) = s.torn_at {
                     line(format!(
                         "    torn tail at byte {at}: a write a crash cut short (start-up cuts it \

@@ -12,7 +12,7 @@
 //! - `panic` or `panic@N`: the thread panics the first (or N-th) time the step is reached.
 //!
 //! Named steps: `wal.write`, `wal.sync`, `wal.segment.{create,header,sync,rename,renamed}`,
-//! `wal.compact.remove`, `dir.create`, `dir.sync`, `identity.{write,rename}`,
+//! `wal.roll.{created,marked}`, `wal.compact.remove`, `dir.create`, `dir.sync`, `identity.{write,rename}`,
 //! `snapshot.write.{create,data,sync,rename,renamed,prune}`,
 //! `snapshot.install.{create,append,fsync,rename,dirsync}`, and `store.apply` (the store
 //! refuses a committed entry).

@@ -19,7 +19,12 @@
 //! - entry (index, term, payload): writing entry `i` discards any entry at `i` or later that was
 //!   written before (that is how a conflicting suffix is truncated, durably);
 //! - reset (index, term): a snapshot installed from the leader replaced the whole log; entries
-//!   written before are gone, the next one is `index + 1`.
+//!   written before are gone, the next one is `index + 1`;
+//! - continues (next): the last record of a segment that rolled over. The next segment is
+//!   created durably before this marker is written, so a newest segment that is missing (removed
+//!   or lost) refuses to open instead of silently dropping its writes. (A newest segment cut
+//!   short at a record boundary cannot be told from one that ended there: no append-only log
+//!   can, short of a marker per write.)
 //!
 //! **The torn-tail rule.** Recovery replays every segment in order. Only what a crash can leave
 //! is taken for a torn write and cut off (with a warning from the caller): at the end of the
@@ -60,6 +65,8 @@ const RECORD_TRAILER_LEN: usize = 4;
 const KIND_HARD_STATE: u8 = 1;
 const KIND_ENTRY: u8 = 2;
 const KIND_RESET: u8 = 3;
+/// The last record of a segment that rolled over: the log continues in segment `next`.
+const KIND_CONTINUES: u8 = 4;
 /// Largest record accepted on replay; a larger length field is corruption.
 const MAX_RECORD_BYTES: u32 = 256 * 1024 * 1024;
 /// Zeros left by a power loss start on a block boundary; 512 bytes is the smallest block.
@@ -188,6 +195,8 @@ pub struct SegmentReport {
     pub terms: Option<(Term, Term)>,
     /// A torn tail starts at this offset (only ever in the last segment).
     pub torn_at: Option<u64>,
+    /// It ends with the marker that the log continues in this next segment.
+    pub continues: Option<u64>,
 }
 
 /// What [`scan`] found in a log directory, read-only.
@@ -251,15 +260,26 @@ fn encode_record(rec: &Record, buf: &mut Vec<u8>) {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
     let kind = encode_payload(rec, buf);
+    seal(buf, start, kind);
+}
+
+/// Encode the end-of-segment marker: this segment continues in segment `next`.
+fn encode_continues(next: u64, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    buf.extend_from_slice(&next.to_le_bytes());
+    seal(buf, start, KIND_CONTINUES);
+}
+
+/// Fill in the header of the record starting at `start` (its payload follows) and append the
+/// trailing checksum.
+fn seal(buf: &mut Vec<u8>, start: usize, kind: u8) {
     let len = (buf.len() - start - RECORD_HEADER_LEN) as u32;
     buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
     buf[start + 4] = kind;
     let hcrc = crc32fast::hash(&buf[start..start + 5]);
     buf[start + 5..start + 9].copy_from_slice(&hcrc.to_le_bytes());
-    let mut h = crc32fast::Hasher::new();
-    h.update(&buf[start..start + 5]);
-    h.update(&buf[start + RECORD_HEADER_LEN..]);
-    let crc = h.finalize();
+    let crc = record_crc(&buf[start..]);
     buf.extend_from_slice(&crc.to_le_bytes());
 }
 
@@ -638,6 +658,17 @@ pub fn scan(dir: &Path, snapshot_index: LogIndex) -> Result<Scan, WalError> {
             continue;
         }
         let report = scan_segment(&path, *seq, &data, last, &mut replay)?;
+        if let (true, Some(next)) = (last, report.continues) {
+            return Err(WalError::Corrupt {
+                path: segment_path(dir, next),
+                offset: 0,
+                reason: format!(
+                    "segment {next} is missing: {} ends saying the log continues there (a \
+                     removed or lost newest segment)",
+                    path.display()
+                ),
+            });
+        }
         if let Some(offset) = report.torn_at {
             replay.out.torn_tail = Some((path.clone(), offset));
         }
@@ -680,6 +711,7 @@ fn scan_segment(
         indexes: None,
         terms: None,
         torn_at: None,
+        continues: None,
     };
     let mut pos = HEADER_LEN as usize;
     while pos < data.len() {
@@ -704,6 +736,27 @@ fn scan_segment(
                 }
             }
         };
+        if let Some(next) = report.continues {
+            return Err(corrupt(
+                pos,
+                format!("a record after the marker that the log continues in segment {next}"),
+            ));
+        }
+        if kind == KIND_CONTINUES {
+            let next = <[u8; 8]>::try_from(payload)
+                .map(u64::from_le_bytes)
+                .map_err(|_| corrupt(pos, "bad end-of-segment marker".into()))?;
+            if next != seq + 1 {
+                return Err(corrupt(
+                    pos,
+                    format!("segment {seq} says the log continues in segment {next}"),
+                ));
+            }
+            report.continues = Some(next);
+            report.records += 1;
+            pos += len;
+            continue;
+        }
         let rec = decode(kind, payload).map_err(|r| corrupt(pos, r))?;
         if let Record::Entry(e) = &rec {
             let (lo, hi) = report.indexes.unwrap_or((e.index, e.index));
@@ -871,15 +924,38 @@ impl Wal {
         Ok(())
     }
 
+    /// Start the next segment. It is created durably (directory fsynced) before the current
+    /// one ends with the marker naming it, and that marker is fsynced before any record goes
+    /// to the new segment: so a newest segment that goes missing is seen (the marker names
+    /// it), while a crash at any step leaves a log that opens.
     fn roll(&mut self) -> Result<(), WalError> {
-        // The old segment must be durable before records go to the next one.
-        self.sync()?;
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
         let (file, seg) = Self::create_segment(&self.dir, seq)?;
+        dirs::sync_dir(&self.dir).map_err(io_err(&self.dir, "sync directory"))?;
+        failpoint::hit("wal.roll.created").map_err(io_err(&seg.path, "create"))?;
+        self.buf.clear();
+        encode_continues(seq, &mut self.buf);
+        let current = self
+            .segments
+            .last()
+            .expect("a current segment")
+            .path
+            .clone();
+        let written = self.file.write_all(&self.buf);
+        if let Err(e) = written {
+            if let Err(cut) = self.file.set_len(self.size) {
+                return Err(io_err(&current, "truncate a partly written record")(
+                    io::Error::other(format!("{cut} (after the write failed: {e})")),
+                ));
+            }
+            return Err(io_err(&current, "write")(e));
+        }
+        self.size += self.buf.len() as u64;
+        failpoint::hit("wal.roll.marked").map_err(io_err(&current, "sync"))?;
+        self.sync()?;
         self.file = file;
         self.size = HEADER_LEN;
         self.segments.push(seg);
-        self.dir_dirty = true;
         Ok(())
     }
 
@@ -1418,6 +1494,31 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_newest_segment_is_refused_not_silently_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(dir.path(), 200, 0);
+        for i in 1..=30 {
+            w.append(&[Record::Entry(entry(i, 1, "vvvvvvvvvv"))])
+                .unwrap();
+        }
+        w.sync().unwrap();
+        let n = w.segment_count() as u64;
+        assert!(n >= 3);
+        drop(w);
+        let (_, rec) = open(dir.path(), 200, 0);
+        assert_eq!(
+            rec.entries.len(),
+            30,
+            "every segment ends with its marker and opens"
+        );
+        fs::remove_file(segment_path(dir.path(), n)).unwrap();
+        let before = all_bytes(dir.path());
+        let err = Wal::open(dir.path(), 200, 0).unwrap_err().to_string();
+        assert!(err.contains(&format!("segment {n} is missing")), "{err}");
+        assert_eq!(all_bytes(dir.path()), before);
+    }
+
+    #[test]
     fn a_format_1_segment_is_refused_with_a_clear_reason() {
         let dir = tempfile::tempdir().unwrap();
         let path = segment_path(dir.path(), 1);
@@ -1446,7 +1547,15 @@ mod tests {
         assert_eq!(scan.segments[0].terms, Some((2, 2)));
         assert_eq!(scan.recovered.hard_state, hs(3, Some("n1")));
         let records: u64 = scan.segments.iter().map(|s| s.records).sum();
-        assert_eq!(records, 21);
+        let markers = scan.segments.len() as u64 - 1;
+        assert_eq!(
+            records,
+            21 + markers,
+            "entries, hard state, end-of-segment markers"
+        );
+        assert!(scan.segments[..scan.segments.len() - 1]
+            .iter()
+            .all(|s| s.continues == Some(s.seq + 1)));
     }
 
     #[derive(Debug, Clone)]

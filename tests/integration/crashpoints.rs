@@ -160,6 +160,8 @@ async fn a_crash_at_any_step_of_writing_a_snapshot_loses_nothing() {
 #[actix_web::test]
 async fn a_crash_at_any_step_of_compaction_or_a_directory_sync_loses_nothing() {
     for point in [
+        "wal.roll.created=crash@1",
+        "wal.roll.marked=crash@1",
         "wal.compact.remove=crash@1",
         "wal.compact.remove=crash@2",
         "dir.create=crash@1",
