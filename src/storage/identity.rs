@@ -202,7 +202,7 @@ pub struct DataDir {
     /// The identity was recorded by this start (a new directory, or one from before identity
     /// files existed).
     pub recorded_now: bool,
-    lock: File,
+    _lock: File,
 }
 
 impl DataDir {
@@ -259,13 +259,8 @@ impl DataDir {
             dir,
             identity,
             recorded_now,
-            lock,
+            _lock: lock,
         })
-    }
-
-    /// The lock file, held open (and locked) as long as this value lives.
-    pub fn lock_file(&self) -> &File {
-        &self.lock
     }
 }
 

@@ -899,20 +899,12 @@ impl Wal {
             }
             self.buf.clear();
             encode_record(rec, &mut self.buf);
+            failpoint::hit("wal.write").map_err(io_err(
+                &self.segments.last().expect("a segment").path,
+                "write",
+            ))?;
+            self.write_buf()?;
             let seg = self.segments.last_mut().expect("a current segment");
-            let written = failpoint::hit("wal.write").and_then(|()| self.file.write_all(&self.buf));
-            if let Err(e) = written {
-                // A partial record (e.g. the disk filled up mid-write) would sit in the middle
-                // of the log once later records follow: cut it off so the log stays valid. If
-                // even that fails, the log cannot be trusted any more.
-                if let Err(cut) = self.file.set_len(self.size) {
-                    return Err(io_err(&seg.path, "truncate a partly written record")(
-                        io::Error::other(format!("{cut} (after the write failed: {e})")),
-                    ));
-                }
-                return Err(io_err(&seg.path, "write")(e));
-            }
-            self.size += self.buf.len() as u64;
             match rec {
                 Record::Reset { index, .. } => seg.last_index = seg.last_index.max(*index),
                 // An overwrite at a lower index makes later segments' entries obsolete too, but
@@ -921,6 +913,24 @@ impl Wal {
                 Record::HardState(hs) => self.hard_state = hs.clone(),
             }
         }
+        Ok(())
+    }
+
+    /// Write the encoded record in `buf` to the current segment. On failure the log is as it
+    /// was: a partial record (e.g. the disk filled up mid-write) would sit in the middle of the
+    /// log once later records follow, so it is cut off; if even that fails, the log cannot be
+    /// trusted any more (a fatal error).
+    fn write_buf(&mut self) -> Result<(), WalError> {
+        let path = &self.segments.last().expect("a current segment").path;
+        if let Err(e) = self.file.write_all(&self.buf) {
+            if let Err(cut) = self.file.set_len(self.size) {
+                return Err(io_err(path, "truncate a partly written record")(
+                    io::Error::other(format!("{cut} (after the write failed: {e})")),
+                ));
+            }
+            return Err(io_err(path, "write")(e));
+        }
+        self.size += self.buf.len() as u64;
         Ok(())
     }
 
@@ -935,23 +945,9 @@ impl Wal {
         failpoint::hit("wal.roll.created").map_err(io_err(&seg.path, "create"))?;
         self.buf.clear();
         encode_continues(seq, &mut self.buf);
-        let current = self
-            .segments
-            .last()
-            .expect("a current segment")
-            .path
-            .clone();
-        let written = self.file.write_all(&self.buf);
-        if let Err(e) = written {
-            if let Err(cut) = self.file.set_len(self.size) {
-                return Err(io_err(&current, "truncate a partly written record")(
-                    io::Error::other(format!("{cut} (after the write failed: {e})")),
-                ));
-            }
-            return Err(io_err(&current, "write")(e));
-        }
-        self.size += self.buf.len() as u64;
-        failpoint::hit("wal.roll.marked").map_err(io_err(&current, "sync"))?;
+        self.write_buf()?;
+        let current = &self.segments.last().expect("a current segment").path;
+        failpoint::hit("wal.roll.marked").map_err(io_err(current, "sync"))?;
         self.sync()?;
         self.file = file;
         self.size = HEADER_LEN;

@@ -21,6 +21,18 @@ use crate::helpers::{delete, get, poll_until, put, KvProcess};
 
 const SEGMENT_BYTES: u64 = 64 * 1024;
 
+/// A single node on loopback, a port the OS picks, segments of `seg` bytes.
+fn node_args(seg: &str) -> [&str; 6] {
+    [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--wal-segment-bytes",
+        seg,
+    ]
+}
+
 /// Every stored file of a data directory: (path relative to it, bytes).
 fn stored_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -133,14 +145,7 @@ async fn make_data_dir(dir: &Path) -> BTreeMap<String, Option<String>> {
     let d = dir.to_string_lossy().into_owned();
     let seg = SEGMENT_BYTES.to_string();
     let mut node = KvProcess::start(
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--wal-segment-bytes",
-            &seg,
-        ],
+        &node_args(&seg),
         &[
             ("KVSTORE_DATA_DIR", &d),
             ("KVSTORE_SNAPSHOT_ENTRIES", "1000"),
@@ -243,15 +248,7 @@ async fn damaged_bytes_anywhere_refuse_to_start_or_lose_no_acknowledged_write() 
         lay_out(work.path(), &files, origin.path());
         let d = work.path().to_string_lossy().into_owned();
         let seg = SEGMENT_BYTES.to_string();
-        let args = [
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--wal-segment-bytes",
-            &seg,
-        ];
-        match KvProcess::try_start(&args, &[("KVSTORE_DATA_DIR", &d)]) {
+        match KvProcess::try_start(&node_args(&seg), &[("KVSTORE_DATA_DIR", &d)]) {
             Err(printed) => {
                 assert!(
                     printed.contains("kvstore verify --data-dir"),
