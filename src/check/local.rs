@@ -24,10 +24,17 @@ pub struct LocalCluster {
     cluster_id: String,
 }
 
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+/// `n` distinct free ports: every listener is held until all are picked, so the OS cannot
+/// hand out the same port twice.
+fn free_ports(n: usize) -> Result<Vec<u16>, String> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("cannot find a free port: {e}"))?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("cannot find a free port: {e}"))
 }
 
@@ -44,7 +51,7 @@ impl LocalCluster {
     pub fn start(bin: &Path, n: usize, dir: &Path) -> Result<LocalCluster, String> {
         let mut last = String::new();
         for _ in 0..5 {
-            let ports = (0..n).map(|_| free_port()).collect::<Result<Vec<_>, _>>()?;
+            let ports = free_ports(n)?;
             let mut c = LocalCluster {
                 bin: bin.to_owned(),
                 dir: dir.to_owned(),

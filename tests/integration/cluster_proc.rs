@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{client, delete, free_port, get, poll_until, put, KvProcess};
+use crate::helpers::{client, delete, free_ports, get, poll_until, put, KvProcess};
 
 /// A local cluster of real processes; every process is killed when this is dropped.
 pub(crate) struct ProcCluster {
@@ -41,7 +41,7 @@ impl ProcCluster {
         // over with new ones.
         let mut last_error = String::new();
         for _ in 0..5 {
-            let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+            let ports = free_ports(n);
             let mut c = ProcCluster {
                 ports,
                 nodes: (0..n).map(|_| None).collect(),

@@ -254,6 +254,18 @@ pub fn parse_listen_addr(line: &str) -> Option<SocketAddr> {
 
 /// A port that was free a moment ago (bound to port 0, then released). Only for settings that
 /// must name a port before the process starts; prefer `--port 0` everywhere else.
+/// `n` distinct free ports on 127.0.0.1: every listener is held until all are picked, so the
+/// OS cannot hand out the same port twice (two `free_port` calls can).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{client, free_port, parse_listen_addr, put, KvProcess};
+use crate::helpers::{client, free_ports, parse_listen_addr, put, KvProcess};
 
 /// Spawn a node that must refuse to start: its exit status and everything it printed.
 fn refused(cwd: Option<&Path>, args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
@@ -107,8 +107,9 @@ async fn a_peer_rpc_from_another_cluster_is_refused_and_changes_nothing() {
     // peer (its cluster id is derived from its own URL and its peers'), and campaigns at it.
     let b = KvProcess::start(&["--host", "127.0.0.1", "--port", "0"], &[]);
     let before = health(&b.url("")).await;
-    let port = free_port().to_string();
-    let peers = format!("{},http://127.0.0.1:{}", b.url(""), free_port());
+    let ports = free_ports(2);
+    let port = ports[0].to_string();
+    let peers = format!("{},http://127.0.0.1:{}", b.url(""), ports[1]);
     let a_url = format!("http://127.0.0.1:{port}");
     let a = KvProcess::start(
         &["--host", "127.0.0.1", "--port", &port, "--node-id", "a"],
