@@ -122,6 +122,23 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_CLUSTER_ID", value_name = "ID")]
     pub cluster_id: Option<String>,
 
+    /// The cluster secret, from the environment variable KVSTORE_CLUSTER_SECRET only (never a
+    /// flag: command lines are visible to every user of the machine).
+    #[arg(skip)]
+    pub cluster_secret: Option<String>,
+
+    /// A file holding the cluster secret (whitespace-separated secrets: the first signs, every
+    /// one is accepted, for rotation). Every peer RPC is then signed with it and RPCs without a
+    /// valid signature are refused (401). Alternative: the environment variable
+    /// KVSTORE_CLUSTER_SECRET. Without a secret, peer RPCs are accepted from loopback only.
+    #[arg(long, env = "KVSTORE_CLUSTER_SECRET_FILE", value_name = "PATH")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// Let a node with non-loopback PEERS run without a cluster secret or peer TLS, accepting
+    /// Raft RPCs from any address. INSECURE: anyone who reaches the port can rewrite the data.
+    #[arg(long, env = "KVSTORE_INSECURE_PEERS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_peers: bool,
+
     /// Start a new write-ahead log segment once the current one reaches this size.
     #[arg(long, env = "KVSTORE_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes: u64,
@@ -222,6 +239,28 @@ pub struct Config {
     pub raft: RaftSettings,
     /// The cluster id, if given; else derived at start (see `storage::identity`).
     pub cluster_id: Option<String>,
+    /// Where the cluster secret comes from, if any (read and checked at start).
+    pub cluster_secret: Option<SecretSource>,
+    /// Raft RPCs are accepted from any address without a secret (`--insecure-peers`).
+    pub insecure_peers: bool,
+}
+
+/// Where the cluster secret comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// `KVSTORE_CLUSTER_SECRET`: the text itself.
+    Env(String),
+    /// `--cluster-secret-file`: a file to read at start.
+    File(PathBuf),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(_) => f.write_str("Env(redacted)"),
+            SecretSource::File(p) => write!(f, "File({})", p.display()),
+        }
+    }
 }
 
 /// A setting that cannot be used; `Display` is the one line printed before exiting.
@@ -273,8 +312,9 @@ impl Config {
         };
         let from_env = matches.value_source("port") == Some(ValueSource::EnvVariable);
         let node_id_given = matches.value_source("node_id") != Some(ValueSource::DefaultValue);
-        let cli = Cli::from_arg_matches(&matches)
+        let mut cli = Cli::from_arg_matches(&matches)
             .map_err(|e| ConfigError::Usage(first_line(&e.render().to_string())))?;
+        cli.cluster_secret = std::env::var("KVSTORE_CLUSTER_SECRET").ok();
         if !cli.peers.trim().is_empty() && !node_id_given {
             return Err(ConfigError::Invalid(
                 "NODE_ID (--node-id) must be set when PEERS is: every node needs a distinct id"
@@ -413,6 +453,33 @@ impl Config {
                 ));
             }
         }
+        let cluster_secret = match (cli.cluster_secret, cli.cluster_secret_file) {
+            (Some(_), Some(_)) => {
+                return invalid(
+                    "both KVSTORE_CLUSTER_SECRET and --cluster-secret-file are set; give one"
+                        .into(),
+                )
+            }
+            (Some(text), None) => {
+                crate::security::peer_auth::PeerKeys::from_text(&text)
+                    .map_err(|e| ConfigError::Invalid(format!("KVSTORE_CLUSTER_SECRET: {e}")))?;
+                Some(SecretSource::Env(text))
+            }
+            (None, Some(path)) => Some(SecretSource::File(path)),
+            (None, None) => None,
+        };
+        // Peer mutual TLS also proves who a peer is (see the TLS settings).
+        let peer_mtls = false;
+        if let Some(remote) = peers.iter().find(|p| !is_loopback_url(p)) {
+            if cluster_secret.is_none() && !peer_mtls && !cli.insecure_peers {
+                return invalid(format!(
+                    "PEERS lists a non-loopback node ({remote}): peers on other machines must \
+                     prove who they are. Set a cluster secret (KVSTORE_CLUSTER_SECRET or \
+                     --cluster-secret-file, the same on every node) or peer TLS; or, on a \
+                     network you trust completely, --insecure-peers"
+                ));
+            }
+        }
         Ok(Config {
             host,
             port,
@@ -436,6 +503,8 @@ impl Config {
             advertise_url,
             raft,
             cluster_id,
+            cluster_secret,
+            insecure_peers: cli.insecure_peers,
         })
     }
 }
@@ -512,6 +581,14 @@ pub fn default_advertise_url(host: &str, port: u16) -> String {
         h if h.contains(':') && !h.starts_with('[') => format!("http://[{h}]:{port}"),
         h => format!("http://{h}:{port}"),
     }
+}
+
+/// Is the host of base URL `url` a loopback name or address (`localhost`, 127.0.0.0/8, ::1)?
+pub fn is_loopback_url(url: &str) -> bool {
+    url.parse::<awc::http::Uri>()
+        .ok()
+        .and_then(|u| u.host().map(str::to_owned))
+        .is_some_and(|h| h != "0.0.0.0" && is_loopback_name(&h))
 }
 
 fn is_loopback_name(host: &str) -> bool {
@@ -821,5 +898,69 @@ mod tests {
         ] {
             assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
         }
+    }
+
+    #[test]
+    fn non_loopback_peers_need_a_secret_or_an_explicit_insecure_flag() {
+        let remote = [
+            "--node-id",
+            "a",
+            "--port",
+            "8081",
+            "--peers",
+            "http://10.0.0.2:8081",
+        ];
+        let e = Config::from_cli(cli(&remote), false, None).unwrap_err();
+        assert!(e.to_string().contains("non-loopback"), "{e}");
+        let mut with_secret = cli(&remote);
+        with_secret.cluster_secret = Some("0123456789abcdef0123".into());
+        let c = Config::from_cli(with_secret, false, None).unwrap();
+        assert!(matches!(c.cluster_secret, Some(SecretSource::Env(_))));
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef0123"),
+            "Debug shows no secret"
+        );
+        let args: Vec<&str> = remote
+            .iter()
+            .chain(&["--cluster-secret-file", "/s"])
+            .copied()
+            .collect();
+        let c = Config::from_cli(cli(&args), false, None).unwrap();
+        assert_eq!(c.cluster_secret, Some(SecretSource::File("/s".into())));
+        let args: Vec<&str> = remote
+            .iter()
+            .chain(&["--insecure-peers"])
+            .copied()
+            .collect();
+        let c = Config::from_cli(cli(&args), false, None).unwrap();
+        assert!(c.insecure_peers && c.cluster_secret.is_none());
+        // Loopback peers, by name or address, need nothing (the original three-terminal demo).
+        for peer in [
+            "http://localhost:8082",
+            "http://127.0.0.1:8082",
+            "http://[::1]:8082",
+        ] {
+            let c = Config::from_cli(
+                cli(&["--node-id", "a", "--port", "8081", "--peers", peer]),
+                false,
+                None,
+            );
+            assert!(c.is_ok(), "{peer}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn a_weak_or_doubly_given_secret_is_refused() {
+        let mut weak = cli(&[]);
+        weak.cluster_secret = Some("short".into());
+        let e = Config::from_cli(weak, false, None).unwrap_err();
+        assert!(e.to_string().contains("at least 16"), "{e}");
+        assert!(
+            !e.to_string().contains("short\""),
+            "the error never repeats the secret: {e}"
+        );
+        let mut both = cli(&["--cluster-secret-file", "/s"]);
+        both.cluster_secret = Some("0123456789abcdef0123".into());
+        assert!(Config::from_cli(both, false, None).is_err());
     }
 }

@@ -27,6 +27,7 @@ pub mod check;
 pub mod config;
 pub mod fatal;
 pub mod raft;
+pub mod security;
 pub mod startup;
 pub mod storage;
 pub mod store;

@@ -7,16 +7,18 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use actix::{Actor, Addr, Arbiter, SyncArbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
 
 use crate::api::{self, AppState};
-use crate::config::{default_advertise_url, Config, Storage};
+use crate::config::{default_advertise_url, Config, SecretSource, Storage};
 use crate::raft::actor::{RaftSetup, SnapshotData, SnapshotInfo, SnapshotPolicy};
 use crate::raft::log::{Entry, RaftLog};
 use crate::raft::{HardState, RaftActor, RaftTiming, Term};
+use crate::security::peer_auth::PeerKeys;
 use crate::storage::identity::{derive_cluster_id, ClusterId, DataDir, IdentityError};
 use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::storage::{LogWriter, Wal, WalError};
@@ -36,6 +38,8 @@ pub enum StartError {
     Snapshot { dir: PathBuf, source: io::Error },
     /// The data directory belongs to another node, cluster or process.
     DataDir(IdentityError),
+    /// The cluster secret could not be read or is unusable.
+    Secret(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -51,6 +55,7 @@ impl std::fmt::Display for StartError {
                 write!(f, "cannot read snapshots in {}: {source}", dir.display())
             }
             StartError::DataDir(e) => write!(f, "{e}"),
+            StartError::Secret(why) => write!(f, "cluster secret: {why}"),
         }
     }
 }
@@ -275,6 +280,44 @@ pub fn log_after(
     RaftLog::with_base(meta.index, meta.term, entries)
 }
 
+/// Most bytes of a cluster secret file (a few secrets and whitespace).
+const MAX_SECRET_FILE_BYTES: u64 = 4096;
+
+/// The cluster secret's keys, read from where the configuration says; `None` without one.
+pub fn load_peer_keys(source: Option<&SecretSource>) -> Result<Option<Arc<PeerKeys>>, StartError> {
+    let text = match source {
+        None => return Ok(None),
+        Some(SecretSource::Env(text)) => text.clone(),
+        Some(SecretSource::File(path)) => {
+            let err = |why: String| StartError::Secret(format!("{}: {why}", path.display()));
+            let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+            let meta = file.metadata().map_err(|e| err(e.to_string()))?;
+            if !meta.is_file() || meta.len() > MAX_SECRET_FILE_BYTES {
+                return Err(err(format!(
+                    "not a regular file of at most {MAX_SECRET_FILE_BYTES} bytes"
+                )));
+            }
+            {
+                use std::os::unix::fs::PermissionsExt;
+                if meta.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        file = %path.display(),
+                        "the cluster secret file can be read by other users; `chmod 600` it"
+                    );
+                }
+            }
+            let mut text = String::new();
+            use std::io::Read;
+            file.take(MAX_SECRET_FILE_BYTES)
+                .read_to_string(&mut text)
+                .map_err(|e| err(e.to_string()))?;
+            text
+        }
+    };
+    let keys = PeerKeys::from_text(&text).map_err(|e| StartError::Secret(e.to_string()))?;
+    Ok(Some(Arc::new(keys)))
+}
+
 /// Start the store and Raft actors, each on its own thread (an actix [`Arbiter`]), so that
 /// neither stalls the other nor the HTTP workers, and return the state the handlers share.
 /// Must run inside an actix system. `url` is this node's base URL.
@@ -283,6 +326,20 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
         Some(id) => ClusterId::Explicit(id.clone()),
         None => ClusterId::Derived(derive_cluster_id(&url, &config.peers)),
     };
+    let peer_keys = load_peer_keys(config.cluster_secret.as_ref())?;
+    match (&peer_keys, config.insecure_peers) {
+        (Some(keys), _) => tracing::info!(
+            secrets = keys.len(),
+            "peer RPCs are signed with the cluster secret; unsigned ones are refused"
+        ),
+        (None, true) => tracing::warn!(
+            "INSECURE (--insecure-peers): Raft RPCs are accepted from any address without proof; \
+             anyone who can reach this port can rewrite the data. Set a cluster secret instead"
+        ),
+        (None, false) => {
+            tracing::info!("no cluster secret: Raft RPCs are accepted from loopback addresses only")
+        }
+    }
     let resumed = open_storage(config, cluster_id)?;
     let (state, state_term) = (resumed.state, resumed.state_term);
     let store = StoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
@@ -309,10 +366,11 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
     let (peers, rpc_timeout, faults) =
         (config.peers.clone(), config.raft.rpc_timeout, config.faults);
     let cluster_id = resumed.cluster_id.clone();
+    let keys = peer_keys.clone();
     let raft = RaftActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         // Made here, on the actor's own thread (one awc client per thread, made on it), and
         // reused for every RPC.
-        let http = HttpTransport::new(url, peers.clone(), rpc_timeout, cluster_id);
+        let http = HttpTransport::new(url, peers.clone(), rpc_timeout, cluster_id, keys);
         let transport: Box<dyn Transport> = if faults {
             tracing::warn!(
                 "fault injection enabled (KVSTORE_FAULTS): /admin/faults can cut this node's links"
@@ -335,6 +393,8 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
         limits: config.limits,
         request_timeout: config.request_timeout,
         faults_enabled: config.faults,
+        peer_keys,
+        peers_open: config.insecure_peers,
     })
 }
 

@@ -37,6 +37,9 @@ pub enum ApiError {
     Forbidden(String),
     /// A peer RPC from another cluster (or without a cluster id); the message names both.
     WrongCluster(String),
+    /// A peer RPC without valid proof of the cluster secret; the message says what is wrong
+    /// with the proof, never anything about the secret.
+    PeerUnauthorized(String),
     /// Something failed inside the server; the message says what, without internals.
     Internal(String),
     /// The cluster cannot serve the request now (no leader, no quorum, overloaded); the message
@@ -67,7 +70,8 @@ impl fmt::Display for ApiError {
             ApiError::Internal(what)
             | ApiError::Unavailable(what)
             | ApiError::Forbidden(what)
-            | ApiError::WrongCluster(what) => {
+            | ApiError::WrongCluster(what)
+            | ApiError::PeerUnauthorized(what) => {
                 write!(f, "{what}")
             }
         }
@@ -106,6 +110,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::WrongCluster(_) => StatusCode::CONFLICT,
+            ApiError::PeerUnauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -158,6 +163,7 @@ mod tests {
             (ApiError::KeyNotFound, 404),
             (ApiError::RouteNotFound { path: "/x".into() }, 404),
             (ApiError::MethodNotAllowed { allowed: "PUT" }, 405),
+            (ApiError::PeerUnauthorized("unauthorized: x".into()), 401),
             (ApiError::Internal("boom".into()), 500),
             (ApiError::Unavailable("no leader: x".into()), 503),
         ];

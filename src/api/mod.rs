@@ -49,6 +49,11 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// `KVSTORE_FAULTS=1`: `/admin/faults` may switch the fault layer.
     pub faults_enabled: bool,
+    /// The cluster secret: peer RPCs must be signed with it (see [`peer::guard`]).
+    pub peer_keys: Option<std::sync::Arc<crate::security::peer_auth::PeerKeys>>,
+    /// Peer RPCs are accepted from any source address without a secret (`--insecure-peers`,
+    /// or a peer listener that verified the caller's TLS certificate).
+    pub peers_open: bool,
 }
 
 /// Registers every route, the JSON/query error mapping and the 404/405 answers.
@@ -86,13 +91,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/raft/vote")
-                .wrap(actix_web::middleware::from_fn(peer::same_cluster))
+                .wrap(actix_web::middleware::from_fn(peer::guard))
                 .route(web::post().to(peer::vote))
                 .default_service(web::to(|| not_allowed("POST"))),
         )
         .service(
             web::resource("/raft/append")
-                .wrap(actix_web::middleware::from_fn(peer::same_cluster))
+                .wrap(actix_web::middleware::from_fn(peer::guard))
                 .app_data(peer::json_config())
                 .route(web::post().to(peer::append))
                 .default_service(web::to(|| not_allowed("POST"))),
@@ -106,7 +111,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/raft/snapshot")
-                .wrap(actix_web::middleware::from_fn(peer::same_cluster))
+                .wrap(actix_web::middleware::from_fn(peer::guard))
                 .app_data(peer::chunk_config())
                 .app_data(peer::query_config())
                 .route(web::post().to(peer::snapshot))

@@ -3,19 +3,29 @@
 //! snapshot: the fields in the query string, the chunk as the raw body). Bodies and answers are
 //! the types of [`crate::raft::rpc`], as JSON.
 //!
-//! Every route first checks, before the body is read, that the request carries this node's
-//! cluster id in `x-kvstore-cluster` ([`same_cluster`]); a request from another cluster (or
-//! without one) is refused with 409 and changes nothing.
+//! Every route is wrapped in [`guard`], which decides whether the sender is a peer before the
+//! body is parsed, and refuses with nothing changed otherwise:
+//! 1. without a cluster secret (and without `--insecure-peers`), only loopback source addresses
+//!    may call (403);
+//! 2. with a cluster secret, the request must carry a valid signature of it (see
+//!    [`crate::security::peer_auth`]): the body is read (bounded per route), the signature
+//!    checked in constant time (401), then the body handed on; the answer is signed too;
+//! 3. the request must carry this node's cluster id in `x-kvstore-cluster` (409).
+//!
+//! Then every decoded message is checked against the protocol's bounds
+//! ([`Message::validate`]: no term or index near `u64::MAX`), 400 otherwise.
 //!
 //! Handlers forward each request to the `RaftActor` and answer with its response. They never
 //! interpret Raft messages themselves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
 
 use super::errors::{self, ApiError};
 use super::AppState;
@@ -23,6 +33,8 @@ use crate::raft::actor::SNAPSHOT_CHUNK_BYTES;
 use crate::raft::actor::{InboundFrom, RaftError};
 use crate::raft::rpc::{AppendRequest, SnapshotRequest, VoteRequest};
 use crate::raft::Message;
+use crate::security::peer_auth::{RequestParts, AUTH_HEADER};
+use crate::transport::http::{unix_ms, CLUSTER_HEADER, FROM_HEADER};
 
 /// Largest AppendEntries body accepted (batches of entries are larger than client requests).
 pub const MAX_APPEND_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -45,43 +57,139 @@ pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(errors::query_error)
 }
 
-/// Refuses a peer RPC whose `x-kvstore-cluster` is not this node's cluster id, before its body
-/// is parsed. The first refusal, and every 100th after it, is logged as a warning.
-pub async fn same_cluster<B: MessageBody>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    static REFUSED: AtomicU64 = AtomicU64::new(0);
-    let ours = req
-        .app_data::<web::Data<AppState>>()
-        .map(|s| s.cluster_id.clone())
-        .unwrap_or_default();
-    let theirs = req
-        .headers()
-        .get(crate::transport::http::CLUSTER_HEADER)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    if theirs.as_deref() == Some(ours.as_str()) {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_left_body);
+/// Largest RequestVote body (a few numbers and a node id).
+pub const MAX_VOTE_BODY_BYTES: usize = 64 * 1024;
+
+/// The most body bytes [`guard`] reads to check a signature, per route.
+fn body_limit(path: &str) -> usize {
+    match path {
+        "/raft/append" => MAX_APPEND_BODY_BYTES,
+        "/raft/snapshot" => 2 * SNAPSHOT_CHUNK_BYTES,
+        _ => MAX_VOTE_BODY_BYTES,
     }
-    let from = sender(req.request()).unwrap_or_else(|| "an unknown sender".to_owned());
-    let message = match &theirs {
-        Some(t) => format!(
-            "refused: this node belongs to cluster {ours:?}, the request from {from} to \
-             cluster {t:?}"
-        ),
-        None => format!(
-            "refused: a Raft RPC must carry the cluster id ({ours:?}) in the {} header",
-            crate::transport::http::CLUSTER_HEADER
-        ),
+}
+
+/// Logs the first refusal of each kind and every 100th after it, so a flood of forged
+/// requests cannot flood the log.
+fn log_refusal(counter: &AtomicU64, path: &str, message: &str) {
+    if counter.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
+        tracing::warn!(path, "peer RPC {message}");
+    }
+}
+
+fn refuse(req: ServiceRequest, err: ApiError) -> ServiceResponse<BoxBody> {
+    req.into_response(err.error_response())
+}
+
+/// Decides whether a peer RPC comes from a peer, before its body is parsed (see the module
+/// header), and signs the answer when the cluster has a secret.
+pub async fn guard(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    static FOREIGN: AtomicU64 = AtomicU64::new(0);
+    static UNSIGNED: AtomicU64 = AtomicU64::new(0);
+    static WRONG_CLUSTER: AtomicU64 = AtomicU64::new(0);
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(refuse(req, ApiError::Internal("no state".into())));
     };
-    if REFUSED.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
-        tracing::warn!(path = req.path(), "peer RPC {message}");
+    let path = req.path().to_owned();
+    let header = |req: &ServiceRequest, name: &str| {
+        req.headers()
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
+    let theirs = header(&req, CLUSTER_HEADER);
+    // 1. Who may call at all.
+    let mut request_mac = None;
+    if let Some(keys) = &state.peer_keys {
+        // 2. Proof of the secret, over the exact bytes that will be parsed.
+        let limit = body_limit(&path);
+        let mut payload = req.take_payload();
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let Ok(chunk) = chunk else {
+                return Ok(refuse(
+                    req,
+                    ApiError::InvalidJson("the request body could not be read".into()),
+                ));
+            };
+            if body.len() + chunk.len() > limit {
+                return Ok(refuse(req, ApiError::BodyTooLarge { limit }));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let body = body.freeze();
+        let from = header(&req, FROM_HEADER).unwrap_or_default();
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or(path.as_str(), |p| p.as_str())
+            .to_owned();
+        let parts = RequestParts {
+            cluster: theirs.as_deref().unwrap_or(""),
+            method: req.method().as_str(),
+            path_and_query: &path_and_query,
+            from: &from,
+        };
+        let proof = req.headers().get(AUTH_HEADER).map(|v| v.as_bytes());
+        match keys.verify_request(proof, parts, unix_ms(), &body) {
+            Ok(p) => request_mac = Some(p.mac),
+            Err(e) => {
+                let message = e.to_string();
+                log_refusal(&UNSIGNED, &path, &message);
+                return Ok(refuse(req, ApiError::PeerUnauthorized(message)));
+            }
+        }
+        req.set_payload(body.into());
+    } else if !state.peers_open {
+        let loopback = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
+        if !loopback {
+            let message = format!(
+                "refused: Raft RPCs from {} are not accepted: without a cluster secret this \
+                 node accepts them from loopback addresses only",
+                req.peer_addr()
+                    .map_or_else(|| "an unknown address".to_owned(), |a| a.ip().to_string())
+            );
+            log_refusal(&FOREIGN, &path, &message);
+            return Ok(refuse(req, ApiError::Forbidden(message)));
+        }
     }
-    let res = ApiError::WrongCluster(message).error_response();
-    Ok(req.into_response(res).map_into_right_body())
+    // 3. The same cluster.
+    let ours = state.cluster_id.as_str();
+    if theirs.as_deref() != Some(ours) {
+        let from = sender(req.request()).unwrap_or_else(|| "an unknown sender".to_owned());
+        let message = match &theirs {
+            Some(t) => format!(
+                "refused: this node belongs to cluster {ours:?}, the request from {from} to \
+                 cluster {t:?}"
+            ),
+            None => format!(
+                "refused: a Raft RPC must carry the cluster id ({ours:?}) in the {CLUSTER_HEADER} \
+                 header"
+            ),
+        };
+        log_refusal(&WRONG_CLUSTER, &path, &message);
+        return Ok(refuse(req, ApiError::WrongCluster(message)));
+    }
+    let res = next.call(req).await?.map_into_boxed_body();
+    let (Some(keys), Some(mac)) = (&state.peer_keys, request_mac) else {
+        return Ok(res);
+    };
+    // Sign the answer (status and body) for the sender, bound to its request.
+    let (http_req, res) = res.into_parts();
+    let status = res.status();
+    let (mut head, body) = res.into_parts();
+    let bytes = actix_web::body::to_bytes(body)
+        .await
+        .map_err(|e| actix_web::error::ErrorInternalServerError(e.to_string()))?;
+    let signature = keys.sign_answer(&mac, status.as_u16(), &bytes);
+    if let Ok(value) = HeaderValue::from_str(&signature) {
+        head.headers_mut()
+            .insert(HeaderName::from_static(AUTH_HEADER), value);
+    }
+    let res = head.set_body(BoxBody::new(bytes));
+    Ok(ServiceResponse::new(http_req, res))
 }
 
 /// The sender's base URL, as it says in `x-kvstore-from` (for the fault layer only).
@@ -120,7 +228,9 @@ pub async fn vote(
     req: HttpRequest,
     body: web::Json<VoteRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    forward(&state, &req, Message::VoteRequest(body.into_inner())).await
+    let msg = Message::VoteRequest(body.into_inner());
+    msg.validate().map_err(ApiError::InvalidJson)?;
+    forward(&state, &req, msg).await
 }
 
 /// `POST /raft/append`.
@@ -129,7 +239,9 @@ pub async fn append(
     req: HttpRequest,
     body: web::Json<AppendRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    forward(&state, &req, Message::AppendRequest(body.into_inner())).await
+    let msg = Message::AppendRequest(body.into_inner());
+    msg.validate().map_err(ApiError::InvalidJson)?;
+    forward(&state, &req, msg).await
 }
 
 /// `POST /raft/snapshot?term=..&leaderId=..&leaderUrl=..&index=..&lastTerm=..&offset=..&done=..&seq=..`
@@ -142,5 +254,7 @@ pub async fn snapshot(
 ) -> Result<HttpResponse, ApiError> {
     let mut chunk = query.into_inner();
     chunk.data = body.to_vec();
-    forward(&state, &req, Message::SnapshotRequest(chunk)).await
+    let msg = Message::SnapshotRequest(chunk);
+    msg.validate().map_err(ApiError::InvalidQuery)?;
+    forward(&state, &req, msg).await
 }

@@ -317,6 +317,13 @@ impl RaftCore {
 
     /// Feed one input; returns what to do, in order.
     pub fn step(&mut self, input: Input) -> Vec<Output> {
+        if let Input::Request(msg) | Input::Response { msg, .. } = &input {
+            if msg.check_bounds().is_err() {
+                // Out-of-range numbers (a forged or corrupt message): ignored, so no
+                // arithmetic on them can saturate or wrap. The edges refuse them first.
+                return Vec::new();
+            }
+        }
         match input {
             Input::Tick => self.tick(),
             Input::Campaign => {
@@ -2433,11 +2440,30 @@ mod tests {
             assert_eq!(terms_of(f.log()), vec![1, 1, 2], "{entries:?}");
             assert_eq!(f.commit_index(), 0);
         }
-        // A term at the very top cannot wrap around.
-        let mut c = core("top", 2);
-        c.step(Input::Request(vote_req(u64::MAX, "x", 0, 0)));
-        tick_until_campaign(&mut c);
-        assert_eq!(c.term(), u64::MAX);
+        // A term near the top is ignored, so no arithmetic on it can saturate: the node keeps
+        // its term and can still campaign.
+        for term in [u64::MAX, crate::raft::rpc::MAX_WIRE_NUMBER + 1] {
+            let mut c = core("top", 2);
+            assert!(c.step(Input::Request(vote_req(term, "x", 0, 0))).is_empty());
+            let forged = AppendRequest {
+                term,
+                leader_id: "x".into(),
+                leader_url: "http://x".into(),
+                ..Default::default()
+            };
+            assert!(c
+                .step(Input::Request(Message::AppendRequest(forged)))
+                .is_empty());
+            assert_eq!((c.term(), c.leader()), (0, None));
+            let out = tick_until_campaign(&mut c);
+            assert!(
+                out.iter().any(|o| matches!(
+                    o,
+                    Output::Send { msg: Message::VoteRequest(v), .. } if v.term == 1
+                )),
+                "{out:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,25 @@
 //! Wire types of the Raft RPCs (`POST /raft/vote`, `/raft/append`, `/raft/snapshot`) and the [`Message`]
 //! enum the core consumes and produces.
 //!
-//! Plain serde data; no behaviour. A change here is a change of the protocol between nodes.
+//! Plain serde data, plus [`Message::validate`], the bounds every received message must meet
+//! before anything acts on it. A change here is a change of the protocol between nodes.
 
 use serde::{Deserialize, Serialize};
 
 use super::log::Entry;
 use super::{LogIndex, NodeId, Term};
+
+/// The largest term or log index a message may carry: 2^53 - 1, the largest integer a JSON
+/// number holds exactly in every client (JavaScript reads numbers as doubles). A term grows by
+/// one per election, an index by one per entry: at a million a second, 285 years to get there.
+/// Capping received values far below `u64::MAX` means no arithmetic on them (`term + 1` for a
+/// campaign, `index + 1` for the next entry) can saturate or wrap, so a forged or corrupt
+/// message with `term = u64::MAX` cannot leave a cluster unable to elect.
+pub const MAX_WIRE_NUMBER: u64 = (1 << 53) - 1;
+
+/// Most bytes of one snapshot file a transfer may describe (the follower's cap on what it
+/// writes to its temporary file).
+pub const MAX_SNAPSHOT_OFFSET: u64 = 1 << 40;
 
 /// RequestVote (§5.2), also used for pre-vote (thesis §9.6) when `pre_vote` is set: then
 /// `term` is the term the candidate *would* campaign in, and the receiver changes nothing.
@@ -141,6 +154,106 @@ impl Message {
             Message::AppendResponse(m) => m.term,
             Message::SnapshotRequest(m) => m.term,
             Message::SnapshotResponse(m) => m.term,
+        }
+    }
+
+    /// Refuse a message whose numbers are out of bounds ([`MAX_WIRE_NUMBER`]), so no
+    /// arithmetic on a received term or index can saturate or wrap. The core ignores such a
+    /// message; the HTTP edge refuses it first (400), with [`Message::validate`].
+    pub fn check_bounds(&self) -> Result<(), String> {
+        self.check(false)
+    }
+
+    /// [`Message::check_bounds`], plus the shape a well-formed message has: entries that follow
+    /// `prev_log_index` one by one with terms no higher than the request's, a snapshot's last
+    /// term no higher than the request's, chunk offsets within [`MAX_SNAPSHOT_OFFSET`].
+    pub fn validate(&self) -> Result<(), String> {
+        self.check(true)
+    }
+
+    fn check(&self, shape: bool) -> Result<(), String> {
+        fn check(name: &str, value: u64) -> Result<(), String> {
+            if value > MAX_WIRE_NUMBER {
+                return Err(format!(
+                    "{name} {value} is out of range (at most {MAX_WIRE_NUMBER})"
+                ));
+            }
+            Ok(())
+        }
+        match self {
+            Message::VoteRequest(m) => {
+                check("term", m.term)?;
+                check("lastLogIndex", m.last_log_index)?;
+                check("lastLogTerm", m.last_log_term)
+            }
+            Message::VoteResponse(m) => check("term", m.term),
+            Message::AppendRequest(m) => {
+                check("term", m.term)?;
+                check("prevLogIndex", m.prev_log_index)?;
+                check("prevLogTerm", m.prev_log_term)?;
+                check("leaderCommit", m.leader_commit)?;
+                check("seq", m.seq)?;
+                let mut expected = m.prev_log_index;
+                for e in &m.entries {
+                    expected += 1;
+                    check("entry index", e.index)?;
+                    check("entry term", e.term)?;
+                    if !shape {
+                        continue;
+                    }
+                    if e.index != expected {
+                        return Err(format!(
+                            "entry index {} where {expected} was expected (entries follow \
+                             prevLogIndex one by one)",
+                            e.index
+                        ));
+                    }
+                    if e.term > m.term {
+                        return Err(format!(
+                            "entry {} has term {}, above the request's term {}",
+                            e.index, e.term, m.term
+                        ));
+                    }
+                }
+                check("last entry index", expected)
+            }
+            Message::AppendResponse(m) => {
+                check("term", m.term)?;
+                check("matchIndex", m.match_index)?;
+                check("seq", m.seq)?;
+                check("rejectIndex", m.reject_index)?;
+                check("conflictIndex", m.conflict_index)?;
+                check("conflictTerm", m.conflict_term.unwrap_or(0))
+            }
+            Message::SnapshotRequest(m) => {
+                check("term", m.term)?;
+                check("index", m.index)?;
+                check("lastTerm", m.last_term)?;
+                check("seq", m.seq)?;
+                if shape && m.last_term > m.term {
+                    return Err(format!(
+                        "snapshot lastTerm {} is above the request's term {}",
+                        m.last_term, m.term
+                    ));
+                }
+                let end = m.offset.checked_add(m.data.len() as u64);
+                if end.is_none_or(|end| end > MAX_SNAPSHOT_OFFSET) {
+                    return Err(format!(
+                        "snapshot chunk at offset {} runs past {MAX_SNAPSHOT_OFFSET} bytes",
+                        m.offset
+                    ));
+                }
+                Ok(())
+            }
+            Message::SnapshotResponse(m) => {
+                check("term", m.term)?;
+                check("seq", m.seq)?;
+                check("matchIndex", m.match_index.unwrap_or(0))?;
+                if m.next_offset > MAX_SNAPSHOT_OFFSET {
+                    return Err(format!("nextOffset {} is out of range", m.next_offset));
+                }
+                Ok(())
+            }
         }
     }
 

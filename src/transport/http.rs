@@ -3,9 +3,12 @@
 //!
 //! One awc client per transport, made on the actor's thread and reused for every call, so
 //! connections are kept alive. Every call carries this node's cluster id (`x-kvstore-cluster`),
-//! which the receiver checks before it reads the body. Every call is bounded by the RPC timeout. Failures are classified,
-//! never retried here.
+//! which the receiver checks before it reads the body. With a cluster secret, every call is
+//! signed and every successful answer must carry a valid signature bound to the call, or it is
+//! refused as a protocol error before it is parsed ([`crate::security::peer_auth`]). Every call
+//! is bounded by the RPC timeout. Failures are classified, never retried here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use awc::error::SendRequestError;
@@ -16,6 +19,7 @@ use serde::de::DeserializeOwned;
 use super::{Transport, TransportError};
 use crate::raft::rpc::{AppendResponse, SnapshotResponse, VoteResponse};
 use crate::raft::{Message, PeerId};
+use crate::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
 
 /// Largest RPC answer accepted.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
@@ -32,6 +36,8 @@ pub struct HttpTransport {
     me: String,
     /// This node's cluster id, sent as `x-kvstore-cluster` (the receiver refuses another).
     cluster: String,
+    /// The cluster secret: every call is signed, every answer checked.
+    keys: Option<Arc<PeerKeys>>,
 }
 
 /// The header naming the sender of a Raft RPC.
@@ -42,8 +48,15 @@ pub const CLUSTER_HEADER: &str = "x-kvstore-cluster";
 
 impl HttpTransport {
     /// A transport to `peers` (base URLs, index = [`PeerId`]); every call times out after
-    /// `timeout`; every call carries `cluster`. Must be made on the thread that will use it.
-    pub fn new(me: String, peers: Vec<String>, timeout: Duration, cluster: String) -> Self {
+    /// `timeout`; every call carries `cluster` and, with `keys`, a signature. Must be made on
+    /// the thread that will use it.
+    pub fn new(
+        me: String,
+        peers: Vec<String>,
+        timeout: Duration,
+        cluster: String,
+        keys: Option<Arc<PeerKeys>>,
+    ) -> Self {
         let connector = awc::Connector::new().timeout(timeout);
         let client = awc::Client::builder()
             .connector(connector)
@@ -55,8 +68,37 @@ impl HttpTransport {
             peers,
             me,
             cluster,
+            keys,
         }
     }
+
+    /// Sign `req` (whose body is `body`) when the cluster has a secret: the header added, and
+    /// what checking the answer needs.
+    fn sign(&self, req: awc::ClientRequest, body: &[u8]) -> (awc::ClientRequest, Option<Signed>) {
+        let Some(keys) = &self.keys else {
+            return (req, None);
+        };
+        let uri = req.get_uri();
+        let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let parts = RequestParts {
+            cluster: &self.cluster,
+            method: "POST",
+            path_and_query: &path_and_query,
+            from: &self.me,
+        };
+        let (header, mac) = keys.sign_request(parts, unix_ms(), body);
+        let signed = Signed {
+            keys: keys.clone(),
+            mac,
+        };
+        (req.insert_header((AUTH_HEADER, header)), Some(signed))
+    }
+}
+
+/// What checking a signed call's answer needs.
+struct Signed {
+    keys: Arc<PeerKeys>,
+    mac: Vec<u8>,
 }
 
 fn classify(err: SendRequestError) -> TransportError {
@@ -69,6 +111,7 @@ fn classify(err: SendRequestError) -> TransportError {
 async fn post<Resp: DeserializeOwned>(
     req: awc::ClientRequest,
     body: Vec<u8>,
+    signed: Option<Signed>,
 ) -> Result<Resp, TransportError> {
     let mut res = req.send_body(body).await.map_err(classify)?;
     let status = res.status();
@@ -83,7 +126,20 @@ async fn post<Resp: DeserializeOwned>(
             message: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
         });
     }
+    if let Some(Signed { keys, mac }) = signed {
+        let proof = res.headers().get(AUTH_HEADER).map(|v| v.as_bytes());
+        keys.verify_answer(proof, &mac, status.as_u16(), &bytes)
+            .map_err(|e| TransportError::Protocol(format!("answer refused: {e}")))?;
+    }
     serde_json::from_slice(&bytes).map_err(|e| TransportError::Protocol(e.to_string()))
+}
+
+/// Milliseconds since the Unix epoch by the wall clock: signatures compare the clocks of
+/// different machines, so only wall time makes sense for them.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Transport for HttpTransport {
@@ -109,8 +165,9 @@ impl Transport for HttpTransport {
                 Ok(req) => req,
                 Err(e) => return ready(Err(TransportError::Protocol(e.to_string()))).boxed_local(),
             };
+            let (req, signed) = self.sign(req, &data);
             return async move {
-                post::<SnapshotResponse>(req, data)
+                post::<SnapshotResponse>(req, data, signed)
                     .await
                     .map(Message::SnapshotResponse)
             }
@@ -134,13 +191,14 @@ impl Transport for HttpTransport {
             .insert_header(("content-type", "application/json"))
             .insert_header((FROM_HEADER, self.me.as_str()))
             .insert_header((CLUSTER_HEADER, self.cluster.as_str()));
+        let (req, signed) = self.sign(req, &body);
         async move {
             if path == "/raft/vote" {
-                post::<VoteResponse>(req, body)
+                post::<VoteResponse>(req, body, signed)
                     .await
                     .map(Message::VoteResponse)
             } else {
-                post::<AppendResponse>(req, body)
+                post::<AppendResponse>(req, body, signed)
                     .await
                     .map(Message::AppendResponse)
             }

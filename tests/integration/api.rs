@@ -609,6 +609,9 @@ async fn reads_are_linearizable_by_default_and_stale_on_request() {
     );
 }
 
+/// A loopback source address: without a cluster secret, peer routes answer only these.
+const LOOPBACK: &str = "127.0.0.1:40000";
+
 #[actix_web::test]
 async fn peer_routes_answer_raft_messages_and_refuse_garbage_in_the_json_shape() {
     let app = app!();
@@ -617,6 +620,7 @@ async fn peer_routes_answer_raft_messages_and_refuse_garbage_in_the_json_shape()
         &app,
         test::TestRequest::post()
             .uri("/raft/vote")
+            .peer_addr(LOOPBACK.parse().unwrap())
             .insert_header((CLUSTER_HEADER, "standalone"))
             .set_payload(vote),
     )
@@ -632,6 +636,7 @@ async fn peer_routes_answer_raft_messages_and_refuse_garbage_in_the_json_shape()
             &app,
             test::TestRequest::post()
                 .uri("/raft/append")
+                .peer_addr(LOOPBACK.parse().unwrap())
                 .insert_header((CLUSTER_HEADER, "standalone"))
                 .set_payload("{"),
         )
@@ -644,6 +649,7 @@ async fn peer_routes_answer_raft_messages_and_refuse_garbage_in_the_json_shape()
             &app,
             test::TestRequest::get()
                 .uri("/raft/vote")
+                .peer_addr(LOOPBACK.parse().unwrap())
                 .insert_header((CLUSTER_HEADER, "standalone")),
         )
         .await,
@@ -660,7 +666,10 @@ async fn peer_routes_refuse_another_cluster_or_none_before_reading_the_body() {
         ("/raft/append", None),
         ("/raft/snapshot?nonsense=1", Some("other")),
     ] {
-        let mut req = test::TestRequest::post().uri(path).set_payload("not json");
+        let mut req = test::TestRequest::post()
+            .uri(path)
+            .peer_addr(LOOPBACK.parse().unwrap())
+            .set_payload("not json");
         if let Some(c) = cluster {
             req = req.insert_header((CLUSTER_HEADER, c));
         }

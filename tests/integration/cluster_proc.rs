@@ -61,6 +61,11 @@ impl ProcCluster {
         panic!("could not find free ports for a cluster: {last_error}");
     }
 
+    /// The cluster id every node was started with.
+    pub(crate) fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
     pub(crate) fn url(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.ports[i])
     }

@@ -25,5 +25,6 @@ mod fatal;
 mod helpers;
 mod identity;
 mod linearizable;
+mod peer_auth;
 mod raft_sim;
 mod snapshots;

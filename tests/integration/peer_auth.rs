@@ -1,0 +1,316 @@
+//! The trust boundary of the Raft routes: who may speak Raft to a node.
+//!
+//! In process (`actix_web::test` against the real app): without a secret only loopback sources
+//! are answered; with a secret, unsigned, mis-signed, stale and altered requests get 401 before
+//! the body is parsed, a correctly signed one is answered with a signed answer, and terms near
+//! `u64::MAX` are refused. With real processes: the attack from issue #11 (a forged vote, an
+//! append with a forged entry and `leaderCommit` covering it, a snapshot chunk) against every
+//! node of a 3-node cluster with a secret: every forged request gets 401, no key appears, the
+//! leader and the term stay the same.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::test;
+use kvstore::api::{self, Limits};
+use kvstore::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
+use kvstore::transport::http::{unix_ms, CLUSTER_HEADER, FROM_HEADER};
+use serde_json::{json, Value};
+
+use crate::cluster_proc::ProcCluster;
+use crate::helpers::{client, get, poll_until, put, state_with};
+
+/// A fresh random secret (tests never commit one).
+fn secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+const VOTE: &str =
+    r#"{"term":7,"candidateId":"x","lastLogIndex":0,"lastLogTerm":0,"preVote":true}"#;
+
+async fn call<S, B>(app: &S, req: test::TestRequest) -> (StatusCode, Option<String>, Value)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (status, auth, v, _) = call_raw(app, req).await;
+    (status, auth, v)
+}
+
+async fn call_raw<S, B>(
+    app: &S,
+    req: test::TestRequest,
+) -> (StatusCode, Option<String>, Value, actix_web::web::Bytes)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let res = test::call_service(app, req.to_request()).await;
+    let status = res.status();
+    let auth = res
+        .headers()
+        .get(AUTH_HEADER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = actix_web::body::to_bytes(res.into_body())
+        .await
+        .unwrap_or_default();
+    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    (status, auth, v, body)
+}
+
+/// A request to `path` with `body` from `addr`, signed with `keys` at `t` when given.
+fn request(
+    path: &str,
+    body: &'static str,
+    addr: &str,
+    sign: Option<(&PeerKeys, u64)>,
+) -> test::TestRequest {
+    let mut req = test::TestRequest::post()
+        .uri(path)
+        .peer_addr(addr.parse().unwrap())
+        .insert_header((CLUSTER_HEADER, "standalone"))
+        .insert_header((FROM_HEADER, "http://10.0.0.9:1"))
+        .set_payload(body);
+    if let Some((keys, t)) = sign {
+        let parts = RequestParts {
+            cluster: "standalone",
+            method: "POST",
+            path_and_query: path,
+            from: "http://10.0.0.9:1",
+        };
+        let (header, _) = keys.sign_request(parts, t, body.as_bytes());
+        req = req.insert_header((AUTH_HEADER, header));
+    }
+    req
+}
+
+#[actix_web::test]
+async fn without_a_secret_only_loopback_sources_may_speak_raft() {
+    let app = test::init_service(api::app(state_with(Limits::default()))).await;
+    let (status, _, v) = call(&app, request("/raft/vote", VOTE, "10.1.2.3:5555", None)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["ok"], false);
+    assert!(v["message"].as_str().unwrap().contains("loopback"), "{v}");
+    for addr in ["127.0.0.1:5555", "[::1]:5555"] {
+        let (status, _, v) = call(&app, request("/raft/vote", VOTE, addr, None)).await;
+        assert_eq!(status, StatusCode::OK, "{addr}: {v}");
+    }
+    // The client API is not affected.
+    let (status, _, _) = call(
+        &app,
+        test::TestRequest::get()
+            .uri("/health")
+            .peer_addr("10.1.2.3:5555".parse().unwrap()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // --insecure-peers opens the Raft routes to any source.
+    let mut open = state_with(Limits::default());
+    open.peers_open = true;
+    let app = test::init_service(api::app(open)).await;
+    let (status, _, _) = call(&app, request("/raft/vote", VOTE, "10.1.2.3:5555", None)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn with_a_secret_only_signed_requests_are_answered_and_answers_are_signed() {
+    let keys = PeerKeys::from_text(&secret()).unwrap();
+    let mut state = state_with(Limits::default());
+    state.peer_keys = Some(Arc::new(keys.clone()));
+    let app = test::init_service(api::app(state)).await;
+    let now = unix_ms();
+    // Unsigned, from loopback or anywhere: 401.
+    for addr in ["127.0.0.1:5555", "10.1.2.3:5555"] {
+        let (status, auth, v) = call(&app, request("/raft/vote", VOTE, addr, None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+        assert!(auth.is_none());
+        assert!(
+            v["message"].as_str().unwrap().contains("must be signed"),
+            "{v}"
+        );
+        assert_eq!(v.as_object().unwrap().len(), 2, "no leader hint: {v}");
+    }
+    // Signed with another secret, or long ago: 401.
+    let other = PeerKeys::from_text(&secret()).unwrap();
+    let (status, _, v) = call(
+        &app,
+        request("/raft/vote", VOTE, "10.1.2.3:1", Some((&other, now))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        v["message"].as_str().unwrap().contains("does not match"),
+        "{v}"
+    );
+    let stale = now - 10 * 60 * 1000;
+    let (status, _, v) = call(
+        &app,
+        request("/raft/vote", VOTE, "10.1.2.3:1", Some((&keys, stale))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(v["message"].as_str().unwrap().contains("clock"), "{v}");
+    // Signed for another body than the one sent: 401.
+    let mut altered = request("/raft/vote", VOTE, "10.1.2.3:1", Some((&keys, now)));
+    altered = altered.set_payload(VOTE.replace("\"term\":7", "\"term\":8"));
+    let (status, _, _) = call(&app, altered).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Garbage signed correctly reaches the decoder (400), before any actor.
+    let (status, _, v) = call(
+        &app,
+        request("/raft/append", "{", "10.1.2.3:1", Some((&keys, now))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    // A correct signature, from any address: answered, and the answer is signed for this request.
+    let (status, auth, v, body) = call_raw(
+        &app,
+        request("/raft/vote", VOTE, "10.1.2.3:1", Some((&keys, now))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let parts = RequestParts {
+        cluster: "standalone",
+        method: "POST",
+        path_and_query: "/raft/vote",
+        from: "http://10.0.0.9:1",
+    };
+    let (_, mac) = keys.sign_request(parts, now, VOTE.as_bytes());
+    keys.verify_answer(auth.as_deref().map(str::as_bytes), &mac, 200, &body)
+        .expect("the answer carries a valid signature");
+}
+
+#[actix_web::test]
+async fn terms_and_indices_near_the_top_of_u64_are_refused() {
+    let app = test::init_service(api::app(state_with(Limits::default()))).await;
+    let huge = format!("{}", u64::MAX);
+    let over = format!("{}", (1u64 << 53));
+    for (path, body) in [
+        (
+            "/raft/vote",
+            format!(r#"{{"term":{huge},"candidateId":"x","lastLogIndex":0,"lastLogTerm":0}}"#),
+        ),
+        (
+            "/raft/vote",
+            format!(r#"{{"term":{over},"candidateId":"x","lastLogIndex":0,"lastLogTerm":0}}"#),
+        ),
+        (
+            "/raft/append",
+            format!(
+                r#"{{"term":1,"leaderId":"x","leaderUrl":"http://x","prevLogIndex":{huge},"prevLogTerm":0,"leaderCommit":0}}"#
+            ),
+        ),
+        (
+            "/raft/append",
+            format!(
+                r#"{{"term":{huge},"leaderId":"x","leaderUrl":"http://x","prevLogIndex":0,"prevLogTerm":0,"leaderCommit":{huge}}}"#
+            ),
+        ),
+    ] {
+        let body: &'static str = Box::leak(body.into_boxed_str());
+        let (status, _, v) = call(&app, request(path, body, "127.0.0.1:1", None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains("out of range"),
+            "{v}"
+        );
+    }
+    let snapshot = format!("/raft/snapshot?term={huge}&leaderId=x&leaderUrl=http://x&index=1&lastTerm=1&offset=0&done=false&seq=1");
+    let snapshot: &'static str = Box::leak(snapshot.into_boxed_str());
+    let (status, _, v) = call(&app, request(snapshot, "", "127.0.0.1:1", None)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    // The node's term did not move.
+    let (_, _, h) = call(&app, test::TestRequest::get().uri("/health")).await;
+    assert!(h["term"].as_u64().unwrap() < 10, "{h}");
+}
+
+/// POST `body` to `url` with the headers a peer sends, plus `auth` when given.
+async fn forge(url: &str, cluster: &str, body: Vec<u8>, auth: Option<&str>) -> (u16, Value) {
+    let mut req = client()
+        .post(url)
+        .timeout(Duration::from_secs(5))
+        .insert_header((CLUSTER_HEADER, cluster))
+        .insert_header(("content-type", "application/json"));
+    if let Some(a) = auth {
+        req = req.insert_header((AUTH_HEADER, a));
+    }
+    let mut res = req.send_body(body).await.expect("the node answers");
+    let body = res.body().await.unwrap_or_default();
+    (
+        res.status().as_u16(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    )
+}
+
+#[actix_web::test]
+async fn forged_votes_appends_and_snapshot_chunks_are_refused_by_a_cluster_with_a_secret() {
+    let secret: &'static str = Box::leak(secret().into_boxed_str());
+    let cluster = ProcCluster::start_with(3, &[("KVSTORE_CLUSTER_SECRET", secret)]);
+    let (leader, term) = cluster.wait_for_leader(Duration::from_secs(15)).await;
+    let (status, _, _) = put(&cluster.url(leader), "real", "1").await;
+    assert_eq!(status, 200, "the cluster replicates with its secret");
+    let health = cluster.health(leader).await.expect("leader answers");
+    let last = health["lastLogIndex"].as_u64().unwrap();
+    let cluster_id = cluster.cluster_id().to_owned();
+    let forged_mac = format!("t={},mac={}", unix_ms(), "ab".repeat(32));
+    for i in 0..3 {
+        let base = cluster.url(i);
+        for forged_term in [term + 1000, u64::MAX] {
+            let vote = json!({"term": forged_term, "candidateId": "mallory",
+                "lastLogIndex": last + 1000, "lastLogTerm": forged_term, "preVote": false});
+            let append = json!({"term": forged_term, "leaderId": "mallory",
+                "leaderUrl": "http://127.0.0.1:9", "prevLogIndex": last, "prevLogTerm": term,
+                "entries": [{"index": last + 1, "term": forged_term,
+                    "payload": {"kind": "command", "command": {"op": "set", "key": "forged", "value": "pwned"}}}],
+                "leaderCommit": last + 1, "seq": 1});
+            for auth in [None, Some(forged_mac.as_str())] {
+                for (path, body) in [("/raft/vote", &vote), ("/raft/append", &append)] {
+                    let (status, v) = forge(
+                        &format!("{base}{path}"),
+                        &cluster_id,
+                        serde_json::to_vec(body).unwrap(),
+                        auth,
+                    )
+                    .await;
+                    assert_eq!(status, 401, "node {i} {path} auth={auth:?}: {v}");
+                    assert_eq!(v["ok"], false);
+                }
+                let chunk = format!(
+                    "{base}/raft/snapshot?term={forged_term}&leaderId=mallory&leaderUrl=http://127.0.0.1:9\
+                     &index={}&lastTerm={term}&offset=0&done=true&seq=1",
+                    last + 1000
+                );
+                let (status, v) =
+                    forge(&chunk, &cluster_id, b"KVSNAP garbage".to_vec(), auth).await;
+                assert_eq!(status, 401, "node {i} snapshot auth={auth:?}: {v}");
+            }
+        }
+    }
+    // Nothing changed: the same leader in the same term everywhere, no forged key anywhere.
+    let (leader_after, term_after) = cluster.wait_for_leader(Duration::from_secs(5)).await;
+    assert_eq!((leader_after, term_after), (leader, term));
+    for i in 0..3 {
+        let (status, v) = get(&cluster.url(i), "forged", true).await;
+        assert_eq!(status, 404, "node {i}: {v}");
+        let (status, _) = get(&cluster.url(i), "real", false).await;
+        assert_eq!(status, 200);
+    }
+    // And the cluster still works.
+    let written = poll_until(Duration::from_secs(10), || async {
+        let (s, _, _) = put(&cluster.url(leader), "after", "2").await;
+        if s == 200 {
+            Ok(())
+        } else {
+            Err(s)
+        }
+    })
+    .await;
+    assert!(written.is_ok(), "{written:?}");
+}
