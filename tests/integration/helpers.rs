@@ -102,6 +102,21 @@ impl KvProcess {
         args: &[&str],
         envs: &[(&str, &str)],
     ) -> KvProcess {
+        Self::spawn_full(&[], cwd, args, envs)
+    }
+
+    /// [`KvProcess::spawn`] through a command that execs it (e.g. `ip netns exec NS`), so the
+    /// handle is still the node's own process.
+    pub fn spawn_prefixed(prefix: &[&str], args: &[&str], envs: &[(&str, &str)]) -> KvProcess {
+        Self::spawn_full(prefix, None, args, envs)
+    }
+
+    fn spawn_full(
+        prefix: &[&str],
+        cwd: Option<&std::path::Path>,
+        args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> KvProcess {
         let chose_storage = args
             .iter()
             .any(|a| *a == "--in-memory" || *a == "--data-dir" || *a == "--storage")
@@ -109,7 +124,14 @@ impl KvProcess {
                 .iter()
                 .any(|(k, _)| *k == "KVSTORE_DATA_DIR" || *k == "KVSTORE_STORAGE");
         let data_dir = (!chose_storage).then(|| tempfile::tempdir().expect("temp dir"));
-        let mut cmd = Command::new(binary());
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(binary());
+                c
+            }
+            None => Command::new(binary()),
+        };
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

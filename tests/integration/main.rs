@@ -25,6 +25,7 @@ mod fatal;
 mod helpers;
 mod identity;
 mod linearizable;
+mod netns;
 mod peer_auth;
 mod raft_sim;
 mod snapshots;

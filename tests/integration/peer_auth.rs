@@ -314,3 +314,90 @@ async fn forged_votes_appends_and_snapshot_chunks_are_refused_by_a_cluster_with_
     .await;
     assert!(written.is_ok(), "{written:?}");
 }
+
+#[::core::prelude::v1::test]
+fn a_node_with_remote_peers_and_no_secret_refuses_to_start_unless_told_it_is_insecure() {
+    use crate::helpers::{free_ports, KvProcess};
+    let port = free_ports(1)[0].to_string();
+    let env = [
+        ("NODE_ID", "a"),
+        ("PORT", port.as_str()),
+        ("PEERS", "http://10.255.255.1:7001"),
+    ];
+    let mut p = KvProcess::spawn(&["--host", "127.0.0.1"], &env);
+    let status = p.wait_exit(Duration::from_secs(20)).expect("it exits");
+    assert_eq!(status.code(), Some(2));
+    let printed: Vec<String> = p.stderr.try_iter().collect();
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("non-loopback") && l.contains("KVSTORE_CLUSTER_SECRET")),
+        "{printed:?}"
+    );
+    // --insecure-peers: it starts, and says loudly what that means.
+    let mut p = KvProcess::spawn(&["--host", "127.0.0.1", "--insecure-peers"], &env);
+    p.wait_for_line(Duration::from_secs(20), |l| l.contains("INSECURE"))
+        .expect("a warning at start");
+}
+
+#[::core::prelude::v1::test]
+fn the_secret_file_is_read_at_start_and_a_bad_one_stops_the_node_with_a_clear_line() {
+    use crate::helpers::KvProcess;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let mut p = KvProcess::spawn(
+        &[
+            "--port",
+            "0",
+            "--cluster-secret-file",
+            missing.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()),
+        Some(1)
+    );
+    let printed: Vec<String> = p.stderr.try_iter().collect();
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains("cluster secret") && l.contains("missing")),
+        "{printed:?}"
+    );
+    let weak = dir.path().join("weak");
+    std::fs::write(&weak, "short\n").unwrap();
+    let mut p = KvProcess::spawn(
+        &[
+            "--port",
+            "0",
+            "--cluster-secret-file",
+            weak.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()),
+        Some(1)
+    );
+    let printed: Vec<String> = p.stderr.try_iter().collect();
+    assert!(
+        printed.iter().any(|l| l.contains("at least 16")),
+        "{printed:?}"
+    );
+    assert!(
+        !printed.iter().any(|l| l.contains("short")),
+        "the secret is never printed"
+    );
+    let good = dir.path().join("good");
+    std::fs::write(&good, format!("{}\n", secret())).unwrap();
+    KvProcess::start(
+        &[
+            "--port",
+            "0",
+            "--cluster-secret-file",
+            good.to_str().unwrap(),
+        ],
+        &[],
+    );
+}
