@@ -33,7 +33,7 @@ use crate::raft::actor::SNAPSHOT_CHUNK_BYTES;
 use crate::raft::actor::{InboundFrom, RaftError};
 use crate::raft::rpc::{AppendRequest, SnapshotRequest, VoteRequest};
 use crate::raft::Message;
-use crate::security::peer_auth::{RequestParts, AUTH_HEADER};
+use crate::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
 use crate::transport::http::{unix_ms, CLUSTER_HEADER, FROM_HEADER};
 
 /// Largest AppendEntries body accepted (batches of entries are larger than client requests).
@@ -103,7 +103,17 @@ pub async fn guard(
     // 1. Who may call at all.
     let mut request_mac = None;
     if let Some(keys) = &state.peer_keys {
-        // 2. Proof of the secret, over the exact bytes that will be parsed.
+        // 2. Proof of the secret, over the exact bytes that will be parsed. A missing,
+        // malformed or stale proof is refused before the body is read at all.
+        let proof = req.headers().get(AUTH_HEADER).map(|v| v.as_bytes());
+        let proof = match PeerKeys::precheck(proof, unix_ms()) {
+            Ok(p) => p,
+            Err(e) => {
+                let message = e.to_string();
+                log_refusal(&UNSIGNED, &path, &message);
+                return Ok(refuse(req, ApiError::PeerUnauthorized(message)));
+            }
+        };
         let limit = body_limit(&path);
         let mut payload = req.take_payload();
         let mut body = web::BytesMut::new();
@@ -132,8 +142,7 @@ pub async fn guard(
             path_and_query: &path_and_query,
             from: &from,
         };
-        let proof = req.headers().get(AUTH_HEADER).map(|v| v.as_bytes());
-        match keys.verify_request(proof, parts, unix_ms(), &body) {
+        match keys.verify(proof, parts, &body) {
             Ok(p) => request_mac = Some(p.mac),
             Err(e) => {
                 let message = e.to_string();

@@ -172,7 +172,8 @@ impl PeerKeys {
     }
 
     /// Check a request's header value against `parts` + `body` at `now_ms`; the proof (its mac
-    /// binds the answer) when it holds.
+    /// binds the answer) when it holds. The same as [`PeerKeys::precheck`] then
+    /// [`PeerKeys::verify`].
     pub fn verify_request(
         &self,
         header: Option<&[u8]>,
@@ -180,6 +181,13 @@ impl PeerKeys {
         now_ms: u64,
         body: &[u8],
     ) -> Result<Proof, AuthError> {
+        let proof = Self::precheck(header, now_ms)?;
+        self.verify(proof, parts, body)
+    }
+
+    /// What can be checked before the body is read: the header is there, well formed, and
+    /// signed within the clock-skew window of `now_ms`.
+    pub fn precheck(header: Option<&[u8]>, now_ms: u64) -> Result<Proof, AuthError> {
         let proof = parse_request_header(header.ok_or(AuthError::Missing)?)?;
         if proof.signed_ms.abs_diff(now_ms) > MAX_CLOCK_SKEW_MS {
             return Err(AuthError::Skew {
@@ -187,6 +195,16 @@ impl PeerKeys {
                 now_ms,
             });
         }
+        Ok(proof)
+    }
+
+    /// Check a prechecked proof against `parts` + `body`, in constant time.
+    pub fn verify(
+        &self,
+        proof: Proof,
+        parts: RequestParts<'_>,
+        body: &[u8],
+    ) -> Result<Proof, AuthError> {
         let msg = request_string(parts, proof.signed_ms, body);
         if self
             .keys
