@@ -327,7 +327,7 @@ fn a_node_with_remote_peers_and_no_secret_refuses_to_start_unless_told_it_is_ins
     let mut p = KvProcess::spawn(&["--host", "127.0.0.1"], &env);
     let status = p.wait_exit(Duration::from_secs(20)).expect("it exits");
     assert_eq!(status.code(), Some(2));
-    let printed: Vec<String> = p.stderr.try_iter().collect();
+    let printed: Vec<String> = p.stderr.iter().collect();
     assert!(
         printed
             .iter()
@@ -358,7 +358,7 @@ fn the_secret_file_is_read_at_start_and_a_bad_one_stops_the_node_with_a_clear_li
         p.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()),
         Some(1)
     );
-    let printed: Vec<String> = p.stderr.try_iter().collect();
+    let printed: Vec<String> = p.stderr.iter().collect();
     assert!(
         printed
             .iter()
@@ -380,7 +380,7 @@ fn the_secret_file_is_read_at_start_and_a_bad_one_stops_the_node_with_a_clear_li
         p.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()),
         Some(1)
     );
-    let printed: Vec<String> = p.stderr.try_iter().collect();
+    let printed: Vec<String> = p.stderr.iter().collect();
     assert!(
         printed.iter().any(|l| l.contains("at least 16")),
         "{printed:?}"
@@ -400,4 +400,56 @@ fn the_secret_file_is_read_at_start_and_a_bad_one_stops_the_node_with_a_clear_li
         ],
         &[],
     );
+}
+
+/// The original project's three-terminal demo, unchanged: `NODE_ID`, `PORT` and `PEERS` of
+/// `http://localhost:...` URLs, no secret, listening on every interface. Loopback peers need no
+/// secret, so it elects a leader and replicates as it always did.
+#[actix_web::test]
+async fn the_original_three_terminal_demo_works_unchanged_on_loopback() {
+    use crate::helpers::{free_ports, KvProcess};
+    let ports = free_ports(3);
+    let url = |p: u16| format!("http://localhost:{p}");
+    let mut nodes = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let peers: Vec<String> = ports
+            .iter()
+            .filter(|p| *p != port)
+            .map(|p| url(*p))
+            .collect();
+        let (id, port, peers) = (format!("n{}", i + 1), port.to_string(), peers.join(","));
+        nodes.push(KvProcess::start(
+            &[],
+            &[("NODE_ID", &id), ("PORT", &port), ("PEERS", &peers)],
+        ));
+    }
+    let leader = poll_until(Duration::from_secs(20), || async {
+        let mut leaders = Vec::new();
+        for p in &ports {
+            let mut res = client()
+                .get(format!("{}/health", url(*p)))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let h: Value = serde_json::from_slice(&res.body().await.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            if h["state"] == "leader" {
+                leaders.push(*p);
+            }
+        }
+        match leaders[..] {
+            [one] => Ok(one),
+            _ => Err(format!("leaders: {leaders:?}")),
+        }
+    })
+    .await
+    .expect("one leader");
+    let follower = *ports.iter().find(|p| **p != leader).unwrap();
+    let (status, _, _) = put(&url(follower), "name", "luffy").await;
+    assert_eq!(status, 200, "a follower forwards the write to the leader");
+    for p in &ports {
+        let (status, v) = get(&url(*p), "name", false).await;
+        assert_eq!((status, v["value"].as_str()), (200, Some("luffy")), "{v}");
+    }
+    drop(nodes);
 }
