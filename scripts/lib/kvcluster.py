@@ -8,6 +8,7 @@ leader-stability measurement. Standard library only; talks to loopback nodes onl
   kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64 256"]
                              [--no-etcd] [--in-memory]
   kvcluster.py bench-scale --bin PATH [--duration S] [--keys "1000 1000000"] [--connections N]
+  kvcluster.py bench-security --bin PATH [--duration S] [--rounds N] [--connections "16 64"]
 """
 import base64
 import shutil
@@ -515,6 +516,62 @@ def cmd_bench_cluster(args):
     return 0
 
 
+# ---- bench-security --------------------------------------------------------------------------
+
+def cmd_bench_security(args):
+    """3-node clusters side by side: no peer auth, the cluster secret (and TLS when the binary
+    supports it), with writes and linearizable reads interleaved across them."""
+    exit_on_signals()
+    tmp = tempfile.mkdtemp(prefix="kvstore-bench-security.")
+    conns = [int(c) for c in args.connections.split()]
+    secret = os.urandom(32).hex()
+    variants = [("none", {}), ("secret", {"KVSTORE_CLUSTER_SECRET": secret})]
+    clusters = {}
+    results = {}
+    try:
+        for name, env in variants:
+            d = os.path.join(tmp, name)
+            os.makedirs(d)
+            c = Cluster(args.bin, free_ports(3), d, env)
+            c.start_all()
+            clusters[name] = c
+        leaders = {}
+        for name, c in clusters.items():
+            (lid, _), _ = c.wait_agreed_leader(15)
+            leaders[name] = c.url(int(lid[1:]) - 1)
+            preload(lambda i, u=leaders[name]: http_json(f"{u}/set", {"key": f"key-{i}", "value": VALUE}, "PUT"))
+        print("leaders: " + ", ".join(f"{n} {u}" for n, u in leaders.items()), file=sys.stderr)
+        for rnd in range(1, args.rounds + 1):
+            for c in conns:
+                for case, script in (("write", "set.lua"), ("read", "get.lua")):
+                    for name in clusters:
+                        r = run_wrk(leaders[name], c, args.duration, os.path.join(WRK_DIR, script))
+                        results.setdefault((name, case, c), []).append(r)
+                        print(f"  round {rnd} {name:7} {case:6} c={c:<3} {r[0]:9.0f} req/s "
+                              f"p50 {r[1]:.2f} ms p99 {r[2]:.2f} ms errors {r[3]}", file=sys.stderr)
+    finally:
+        for c in clusters.values():
+            c.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = statistics.median
+    print(f"\n3-node clusters on loopback, durable, {os.cpu_count()} CPUs, {args.rounds} rounds x "
+          f"{args.duration}s per case, interleaved (medians); requests to the leader")
+    names = list(clusters)
+    print(f"{'case':<6} {'conns':>5} | " + " | ".join(f"{n + ' req/s':>13} {'p99':>6}" for n in names)
+          + " | " + " ".join(f"{n + '/none':>12}" for n in names[1:]))
+    for case in ("write", "read"):
+        for c in conns:
+            meds = {n: (med(x[0] for x in results[(n, case, c)]),
+                        med(x[2] for x in results[(n, case, c)])) for n in names}
+            line = f"{case:<6} {c:>5} | " + " | ".join(f"{meds[n][0]:>13.0f} {meds[n][1]:>6.2f}" for n in names)
+            line += " | " + " ".join(f"{meds[n][0] / meds['none'][0]:>12.3f}" for n in names[1:])
+            errs = sum(x[3] for n in names for x in results[(n, case, c)])
+            if errs:
+                line += f"  (errors: {errs})"
+            print(line)
+    return 0
+
+
 # ---- bench-scale -----------------------------------------------------------------------------
 
 def cmd_bench_scale(args):
@@ -610,7 +667,14 @@ def main():
     sc.add_argument("--duration", type=int, default=60)
     sc.add_argument("--keys", default="1000 1000000")
     sc.add_argument("--connections", type=int, default=64)
+    bs = sub.add_parser("bench-security")
+    bs.add_argument("--bin", required=True)
+    bs.add_argument("--duration", type=int, default=5)
+    bs.add_argument("--rounds", type=int, default=3)
+    bs.add_argument("--connections", default="16 64")
     args = ap.parse_args()
+    if args.cmd == "bench-security":
+        return cmd_bench_security(args)
     if args.cmd == "bench-scale":
         return cmd_bench_scale(args)
     if args.cmd == "bench-cluster":
