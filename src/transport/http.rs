@@ -6,6 +6,7 @@
 //! which the receiver checks before it reads the body. Every call is bounded by the RPC timeout. Failures are classified,
 //! never retried here.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use awc::error::SendRequestError;
@@ -44,12 +45,19 @@ impl HttpTransport {
     /// A transport to `peers` (base URLs, index = [`PeerId`]); every call times out after
     /// `timeout`; every call carries `cluster`. Must be made on the thread that will use it.
     pub fn new(me: String, peers: Vec<String>, timeout: Duration, cluster: String) -> Self {
-        let connector = awc::Connector::new().timeout(timeout);
-        let client = awc::Client::builder()
-            .connector(connector)
-            .timeout(timeout)
-            .disable_redirects()
-            .finish();
+        Self::with_tls(me, peers, timeout, cluster, None)
+    }
+
+    /// [`HttpTransport::new`] that reaches `https://` peers with `tls` (rustls: the CA it
+    /// trusts and, under mutual TLS, the certificate it presents).
+    pub fn with_tls(
+        me: String,
+        peers: Vec<String>,
+        timeout: Duration,
+        cluster: String,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Self {
+        let client = crate::tls::awc_client(tls.as_ref(), timeout, timeout);
         Self {
             client,
             peers,
