@@ -11,6 +11,7 @@
 //! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
 //!   start line.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
+//! - `tls`: HTTPS client ports, peer ports with mutual TLS, certificates made at run time.
 
 mod api;
 mod bitflip;
@@ -27,3 +28,4 @@ mod identity;
 mod linearizable;
 mod raft_sim;
 mod snapshots;
+mod tls;
