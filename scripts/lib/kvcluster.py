@@ -2,7 +2,7 @@
 """Cluster tooling behind scripts/*.sh: the health dashboard, the kill-the-leader test and the
 leader-stability measurement. Standard library only; talks to loopback nodes only.
 
-  kvcluster.py watch [--interval S] [--once] [URL ...]
+  kvcluster.py watch [--interval S] [--once] [--ca PATH] [URL ...]
   kvcluster.py kill-leader-test --bin PATH [--rounds N] [--nodes N] [--base-port P] [--keep-logs]
   kvcluster.py stability --bin PATH --seconds S [--load-connections C]
   kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64 256"]
@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -26,11 +27,14 @@ import urllib.request
 
 DEFAULT_URLS = [f"http://localhost:{p}" for p in (8081, 8082, 8083)]
 
+# What https:// nodes are verified with (watch --ca PATH: only that CA bundle); None: http only.
+SSL_CONTEXT = None
+
 
 def health(url, timeout=0.3):
     """The node's /health as a dict, or None if it does not answer."""
     try:
-        with urllib.request.urlopen(url + "/health", timeout=timeout) as r:
+        with urllib.request.urlopen(url + "/health", timeout=timeout, context=SSL_CONTEXT) as r:
             return json.loads(r.read())
     except Exception:
         return None
@@ -384,7 +388,7 @@ def http_json(url, body=None, method=None, timeout=2.0):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"),
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
+    with urllib.request.urlopen(req, timeout=timeout, context=SSL_CONTEXT) as r:
         return json.loads(r.read() or b"{}")
 
 
@@ -585,6 +589,7 @@ def main():
     w = sub.add_parser("watch")
     w.add_argument("--interval", type=float, default=0.5)
     w.add_argument("--once", action="store_true")
+    w.add_argument("--ca", help="PEM CA bundle to trust for https:// nodes")
     w.add_argument("urls", nargs="*")
     k = sub.add_parser("kill-leader-test")
     k.add_argument("--bin", required=True)
@@ -616,6 +621,9 @@ def main():
     if args.cmd == "bench-cluster":
         return cmd_bench_cluster(args)
     if args.cmd == "watch":
+        if args.ca:
+            global SSL_CONTEXT
+            SSL_CONTEXT = ssl.create_default_context(cafile=args.ca)
         return cmd_watch(args)
     if args.cmd == "kill-leader-test":
         return cmd_kill_leader_test(args)

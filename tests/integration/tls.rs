@@ -207,7 +207,7 @@ fn a_missing_or_bad_tls_file_stops_the_start_naming_the_file() {
 async fn with_a_peer_port_raft_routes_are_404_on_the_client_port_and_health_names_the_peer_url() {
     let ports = free_ports(2);
     let (port, peer) = (ports[0].to_string(), ports[1].to_string());
-    let _node = KvProcess::start(
+    let mut node = KvProcess::start(
         &["--host", "127.0.0.1", "--peer-port", &peer],
         &[("KVSTORE_PORT", &port)],
     );
@@ -247,6 +247,13 @@ async fn with_a_peer_port_raft_routes_are_404_on_the_client_port_and_health_name
         .await
         .expect("answered");
     assert_eq!(res.status().as_u16(), 404);
+    // SIGTERM stops both servers and the process.
+    node.signal(libc::SIGTERM);
+    let status = node.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the node did not stop cleanly: {status:?}"
+    );
 }
 
 /// Three nodes with HTTPS client ports and mutual TLS on peer ports. Node `i`'s certificate
