@@ -179,7 +179,9 @@ pub fn awc_client(
     connect: Duration,
     timeout: Duration,
 ) -> awc::Client {
-    let connector = awc::Connector::new().timeout(connect);
+    let connector = awc::Connector::new()
+        .timeout(connect)
+        .handshake_timeout(connect);
     let connector = match tls {
         Some(cfg) => connector.rustls_0_23(Arc::clone(cfg)),
         None => connector,
