@@ -6,7 +6,7 @@ set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   cat <<'USAGE'
 Usage: scripts/bench-cluster.sh [--duration SECS] [--rounds N] [--connections "1 16 64 256"]
-                               [--no-etcd] [--in-memory]
+                               [--no-etcd] [--in-memory] [--tls CERTDIR]
 
 Starts a 3-node kvstore cluster (and a 3-member etcd cluster), preloads 10,000 keys of 100-byte
 values in each, then runs wrk against each leader: writes (PUT /set; etcd: POST /v3/kv/put),
@@ -20,6 +20,9 @@ Installs wrk and etcd-server with apt-get if missing (needs root).
   --no-etcd            measure kvstore alone
   --in-memory          run kvstore with KVSTORE_STORAGE=memory (for the durable/in-memory ratio;
                        with KVSTORE_UNSAFE_VOLATILE_CLUSTER=1, which memory storage in a cluster needs)
+  --tls CERTDIR        kvstore with TLS on both listeners: HTTPS client ports (wrk over https)
+                       and peer ports with mutual TLS; certificates from scripts/gen-certs.sh
+                       CERTDIR 3 (etcd stays plain)
 USAGE
   exit 0
 fi

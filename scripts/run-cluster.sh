@@ -5,6 +5,7 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 Usage: scripts/run-cluster.sh [start|stop|status] [--nodes N] [--base-port PORT] [--dir DIR]
+                              [--tls CERTDIR] [--peer-base-port PORT]
 
   start       build once (cargo build --release), start N nodes in the background, wait until
               each answers /health, print where they are (default)
@@ -14,6 +15,10 @@ Usage: scripts/run-cluster.sh [start|stop|status] [--nodes N] [--base-port PORT]
   --nodes N         number of nodes (default 3)
   --base-port PORT  first port; node i listens on PORT+i-1 (default 8081: 8081, 8082, 8083)
   --dir DIR         where logs and pid files go (default .cluster)
+  --tls CERTDIR     TLS on both listeners with the certificates of scripts/gen-certs.sh
+                    (CERTDIR/ca.pem, nI.pem, nI-key.pem): HTTPS on the client ports, Raft on
+                    separate peer ports with mutual TLS; give it to status too
+  --peer-base-port PORT  with --tls: node i's peer port is PORT+i-1 (default base port + 100)
   -h, --help        this text
 
 Node i gets NODE_ID=n<i>, PORT=<port>, PEERS=<the other nodes' URLs> and its write-ahead log in
@@ -28,12 +33,16 @@ CMD=start
 NODES=3
 BASE=8081
 DIR=.cluster
+TLS=""
+PEER_BASE=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     start|stop|status) CMD="$1"; shift ;;
     --nodes) NODES="$2"; shift 2 ;;
     --base-port) BASE="$2"; shift 2 ;;
     --dir) DIR="$2"; shift 2 ;;
+    --tls) TLS="$2"; shift 2 ;;
+    --peer-base-port) PEER_BASE="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -45,7 +54,21 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 mkdir -p "$DIR"
 
-url_of() { echo "http://localhost:$((BASE + $1 - 1))"; }
+PEER_BASE="${PEER_BASE:-$((BASE + 100))}"
+CURL=(curl -s -m 1)
+if [[ -n "$TLS" ]]; then
+  TLS="$(cd "$TLS" && pwd)"
+  [[ -r "$TLS/ca.pem" ]] || { echo "$TLS/ca.pem is missing (make it with scripts/gen-certs.sh $TLS)" >&2; exit 2; }
+  CURL+=(--cacert "$TLS/ca.pem")
+fi
+
+url_of() {
+  if [[ -n "$TLS" ]]; then echo "https://localhost:$((BASE + $1 - 1))"; else echo "http://localhost:$((BASE + $1 - 1))"; fi
+}
+# Where the other nodes send Raft RPCs: the peer port with --tls, else the client URL.
+peer_url_of() {
+  if [[ -n "$TLS" ]]; then echo "https://localhost:$((PEER_BASE + $1 - 1))"; else url_of "$1"; fi
+}
 
 is_ours() { # pid -> true if it is a running kvstore
   [[ -r "/proc/$1/cmdline" ]] && tr '\0' ' ' <"/proc/$1/cmdline" | grep -q kvstore
@@ -71,7 +94,7 @@ stop_all() {
 status_all() {
   for i in $(seq 1 "$NODES"); do
     local u; u="$(url_of "$i")"
-    printf '%s  %s\n' "$u" "$(curl -s -m 1 "$u/health" || echo down)"
+    printf '%s  %s\n' "$u" "$("${CURL[@]}" "$u/health" || echo down)"
   done
 }
 
@@ -95,10 +118,16 @@ for i in $(seq 1 "$NODES"); do
   peers=""
   for j in $(seq 1 "$NODES"); do
     [[ $j == "$i" ]] && continue
-    peers+="${peers:+,}$(url_of "$j")"
+    peers+="${peers:+,}$(peer_url_of "$j")"
   done
+  tls_env=()
+  if [[ -n "$TLS" ]]; then
+    tls_env=(KVSTORE_TLS_CERT="$TLS/n$i.pem" KVSTORE_TLS_KEY="$TLS/n$i-key.pem"
+      KVSTORE_PEER_PORT="$((PEER_BASE + i - 1))" KVSTORE_PEER_TLS_CERT="$TLS/n$i.pem"
+      KVSTORE_PEER_TLS_KEY="$TLS/n$i-key.pem" KVSTORE_PEER_CA="$TLS/ca.pem")
+  fi
   env -u KVSTORE_PORT NODE_ID="n$i" PORT="$((BASE + i - 1))" PEERS="$peers" \
-    KVSTORE_DATA_DIR="${KVSTORE_DATA_DIR_BASE:-$DIR/data}/n$i" \
+    KVSTORE_DATA_DIR="${KVSTORE_DATA_DIR_BASE:-$DIR/data}/n$i" "${tls_env[@]}" \
     nohup "$BIN" >"$DIR/n$i.log" 2>&1 </dev/null &
   echo $! >"$DIR/n$i.pid"
 done
@@ -107,7 +136,7 @@ for i in $(seq 1 "$NODES"); do
   u="$(url_of "$i")"
   ok=""
   for _ in $(seq 1 100); do
-    if curl -s -m 1 -o /dev/null "$u/health"; then ok=1; break; fi
+    if "${CURL[@]}" -o /dev/null "$u/health"; then ok=1; break; fi
     is_ours "$(cat "$DIR/n$i.pid")" || break
     sleep 0.1
   done
@@ -120,5 +149,10 @@ for i in $(seq 1 "$NODES"); do
   echo "n$i  $u  pid $(cat "$DIR/n$i.pid")  log $DIR/n$i.log"
 done
 echo
-echo "watch:  scripts/watch-leader.sh"
+if [[ -n "$TLS" ]]; then
+  echo "watch:  scripts/watch-leader.sh --ca $TLS/ca.pem $(for i in $(seq 1 "$NODES"); do printf '%s ' "$(url_of "$i")"; done)"
+  echo "try:    curl --cacert $TLS/ca.pem -X PUT $(url_of 1)/set -d '{\"key\":\"a\",\"value\":\"1\"}'"
+else
+  echo "watch:  scripts/watch-leader.sh"
+fi
 echo "stop:   scripts/run-cluster.sh stop"

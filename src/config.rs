@@ -15,6 +15,15 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::api::Limits;
+pub use crate::tls::Identity;
+
+/// Mutual TLS on peer links: this node's certificate and key, and the CA every peer's
+/// certificate must chain to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTls {
+    pub identity: Identity,
+    pub ca: PathBuf,
+}
 
 /// Port used when neither `--port`, `KVSTORE_PORT` nor `PORT` is set.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -178,6 +187,43 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_ADVERTISE_URL", value_name = "URL")]
     pub advertise_url: Option<String>,
 
+    /// PEM certificate chain served on the client port: turns on HTTPS there (needs --tls-key).
+    #[arg(long, env = "KVSTORE_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KVSTORE_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle that signed the other nodes' client-port certificates: trusted when a
+    /// follower forwards a request to an https:// leader (and for https:// PEERS without peer
+    /// mTLS) [default: --peer-ca].
+    #[arg(long, env = "KVSTORE_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Serve the Raft RPCs (/raft/*) on this separate port only (the client port then answers
+    /// them 404); PEERS then lists the other nodes' peer URLs. 0 = any free port (single node).
+    #[arg(long, env = "KVSTORE_PEER_PORT", value_name = "PORT")]
+    pub peer_port: Option<u16>,
+
+    /// URL at which other nodes reach this node's peer port [default: like the advertise URL,
+    /// with the peer port, https:// with peer mTLS].
+    #[arg(long, env = "KVSTORE_PEER_ADVERTISE_URL", value_name = "URL")]
+    pub peer_advertise_url: Option<String>,
+
+    /// PEM certificate chain of this node on peer links (mutual TLS; with --peer-tls-key and
+    /// --peer-ca, and --peer-port). Served on the peer port and presented to peers.
+    #[arg(long, env = "KVSTORE_PEER_TLS_CERT", value_name = "PATH")]
+    pub peer_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --peer-tls-cert.
+    #[arg(long, env = "KVSTORE_PEER_TLS_KEY", value_name = "PATH")]
+    pub peer_tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle that signs every node's peer certificate: the only CA peer links trust.
+    #[arg(long, env = "KVSTORE_PEER_CA", value_name = "PATH")]
+    pub peer_ca: Option<PathBuf>,
+
     /// Milliseconds between leader heartbeats.
     #[arg(long, env = "RAFT_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
     pub raft_heartbeat_ms: u64,
@@ -236,6 +282,17 @@ pub struct Config {
     pub peers: Vec<String>,
     /// This node's base URL, if given; else derived from host and bound port at start.
     pub advertise_url: Option<String>,
+    /// TLS on the client port (`--tls-cert`/`--tls-key`); the advertise URL is `https://` then.
+    pub tls: Option<Identity>,
+    /// The CA bundle trusted for other nodes' client ports (forwarding to an `https://`
+    /// leader; `https://` PEERS without peer mTLS): `--tls-ca`, else `--peer-ca`.
+    pub tls_ca: Option<PathBuf>,
+    /// A separate listener for `/raft/*` (0: any free port); `None`: Raft RPCs on the client port.
+    pub peer_port: Option<u16>,
+    /// The peer listener's URL, if given; else derived from host and bound peer port at start.
+    pub peer_advertise_url: Option<String>,
+    /// Mutual TLS on peer links (needs `peer_port`).
+    pub peer_tls: Option<PeerTls>,
     pub raft: RaftSettings,
     /// The cluster id, if given; else derived at start (see `storage::identity`).
     pub cluster_id: Option<String>,
@@ -417,6 +474,104 @@ impl Config {
             _ => None,
         };
         let peers = parse_peers(&cli.peers)?;
+        let tls = match (cli.tls_cert, cli.tls_key) {
+            (Some(cert), Some(key)) => Some(Identity { cert, key }),
+            (None, None) => None,
+            _ => {
+                return invalid("--tls-cert and --tls-key go together: give both or neither".into())
+            }
+        };
+        let peer_tls =
+            match (cli.peer_tls_cert, cli.peer_tls_key, cli.peer_ca) {
+                (Some(cert), Some(key), Some(ca)) => Some(PeerTls {
+                    identity: Identity { cert, key },
+                    ca,
+                }),
+                (None, None, None) => None,
+                _ => return invalid(
+                    "--peer-tls-cert, --peer-tls-key and --peer-ca go together: give all three \
+                     or none"
+                        .into(),
+                ),
+            };
+        let peer_port = cli.peer_port;
+        if peer_tls.is_some() && peer_port.is_none() {
+            return invalid(
+                "peer mutual TLS (--peer-tls-cert ...) needs --peer-port: the peer listener \
+                 demands certificates, which the client port cannot ask of ordinary clients"
+                    .into(),
+            );
+        }
+        if peer_port.is_some_and(|p| p != 0 && p == port) {
+            return invalid(format!(
+                "--peer-port ({port}) must differ from the client port"
+            ));
+        }
+        let tls_ca = cli
+            .tls_ca
+            .or_else(|| peer_tls.as_ref().map(|p| p.ca.clone()));
+        let scheme = |https: bool| if https { "https" } else { "http" };
+        let check_scheme = |url: &str, https: bool, what: &str, why: &str| {
+            if url.starts_with(scheme(https)) && url[scheme(https).len()..].starts_with("://") {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "{what} {url} must be {}:// ({why})",
+                    scheme(https)
+                )))
+            }
+        };
+        if let Some(u) = &advertise_url {
+            check_scheme(
+                u,
+                tls.is_some(),
+                "the advertise URL",
+                "TLS on the client port is set by --tls-cert",
+            )?;
+        }
+        let peer_advertise_url = match cli.peer_advertise_url.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => {
+                if peer_port.is_none() {
+                    return invalid("--peer-advertise-url needs --peer-port".into());
+                }
+                let u = parse_base_url(u).map_err(|why| {
+                    ConfigError::Invalid(format!("invalid peer advertise URL {u:?}: {why}"))
+                })?;
+                check_scheme(
+                    &u,
+                    peer_tls.is_some(),
+                    "the peer advertise URL",
+                    "peer TLS is set by --peer-tls-cert",
+                )?;
+                Some(u)
+            }
+            _ => None,
+        };
+        // Raft RPCs go to the peer port when there is one, else to the client port; every node
+        // of a cluster uses the same settings, so PEERS speak what this node's Raft port speaks.
+        let raft_https = match peer_port {
+            Some(_) => peer_tls.is_some(),
+            None => tls.is_some(),
+        };
+        for p in &peers {
+            check_scheme(
+                p,
+                raft_https,
+                "PEERS URL",
+                if peer_port.is_some() {
+                    "PEERS lists the other nodes' peer URLs; peer TLS is set by --peer-tls-cert"
+                } else {
+                    "PEERS lists the other nodes' client URLs; TLS there is set by --tls-cert"
+                },
+            )?;
+        }
+        if !peers.is_empty() && tls.is_some() && tls_ca.is_none() {
+            return invalid(
+                "--tls-ca (or --peer-ca) is needed with --tls-cert and PEERS: followers forward \
+                 client requests to the leader's https:// URL and must verify its certificate"
+                    .into(),
+            );
+        }
         if !peers.is_empty() && storage == Storage::Memory && !cli.unsafe_volatile_cluster {
             return invalid(
                 "memory storage (--in-memory, KVSTORE_STORAGE=memory) cannot be used with PEERS: \
@@ -444,10 +599,28 @@ impl Config {
                         .into(),
                 );
             }
-            let me = advertise_url
-                .clone()
-                .unwrap_or_else(|| default_advertise_url(&host, port));
-            if let Some(p) = peers.iter().find(|p| is_self(p, &me, &host, port)) {
+            if peer_port == Some(0) {
+                return invalid(
+                    "peer port 0 cannot be used with PEERS: the other nodes must know this \
+                     node's peer port"
+                        .into(),
+                );
+            }
+            let (raft_port, me) = match peer_port {
+                Some(pp) => (
+                    pp,
+                    peer_advertise_url
+                        .clone()
+                        .unwrap_or_else(|| default_url(raft_https, &host, pp)),
+                ),
+                None => (
+                    port,
+                    advertise_url
+                        .clone()
+                        .unwrap_or_else(|| default_url(raft_https, &host, port)),
+                ),
+            };
+            if let Some(p) = peers.iter().find(|p| is_self(p, &me, &host, raft_port)) {
                 return invalid(format!(
                     "PEERS lists this node itself ({p}); list only the other nodes"
                 ));
@@ -469,7 +642,7 @@ impl Config {
             (None, None) => None,
         };
         // Peer mutual TLS also proves who a peer is (see the TLS settings).
-        let peer_mtls = false;
+        let peer_mtls = peer_tls.is_some();
         if let Some(remote) = peers.iter().find(|p| !is_loopback_url(p)) {
             if cluster_secret.is_none() && !peer_mtls && !cli.insecure_peers {
                 return invalid(format!(
@@ -501,6 +674,11 @@ impl Config {
             log_format: cli.log_format,
             peers,
             advertise_url,
+            tls,
+            tls_ca,
+            peer_port,
+            peer_advertise_url,
+            peer_tls,
             raft,
             cluster_id,
             cluster_secret,
@@ -537,14 +715,20 @@ fn raft_settings(
     })
 }
 
-/// `http://host:port` from a base URL like `http://host:port/` (http only, no path or query).
+/// `http://host:port` (or `https://host:port`) from a base URL like `http://host:port/` (no
+/// path or query; the port defaults to 80 or 443).
 pub fn parse_base_url(raw: &str) -> Result<String, String> {
     let uri: awc::http::Uri = raw.parse().map_err(|e| format!("{e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some(other) => return Err(format!("scheme {other:?} is not supported (use http://)")),
+    let (scheme, default_port) = match uri.scheme_str() {
+        Some("http") => ("http", 80),
+        Some("https") => ("https", 443),
+        Some(other) => {
+            return Err(format!(
+                "scheme {other:?} is not supported (use http:// or https://)"
+            ))
+        }
         None => return Err("missing scheme (use http://host:port)".into()),
-    }
+    };
     let authority = uri.authority().ok_or("missing host")?;
     if authority.host().is_empty() {
         return Err("missing host".into());
@@ -555,8 +739,8 @@ pub fn parse_base_url(raw: &str) -> Result<String, String> {
     if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
         return Err("must be a base URL without a path or query".into());
     }
-    let port = authority.port_u16().unwrap_or(80);
-    Ok(format!("http://{}:{port}", authority.host()))
+    let port = authority.port_u16().unwrap_or(default_port);
+    Ok(format!("{scheme}://{}:{port}", authority.host()))
 }
 
 fn parse_peers(raw: &str) -> Result<Vec<String>, ConfigError> {
@@ -576,10 +760,16 @@ fn parse_peers(raw: &str) -> Result<Vec<String>, ConfigError> {
 /// This node's URL when none is given: `http://localhost:PORT` when listening on every
 /// interface, else `http://HOST:PORT`.
 pub fn default_advertise_url(host: &str, port: u16) -> String {
+    default_url(false, host, port)
+}
+
+/// [`default_advertise_url`], with `https://` when `https`.
+pub fn default_url(https: bool, host: &str, port: u16) -> String {
+    let scheme = if https { "https" } else { "http" };
     match host {
-        "0.0.0.0" | "::" | "[::]" => format!("http://localhost:{port}"),
-        h if h.contains(':') && !h.starts_with('[') => format!("http://[{h}]:{port}"),
-        h => format!("http://{h}:{port}"),
+        "0.0.0.0" | "::" | "[::]" => format!("{scheme}://localhost:{port}"),
+        h if h.contains(':') && !h.starts_with('[') => format!("{scheme}://[{h}]:{port}"),
+        h => format!("{scheme}://{h}:{port}"),
     }
 }
 
@@ -629,6 +819,7 @@ fn first_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn cli(args: &[&str]) -> Cli {
         let mut all = vec!["kvstore"];
@@ -767,9 +958,10 @@ mod tests {
             &["--port", "8081", "--peers", "localhost:8082"],
             "invalid peer URL",
         );
+        bad(&["--port", "8081", "--peers", "ftp://a:1"], "not supported");
         bad(
             &["--port", "8081", "--peers", "https://a:1"],
-            "not supported",
+            "must be http://",
         );
         bad(
             &["--port", "8081", "--peers", "http://a:1/x"],
@@ -818,6 +1010,131 @@ mod tests {
             None
         )
         .is_ok());
+    }
+
+    #[test]
+    fn tls_settings_go_together_and_fix_the_schemes() {
+        let bad = |args: &[&str], part: &str| {
+            let e = Config::from_cli(cli(args), false, None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(part), "{args:?}: {e:?} lacks {part:?}");
+        };
+        bad(&["--tls-cert", "c.pem"], "--tls-key");
+        bad(
+            &["--peer-tls-cert", "c.pem", "--peer-tls-key", "k.pem"],
+            "all three",
+        );
+        let mtls = [
+            "--peer-tls-cert",
+            "c.pem",
+            "--peer-tls-key",
+            "k.pem",
+            "--peer-ca",
+            "ca.pem",
+        ];
+        bad(&mtls, "needs --peer-port");
+        bad(&["--port", "9000", "--peer-port", "9000"], "must differ");
+        bad(&["--peer-advertise-url", "http://a:1"], "needs --peer-port");
+        let tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem"];
+        let with = |extra: &[&'static str]| -> Vec<&'static str> {
+            tls.iter().chain(extra).copied().collect()
+        };
+        bad(
+            &with(&["--advertise-url", "http://a:1"]),
+            "must be https://",
+        );
+        // Without a peer port PEERS are client URLs: https with client TLS, and a CA is needed.
+        bad(
+            &with(&["--port", "9000", "--peers", "http://a:1"]),
+            "must be https://",
+        );
+        bad(
+            &with(&["--port", "9000", "--peers", "https://a:1"]),
+            "--tls-ca",
+        );
+        let c = Config::from_cli(
+            cli(&with(&[
+                "--port",
+                "9000",
+                "--peers",
+                "https://a:1",
+                "--tls-ca",
+                "ca.pem",
+                // a remote peer without a secret or peer mTLS (see the peer-trust rule)
+                "--insecure-peers",
+            ])),
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.peers, vec!["https://a:1"]);
+        assert_eq!(c.tls_ca.as_deref(), Some(Path::new("ca.pem")));
+        // With a peer port and peer mTLS, PEERS are https peer URLs; the peer CA is the default
+        // CA for forwarding.
+        let mut args = with(&mtls);
+        args.extend([
+            "--port",
+            "9000",
+            "--peer-port",
+            "9100",
+            "--peers",
+            "http://a:1",
+        ]);
+        bad(&args, "must be https://");
+        args.pop();
+        args.push("https://a:1,https://b");
+        let c = Config::from_cli(cli(&args), false, None).unwrap();
+        assert_eq!(c.peers, vec!["https://a:1", "https://b:443"]);
+        assert_eq!(c.tls_ca.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(c.peer_port, Some(9100));
+        assert!(c.peer_tls.is_some());
+        // A peer port with PEERS must be explicit, and PEERS must not list this node's.
+        bad(
+            &[
+                "--port",
+                "9000",
+                "--peer-port",
+                "0",
+                "--peers",
+                "http://a:1",
+            ],
+            "peer port 0",
+        );
+        bad(
+            &[
+                "--port",
+                "9000",
+                "--peer-port",
+                "9100",
+                "--peers",
+                "http://localhost:9100",
+            ],
+            "itself",
+        );
+        // Without TLS, a peer port keeps plain http peer URLs.
+        let c = Config::from_cli(
+            cli(&[
+                "--port",
+                "9000",
+                "--peer-port",
+                "9100",
+                "--peers",
+                "http://localhost:9000",
+            ]),
+            false,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.peers, vec!["http://localhost:9000"]);
+    }
+
+    #[test]
+    fn base_urls_accept_https() {
+        assert_eq!(parse_base_url("https://a/").unwrap(), "https://a:443");
+        assert_eq!(parse_base_url("http://a").unwrap(), "http://a:80");
+        assert!(parse_base_url("ftp://a").is_err());
+        assert_eq!(default_url(true, "0.0.0.0", 5), "https://localhost:5");
     }
 
     #[test]
@@ -893,6 +1210,14 @@ mod tests {
             "RAFT_HEARTBEAT_MS",
             "RAFT_ELECTION_TIMEOUT_MS",
             "RAFT_RPC_TIMEOUT_MS",
+            "KVSTORE_TLS_CERT",
+            "KVSTORE_TLS_KEY",
+            "KVSTORE_TLS_CA",
+            "KVSTORE_PEER_PORT",
+            "KVSTORE_PEER_ADVERTISE_URL",
+            "KVSTORE_PEER_TLS_CERT",
+            "KVSTORE_PEER_TLS_KEY",
+            "KVSTORE_PEER_CA",
             "[default: 4096]",
             "RUST_LOG",
         ] {

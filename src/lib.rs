@@ -6,7 +6,9 @@
 //! - [`config`]: flags and environment → a validated [`config::Config`].
 //! - [`telemetry`]: tracing subscriber and panic hook.
 //! - [`fatal`]: how a fatal error at run time ends the process (one log line, its exit status).
-//! - [`startup`]: start the actors and the HTTP server on a bound listener.
+//! - [`startup`]: start the actors and the HTTP servers (client listener, optional peer
+//!   listener) on bound sockets.
+//! - [`tls`]: PEM certificates and keys → rustls configurations (ring provider; files only).
 //! - [`api`]: routes, handlers, middleware and the one error → HTTP mapping.
 //! - [`store`]: the pure [`store::KvState`] and the [`store::StoreActor`] that owns it.
 //! - [`raft`]: the pure [`raft::RaftCore`] and the [`raft::RaftActor`] that drives it.
@@ -33,5 +35,6 @@ pub mod startup;
 pub mod storage;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod verify;

@@ -33,18 +33,30 @@ fn main() -> ExitCode {
     let system = actix_web::rt::System::new();
     let outcome = system.block_on(async {
         let node = Node::bind(&config)?;
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         tracing::info!(
             node_id = %config.node_id,
             workers = config.workers,
-            "kvstore listening on http://{}",
+            url = %node.url,
+            "kvstore listening on {scheme}://{}",
             node.addr
         );
-        node.server
+        if let (Some(addr), Some(url)) = (node.peer_addr, &node.peer_url) {
+            let scheme = if config.peer_tls.is_some() {
+                "https (mutual TLS)"
+            } else {
+                "http"
+            };
+            tracing::info!(url = %url, "peer listener (/raft/*) on {addr}, {scheme}");
+        }
+        let addr = node.addr.to_string();
+        node.run()
             .await
-            .map_err(|source| kvstore::startup::StartError::Listen {
-                addr: node.addr.to_string(),
-                source,
-            })
+            .map_err(|source| kvstore::startup::StartError::Listen { addr, source })
     });
     let code = match outcome {
         Ok(()) => {

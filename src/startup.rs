@@ -1,8 +1,11 @@
-//! Building and running a node: start the actors, bind the listener, serve HTTP.
+//! Building and running a node: start the actors, bind the listeners, serve HTTP (or HTTPS).
 //!
 //! [`Node::bind`] binds first (port 0 picks a free port, which tests use) and reports the real
-//! address before serving, so nothing races for ports. [`start_actors`] is shared with tests that
-//! drive `api::app` directly. This module wires parts together; it holds no request logic.
+//! addresses before serving, so nothing races for ports. With `--peer-port` a second server on
+//! the same actix system serves only the Raft routes (`api::peer_app`), with mutual TLS when
+//! configured; TLS files are read here (through `crate::tls`), so a bad one stops the start with
+//! a [`StartError`] naming it. [`start_actors`] is shared with tests that drive `api::app`
+//! directly. This module wires parts together; it holds no request logic.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -14,7 +17,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
 
 use crate::api::{self, AppState};
-use crate::config::{default_advertise_url, Config, SecretSource, Storage};
+use crate::config::{default_url, Config, SecretSource, Storage};
 use crate::raft::actor::{RaftSetup, SnapshotData, SnapshotInfo, SnapshotPolicy};
 use crate::raft::log::{Entry, RaftLog};
 use crate::raft::{HardState, RaftActor, RaftTiming, Term};
@@ -23,6 +26,7 @@ use crate::storage::identity::{derive_cluster_id, ClusterId, DataDir, IdentityEr
 use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::storage::{LogWriter, Wal, WalError};
 use crate::store::{KvState, StoreActor};
+use crate::tls::{self, TlsError};
 use crate::transport::faults::Faulty;
 use crate::transport::http::HttpTransport;
 use crate::transport::Transport;
@@ -40,6 +44,8 @@ pub enum StartError {
     DataDir(IdentityError),
     /// The cluster secret could not be read or is unusable.
     Secret(String),
+    /// A TLS certificate, key or CA bundle cannot be used.
+    Tls(TlsError),
 }
 
 impl std::fmt::Display for StartError {
@@ -56,18 +62,28 @@ impl std::fmt::Display for StartError {
             }
             StartError::DataDir(e) => write!(f, "{e}"),
             StartError::Secret(why) => write!(f, "cluster secret: {why}"),
+            StartError::Tls(e) => write!(f, "{e}"),
         }
     }
 }
 
 impl std::error::Error for StartError {}
 
-/// A bound, running node. Await [`Node::server`] (or hold it) to keep it serving.
+/// A bound, running node. Await [`Node::server`] (and [`Node::peer_server`], if any; or
+/// [`Node::run`] for both) to keep it serving. Each server stops on SIGINT/SIGTERM.
 pub struct Node {
-    /// The address actually bound (the real port when 0 was asked).
+    /// The client listener's address actually bound (the real port when 0 was asked).
     pub addr: SocketAddr,
-    /// The HTTP server future; it resolves when the server stops.
+    /// The client server future; it resolves when the server stops.
     pub server: Server,
+    /// This node's client URL (advertised; `https://` with `--tls-cert`).
+    pub url: String,
+    /// The peer listener's address (with `--peer-port`).
+    pub peer_addr: Option<SocketAddr>,
+    /// The peer server (with `--peer-port`): only `/raft/*`.
+    pub peer_server: Option<Server>,
+    /// This node's peer URL (with `--peer-port`).
+    pub peer_url: Option<String>,
 }
 
 /// What a node resumes from.
@@ -320,11 +336,45 @@ pub fn load_peer_keys(source: Option<&SecretSource>) -> Result<Option<Arc<PeerKe
 
 /// Start the store and Raft actors, each on its own thread (an actix [`Arbiter`]), so that
 /// neither stalls the other nor the HTTP workers, and return the state the handlers share.
-/// Must run inside an actix system. `url` is this node's base URL.
+/// Must run inside an actix system. `url` is this node's base URL (no separate peer listener).
 pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError> {
+    start_actors_with(config, url, None)
+}
+
+/// A TLS client configuration, if the links it is for use TLS.
+type ClientTls = Option<Arc<rustls::ClientConfig>>;
+
+/// The TLS client configurations of a node: for Raft RPCs to PEERS (mutual TLS with the peer
+/// CA, or the client CA when PEERS are other nodes' `https://` client ports), and for
+/// forwarding client requests to an `https://` leader.
+fn client_tls(config: &Config) -> Result<(ClientTls, ClientTls), TlsError> {
+    let forward = match &config.tls_ca {
+        Some(ca) => Some(tls::client_config(ca, None)?),
+        None => None,
+    };
+    let peers_https = config.peers.iter().any(|p| p.starts_with("https://"));
+    let raft = match (&config.peer_tls, peers_https) {
+        (Some(p), _) => Some(tls::client_config(&p.ca, Some(&p.identity))?),
+        (None, true) => forward.clone(),
+        (None, false) => None,
+    };
+    Ok((raft, forward))
+}
+
+/// [`start_actors`] for a node whose Raft RPCs arrive at `peer_url` (its peer listener), when
+/// it has one. `url`, the client URL, is what the leader announces in its RPCs, so followers
+/// forward client requests to the leader's client port; `peer_url` is what the others list in
+/// PEERS, so it names this node in the cluster id and in the `x-kvstore-from` header.
+pub fn start_actors_with(
+    config: &Config,
+    url: String,
+    peer_url: Option<String>,
+) -> Result<AppState, StartError> {
+    let (raft_tls, forward_tls) = client_tls(config).map_err(StartError::Tls)?;
+    let raft_url = peer_url.clone().unwrap_or_else(|| url.clone());
     let cluster_id = match &config.cluster_id {
         Some(id) => ClusterId::Explicit(id.clone()),
-        None => ClusterId::Derived(derive_cluster_id(&url, &config.peers)),
+        None => ClusterId::Derived(derive_cluster_id(&raft_url, &config.peers)),
     };
     let peer_keys = load_peer_keys(config.cluster_secret.as_ref())?;
     match (&peer_keys, config.insecure_peers) {
@@ -370,7 +420,9 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
     let raft = RaftActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         // Made here, on the actor's own thread (one awc client per thread, made on it), and
         // reused for every RPC.
-        let http = HttpTransport::new(url, peers.clone(), rpc_timeout, cluster_id, keys);
+        let http =
+            HttpTransport::with_tls(raft_url, peers.clone(), rpc_timeout, cluster_id, raft_tls)
+                .signed_with(keys);
         let transport: Box<dyn Transport> = if faults {
             tracing::warn!(
                 "fault injection enabled (KVSTORE_FAULTS): /admin/faults can cut this node's links"
@@ -395,6 +447,9 @@ pub fn start_actors(config: &Config, url: String) -> Result<AppState, StartError
         faults_enabled: config.faults,
         peer_keys,
         peers_open: config.insecure_peers,
+        peer_url,
+        peer_mtls: config.peer_tls.is_some(),
+        forward_tls,
     })
 }
 
@@ -402,31 +457,107 @@ impl Node {
     /// Bind `config.host:config.port`, start the actors on the current actix system and build
     /// the HTTP server. Must run inside an actix system.
     pub fn bind(config: &Config) -> Result<Node, StartError> {
-        let want = format!("{}:{}", config.host, config.port);
-        let err = |source| StartError::Listen {
-            addr: want.clone(),
-            source,
+        // TLS files first: a bad one stops the start before anything is bound or opened.
+        let client_tls = match &config.tls {
+            Some(id) => Some(tls::server_config(id).map_err(StartError::Tls)?),
+            None => None,
         };
-        let listener = TcpListener::bind(&want).map_err(err)?;
-        let addr = listener.local_addr().map_err(err)?;
+        let peer_tls = match &config.peer_tls {
+            Some(p) => Some(tls::peer_server_config(&p.identity, &p.ca).map_err(StartError::Tls)?),
+            None => None,
+        };
+        let (listener, addr) = bind(&config.host, config.port)?;
         let url = config
             .advertise_url
             .clone()
-            .unwrap_or_else(|| default_advertise_url(&config.host, addr.port()));
-        let state = start_actors(config, url)?;
-        let server = HttpServer::new(move || api::app(state.clone()))
+            .unwrap_or_else(|| default_url(client_tls.is_some(), &config.host, addr.port()));
+        let peer = match config.peer_port {
+            Some(port) => {
+                let (listener, addr) = bind(&config.host, port)?;
+                let url = config
+                    .peer_advertise_url
+                    .clone()
+                    .unwrap_or_else(|| default_url(peer_tls.is_some(), &config.host, addr.port()));
+                Some((listener, addr, url))
+            }
+            None => None,
+        };
+        let state = start_actors_with(config, url.clone(), peer.as_ref().map(|p| p.2.clone()))?;
+        let listen_err = |addr: SocketAddr| {
+            move |source| StartError::Listen {
+                addr: addr.to_string(),
+                source,
+            }
+        };
+        let client_state = state.clone();
+        let server = HttpServer::new(move || api::app(client_state.clone()))
             .workers(config.workers)
-            .shutdown_timeout(config.shutdown_timeout.as_secs())
-            .listen(listener)
-            .map_err(err)?
-            .run();
-        Ok(Node { addr, server })
+            .shutdown_timeout(config.shutdown_timeout.as_secs());
+        let server = match client_tls {
+            Some(tls) => server.listen_rustls_0_23(listener, tls),
+            None => server.listen(listener),
+        }
+        .map_err(listen_err(addr))?
+        .run();
+        let (peer_addr, peer_server, peer_url) = match peer {
+            Some((listener, peer_addr, peer_url)) => {
+                // Peer traffic is a few keep-alive connections (one per leader): few workers.
+                let server = HttpServer::new(move || api::peer_app(state.clone()))
+                    .workers(config.workers.clamp(1, 2))
+                    .shutdown_timeout(config.shutdown_timeout.as_secs());
+                let server = match peer_tls {
+                    Some(tls) => server.listen_rustls_0_23(listener, tls),
+                    None => server.listen(listener),
+                }
+                .map_err(listen_err(peer_addr))?
+                .run();
+                (Some(peer_addr), Some(server), Some(peer_url))
+            }
+            None => (None, None, None),
+        };
+        Ok(Node {
+            addr,
+            server,
+            url,
+            peer_addr,
+            peer_server,
+            peer_url,
+        })
     }
 
-    /// A handle that can stop the server.
+    /// Serve until both servers stop (SIGINT/SIGTERM stops each); the first error, if any.
+    pub async fn run(self) -> io::Result<()> {
+        let peer = async move {
+            match self.peer_server {
+                Some(s) => s.await,
+                None => Ok(()),
+            }
+        };
+        let (client, peer) = futures_util::future::join(self.server, peer).await;
+        client.and(peer)
+    }
+
+    /// A handle that can stop the client server.
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
     }
+
+    /// A handle that can stop the peer server, if there is one.
+    pub fn peer_handle(&self) -> Option<ServerHandle> {
+        self.peer_server.as_ref().map(Server::handle)
+    }
+}
+
+/// Bind `host:port` (port 0: any free port) and report the address actually bound.
+fn bind(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), StartError> {
+    let want = format!("{host}:{port}");
+    let err = |source| StartError::Listen {
+        addr: want.clone(),
+        source,
+    };
+    let listener = TcpListener::bind(&want).map_err(err)?;
+    let addr = listener.local_addr().map_err(err)?;
+    Ok((listener, addr))
 }
 
 #[cfg(test)]

@@ -2,11 +2,11 @@
 """Cluster tooling behind scripts/*.sh: the health dashboard, the kill-the-leader test and the
 leader-stability measurement. Standard library only; talks to loopback nodes only.
 
-  kvcluster.py watch [--interval S] [--once] [URL ...]
+  kvcluster.py watch [--interval S] [--once] [--ca PATH] [URL ...]
   kvcluster.py kill-leader-test --bin PATH [--rounds N] [--nodes N] [--base-port P] [--keep-logs]
   kvcluster.py stability --bin PATH --seconds S [--load-connections C]
   kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64 256"]
-                             [--no-etcd] [--in-memory]
+                             [--no-etcd] [--in-memory] [--tls CERTDIR]
   kvcluster.py bench-scale --bin PATH [--duration S] [--keys "1000 1000000"] [--connections N]
   kvcluster.py bench-security --bin PATH [--duration S] [--rounds N] [--connections "16 64"]
 """
@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -27,11 +28,14 @@ import urllib.request
 
 DEFAULT_URLS = [f"http://localhost:{p}" for p in (8081, 8082, 8083)]
 
+# What https:// nodes are verified with (watch --ca PATH: only that CA bundle); None: http only.
+SSL_CONTEXT = None
+
 
 def health(url, timeout=0.3):
     """The node's /health as a dict, or None if it does not answer."""
     try:
-        with urllib.request.urlopen(url + "/health", timeout=timeout) as r:
+        with urllib.request.urlopen(url + "/health", timeout=timeout, context=SSL_CONTEXT) as r:
             return json.loads(r.read())
     except Exception:
         return None
@@ -128,14 +132,23 @@ def free_ports(n):
 class Cluster:
     """Processes started here and only here; stop() kills every one of them."""
 
-    def __init__(self, binary, ports, logdir, extra_env=None):
+    def __init__(self, binary, ports, logdir, extra_env=None, tls=None):
+        """tls: a directory of scripts/gen-certs.sh certificates (ca.pem, nI.pem, nI-key.pem):
+        HTTPS on the client ports and Raft on separate peer ports with mutual TLS."""
         self.binary, self.ports, self.logdir = binary, ports, logdir
         self.extra_env = extra_env or {}
+        self.tls = os.path.abspath(tls) if tls else None
+        self.peer_ports = free_ports(len(ports)) if tls else []
         self.procs = [None] * len(ports)
         self.logs = [None] * len(ports)
 
     def url(self, i):
-        return f"http://127.0.0.1:{self.ports[i]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.ports[i]}"
+
+    def peer_url(self, i):
+        """Where the other nodes send Raft RPCs (what their PEERS list)."""
+        return f"https://127.0.0.1:{self.peer_ports[i]}" if self.tls else self.url(i)
 
     def urls(self):
         return [self.url(i) for i in range(len(self.ports))]
@@ -146,7 +159,14 @@ class Cluster:
         env.update(self.extra_env)
         env.update(NODE_ID=f"n{i + 1}", PORT=str(self.ports[i]), KVSTORE_HOST="127.0.0.1",
                    KVSTORE_DATA_DIR=os.path.join(self.logdir, f"n{i + 1}-data"),
-                   PEERS=",".join(self.url(j) for j in range(len(self.ports)) if j != i))
+                   PEERS=",".join(self.peer_url(j) for j in range(len(self.ports)) if j != i))
+        if self.tls:
+            cert, key = (os.path.join(self.tls, f"n{i + 1}.pem"),
+                         os.path.join(self.tls, f"n{i + 1}-key.pem"))
+            ca = os.path.join(self.tls, "ca.pem")
+            env.update(KVSTORE_TLS_CERT=cert, KVSTORE_TLS_KEY=key, KVSTORE_TLS_CA=ca,
+                       KVSTORE_PEER_PORT=str(self.peer_ports[i]), KVSTORE_PEER_TLS_CERT=cert,
+                       KVSTORE_PEER_TLS_KEY=key, KVSTORE_PEER_CA=ca)
         log = open(os.path.join(self.logdir, f"n{i + 1}.log"), "ab")
         self.logs[i] = log
         self.procs[i] = subprocess.Popen([self.binary], env=env, stdin=subprocess.DEVNULL,
@@ -385,7 +405,7 @@ def http_json(url, body=None, method=None, timeout=2.0):
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"),
                                  headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
+    with urllib.request.urlopen(req, timeout=timeout, context=SSL_CONTEXT) as r:
         return json.loads(r.read() or b"{}")
 
 
@@ -457,10 +477,13 @@ def cmd_bench_cluster(args):
         print("etcd not found (install Debian's etcd-server), running without it", file=sys.stderr)
         with_etcd = False
     scripts = etcd_scripts(tmp)
+    if args.tls:
+        global SSL_CONTEXT
+        SSL_CONTEXT = ssl.create_default_context(cafile=os.path.join(args.tls, "ca.pem"))
     kv = Cluster(args.bin, free_ports(3), tmp,
                  # memory storage with PEERS is refused unless explicitly marked unsafe
                  {"KVSTORE_STORAGE": "memory", "KVSTORE_UNSAFE_VOLATILE_CLUSTER": "1"}
-                 if args.in_memory else None)
+                 if args.in_memory else None, tls=args.tls)
     etcd = EtcdCluster(tmp) if with_etcd else None
     results = {}  # (system, case, conns) -> list of (rps, p50, p99, errs)
     try:
@@ -642,6 +665,7 @@ def main():
     w = sub.add_parser("watch")
     w.add_argument("--interval", type=float, default=0.5)
     w.add_argument("--once", action="store_true")
+    w.add_argument("--ca", help="PEM CA bundle to trust for https:// nodes")
     w.add_argument("urls", nargs="*")
     k = sub.add_parser("kill-leader-test")
     k.add_argument("--bin", required=True)
@@ -659,6 +683,8 @@ def main():
     b.add_argument("--rounds", type=int, default=3)
     b.add_argument("--connections", default="1 16 64 256")
     b.add_argument("--no-etcd", action="store_true")
+    b.add_argument("--tls", metavar="CERTDIR",
+                   help="TLS on both kvstore listeners (scripts/gen-certs.sh CERTDIR 3)")
     b.add_argument("--in-memory", action="store_true",
                    help="run kvstore with KVSTORE_STORAGE=memory and "
                         "KVSTORE_UNSAFE_VOLATILE_CLUSTER=1 (etcd stays durable)")
@@ -680,6 +706,9 @@ def main():
     if args.cmd == "bench-cluster":
         return cmd_bench_cluster(args)
     if args.cmd == "watch":
+        if args.ca:
+            global SSL_CONTEXT
+            SSL_CONTEXT = ssl.create_default_context(cafile=args.ca)
         return cmd_watch(args)
     if args.cmd == "kill-leader-test":
         return cmd_kill_leader_test(args)

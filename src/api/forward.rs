@@ -5,6 +5,7 @@
 //! forwarded request carries `x-kvstore-forwarded`, and a node never forwards such a request
 //! again, so requests cannot loop between nodes that disagree about the leader.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::{HeaderName, CONTENT_TYPE};
@@ -43,13 +44,19 @@ impl Default for Forwarder {
     }
 }
 
+/// Longest wait for a connection (TCP and TLS handshake) to the leader.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Forwarder {
-    /// A forwarder with its own client (call on the thread that will use it).
+    /// A forwarder with its own client (call on the thread that will use it); plain HTTP only.
     pub fn new() -> Self {
-        let client = awc::Client::builder()
-            .disable_redirects()
-            .timeout(Duration::from_secs(3600)) // each call sets its own, from the deadline
-            .finish();
+        Self::with_tls(None)
+    }
+
+    /// A forwarder that reaches `https://` leaders with `tls` (the CA it trusts).
+    pub fn with_tls(tls: Option<&Arc<rustls::ClientConfig>>) -> Self {
+        // Each call sets its own timeout, from the deadline.
+        let client = crate::tls::awc_client(tls, CONNECT_TIMEOUT, Duration::from_secs(3600));
         Forwarder { client }
     }
 

@@ -14,13 +14,17 @@ use crate::raft::NodeStatus;
 use crate::store::Summary;
 
 /// The body of `GET /health`: `{"ok":true, "id", "state", "term", "leaderId", "leader",
-/// "lastHeartbeatAgoMs", "votedFor", "url", "peers", "lastLogIndex", "lastLogTerm", ...,
+/// "lastHeartbeatAgoMs", "votedFor", "url", "peerUrl" (with `--peer-port`), "peers",
+/// "lastLogIndex", "lastLogTerm", ...,
 /// "store": {"appliedIndex", "digest", "keys"}}`.
 #[derive(Debug, Serialize)]
 pub struct Health {
     pub ok: bool,
     #[serde(flatten)]
     pub status: NodeStatus,
+    /// The peer listener's URL (`--peer-port`), which the other nodes list in PEERS.
+    #[serde(rename = "peerUrl", skip_serializing_if = "Option::is_none")]
+    pub peer_url: Option<String>,
     pub store: StoreHealth,
 }
 
@@ -42,6 +46,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         (Ok(status), Ok(s)) => Ok(HttpResponse::Ok().json(Health {
             ok: true,
             status,
+            peer_url: state.peer_url.clone(),
             store: StoreHealth {
                 applied_index: s.applied_index,
                 digest: format!("{:016x}", s.digest),

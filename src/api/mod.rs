@@ -10,7 +10,9 @@
 //! - [`middleware`]: request ids, the request log line, panic recovery.
 //!
 //! [`configure`] registers routes and extractor settings; [`app`] adds the middleware. The server
-//! and the tests use the same two functions, so what is tested is what runs. Handlers only send
+//! and the tests use the same two functions, so what is tested is what runs. With a separate
+//! peer listener (`AppState::peer_url`), the client listener's [`app`] has no `/raft/*` routes
+//! (they answer 404 there) and [`peer_app`] serves only them. Handlers only send
 //! messages to actors and map replies; they must never own or lock state.
 
 pub mod admin;
@@ -21,6 +23,7 @@ pub mod kv;
 pub mod middleware;
 pub mod peer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
@@ -51,22 +54,32 @@ pub struct AppState {
     pub faults_enabled: bool,
     /// The cluster secret: peer RPCs must be signed with it (see [`peer::guard`]).
     pub peer_keys: Option<std::sync::Arc<crate::security::peer_auth::PeerKeys>>,
-    /// Peer RPCs are accepted from any source address without a secret (`--insecure-peers`,
-    /// or a peer listener that verified the caller's TLS certificate).
+    /// Peer RPCs are accepted from any source address without a secret (`--insecure-peers`).
     pub peers_open: bool,
+    /// This node's peer URL when Raft RPCs have their own listener (`--peer-port`); the client
+    /// listener then serves no `/raft/*` route.
+    pub peer_url: Option<String>,
+    /// Peer mutual TLS is on: `/raft/*` is served only on the peer listener, whose TLS handshake
+    /// admits only clients with a certificate signed by the peer CA, so every request reaching
+    /// a Raft route came from a peer.
+    pub peer_mtls: bool,
+    /// What forwarding trusts to reach an `https://` leader (`--tls-ca`); `None`: plain HTTP.
+    pub forward_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Registers every route, the JSON/query error mapping and the 404/405 answers.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
+    let separate_peer_listener = state.peer_url.is_some();
     let json = web::JsonConfig::default()
         .limit(state.limits.max_body_bytes)
         // curl -d sends a form content type; the original accepted any, so do we.
         .content_type_required(false)
         .error_handler(errors::json_error);
     let query = web::QueryConfig::default().error_handler(errors::query_error);
+    // Made here, on each worker's thread: one forwarding client per thread, reused.
+    let forwarder = forward::Forwarder::with_tls(state.forward_tls.as_ref());
     cfg.app_data(web::Data::new(state))
-        // Made here, on each worker's thread: one forwarding client per thread, reused.
-        .app_data(web::Data::new(forward::Forwarder::new()))
+        .app_data(web::Data::new(forwarder))
         .app_data(json)
         .app_data(query)
         .service(
@@ -90,34 +103,55 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
-            web::resource("/raft/vote")
-                .wrap(actix_web::middleware::from_fn(peer::guard))
-                .route(web::post().to(peer::vote))
-                .default_service(web::to(|| not_allowed("POST"))),
-        )
-        .service(
-            web::resource("/raft/append")
-                .wrap(actix_web::middleware::from_fn(peer::guard))
-                .app_data(peer::json_config())
-                .route(web::post().to(peer::append))
-                .default_service(web::to(|| not_allowed("POST"))),
-        )
-        .service(
             web::resource("/admin/faults")
                 .route(web::get().to(admin::show))
                 .route(web::post().to(admin::replace))
                 .route(web::delete().to(admin::clear))
                 .default_service(web::to(|| not_allowed("GET, POST, DELETE"))),
-        )
-        .service(
-            web::resource("/raft/snapshot")
-                .wrap(actix_web::middleware::from_fn(peer::guard))
-                .app_data(peer::chunk_config())
-                .app_data(peer::query_config())
-                .route(web::post().to(peer::snapshot))
-                .default_service(web::to(|| not_allowed("POST"))),
-        )
-        .default_service(web::to(not_found));
+        );
+    if !separate_peer_listener {
+        raft_routes(cfg);
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+/// The peer listener's routes (`--peer-port`): `/raft/*` only; anything else is 404.
+pub fn configure_peer(cfg: &mut web::ServiceConfig, state: AppState) {
+    // As on the client listener (a vote is small; append and snapshot set their own limits).
+    let json = web::JsonConfig::default()
+        .limit(state.limits.max_body_bytes)
+        .content_type_required(false)
+        .error_handler(errors::json_error);
+    let query = web::QueryConfig::default().error_handler(errors::query_error);
+    cfg.app_data(web::Data::new(state))
+        .app_data(json)
+        .app_data(query);
+    raft_routes(cfg);
+    cfg.default_service(web::to(not_found));
+}
+
+fn raft_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/raft/vote")
+            .wrap(actix_web::middleware::from_fn(peer::guard))
+            .route(web::post().to(peer::vote))
+            .default_service(web::to(|| not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/raft/append")
+            .wrap(actix_web::middleware::from_fn(peer::guard))
+            .app_data(peer::json_config())
+            .route(web::post().to(peer::append))
+            .default_service(web::to(|| not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/raft/snapshot")
+            .wrap(actix_web::middleware::from_fn(peer::guard))
+            .app_data(peer::chunk_config())
+            .app_data(peer::query_config())
+            .route(web::post().to(peer::snapshot))
+            .default_service(web::to(|| not_allowed("POST"))),
+    );
 }
 
 /// The full application: [`configure`] wrapped in the request-id, logging and panic middleware.
@@ -137,6 +171,25 @@ pub fn app(
         .wrap(TracingLogger::<middleware::RequestSpan>::new())
         .wrap(actix_web::middleware::from_fn(middleware::request_id))
         .configure(|cfg| configure(cfg, state))
+}
+
+/// The peer listener's application: [`configure_peer`] wrapped in the same middleware as [`app`].
+pub fn peer_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .wrap(middleware::CatchPanic)
+        .wrap(TracingLogger::<middleware::RequestSpan>::new())
+        .wrap(actix_web::middleware::from_fn(middleware::request_id))
+        .configure(|cfg| configure_peer(cfg, state))
 }
 
 async fn not_allowed(allowed: &'static str) -> Result<&'static str, ApiError> {

@@ -5,8 +5,8 @@
 //!
 //! Every route is wrapped in [`guard`], which decides whether the sender is a peer before the
 //! body is parsed, and refuses with nothing changed otherwise:
-//! 1. without a cluster secret (and without `--insecure-peers`), only loopback source addresses
-//!    may call (403);
+//! 1. without a cluster secret (and without `--insecure-peers` or peer mutual TLS, whose
+//!    handshake admits only peers), only loopback source addresses may call (403);
 //! 2. with a cluster secret, the request must carry a valid signature of it (see
 //!    [`crate::security::peer_auth`]): the body is read (bounded per route), the signature
 //!    checked in constant time (401), then the body handed on; the answer is signed too;
@@ -151,7 +151,8 @@ pub async fn guard(
             }
         }
         req.set_payload(body.into());
-    } else if !state.peers_open {
+    } else if !(state.peers_open || state.peer_mtls) {
+        // Under peer mTLS the handshake already admitted only peers.
         let loopback = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
         if !loopback {
             let message = format!(

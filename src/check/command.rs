@@ -79,6 +79,17 @@ pub struct CheckArgs {
     /// The kvstore binary a local cluster runs [default: this one].
     #[arg(long, value_name = "PATH")]
     pub bin: Option<PathBuf>,
+
+    /// PEM CA bundle to trust for https:// nodes (the OS roots are never used)
+    /// [default with --tls-dir: DIR/ca.pem].
+    #[arg(long, value_name = "PATH")]
+    pub ca: Option<PathBuf>,
+
+    /// With --local: run the nodes with TLS on both listeners (client port: HTTPS; a separate
+    /// peer port with mutual TLS), using DIR/ca.pem and DIR/nI.pem, DIR/nI-key.pem for node I
+    /// (1..N), e.g. as made by scripts/gen-certs.sh. Each certificate must name 127.0.0.1.
+    #[arg(long, value_name = "DIR", requires = "local")]
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// `30s`, `2m`, `500ms`, `1.5s` or plain seconds.
@@ -116,9 +127,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// Poll every node's `/health` until all report the same applied index and digest; returns
 /// it, or the last answers if they never agree within `within`.
 async fn converged(urls: &[String], within: Duration) -> Result<(u64, String), String> {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .finish();
+    let client = super::http_client(Duration::from_secs(2));
     let deadline = Instant::now() + within;
     loop {
         let mut seen = Vec::new();
@@ -181,6 +190,13 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
     if args.clients == 0 || args.keys == 0 {
         return Err("--clients and --keys must be at least 1".into());
     }
+    if let Some(ca) = args
+        .ca
+        .clone()
+        .or_else(|| args.tls_dir.as_ref().map(|d| d.join("ca.pem")))
+    {
+        super::trust_ca(&ca)?;
+    }
     let (fresh, id) = uuid::Uuid::new_v4().as_u64_pair();
     let seed = args.seed.unwrap_or(fresh);
     let run_id = format!("{:08x}", id as u32);
@@ -196,7 +212,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
             let dir = std::env::temp_dir().join(format!("kvstore-check-{run_id}"));
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            let cluster = LocalCluster::start(&bin, n, &dir)?;
+            let cluster = LocalCluster::start(&bin, n, &dir, args.tls_dir.as_deref())?;
             let urls = cluster.urls();
             local = Some(cluster);
             run_dir = Some(dir);
@@ -229,9 +245,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let probe = awc::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .finish();
+    let probe = super::http_client(Duration::from_secs(2));
     // Wait for a leader before starting the clock.
     let ready_by = Instant::now() + Duration::from_secs(20);
     while leader_of(&probe, &nodes).await.is_none() {
@@ -311,9 +325,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
     // After healing: the replicas converge, and a final linearizable read of every key joins
     // the history (an acknowledged write that was lost shows up here at the latest).
     let converge = converged(&nodes, Duration::from_secs(30)).await;
-    let reader = awc::Client::builder()
-        .timeout(args.request_timeout)
-        .finish();
+    let reader = super::http_client(args.request_timeout);
     let final_client = args.clients as u64;
     let reads_by = Instant::now() + Duration::from_secs(60);
     let mut unread = Vec::new();

@@ -1,6 +1,7 @@
 //! A throwaway local cluster for `kvstore check --local N`: N `kvstore` processes on free
 //! loopback ports, each with its own data directory under one run directory, started with
-//! `KVSTORE_FAULTS=1` so their fault layer can be switched.
+//! `KVSTORE_FAULTS=1` so their fault layer can be switched. With a TLS directory, every node
+//! serves HTTPS on its client port and Raft on a separate peer port with mutual TLS.
 //!
 //! I/O: processes and signals. Every process is owned by its `Child` handle and killed when the
 //! cluster is dropped, whatever happened. It never decides what fault to inject.
@@ -17,6 +18,10 @@ pub struct LocalCluster {
     bin: PathBuf,
     dir: PathBuf,
     ports: Vec<u16>,
+    /// Peer ports, when the nodes run with TLS (`tls`).
+    peer_ports: Vec<u16>,
+    /// The certificates (`ca.pem`, `nI.pem`, `nI-key.pem`): TLS on both listeners.
+    tls: Option<PathBuf>,
     procs: Vec<Option<Child>>,
     paused: Vec<bool>,
     /// This run's own cluster id, so a node left over from another run on the same ports is
@@ -48,14 +53,36 @@ fn signal(child: &Child, sig: libc::c_int) {
 impl LocalCluster {
     /// Start `n` nodes of `bin`, with data and logs under `dir`. Waits until each accepts
     /// connections; picks new ports if one was taken meanwhile.
-    pub fn start(bin: &Path, n: usize, dir: &Path) -> Result<LocalCluster, String> {
+    /// With `tls` (a directory of certificates), TLS on both listeners.
+    pub fn start(
+        bin: &Path,
+        n: usize,
+        dir: &Path,
+        tls: Option<&Path>,
+    ) -> Result<LocalCluster, String> {
+        if let Some(tls) = tls {
+            for f in std::iter::once("ca.pem".to_owned())
+                .chain((1..=n).flat_map(|i| [format!("n{i}.pem"), format!("n{i}-key.pem")]))
+            {
+                if !tls.join(&f).is_file() {
+                    return Err(format!(
+                        "{} is missing (scripts/gen-certs.sh {} {n} makes it)",
+                        tls.join(&f).display(),
+                        tls.display()
+                    ));
+                }
+            }
+        }
         let mut last = String::new();
         for _ in 0..5 {
-            let ports = free_ports(n)?;
+            let mut ports = free_ports(if tls.is_some() { 2 * n } else { n })?;
+            let peer_ports = ports.split_off(n);
             let mut c = LocalCluster {
                 bin: bin.to_owned(),
                 dir: dir.to_owned(),
                 ports,
+                peer_ports,
+                tls: tls.map(Path::to_owned),
                 procs: (0..n).map(|_| None).collect(),
                 paused: vec![false; n],
                 cluster_id: format!("check-{}", uuid::Uuid::new_v4().simple()),
@@ -76,9 +103,21 @@ impl LocalCluster {
         Err(format!("could not start a local cluster: {last}"))
     }
 
-    /// Base URL of node `i`.
+    /// Base URL of node `i` (its client port).
     pub fn url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.ports[i])
+        match self.tls {
+            Some(_) => format!("https://127.0.0.1:{}", self.ports[i]),
+            None => format!("http://127.0.0.1:{}", self.ports[i]),
+        }
+    }
+
+    /// The URL at which the other nodes reach node `i`'s Raft routes (as listed in their
+    /// PEERS, and as fault rules name it): its peer port with TLS, else its client URL.
+    pub fn peer_url(&self, i: usize) -> String {
+        match self.tls {
+            Some(_) => format!("https://127.0.0.1:{}", self.peer_ports[i]),
+            None => self.url(i),
+        }
     }
 
     /// Every node's base URL.
@@ -104,7 +143,7 @@ impl LocalCluster {
     fn spawn(&mut self, i: usize) -> Result<(), String> {
         let peers: Vec<String> = (0..self.len())
             .filter(|j| *j != i)
-            .map(|j| self.url(j))
+            .map(|j| self.peer_url(j))
             .collect();
         let log = File::options()
             .create(true)
@@ -142,6 +181,7 @@ impl LocalCluster {
             .env("KVSTORE_CLUSTER_ID", &self.cluster_id)
             .env("KVSTORE_FAULTS", "1")
             .env("KVSTORE_REQUEST_TIMEOUT_MS", "2000")
+            .envs(self.tls_env(i))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -150,6 +190,29 @@ impl LocalCluster {
         self.procs[i] = Some(child);
         self.paused[i] = false;
         Ok(())
+    }
+
+    /// The TLS settings of node `i` (none without a TLS directory).
+    fn tls_env(&self, i: usize) -> Vec<(&'static str, PathBuf)> {
+        let Some(dir) = &self.tls else {
+            return Vec::new();
+        };
+        let (cert, key) = (
+            dir.join(format!("n{}.pem", i + 1)),
+            dir.join(format!("n{}-key.pem", i + 1)),
+        );
+        vec![
+            ("KVSTORE_TLS_CERT", cert.clone()),
+            ("KVSTORE_TLS_KEY", key.clone()),
+            ("KVSTORE_TLS_CA", dir.join("ca.pem")),
+            (
+                "KVSTORE_PEER_PORT",
+                PathBuf::from(self.peer_ports[i].to_string()),
+            ),
+            ("KVSTORE_PEER_TLS_CERT", cert),
+            ("KVSTORE_PEER_TLS_KEY", key),
+            ("KVSTORE_PEER_CA", dir.join("ca.pem")),
+        ]
     }
 
     /// Wait until every running node accepts TCP connections (or one exits).

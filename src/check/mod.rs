@@ -9,7 +9,8 @@
 //! Those three are pure: no I/O, no clock. `kvstore check` adds the parts that talk to a
 //! cluster: [`workload`] (recorded clients), [`local`] (a throwaway local cluster),
 //! [`nemesis`] (kills, pauses, partitions), [`report`] (the SVG timeline, pure) and [`command`]
-//! (arguments, orchestration, report).
+//! (arguments, orchestration, report). [`http_client`] is how all of them make their awc
+//! clients, so `--ca` (TLS against `https://` nodes) applies everywhere.
 
 pub mod command;
 pub mod history;
@@ -21,4 +22,24 @@ pub mod report;
 pub mod workload;
 
 pub use history::{Op, OpInput, OpOutput};
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// The TLS client configuration of this `kvstore check` run (`--ca`), set once at its start.
+static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Trust the CA bundle at `path` for `https://` nodes from now on (once per process).
+pub fn trust_ca(path: &std::path::Path) -> Result<(), String> {
+    let config = crate::tls::client_config(path, None).map_err(|e| e.to_string())?;
+    // A second call in the same process keeps the first configuration.
+    let _ = TLS.set(config);
+    Ok(())
+}
+
+/// An awc client for the checker's requests, bounded by `timeout`; speaks TLS to `https://`
+/// nodes when [`trust_ca`] was called. Make it on the thread that uses it.
+pub fn http_client(timeout: Duration) -> awc::Client {
+    crate::tls::awc_client(TLS.get(), timeout.min(Duration::from_secs(5)), timeout)
+}
 pub use linearizability::{check_history, check_history_within, CheckResult};

@@ -130,9 +130,7 @@ async fn sleep(d: Duration) {
 
 impl Nemesis {
     pub fn new(kinds: Vec<FaultKind>, rng: SmallRng) -> Nemesis {
-        let client = awc::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .finish();
+        let client = super::http_client(Duration::from_secs(2));
         Nemesis {
             kinds,
             rng,
@@ -145,7 +143,7 @@ impl Nemesis {
     async fn cut(&self, cluster: &LocalCluster, i: usize, to: &[usize]) -> Result<(), String> {
         let rules: Vec<Value> = to
             .iter()
-            .map(|j| json!({"peer": cluster.url(*j), "cut": true}))
+            .map(|j| json!({"peer": cluster.peer_url(*j), "cut": true}))
             .collect();
         self.post_rules(cluster, i, json!({ "rules": rules })).await
     }

@@ -60,9 +60,7 @@ impl Workload {
         until: Instant,
         counters: Rc<Counters>,
     ) -> Vec<Op> {
-        let client = awc::Client::builder()
-            .timeout(self.request_timeout)
-            .finish();
+        let client = super::http_client(self.request_timeout);
         let mut rng = SmallRng::seed_from_u64(self.seed.wrapping_mul(1_000_003).wrapping_add(id));
         // Each client keeps its share of the rate.
         let gap = (self.rate > 0)

@@ -77,7 +77,7 @@ pub fn derive_cluster_id(me: &str, peers: &[String]) -> String {
 }
 
 fn normalize_loopback(url: &str) -> String {
-    let Some(rest) = url.strip_prefix("http://") else {
+    let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
     let (host, port) = match rest.rsplit_once(':') {
@@ -90,8 +90,8 @@ fn normalize_loopback(url: &str) -> String {
         host
     };
     match port {
-        Some(p) => format!("http://{host}:{p}"),
-        None => format!("http://{host}"),
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
     }
 }
 

@@ -48,28 +48,35 @@ pub const CLUSTER_HEADER: &str = "x-kvstore-cluster";
 
 impl HttpTransport {
     /// A transport to `peers` (base URLs, index = [`PeerId`]); every call times out after
-    /// `timeout`; every call carries `cluster` and, with `keys`, a signature. Must be made on
-    /// the thread that will use it.
-    pub fn new(
+    /// `timeout`; every call carries `cluster`. Must be made on the thread that will use it.
+    pub fn new(me: String, peers: Vec<String>, timeout: Duration, cluster: String) -> Self {
+        Self::with_tls(me, peers, timeout, cluster, None)
+    }
+
+    /// [`HttpTransport::new`] that reaches `https://` peers with `tls` (rustls: the CA it
+    /// trusts and, under mutual TLS, the certificate it presents).
+    pub fn with_tls(
         me: String,
         peers: Vec<String>,
         timeout: Duration,
         cluster: String,
-        keys: Option<Arc<PeerKeys>>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
-        let connector = awc::Connector::new().timeout(timeout);
-        let client = awc::Client::builder()
-            .connector(connector)
-            .timeout(timeout)
-            .disable_redirects()
-            .finish();
+        let client = crate::tls::awc_client(tls.as_ref(), timeout, timeout);
         Self {
             client,
             peers,
             me,
             cluster,
-            keys,
+            keys: None,
         }
+    }
+
+    /// This transport, signing every call with the cluster secret's `keys` and checking every
+    /// answer (no change with `None`).
+    pub fn signed_with(mut self, keys: Option<Arc<PeerKeys>>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// Sign `req` (whose body is `body`) when the cluster has a secret: the header added, and

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::helpers::{binary, KvProcess};
 
-fn run_check(args: &[&str]) -> (bool, String) {
+pub(crate) fn run_check(args: &[&str]) -> (bool, String) {
     let out = tempfile::NamedTempFile::new().expect("temp file");
     let child = Command::new(binary())
         .arg("check")

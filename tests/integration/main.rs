@@ -11,6 +11,7 @@
 //! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
 //!   start line.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
+//! - `tls`: HTTPS client ports, peer ports with mutual TLS, certificates made at run time.
 
 mod api;
 mod bitflip;
@@ -29,3 +30,4 @@ mod netns;
 mod peer_auth;
 mod raft_sim;
 mod snapshots;
+mod tls;
