@@ -147,6 +147,12 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_FAULTS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub faults: bool,
 
+    /// A file of client bearer tokens, one `ROLE TOKEN` per line (roles: read, write, admin);
+    /// when given, /get, /set, /delete and /admin/* need a token (see the README). Must not be
+    /// readable by group or others. Unset: the client API is open.
+    #[arg(long, env = "KVSTORE_CLIENT_TOKENS_FILE", value_name = "PATH")]
+    pub client_tokens_file: Option<PathBuf>,
+
     /// Log line format.
     #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -214,6 +220,8 @@ pub struct Config {
     pub snapshot_log_bytes: u64,
     /// The fault layer may be switched through `/admin/faults`.
     pub faults: bool,
+    /// The client tokens file, read at start (see `api::auth`); `None`: no client auth.
+    pub client_tokens_file: Option<PathBuf>,
     pub log_format: LogFormat,
     /// The other nodes' base URLs (normalized `http://host:port`); empty for a single node.
     pub peers: Vec<String>,
@@ -397,6 +405,12 @@ impl Config {
             }
             _ => None,
         };
+        let client_tokens_file = match cli.client_tokens_file {
+            Some(p) if p.as_os_str().is_empty() => {
+                return invalid("--client-tokens-file must not be an empty path".into())
+            }
+            other => other,
+        };
         if !peers.is_empty() {
             if port == 0 {
                 return invalid(
@@ -431,6 +445,7 @@ impl Config {
             snapshot_log_factor: cli.snapshot_log_factor,
             snapshot_log_bytes: cli.snapshot_log_mib.saturating_mul(1024 * 1024),
             faults: cli.faults,
+            client_tokens_file,
             log_format: cli.log_format,
             peers,
             advertise_url,
@@ -812,6 +827,7 @@ mod tests {
             "PEERS",
             "KVSTORE_ADVERTISE_URL",
             "KVSTORE_CLUSTER_ID",
+            "KVSTORE_CLIENT_TOKENS_FILE",
             "KVSTORE_UNSAFE_VOLATILE_CLUSTER",
             "RAFT_HEARTBEAT_MS",
             "RAFT_ELECTION_TIMEOUT_MS",

@@ -33,8 +33,12 @@ pub enum ApiError {
     RouteNotFound { path: String },
     /// The route exists but not for this method.
     MethodNotAllowed { allowed: &'static str },
-    /// The route exists but is switched off on this node; the message says how to switch it on.
+    /// The route exists but is switched off on this node, or the client's token has too low a
+    /// role; the message says which.
     Forbidden(String),
+    /// Client tokens are configured and the request has none (`invalid: false`) or one that is
+    /// not known (`invalid: true`). Answered with `WWW-Authenticate: Bearer`.
+    ClientUnauthorized { invalid: bool },
     /// A peer RPC from another cluster (or without a cluster id); the message names both.
     WrongCluster(String),
     /// Something failed inside the server; the message says what, without internals.
@@ -60,6 +64,13 @@ impl fmt::Display for ApiError {
                 write!(f, "request body too large (limit {limit} bytes)")
             }
             ApiError::KeyNotFound => write!(f, "key not found"),
+            ApiError::ClientUnauthorized { invalid: false } => write!(
+                f,
+                "authentication required: send `Authorization: Bearer TOKEN`"
+            ),
+            ApiError::ClientUnauthorized { invalid: true } => {
+                write!(f, "invalid token: not a known client token")
+            }
             ApiError::RouteNotFound { path } => write!(f, "no such route: {path}"),
             ApiError::MethodNotAllowed { allowed } => {
                 write!(f, "method not allowed (allowed: {allowed})")
@@ -105,6 +116,7 @@ impl ResponseError for ApiError {
             ApiError::KeyNotFound | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::ClientUnauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::WrongCluster(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -115,6 +127,15 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         if let ApiError::MethodNotAllowed { allowed } = self {
             res.insert_header((header::ALLOW, *allowed));
+        }
+        if let ApiError::ClientUnauthorized { invalid } = self {
+            // RFC 6750 §3: the scheme, and why a token that was sent is refused.
+            let value = if *invalid {
+                r#"Bearer realm="kvstore", error="invalid_token""#
+            } else {
+                r#"Bearer realm="kvstore""#
+            };
+            res.insert_header((header::WWW_AUTHENTICATE, value));
         }
         res.json(ErrorBody::new(self.to_string()))
     }
@@ -158,6 +179,9 @@ mod tests {
             (ApiError::KeyNotFound, 404),
             (ApiError::RouteNotFound { path: "/x".into() }, 404),
             (ApiError::MethodNotAllowed { allowed: "PUT" }, 405),
+            (ApiError::ClientUnauthorized { invalid: false }, 401),
+            (ApiError::ClientUnauthorized { invalid: true }, 401),
+            (ApiError::Forbidden("role".into()), 403),
             (ApiError::Internal("boom".into()), 500),
             (ApiError::Unavailable("no leader: x".into()), 503),
         ];

@@ -3,11 +3,12 @@
 //!
 //! One awc client per HTTP worker thread, made on that thread and reused (keep-alive). A
 //! forwarded request carries `x-kvstore-forwarded`, and a node never forwards such a request
-//! again, so requests cannot loop between nodes that disagree about the leader.
+//! again, so requests cannot loop between nodes that disagree about the leader. The client's
+//! `Authorization` header travels along unchanged: the leader checks the token again.
 
 use std::time::Duration;
 
-use actix_web::http::header::{HeaderName, CONTENT_TYPE};
+use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use actix_web::http::Method;
 use actix_web::HttpResponse;
 use serde::Serialize;
@@ -65,6 +66,7 @@ impl Forwarder {
         query: &[(&str, &str)],
         body: Option<&B>,
         request_id: Option<&str>,
+        authorization: Option<&HeaderValue>,
         this_node: &str,
         timeout: Duration,
     ) -> Result<HttpResponse, ForwardError> {
@@ -83,6 +85,9 @@ impl Forwarder {
             .insert_header((X_KVSTORE_FORWARDED, this_node));
         if let Some(id) = request_id {
             req = req.insert_header((X_REQUEST_ID, id));
+        }
+        if let Some(auth) = authorization {
+            req = req.insert_header((AUTHORIZATION, auth.clone()));
         }
         if !query.is_empty() {
             req = req.query(&query).map_err(|e| not_sent(e.to_string()))?;

@@ -6,6 +6,7 @@
 //!   `/raft/snapshot`).
 //! - [`forward`]: relays client requests from a follower to the leader.
 //! - [`admin`]: `/admin/faults`, the fault layer's switch (only with `KVSTORE_FAULTS=1`).
+//! - [`auth`]: optional client tokens (`--client-tokens-file`) and the role each route needs.
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
 //! - [`middleware`]: request ids, the request log line, panic recovery.
 //!
@@ -14,6 +15,7 @@
 //! messages to actors and map replies; they must never own or lock state.
 
 pub mod admin;
+pub mod auth;
 pub mod errors;
 pub mod forward;
 pub mod health;
@@ -26,6 +28,7 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest};
 use tracing_actix_web::TracingLogger;
 
@@ -49,6 +52,8 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// `KVSTORE_FAULTS=1`: `/admin/faults` may switch the fault layer.
     pub faults_enabled: bool,
+    /// Client tokens (`--client-tokens-file`); `None`: the client API is open, as it always was.
+    pub client_tokens: Option<std::sync::Arc<auth::ClientTokens>>,
 }
 
 /// Registers every route, the JSON/query error mapping and the 404/405 answers.
@@ -66,16 +71,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .app_data(query)
         .service(
             web::resource("/set")
+                .wrap(from_fn(auth::write))
                 .route(web::put().to(kv::set))
                 .default_service(web::to(|| not_allowed("PUT"))),
         )
         .service(
             web::resource("/get")
+                .wrap(from_fn(auth::read))
                 .route(web::get().to(kv::get))
                 .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
             web::resource("/delete")
+                .wrap(from_fn(auth::write))
                 .route(web::delete().to(kv::delete))
                 .default_service(web::to(|| not_allowed("DELETE"))),
         )
@@ -99,6 +107,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/admin/faults")
+                .wrap(from_fn(auth::admin))
                 .route(web::get().to(admin::show))
                 .route(web::post().to(admin::replace))
                 .route(web::delete().to(admin::clear))

@@ -24,7 +24,7 @@ use super::local::LocalCluster;
 use super::minimize::shrink;
 use super::nemesis::{leader_of, FaultEvent, FaultKind, Nemesis};
 use super::report::timeline_svg;
-use super::workload::{perform, Counters, Workload};
+use super::workload::{http_client, perform, Counters, Workload};
 
 /// `kvstore check`: is a running cluster linearizable under your workload (and faults)?
 #[derive(Debug, Parser)]
@@ -79,6 +79,17 @@ pub struct CheckArgs {
     /// The kvstore binary a local cluster runs [default: this one].
     #[arg(long, value_name = "PATH")]
     pub bin: Option<PathBuf>,
+
+    /// A client token, sent as `Authorization: Bearer` on every request (for nodes started with
+    /// --client-tokens-file: write role for the workload, admin for the nemesis's
+    /// /admin/faults).
+    #[arg(
+        long,
+        env = "KVSTORE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// `30s`, `2m`, `500ms`, `1.5s` or plain seconds.
@@ -115,10 +126,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Poll every node's `/health` until all report the same applied index and digest; returns
 /// it, or the last answers if they never agree within `within`.
-async fn converged(urls: &[String], within: Duration) -> Result<(u64, String), String> {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .finish();
+async fn converged(
+    urls: &[String],
+    within: Duration,
+    token: Option<&str>,
+) -> Result<(u64, String), String> {
+    let client = http_client(Duration::from_secs(2), token);
     let deadline = Instant::now() + within;
     loop {
         let mut seen = Vec::new();
@@ -229,9 +242,8 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let probe = awc::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .finish();
+    let token = args.token.as_deref();
+    let probe = http_client(Duration::from_secs(2), token);
     // Wait for a leader before starting the clock.
     let ready_by = Instant::now() + Duration::from_secs(20);
     while leader_of(&probe, &nodes).await.is_none() {
@@ -249,6 +261,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
         rate: args.rate,
         request_timeout: args.request_timeout,
         seed,
+        token: args.token.clone(),
     });
     let counters = Rc::new(Counters::default());
     let start = Instant::now();
@@ -285,7 +298,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
             }
         }
     };
-    let mut nemesis = Nemesis::new(kinds.clone(), SmallRng::seed_from_u64(seed ^ 0x5eed));
+    let mut nemesis = Nemesis::new(kinds.clone(), SmallRng::seed_from_u64(seed ^ 0x5eed), token);
     let faults = async {
         match local.as_mut() {
             Some(cluster) => nemesis.run(cluster, start, until).await,
@@ -310,10 +323,8 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
 
     // After healing: the replicas converge, and a final linearizable read of every key joins
     // the history (an acknowledged write that was lost shows up here at the latest).
-    let converge = converged(&nodes, Duration::from_secs(30)).await;
-    let reader = awc::Client::builder()
-        .timeout(args.request_timeout)
-        .finish();
+    let converge = converged(&nodes, Duration::from_secs(30), token).await;
+    let reader = http_client(args.request_timeout, token);
     let final_client = args.clients as u64;
     let reads_by = Instant::now() + Duration::from_secs(60);
     let mut unread = Vec::new();

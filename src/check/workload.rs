@@ -32,6 +32,19 @@ pub struct Workload {
     pub rate: u64,
     pub request_timeout: Duration,
     pub seed: u64,
+    /// A client token (`kvstore check --token`), sent as `Authorization: Bearer` on every
+    /// request.
+    pub token: Option<String>,
+}
+
+/// An awc client for the checker with this `timeout`; with `token`, every request carries
+/// `Authorization: Bearer TOKEN`.
+pub fn http_client(timeout: Duration, token: Option<&str>) -> awc::Client {
+    let mut b = awc::Client::builder().timeout(timeout);
+    if let Some(t) = token {
+        b = b.bearer_auth(t);
+    }
+    b.finish()
 }
 
 /// Counters the progress display reads while clients run (one thread: plain cells).
@@ -60,9 +73,7 @@ impl Workload {
         until: Instant,
         counters: Rc<Counters>,
     ) -> Vec<Op> {
-        let client = awc::Client::builder()
-            .timeout(self.request_timeout)
-            .finish();
+        let client = http_client(self.request_timeout, self.token.as_deref());
         let mut rng = SmallRng::seed_from_u64(self.seed.wrapping_mul(1_000_003).wrapping_add(id));
         // Each client keeps its share of the rate.
         let gap = (self.rate > 0)

@@ -1,6 +1,8 @@
 //! Integration tests, one binary (faster to build and link than one per file).
 //!
 //! - `check`: `kvstore check --local 3` with kills, pauses and partitions, end to end.
+//! - `auth`: client tokens: roles per route, 401/403, refusals at start, forwarding, `check
+//!   --token`.
 //! - `api`: every route, status and error shape through `actix_web::test` against `api::app`.
 //! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
 //! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
@@ -13,6 +15,7 @@
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
 
 mod api;
+mod auth;
 mod bitflip;
 mod blackbox;
 mod check;
