@@ -182,10 +182,14 @@ pub struct Cli {
 }
 
 /// Largest `--max-value-bytes` accepted.
-pub const MAX_VALUE_BYTES_LIMIT: usize = 8 * 1024 * 1024;
+pub const MAX_VALUE_BYTES_LIMIT: usize = crate::store::command::MAX_VALUE_BYTES;
 
 /// Largest `--max-key-bytes` accepted.
-pub const MAX_KEY_BYTES_LIMIT: usize = 1024 * 1024;
+pub const MAX_KEY_BYTES_LIMIT: usize = crate::store::command::MAX_KEY_BYTES;
+
+/// Longest node id: it travels in every vote request and AppendEntries, whose size bounds
+/// count on it.
+pub const MAX_NODE_ID_BYTES: usize = 128;
 
 /// Default `RAFT_HEARTBEAT_MS`.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
@@ -317,9 +321,13 @@ impl Config {
             return invalid("invalid host: must not be empty (e.g. 0.0.0.0 or 127.0.0.1)".into());
         }
         let node_id = cli.node_id.trim().to_owned();
-        if node_id.is_empty() || node_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if node_id.is_empty()
+            || node_id.len() > MAX_NODE_ID_BYTES
+            || node_id.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return invalid(format!(
-                "invalid node id {:?}: must be non-empty with no spaces",
+                "invalid node id {:?}: must be non-empty, at most {MAX_NODE_ID_BYTES} bytes, with \
+                 no spaces",
                 cli.node_id
             ));
         }
@@ -336,7 +344,7 @@ impl Config {
         if cli.max_value_bytes > MAX_VALUE_BYTES_LIMIT {
             return invalid(format!(
                 "max value bytes ({}) must be at most {MAX_VALUE_BYTES_LIMIT} (8 MiB): values travel \
-                 JSON-escaped inside AppendEntries, which are limited to 64 MiB",
+                 JSON-escaped inside AppendEntries and log records, which are limited in size",
                 cli.max_value_bytes
             ));
         }

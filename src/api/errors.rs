@@ -27,6 +27,8 @@ pub enum ApiError {
     ValueTooLarge { len: usize, limit: usize },
     /// The request body is longer than the configured limit.
     BodyTooLarge { limit: usize },
+    /// The query string is longer than what a legitimate request carries.
+    QueryTooLong { limit: usize },
     /// No value is stored under the key.
     KeyNotFound,
     /// No route has this path.
@@ -62,6 +64,9 @@ impl fmt::Display for ApiError {
             }
             ApiError::BodyTooLarge { limit } => {
                 write!(f, "request body too large (limit {limit} bytes)")
+            }
+            ApiError::QueryTooLong { limit } => {
+                write!(f, "query string too long (limit {limit} bytes)")
             }
             ApiError::KeyNotFound => write!(f, "key not found"),
             ApiError::ClientUnauthorized { invalid: false } => write!(
@@ -113,6 +118,7 @@ impl ResponseError for ApiError {
             ApiError::KeyTooLarge { .. }
             | ApiError::ValueTooLarge { .. }
             | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QueryTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::KeyNotFound | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -176,6 +182,7 @@ mod tests {
             (ApiError::KeyTooLarge { len: 2, limit: 1 }, 413),
             (ApiError::ValueTooLarge { len: 2, limit: 1 }, 413),
             (ApiError::BodyTooLarge { limit: 1 }, 413),
+            (ApiError::QueryTooLong { limit: 1 }, 414),
             (ApiError::KeyNotFound, 404),
             (ApiError::RouteNotFound { path: "/x".into() }, 404),
             (ApiError::MethodNotAllowed { allowed: "PUT" }, 405),

@@ -21,8 +21,13 @@ pub const X_KVSTORE_FORWARDED: HeaderName = HeaderName::from_static("x-kvstore-f
 /// On a forwarded answer: the base URL of the leader that produced it.
 pub const X_KVSTORE_LEADER: HeaderName = HeaderName::from_static("x-kvstore-leader");
 
-/// Largest answer relayed from a leader (a value is at most a few MiB).
-const MAX_RELAYED_BYTES: usize = 64 * 1024 * 1024;
+/// Largest answer a leader gives to a client request on a node with these `limits`: a `GET`'s
+/// `{"ok":true,"key":K,"value":V}` with K and V JSON-escaped (each byte at most six, see
+/// [`super::peer::JSON_ESCAPE_FACTOR`]); every other answer (writes, errors) is far smaller
+/// than the 4 KiB added for the envelope. Default limits: about 6 MiB.
+pub fn max_relayed_bytes(limits: &super::Limits) -> usize {
+    super::peer::JSON_ESCAPE_FACTOR * (limits.max_key_bytes + limits.max_value_bytes) + 4096
+}
 
 /// Why a forward got no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +41,8 @@ pub struct ForwardError {
 /// Forwards requests to the leader. Create one per worker thread.
 pub struct Forwarder {
     client: awc::Client,
+    /// Largest answer relayed (see [`max_relayed_bytes`]).
+    max_answer: usize,
 }
 
 impl Default for Forwarder {
@@ -51,7 +58,16 @@ impl Forwarder {
             .disable_redirects()
             .timeout(Duration::from_secs(3600)) // each call sets its own, from the deadline
             .finish();
-        Forwarder { client }
+        Forwarder {
+            client,
+            max_answer: max_relayed_bytes(&super::Limits::default()),
+        }
+    }
+
+    /// The largest answer relayed; a longer one is an error (see [`max_relayed_bytes`]).
+    pub fn with_answer_limit(mut self, bytes: usize) -> Self {
+        self.max_answer = bytes;
+        self
     }
 
     /// Send `method path?query` (with an optional JSON body) to `leader` within `timeout`, and
@@ -111,7 +127,7 @@ impl Forwarder {
         })?;
         let bytes = res
             .body()
-            .limit(MAX_RELAYED_BYTES)
+            .limit(self.max_answer)
             .await
             .map_err(|e| maybe_sent(e.to_string()))?;
         let mut out = HttpResponse::build(res.status());

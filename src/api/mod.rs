@@ -64,9 +64,13 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .content_type_required(false)
         .error_handler(errors::json_error);
     let query = web::QueryConfig::default().error_handler(errors::query_error);
+    let append_json = peer::json_config(&state.limits);
+    let relayed = forward::max_relayed_bytes(&state.limits);
     cfg.app_data(web::Data::new(state))
         // Made here, on each worker's thread: one forwarding client per thread, reused.
-        .app_data(web::Data::new(forward::Forwarder::new()))
+        .app_data(web::Data::new(
+            forward::Forwarder::new().with_answer_limit(relayed),
+        ))
         .app_data(json)
         .app_data(query)
         .service(
@@ -95,13 +99,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(
             web::resource("/raft/vote")
                 .wrap(actix_web::middleware::from_fn(peer::same_cluster))
+                .app_data(peer::vote_json_config())
                 .route(web::post().to(peer::vote))
                 .default_service(web::to(|| not_allowed("POST"))),
         )
         .service(
             web::resource("/raft/append")
                 .wrap(actix_web::middleware::from_fn(peer::same_cluster))
-                .app_data(peer::json_config())
+                .app_data(append_json)
                 .route(web::post().to(peer::append))
                 .default_service(web::to(|| not_allowed("POST"))),
         )
@@ -116,8 +121,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(
             web::resource("/raft/snapshot")
                 .wrap(actix_web::middleware::from_fn(peer::same_cluster))
-                .app_data(peer::chunk_config())
-                .app_data(peer::query_config())
                 .route(web::post().to(peer::snapshot))
                 .default_service(web::to(|| not_allowed("POST"))),
         )

@@ -3,6 +3,7 @@
 //! - `check`: `kvstore check --local 3` with kills, pauses and partitions, end to end.
 //! - `auth`: client tokens: roles per route, 401/403, refusals at start, forwarding, `check
 //!   --token`.
+//! - `bounds`: a peer body or query one byte over its bound is refused and never reaches Raft.
 //! - `api`: every route, status and error shape through `actix_web::test` against `api::app`.
 //! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
 //! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
@@ -18,6 +19,7 @@ mod api;
 mod auth;
 mod bitflip;
 mod blackbox;
+mod bounds;
 mod check;
 mod cluster_proc;
 mod cluster_sim;
