@@ -10,6 +10,8 @@
 //!   against a model; a bounded stress run.
 //! - `fatal`: an injected fsync failure ends a node (single, and a 3-node leader) with its
 //!   documented exit status and one log line.
+//! - `fuzz`: random and mutated input for the peer RPC, WAL, snapshot and client API decoders
+//!   (a short fixed-seed run; `scripts/fuzz.sh` runs them longer).
 //! - `helpers`: shared setup (no test lives there).
 //! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
 //!   start line.
@@ -27,6 +29,7 @@ mod concurrency;
 mod crashpoints;
 mod durability;
 mod fatal;
+mod fuzz;
 mod helpers;
 mod identity;
 mod linearizable;
