@@ -164,6 +164,65 @@ fn entry(index: u64, term: u64, i: usize) -> Entry {
     }
 }
 
+/// Numbers near the edges (0, 1, u64::MAX, ...) or anywhere.
+fn edgy() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        3 => 0u64..8,
+        1 => Just(u64::MAX),
+        1 => Just(u64::MAX - 1),
+        1 => Just(i64::MAX as u64 + 1),
+        1 => any::<u64>(),
+    ]
+}
+
+/// Well-formed messages with arbitrary numbers: the decoders accept them, so they reach Raft.
+fn structured_append() -> impl Strategy<Value = Vec<u8>> {
+    (
+        edgy(),
+        edgy(),
+        edgy(),
+        edgy(),
+        proptest::collection::vec((edgy(), edgy(), 0usize..3), 0..4),
+    )
+        .prop_map(|(term, prev, prev_term, commit, es)| {
+            serde_json::to_vec(&AppendRequest {
+                term,
+                leader_id: "n2".into(),
+                leader_url: "http://127.0.0.1:9".into(),
+                prev_log_index: prev,
+                prev_log_term: prev_term,
+                entries: es.into_iter().map(|(i, t, k)| entry(i, t, k)).collect(),
+                leader_commit: commit,
+                seq: 1,
+            })
+            .unwrap()
+        })
+}
+
+fn structured_vote() -> impl Strategy<Value = Vec<u8>> {
+    (edgy(), edgy(), edgy(), any::<bool>()).prop_map(|(term, li, lt, pre)| {
+        serde_json::to_vec(&VoteRequest {
+            term,
+            candidate_id: "n2".into(),
+            last_log_index: li,
+            last_log_term: lt,
+            pre_vote: pre,
+        })
+        .unwrap()
+    })
+}
+
+/// A snapshot chunk's query with arbitrary numbers, as raw bytes `as_query` keeps as they are.
+fn structured_snapshot_query() -> impl Strategy<Value = Vec<u8>> {
+    (edgy(), edgy(), edgy(), edgy(), any::<bool>()).prop_map(|(term, index, lt, off, done)| {
+        format!(
+            "term={term}&leaderId=n2&leaderUrl=http%3A%2F%2F127.0.0.1%3A9&index={index}\
+             &lastTerm={lt}&offset={off}&done={done}&seq=1"
+        )
+        .into_bytes()
+    })
+}
+
 fn valid_votes() -> Vec<Vec<u8>> {
     (0..4)
         .map(|i| {
@@ -302,18 +361,22 @@ fn well_formed((status, body): &Answer) -> Result<(), String> {
 async fn peer_rpcs() {
     let app = at::init_service(api::app(state_with(Limits::default()))).await;
     let mut f = Fuzz::new("peer_rpcs");
+    let chunk = || proptest::collection::vec(any::<u8>(), 0..64);
     let target = prop_oneof![
         (Just(0u8), bytes_or_mutated(valid_votes()), Just(Vec::new())),
+        (Just(0u8), structured_vote(), Just(Vec::new())),
         (
             Just(1u8),
             bytes_or_mutated(valid_appends()),
             Just(Vec::new())
         ),
+        (Just(1u8), structured_append(), Just(Vec::new())),
         (
             Just(2u8),
             bytes_or_mutated(valid_snapshot_queries()),
-            proptest::collection::vec(any::<u8>(), 0..64)
+            chunk()
         ),
+        (Just(2u8), structured_snapshot_query(), chunk()),
     ];
     let mut done = 0;
     while let Some((route, bytes, chunk)) = f.next(done, &target) {
