@@ -173,6 +173,12 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_FAULTS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub faults: bool,
 
+    /// A file of client bearer tokens, one `ROLE TOKEN` per line (roles: read, write, admin);
+    /// when given, /get, /set, /delete and /admin/* need a token (see the README). Must not be
+    /// readable by group or others. Unset: the client API is open.
+    #[arg(long, env = "KVSTORE_CLIENT_TOKENS_FILE", value_name = "PATH")]
+    pub client_tokens_file: Option<PathBuf>,
+
     /// Log line format.
     #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -239,10 +245,14 @@ pub struct Cli {
 }
 
 /// Largest `--max-value-bytes` accepted.
-pub const MAX_VALUE_BYTES_LIMIT: usize = 8 * 1024 * 1024;
+pub const MAX_VALUE_BYTES_LIMIT: usize = crate::store::command::MAX_VALUE_BYTES;
 
 /// Largest `--max-key-bytes` accepted.
-pub const MAX_KEY_BYTES_LIMIT: usize = 1024 * 1024;
+pub const MAX_KEY_BYTES_LIMIT: usize = crate::store::command::MAX_KEY_BYTES;
+
+/// Longest node id: it travels in every vote request and AppendEntries, whose size bounds
+/// count on it.
+pub const MAX_NODE_ID_BYTES: usize = 128;
 
 /// Default `RAFT_HEARTBEAT_MS`.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 50;
@@ -277,6 +287,8 @@ pub struct Config {
     pub snapshot_log_bytes: u64,
     /// The fault layer may be switched through `/admin/faults`.
     pub faults: bool,
+    /// The client tokens file, read at start (see `api::auth`); `None`: no client auth.
+    pub client_tokens_file: Option<PathBuf>,
     pub log_format: LogFormat,
     /// The other nodes' base URLs (normalized `http://host:port`); empty for a single node.
     pub peers: Vec<String>,
@@ -406,9 +418,13 @@ impl Config {
             return invalid("invalid host: must not be empty (e.g. 0.0.0.0 or 127.0.0.1)".into());
         }
         let node_id = cli.node_id.trim().to_owned();
-        if node_id.is_empty() || node_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if node_id.is_empty()
+            || node_id.len() > MAX_NODE_ID_BYTES
+            || node_id.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
             return invalid(format!(
-                "invalid node id {:?}: must be non-empty with no spaces",
+                "invalid node id {:?}: must be non-empty, at most {MAX_NODE_ID_BYTES} bytes, with \
+                 no spaces",
                 cli.node_id
             ));
         }
@@ -425,7 +441,7 @@ impl Config {
         if cli.max_value_bytes > MAX_VALUE_BYTES_LIMIT {
             return invalid(format!(
                 "max value bytes ({}) must be at most {MAX_VALUE_BYTES_LIMIT} (8 MiB): values travel \
-                 JSON-escaped inside AppendEntries, which are limited to 64 MiB",
+                 JSON-escaped inside AppendEntries and log records, which are limited in size",
                 cli.max_value_bytes
             ));
         }
@@ -592,6 +608,12 @@ impl Config {
             }
             _ => None,
         };
+        let client_tokens_file = match cli.client_tokens_file {
+            Some(p) if p.as_os_str().is_empty() => {
+                return invalid("--client-tokens-file must not be an empty path".into())
+            }
+            other => other,
+        };
         if !peers.is_empty() {
             if port == 0 {
                 return invalid(
@@ -671,6 +693,7 @@ impl Config {
             snapshot_log_factor: cli.snapshot_log_factor,
             snapshot_log_bytes: cli.snapshot_log_mib.saturating_mul(1024 * 1024),
             faults: cli.faults,
+            client_tokens_file,
             log_format: cli.log_format,
             peers,
             advertise_url,
@@ -1206,6 +1229,7 @@ mod tests {
             "PEERS",
             "KVSTORE_ADVERTISE_URL",
             "KVSTORE_CLUSTER_ID",
+            "KVSTORE_CLIENT_TOKENS_FILE",
             "KVSTORE_UNSAFE_VOLATILE_CLUSTER",
             "RAFT_HEARTBEAT_MS",
             "RAFT_ELECTION_TIMEOUT_MS",

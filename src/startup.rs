@@ -16,6 +16,7 @@ use actix::{Actor, Addr, Arbiter, SyncArbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
 
+use crate::api::auth::{self, ClientTokens};
 use crate::api::{self, AppState};
 use crate::config::{default_url, Config, SecretSource, Storage};
 use crate::raft::actor::{RaftSetup, SnapshotData, SnapshotInfo, SnapshotPolicy};
@@ -46,6 +47,8 @@ pub enum StartError {
     Secret(String),
     /// A TLS certificate, key or CA bundle cannot be used.
     Tls(TlsError),
+    /// The client tokens file cannot be read or used.
+    ClientTokens { path: PathBuf, reason: String },
 }
 
 impl std::fmt::Display for StartError {
@@ -63,6 +66,9 @@ impl std::fmt::Display for StartError {
             StartError::DataDir(e) => write!(f, "{e}"),
             StartError::Secret(why) => write!(f, "cluster secret: {why}"),
             StartError::Tls(e) => write!(f, "{e}"),
+            StartError::ClientTokens { path, reason } => {
+                write!(f, "client tokens file {}: {reason}", path.display())
+            }
         }
     }
 }
@@ -372,6 +378,10 @@ pub fn start_actors_with(
 ) -> Result<AppState, StartError> {
     let (raft_tls, forward_tls) = client_tls(config).map_err(StartError::Tls)?;
     let raft_url = peer_url.clone().unwrap_or_else(|| url.clone());
+    let client_tokens = match &config.client_tokens_file {
+        Some(path) => Some(std::sync::Arc::new(load_client_tokens(path)?)),
+        None => None,
+    };
     let cluster_id = match &config.cluster_id {
         Some(id) => ClusterId::Explicit(id.clone()),
         None => ClusterId::Derived(derive_cluster_id(&raft_url, &config.peers)),
@@ -450,7 +460,48 @@ pub fn start_actors_with(
         peer_url,
         peer_mtls: config.peer_tls.is_some(),
         forward_tls,
+        client_tokens,
     })
+}
+
+/// Read and check the client tokens file (see [`crate::api::auth`]): its permissions, its size
+/// and every line. The error names the file and the line, never a token.
+pub fn load_client_tokens(path: &Path) -> Result<ClientTokens, StartError> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let fail = |reason: String| StartError::ClientTokens {
+        path: path.to_owned(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot stat: {e}")))?;
+    if !meta.is_file() {
+        return Err(fail("not a regular file".into()));
+    }
+    auth::check_file_mode(meta.mode()).map_err(|e| fail(e.to_string()))?;
+    if meta.len() > auth::MAX_TOKENS_FILE_BYTES {
+        return Err(fail(format!(
+            "{} bytes, more than the {} a tokens file may have",
+            meta.len(),
+            auth::MAX_TOKENS_FILE_BYTES
+        )));
+    }
+    let mut text = String::new();
+    file.take(auth::MAX_TOKENS_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| fail(format!("cannot read (is it UTF-8 text?): {e}")))?;
+    let tokens = auth::parse_tokens(&text).map_err(|e| fail(e.to_string()))?;
+    let [read, write, admin] = tokens.counts();
+    tracing::info!(
+        file = %path.display(),
+        read,
+        write,
+        admin,
+        "client tokens: /get, /set, /delete and /admin/* need a bearer token"
+    );
+    Ok(tokens)
 }
 
 impl Node {

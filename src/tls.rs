@@ -179,6 +179,17 @@ pub fn awc_client(
     connect: Duration,
     timeout: Duration,
 ) -> awc::Client {
+    awc_client_with_token(tls, connect, timeout, None)
+}
+
+/// [`awc_client`] whose every request carries `Authorization: Bearer TOKEN` when `token` is
+/// given (the checker against nodes with client tokens).
+pub fn awc_client_with_token(
+    tls: Option<&Arc<ClientConfig>>,
+    connect: Duration,
+    timeout: Duration,
+    token: Option<&str>,
+) -> awc::Client {
     let connector = awc::Connector::new()
         .timeout(connect)
         .handshake_timeout(connect);
@@ -186,11 +197,14 @@ pub fn awc_client(
         Some(cfg) => connector.rustls_0_23(Arc::clone(cfg)),
         None => connector,
     };
-    awc::Client::builder()
+    let mut builder = awc::Client::builder()
         .connector(connector)
         .timeout(timeout)
-        .disable_redirects()
-        .finish()
+        .disable_redirects();
+    if let Some(t) = token {
+        builder = builder.bearer_auth(t);
+    }
+    builder.finish()
 }
 
 #[cfg(test)]

@@ -27,14 +27,20 @@ pub enum ApiError {
     ValueTooLarge { len: usize, limit: usize },
     /// The request body is longer than the configured limit.
     BodyTooLarge { limit: usize },
+    /// The query string is longer than what a legitimate request carries.
+    QueryTooLong { limit: usize },
     /// No value is stored under the key.
     KeyNotFound,
     /// No route has this path.
     RouteNotFound { path: String },
     /// The route exists but not for this method.
     MethodNotAllowed { allowed: &'static str },
-    /// The route exists but is switched off on this node; the message says how to switch it on.
+    /// The route exists but is switched off on this node, or the client's token has too low a
+    /// role; the message says which.
     Forbidden(String),
+    /// Client tokens are configured and the request has none (`invalid: false`) or one that is
+    /// not known (`invalid: true`). Answered with `WWW-Authenticate: Bearer`.
+    ClientUnauthorized { invalid: bool },
     /// A peer RPC from another cluster (or without a cluster id); the message names both.
     WrongCluster(String),
     /// A peer RPC without valid proof of the cluster secret; the message says what is wrong
@@ -62,7 +68,17 @@ impl fmt::Display for ApiError {
             ApiError::BodyTooLarge { limit } => {
                 write!(f, "request body too large (limit {limit} bytes)")
             }
+            ApiError::QueryTooLong { limit } => {
+                write!(f, "query string too long (limit {limit} bytes)")
+            }
             ApiError::KeyNotFound => write!(f, "key not found"),
+            ApiError::ClientUnauthorized { invalid: false } => write!(
+                f,
+                "authentication required: send `Authorization: Bearer TOKEN`"
+            ),
+            ApiError::ClientUnauthorized { invalid: true } => {
+                write!(f, "invalid token: not a known client token")
+            }
             ApiError::RouteNotFound { path } => write!(f, "no such route: {path}"),
             ApiError::MethodNotAllowed { allowed } => {
                 write!(f, "method not allowed (allowed: {allowed})")
@@ -106,9 +122,11 @@ impl ResponseError for ApiError {
             ApiError::KeyTooLarge { .. }
             | ApiError::ValueTooLarge { .. }
             | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::QueryTooLong { .. } => StatusCode::URI_TOO_LONG,
             ApiError::KeyNotFound | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::ClientUnauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::WrongCluster(_) => StatusCode::CONFLICT,
             ApiError::PeerUnauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,6 +138,15 @@ impl ResponseError for ApiError {
         let mut res = HttpResponse::build(self.status_code());
         if let ApiError::MethodNotAllowed { allowed } = self {
             res.insert_header((header::ALLOW, *allowed));
+        }
+        if let ApiError::ClientUnauthorized { invalid } = self {
+            // RFC 6750 §3: the scheme, and why a token that was sent is refused.
+            let value = if *invalid {
+                r#"Bearer realm="kvstore", error="invalid_token""#
+            } else {
+                r#"Bearer realm="kvstore""#
+            };
+            res.insert_header((header::WWW_AUTHENTICATE, value));
         }
         res.json(ErrorBody::new(self.to_string()))
     }
@@ -160,10 +187,14 @@ mod tests {
             (ApiError::KeyTooLarge { len: 2, limit: 1 }, 413),
             (ApiError::ValueTooLarge { len: 2, limit: 1 }, 413),
             (ApiError::BodyTooLarge { limit: 1 }, 413),
+            (ApiError::QueryTooLong { limit: 1 }, 414),
             (ApiError::KeyNotFound, 404),
             (ApiError::RouteNotFound { path: "/x".into() }, 404),
             (ApiError::MethodNotAllowed { allowed: "PUT" }, 405),
             (ApiError::PeerUnauthorized("unauthorized: x".into()), 401),
+            (ApiError::ClientUnauthorized { invalid: false }, 401),
+            (ApiError::ClientUnauthorized { invalid: true }, 401),
+            (ApiError::Forbidden("role".into()), 403),
             (ApiError::Internal("boom".into()), 500),
             (ApiError::Unavailable("no leader: x".into()), 503),
         ];

@@ -3,12 +3,13 @@
 //!
 //! One awc client per HTTP worker thread, made on that thread and reused (keep-alive). A
 //! forwarded request carries `x-kvstore-forwarded`, and a node never forwards such a request
-//! again, so requests cannot loop between nodes that disagree about the leader.
+//! again, so requests cannot loop between nodes that disagree about the leader. The client's
+//! `Authorization` header travels along unchanged: the leader checks the token again.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::http::header::{HeaderName, CONTENT_TYPE};
+use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use actix_web::http::Method;
 use actix_web::HttpResponse;
 use serde::Serialize;
@@ -21,8 +22,13 @@ pub const X_KVSTORE_FORWARDED: HeaderName = HeaderName::from_static("x-kvstore-f
 /// On a forwarded answer: the base URL of the leader that produced it.
 pub const X_KVSTORE_LEADER: HeaderName = HeaderName::from_static("x-kvstore-leader");
 
-/// Largest answer relayed from a leader (a value is at most a few MiB).
-const MAX_RELAYED_BYTES: usize = 64 * 1024 * 1024;
+/// Largest answer a leader gives to a client request on a node with these `limits`: a `GET`'s
+/// `{"ok":true,"key":K,"value":V}` with K and V JSON-escaped (each byte at most six, see
+/// [`super::peer::JSON_ESCAPE_FACTOR`]); every other answer (writes, errors) is far smaller
+/// than the 4 KiB added for the envelope. Default limits: about 6 MiB.
+pub fn max_relayed_bytes(limits: &super::Limits) -> usize {
+    super::peer::JSON_ESCAPE_FACTOR * (limits.max_key_bytes + limits.max_value_bytes) + 4096
+}
 
 /// Why a forward got no answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +42,8 @@ pub struct ForwardError {
 /// Forwards requests to the leader. Create one per worker thread.
 pub struct Forwarder {
     client: awc::Client,
+    /// Largest answer relayed (see [`max_relayed_bytes`]).
+    max_answer: usize,
 }
 
 impl Default for Forwarder {
@@ -57,7 +65,16 @@ impl Forwarder {
     pub fn with_tls(tls: Option<&Arc<rustls::ClientConfig>>) -> Self {
         // Each call sets its own timeout, from the deadline.
         let client = crate::tls::awc_client(tls, CONNECT_TIMEOUT, Duration::from_secs(3600));
-        Forwarder { client }
+        Forwarder {
+            client,
+            max_answer: max_relayed_bytes(&super::Limits::default()),
+        }
+    }
+
+    /// The largest answer relayed; a longer one is an error (see [`max_relayed_bytes`]).
+    pub fn with_answer_limit(mut self, bytes: usize) -> Self {
+        self.max_answer = bytes;
+        self
     }
 
     /// Send `method path?query` (with an optional JSON body) to `leader` within `timeout`, and
@@ -72,6 +89,7 @@ impl Forwarder {
         query: &[(&str, &str)],
         body: Option<&B>,
         request_id: Option<&str>,
+        authorization: Option<&HeaderValue>,
         this_node: &str,
         timeout: Duration,
     ) -> Result<HttpResponse, ForwardError> {
@@ -90,6 +108,9 @@ impl Forwarder {
             .insert_header((X_KVSTORE_FORWARDED, this_node));
         if let Some(id) = request_id {
             req = req.insert_header((X_REQUEST_ID, id));
+        }
+        if let Some(auth) = authorization {
+            req = req.insert_header((AUTHORIZATION, auth.clone()));
         }
         if !query.is_empty() {
             req = req.query(&query).map_err(|e| not_sent(e.to_string()))?;
@@ -113,7 +134,7 @@ impl Forwarder {
         })?;
         let bytes = res
             .body()
-            .limit(MAX_RELAYED_BYTES)
+            .limit(self.max_answer)
             .await
             .map_err(|e| maybe_sent(e.to_string()))?;
         let mut out = HttpResponse::build(res.status());

@@ -214,6 +214,9 @@ impl Attempt<'_> {
                 query,
                 body,
                 request_id.as_deref(),
+                self.req
+                    .headers()
+                    .get(actix_web::http::header::AUTHORIZATION),
                 &self.state.node_id,
                 left,
             )

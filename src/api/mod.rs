@@ -6,6 +6,7 @@
 //!   `/raft/snapshot`).
 //! - [`forward`]: relays client requests from a follower to the leader.
 //! - [`admin`]: `/admin/faults`, the fault layer's switch (only with `KVSTORE_FAULTS=1`).
+//! - [`auth`]: optional client tokens (`--client-tokens-file`) and the role each route needs.
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
 //! - [`middleware`]: request ids, the request log line, panic recovery.
 //!
@@ -16,6 +17,7 @@
 //! messages to actors and map replies; they must never own or lock state.
 
 pub mod admin;
+pub mod auth;
 pub mod errors;
 pub mod forward;
 pub mod health;
@@ -29,6 +31,7 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest};
 use tracing_actix_web::TracingLogger;
 
@@ -65,35 +68,43 @@ pub struct AppState {
     pub peer_mtls: bool,
     /// What forwarding trusts to reach an `https://` leader (`--tls-ca`); `None`: plain HTTP.
     pub forward_tls: Option<Arc<rustls::ClientConfig>>,
+    /// Client tokens (`--client-tokens-file`); `None`: the client API is open, as it always was.
+    pub client_tokens: Option<std::sync::Arc<auth::ClientTokens>>,
 }
 
 /// Registers every route, the JSON/query error mapping and the 404/405 answers.
 pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     let separate_peer_listener = state.peer_url.is_some();
+    let limits = state.limits;
     let json = web::JsonConfig::default()
         .limit(state.limits.max_body_bytes)
         // curl -d sends a form content type; the original accepted any, so do we.
         .content_type_required(false)
         .error_handler(errors::json_error);
     let query = web::QueryConfig::default().error_handler(errors::query_error);
+    let relayed = forward::max_relayed_bytes(&state.limits);
     // Made here, on each worker's thread: one forwarding client per thread, reused.
-    let forwarder = forward::Forwarder::with_tls(state.forward_tls.as_ref());
+    let forwarder =
+        forward::Forwarder::with_tls(state.forward_tls.as_ref()).with_answer_limit(relayed);
     cfg.app_data(web::Data::new(state))
         .app_data(web::Data::new(forwarder))
         .app_data(json)
         .app_data(query)
         .service(
             web::resource("/set")
+                .wrap(from_fn(auth::write))
                 .route(web::put().to(kv::set))
                 .default_service(web::to(|| not_allowed("PUT"))),
         )
         .service(
             web::resource("/get")
+                .wrap(from_fn(auth::read))
                 .route(web::get().to(kv::get))
                 .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
             web::resource("/delete")
+                .wrap(from_fn(auth::write))
                 .route(web::delete().to(kv::delete))
                 .default_service(web::to(|| not_allowed("DELETE"))),
         )
@@ -104,51 +115,47 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         )
         .service(
             web::resource("/admin/faults")
+                .wrap(from_fn(auth::admin))
                 .route(web::get().to(admin::show))
                 .route(web::post().to(admin::replace))
                 .route(web::delete().to(admin::clear))
                 .default_service(web::to(|| not_allowed("GET, POST, DELETE"))),
         );
     if !separate_peer_listener {
-        raft_routes(cfg);
+        raft_routes(cfg, &limits);
     }
     cfg.default_service(web::to(not_found));
 }
 
 /// The peer listener's routes (`--peer-port`): `/raft/*` only; anything else is 404.
 pub fn configure_peer(cfg: &mut web::ServiceConfig, state: AppState) {
-    // As on the client listener (a vote is small; append and snapshot set their own limits).
-    let json = web::JsonConfig::default()
-        .limit(state.limits.max_body_bytes)
-        .content_type_required(false)
-        .error_handler(errors::json_error);
+    let limits = state.limits;
     let query = web::QueryConfig::default().error_handler(errors::query_error);
-    cfg.app_data(web::Data::new(state))
-        .app_data(json)
-        .app_data(query);
-    raft_routes(cfg);
+    cfg.app_data(web::Data::new(state)).app_data(query);
+    raft_routes(cfg, &limits);
     cfg.default_service(web::to(not_found));
 }
 
-fn raft_routes(cfg: &mut web::ServiceConfig) {
+/// The Raft routes, each behind [`peer::guard`], with body limits tied to what a legitimate
+/// RPC can carry (see [`peer`]).
+fn raft_routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
     cfg.service(
         web::resource("/raft/vote")
             .wrap(actix_web::middleware::from_fn(peer::guard))
+            .app_data(peer::vote_json_config())
             .route(web::post().to(peer::vote))
             .default_service(web::to(|| not_allowed("POST"))),
     )
     .service(
         web::resource("/raft/append")
             .wrap(actix_web::middleware::from_fn(peer::guard))
-            .app_data(peer::json_config())
+            .app_data(peer::json_config(limits))
             .route(web::post().to(peer::append))
             .default_service(web::to(|| not_allowed("POST"))),
     )
     .service(
         web::resource("/raft/snapshot")
             .wrap(actix_web::middleware::from_fn(peer::guard))
-            .app_data(peer::chunk_config())
-            .app_data(peer::query_config())
             .route(web::post().to(peer::snapshot))
             .default_service(web::to(|| not_allowed("POST"))),
     );

@@ -28,43 +28,109 @@ use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 
 use super::errors::{self, ApiError};
-use super::AppState;
+use super::{AppState, Limits};
 use crate::raft::actor::SNAPSHOT_CHUNK_BYTES;
 use crate::raft::actor::{InboundFrom, RaftError};
+use crate::raft::core::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use crate::raft::rpc::{AppendRequest, SnapshotRequest, VoteRequest};
 use crate::raft::Message;
 use crate::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
 use crate::transport::http::{unix_ms, CLUSTER_HEADER, FROM_HEADER};
 
-/// Largest AppendEntries body accepted (batches of entries are larger than client requests).
-pub const MAX_APPEND_BODY_BYTES: usize = 64 * 1024 * 1024;
+/// serde_json writes a control character of a key or value as `\u00XX`: one byte of UTF-8
+/// becomes at most six bytes of JSON (quotes and backslashes two, everything else one).
+pub const JSON_ESCAPE_FACTOR: usize = 6;
 
-/// JSON settings for `/raft/append`: a larger limit, errors in the API's shape.
-pub fn json_config() -> web::JsonConfig {
+/// The JSON of one entry apart from its key and value: `{"index":N,"term":N,"payload":{"kind":
+/// "command","command":{"op":"delete","key":""}}},` is under 120 bytes with 20-digit numbers.
+const ENTRY_JSON_OVERHEAD: usize = 160;
+
+/// The JSON of an AppendEntries apart from its entries: field names, six numbers, the leader's
+/// id (at most `MAX_NODE_ID_BYTES` = 128, at most doubled by escaping) and URL (a host name is
+/// at most 253 bytes): under 2 KiB.
+const APPEND_JSON_OVERHEAD: usize = 64 * 1024;
+
+/// Largest AppendEntries body a legitimate leader sends to a node with these `limits`. The
+/// leader's batch ([`crate::raft::log::RaftLog::entries_from`]) holds at most
+/// [`MAX_BATCH_ENTRIES`] entries whose size hints (32 + key + value) add up to at most
+/// [`MAX_BATCH_BYTES`], or a single entry when one alone is larger; a key or value is at most
+/// the limit the leader accepted it under. In JSON each byte of them may grow
+/// [`JSON_ESCAPE_FACTOR`]-fold, and each entry and the request add their fixed parts.
+/// Default limits (4 KiB keys, 1 MiB values): about 6.3 MiB; the largest settings (1 MiB keys,
+/// 8 MiB values): about 54 MiB. Every node of a cluster must have the same limits: a follower
+/// with smaller ones refuses (413) a leader's batch that holds a larger entry.
+pub fn max_append_body_bytes(limits: &Limits) -> usize {
+    let largest_entry = 32 + limits.max_key_bytes + limits.max_value_bytes;
+    let batch = MAX_BATCH_BYTES.max(largest_entry);
+    JSON_ESCAPE_FACTOR * batch + MAX_BATCH_ENTRIES * ENTRY_JSON_OVERHEAD + APPEND_JSON_OVERHEAD
+}
+
+/// Largest RequestVote body: `{"term":N,"candidateId":ID,"lastLogIndex":N,"lastLogTerm":N,
+/// "preVote":false}` with an id of at most 128 bytes (at most doubled by escaping, as ids have
+/// no control characters) is under 512 bytes.
+pub const MAX_VOTE_BODY_BYTES: usize = 4 * 1024;
+
+/// Longest query string of `/raft/snapshot`: eight fields, of which the leader's id (128 bytes)
+/// and URL (a host name of at most 253 bytes) may triple in percent-encoding: under 2 KiB.
+pub const MAX_SNAPSHOT_QUERY_BYTES: usize = 4 * 1024;
+
+/// Largest snapshot chunk body: the leader reads the file in chunks of exactly
+/// [`SNAPSHOT_CHUNK_BYTES`] (the last one shorter). The whole snapshot is capped separately
+/// (`MAX_SNAPSHOT_BYTES`), as it is written to a temporary file chunk by chunk.
+pub const MAX_CHUNK_BYTES: usize = SNAPSHOT_CHUNK_BYTES;
+
+/// JSON settings for `/raft/append`: the bound of [`max_append_body_bytes`], errors in the
+/// API's shape.
+pub fn json_config(limits: &Limits) -> web::JsonConfig {
     web::JsonConfig::default()
-        .limit(MAX_APPEND_BODY_BYTES)
+        .limit(max_append_body_bytes(limits))
         .content_type_required(false)
         .error_handler(errors::json_error)
 }
 
-/// Body settings for `/raft/snapshot`: room for one chunk.
-pub fn chunk_config() -> web::PayloadConfig {
-    web::PayloadConfig::new(2 * SNAPSHOT_CHUNK_BYTES)
+/// JSON settings for `/raft/vote`: [`MAX_VOTE_BODY_BYTES`], errors in the API's shape.
+pub fn vote_json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_VOTE_BODY_BYTES)
+        .content_type_required(false)
+        .error_handler(errors::json_error)
 }
 
-/// Query settings for `/raft/snapshot`: errors in the API's shape.
-pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(errors::query_error)
+/// The fields of a snapshot chunk from its query string, refused (414) beyond
+/// [`MAX_SNAPSHOT_QUERY_BYTES`] before it is parsed.
+pub fn decode_snapshot_query(query: &str) -> Result<SnapshotRequest, ApiError> {
+    if query.len() > MAX_SNAPSHOT_QUERY_BYTES {
+        return Err(ApiError::QueryTooLong {
+            limit: MAX_SNAPSHOT_QUERY_BYTES,
+        });
+    }
+    web::Query::<SnapshotRequest>::from_query(query)
+        .map(web::Query::into_inner)
+        .map_err(|e| match e {
+            actix_web::error::QueryPayloadError::Deserialize(e) => {
+                ApiError::InvalidQuery(e.to_string())
+            }
+            other => ApiError::InvalidQuery(other.to_string()),
+        })
 }
 
-/// Largest RequestVote body (a few numbers and a node id).
-pub const MAX_VOTE_BODY_BYTES: usize = 64 * 1024;
+/// An AppendEntries holds at most as many entries as a leader sends in one batch.
+pub fn check_append(req: &AppendRequest) -> Result<(), ApiError> {
+    if req.entries.len() > MAX_BATCH_ENTRIES {
+        return Err(ApiError::InvalidJson(format!(
+            "{} entries in one AppendEntries; a leader sends at most {MAX_BATCH_ENTRIES}",
+            req.entries.len()
+        )));
+    }
+    Ok(())
+}
 
-/// The most body bytes [`guard`] reads to check a signature, per route.
-fn body_limit(path: &str) -> usize {
+/// The most body bytes [`guard`] reads to check a signature, per route: the same bounds the
+/// routes' own decoders apply.
+fn body_limit(path: &str, limits: &Limits) -> usize {
     match path {
-        "/raft/append" => MAX_APPEND_BODY_BYTES,
-        "/raft/snapshot" => 2 * SNAPSHOT_CHUNK_BYTES,
+        "/raft/append" => max_append_body_bytes(limits),
+        "/raft/snapshot" => MAX_CHUNK_BYTES,
         _ => MAX_VOTE_BODY_BYTES,
     }
 }
@@ -114,7 +180,7 @@ pub async fn guard(
                 return Ok(refuse(req, ApiError::PeerUnauthorized(message)));
             }
         };
-        let limit = body_limit(&path);
+        let limit = body_limit(&path, &state.limits);
         let mut payload = req.take_payload();
         let mut body = web::BytesMut::new();
         while let Some(chunk) = payload.next().await {
@@ -249,21 +315,42 @@ pub async fn append(
     req: HttpRequest,
     body: web::Json<AppendRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let msg = Message::AppendRequest(body.into_inner());
+    let body = body.into_inner();
+    check_append(&body)?;
+    let msg = Message::AppendRequest(body);
     msg.validate().map_err(ApiError::InvalidJson)?;
     forward(&state, &req, msg).await
 }
 
 /// `POST /raft/snapshot?term=..&leaderId=..&leaderUrl=..&index=..&lastTerm=..&offset=..&done=..&seq=..`
-/// with the chunk as the body.
+/// with the chunk as the body (at most [`MAX_CHUNK_BYTES`], else 413 before more is read).
 pub async fn snapshot(
     state: web::Data<AppState>,
     req: HttpRequest,
-    query: web::Query<SnapshotRequest>,
-    body: web::Bytes,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let mut chunk = query.into_inner();
-    chunk.data = body.to_vec();
+    let mut chunk = decode_snapshot_query(req.query_string())?;
+    let too_big = ApiError::BodyTooLarge {
+        limit: MAX_CHUNK_BYTES,
+    };
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_CHUNK_BYTES as u64) {
+        return Err(too_big);
+    }
+    let data = match body.to_bytes_limited(MAX_CHUNK_BYTES).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            return Err(ApiError::InvalidJson(format!(
+                "cannot read the snapshot chunk: {e}"
+            )))
+        }
+        Err(_) => return Err(too_big),
+    };
+    chunk.data = data.to_vec();
     let msg = Message::SnapshotRequest(chunk);
     msg.validate().map_err(ApiError::InvalidQuery)?;
     forward(&state, &req, msg).await

@@ -90,6 +90,17 @@ pub struct CheckArgs {
     /// (1..N), e.g. as made by scripts/gen-certs.sh. Each certificate must name 127.0.0.1.
     #[arg(long, value_name = "DIR", requires = "local")]
     pub tls_dir: Option<PathBuf>,
+
+    /// A client token, sent as `Authorization: Bearer` on every request (for nodes started with
+    /// --client-tokens-file: write role for the workload, admin for the nemesis's
+    /// /admin/faults).
+    #[arg(
+        long,
+        env = "KVSTORE_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// `30s`, `2m`, `500ms`, `1.5s` or plain seconds.
@@ -126,8 +137,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Poll every node's `/health` until all report the same applied index and digest; returns
 /// it, or the last answers if they never agree within `within`.
-async fn converged(urls: &[String], within: Duration) -> Result<(u64, String), String> {
-    let client = super::http_client(Duration::from_secs(2));
+async fn converged(
+    urls: &[String],
+    within: Duration,
+    token: Option<&str>,
+) -> Result<(u64, String), String> {
+    let client = super::http_client(Duration::from_secs(2), token);
     let deadline = Instant::now() + within;
     loop {
         let mut seen = Vec::new();
@@ -245,7 +260,8 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
             .collect::<Vec<_>>()
             .join(",")
     );
-    let probe = super::http_client(Duration::from_secs(2));
+    let token = args.token.as_deref();
+    let probe = super::http_client(Duration::from_secs(2), token);
     // Wait for a leader before starting the clock.
     let ready_by = Instant::now() + Duration::from_secs(20);
     while leader_of(&probe, &nodes).await.is_none() {
@@ -263,6 +279,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
         rate: args.rate,
         request_timeout: args.request_timeout,
         seed,
+        token: args.token.clone(),
     });
     let counters = Rc::new(Counters::default());
     let start = Instant::now();
@@ -299,7 +316,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
             }
         }
     };
-    let mut nemesis = Nemesis::new(kinds.clone(), SmallRng::seed_from_u64(seed ^ 0x5eed));
+    let mut nemesis = Nemesis::new(kinds.clone(), SmallRng::seed_from_u64(seed ^ 0x5eed), token);
     let faults = async {
         match local.as_mut() {
             Some(cluster) => nemesis.run(cluster, start, until).await,
@@ -324,8 +341,8 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
 
     // After healing: the replicas converge, and a final linearizable read of every key joins
     // the history (an acknowledged write that was lost shows up here at the latest).
-    let converge = converged(&nodes, Duration::from_secs(30)).await;
-    let reader = super::http_client(args.request_timeout);
+    let converge = converged(&nodes, Duration::from_secs(30), token).await;
+    let reader = super::http_client(args.request_timeout, token);
     let final_client = args.clients as u64;
     let reads_by = Instant::now() + Duration::from_secs(60);
     let mut unread = Vec::new();

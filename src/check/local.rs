@@ -167,8 +167,12 @@ impl LocalCluster {
                 Ok(())
             });
         }
+        cmd.env_clear();
+        // The one setting passed through: a cluster checked with `--token` needs its tokens.
+        if let Some(tokens) = std::env::var_os("KVSTORE_CLIENT_TOKENS_FILE") {
+            cmd.env("KVSTORE_CLIENT_TOKENS_FILE", tokens);
+        }
         let child = cmd
-            .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("NODE_ID", format!("n{}", i + 1))
             .env("PORT", self.ports[i].to_string())

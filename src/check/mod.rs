@@ -38,8 +38,11 @@ pub fn trust_ca(path: &std::path::Path) -> Result<(), String> {
 }
 
 /// An awc client for the checker's requests, bounded by `timeout`; speaks TLS to `https://`
-/// nodes when [`trust_ca`] was called. Make it on the thread that uses it.
-pub fn http_client(timeout: Duration) -> awc::Client {
-    crate::tls::awc_client(TLS.get(), timeout.min(Duration::from_secs(5)), timeout)
+/// nodes when [`trust_ca`] was called; with `token`, every request carries it as
+/// `Authorization: Bearer` (nodes started with client tokens). Make it on the thread that uses
+/// it.
+pub fn http_client(timeout: Duration, token: Option<&str>) -> awc::Client {
+    let connect = timeout.min(Duration::from_secs(5));
+    crate::tls::awc_client_with_token(TLS.get(), connect, timeout, token)
 }
 pub use linearizability::{check_history, check_history_within, CheckResult};

@@ -129,8 +129,10 @@ async fn sleep(d: Duration) {
 }
 
 impl Nemesis {
-    pub fn new(kinds: Vec<FaultKind>, rng: SmallRng) -> Nemesis {
-        let client = super::http_client(Duration::from_secs(2));
+    /// With `token`, its requests to `/admin/faults` carry it (an admin token is needed there
+    /// when the nodes have client tokens).
+    pub fn new(kinds: Vec<FaultKind>, rng: SmallRng, token: Option<&str>) -> Nemesis {
+        let client = super::http_client(Duration::from_secs(2), token);
         Nemesis {
             kinds,
             rng,

@@ -32,6 +32,9 @@ pub struct Workload {
     pub rate: u64,
     pub request_timeout: Duration,
     pub seed: u64,
+    /// A client token (`kvstore check --token`), sent as `Authorization: Bearer` on every
+    /// request.
+    pub token: Option<String>,
 }
 
 /// Counters the progress display reads while clients run (one thread: plain cells).
@@ -60,7 +63,7 @@ impl Workload {
         until: Instant,
         counters: Rc<Counters>,
     ) -> Vec<Op> {
-        let client = super::http_client(self.request_timeout);
+        let client = super::http_client(self.request_timeout, self.token.as_deref());
         let mut rng = SmallRng::seed_from_u64(self.seed.wrapping_mul(1_000_003).wrapping_add(id));
         // Each client keeps its share of the rate.
         let gap = (self.rate > 0)

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use super::{dirs, failpoint};
 use crate::raft::{LogIndex, Term};
+use crate::store::command::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 const MAGIC: &[u8; 8] = b"KVSNAP\x00\x01";
 
@@ -108,9 +109,16 @@ pub fn decode(bytes: &[u8]) -> Result<Snapshot, String> {
     let count = u64_of(take(8)?);
     let mut pairs = Vec::with_capacity(count.min(body.len() as u64 / 8) as usize);
     for _ in 0..count {
+        // No node ever stored a longer key or value (see `store::command`).
         let kl = u32_of(take(4)?) as usize;
+        if kl > MAX_KEY_BYTES {
+            return Err(format!("a key of {kl} bytes, more than any node accepts"));
+        }
         let k = take(kl)?.to_vec();
         let vl = u32_of(take(4)?) as usize;
+        if vl > MAX_VALUE_BYTES {
+            return Err(format!("a value of {vl} bytes, more than any node accepts"));
+        }
         let v = take(vl)?.to_vec();
         let k = String::from_utf8(k).map_err(|_| "a key is not UTF-8".to_owned())?;
         let v = String::from_utf8(v).map_err(|_| "a value is not UTF-8".to_owned())?;
@@ -286,6 +294,21 @@ pub fn inspect(dir: &Path) -> io::Result<(Vec<FileReport>, Vec<PathBuf>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_or_value_longer_than_any_node_accepts_is_refused() {
+        let meta = SnapshotMeta { index: 1, term: 1 };
+        let key = "k".repeat(MAX_KEY_BYTES);
+        let value = "v".repeat(MAX_VALUE_BYTES);
+        let ok = encode(meta, [(key.as_str(), value.as_str())].into_iter());
+        assert_eq!(decode(&ok).unwrap().pairs.len(), 1);
+        let key = "k".repeat(MAX_KEY_BYTES + 1);
+        let bad = encode(meta, [(key.as_str(), "v")].into_iter());
+        assert!(decode(&bad).unwrap_err().contains("a key of"));
+        let value = "v".repeat(MAX_VALUE_BYTES + 1);
+        let bad = encode(meta, [("k", value.as_str())].into_iter());
+        assert!(decode(&bad).unwrap_err().contains("a value of"));
+    }
 
     fn pairs(n: usize) -> Vec<(String, String)> {
         (0..n)

@@ -53,6 +53,7 @@ use std::path::{Path, PathBuf};
 use super::{dirs, failpoint};
 use crate::raft::log::{Entry, EntryPayload};
 use crate::raft::{HardState, LogIndex, Term};
+use crate::store::command::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::store::Command;
 
 const MAGIC: &[u8; 8] = b"KVWAL\x00\x00\x02";
@@ -67,8 +68,11 @@ const KIND_ENTRY: u8 = 2;
 const KIND_RESET: u8 = 3;
 /// The last record of a segment that rolled over: the log continues in segment `next`.
 const KIND_CONTINUES: u8 = 4;
-/// Largest record accepted on replay; a larger length field is corruption.
-const MAX_RECORD_BYTES: u32 = 256 * 1024 * 1024;
+/// Largest record accepted on replay; a larger length field is corruption. The largest record a
+/// node writes is an entry setting the largest key and value any node accepts: index and term
+/// (16 bytes), a tag (1), two lengths (8), the key and the value; a hard state holds a node id
+/// (at most 128 bytes); the rest are a few numbers. 64 bytes to spare.
+pub const MAX_RECORD_BYTES: u32 = (MAX_KEY_BYTES + MAX_VALUE_BYTES + 64) as u32;
 /// Zeros left by a power loss start on a block boundary; 512 bytes is the smallest block.
 const ZERO_TAIL_ALIGN: usize = 512;
 
@@ -1059,6 +1063,33 @@ fn seq_of(path: Option<&Path>) -> Option<u64> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_largest_record_a_node_writes_fits_the_replay_bound_and_one_byte_more_does_not() {
+        let big = Record::Entry(Entry {
+            index: u64::MAX,
+            term: u64::MAX,
+            payload: EntryPayload::Command {
+                command: Command::Set {
+                    key: "k".repeat(MAX_KEY_BYTES),
+                    value: "v".repeat(MAX_VALUE_BYTES),
+                },
+            },
+        });
+        let mut buf = Vec::new();
+        encode_record(&big, &mut buf);
+        assert!(matches!(read_record(&buf, 0), RecordRead::Ok { .. }));
+        let payload = buf.len() - RECORD_HEADER_LEN - RECORD_TRAILER_LEN;
+        assert!(payload <= MAX_RECORD_BYTES as usize);
+        // A header (with a valid checksum) declaring one byte more than the bound is refused
+        // before anything is read or allocated for it.
+        let mut header = (MAX_RECORD_BYTES + 1).to_le_bytes().to_vec();
+        header.push(KIND_ENTRY);
+        let crc = crc32fast::hash(&header);
+        header.extend_from_slice(&crc.to_le_bytes());
+        header.resize(RECORD_HEADER_LEN + 64, 0);
+        assert!(matches!(read_record(&header, 0), RecordRead::BadHeader));
+    }
 
     fn entry(index: LogIndex, term: u64, v: &str) -> Entry {
         Entry {

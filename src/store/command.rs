@@ -6,6 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The largest key any node accepts (`--max-key-bytes` is at most this), in bytes of UTF-8.
+/// Decoders of stored and received data use it: a longer key was never written by a node.
+pub const MAX_KEY_BYTES: usize = 1024 * 1024;
+
+/// The largest value any node accepts (`--max-value-bytes` is at most this), in bytes.
+pub const MAX_VALUE_BYTES: usize = 8 * 1024 * 1024;
+
 /// A change to the key-value map.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]

@@ -21,8 +21,10 @@ use crate::raft::rpc::{AppendResponse, SnapshotResponse, VoteResponse};
 use crate::raft::{Message, PeerId};
 use crate::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
 
-/// Largest RPC answer accepted.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest RPC answer accepted. A peer answers a vote, an AppendEntries or a snapshot chunk
+/// with a few numbers and flags (under 300 bytes of JSON), or refuses it with the API's error
+/// shape, whose message names at most ids and URLs (under 2 KiB).
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Time allowed for one snapshot chunk: more than a heartbeat-sized RPC, since the last chunk's
 /// answer waits until the follower has checked and stored the whole snapshot.

@@ -27,6 +27,7 @@ fn workload(urls: Vec<String>) -> Workload {
         rate: 0,
         request_timeout: Duration::from_secs(3),
         seed: 7,
+        token: None,
     }
 }
 

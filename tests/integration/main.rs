@@ -1,12 +1,17 @@
 //! Integration tests, one binary (faster to build and link than one per file).
 //!
 //! - `check`: `kvstore check --local 3` with kills, pauses and partitions, end to end.
+//! - `auth`: client tokens: roles per route, 401/403, refusals at start, forwarding, `check
+//!   --token`.
+//! - `bounds`: a peer body or query one byte over its bound is refused and never reaches Raft.
 //! - `api`: every route, status and error shape through `actix_web::test` against `api::app`.
 //! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
 //! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
 //!   against a model; a bounded stress run.
 //! - `fatal`: an injected fsync failure ends a node (single, and a 3-node leader) with its
 //!   documented exit status and one log line.
+//! - `fuzz`: random and mutated input for the peer RPC, WAL, snapshot and client API decoders
+//!   (a short fixed-seed run; `scripts/fuzz.sh` runs them longer).
 //! - `helpers`: shared setup (no test lives there).
 //! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
 //!   start line.
@@ -14,8 +19,10 @@
 //! - `tls`: HTTPS client ports, peer ports with mutual TLS, certificates made at run time.
 
 mod api;
+mod auth;
 mod bitflip;
 mod blackbox;
+mod bounds;
 mod check;
 mod cluster_proc;
 mod cluster_sim;
@@ -23,6 +30,7 @@ mod concurrency;
 mod crashpoints;
 mod durability;
 mod fatal;
+mod fuzz;
 mod helpers;
 mod identity;
 mod linearizable;
