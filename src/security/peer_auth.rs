@@ -494,4 +494,35 @@ mod tests {
         assert!(!format!("{keys:?}").contains("secret-a"));
         assert_eq!(keys.len(), 1);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+        /// Fuzz target for the proof decoder: any header bytes, any body, any clock: never a
+        /// panic, never accepted without the secret.
+        #[test]
+        fn no_header_of_random_bytes_is_ever_accepted(
+            header in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+            now in proptest::prelude::any::<u64>(),
+        ) {
+            let keys = PeerKeys::from_text(A).unwrap();
+            proptest::prop_assert!(keys.verify_request(Some(&header), parts("/p"), now, &body).is_err());
+            proptest::prop_assert!(keys.verify_answer(Some(&header), &[0; 32], 200, &body).is_err());
+        }
+
+        /// A well-formed header with a random mac and time is refused too.
+        #[test]
+        fn a_well_formed_header_with_a_guessed_mac_is_refused(
+            mac in proptest::collection::vec(proptest::prelude::any::<u8>(), 32),
+            t in 0u64..10_000_000,
+        ) {
+            let keys = PeerKeys::from_text(A).unwrap();
+            let header = format!("t={t},mac={}", hex(&mac));
+            proptest::prop_assert_eq!(
+                keys.verify_request(Some(header.as_bytes()), parts("/p"), t, b""),
+                Err(AuthError::BadMac)
+            );
+        }
+    }
 }

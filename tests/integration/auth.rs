@@ -157,6 +157,7 @@ async fn each_route_needs_its_role_and_refusals_have_the_json_shape() {
         &app,
         at::TestRequest::post()
             .uri("/raft/vote")
+            .peer_addr("127.0.0.1:40000".parse().unwrap())
             .set_json(json!({"term": 1})),
     )
     .await;

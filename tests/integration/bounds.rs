@@ -56,9 +56,13 @@ where
     v["term"].as_u64().expect("term in /health")
 }
 
+/// Without a cluster secret the Raft routes answer loopback sources only.
+const LOOPBACK: &str = "127.0.0.1:40000";
+
 fn post(path: &str, body: Vec<u8>) -> at::TestRequest {
     at::TestRequest::post()
         .uri(path)
+        .peer_addr(LOOPBACK.parse().unwrap())
         .insert_header((CLUSTER_HEADER, "standalone"))
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .set_payload(body)
@@ -149,6 +153,7 @@ fn chunk(term: u64, query_pad: usize, data: Vec<u8>) -> at::TestRequest {
     }
     at::TestRequest::post()
         .uri(&uri)
+        .peer_addr(LOOPBACK.parse().unwrap())
         .insert_header((CLUSTER_HEADER, "standalone"))
         .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
         .set_payload(data)

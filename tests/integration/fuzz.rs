@@ -405,7 +405,9 @@ async fn peer_rpcs() {
                 .uri(&format!("/raft/snapshot?{}", as_query(&bytes)))
                 .set_payload(chunk.clone()),
         }
-        .insert_header((CLUSTER_HEADER, "standalone"));
+        .insert_header((CLUSTER_HEADER, "standalone"))
+        // Without a cluster secret the Raft routes answer loopback sources only.
+        .peer_addr("127.0.0.1:40000".parse().unwrap());
         let got = answer(&app, req).await;
         if let Err(e) = well_formed(&got) {
             f.fail(&(route, String::from_utf8_lossy(&bytes), &chunk), e);
