@@ -138,7 +138,9 @@ class Cluster:
         self.binary, self.ports, self.logdir = binary, ports, logdir
         self.extra_env = extra_env or {}
         self.tls = os.path.abspath(tls) if tls else None
-        self.peer_ports = free_ports(len(ports)) if tls else []
+        # Picked apart from the client ports (a second pick could return one of them).
+        self.peer_ports = ([p for p in free_ports(2 * len(ports)) if p not in ports][:len(ports)]
+                           if tls else [])
         self.procs = [None] * len(ports)
         self.logs = [None] * len(ports)
 
@@ -542,20 +544,28 @@ def cmd_bench_cluster(args):
 # ---- bench-security --------------------------------------------------------------------------
 
 def cmd_bench_security(args):
-    """3-node clusters side by side: no peer auth, the cluster secret (and TLS when the binary
-    supports it), with writes and linearizable reads interleaved across them."""
+    """3-node clusters side by side: no peer auth, the cluster secret, and TLS on both listeners
+    (HTTPS client ports, mutual TLS on peer ports), with writes and linearizable reads
+    interleaved across them (wrk speaks https to the TLS cluster)."""
     exit_on_signals()
     tmp = tempfile.mkdtemp(prefix="kvstore-bench-security.")
     conns = [int(c) for c in args.connections.split()]
     secret = os.urandom(32).hex()
-    variants = [("none", {}), ("secret", {"KVSTORE_CLUSTER_SECRET": secret})]
+    certs = os.path.join(tmp, "certs")
+    subprocess.run([os.path.join(os.path.dirname(WRK_DIR), "gen-certs.sh"), certs, "3"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    global SSL_CONTEXT
+    SSL_CONTEXT = ssl.create_default_context(cafile=os.path.join(certs, "ca.pem"))
+    # (name, environment, certificates: TLS on the client port, mutual TLS on a peer port)
+    variants = [("none", {}, None), ("secret", {"KVSTORE_CLUSTER_SECRET": secret}, None),
+                ("tls", {}, certs)]
     clusters = {}
     results = {}
     try:
-        for name, env in variants:
+        for name, env, tls in variants:
             d = os.path.join(tmp, name)
             os.makedirs(d)
-            c = Cluster(args.bin, free_ports(3), d, env)
+            c = Cluster(args.bin, free_ports(3), d, env, tls=tls)
             c.start_all()
             clusters[name] = c
         leaders = {}
