@@ -588,7 +588,8 @@ def cmd_bench_security(args):
         shutil.rmtree(tmp, ignore_errors=True)
     med = statistics.median
     print(f"\n3-node clusters on loopback, durable, {os.cpu_count()} CPUs, {args.rounds} rounds x "
-          f"{args.duration}s per case, interleaved (medians); requests to the leader")
+          f"{args.duration}s per case, interleaved (medians; ratios: median of each round's "
+          f"ratio); requests to the leader")
     names = list(clusters)
     print(f"{'case':<6} {'conns':>5} | " + " | ".join(f"{n + ' req/s':>13} {'p99':>6}" for n in names)
           + " | " + " ".join(f"{n + '/none':>12}" for n in names[1:]))
@@ -597,7 +598,12 @@ def cmd_bench_security(args):
             meds = {n: (med(x[0] for x in results[(n, case, c)]),
                         med(x[2] for x in results[(n, case, c)])) for n in names}
             line = f"{case:<6} {c:>5} | " + " | ".join(f"{meds[n][0]:>13.0f} {meds[n][1]:>6.2f}" for n in names)
-            line += " | " + " ".join(f"{meds[n][0] / meds['none'][0]:>12.3f}" for n in names[1:])
+            # The ratio of each round's pair (measured seconds apart), then the median: less
+            # sensitive to a noisy machine than the ratio of medians.
+            paired = {n: med(x[0] / b[0] for x, b in zip(results[(n, case, c)],
+                                                        results[("none", case, c)]))
+                      for n in names[1:]}
+            line += " | " + " ".join(f"{paired[n]:>12.3f}" for n in names[1:])
             errs = sum(x[3] for n in names for x in results[(n, case, c)])
             if errs:
                 line += f"  (errors: {errs})"
