@@ -68,10 +68,7 @@ where
     >,
     B: actix_web::body::MessageBody,
 {
-    let res = at::call_service(app, req.to_request()).await;
-    let status = res.status().as_u16();
-    let headers = res.headers().clone();
-    let body = at::read_body(res).await;
+    let (status, headers, body) = crate::helpers::call_app(app, req).await;
     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
     (status, headers, v)
 }

@@ -25,9 +25,7 @@ where
     >,
     B: actix_web::body::MessageBody,
 {
-    let res = at::call_service(app, req.to_request()).await;
-    let status = res.status().as_u16();
-    let body = at::read_body(res).await;
+    let (status, _, body) = crate::helpers::call_app(app, req).await;
     (
         status,
         serde_json::from_slice(&body)

@@ -326,9 +326,8 @@ where
     >,
     B: actix_web::body::MessageBody,
 {
-    let res = at::call_service(app, req.to_request()).await;
-    let status = res.status().as_u16();
-    (status, at::read_body(res).await.to_vec())
+    let (status, _, body) = crate::helpers::call_app(app, req).await;
+    (status, body.to_vec())
 }
 
 /// Not a 5xx (a 503 "overloaded" or "no leader" is an honest answer, a 500 is not), and every

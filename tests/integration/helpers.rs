@@ -25,6 +25,29 @@ pub fn state_with(limits: Limits) -> AppState {
     state
 }
 
+/// One request through an in-process app (`actix_web::test`): status, headers and body.
+pub async fn call_app<S, B>(
+    app: &S,
+    req: actix_web::test::TestRequest,
+) -> (
+    u16,
+    actix_web::http::header::HeaderMap,
+    actix_web::web::Bytes,
+)
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    let res = actix_web::test::call_service(app, req.to_request()).await;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, headers, actix_web::test::read_body(res).await)
+}
+
 /// A validated config from command-line flags, ignoring the process environment's `PORT`.
 pub fn config(args: &[&str]) -> Config {
     use clap::Parser;

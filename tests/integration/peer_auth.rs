@@ -52,17 +52,12 @@ where
     S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
     B: MessageBody,
 {
-    let res = test::call_service(app, req.to_request()).await;
-    let status = res.status();
-    let auth = res
-        .headers()
+    let (status, headers, body) = crate::helpers::call_app(app, req).await;
+    let auth = headers
         .get(AUTH_HEADER)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = actix_web::body::to_bytes(res.into_body())
-        .await
-        .unwrap_or_default();
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
     let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    (status, auth, v, body)
+    (StatusCode::from_u16(status).unwrap(), auth, v, body)
 }
 
 /// A request to `path` with `body` from `addr`, signed with `keys` at `t` when given.
@@ -324,10 +319,8 @@ fn a_node_with_remote_peers_and_no_secret_refuses_to_start_unless_told_it_is_ins
         ("PORT", port.as_str()),
         ("PEERS", "http://10.255.255.1:7001"),
     ];
-    let mut p = KvProcess::spawn(&["--host", "127.0.0.1"], &env);
-    let status = p.wait_exit(Duration::from_secs(20)).expect("it exits");
-    assert_eq!(status.code(), Some(2));
-    let printed: Vec<String> = p.stderr.iter().collect();
+    let (code, printed) = run_to_exit(&["--host", "127.0.0.1"], &env);
+    assert_eq!(code, Some(2));
     assert!(
         printed
             .iter()
@@ -340,47 +333,30 @@ fn a_node_with_remote_peers_and_no_secret_refuses_to_start_unless_told_it_is_ins
         .expect("a warning at start");
 }
 
+/// Start `kvstore` with `args` and wait for it to exit by itself: its status and every line it
+/// printed.
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Vec<String>) {
+    let mut p = crate::helpers::KvProcess::spawn(args, env);
+    let code = p.wait_exit(Duration::from_secs(20)).and_then(|s| s.code());
+    (code, p.stderr.iter().collect())
+}
+
 #[::core::prelude::v1::test]
 fn the_secret_file_is_read_at_start_and_a_bad_one_stops_the_node_with_a_clear_line() {
-    use crate::helpers::KvProcess;
     let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("missing");
-    let mut p = KvProcess::spawn(
-        &[
-            "--port",
-            "0",
-            "--cluster-secret-file",
-            missing.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(
-        p.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()),
-        Some(1)
-    );
-    let printed: Vec<String> = p.stderr.iter().collect();
+    let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let with_file = |file: &str| run_to_exit(&["--port", "0", "--cluster-secret-file", file], &[]);
+    let (code, printed) = with_file(&path("missing"));
+    assert_eq!(code, Some(1));
     assert!(
         printed
             .iter()
             .any(|l| l.contains("cluster secret") && l.contains("missing")),
         "{printed:?}"
     );
-    let weak = dir.path().join("weak");
-    std::fs::write(&weak, "short\n").unwrap();
-    let mut p = KvProcess::spawn(
-        &[
-            "--port",
-            "0",
-            "--cluster-secret-file",
-            weak.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(
-        p.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()),
-        Some(1)
-    );
-    let printed: Vec<String> = p.stderr.iter().collect();
+    std::fs::write(path("weak"), "short\n").unwrap();
+    let (code, printed) = with_file(&path("weak"));
+    assert_eq!(code, Some(1));
     assert!(
         printed.iter().any(|l| l.contains("at least 16")),
         "{printed:?}"
@@ -389,15 +365,9 @@ fn the_secret_file_is_read_at_start_and_a_bad_one_stops_the_node_with_a_clear_li
         !printed.iter().any(|l| l.contains("short")),
         "the secret is never printed"
     );
-    let good = dir.path().join("good");
-    std::fs::write(&good, format!("{}\n", secret())).unwrap();
-    KvProcess::start(
-        &[
-            "--port",
-            "0",
-            "--cluster-secret-file",
-            good.to_str().unwrap(),
-        ],
+    std::fs::write(path("good"), format!("{}\n", secret())).unwrap();
+    crate::helpers::KvProcess::start(
+        &["--port", "0", "--cluster-secret-file", &path("good")],
         &[],
     );
 }
