@@ -383,7 +383,15 @@ impl Config {
         let node_id_given = matches.value_source("node_id") != Some(ValueSource::DefaultValue);
         let mut cli = Cli::from_arg_matches(&matches)
             .map_err(|e| ConfigError::Usage(first_line(&e.render().to_string())))?;
-        cli.cluster_secret = std::env::var("KVSTORE_CLUSTER_SECRET").ok();
+        cli.cluster_secret =
+            match std::env::var("KVSTORE_CLUSTER_SECRET") {
+                Ok(text) => Some(text),
+                Err(std::env::VarError::NotPresent) => None,
+                Err(std::env::VarError::NotUnicode(_)) => return Err(ConfigError::Invalid(
+                    "KVSTORE_CLUSTER_SECRET is not valid UTF-8 (use e.g. `openssl rand -hex 32`)"
+                        .into(),
+                )),
+            };
         if !cli.peers.trim().is_empty() && !node_id_given {
             return Err(ConfigError::Invalid(
                 "NODE_ID (--node-id) must be set when PEERS is: every node needs a distinct id"
@@ -804,8 +812,19 @@ pub fn is_loopback_url(url: &str) -> bool {
         .is_some_and(|h| h != "0.0.0.0" && is_loopback_name(&h))
 }
 
+/// `localhost`, a loopback address (127.0.0.0/8, ::1, ::ffff:127.x; brackets allowed), or
+/// `0.0.0.0` (every interface, which includes loopback). A name is never resolved: only the
+/// literal `localhost` counts (so `127.0.0.1.example.com` does not).
 fn is_loopback_name(host: &str) -> bool {
-    matches!(host, "localhost" | "[::1]" | "::1" | "0.0.0.0") || host.starts_with("127.")
+    if host.eq_ignore_ascii_case("localhost") || host == "0.0.0.0" {
+        return true;
+    }
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 /// Does peer URL `peer` point at this node (advertised as `me`, bound to `host:port`)?
@@ -1283,6 +1302,17 @@ mod tests {
             .collect();
         let c = Config::from_cli(cli(&args), false, None).unwrap();
         assert!(c.insecure_peers && c.cluster_secret.is_none());
+        // A name that only looks like a loopback address is not one.
+        for remote in [
+            "http://127.0.0.1.nip.io:8082",
+            "http://127.attacker.example:8082",
+        ] {
+            let args = ["--node-id", "a", "--port", "8081", "--peers", remote];
+            assert!(
+                Config::from_cli(cli(&args), false, None).is_err(),
+                "{remote}"
+            );
+        }
         // Loopback peers, by name or address, need nothing (the original three-terminal demo).
         for peer in [
             "http://localhost:8082",

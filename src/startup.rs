@@ -379,7 +379,16 @@ pub fn start_actors_with(
     let (raft_tls, forward_tls) = client_tls(config).map_err(StartError::Tls)?;
     let raft_url = peer_url.clone().unwrap_or_else(|| url.clone());
     let client_tokens = match &config.client_tokens_file {
-        Some(path) => Some(std::sync::Arc::new(load_client_tokens(path)?)),
+        Some(path) => {
+            if config.cluster_secret.is_none() && config.peer_tls.is_none() {
+                tracing::warn!(
+                    "client tokens without a cluster secret: any process on this machine can \
+                     still speak Raft to this node over loopback and write without a token; set \
+                     KVSTORE_CLUSTER_SECRET (or peer mTLS) so that only peers can"
+                );
+            }
+            Some(std::sync::Arc::new(load_client_tokens(path)?))
+        }
         None => None,
     };
     let cluster_id = match &config.cluster_id {

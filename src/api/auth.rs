@@ -183,9 +183,16 @@ pub fn parse_tokens(text: &str) -> Result<ClientTokens, TokensError> {
             ));
         }
         let role = Role::parse(role).ok_or_else(|| {
-            let shown: String = role.chars().take(16).collect();
+            // The field may be a token (columns swapped): it is named only when it is short
+            // enough to be a misspelt role, never echoed otherwise.
+            let shown = if role.len() <= 8 {
+                format!(" {role:?}")
+            } else {
+                String::new()
+            };
             err(format!(
-                "unknown role {shown:?}: the roles are read, write and admin"
+                "unknown role{shown} in the first column: the roles are read, write and admin \
+                 (`ROLE TOKEN` per line)"
             ))
         })?;
         if token.len() < MIN_TOKEN_LEN {
@@ -341,6 +348,11 @@ mod tests {
     fn bad_files_are_refused_with_the_line_and_without_the_token() {
         let cases = [
             (format!("reader {R}"), "line 1: unknown role"),
+            // Columns swapped: the token is never echoed, not even its first characters.
+            (
+                format!("{R} read"),
+                "line 1: unknown role in the first column",
+            ),
             ("read short".to_owned(), "line 1: token too short"),
             ("read\n".to_owned(), "line 1: expected `ROLE TOKEN`"),
             (format!("read {R} extra"), "more fields"),
@@ -360,6 +372,7 @@ mod tests {
             let e = parse_tokens(&text).unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e:?} lacks {want:?}");
             assert!(!e.contains(R), "{e:?} shows the token");
+            assert!(!e.contains(&R[..8]), "{e:?} shows part of the token");
         }
     }
 

@@ -34,7 +34,7 @@ use crate::raft::actor::{InboundFrom, RaftError};
 use crate::raft::core::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use crate::raft::rpc::{AppendRequest, SnapshotRequest, VoteRequest};
 use crate::raft::Message;
-use crate::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
+use crate::security::peer_auth::{body_digest, AuthError, PeerKeys, RequestParts, AUTH_HEADER};
 use crate::transport::http::{unix_ms, CLUSTER_HEADER, FROM_HEADER};
 
 /// serde_json writes a control character of a key or value as `\u00XX`: one byte of UTF-8
@@ -125,14 +125,62 @@ pub fn check_append(req: &AppendRequest) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The most body bytes [`guard`] reads to check a signature, per route: the same bounds the
-/// routes' own decoders apply.
+/// The most body bytes [`guard`] reads after checking a signature, per route (its pattern,
+/// so `/raft/%61ppend` is the append route): the same bounds the routes' own decoders apply.
 fn body_limit(path: &str, limits: &Limits) -> usize {
     match path {
         "/raft/append" => max_append_body_bytes(limits),
         "/raft/snapshot" => MAX_CHUNK_BYTES,
         _ => MAX_VOTE_BODY_BYTES,
     }
+}
+
+/// Longest a signed request's body may take to arrive (a slow sender holds a connection and a
+/// buffer no longer than this): as long as a snapshot chunk's RPC may take.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The host (and port) a request names: `Host`, or the URI's authority (HTTP/2).
+fn request_host(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(actix_web::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default()
+}
+
+/// Read the whole body of `req`, at most `limit` bytes (a larger declared or actual length is
+/// 413 at once) within [`BODY_READ_TIMEOUT`].
+async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let mut payload = req.take_payload();
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk
+                .map_err(|_| ApiError::InvalidJson("the request body could not be read".into()))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::BodyTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    actix_web::rt::time::timeout(BODY_READ_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::InvalidJson(format!(
+                "the request body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            )))
+        })
 }
 
 /// Logs the first refusal of each kind and every 100th after it, so a flood of forged
@@ -169,34 +217,11 @@ pub async fn guard(
     // 1. Who may call at all.
     let mut request_mac = None;
     if let Some(keys) = &state.peer_keys {
-        // 2. Proof of the secret, over the exact bytes that will be parsed. A missing,
-        // malformed or stale proof is refused before the body is read at all.
+        // 2. Proof of the secret. The header (time, body digest, mac) is checked before a byte
+        // of the body is read: without the secret nobody can make this node buffer anything.
         let proof = req.headers().get(AUTH_HEADER).map(|v| v.as_bytes());
-        let proof = match PeerKeys::precheck(proof, unix_ms()) {
-            Ok(p) => p,
-            Err(e) => {
-                let message = e.to_string();
-                log_refusal(&UNSIGNED, &path, &message);
-                return Ok(refuse(req, ApiError::PeerUnauthorized(message)));
-            }
-        };
-        let limit = body_limit(&path, &state.limits);
-        let mut payload = req.take_payload();
-        let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let Ok(chunk) = chunk else {
-                return Ok(refuse(
-                    req,
-                    ApiError::InvalidJson("the request body could not be read".into()),
-                ));
-            };
-            if body.len() + chunk.len() > limit {
-                return Ok(refuse(req, ApiError::BodyTooLarge { limit }));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let body = body.freeze();
         let from = header(&req, FROM_HEADER).unwrap_or_default();
+        let host = request_host(&req);
         let path_and_query = req
             .uri()
             .path_and_query()
@@ -204,26 +229,49 @@ pub async fn guard(
             .to_owned();
         let parts = RequestParts {
             cluster: theirs.as_deref().unwrap_or(""),
+            host: &host,
             method: req.method().as_str(),
             path_and_query: &path_and_query,
             from: &from,
         };
-        match keys.verify(proof, parts, &body) {
-            Ok(p) => request_mac = Some(p.mac),
+        let proof = match PeerKeys::precheck(proof, unix_ms()).and_then(|p| keys.verify(p, parts)) {
+            Ok(p) => p,
             Err(e) => {
                 let message = e.to_string();
                 log_refusal(&UNSIGNED, &path, &message);
                 return Ok(refuse(req, ApiError::PeerUnauthorized(message)));
             }
+        };
+        // Then the body, bounded in size and time, must be the one that was signed.
+        let limit = body_limit(
+            req.match_pattern().as_deref().unwrap_or(&path),
+            &state.limits,
+        );
+        let body = match read_body(&mut req, limit).await {
+            Ok(body) => body,
+            Err(e) => return Ok(refuse(req, e)),
+        };
+        if body_digest(&body) != proof.body_sha {
+            let message = AuthError::BodyMismatch.to_string();
+            log_refusal(&UNSIGNED, &path, &message);
+            return Ok(refuse(req, ApiError::PeerUnauthorized(message)));
         }
+        request_mac = Some(proof.mac);
         req.set_payload(body.into());
     } else if !(state.peers_open || state.peer_mtls) {
-        // Under peer mTLS the handshake already admitted only peers.
-        let loopback = req.peer_addr().is_some_and(|a| a.ip().is_loopback());
-        if !loopback {
+        // Under peer mTLS the handshake already admitted only peers. Otherwise: loopback
+        // sources only (an IPv4 peer on a dual-stack socket shows as ::ffff:127.0.0.1), and a
+        // loopback Host, so a web page cannot reach this node through DNS rebinding.
+        let loopback = req
+            .peer_addr()
+            .is_some_and(|a| a.ip().to_canonical().is_loopback());
+        let host = request_host(&req);
+        let local_host =
+            host.is_empty() || crate::config::is_loopback_url(&format!("http://{host}"));
+        if !loopback || !local_host {
             let message = format!(
-                "refused: Raft RPCs from {} are not accepted: without a cluster secret this \
-                 node accepts them from loopback addresses only",
+                "refused: Raft RPCs from {} to {host:?} are not accepted: without a cluster \
+                 secret this node accepts them from loopback addresses to a loopback host only",
                 req.peer_addr()
                     .map_or_else(|| "an unknown address".to_owned(), |a| a.ip().to_string())
             );

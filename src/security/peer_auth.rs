@@ -1,16 +1,20 @@
 //! The cluster secret and the proof a peer RPC carries of it.
 //!
-//! With a secret, every Raft RPC carries `x-kvstore-auth: t=<unix ms>,mac=<hex>`, where `mac` is
-//! HMAC-SHA256 under the secret over a canonical string: a version tag, the cluster id the
-//! sender claims, the method, the path with its query string, the sender's URL, the time, and
-//! the SHA-256 of the body. The receiver checks it in constant time, with a bounded clock skew,
-//! before it parses the body; every answer carries `x-kvstore-auth: mac=<hex>` over the
-//! request's mac, the status and the digest of the answer's body, which the sender checks before
-//! it believes the answer (so a forged "vote granted" cannot make a leader).
+//! With a secret, every Raft RPC carries `x-kvstore-auth: t=<unix ms>,sha=<hex>,mac=<hex>`:
+//! `sha` is the SHA-256 of the body, `mac` is HMAC-SHA256 under the secret over a canonical
+//! string of a version tag, the cluster id the sender claims, the receiver's host (the URL's
+//! authority, as in `Host`), the method, the path with its query string, the sender's URL, the
+//! time and `sha`. The receiver checks the header in constant time, with a bounded clock skew,
+//! **before it reads the body** (so nobody without the secret can make it buffer a byte), then
+//! hashes the body as it arrives and refuses it unless it matches `sha`. Every answer carries
+//! `x-kvstore-auth: mac=<hex>` over the request's mac, the status and the digest of the
+//! answer's body, which the sender checks before it believes the answer (so a forged "vote
+//! granted" cannot make a leader).
 //!
-//! A replay inside the skew window delivers a message the cluster already received: Raft is
-//! safe under duplicated and delayed messages (the fault layer tests exactly that), so the
-//! window bounds how stale a replay can be, not whether it is safe.
+//! A replay inside the skew window delivers, to the node it was meant for, a message the
+//! cluster already received: Raft is safe under duplicated and delayed messages (the fault
+//! layer tests exactly that), so the window bounds how stale a replay can be, not whether it is
+//! safe.
 //!
 //! [`PeerKeys`] holds one or more secrets: the first signs, every one is accepted, so a secret
 //! can be rotated one node at a time (SECURITY.md). It never prints a secret, not even in
@@ -67,8 +71,13 @@ impl std::error::Error for SecretError {}
 pub enum AuthError {
     Missing,
     Malformed,
-    Skew { signed_ms: u64, now_ms: u64 },
+    Skew {
+        signed_ms: u64,
+        now_ms: u64,
+    },
     BadMac,
+    /// The body is not the one the proof was made for.
+    BodyMismatch,
 }
 
 impl fmt::Display for AuthError {
@@ -86,6 +95,10 @@ impl fmt::Display for AuthError {
                  clock says {now_ms}: more than {} s apart (check the clocks)",
                 MAX_CLOCK_SKEW_MS / 1000
             ),
+            AuthError::BodyMismatch => write!(
+                f,
+                "unauthorized: the body does not match the digest it was signed with"
+            ),
             AuthError::BadMac => write!(
                 f,
                 "unauthorized: the signature does not match (a different cluster secret, or \
@@ -102,6 +115,8 @@ impl std::error::Error for AuthError {}
 pub struct RequestParts<'a> {
     /// The cluster id the sender claims (`x-kvstore-cluster`).
     pub cluster: &'a str,
+    /// The receiver's host and port, as the request names it (`Host`).
+    pub host: &'a str,
     pub method: &'a str,
     /// Path and query string, exactly as sent.
     pub path_and_query: &'a str,
@@ -113,7 +128,14 @@ pub struct RequestParts<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proof {
     pub signed_ms: u64,
+    /// The SHA-256 of the body, as signed.
+    pub body_sha: Vec<u8>,
     pub mac: Vec<u8>,
+}
+
+/// The SHA-256 of `body` (what a proof's `body_sha` must equal).
+pub fn body_digest(body: &[u8]) -> Vec<u8> {
+    digest::digest(&digest::SHA256, body).as_ref().to_vec()
 }
 
 impl PeerKeys {
@@ -166,14 +188,15 @@ impl PeerKeys {
         now_ms: u64,
         body: &[u8],
     ) -> (String, Vec<u8>) {
-        let msg = request_string(parts, now_ms, body);
+        let sha = hex(&body_digest(body));
+        let msg = request_string(parts, now_ms, &sha);
         let mac = hmac::sign(&self.keys[0], msg.as_bytes()).as_ref().to_vec();
-        (format!("t={now_ms},mac={}", hex(&mac)), mac)
+        (format!("t={now_ms},sha={sha},mac={}", hex(&mac)), mac)
     }
 
     /// Check a request's header value against `parts` + `body` at `now_ms`; the proof (its mac
-    /// binds the answer) when it holds. The same as [`PeerKeys::precheck`] then
-    /// [`PeerKeys::verify`].
+    /// binds the answer) when it holds. What the HTTP guard does in three steps
+    /// ([`PeerKeys::precheck`], [`PeerKeys::verify`], then the body against `body_sha`).
     pub fn verify_request(
         &self,
         header: Option<&[u8]>,
@@ -181,12 +204,15 @@ impl PeerKeys {
         now_ms: u64,
         body: &[u8],
     ) -> Result<Proof, AuthError> {
-        let proof = Self::precheck(header, now_ms)?;
-        self.verify(proof, parts, body)
+        let proof = self.verify(Self::precheck(header, now_ms)?, parts)?;
+        if body_digest(body) != proof.body_sha {
+            return Err(AuthError::BodyMismatch);
+        }
+        Ok(proof)
     }
 
-    /// What can be checked before the body is read: the header is there, well formed, and
-    /// signed within the clock-skew window of `now_ms`.
+    /// What can be checked without the secret: the header is there, well formed, and signed
+    /// within the clock-skew window of `now_ms`.
     pub fn precheck(header: Option<&[u8]>, now_ms: u64) -> Result<Proof, AuthError> {
         let proof = parse_request_header(header.ok_or(AuthError::Missing)?)?;
         if proof.signed_ms.abs_diff(now_ms) > MAX_CLOCK_SKEW_MS {
@@ -198,14 +224,10 @@ impl PeerKeys {
         Ok(proof)
     }
 
-    /// Check a prechecked proof against `parts` + `body`, in constant time.
-    pub fn verify(
-        &self,
-        proof: Proof,
-        parts: RequestParts<'_>,
-        body: &[u8],
-    ) -> Result<Proof, AuthError> {
-        let msg = request_string(parts, proof.signed_ms, body);
+    /// Check a prechecked proof's mac against `parts` in constant time, before any of the body
+    /// is read; the body must then hash to `proof.body_sha`.
+    pub fn verify(&self, proof: Proof, parts: RequestParts<'_>) -> Result<Proof, AuthError> {
+        let msg = request_string(parts, proof.signed_ms, &hex(&proof.body_sha));
         if self
             .keys
             .iter()
@@ -254,16 +276,12 @@ impl PeerKeys {
     }
 }
 
-fn request_string(parts: RequestParts<'_>, t: u64, body: &[u8]) -> String {
+fn request_string(parts: RequestParts<'_>, t: u64, body_sha_hex: &str) -> String {
     // Fields are separated by newlines; none may contain one (headers cannot, the path is
     // percent-encoded), so the string is unambiguous.
     format!(
-        "{REQUEST_TAG}\n{}\n{}\n{}\n{}\n{t}\n{}",
-        parts.cluster,
-        parts.method,
-        parts.path_and_query,
-        parts.from,
-        hex(digest::digest(&digest::SHA256, body).as_ref())
+        "{REQUEST_TAG}\n{}\n{}\n{}\n{}\n{}\n{t}\n{body_sha_hex}",
+        parts.cluster, parts.host, parts.method, parts.path_and_query, parts.from,
     )
 }
 
@@ -277,17 +295,30 @@ fn answer_string(request_mac: &[u8], status: u16, body: &[u8]) -> String {
 
 fn parse_request_header(raw: &[u8]) -> Result<Proof, AuthError> {
     let s = std::str::from_utf8(raw).map_err(|_| AuthError::Malformed)?;
-    let (t, mac) = s.split_once(',').ok_or(AuthError::Malformed)?;
+    let mut fields = s.split(',');
+    let (Some(t), Some(sha), Some(mac), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(AuthError::Malformed);
+    };
     let signed_ms = t
         .strip_prefix("t=")
         .filter(|d| !d.is_empty() && d.len() <= 16 && d.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|d| d.parse().ok())
         .ok_or(AuthError::Malformed)?;
+    let body_sha = sha
+        .strip_prefix("sha=")
+        .and_then(unhex)
+        .ok_or(AuthError::Malformed)?;
     let mac = mac
         .strip_prefix("mac=")
         .and_then(unhex)
         .ok_or(AuthError::Malformed)?;
-    Ok(Proof { signed_ms, mac })
+    Ok(Proof {
+        signed_ms,
+        body_sha,
+        mac,
+    })
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -327,6 +358,7 @@ mod tests {
     fn parts(path: &str) -> RequestParts<'_> {
         RequestParts {
             cluster: "c1",
+            host: "127.0.0.1:8081",
             method: "POST",
             path_and_query: path,
             from: "http://127.0.0.1:1",
@@ -355,7 +387,16 @@ mod tests {
         );
         assert_eq!(
             keys.verify_request(h, parts("/raft/append"), 1_000_000, br#"{"term":4}"#),
-            Err(AuthError::BadMac)
+            Err(AuthError::BodyMismatch)
+        );
+        let other_node = RequestParts {
+            host: "127.0.0.1:8082",
+            ..parts("/raft/append")
+        };
+        assert_eq!(
+            keys.verify_request(h, other_node, 1_000_000, body),
+            Err(AuthError::BadMac),
+            "a request signed for one node is refused by another"
         );
         let other_cluster = RequestParts {
             cluster: "c2",
@@ -415,12 +456,15 @@ mod tests {
             "".to_owned(),
             "t=1".to_owned(),
             "mac=00".to_owned(),
-            format!("t=,mac={zeros}"),
-            format!("t=-1,mac={zeros}"),
-            format!("t=99999999999999999999,mac={zeros}"),
-            format!("t=1,mac={}", "0".repeat(63)),
-            format!("t=1,mac={}", "g".repeat(64)),
-            format!("t=1,mac={}é", "0".repeat(62)),
+            format!("t=1,mac={zeros}"),
+            format!("t=1,sha={zeros},mac={zeros},x=1"),
+            format!("t=,sha={zeros},mac={zeros}"),
+            format!("t=-1,sha={zeros},mac={zeros}"),
+            format!("t=99999999999999999999,sha={zeros},mac={zeros}"),
+            format!("t=1,sha={zeros},mac={}", "0".repeat(63)),
+            format!("t=1,sha={},mac={zeros}", "0".repeat(65)),
+            format!("t=1,sha={zeros},mac={}", "g".repeat(64)),
+            format!("t=1,sha={zeros},mac={}é", "0".repeat(62)),
         ] {
             assert_eq!(
                 keys.verify_request(Some(bad.as_bytes()), parts("/p"), 1, b""),
@@ -432,7 +476,7 @@ mod tests {
             keys.verify_request(Some(&[0xff, 0xfe]), parts("/p"), 1, b""),
             Err(AuthError::Malformed)
         );
-        let forged = format!("t=1,mac={zeros}");
+        let forged = format!("t=1,sha={zeros},mac={zeros}");
         assert_eq!(
             keys.verify_request(Some(forged.as_bytes()), parts("/p"), 1, b""),
             Err(AuthError::BadMac)
@@ -518,7 +562,7 @@ mod tests {
             t in 0u64..10_000_000,
         ) {
             let keys = PeerKeys::from_text(A).unwrap();
-            let header = format!("t={t},mac={}", hex(&mac));
+            let header = format!("t={t},sha={},mac={}", hex(&body_digest(b"")), hex(&mac));
             proptest::prop_assert_eq!(
                 keys.verify_request(Some(header.as_bytes()), parts("/p"), t, b""),
                 Err(AuthError::BadMac)

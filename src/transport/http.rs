@@ -89,8 +89,10 @@ impl HttpTransport {
         };
         let uri = req.get_uri();
         let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let host = uri.authority().map_or("", |a| a.as_str()).to_owned();
         let parts = RequestParts {
             cluster: &self.cluster,
+            host: &host,
             method: "POST",
             path_and_query: &path_and_query,
             from: &self.me,

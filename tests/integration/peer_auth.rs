@@ -76,6 +76,8 @@ fn request(
     if let Some((keys, t)) = sign {
         let parts = RequestParts {
             cluster: "standalone",
+            // A test request names no host.
+            host: "",
             method: "POST",
             path_and_query: path,
             from: "http://10.0.0.9:1",
@@ -106,6 +108,22 @@ async fn without_a_secret_only_loopback_sources_may_speak_raft() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    // An IPv4 peer on a dual-stack socket is loopback too.
+    let (status, _, v) = call(
+        &app,
+        request("/raft/vote", VOTE, "[::ffff:127.0.0.1]:5555", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    // A loopback source naming a non-loopback host (a web page reaching this node through DNS
+    // rebinding) is refused.
+    let rebound = request("/raft/vote", VOTE, "127.0.0.1:5555", None)
+        .insert_header(("host", "attacker.example:8081"));
+    let (status, _, v) = call(&app, rebound).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{v}");
+    let local = request("/raft/vote", VOTE, "127.0.0.1:5555", None)
+        .insert_header(("host", "localhost:8081"));
+    assert_eq!(call(&app, local).await.0, StatusCode::OK);
     // --insecure-peers opens the Raft routes to any source.
     let mut open = state_with(Limits::default());
     open.peers_open = true;
@@ -155,8 +173,27 @@ async fn with_a_secret_only_signed_requests_are_answered_and_answers_are_signed(
     // Signed for another body than the one sent: 401.
     let mut altered = request("/raft/vote", VOTE, "10.1.2.3:1", Some((&keys, now)));
     altered = altered.set_payload(VOTE.replace("\"term\":7", "\"term\":8"));
-    let (status, _, _) = call(&app, altered).await;
+    let (status, _, v) = call(&app, altered).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("body does not match"),
+        "{v}"
+    );
+    // A made-up proof is refused before the body is read: a body far over the route's bound
+    // gets 401 (the proof), not 413 (which reading it would give).
+    let zeros = "0".repeat(64);
+    let huge: &'static str = Box::leak("x".repeat(8 << 20).into_boxed_str());
+    let made_up = request("/raft/append", huge, "10.1.2.3:1", None)
+        .insert_header((AUTH_HEADER, format!("t={now},sha={zeros},mac={zeros}")));
+    let (status, _, v) = call(&app, made_up).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("does not match"),
+        "{v}"
+    );
     // Garbage signed correctly reaches the decoder (400), before any actor.
     let (status, _, v) = call(
         &app,
@@ -173,6 +210,7 @@ async fn with_a_secret_only_signed_requests_are_answered_and_answers_are_signed(
     assert_eq!(status, StatusCode::OK, "{v}");
     let parts = RequestParts {
         cluster: "standalone",
+        host: "",
         method: "POST",
         path_and_query: "/raft/vote",
         from: "http://10.0.0.9:1",
@@ -254,7 +292,12 @@ async fn forged_votes_appends_and_snapshot_chunks_are_refused_by_a_cluster_with_
     let health = cluster.health(leader).await.expect("leader answers");
     let last = health["lastLogIndex"].as_u64().unwrap();
     let cluster_id = cluster.cluster_id().to_owned();
-    let forged_mac = format!("t={},mac={}", unix_ms(), "ab".repeat(32));
+    let forged_mac = format!(
+        "t={},sha={},mac={}",
+        unix_ms(),
+        "cd".repeat(32),
+        "ab".repeat(32)
+    );
     for i in 0..3 {
         let base = cluster.url(i);
         for forged_term in [term + 1000, u64::MAX] {
