@@ -577,7 +577,11 @@ def cmd_bench_security(args):
         for rnd in range(1, args.rounds + 1):
             for c in conns:
                 for case, script in (("write", "set.lua"), ("read", "get.lua")):
-                    for name in clusters:
+                    # Each round starts with another variant, so no variant always runs first
+                    # (or right after the heaviest one).
+                    order = list(clusters)
+                    order = order[rnd % len(order):] + order[:rnd % len(order)]
+                    for name in order:
                         r = run_wrk(leaders[name], c, args.duration, os.path.join(WRK_DIR, script))
                         results.setdefault((name, case, c), []).append(r)
                         print(f"  round {rnd} {name:7} {case:6} c={c:<3} {r[0]:9.0f} req/s "
