@@ -252,7 +252,7 @@ pub const MAX_KEY_BYTES_LIMIT: usize = crate::store::command::MAX_KEY_BYTES;
 
 /// Longest node id: it travels in every vote request and AppendEntries, whose size bounds
 /// count on it.
-pub const MAX_NODE_ID_BYTES: usize = 128;
+pub const MAX_NODE_ID_BYTES: usize = crate::raft::rpc::MAX_ID_BYTES;
 
 /// Default `RAFT_HEARTBEAT_MS`.
 pub const DEFAULT_HEARTBEAT_MS: u64 = 50;

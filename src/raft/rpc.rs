@@ -17,6 +17,13 @@ use super::{LogIndex, NodeId, Term};
 /// message with `term = u64::MAX` cannot leave a cluster unable to elect.
 pub const MAX_WIRE_NUMBER: u64 = (1 << 53) - 1;
 
+/// Longest node id a message may carry (the same bound `NODE_ID` has at start).
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Longest leader URL a message may carry (a base URL: scheme, host of at most 253 bytes,
+/// port).
+pub const MAX_URL_BYTES: usize = 512;
+
 /// Most bytes of one snapshot file a transfer may describe (the follower's cap on what it
 /// writes to its temporary file).
 pub const MAX_SNAPSHOT_OFFSET: u64 = 1 << 40;
@@ -172,6 +179,9 @@ impl Message {
     }
 
     fn check(&self, shape: bool) -> Result<(), String> {
+        if shape {
+            self.check_names()?;
+        }
         fn check(name: &str, value: u64) -> Result<(), String> {
             if value > MAX_WIRE_NUMBER {
                 return Err(format!(
@@ -255,6 +265,29 @@ impl Message {
                 Ok(())
             }
         }
+    }
+
+    /// Node ids and leader URLs within [`MAX_ID_BYTES`] and [`MAX_URL_BYTES`].
+    fn check_names(&self) -> Result<(), String> {
+        let (id, url) = match self {
+            Message::VoteRequest(m) => (m.candidate_id.as_str(), ""),
+            Message::AppendRequest(m) => (m.leader_id.as_str(), m.leader_url.as_str()),
+            Message::SnapshotRequest(m) => (m.leader_id.as_str(), m.leader_url.as_str()),
+            _ => ("", ""),
+        };
+        if id.len() > MAX_ID_BYTES {
+            return Err(format!(
+                "node id of {} bytes (at most {MAX_ID_BYTES})",
+                id.len()
+            ));
+        }
+        if url.len() > MAX_URL_BYTES {
+            return Err(format!(
+                "leader URL of {} bytes (at most {MAX_URL_BYTES})",
+                url.len()
+            ));
+        }
+        Ok(())
     }
 
     /// True for the request kinds.

@@ -487,12 +487,21 @@ async fn an_isolated_follower_catches_up_from_an_in_memory_snapshot() {
                 "seed {seed}: write {k}"
             );
         }
-        let st = sim.statuses().await;
-        let ls = st[leader].as_ref().unwrap();
-        assert!(
-            ls.log_start_index > 0,
-            "seed {seed}: the leader compacted: {ls:?}"
-        );
+        // The snapshot is encoded on a background thread (real time, not the paused clock):
+        // wait, in bounded steps, until the leader has taken it and compacted its log.
+        let mut compacted = None;
+        for _ in 0..300 {
+            let st = sim.statuses().await;
+            let ls = st[leader].clone().unwrap();
+            if ls.log_start_index > 0 {
+                compacted = Some(ls);
+                break;
+            }
+            pass_time().await;
+            tokio::task::yield_now().await;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let ls = compacted.unwrap_or_else(|| panic!("seed {seed}: the leader never compacted"));
         let target = ls.commit_index;
         sim.fault(Fault::Heal).await;
         let mut caught_up = None;

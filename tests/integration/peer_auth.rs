@@ -255,6 +255,26 @@ async fn terms_and_indices_near_the_top_of_u64_are_refused() {
             "{v}"
         );
     }
+    // Names longer than any legitimate node id or leader URL.
+    let long_id = "i".repeat(129);
+    let long_url = format!("http://{}:1", "h".repeat(600));
+    for (path, body) in [
+        (
+            "/raft/vote",
+            format!(r#"{{"term":1,"candidateId":"{long_id}","lastLogIndex":0,"lastLogTerm":0}}"#),
+        ),
+        (
+            "/raft/append",
+            format!(
+                r#"{{"term":1,"leaderId":"x","leaderUrl":"{long_url}","prevLogIndex":0,"prevLogTerm":0,"leaderCommit":0}}"#
+            ),
+        ),
+    ] {
+        let body: &'static str = Box::leak(body.into_boxed_str());
+        let (status, _, v) = call(&app, request(path, body, "127.0.0.1:1", None)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("at most"), "{v}");
+    }
     let snapshot = format!("/raft/snapshot?term={huge}&leaderId=x&leaderUrl=http://x&index=1&lastTerm=1&offset=0&done=false&seq=1");
     let snapshot: &'static str = Box::leak(snapshot.into_boxed_str());
     let (status, _, v) = call(&app, request(snapshot, "", "127.0.0.1:1", None)).await;
