@@ -8,8 +8,9 @@
 //! 1. without a cluster secret (and without `--insecure-peers` or peer mutual TLS, whose
 //!    handshake admits only peers), only loopback source addresses may call (403);
 //! 2. with a cluster secret, the request must carry a valid signature of it (see
-//!    [`crate::security::peer_auth`]): the body is read (bounded per route), the signature
-//!    checked in constant time (401), then the body handed on; the answer is signed too;
+//!    [`crate::security::peer_auth`]), checked in constant time before any of the body is read
+//!    (401); then the body is read (bounded per route in size and time) and must hash to the
+//!    signed digest (401) before it is handed on; the answer is signed too;
 //! 3. the request must carry this node's cluster id in `x-kvstore-cluster` (409).
 //!
 //! Then every decoded message is checked against the protocol's bounds

@@ -488,9 +488,10 @@ async fn an_isolated_follower_catches_up_from_an_in_memory_snapshot() {
             );
         }
         // The snapshot is encoded on a background thread (real time, not the paused clock):
-        // wait, in bounded steps, until the leader has taken it and compacted its log.
+        // poll, with a real-time deadline, until the leader has taken it and compacted its log.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut compacted = None;
-        for _ in 0..300 {
+        while std::time::Instant::now() < deadline {
             let st = sim.statuses().await;
             let ls = st[leader].clone().unwrap();
             if ls.log_start_index > 0 {
@@ -498,8 +499,7 @@ async fn an_isolated_follower_catches_up_from_an_in_memory_snapshot() {
                 break;
             }
             pass_time().await;
-            tokio::task::yield_now().await;
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::yield_now();
         }
         let ls = compacted.unwrap_or_else(|| panic!("seed {seed}: the leader never compacted"));
         let target = ls.commit_index;
