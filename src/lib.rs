@@ -11,7 +11,7 @@
 //! - [`tls`]: PEM certificates and keys → rustls configurations (ring provider; files only).
 //! - [`api`]: routes, handlers, middleware and the one error → HTTP mapping.
 //! - [`store`]: the pure [`store::KvState`] and the [`store::StoreActor`] that owns it.
-//! - [`raft`]: the pure [`raft::RaftCore`] and the [`raft::RaftActor`] that drives it.
+//! - [`raft`]: the pure [`raft::RaftCore`] and the [`raft::actor::RaftActor`] that drives it.
 //! - [`security`]: the cluster secret and the proof every peer RPC carries of it (pure).
 //! - [`transport`]: how Raft RPCs reach peers (HTTP, or an in-memory network in tests).
 //! - [`check`]: linearizability checking of recorded client histories (pure).

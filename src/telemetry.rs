@@ -67,7 +67,7 @@ pub fn init(format: LogFormat) -> WorkerGuard {
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        let message = crate::api::middleware::panic_message(info.payload());
+        let message = panic_message(info.payload());
         tracing::error!(%location, panic = %message, "panic");
         if crate::fatal::on_critical_thread() {
             // The actor that owned this thread's state is gone; HTTP must not go on without it.
@@ -78,4 +78,15 @@ pub fn init(format: LogFormat) -> WorkerGuard {
         }
     }));
     guard
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "non-string panic payload"
+    }
 }

@@ -12,7 +12,6 @@ use std::time::Duration;
 use actix_web::http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use actix_web::http::Method;
 use actix_web::HttpResponse;
-use serde::Serialize;
 
 use super::middleware::X_REQUEST_ID;
 use crate::raft::LeaderInfo;
@@ -37,6 +36,25 @@ pub struct ForwardError {
     /// been applied. `false` only when no connection could be made.
     pub maybe_delivered: bool,
     pub message: String,
+}
+
+/// A client request as it goes to the leader.
+#[derive(Debug)]
+pub struct ForwardRequest<'a> {
+    pub method: Method,
+    /// The route, e.g. `/set`.
+    pub path: &'a str,
+    pub query: &'a [(&'a str, &'a str)],
+    /// The JSON body, if any.
+    pub body: Option<serde_json::Value>,
+    /// The client's request id, so the leader's log line carries it too.
+    pub request_id: Option<&'a str>,
+    /// The client's `Authorization` header, unchanged (the leader checks the token again).
+    pub authorization: Option<&'a HeaderValue>,
+    /// This node's id (the value of `x-kvstore-forwarded`).
+    pub this_node: &'a str,
+    /// How long the leader has to answer.
+    pub timeout: Duration,
 }
 
 /// Forwards requests to the leader. Create one per worker thread.
@@ -77,21 +95,12 @@ impl Forwarder {
         self
     }
 
-    /// Send `method path?query` (with an optional JSON body) to `leader` within `timeout`, and
-    /// turn its answer into ours. `Err` says why there is no answer and whether the request may
-    /// have been delivered.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn forward<B: Serialize>(
+    /// Send `req` to `leader` and turn its answer into ours. `Err` says why there is no answer
+    /// and whether the request may have been delivered.
+    pub async fn forward(
         &self,
         leader: &LeaderInfo,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&B>,
-        request_id: Option<&str>,
-        authorization: Option<&HeaderValue>,
-        this_node: &str,
-        timeout: Duration,
+        fwd: &ForwardRequest<'_>,
     ) -> Result<HttpResponse, ForwardError> {
         let not_sent = |e: String| ForwardError {
             maybe_delivered: false,
@@ -103,19 +112,19 @@ impl Forwarder {
         };
         let mut req = self
             .client
-            .request(method, format!("{}{path}", leader.url))
-            .timeout(timeout)
-            .insert_header((X_KVSTORE_FORWARDED, this_node));
-        if let Some(id) = request_id {
+            .request(fwd.method.clone(), format!("{}{}", leader.url, fwd.path))
+            .timeout(fwd.timeout)
+            .insert_header((X_KVSTORE_FORWARDED, fwd.this_node));
+        if let Some(id) = fwd.request_id {
             req = req.insert_header((X_REQUEST_ID, id));
         }
-        if let Some(auth) = authorization {
+        if let Some(auth) = fwd.authorization {
             req = req.insert_header((AUTHORIZATION, auth.clone()));
         }
-        if !query.is_empty() {
-            req = req.query(&query).map_err(|e| not_sent(e.to_string()))?;
+        if !fwd.query.is_empty() {
+            req = req.query(&fwd.query).map_err(|e| not_sent(e.to_string()))?;
         }
-        let sent = match body {
+        let sent = match &fwd.body {
             Some(b) => req.send_json(b).await,
             None => req.send().await,
         };

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::errors::ApiError;
 use super::AppState;
 use crate::raft::actor::GetStatus;
-use crate::raft::NodeStatus;
+use crate::raft::actor::NodeStatus;
 use crate::store::Summary;
 
 /// The body of `GET /health`: `{"ok":true, "id", "state", "term", "leaderId", "leader",

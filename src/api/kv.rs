@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{timeout_at, Instant};
 
 use super::errors::ApiError;
-use super::forward::{ForwardError, Forwarder, X_KVSTORE_FORWARDED};
+use super::forward::{ForwardError, ForwardRequest, Forwarder, X_KVSTORE_FORWARDED};
 use super::middleware::RequestId;
-use super::AppState;
+use super::{AppState, Limits};
 use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite};
 use crate::raft::LeaderInfo;
 use crate::store::{read_at, Command, CommandOutcome, Get};
@@ -98,47 +98,27 @@ struct GetReply<'a> {
     value: &'a str,
 }
 
-/// Size limits on what clients may store, in bytes of UTF-8.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub max_key_bytes: usize,
-    pub max_value_bytes: usize,
-    pub max_body_bytes: usize,
+fn check_key(limits: &Limits, key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::EmptyKey);
+    }
+    if key.len() > limits.max_key_bytes {
+        return Err(ApiError::KeyTooLarge {
+            len: key.len(),
+            limit: limits.max_key_bytes,
+        });
+    }
+    Ok(())
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_key_bytes: 4 * 1024,
-            max_value_bytes: 1024 * 1024,
-            max_body_bytes: 4 * 1024 * 1024,
-        }
+fn check_value(limits: &Limits, value: &str) -> Result<(), ApiError> {
+    if value.len() > limits.max_value_bytes {
+        return Err(ApiError::ValueTooLarge {
+            len: value.len(),
+            limit: limits.max_value_bytes,
+        });
     }
-}
-
-impl Limits {
-    fn check_key(&self, key: &str) -> Result<(), ApiError> {
-        if key.is_empty() {
-            return Err(ApiError::EmptyKey);
-        }
-        if key.len() > self.max_key_bytes {
-            return Err(ApiError::KeyTooLarge {
-                len: key.len(),
-                limit: self.max_key_bytes,
-            });
-        }
-        Ok(())
-    }
-
-    fn check_value(&self, value: &str) -> Result<(), ApiError> {
-        if value.len() > self.max_value_bytes {
-            return Err(ApiError::ValueTooLarge {
-                len: value.len(),
-                limit: self.max_value_bytes,
-            });
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 fn required_key(q: &KeyQuery) -> Result<&str, ApiError> {
@@ -152,24 +132,31 @@ fn actor_gone(what: &str, err: actix::MailboxError) -> ApiError {
     ApiError::Internal(format!("{what} unavailable"))
 }
 
-/// What a request needs to be forwarded, and the bound on how long it may take.
-struct Attempt<'a> {
+/// A client request on its way to the leader: what it is, how it looks when forwarded, and the
+/// bound on how long it may take.
+struct Routed<'a> {
     state: &'a AppState,
     fwd: &'a Forwarder,
     req: &'a HttpRequest,
     deadline: Instant,
+    method: Method,
+    path: &'static str,
+    query: &'a [(&'a str, &'a str)],
+    body: Option<serde_json::Value>,
+    /// Whether sending it twice is harmless (a read): a forward that may have been delivered
+    /// is then retried instead of reported.
+    idempotent: bool,
 }
 
-impl Attempt<'_> {
-    fn new<'a>(state: &'a AppState, fwd: &'a Forwarder, req: &'a HttpRequest) -> Attempt<'a> {
-        Attempt {
-            state,
-            fwd,
-            req,
-            deadline: Instant::now() + state.request_timeout,
-        }
-    }
+/// Where a request was answered.
+enum Answer<T> {
+    /// By this node, the leader.
+    Here(T),
+    /// By the leader, whose answer is relayed as it is.
+    Forwarded(HttpResponse),
+}
 
+impl Routed<'_> {
     fn timeout_secs(&self) -> f64 {
         self.state.request_timeout.as_secs_f64()
     }
@@ -183,14 +170,53 @@ impl Attempt<'_> {
         Ok(())
     }
 
+    /// Run `here` (which asks the RaftActor and fails with `NotLeader` off the leader) until it
+    /// answers, forwarding to the leader it names, waiting while no leader is known, all within
+    /// the deadline. The one routing loop of every client request.
+    async fn run<T, F, Fut>(&self, mut here: F) -> Result<Answer<T>, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Result<T, ClientError>, ApiError>>,
+    {
+        let secs = self.timeout_secs();
+        loop {
+            let leader = match here().await? {
+                Ok(v) => return Ok(Answer::Here(v)),
+                Err(ClientError::NotLeader(Some(leader))) => leader,
+                Err(ClientError::NotLeader(None)) => {
+                    self.pause(|| no_leader(secs)).await?;
+                    continue;
+                }
+                Err(e) => return Err(client_error(e)),
+            };
+            match self.forward(&leader).await? {
+                Ok(res) => return Ok(Answer::Forwarded(res)),
+                Err(e) if e.maybe_delivered && !self.idempotent => {
+                    // Retrying could apply the write twice: say what is known.
+                    return Err(ApiError::Unavailable(format!(
+                        "no leader: the leader {} at {} did not answer ({}); the write may \
+                         or may not have been applied",
+                        leader.id, leader.url, e.message
+                    )));
+                }
+                Err(e) => {
+                    tracing::debug!(leader = %leader.url, error = %e.message, "forwarding failed");
+                    self.pause(|| {
+                        ApiError::Unavailable(format!(
+                            "no leader: the leader {} at {} could not be reached ({})",
+                            leader.id, leader.url, e.message
+                        ))
+                    })
+                    .await?;
+                }
+            }
+        }
+    }
+
     /// Forward to `leader`, unless this request was already forwarded once.
-    async fn forward<B: Serialize>(
+    async fn forward(
         &self,
         leader: &LeaderInfo,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<&B>,
     ) -> Result<Result<HttpResponse, ForwardError>, ApiError> {
         if self.req.headers().contains_key(X_KVSTORE_FORWARDED) {
             return Err(ApiError::Unavailable(format!(
@@ -199,28 +225,25 @@ impl Attempt<'_> {
                 self.state.node_id
             )));
         }
-        let left = self.deadline.saturating_duration_since(Instant::now());
         let request_id = self
             .req
             .extensions()
             .get::<RequestId>()
             .map(|r| r.0.clone());
-        Ok(self
-            .fwd
-            .forward(
-                leader,
-                method,
-                path,
-                query,
-                body,
-                request_id.as_deref(),
-                self.req
-                    .headers()
-                    .get(actix_web::http::header::AUTHORIZATION),
-                &self.state.node_id,
-                left,
-            )
-            .await)
+        let request = ForwardRequest {
+            method: self.method.clone(),
+            path: self.path,
+            query: self.query,
+            body: self.body.clone(),
+            request_id: request_id.as_deref(),
+            authorization: self
+                .req
+                .headers()
+                .get(actix_web::http::header::AUTHORIZATION),
+            this_node: &self.state.node_id,
+            timeout: self.deadline.saturating_duration_since(Instant::now()),
+        };
+        Ok(self.fwd.forward(leader, &request).await)
     }
 }
 
@@ -248,53 +271,18 @@ fn client_error(e: ClientError) -> ApiError {
     }
 }
 
-/// Replicate `cmd` through the leader (here or by forwarding) and return its outcome, or the
-/// leader's whole answer when forwarded.
-async fn replicate<B: Serialize>(
-    at: &Attempt<'_>,
-    cmd: Command,
-    method: Method,
-    path: &str,
-    query: &[(&str, &str)],
-    body: Option<&B>,
-) -> Result<Result<CommandOutcome, HttpResponse>, ApiError> {
+/// Replicate `cmd` through the leader (here or by forwarding `at`'s request).
+async fn replicate(at: &Routed<'_>, cmd: Command) -> Result<Answer<CommandOutcome>, ApiError> {
     let secs = at.timeout_secs();
-    loop {
+    at.run(|| async {
         let sent = timeout_at(at.deadline, at.state.raft.send(ClientWrite(cmd.clone()))).await;
         match sent {
-            Err(_) => return Err(write_timeout(secs)),
-            Ok(Err(e)) => return Err(actor_gone("raft", e)),
-            Ok(Ok(Ok(outcome))) => return Ok(Ok(outcome)),
-            Ok(Ok(Err(ClientError::NotLeader(Some(leader))))) => {
-                match at
-                    .forward(&leader, method.clone(), path, query, body)
-                    .await?
-                {
-                    Ok(res) => return Ok(Err(res)),
-                    Err(e) if e.maybe_delivered => {
-                        // Retrying could apply the write twice: say what is known.
-                        return Err(ApiError::Unavailable(format!(
-                            "no leader: the leader {} at {} did not answer ({}); the write may \
-                             or may not have been applied",
-                            leader.id, leader.url, e.message
-                        )));
-                    }
-                    Err(e) => {
-                        tracing::debug!(leader = %leader.url, error = %e.message, "forwarding failed");
-                        at.pause(|| {
-                            ApiError::Unavailable(format!(
-                                "no leader: the leader {} at {} could not be reached ({})",
-                                leader.id, leader.url, e.message
-                            ))
-                        })
-                        .await?;
-                    }
-                }
-            }
-            Ok(Ok(Err(ClientError::NotLeader(None)))) => at.pause(|| no_leader(secs)).await?,
-            Ok(Ok(Err(e))) => return Err(client_error(e)),
+            Err(_) => Err(write_timeout(secs)),
+            Ok(Err(e)) => Err(actor_gone("raft", e)),
+            Ok(Ok(outcome)) => Ok(outcome),
         }
-    }
+    })
+    .await
 }
 
 /// `PUT /set` with `{"key":..,"value":..}`.
@@ -305,20 +293,30 @@ pub async fn set(
     body: web::Json<SetRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    state.limits.check_key(&body.key)?;
-    state.limits.check_value(&body.value)?;
-    let at = Attempt::new(&state, &fwd, &req);
+    check_key(&state.limits, &body.key)?;
+    check_value(&state.limits, &body.value)?;
+    let at = Routed {
+        state: &state,
+        fwd: &fwd,
+        req: &req,
+        deadline: Instant::now() + state.request_timeout,
+        method: Method::PUT,
+        path: "/set",
+        query: &[],
+        body: Some(serde_json::json!({"key": body.key, "value": body.value})),
+        idempotent: false,
+    };
     let cmd = Command::Set {
         key: body.key.clone(),
-        value: body.value.clone(),
+        value: body.value,
     };
-    match replicate(&at, cmd, Method::PUT, "/set", &[], Some(&body)).await? {
-        Ok(_) => Ok(HttpResponse::Ok().json(WriteReply {
+    match replicate(&at, cmd).await? {
+        Answer::Here(_) => Ok(HttpResponse::Ok().json(WriteReply {
             ok: true,
             message: "stored",
             key: &body.key,
         })),
-        Err(forwarded) => Ok(forwarded),
+        Answer::Forwarded(res) => Ok(res),
     }
 }
 
@@ -330,20 +328,30 @@ pub async fn delete(
     query: web::Query<KeyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let key = required_key(&query)?;
-    state.limits.check_key(key)?;
-    let at = Attempt::new(&state, &fwd, &req);
+    check_key(&state.limits, key)?;
+    let q = [("key", key)];
+    let at = Routed {
+        state: &state,
+        fwd: &fwd,
+        req: &req,
+        deadline: Instant::now() + state.request_timeout,
+        method: Method::DELETE,
+        path: "/delete",
+        query: &q,
+        body: None,
+        idempotent: false,
+    };
     let cmd = Command::Delete {
         key: key.to_owned(),
     };
-    let q = [("key", key)];
-    match replicate::<()>(&at, cmd, Method::DELETE, "/delete", &q, None).await? {
-        Ok(CommandOutcome::NotFound) => Err(ApiError::KeyNotFound),
-        Ok(_) => Ok(HttpResponse::Ok().json(WriteReply {
+    match replicate(&at, cmd).await? {
+        Answer::Here(CommandOutcome::NotFound) => Err(ApiError::KeyNotFound),
+        Answer::Here(_) => Ok(HttpResponse::Ok().json(WriteReply {
             ok: true,
             message: "deleted",
             key,
         })),
-        Err(forwarded) => Ok(forwarded),
+        Answer::Forwarded(res) => Ok(res),
     }
 }
 
@@ -355,7 +363,7 @@ pub async fn get(
     query: web::Query<KeyQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let key = required_key(&query)?;
-    state.limits.check_key(key)?;
+    check_key(&state.limits, key)?;
     let stale = match query.consistency.as_deref() {
         None | Some("linearizable") => false,
         Some("stale") => true,
@@ -374,10 +382,21 @@ pub async fn get(
             .await
             .map_err(|e| actor_gone("store", e))?
     } else {
-        let at = Attempt::new(&state, &fwd, &req);
+        let q = [("key", key)];
+        let at = Routed {
+            state: &state,
+            fwd: &fwd,
+            req: &req,
+            deadline: Instant::now() + state.request_timeout,
+            method: Method::GET,
+            path: "/get",
+            query: &q,
+            body: None,
+            idempotent: true,
+        };
         match linearizable_read(&at, key).await? {
-            Ok(v) => v,
-            Err(forwarded) => return Ok(forwarded),
+            Answer::Here(v) => v,
+            Answer::Forwarded(res) => return Ok(res),
         }
     };
     match value {
@@ -391,51 +410,27 @@ pub async fn get(
 }
 
 /// ReadIndex on the leader, then read the store once it has applied that index; or forward.
-async fn linearizable_read(
-    at: &Attempt<'_>,
-    key: &str,
-) -> Result<Result<Option<String>, HttpResponse>, ApiError> {
+async fn linearizable_read(at: &Routed<'_>, key: &str) -> Result<Answer<Option<String>>, ApiError> {
     let secs = at.timeout_secs();
     let read_timeout = || {
         ApiError::Unavailable(format!(
             "no quorum: leadership could not be confirmed within {secs} s"
         ))
     };
-    loop {
-        let asked = timeout_at(at.deadline, at.state.raft.send(ClientReadIndex)).await;
-        match asked {
+    at.run(|| async {
+        let index = match timeout_at(at.deadline, at.state.raft.send(ClientReadIndex)).await {
             Err(_) => return Err(read_timeout()),
             Ok(Err(e)) => return Err(actor_gone("raft", e)),
-            Ok(Ok(Ok(index))) => {
-                let read = read_at(&at.state.store, key.to_owned(), index);
-                return match timeout_at(at.deadline, read).await {
-                    Err(_) => Err(read_timeout()),
-                    Ok(Err(e)) => Err(actor_gone("store", e)),
-                    Ok(Ok(Err(_))) => Err(ApiError::Internal("store stopped".into())),
-                    Ok(Ok(Ok(v))) => Ok(Ok(v)),
-                };
-            }
-            Ok(Ok(Err(ClientError::NotLeader(Some(leader))))) => {
-                let q = [("key", key)];
-                match at
-                    .forward::<()>(&leader, Method::GET, "/get", &q, None)
-                    .await?
-                {
-                    Ok(res) => return Ok(Err(res)),
-                    // A read changes nothing: trying again is always safe.
-                    Err(e) => {
-                        at.pause(|| {
-                            ApiError::Unavailable(format!(
-                                "no leader: the leader {} at {} could not be reached ({})",
-                                leader.id, leader.url, e.message
-                            ))
-                        })
-                        .await?
-                    }
-                }
-            }
-            Ok(Ok(Err(ClientError::NotLeader(None)))) => at.pause(|| no_leader(secs)).await?,
-            Ok(Ok(Err(e))) => return Err(client_error(e)),
+            Ok(Ok(Err(e))) => return Ok(Err(e)),
+            Ok(Ok(Ok(index))) => index,
+        };
+        let read = read_at(&at.state.store, key.to_owned(), index);
+        match timeout_at(at.deadline, read).await {
+            Err(_) => Err(read_timeout()),
+            Ok(Err(e)) => Err(actor_gone("store", e)),
+            Ok(Ok(Err(_))) => Err(ApiError::Internal("store stopped".into())),
+            Ok(Ok(Ok(v))) => Ok(Ok(v)),
         }
-    }
+    })
+    .await
 }

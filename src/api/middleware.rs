@@ -6,7 +6,6 @@
 //! This module never looks at request bodies and never changes a successful response beyond
 //! adding the `x-request-id` header.
 
-use std::any::Any;
 use std::future::{ready, Ready};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
@@ -172,7 +171,7 @@ where
             };
             outcome.map_err(|payload| {
                 tracing::error!(
-                    panic = %panic_message(payload.as_ref()),
+                    panic = %crate::telemetry::panic_message(payload.as_ref()),
                     "handler panicked; answering 500"
                 );
                 Error::from(HandlerPanic {
@@ -214,16 +213,5 @@ impl ResponseError for HandlerPanic {
             res.headers_mut().insert(X_REQUEST_ID, v);
         }
         res
-    }
-}
-
-/// The text of a panic payload (`&str` or `String`), or a placeholder.
-pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s
-    } else {
-        "non-string panic payload"
     }
 }

@@ -35,10 +35,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest};
 use tracing_actix_web::TracingLogger;
 
+pub use crate::config::Limits;
 pub use errors::ApiError;
-pub use kv::Limits;
 
-use crate::raft::RaftActor;
+use crate::raft::actor::RaftActor;
 use crate::store::StoreActor;
 
 /// What every handler can reach: addresses of the actors and fixed settings. Cheap to clone.

@@ -434,12 +434,11 @@ mod tests {
                 ops.push(op);
             }
         }
-        let started = std::time::Instant::now();
-        assert!(ok(&ops));
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "took {:?}",
-            started.elapsed()
+        // "Quickly" as work, not a stopwatch: 4,000 ops decide within 100 search steps per op
+        // (the search is linear here, not exponential).
+        assert_eq!(
+            check_history_within(&ops, 100 * ops.len() as u64),
+            CheckResult::Linearizable
         );
     }
 }

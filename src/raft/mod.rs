@@ -3,7 +3,7 @@
 //! - [`core`]: [`RaftCore`], the state machine (roles, terms, votes, timers in ticks). Pure.
 //! - [`rpc`]: the messages nodes exchange (JSON over `POST /raft/*`).
 //! - [`log`]: the in-memory log of entries.
-//! - [`actor`]: [`RaftActor`], which owns a core, ticks it with `run_interval`, carries out its
+//! - [`actor`]: [`actor::RaftActor`], which owns a core, ticks it with `run_interval`, carries out its
 //!   outputs in order and sends RPCs through a [`crate::transport::Transport`] without ever
 //!   blocking its mailbox.
 //!
@@ -14,7 +14,6 @@ pub mod core;
 pub mod log;
 pub mod rpc;
 
-pub use self::actor::{NodeStatus, RaftActor, RaftTiming};
 pub use self::core::{CoreConfig, HardState, Input, LeaderInfo, Output, RaftCore, Role, Status};
 pub use self::rpc::Message;
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use kvstore::raft::actor::{ClientError, ClientWrite, GetStatus, RaftSetup, SnapshotPolicy, Stop};
-use kvstore::raft::{HardState, NodeStatus, RaftActor, RaftTiming};
+use kvstore::raft::actor::{NodeStatus, RaftActor, RaftTiming};
+use kvstore::raft::HardState;
 use kvstore::store::{Command, CommandOutcome, Get, StoreActor};
 
 /// Writes a simulated node lets wait for a commit.

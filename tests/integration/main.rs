@@ -33,6 +33,7 @@ mod fatal;
 mod fuzz;
 mod helpers;
 mod identity;
+mod layers;
 mod linearizable;
 mod netns;
 mod peer_auth;

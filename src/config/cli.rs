@@ -1,0 +1,201 @@
+//! The command line: every flag of `kvstore` (serve) with its environment variable and
+//! default, as clap parses them. Only shapes and defaults live here; [`super::Config::from_cli`]
+//! validates what they mean.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use super::limits::*;
+use super::{LogFormat, StorageKind};
+
+/// raft-kv-store node: an HTTP key-value store (PUT /set, GET /get, DELETE /delete, GET /health).
+///
+/// Every flag can also be given as the environment variable named in its help; a flag beats the
+/// variable. Log verbosity comes from RUST_LOG (default: info).
+#[derive(Debug, Parser)]
+#[command(
+    name = "kvstore",
+    version,
+    about,
+    long_about = None,
+    after_help = "Logging: RUST_LOG sets verbosity (default: info), e.g. RUST_LOG=debug."
+)]
+pub struct Cli {
+    /// Port to listen on (0 = any free port). Falls back to PORT, then to 8080.
+    #[arg(long, env = "KVSTORE_PORT", value_name = "PORT")]
+    pub port: Option<String>,
+
+    /// Address to listen on.
+    #[arg(long, env = "KVSTORE_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+
+    /// This node's id, as reported by /health.
+    #[arg(long, env = "NODE_ID", default_value = "n1")]
+    pub node_id: String,
+
+    /// Largest key accepted, in bytes of UTF-8 (larger: 413).
+    #[arg(long, env = "KVSTORE_MAX_KEY_BYTES", default_value_t = Limits::default().max_key_bytes)]
+    pub max_key_bytes: usize,
+
+    /// Largest value accepted, in bytes of UTF-8 (larger: 413).
+    #[arg(long, env = "KVSTORE_MAX_VALUE_BYTES", default_value_t = Limits::default().max_value_bytes)]
+    pub max_value_bytes: usize,
+
+    /// Largest request body accepted, in bytes (larger: 413). At least key + value limits.
+    #[arg(long, env = "KVSTORE_MAX_BODY_BYTES", default_value_t = Limits::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+
+    /// HTTP worker threads [default: number of CPUs].
+    #[arg(long, env = "KVSTORE_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Seconds to let in-flight requests finish after SIGINT/SIGTERM.
+    #[arg(long, env = "KVSTORE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 5)]
+    pub shutdown_timeout_secs: u64,
+
+    /// Longest a client request waits for a leader, a commit or a read, in milliseconds; then
+    /// it gets a 503 that says whether a write may have been applied.
+    #[arg(long, env = "KVSTORE_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
+    pub request_timeout_ms: u64,
+
+    /// Most writes (and, separately, linearizable reads) waiting in the Raft pipeline at once;
+    /// beyond that requests get 503 "overloaded" instead of queueing without bound.
+    #[arg(long, env = "KVSTORE_MAX_PENDING", default_value_t = crate::raft::actor::DEFAULT_MAX_PENDING)]
+    pub max_pending: usize,
+
+    /// Directory of this node's write-ahead log [default: data/NODE_ID].
+    #[arg(long, env = "KVSTORE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Where the Raft log is kept: on disk (durable) or in memory (lost on restart).
+    #[arg(long, env = "KVSTORE_STORAGE", value_enum, default_value_t = StorageKind::Disk)]
+    pub storage: StorageKind,
+
+    /// Keep everything in memory; the same as --storage memory.
+    #[arg(long)]
+    pub in_memory: bool,
+
+    /// Allow memory storage together with PEERS. UNSAFE: a restarted node forgets its vote and
+    /// the entries it acknowledged (two leaders in one term become possible); for benchmarks
+    /// that compare against memory storage only.
+    #[arg(long, env = "KVSTORE_UNSAFE_VOLATILE_CLUSTER", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub unsafe_volatile_cluster: bool,
+
+    /// The cluster's id, recorded in the data directory at first start and sent with every
+    /// peer RPC [default: derived from this node's URL and PEERS, the same on every member].
+    #[arg(long, env = "KVSTORE_CLUSTER_ID", value_name = "ID")]
+    pub cluster_id: Option<String>,
+
+    /// The cluster secret, from the environment variable KVSTORE_CLUSTER_SECRET only (never a
+    /// flag: command lines are visible to every user of the machine).
+    #[arg(skip)]
+    pub cluster_secret: Option<String>,
+
+    /// A file holding the cluster secret (whitespace-separated secrets: the first signs, every
+    /// one is accepted, for rotation). Every peer RPC is then signed with it and RPCs without a
+    /// valid signature are refused (401). Alternative: the environment variable
+    /// KVSTORE_CLUSTER_SECRET. Without a secret, peer RPCs are accepted from loopback only.
+    #[arg(long, env = "KVSTORE_CLUSTER_SECRET_FILE", value_name = "PATH")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// Let a node with non-loopback PEERS run without a cluster secret or peer TLS, accepting
+    /// Raft RPCs from any address. INSECURE: anyone who reaches the port can rewrite the data.
+    #[arg(long, env = "KVSTORE_INSECURE_PEERS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub insecure_peers: bool,
+
+    /// Start a new write-ahead log segment once the current one reaches this size.
+    #[arg(long, env = "KVSTORE_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub wal_segment_bytes: u64,
+
+    /// Snapshot the key-value map (and drop the log before it) once at least this many entries
+    /// were applied since the last snapshot AND that log is at least
+    /// KVSTORE_SNAPSHOT_LOG_FACTOR times the last snapshot's size; 0 turns this rule off.
+    #[arg(long, env = "KVSTORE_SNAPSHOT_ENTRIES", default_value_t = 10_000)]
+    pub snapshot_entries: u64,
+
+    /// The growth factor of the rule above (the log must outgrow the snapshot this many times
+    /// over), so big states are snapshotted less often; 0: the entry count alone decides.
+    #[arg(long, env = "KVSTORE_SNAPSHOT_LOG_FACTOR", default_value_t = crate::raft::actor::DEFAULT_SNAPSHOT_FACTOR)]
+    pub snapshot_log_factor: u64,
+
+    /// A limit: snapshot once this many MiB of log were applied since the last snapshot,
+    /// whatever its size (bounds the log replayed at restart); 0: no limit.
+    #[arg(long, env = "KVSTORE_SNAPSHOT_LOG_MIB", default_value_t = 64)]
+    pub snapshot_log_mib: u64,
+
+    /// Enable the fault layer and its switch, /admin/faults (for `kvstore check` and tests;
+    /// never in production). KVSTORE_FAULTS=1 or true.
+    #[arg(long, env = "KVSTORE_FAULTS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub faults: bool,
+
+    /// A file of client bearer tokens, one `ROLE TOKEN` per line (roles: read, write, admin);
+    /// when given, /get, /set, /delete and /admin/* need a token (see the README). Must not be
+    /// readable by group or others. Unset: the client API is open.
+    #[arg(long, env = "KVSTORE_CLIENT_TOKENS_FILE", value_name = "PATH")]
+    pub client_tokens_file: Option<PathBuf>,
+
+    /// Log line format.
+    #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Base URLs of the other nodes, comma-separated (e.g. http://localhost:8082,http://localhost:8083).
+    /// Empty: a single node. Requires an explicit, distinct NODE_ID on every node.
+    #[arg(long, env = "PEERS", value_name = "URLS", default_value = "")]
+    pub peers: String,
+
+    /// URL at which other nodes and clients reach this node [default: http://localhost:PORT,
+    /// or http://HOST:PORT when --host is a specific address].
+    #[arg(long, env = "KVSTORE_ADVERTISE_URL", value_name = "URL")]
+    pub advertise_url: Option<String>,
+
+    /// PEM certificate chain served on the client port: turns on HTTPS there (needs --tls-key).
+    #[arg(long, env = "KVSTORE_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "KVSTORE_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle that signed the other nodes' client-port certificates: trusted when a
+    /// follower forwards a request to an https:// leader (and for https:// PEERS without peer
+    /// mTLS) [default: --peer-ca].
+    #[arg(long, env = "KVSTORE_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Serve the Raft RPCs (/raft/*) on this separate port only (the client port then answers
+    /// them 404); PEERS then lists the other nodes' peer URLs. 0 = any free port (single node).
+    #[arg(long, env = "KVSTORE_PEER_PORT", value_name = "PORT")]
+    pub peer_port: Option<u16>,
+
+    /// URL at which other nodes reach this node's peer port [default: like the advertise URL,
+    /// with the peer port, https:// with peer mTLS].
+    #[arg(long, env = "KVSTORE_PEER_ADVERTISE_URL", value_name = "URL")]
+    pub peer_advertise_url: Option<String>,
+
+    /// PEM certificate chain of this node on peer links (mutual TLS; with --peer-tls-key and
+    /// --peer-ca, and --peer-port). Served on the peer port and presented to peers.
+    #[arg(long, env = "KVSTORE_PEER_TLS_CERT", value_name = "PATH")]
+    pub peer_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --peer-tls-cert.
+    #[arg(long, env = "KVSTORE_PEER_TLS_KEY", value_name = "PATH")]
+    pub peer_tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle that signs every node's peer certificate: the only CA peer links trust.
+    #[arg(long, env = "KVSTORE_PEER_CA", value_name = "PATH")]
+    pub peer_ca: Option<PathBuf>,
+
+    /// Milliseconds between leader heartbeats.
+    #[arg(long, env = "RAFT_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
+    pub raft_heartbeat_ms: u64,
+
+    /// Base election timeout in milliseconds; each election waits a random time in [T, 2T).
+    #[arg(long, env = "RAFT_ELECTION_TIMEOUT_MS", default_value_t = DEFAULT_ELECTION_TIMEOUT_MS)]
+    pub raft_election_timeout_ms: u64,
+
+    /// Timeout of one Raft RPC to a peer, in milliseconds; below the election timeout
+    /// [default: two thirds of the election timeout].
+    #[arg(long, env = "RAFT_RPC_TIMEOUT_MS")]
+    pub raft_rpc_timeout_ms: Option<u64>,
+}
