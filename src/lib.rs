@@ -27,6 +27,7 @@
 
 pub mod api;
 pub mod check;
+pub mod codec;
 pub mod config;
 pub mod fatal;
 pub mod raft;

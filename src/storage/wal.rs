@@ -1,15 +1,8 @@
 //! [`Wal`]: a segmented write-ahead log of Raft hard state and log entries.
 //!
 //! On disk: a directory of segment files `00000000000000000001.wal`, `...2.wal`, each an 8-byte
-//! header (magic + format version 2) followed by records (little endian):
-//!
-//! ```text
-//! len u32 | kind u8 | header_crc u32 | payload (len bytes) | crc u32
-//! ```
-//!
-//! `header_crc` is the CRC-32 of `len` and `kind`, and `crc` the CRC-32 of `len`, `kind` and the
-//! payload, so every byte of a record is covered, its length first: a damaged length is seen as
-//! damage, never mistaken for the end of the log. A new segment starts when the current one
+//! header (magic + format version 2) followed by records in the format of [`crate::codec::wal`]
+//! (every byte under a checksum). A new segment starts when the current one
 //! reaches the configured size; it is created under a temporary name, its header written and
 //! fsynced, then renamed into place and the directory fsynced, so a segment under its final name
 //! always has its header. Records:
@@ -51,43 +44,10 @@ use std::io::{self, Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{dirs, failpoint};
-use crate::raft::log::{Entry, EntryPayload};
+use crate::codec::wal::*;
+pub use crate::codec::wal::{Record, MAX_RECORD_BYTES};
+use crate::raft::log::Entry;
 use crate::raft::{HardState, LogIndex, Term};
-use crate::store::command::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use crate::store::Command;
-
-const MAGIC: &[u8; 8] = b"KVWAL\x00\x00\x02";
-/// The magic of format 1 (records without a header checksum), refused with a clear message.
-const MAGIC_V1: &[u8; 8] = b"KVWAL\x00\x00\x01";
-const HEADER_LEN: u64 = 8;
-/// `len u32 | kind u8 | header_crc u32`.
-const RECORD_HEADER_LEN: usize = 9;
-const RECORD_TRAILER_LEN: usize = 4;
-const KIND_HARD_STATE: u8 = 1;
-const KIND_ENTRY: u8 = 2;
-const KIND_RESET: u8 = 3;
-/// The last record of a segment that rolled over: the log continues in segment `next`.
-const KIND_CONTINUES: u8 = 4;
-/// Largest record accepted on replay; a larger length field is corruption. The largest record a
-/// node writes is an entry setting the largest key and value any node accepts: index and term
-/// (16 bytes), a tag (1), two lengths (8), the key and the value; a hard state holds a node id
-/// (at most 128 bytes); the rest are a few numbers. 64 bytes to spare.
-pub const MAX_RECORD_BYTES: u32 = (MAX_KEY_BYTES + MAX_VALUE_BYTES + 64) as u32;
-/// Zeros left by a power loss start on a block boundary; 512 bytes is the smallest block.
-const ZERO_TAIL_ALIGN: usize = 512;
-
-/// One thing written to the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    HardState(HardState),
-    Entry(Entry),
-    /// A snapshot from the leader replaced the whole log: every entry written before is gone,
-    /// and the log continues after `index` (whose term is `term`), which the snapshot holds.
-    Reset {
-        index: LogIndex,
-        term: u64,
-    },
-}
 
 /// Why the log cannot be used.
 #[derive(Debug)]
@@ -252,161 +212,6 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.wal"))
 }
 
-/// Whether hard state `new` may be written after `old` (terms never go back; within a term a
-/// vote is never forgotten).
-fn supersedes(new: &HardState, old: &HardState) -> bool {
-    new.term > old.term
-        || (new.term == old.term && (old.voted_for.is_none() || new.voted_for == old.voted_for))
-}
-
-/// Encode one whole record (header, payload, trailer) onto `buf`.
-fn encode_record(rec: &Record, buf: &mut Vec<u8>) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-    let kind = encode_payload(rec, buf);
-    seal(buf, start, kind);
-}
-
-/// Encode the end-of-segment marker: this segment continues in segment `next`.
-fn encode_continues(next: u64, buf: &mut Vec<u8>) {
-    let start = buf.len();
-    buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
-    buf.extend_from_slice(&next.to_le_bytes());
-    seal(buf, start, KIND_CONTINUES);
-}
-
-/// Fill in the header of the record starting at `start` (its payload follows) and append the
-/// trailing checksum.
-fn seal(buf: &mut Vec<u8>, start: usize, kind: u8) {
-    let len = (buf.len() - start - RECORD_HEADER_LEN) as u32;
-    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    buf[start + 4] = kind;
-    let hcrc = crc32fast::hash(&buf[start..start + 5]);
-    buf[start + 5..start + 9].copy_from_slice(&hcrc.to_le_bytes());
-    let crc = record_crc(&buf[start..]);
-    buf.extend_from_slice(&crc.to_le_bytes());
-}
-
-fn put_str(buf: &mut Vec<u8>, s: &str) {
-    buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    buf.extend_from_slice(s.as_bytes());
-}
-
-fn encode_payload(rec: &Record, buf: &mut Vec<u8>) -> u8 {
-    match rec {
-        Record::HardState(hs) => {
-            buf.extend_from_slice(&hs.term.to_le_bytes());
-            match &hs.voted_for {
-                Some(v) => {
-                    buf.push(1);
-                    put_str(buf, v);
-                }
-                None => buf.push(0),
-            }
-            KIND_HARD_STATE
-        }
-        Record::Entry(e) => {
-            buf.extend_from_slice(&e.index.to_le_bytes());
-            buf.extend_from_slice(&e.term.to_le_bytes());
-            match &e.payload {
-                EntryPayload::Noop => buf.push(0),
-                EntryPayload::Command {
-                    command: Command::Set { key, value },
-                } => {
-                    buf.push(1);
-                    put_str(buf, key);
-                    put_str(buf, value);
-                }
-                EntryPayload::Command {
-                    command: Command::Delete { key },
-                } => {
-                    buf.push(2);
-                    put_str(buf, key);
-                }
-            }
-            KIND_ENTRY
-        }
-        Record::Reset { index, term } => {
-            buf.extend_from_slice(&index.to_le_bytes());
-            buf.extend_from_slice(&term.to_le_bytes());
-            KIND_RESET
-        }
-    }
-}
-
-/// Reads fields out of a payload; every error is a short description.
-struct Cursor<'a>(&'a [u8]);
-
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        if self.0.len() < n {
-            return Err("record payload too short".into());
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        let b = self.take(8)?;
-        Ok(u64::from_le_bytes(b.try_into().map_err(|_| "bad u64")?))
-    }
-    fn string(&mut self) -> Result<String, String> {
-        let b = self.take(4)?;
-        let n = u32::from_le_bytes(b.try_into().map_err(|_| "bad length")?) as usize;
-        let s = self.take(n)?;
-        String::from_utf8(s.to_vec()).map_err(|_| "string is not UTF-8".into())
-    }
-}
-
-fn decode(kind: u8, payload: &[u8]) -> Result<Record, String> {
-    let mut c = Cursor(payload);
-    let rec = match kind {
-        KIND_HARD_STATE => {
-            let term = c.u64()?;
-            let voted_for = match c.u8()? {
-                0 => None,
-                1 => Some(c.string()?),
-                t => return Err(format!("bad vote tag {t}")),
-            };
-            Record::HardState(HardState { term, voted_for })
-        }
-        KIND_ENTRY => {
-            let index = c.u64()?;
-            let term = c.u64()?;
-            let payload = match c.u8()? {
-                0 => EntryPayload::Noop,
-                1 => EntryPayload::Command {
-                    command: Command::Set {
-                        key: c.string()?,
-                        value: c.string()?,
-                    },
-                },
-                2 => EntryPayload::Command {
-                    command: Command::Delete { key: c.string()? },
-                },
-                t => return Err(format!("bad entry tag {t}")),
-            };
-            Record::Entry(Entry {
-                index,
-                term,
-                payload,
-            })
-        }
-        KIND_RESET => Record::Reset {
-            index: c.u64()?,
-            term: c.u64()?,
-        },
-        k => return Err(format!("unknown record kind {k}")),
-    };
-    if !c.0.is_empty() {
-        return Err("trailing bytes in record".into());
-    }
-    Ok(rec)
-}
-
 /// Applies replayed records to the recovered state, checking the log's invariants.
 struct Replay {
     snapshot_index: LogIndex,
@@ -477,111 +282,6 @@ impl Replay {
             }
         }
     }
-}
-
-/// One record read from a segment, or why none could be.
-enum RecordRead<'a> {
-    /// A record that checks out: kind, payload and its total length on disk.
-    Ok {
-        kind: u8,
-        payload: &'a [u8],
-        len: usize,
-    },
-    /// Fewer bytes than a record header remain.
-    ShortHeader,
-    /// The header's checksum fails.
-    BadHeader,
-    /// The header checks out but the record runs past the end of the data.
-    PastEnd,
-    /// The header checks out, the record fits, its checksum fails.
-    BadRecord,
-}
-
-fn read_record(data: &[u8], pos: usize) -> RecordRead<'_> {
-    let rest = &data[pos..];
-    if rest.len() < RECORD_HEADER_LEN {
-        return RecordRead::ShortHeader;
-    }
-    let word = |at: usize| u32::from_le_bytes([rest[at], rest[at + 1], rest[at + 2], rest[at + 3]]);
-    let len = word(0);
-    if crc32fast::hash(&rest[..5]) != word(5) || len > MAX_RECORD_BYTES {
-        return RecordRead::BadHeader;
-    }
-    let total = RECORD_HEADER_LEN + len as usize + RECORD_TRAILER_LEN;
-    if total > rest.len() {
-        return RecordRead::PastEnd;
-    }
-    let payload = &rest[RECORD_HEADER_LEN..RECORD_HEADER_LEN + len as usize];
-    let mut h = crc32fast::Hasher::new();
-    h.update(&rest[..5]);
-    h.update(payload);
-    if h.finalize() != word(total - RECORD_TRAILER_LEN) {
-        return RecordRead::BadRecord;
-    }
-    RecordRead::Ok {
-        kind: rest[4],
-        payload,
-        len: total,
-    }
-}
-
-/// Whether the bytes from `pos` (where no valid record could be read) to the end of the last
-/// segment are what a crash leaves (see the module docs); if not, why not.
-fn torn_tail(data: &[u8], pos: usize, read: &RecordRead<'_>) -> Result<(), &'static str> {
-    let (limit, why) = match read {
-        RecordRead::ShortHeader | RecordRead::PastEnd => return Ok(()),
-        RecordRead::Ok { .. } => return Err("a valid record"),
-        // Torn only if the header itself was never fully written.
-        RecordRead::BadHeader => (pos + RECORD_HEADER_LEN, "record header checksum mismatch"),
-        // Torn only if the zeros start inside this record.
-        RecordRead::BadRecord => (
-            read_record_end(data, pos).unwrap_or(data.len()),
-            "record checksum mismatch",
-        ),
-    };
-    // Nothing after the last valid record was written (the file grew, its blocks did not).
-    if data[pos..].iter().all(|b| *b == 0) {
-        return Ok(());
-    }
-    // A power loss leaves zeros from a block boundary to the end of the file.
-    let zeros_from = data.len() - data.iter().rev().take_while(|b| **b == 0).count();
-    let boundary = zeros_from.max(pos).next_multiple_of(ZERO_TAIL_ALIGN);
-    if boundary >= data.len() || boundary >= limit {
-        return Err(why);
-    }
-    // When the zeros start inside the trailing checksum, everything it covers was written:
-    // the bytes of it written before the boundary must be right, or this is damage.
-    if matches!(read, RecordRead::BadRecord) {
-        let trailer = limit - RECORD_TRAILER_LEN;
-        if boundary > trailer {
-            let expected = record_crc(&data[pos..trailer]).to_le_bytes();
-            let written = boundary - trailer;
-            if data[trailer..boundary] != expected[..written] {
-                return Err(why);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The trailing checksum of a record whose header and payload are `bytes`.
-fn record_crc(bytes: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&bytes[..5]);
-    h.update(&bytes[RECORD_HEADER_LEN..]);
-    h.finalize()
-}
-
-/// Where the record at `pos` ends according to its header, if the header checks out.
-fn read_record_end(data: &[u8], pos: usize) -> Option<usize> {
-    let rest = data.get(pos..)?;
-    if rest.len() < RECORD_HEADER_LEN {
-        return None;
-    }
-    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
-    let hcrc = u32::from_le_bytes([rest[5], rest[6], rest[7], rest[8]]);
-    (crc32fast::hash(&rest[..5]) == hcrc)
-        .then_some(pos + RECORD_HEADER_LEN + len as usize + RECORD_TRAILER_LEN)
 }
 
 /// List the segment files of `dir` (sorted by sequence number) and leftover temporaries.
@@ -1062,6 +762,9 @@ fn seq_of(path: Option<&Path>) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::log::EntryPayload;
+    use crate::store::command::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+    use crate::store::Command;
     use proptest::prelude::*;
 
     #[test]
