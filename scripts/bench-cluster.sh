@@ -6,7 +6,7 @@ set -euo pipefail
 if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
   cat <<'USAGE'
 Usage: scripts/bench-cluster.sh [--duration SECS] [--rounds N] [--connections "1 16 64 256"]
-                               [--no-etcd] [--in-memory] [--tls CERTDIR]
+                               [--no-etcd] [--in-memory] [--tls CERTDIR] [--baseline BIN]
 
 Starts a 3-node kvstore cluster (and a 3-member etcd cluster), preloads 10,000 keys of 100-byte
 values in each, then runs wrk against each leader: writes (PUT /set; etcd: POST /v3/kv/put),
@@ -23,6 +23,9 @@ Installs wrk and etcd-server with apt-get if missing (needs root).
   --tls CERTDIR        kvstore with TLS on both listeners: HTTPS client ports (wrk over https)
                        and peer ports with mutual TLS; certificates from scripts/gen-certs.sh
                        CERTDIR 3 (etcd stays plain)
+  --baseline BIN       also run a 3-node cluster of another kvstore binary (e.g. one built from
+                       the commit before a change), interleaved with this build's, and print
+                       this build / baseline ratios
 USAGE
   exit 0
 fi

@@ -6,6 +6,7 @@ leader-stability measurement. Standard library only; talks to loopback nodes onl
   kvcluster.py kill-leader-test --bin PATH [--rounds N] [--nodes N] [--base-port P] [--keep-logs]
   kvcluster.py stability --bin PATH --seconds S [--load-connections C]
   kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64 256"]
+                            [--baseline BIN]
                              [--no-etcd] [--in-memory] [--tls CERTDIR]
   kvcluster.py bench-scale --bin PATH [--duration S] [--keys "1000 1000000"] [--connections N]
   kvcluster.py bench-security --bin PATH [--duration S] [--rounds N] [--connections "16 64"]
@@ -486,16 +487,29 @@ def cmd_bench_cluster(args):
                  # memory storage with PEERS is refused unless explicitly marked unsafe
                  {"KVSTORE_STORAGE": "memory", "KVSTORE_UNSAFE_VOLATILE_CLUSTER": "1"}
                  if args.in_memory else None, tls=args.tls)
+    base = None
+    if args.baseline:
+        base_dir = os.path.join(tmp, "baseline")
+        os.makedirs(base_dir)
+        base = Cluster(args.baseline, free_ports(3), base_dir,
+                       {"KVSTORE_STORAGE": "memory", "KVSTORE_UNSAFE_VOLATILE_CLUSTER": "1"}
+                       if args.in_memory else None, tls=args.tls)
     etcd = EtcdCluster(tmp) if with_etcd else None
     results = {}  # (system, case, conns) -> list of (rps, p50, p99, errs)
     try:
-        kv.start_all()
-        (lid, _), _ = kv.wait_agreed_leader(15)
-        kv_leader = kv.url(int(lid[1:]) - 1)
-        preload(lambda i: http_json(f"{kv_leader}/set", {"key": f"key-{i}", "value": VALUE}, "PUT"))
-        cases = [("kvstore", "write", kv_leader, os.path.join(WRK_DIR, "set.lua")),
-                 ("kvstore", "read", kv_leader, os.path.join(WRK_DIR, "get.lua")),
-                 ("kvstore", "read-stale", kv_leader, scripts["kv_stale"])]
+        cases = []
+        for system, cluster in [("kvstore", kv), ("baseline", base)]:
+            if cluster is None:
+                continue
+            cluster.start_all()
+            (lid, _), _ = cluster.wait_agreed_leader(15)
+            leader = cluster.url(int(lid[1:]) - 1)
+            preload(lambda i: http_json(f"{leader}/set", {"key": f"key-{i}", "value": VALUE}, "PUT"))
+            cases += [(system, "write", leader, os.path.join(WRK_DIR, "set.lua")),
+                      (system, "read", leader, os.path.join(WRK_DIR, "get.lua")),
+                      (system, "read-stale", leader, scripts["kv_stale"])]
+            if system == "kvstore":
+                kv_leader = leader
         if etcd:
             etcd.start()
             e_leader = etcd.leader_url()
@@ -516,10 +530,27 @@ def cmd_bench_cluster(args):
                           f"p50 {r[1]:.2f} ms p99 {r[2]:.2f} ms errors {r[3]}", file=sys.stderr)
     finally:
         kv.stop()
+        if base:
+            base.stop()
         if etcd:
             etcd.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     med = lambda xs: statistics.median(xs)
+    if base:
+        print(f"\n3-node clusters on loopback, {os.cpu_count()} CPUs, {args.rounds} rounds x "
+              f"{args.duration}s per case (medians, interleaved); this build vs --baseline "
+              f"{args.baseline}")
+        print(f"{'case':<11} {'conns':>5} | {'kvstore req/s':>13} {'p50':>6} {'p99':>6} | "
+              f"{'base req/s':>10} {'p50':>6} {'p99':>6} | {'ratio':>5}")
+        for case in ("write", "read", "read-stale"):
+            for c in conns:
+                k = results.get(("kvstore", case, c))
+                b = results.get(("baseline", case, c))
+                kr = (med(x[0] for x in k), med(x[1] for x in k), med(x[2] for x in k))
+                br = (med(x[0] for x in b), med(x[1] for x in b), med(x[2] for x in b))
+                ratio = kr[0] / br[0] if br[0] > 0 else float("nan")
+                print(f"{case:<11} {c:>5} | {kr[0]:>13.0f} {kr[1]:>6.2f} {kr[2]:>6.2f} | "
+                      f"{br[0]:>10.0f} {br[1]:>6.2f} {br[2]:>6.2f} | {ratio:>5.2f}")
     print(f"\n3-node clusters on loopback, {os.cpu_count()} CPUs, {args.rounds} rounds x "
           f"{args.duration}s per case (medians); writes and reads sent to the leader")
     print(f"{'case':<11} {'conns':>5} | {'kvstore req/s':>13} {'p50':>6} {'p99':>6} | "
@@ -703,6 +734,8 @@ def main():
     b.add_argument("--rounds", type=int, default=3)
     b.add_argument("--connections", default="1 16 64 256")
     b.add_argument("--no-etcd", action="store_true")
+    b.add_argument("--baseline", metavar="BIN",
+                   help="also run a cluster of this kvstore binary, interleaved, and compare")
     b.add_argument("--tls", metavar="CERTDIR",
                    help="TLS on both kvstore listeners (scripts/gen-certs.sh CERTDIR 3)")
     b.add_argument("--in-memory", action="store_true",
