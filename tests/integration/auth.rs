@@ -353,12 +353,7 @@ fn check_with_a_token_passes_against_a_cluster_with_tokens() {
         }
         let child = cmd.spawn().expect("spawn kvstore check");
         let (_tx, rx) = std::sync::mpsc::channel();
-        let mut p = KvProcess {
-            child,
-            stderr: rx,
-            addr: None,
-            data_dir: None,
-        };
+        let mut p = KvProcess::wrap(child, rx);
         let status = p.wait_exit(Duration::from_secs(120)).expect("check ends");
         (
             status.success(),

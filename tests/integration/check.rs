@@ -20,12 +20,7 @@ pub(crate) fn run_check(args: &[&str]) -> (bool, String) {
         .spawn()
         .expect("spawn kvstore check");
     let (_tx, rx) = std::sync::mpsc::channel();
-    let mut p = KvProcess {
-        child,
-        stderr: rx,
-        addr: None,
-        data_dir: None,
-    };
+    let mut p = KvProcess::wrap(child, rx);
     let status = p.wait_exit(Duration::from_secs(120));
     let printed = std::fs::read_to_string(out.path()).unwrap_or_default();
     match status {

@@ -1,8 +1,6 @@
 //! Shared test setup: app state, in-process servers, child processes that are always killed,
 //! and HTTP calls used by several test files. Nothing here sleeps to synchronise.
 
-#![allow(dead_code)]
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -82,10 +80,6 @@ impl TestServer {
         actix_web::rt::spawn(node.server);
         TestServer { addr, handle }
     }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
 }
 
 impl Drop for TestServer {
@@ -102,8 +96,9 @@ pub struct KvProcess {
     pub stderr: Receiver<String>,
     /// Address from the "listening on" line, once seen.
     pub addr: Option<SocketAddr>,
-    /// A data directory made for this process (when the caller gave none); removed on drop.
-    pub data_dir: Option<tempfile::TempDir>,
+    /// A data directory made for this process (when the caller gave none); held only so it is
+    /// removed on drop, after the process.
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 /// Path of the binary under test (built by cargo for this test run).
@@ -112,6 +107,17 @@ pub fn binary() -> &'static str {
 }
 
 impl KvProcess {
+    /// A process started elsewhere (no address known, no data directory of ours), still killed
+    /// and reaped on drop.
+    pub fn wrap(child: Child, stderr: Receiver<String>) -> KvProcess {
+        KvProcess {
+            child,
+            stderr,
+            addr: None,
+            _data_dir: None,
+        }
+    }
+
     /// Spawn `kvstore` with `args` and `envs` (the environment is otherwise cleared of
     /// `KVSTORE_*`, `PORT`, `NODE_ID` and `PEERS`, so the caller's shell cannot leak in). Unless
     /// the caller chose storage, the process gets a fresh temporary data directory.
@@ -189,7 +195,7 @@ impl KvProcess {
             child,
             stderr: rx,
             addr: None,
-            data_dir,
+            _data_dir: data_dir,
         }
     }
 
