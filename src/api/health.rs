@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::errors::ApiError;
 use super::AppState;
 use crate::raft::actor::GetStatus;
-use crate::raft::NodeStatus;
+use crate::raft::{LogIndex, NodeId, NodeStatus, Term};
 use crate::store::Summary;
 
 /// The body of `GET /health`: `{"ok":true, "id", "state", "term", "leaderId", "leader",
@@ -21,11 +21,66 @@ use crate::store::Summary;
 pub struct Health {
     pub ok: bool,
     #[serde(flatten)]
-    pub status: NodeStatus,
+    pub status: StatusJson,
     /// The peer listener's URL (`--peer-port`), which the other nodes list in PEERS.
     #[serde(rename = "peerUrl", skip_serializing_if = "Option::is_none")]
     pub peer_url: Option<String>,
     pub store: StoreHealth,
+}
+
+/// The Raft actor's [`NodeStatus`] as JSON: the same fields, in camelCase, in this order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusJson {
+    pub id: NodeId,
+    /// `leader`, `follower` or `candidate`.
+    pub state: &'static str,
+    pub term: Term,
+    pub leader_id: Option<NodeId>,
+    /// The leader's base URL.
+    pub leader: Option<String>,
+    /// Milliseconds since the last valid AppendEntries from the current leader (0 on the leader;
+    /// null before any).
+    pub last_heartbeat_ago_ms: Option<u64>,
+    pub voted_for: Option<NodeId>,
+    /// This node's base URL.
+    pub url: String,
+    /// The other voters' base URLs.
+    pub peers: Vec<String>,
+    pub last_log_index: u64,
+    pub last_log_term: Term,
+    pub commit_index: LogIndex,
+    /// Highest index applied to the key-value map.
+    pub applied_index: LogIndex,
+    /// Index of the newest snapshot (0 if none); the log holds entries from a little before it.
+    pub snapshot_index: LogIndex,
+    /// The log's base: entries up to here are only in a snapshot.
+    pub log_start_index: LogIndex,
+    /// Why the log cannot be written right now (e.g. a full disk), if it cannot.
+    pub storage_error: Option<String>,
+}
+
+impl From<NodeStatus> for StatusJson {
+    fn from(s: NodeStatus) -> Self {
+        StatusJson {
+            id: s.id,
+            state: s.state,
+            term: s.term,
+            leader_id: s.leader_id,
+            leader: s.leader,
+            last_heartbeat_ago_ms: s.last_heartbeat_ago_ms,
+            voted_for: s.voted_for,
+            url: s.url,
+            peers: s.peers,
+            last_log_index: s.last_log_index,
+            last_log_term: s.last_log_term,
+            commit_index: s.commit_index,
+            applied_index: s.applied_index,
+            snapshot_index: s.snapshot_index,
+            log_start_index: s.log_start_index,
+            storage_error: s.storage_error,
+        }
+    }
 }
 
 /// What the key-value map holds: replicas whose `appliedIndex` is equal must show the same
@@ -45,7 +100,7 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     match (status, summary) {
         (Ok(status), Ok(s)) => Ok(HttpResponse::Ok().json(Health {
             ok: true,
-            status,
+            status: status.into(),
             peer_url: state.peer_url.clone(),
             store: StoreHealth {
                 applied_index: s.applied_index,
