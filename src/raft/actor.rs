@@ -1,7 +1,7 @@
 //! [`RaftActor`]: the one owner of a node's [`RaftCore`] at run time.
 //!
-//! A thin shell: it ticks the core with `run_interval`, feeds it requests from the HTTP peer
-//! routes, responses from peers, client writes ([`ClientWrite`]) and read-index requests
+//! A thin shell: it ticks the core with `run_interval`, feeds it requests from peers (a
+//! transport's [`Deliver`]), responses to its own RPCs, client writes ([`ClientWrite`]) and read-index requests
 //! ([`ClientReadIndex`]), and carries out the core's outputs **in order** (save hard state, then
 //! send, then apply, then answer). Peer RPCs run with `ctx.spawn`, so the mailbox never waits on
 //! the network; their answers come back as ordinary inputs and the core drops stale ones.
@@ -10,269 +10,55 @@
 //! uses `ctx.wait`.
 //!
 //! Each concern it carries out has its own file: [`barrier`] (persist before send, group
-//! commit), [`apply`] (the way to the store), [`snapshots`] (taking, sending, receiving);
-//! the log is written through a [`LogStore`] (disk or memory). HTTP shapes live in `api/`,
-//! fault injection in the transport layer: this actor knows neither.
+//! commit), [`apply`] (the way to the store), `snapshots` (taking, sending, receiving),
+//! `policy` (when to snapshot), `messages` (what it is asked and answers). The log is written
+//! through a [`LogStore`] (disk, or memory: durable at once, the same code path). Whether a
+//! client request can be served is the core's to say (its `Proposed`, `ProposalRejected`,
+//! `ReadFailed` outputs); the actor only refuses what the core cannot know (a full pipeline, a
+//! broken store, an unwritable log). HTTP shapes live in `api/`, fault injection in the
+//! transport layer: this actor knows neither.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message as ActixMessage,
-    WrapFuture,
-};
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 use actix::{Addr, ResponseFuture};
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 pub mod apply;
 pub mod barrier;
+mod messages;
+mod policy;
 mod snapshots;
 
 use self::apply::{ApplyItem, ApplyPump};
 use self::barrier::{Admit, Batch, WriteBarrier};
-use super::core::{CoreConfig, HardState, Input, LeaderInfo, Output, RaftCore, Role};
+use super::core::{CoreConfig, HardState, Input, Output, RaftCore, Role};
 use super::log::{Entry, EntryPayload, RaftLog};
 use super::rpc::{Message, SnapshotRequest};
 use super::{LogIndex, NodeId, PeerId, Term};
 use crate::fatal::Fatal;
-use crate::storage::snapshot::SnapshotMeta;
 use crate::storage::{LogStore, Record, WriteFailed};
 use crate::store::actor::Summary;
-use crate::store::{
-    ApplyEntries, Command, CommandOutcome, Committed, KvState, Restore, StoreActor,
-};
+use crate::store::{ApplyEntries, CommandOutcome, Committed, KvState, Restore, StoreActor};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::barrier::MAX_HELD;
+pub use self::messages::{
+    ClientError, ClientReadIndex, ClientWrite, GetStatus, NodeStatus, RaftTiming, Stop,
+};
+pub use self::policy::{
+    SnapshotData, SnapshotInfo, SnapshotPolicy, DEFAULT_SNAPSHOT_FACTOR, MAX_SNAPSHOT_BYTES,
+    SNAPSHOT_CHUNK_BYTES,
+};
 
 /// Pause before writing a batch again after the disk refused it.
 const STORAGE_RETRY: Duration = Duration::from_millis(250);
 
 /// Default for [`RaftSetup::max_pending`].
 pub const DEFAULT_MAX_PENDING: usize = 16 * 1024;
-
-/// Size of one chunk of a snapshot sent to a follower.
-pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
-
-/// Largest snapshot a follower accepts from a leader (4 GiB, ~35M keys of 100-byte values):
-/// a bound on the disk (or, in memory, the RAM) an incoming transfer may take.
-pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
-
-/// Snapshot files kept on disk (the newest and the one before, so a damaged newest one can
-/// fall back without a gap in the log).
-const SNAPSHOTS_KEPT: usize = 2;
-
-/// Default for [`SnapshotPolicy::factor`].
-pub const DEFAULT_SNAPSHOT_FACTOR: u64 = 1;
-
-/// When to take snapshots and where they go.
-///
-/// The rule (Raft thesis §5.1: snapshot when the log outgrows the state), see [`Self::due`]:
-/// a snapshot is due once **at least `entries` entries** were applied since the last one
-/// **and** the log applied since then (in bytes) is at least **`factor` times the last
-/// snapshot's size**; or, whatever the state's size, once that log reaches **`log_bytes`** (a
-/// limit on the log to replay at restart and to keep on disk). A small state is so snapshotted
-/// about every `entries` entries; a million-key state only once its log outgrows it (or hits
-/// the limit), so snapshot work stays proportional to the writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotPolicy {
-    /// The floor: at least this many entries applied since the last snapshot (0: the growth
-    /// rule is off, only `log_bytes` triggers).
-    pub entries: u64,
-    /// The log since the last snapshot must be at least this many times its size (0: the
-    /// floor alone decides).
-    pub factor: u64,
-    /// The limit: a snapshot is due once this many bytes of entries were applied since the last
-    /// one, whatever `entries` and `factor` say (0: no limit).
-    pub log_bytes: u64,
-    /// Entries kept in the log before a snapshot's index, so a follower only slightly behind
-    /// still gets entries rather than the whole snapshot.
-    pub trailing: u64,
-    /// Where snapshot files go; `None` keeps the newest snapshot in memory only.
-    pub dir: Option<PathBuf>,
-}
-
-impl SnapshotPolicy {
-    /// Snapshots after at least `entries` entries once the log outgrows the last snapshot
-    /// ([`DEFAULT_SNAPSHOT_FACTOR`]), or after `log_bytes` bytes of log; keeps a tenth of
-    /// `entries` in the log after each.
-    pub fn every(entries: u64, log_bytes: u64, dir: Option<PathBuf>) -> Self {
-        SnapshotPolicy {
-            entries,
-            factor: DEFAULT_SNAPSHOT_FACTOR,
-            log_bytes,
-            trailing: entries / 10,
-            dir,
-        }
-    }
-
-    /// The same with another growth factor.
-    pub fn with_factor(self, factor: u64) -> Self {
-        SnapshotPolicy { factor, ..self }
-    }
-
-    /// Never take a snapshot (followers can still install one from a leader).
-    pub fn never() -> Self {
-        SnapshotPolicy::every(0, 0, None)
-    }
-
-    /// Whether a snapshot is due, given the entries and bytes of log applied since the last
-    /// snapshot and that snapshot's size in bytes (0 if none). Pure.
-    pub fn due(&self, entries_since: u64, log_bytes_since: u64, last_snapshot_len: u64) -> bool {
-        if entries_since == 0 {
-            return false;
-        }
-        let grown = self.entries > 0
-            && entries_since >= self.entries
-            && log_bytes_since >= self.factor.saturating_mul(last_snapshot_len);
-        let limit = self.log_bytes > 0 && log_bytes_since >= self.log_bytes;
-        grown || limit
-    }
-}
-
-/// The newest snapshot this node holds.
-#[derive(Debug)]
-pub struct SnapshotInfo {
-    pub meta: SnapshotMeta,
-    /// Length of the snapshot file in bytes.
-    pub len: u64,
-    pub data: SnapshotData,
-}
-
-/// Where a snapshot's bytes are.
-#[derive(Debug)]
-pub enum SnapshotData {
-    File(PathBuf),
-    Memory(Vec<u8>),
-}
-
-/// How time maps to the core's ticks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RaftTiming {
-    /// Wall-clock length of one tick.
-    pub tick: Duration,
-    /// Heartbeat interval, in ticks.
-    pub heartbeat_ticks: u32,
-    /// Base election timeout, in ticks (randomized over [T, 2T) per election).
-    pub election_ticks: u32,
-}
-
-impl RaftTiming {
-    /// Ticks for a heartbeat and an election timeout given in milliseconds. The tick is a fifth of
-    /// the heartbeat (at most 10 ms, at least 1 ms), so timeouts keep a fine resolution.
-    pub fn from_millis(heartbeat_ms: u64, election_ms: u64) -> Self {
-        let tick_ms = (heartbeat_ms / 5).clamp(1, 10);
-        let ticks = |ms: u64| {
-            u32::try_from(ms.div_ceil(tick_ms))
-                .unwrap_or(u32::MAX)
-                .max(1)
-        };
-        RaftTiming {
-            tick: Duration::from_millis(tick_ms),
-            heartbeat_ticks: ticks(heartbeat_ms),
-            election_ticks: ticks(election_ms).max(ticks(heartbeat_ms) + 1),
-        }
-    }
-}
-
-/// A node's view of the cluster (`/health` shows it as JSON: `api::health`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStatus {
-    pub id: NodeId,
-    /// `leader`, `follower` or `candidate`.
-    pub state: &'static str,
-    pub term: Term,
-    pub leader_id: Option<NodeId>,
-    /// The leader's base URL.
-    pub leader: Option<String>,
-    /// Milliseconds since the last valid AppendEntries from the current leader (0 on the leader;
-    /// null before any).
-    pub last_heartbeat_ago_ms: Option<u64>,
-    pub voted_for: Option<NodeId>,
-    /// This node's base URL.
-    pub url: String,
-    /// The other voters' base URLs.
-    pub peers: Vec<String>,
-    pub last_log_index: u64,
-    pub last_log_term: Term,
-    pub commit_index: LogIndex,
-    /// Highest index applied to the key-value map.
-    pub applied_index: LogIndex,
-    /// Index of the newest snapshot (0 if none); the log holds entries from a little before it.
-    pub snapshot_index: LogIndex,
-    /// The log's base: entries up to here are only in a snapshot.
-    pub log_start_index: LogIndex,
-    /// Why the log cannot be written right now (e.g. a full disk), if it cannot.
-    pub storage_error: Option<String>,
-}
-
-/// Why a client request could not be served by this node (`api::errors` maps it to HTTP).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientError {
-    /// This node is not the leader; `leader` is the one it knows of, if any.
-    NotLeader(Option<LeaderInfo>),
-    /// Too many requests are waiting for the Raft pipeline.
-    Overloaded,
-    /// The outcome is unknown: leadership was lost before the entry committed. The write may
-    /// or may not be applied.
-    Unknown(String),
-    /// The entry was overwritten by another leader's: the write was not applied.
-    NotApplied,
-    /// The state machine refused an entry (a bug); the node stops answering writes.
-    Internal(String),
-    /// The log cannot be written (e.g. the disk is full): writes are refused until it can.
-    Storage(String),
-}
-
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::NotLeader(Some(l)) => {
-                write!(f, "not the leader (leader is {} at {})", l.id, l.url)
-            }
-            ClientError::NotLeader(None) => write!(f, "no leader known"),
-            ClientError::Overloaded => write!(
-                f,
-                "overloaded: too many requests waiting for the Raft pipeline"
-            ),
-            ClientError::Unknown(why) => write!(f, "{why}"),
-            ClientError::NotApplied => write!(
-                f,
-                "the write was not applied: leadership changed before it committed"
-            ),
-            ClientError::Internal(why) => write!(f, "{why}"),
-            ClientError::Storage(why) => write!(
-                f,
-                "storage: cannot write the log ({why}); writes are refused until it can"
-            ),
-        }
-    }
-}
-
-/// Replicate a client command; answered with its outcome once applied.
-#[derive(Debug, Clone, ActixMessage)]
-#[rtype(result = "Result<CommandOutcome, ClientError>")]
-pub struct ClientWrite(pub Command);
-
-/// Ask for a linearizable read index (ReadIndex): answered with the log index that the state
-/// machine must have applied before the read is served.
-#[derive(Debug, Clone, Copy, ActixMessage)]
-#[rtype(result = "Result<LogIndex, ClientError>")]
-pub struct ClientReadIndex;
-
-/// Ask for the node's [`NodeStatus`].
-#[derive(Debug, Clone, Copy, ActixMessage)]
-#[rtype(result = "NodeStatus")]
-pub struct GetStatus;
-
-/// Stop the actor (a crash, in tests; shutdown otherwise). Nothing is flushed: whatever the
-/// core's outputs required was already carried out when they were produced.
-#[derive(Debug, Clone, Copy, ActixMessage)]
-#[rtype(result = "()")]
-pub struct Stop;
 
 type WriteTx = oneshot::Sender<Result<CommandOutcome, ClientError>>;
 type ReadTx = oneshot::Sender<Result<LogIndex, ClientError>>;
@@ -907,47 +693,5 @@ impl Handler<ClientReadIndex> for RaftActor {
                 ))
             })
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshot_due_after_the_floor_once_the_log_outgrows_the_last_snapshot() {
-        let p = SnapshotPolicy::every(100, 0, None);
-        assert!(!p.due(0, 0, 0), "nothing applied, nothing to snapshot");
-        assert!(!p.due(99, 1 << 20, 0), "below the entry floor");
-        assert!(p.due(100, 1, 0), "no snapshot yet: the floor alone decides");
-        // A 1 MB state: 100 small entries are not enough, 1 MB of log is.
-        assert!(!p.due(100, 50_000, 1_000_000));
-        assert!(!p.due(10_000, 999_999, 1_000_000));
-        assert!(p.due(10_000, 1_000_000, 1_000_000));
-        let p2 = p.clone().with_factor(2);
-        assert!(!p2.due(10_000, 1_000_000, 1_000_000));
-        assert!(p2.due(10_000, 2_000_000, 1_000_000));
-        let floor_only = p.with_factor(0);
-        assert!(floor_only.due(100, 1, 1_000_000));
-    }
-
-    #[test]
-    fn the_log_limit_forces_a_snapshot_whatever_the_state_size() {
-        let p = SnapshotPolicy::every(100, 64 << 20, None);
-        assert!(!p.due(50, (64 << 20) - 1, 0));
-        assert!(p.due(50, 64 << 20, 0), "the limit ignores the entry floor");
-        assert!(
-            p.due(500_000, 64 << 20, 200 << 20),
-            "and the state's size: the log to replay stays bounded"
-        );
-        let limit_only = SnapshotPolicy::every(0, 1_000, None);
-        assert!(!limit_only.due(1_000_000, 999, 0));
-        assert!(limit_only.due(1, 1_000, 0));
-    }
-
-    #[test]
-    fn never_means_never() {
-        let p = SnapshotPolicy::never();
-        assert!(!p.due(u64::MAX, u64::MAX, 0));
     }
 }

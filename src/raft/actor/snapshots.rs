@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use actix::{ActorFutureExt, AsyncContext, Context, ResponseFuture, WrapFuture};
 use tokio::sync::oneshot;
 
+use super::policy::SNAPSHOTS_KEPT;
 use super::{
-    RaftActor, Replied, SnapshotData, SnapshotInfo, MAX_SNAPSHOT_BYTES, SNAPSHOTS_KEPT,
-    SNAPSHOT_CHUNK_BYTES,
+    RaftActor, Replied, SnapshotData, SnapshotInfo, MAX_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::fatal::Fatal;
 use crate::raft::core::{HardState, Input, Role};
