@@ -114,3 +114,45 @@ pub async fn health(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The JSON of `/health` keeps its keys, their order and their types.
+    #[test]
+    fn the_status_json_has_the_same_shape() {
+        let status = NodeStatus {
+            id: "n1".into(),
+            state: "leader",
+            term: 3,
+            leader_id: Some("n1".into()),
+            leader: Some("http://a:1".into()),
+            last_heartbeat_ago_ms: Some(0),
+            voted_for: None,
+            url: "http://a:1".into(),
+            peers: vec!["http://b:2".into()],
+            last_log_index: 9,
+            last_log_term: 3,
+            commit_index: 8,
+            applied_index: 7,
+            snapshot_index: 0,
+            log_start_index: 0,
+            storage_error: None,
+        };
+        let health = Health {
+            ok: true,
+            status: status.into(),
+            peer_url: None,
+            store: StoreHealth {
+                applied_index: 7,
+                digest: "00".into(),
+                keys: 1,
+            },
+        };
+        assert_eq!(
+            serde_json::to_string(&health).unwrap(),
+            r#"{"ok":true,"id":"n1","state":"leader","term":3,"leaderId":"n1","leader":"http://a:1","lastHeartbeatAgoMs":0,"votedFor":null,"url":"http://a:1","peers":["http://b:2"],"lastLogIndex":9,"lastLogTerm":3,"commitIndex":8,"appliedIndex":7,"snapshotIndex":0,"logStartIndex":0,"storageError":null,"store":{"appliedIndex":7,"digest":"00","keys":1}}"#
+        );
+    }
+}

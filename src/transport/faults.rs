@@ -328,6 +328,55 @@ mod tests {
         assert!(bad(r#"{"rules":[{"peer":"*","cutt":true}]}"#).contains("unknown field"));
     }
 
+    /// A transport that answers every request with itself and counts the calls.
+    struct Echo(Rc<Cell<u32>>);
+
+    impl Transport for Echo {
+        fn call(
+            &self,
+            _: PeerId,
+            msg: Message,
+        ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
+            self.0.set(self.0.get() + 1);
+            async move { Ok(msg) }.boxed_local()
+        }
+    }
+
+    #[actix_rt::test]
+    async fn the_switch_sets_the_rules_for_requests_and_answers() {
+        let (switch, addr) = FaultSwitch::new();
+        let calls = Rc::new(Cell::new(0));
+        let peers = vec!["http://a:1".to_owned(), "http://b:2".to_owned()];
+        let faulty = switch.install(Echo(calls.clone()), peers, 1);
+        let msg = || {
+            Message::VoteRequest(crate::raft::rpc::VoteRequest {
+                term: 1,
+                candidate_id: "n1".into(),
+                last_log_index: 0,
+                last_log_term: 0,
+                pre_vote: false,
+            })
+        };
+        assert!(faulty.call(PeerId(1), msg()).await.is_ok(), "no rules yet");
+        assert_eq!(addr.send(GetFaults).await.unwrap(), FaultRules::default());
+        let rules: FaultRules =
+            serde_json::from_str(r#"{"rules":[{"peer":"http://b:2","cut":true}]}"#).unwrap();
+        addr.send(SetFaults(rules.clone())).await.unwrap();
+        assert_eq!(addr.send(GetFaults).await.unwrap(), rules);
+        // Requests to b fail without reaching it; to a they go through.
+        assert!(faulty.call(PeerId(1), msg()).await.is_err());
+        assert!(faulty.call(PeerId(0), msg()).await.is_ok());
+        assert_eq!(calls.get(), 2);
+        // Answers to b are lost; to a, and to an unnamed sender, untouched.
+        let fate = |from: Option<&str>| AnswerFate {
+            from: from.map(str::to_owned),
+        };
+        let to_b = addr.send(fate(Some("http://b:2"))).await.unwrap();
+        assert_eq!(to_b.map(|f| f.dropped), Some(true));
+        assert_eq!(addr.send(fate(Some("http://a:1"))).await.unwrap(), None);
+        assert_eq!(addr.send(fate(None)).await.unwrap(), None);
+    }
+
     #[test]
     fn dice_are_uniform_enough() {
         let d = Dice::new(7);
