@@ -435,7 +435,7 @@ impl RaftActor {
     /// Hand the store its next batch, unless one is in flight; when all is applied, see
     /// whether a snapshot is due.
     fn pump_apply(&mut self, ctx: &mut Context<Self>) {
-        let Some(item) = self.apply.next() else {
+        let Some(item) = self.apply.next_item() else {
             if self.apply.idle() {
                 self.maybe_snapshot(ctx);
             }

@@ -103,7 +103,7 @@ impl<W> ApplyPump<W> {
 
     /// The next item to hand the store, unless one is in flight or the pump is broken. The
     /// caller reports its end with [`Self::applied`] or [`Self::restored`].
-    pub fn next(&mut self) -> Option<ApplyItem> {
+    pub fn next_item(&mut self) -> Option<ApplyItem> {
         if self.applying || self.broken.is_some() {
             return None;
         }
@@ -189,17 +189,17 @@ mod tests {
     fn one_batch_in_flight_and_queued_entries_merge() {
         let mut p = ApplyPump::<u32>::new(0, 8);
         p.push_entries(vec![committed(1, 1)]);
-        let Some(ApplyItem::Entries(first)) = p.next() else {
+        let Some(ApplyItem::Entries(first)) = p.next_item() else {
             panic!("entries first");
         };
         assert_eq!(first.len(), 1);
         p.push_entries(vec![committed(2, 1)]);
         p.push_entries(vec![committed(3, 1)]);
-        assert!(p.next().is_none(), "one batch in flight at a time");
+        assert!(p.next_item().is_none(), "one batch in flight at a time");
         assert_eq!(p.queued_entries(), 2);
         p.applied(vec![applied(1, 1)]);
         assert_eq!(p.applied_index(), 1);
-        let Some(ApplyItem::Entries(second)) = p.next() else {
+        let Some(ApplyItem::Entries(second)) = p.next_item() else {
             panic!("the next batch");
         };
         assert_eq!(second.len(), 2, "entries queued meanwhile go together");
@@ -213,12 +213,12 @@ mod tests {
         p.push_entries(vec![committed(1, 1)]);
         p.push_restore(KvState::new(), 1);
         p.push_entries(vec![committed(11, 2)]);
-        assert!(matches!(p.next(), Some(ApplyItem::Entries(_))));
+        assert!(matches!(p.next_item(), Some(ApplyItem::Entries(_))));
         p.applied(vec![applied(1, 1)]);
-        assert!(matches!(p.next(), Some(ApplyItem::Restore(..))));
+        assert!(matches!(p.next_item(), Some(ApplyItem::Restore(..))));
         p.restored(10);
         assert_eq!(p.applied_index(), 10);
-        assert!(matches!(p.next(), Some(ApplyItem::Entries(e)) if e[0].index == 11));
+        assert!(matches!(p.next_item(), Some(ApplyItem::Entries(e)) if e[0].index == 11));
     }
 
     #[test]
@@ -227,7 +227,7 @@ mod tests {
         p.wait(1, 1, "same term");
         p.wait(2, 1, "overwritten");
         p.push_entries(vec![committed(1, 1), committed(2, 2)]);
-        p.next();
+        p.next_item();
         let answers = p.applied(vec![applied(1, 1), applied(2, 2)]);
         assert_eq!(
             answers,
@@ -256,7 +256,7 @@ mod tests {
         p.push_entries(vec![committed(1, 1)]);
         assert_eq!(p.break_down("refused".into()), vec![7]);
         assert_eq!(p.broken(), Some("refused"));
-        assert!(p.next().is_none());
+        assert!(p.next_item().is_none());
         assert!(!p.idle());
     }
 }
