@@ -77,7 +77,7 @@ fn kv_state(c: &mut Criterion) {
 
 fn store_actor(c: &mut Criterion) {
     use actix::Actor;
-    use kvstore::raft::log::{Entry, EntryPayload};
+    use kvstore::store::Committed;
     let mut g = c.benchmark_group("store_actor");
     g.throughput(Throughput::Elements(1));
     let sys = actix::System::new();
@@ -85,15 +85,13 @@ fn store_actor(c: &mut Criterion) {
     let mut index = 0u64;
     let mut set = move || {
         index += 1;
-        ApplyEntries(vec![Entry {
+        ApplyEntries(vec![Committed {
             index,
             term: 1,
-            payload: EntryPayload::Command {
-                command: Command::Set {
-                    key: "k".into(),
-                    value: "v".repeat(100),
-                },
-            },
+            command: Some(Command::Set {
+                key: "k".into(),
+                value: "v".repeat(100),
+            }),
         }])
     };
     sys.block_on(addr.send(set())).unwrap().unwrap();

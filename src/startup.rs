@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use actix::{Actor, Addr, Arbiter, SyncArbiter};
+use actix::{Actor, Arbiter, SyncArbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
 
@@ -26,10 +26,10 @@ use crate::raft::{HardState, Term};
 use crate::security::peer_auth::PeerKeys;
 use crate::storage::identity::{derive_cluster_id, ClusterId, DataDir, IdentityError};
 use crate::storage::snapshot::{self, SnapshotMeta};
-use crate::storage::{LogWriter, Wal, WalError};
+use crate::storage::{DiskLog, LogStore, LogWriter, MemoryLog, Wal, WalError};
 use crate::store::{KvState, StoreActor};
 use crate::tls::{self, TlsError};
-use crate::transport::faults::Faulty;
+use crate::transport::faults::FaultSwitch;
 use crate::transport::http::HttpTransport;
 use crate::transport::Transport;
 
@@ -97,8 +97,8 @@ pub struct Node {
 struct Resumed {
     /// The cluster id peer RPCs carry (the data directory's).
     cluster_id: String,
-    /// The durable log's writer thread; `None` in memory.
-    storage: Option<Addr<LogWriter>>,
+    /// The durable log (its writer thread), or memory.
+    storage: Box<dyn LogStore + Send>,
     hard_state: HardState,
     log: RaftLog,
     /// The key-value map as of the newest snapshot, and the term of its last entry.
@@ -125,7 +125,7 @@ fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, Start
         }
         return Ok(Resumed {
             cluster_id: cluster_id.as_str().to_owned(),
-            storage: None,
+            storage: Box::new(MemoryLog),
             hard_state: HardState::default(),
             log: RaftLog::new(),
             state: KvState::new(),
@@ -193,7 +193,7 @@ fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, Start
     });
     Ok(Resumed {
         cluster_id,
-        storage: Some(writer),
+        storage: Box::new(DiskLog::new(writer)),
         hard_state,
         log,
         state,
@@ -437,23 +437,29 @@ pub fn start_actors_with(
         (config.peers.clone(), config.raft.rpc_timeout, config.faults);
     let cluster_id = resumed.cluster_id.clone();
     let keys = peer_keys.clone();
+    let (switch, faults_addr) = match faults {
+        true => {
+            let (switch, addr) = FaultSwitch::new();
+            (Some(switch), Some(addr))
+        }
+        false => (None, None),
+    };
     let raft = RaftActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         // Made here, on the actor's own thread (one awc client per thread, made on it), and
         // reused for every RPC.
         let http =
             HttpTransport::with_tls(raft_url, peers.clone(), rpc_timeout, cluster_id, raft_tls)
                 .signed_with(keys);
-        let transport: Box<dyn Transport> = if faults {
-            tracing::warn!(
-                "fault injection enabled (KVSTORE_FAULTS): /admin/faults can cut this node's links"
-            );
-            Box::new(Faulty::new(
-                http,
-                peers,
-                uuid::Uuid::new_v4().as_u64_pair().1,
-            ))
-        } else {
-            Box::new(http)
+        let transport: Box<dyn Transport> = match switch {
+            Some(switch) => {
+                tracing::warn!(
+                    "fault injection enabled (KVSTORE_FAULTS): /admin/faults can cut this node's \
+                     links"
+                );
+                // The fault layer runs here too: it shares its rules with this transport.
+                Box::new(switch.install(http, peers, uuid::Uuid::new_v4().as_u64_pair().1))
+            }
+            None => Box::new(http),
         };
         RaftActor::new(setup, transport)
     });
@@ -464,7 +470,7 @@ pub fn start_actors_with(
         raft,
         limits: config.limits,
         request_timeout: config.request_timeout,
-        faults_enabled: config.faults,
+        faults: faults_addr,
         peer_keys,
         peers_open: config.insecure_peers,
         peer_url,

@@ -5,30 +5,32 @@
 //! The route answers only on a node started with `KVSTORE_FAULTS=1`; anywhere else it refuses
 //! with 403, so a production node can never be told to drop its messages.
 
+use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
 use super::errors::ApiError;
 use super::AppState;
-use crate::raft::actor::{GetFaults, SetFaults};
-use crate::transport::faults::FaultRules;
+use crate::transport::faults::{FaultRules, FaultsActor, GetFaults, SetFaults};
 
-fn enabled(state: &AppState) -> Result<(), ApiError> {
-    if state.faults_enabled {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
+fn enabled(state: &AppState) -> Result<&Addr<FaultsActor>, ApiError> {
+    state.faults.as_ref().ok_or_else(|| {
+        ApiError::Forbidden(
             "fault injection is disabled; start the node with KVSTORE_FAULTS=1 to use /admin/faults"
                 .into(),
-        ))
-    }
+        )
+    })
 }
 
 fn answer(rules: FaultRules) -> HttpResponse {
     HttpResponse::Ok().json(json!({"ok": true, "rules": rules.rules}))
 }
 
-async fn set(state: &AppState, rules: FaultRules) -> Result<HttpResponse, ApiError> {
+async fn set(
+    state: &AppState,
+    faults: &Addr<FaultsActor>,
+    rules: FaultRules,
+) -> Result<HttpResponse, ApiError> {
     let status = state
         .raft
         .send(crate::raft::actor::GetStatus)
@@ -37,8 +39,7 @@ async fn set(state: &AppState, rules: FaultRules) -> Result<HttpResponse, ApiErr
     rules
         .validate(&status.peers)
         .map_err(ApiError::InvalidJson)?;
-    state
-        .raft
+    faults
         .send(SetFaults(rules.clone()))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -47,9 +48,7 @@ async fn set(state: &AppState, rules: FaultRules) -> Result<HttpResponse, ApiErr
 
 /// `GET /admin/faults`.
 pub async fn show(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    enabled(&state)?;
-    let rules = state
-        .raft
+    let rules = enabled(&state)?
         .send(GetFaults)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -61,12 +60,12 @@ pub async fn replace(
     state: web::Data<AppState>,
     body: web::Json<FaultRules>,
 ) -> Result<HttpResponse, ApiError> {
-    enabled(&state)?;
-    set(&state, body.into_inner()).await
+    let faults = enabled(&state)?;
+    set(&state, faults, body.into_inner()).await
 }
 
 /// `DELETE /admin/faults`.
 pub async fn clear(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    enabled(&state)?;
-    set(&state, FaultRules::default()).await
+    let faults = enabled(&state)?;
+    set(&state, faults, FaultRules::default()).await
 }

@@ -53,8 +53,9 @@ pub struct AppState {
     pub limits: Limits,
     /// Longest a client request may wait for a leader, a commit or a read index.
     pub request_timeout: Duration,
-    /// `KVSTORE_FAULTS=1`: `/admin/faults` may switch the fault layer.
-    pub faults_enabled: bool,
+    /// The fault layer's switch, only with `KVSTORE_FAULTS=1` (`/admin/faults` refuses
+    /// otherwise); the peer routes ask it the fate of their answers.
+    pub faults: Option<Addr<crate::transport::faults::FaultsActor>>,
     /// The cluster secret: peer RPCs must be signed with it (see [`peer::guard`]).
     pub peer_keys: Option<std::sync::Arc<crate::security::peer_auth::PeerKeys>>,
     /// Peer RPCs are accepted from any source address without a secret (`--insecure-peers`).

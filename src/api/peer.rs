@@ -16,8 +16,10 @@
 //! Then every decoded message is checked against the protocol's bounds
 //! ([`Message::validate`]: no term or index near `u64::MAX`), 400 otherwise.
 //!
-//! Handlers forward each request to the `RaftActor` and answer with its response. They never
-//! interpret Raft messages themselves.
+//! Handlers hand each request to the `RaftActor` (as a [`Deliver`]) and answer with its
+//! response; with `KVSTORE_FAULTS=1` the fault layer's rule for the sender may delay or drop
+//! that answer (see [`crate::transport::faults`]). They never interpret Raft messages
+//! themselves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -31,12 +33,13 @@ use futures_util::StreamExt;
 use super::errors::{self, ApiError};
 use super::{AppState, Limits};
 use crate::raft::actor::SNAPSHOT_CHUNK_BYTES;
-use crate::raft::actor::{InboundFrom, RaftError};
 use crate::raft::core::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use crate::raft::rpc::{AppendRequest, SnapshotRequest, VoteRequest};
 use crate::raft::Message;
 use crate::security::peer_auth::{body_digest, AuthError, PeerKeys, RequestParts, AUTH_HEADER};
+use crate::transport::faults::{AnswerFate, Fate};
 use crate::transport::http::{unix_ms, CLUSTER_HEADER, FROM_HEADER};
+use crate::transport::{Deliver, DeliveryError};
 
 /// serde_json writes a control character of a key or value as `\u00XX`: one byte of UTF-8
 /// becomes at most six bytes of JSON (quotes and backslashes two, everything else one).
@@ -325,21 +328,42 @@ fn sender(req: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Hand `msg` to the local Raft actor and answer with its response. With the fault layer on
+/// (`KVSTORE_FAULTS=1`), its rule for the sender decides first what becomes of the answer: the
+/// request is handled either way, then the answer may wait and may be lost.
 async fn forward(
     state: &AppState,
     req: &HttpRequest,
     msg: Message,
 ) -> Result<HttpResponse, ApiError> {
-    let from = sender(req);
-    match state.raft.send(InboundFrom { msg, from }).await {
+    let fate = match &state.faults {
+        Some(faults) => {
+            let from = sender(req);
+            faults.send(AnswerFate { from }).await.ok().flatten()
+        }
+        None => None,
+    };
+    let answer = state.raft.send(Deliver(msg)).await;
+    if let Some(Fate { dropped, delay }) = fate {
+        if let Some(d) = delay {
+            actix_web::rt::time::sleep(d).await;
+        }
+        if dropped {
+            return Err(ApiError::Unavailable(
+                "answer dropped by fault injection".into(),
+            ));
+        }
+    }
+    match answer {
         Ok(Ok(Message::VoteResponse(r))) => Ok(HttpResponse::Ok().json(r)),
         Ok(Ok(Message::AppendResponse(r))) => Ok(HttpResponse::Ok().json(r)),
         Ok(Ok(Message::SnapshotResponse(r))) => Ok(HttpResponse::Ok().json(r)),
         Ok(Ok(other)) => Err(ApiError::Internal(format!(
             "unexpected raft reply: {other:?}"
         ))),
-        Ok(Err(e @ RaftError::Dropped)) => Err(ApiError::Unavailable(e.to_string())),
-        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
+        Ok(Err(e @ (DeliveryError::NotARequest | DeliveryError::Stopped))) => {
+            Err(ApiError::Internal(e.to_string()))
+        }
         Err(e) => {
             tracing::error!(error = %e, "raft actor did not answer");
             Err(ApiError::Internal("raft unavailable".into()))

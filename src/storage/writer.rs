@@ -3,9 +3,14 @@
 //! `RaftActor` sends one batch at a time and gathers everything that arrives meanwhile into the
 //! next one (group commit: one fsync covers many writes).
 //!
+//! [`LogStore`] is what the `RaftActor` writes through: [`DiskLog`] (this writer thread) or
+//! [`MemoryLog`] (nothing to write: durable at once).
+//!
 //! It only writes what it is given; it never decides what to persist.
 
-use actix::{Actor, Handler, Message, SyncContext};
+use actix::{Actor, Addr, Handler, Message, SyncContext};
+use futures_util::future::{ready, LocalBoxFuture};
+use futures_util::FutureExt;
 
 use super::wal::{Record, Wal, WalHandoff};
 use crate::raft::{HardState, LogIndex};
@@ -102,5 +107,102 @@ impl Handler<CompactLog> for LogWriter {
             }
             message
         })
+    }
+}
+
+/// Where the Raft log's records are made durable, as the `RaftActor` sees it.
+///
+/// Fits an actor without blocking its mailbox: each call returns at once with a future that the
+/// actor runs with `ctx.spawn` (its result comes back as an ordinary input). A store that is
+/// durable at once ([`MemoryLog`]) returns an already-completed future, which the actor may
+/// take with `now_or_never` and carry on in the same step. The actor writes one batch at a
+/// time and gathers what arrives meanwhile into the next (group commit).
+pub trait LogStore {
+    /// Append `records` and make them durable; resolves once they are (or why not).
+    fn write(&mut self, records: Vec<Record>) -> LocalBoxFuture<'static, Result<(), WriteFailed>>;
+
+    /// Remove what a snapshot made obsolete: every record whose entries are all at or below
+    /// `index` (`hard_state` is the current one). Resolves to how many segments went.
+    fn compact(
+        &mut self,
+        index: LogIndex,
+        hard_state: HardState,
+    ) -> LocalBoxFuture<'static, Result<usize, String>>;
+}
+
+/// The write-ahead log on disk, through its [`LogWriter`] thread.
+pub struct DiskLog {
+    writer: Addr<LogWriter>,
+}
+
+impl DiskLog {
+    pub fn new(writer: Addr<LogWriter>) -> Self {
+        DiskLog { writer }
+    }
+}
+
+impl LogStore for DiskLog {
+    fn write(&mut self, records: Vec<Record>) -> LocalBoxFuture<'static, Result<(), WriteFailed>> {
+        let sent = self.writer.send(WriteBatch(records));
+        async move {
+            sent.await.unwrap_or_else(|e| {
+                Err(WriteFailed {
+                    message: format!("log writer is gone: {e}"),
+                    retryable: false,
+                    records: Vec::new(),
+                })
+            })
+        }
+        .boxed_local()
+    }
+
+    fn compact(
+        &mut self,
+        index: LogIndex,
+        hard_state: HardState,
+    ) -> LocalBoxFuture<'static, Result<usize, String>> {
+        let sent = self.writer.send(CompactLog { index, hard_state });
+        async move {
+            sent.await
+                .unwrap_or_else(|e| Err(format!("log writer is gone: {e}")))
+        }
+        .boxed_local()
+    }
+}
+
+/// No durable log (`--in-memory`): every write is "durable" at once, nothing survives a
+/// restart.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryLog;
+
+impl LogStore for MemoryLog {
+    fn write(&mut self, _: Vec<Record>) -> LocalBoxFuture<'static, Result<(), WriteFailed>> {
+        ready(Ok(())).boxed_local()
+    }
+
+    fn compact(
+        &mut self,
+        _: LogIndex,
+        _: HardState,
+    ) -> LocalBoxFuture<'static, Result<usize, String>> {
+        ready(Ok(0)).boxed_local()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `RaftActor` relies on it: a memory log's write is complete when it returns, so the
+    /// messages held behind it go out in the same step.
+    #[test]
+    fn a_memory_log_is_durable_at_once() {
+        let mut log = MemoryLog;
+        let write = log.write(vec![Record::HardState(HardState::default())]);
+        assert!(matches!(write.now_or_never(), Some(Ok(()))));
+        assert!(matches!(
+            log.compact(5, HardState::default()).now_or_never(),
+            Some(Ok(0))
+        ));
     }
 }

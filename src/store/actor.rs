@@ -21,10 +21,9 @@ use std::time::Duration;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message};
 use tokio::sync::oneshot;
 
-use super::command::CommandOutcome;
+use super::command::{Command, CommandOutcome};
 use super::state::{KvState, StateError};
-use crate::raft::log::{Entry, EntryPayload};
-use crate::raft::{LogIndex, Term};
+use super::{LogIndex, Term};
 use crate::storage::snapshot::{self, SnapshotMeta};
 
 /// A read waiting for its index: the key and where to send the value.
@@ -120,10 +119,21 @@ pub struct Applied {
     pub outcome: Option<CommandOutcome>,
 }
 
+/// One committed log entry, as the store sees it: its position and, unless it carries no
+/// command (a new leader's no-op), the command to apply. The caller (the `RaftActor`) converts
+/// its log entries into these; the store never sees Raft's own types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub index: LogIndex,
+    pub term: Term,
+    /// `None`: an entry that only advances the applied index.
+    pub command: Option<Command>,
+}
+
 /// Apply committed entries, which must continue the applied sequence without a gap.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Vec<Applied>, StateError>")]
-pub struct ApplyEntries(pub Vec<Entry>);
+pub struct ApplyEntries(pub Vec<Committed>);
 
 impl Handler<ApplyEntries> for StoreActor {
     type Result = Result<Vec<Applied>, StateError>;
@@ -134,12 +144,12 @@ impl Handler<ApplyEntries> for StoreActor {
             if e.index <= self.state.last_applied() {
                 continue; // already applied (a duplicate delivery); applying twice would be wrong
             }
-            let outcome = match e.payload {
-                EntryPayload::Noop => {
+            let outcome = match e.command {
+                None => {
                     self.state.apply_noop(e.index)?;
                     None
                 }
-                EntryPayload::Command { command } => Some(self.state.apply(e.index, command)?),
+                Some(command) => Some(self.state.apply(e.index, command)?),
             };
             self.applied_term = e.term;
             done.push(Applied {
@@ -318,7 +328,6 @@ impl Handler<ReadAt> for StoreActor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Command;
     use actix::Actor;
 
     /// How many reads are parked (tests only).
@@ -333,14 +342,11 @@ mod tests {
         }
     }
 
-    fn entry(index: LogIndex, cmd: Option<Command>) -> Entry {
-        Entry {
+    fn entry(index: LogIndex, command: Option<Command>) -> Committed {
+        Committed {
             index,
             term: 1,
-            payload: match cmd {
-                Some(command) => EntryPayload::Command { command },
-                None => EntryPayload::Noop,
-            },
+            command,
         }
     }
 

@@ -4,7 +4,8 @@
 //! - [`state`]: [`KvState`], the map plus the index of the last applied command. Pure: no I/O,
 //!   no clock, no actors.
 //! - [`actor`]: [`StoreActor`], the one owner of a `KvState` at run time; every read and write of
-//!   the map is a message to it. Writes arrive only as committed Raft log entries, or as a
+//!   the map is a message to it. Writes arrive only as [`Committed`] values (the caller turns
+//!   its committed log entries into them), or as a
 //!   whole snapshot installed from the leader; it hands out O(1) snapshot views (encoded and
 //!   written by the caller, off its thread) and never writes files.
 //!
@@ -16,8 +17,15 @@ pub mod command;
 pub mod state;
 
 pub use actor::{
-    read_at, Applied, ApplyEntries, Get, ReadAt, ReadAtReply, Restore, SnapshotView, StoreActor,
-    StoreSummary, Summary, TakeSnapshot,
+    read_at, Applied, ApplyEntries, Committed, Get, ReadAt, ReadAtReply, Restore, SnapshotView,
+    StoreActor, StoreSummary, Summary, TakeSnapshot,
 };
 pub use command::{Command, CommandOutcome};
+
+/// Position of a committed command in the order the store applies them (the same numbers as
+/// the Raft log's indexes, which the store does not need to know).
+pub type LogIndex = u64;
+
+/// The term a committed command was made in (only reported back, never interpreted here).
+pub type Term = u64;
 pub use state::{KvState, StateError};

@@ -13,13 +13,12 @@ use futures_util::FutureExt;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::{Transport, TransportError};
-use crate::raft::actor::Inbound;
+use super::{Deliver, Transport, TransportError};
 use crate::raft::{Message, PeerId};
 
 /// Routes requests between registered nodes (by global index) under the current fault rules.
 pub struct Network {
-    nodes: Vec<Option<Recipient<Inbound>>>,
+    nodes: Vec<Option<Recipient<Deliver>>>,
     /// Directed links that drop everything: (from, to).
     blocked: HashSet<(usize, usize)>,
     /// Chance, in parts per thousand, that a request or its response is lost.
@@ -63,7 +62,7 @@ impl Actor for Network {
 #[rtype(result = "()")]
 pub struct Join {
     pub index: usize,
-    pub node: Recipient<Inbound>,
+    pub node: Recipient<Deliver>,
 }
 
 impl Handler<Join> for Network {
@@ -139,16 +138,16 @@ impl Handler<Fault> for Network {
 /// Carry request `msg` from node `from` to node `to` and bring back its response.
 #[derive(ActixMessage)]
 #[rtype(result = "Result<Message, TransportError>")]
-pub struct Deliver {
+pub struct Route {
     pub from: usize,
     pub to: usize,
     pub msg: Message,
 }
 
-impl Handler<Deliver> for Network {
+impl Handler<Route> for Network {
     type Result = ResponseFuture<Result<Message, TransportError>>;
 
-    fn handle(&mut self, m: Deliver, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, m: Route, _: &mut Context<Self>) -> Self::Result {
         let forward = self.link_up(m.from, m.to) && !self.lost();
         let back = self.link_up(m.to, m.from) && !self.lost();
         let (min, max) = self.delay;
@@ -169,7 +168,7 @@ impl Handler<Deliver> for Network {
                 return Err(TransportError::Timeout);
             }
             let reply = target
-                .send(Inbound(m.msg))
+                .send(Deliver(m.msg))
                 .await
                 .map_err(|_| TransportError::Unreachable("node stopped".into()))?
                 .map_err(|e| TransportError::Remote {
@@ -210,7 +209,7 @@ impl Transport for MemoryTransport {
         async move {
             let to = to.ok_or_else(|| TransportError::Protocol("no such peer".into()))?;
             network
-                .send(Deliver { from, to, msg })
+                .send(Route { from, to, msg })
                 .await
                 .map_err(|_| TransportError::Unreachable("network stopped".into()))?
         }

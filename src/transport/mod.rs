@@ -7,7 +7,13 @@
 //! - [`http`]: the real transport, one reused awc client (keep-alive) posting JSON to
 //!   `/raft/*`.
 //! - [`memory`]: an in-process network of actors for tests, with cut, isolate, drop and delay.
-//! - [`faults`]: the in-app fault layer (`KVSTORE_FAULTS=1`) that wraps a real transport.
+//! - [`faults`]: the in-app fault layer (`KVSTORE_FAULTS=1`): it wraps a real transport for
+//!   this node's requests and decides the fate of its answers to peers (the peer routes ask
+//!   it); its rules have one owner, switched by `/admin/faults`.
+//!
+//! Inbound, a transport hands each request from a peer to a `Recipient<`[`Deliver`]`>` (the
+//! node's Raft actor) and carries its answer back: the transport defines that message, so it
+//! never names the actor.
 //!
 //! A transport never interprets messages and never retries: Raft's own timers do that.
 
@@ -20,6 +26,32 @@ use std::fmt;
 use futures_util::future::LocalBoxFuture;
 
 use crate::raft::{Message, PeerId};
+
+/// A request from another node (RequestVote, AppendEntries or a snapshot chunk), delivered to
+/// this node's Raft actor; answered with its response.
+#[derive(Debug, Clone, actix::Message)]
+#[rtype(result = "Result<Message, DeliveryError>")]
+pub struct Deliver(pub Message);
+
+/// A delivered request could not be answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryError {
+    /// The message was not a request.
+    NotARequest,
+    /// The node stopped before the answer could be made durable.
+    Stopped,
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliveryError::NotARequest => write!(f, "not a Raft request"),
+            DeliveryError::Stopped => write!(f, "node stopped before answering"),
+        }
+    }
+}
+
+impl std::error::Error for DeliveryError {}
 
 /// Why an RPC got no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +89,4 @@ pub trait Transport {
         to: PeerId,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>>;
-
-    /// Apply these fault rules from now on (only [`faults::Faulty`] does; others ignore them).
-    fn set_faults(&mut self, _rules: faults::FaultRules) {}
 }

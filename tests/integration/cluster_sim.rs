@@ -76,7 +76,7 @@ impl Sim {
             store,
             max_pending: PENDING_LIMIT,
             log: kvstore::raft::log::RaftLog::new(),
-            storage: None,
+            storage: Box::new(kvstore::storage::MemoryLog),
             snapshots: self.snapshots.clone(),
             snapshot: None,
         };

@@ -18,17 +18,17 @@ use std::time::{Duration, Instant};
 use actix::{ActorFutureExt, AsyncContext, Context, ResponseFuture, WrapFuture};
 use tokio::sync::oneshot;
 
+use super::policy::SNAPSHOTS_KEPT;
 use super::{
-    RaftActor, RaftError, Replied, SnapshotData, SnapshotInfo, MAX_SNAPSHOT_BYTES, SNAPSHOTS_KEPT,
-    SNAPSHOT_CHUNK_BYTES,
+    RaftActor, Replied, SnapshotData, SnapshotInfo, MAX_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::fatal::Fatal;
 use crate::raft::core::{HardState, Input, Role};
 use crate::raft::rpc::{Message, SnapshotRequest, SnapshotResponse};
 use crate::raft::{LogIndex, PeerId, Term};
 use crate::storage::snapshot::{self, SnapshotMeta, SnapshotWriter};
-use crate::storage::CompactLog;
 use crate::store::{KvState, SnapshotView, TakeSnapshot};
+use crate::transport::DeliveryError;
 
 /// Where the chunks of a snapshot from the leader go: a temporary file next to the snapshots
 /// (never the whole snapshot in memory), or, for a node without a data directory, memory.
@@ -81,11 +81,11 @@ fn chunk_answer(term: Term, seq: u64, next_offset: u64) -> Message {
 }
 
 /// The answer to a request once what it depends on is durable.
-async fn settled(reply: Option<Replied>) -> Result<Message, RaftError> {
+pub(super) async fn settled(reply: Option<Replied>) -> Result<Message, DeliveryError> {
     match reply {
         Some(Replied::Now(m)) => Ok(m),
-        Some(Replied::Later(rx)) => rx.await.map_err(|_| RaftError::Stopped),
-        None => Err(RaftError::NotARequest),
+        Some(Replied::Later(rx)) => rx.await.map_err(|_| DeliveryError::Stopped),
+        None => Err(DeliveryError::NotARequest),
     }
 }
 
@@ -114,11 +114,11 @@ struct Received {
 impl RaftActor {
     /// Start taking a snapshot if the policy says one is due ([`SnapshotPolicy::due`](super::SnapshotPolicy::due)).
     pub(super) fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
-        if self.snapshotting || self.installing || self.broken.is_some() {
+        if self.snapshotting || self.installing || self.apply.broken().is_some() {
             return;
         }
         let last = self.snapshot.as_ref().map_or(0, |s| s.meta.index);
-        let since = self.applied_index.saturating_sub(last);
+        let since = self.apply.applied_index().saturating_sub(last);
         let last_len = self.snapshot.as_ref().map_or(0, |s| s.len);
         if !self.policy.due(since, self.bytes_since_snapshot, last_len) {
             return;
@@ -223,9 +223,6 @@ impl RaftActor {
     /// Remove the durable log's segments that even the previous snapshot covers (so falling
     /// back to it after damage to the newest never leaves a gap).
     fn compact_durable_log(&mut self, ctx: &mut Context<Self>) {
-        let Some(storage) = self.storage.clone() else {
-            return;
-        };
         let index = self.prev_snapshot_index;
         if index == 0 {
             return;
@@ -235,12 +232,11 @@ impl RaftActor {
             term: s.term,
             voted_for: s.voted_for,
         };
-        let fut = storage.send(CompactLog { index, hard_state });
+        let fut = self.log_store.compact(index, hard_state);
         ctx.spawn(fut.into_actor(self).map(move |res, _, _| match res {
-            Ok(Ok(0)) => {}
-            Ok(Ok(removed)) => tracing::debug!(index, removed, "log segments removed"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "cannot remove old log segments"),
-            Err(e) => tracing::warn!(error = %e, "log writer is gone"),
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(index, removed, "log segments removed"),
+            Err(e) => tracing::warn!(error = %e, "cannot remove old log segments"),
         }));
     }
 
@@ -420,11 +416,9 @@ impl RaftActor {
         &mut self,
         mut req: SnapshotRequest,
         ctx: &mut Context<Self>,
-    ) -> ResponseFuture<Result<Message, RaftError>> {
+    ) -> ResponseFuture<Result<Message, DeliveryError>> {
         let data = std::mem::take(&mut req.data);
-        let reply = self
-            .step(Input::Request(Message::SnapshotRequest(req.clone())), ctx)
-            .reply;
+        let reply = self.step(Input::Request(Message::SnapshotRequest(req.clone())), ctx);
         let following = self.core.role() == Role::Follower
             && self.core.term() == req.term
             && self.core.leader().is_some_and(|l| l.id == req.leader_id);
@@ -525,7 +519,7 @@ impl RaftActor {
         }));
         Box::pin(async move {
             settled(reply).await?;
-            rx.await.map_err(|_| RaftError::Stopped)
+            rx.await.map_err(|_| DeliveryError::Stopped)
         })
     }
 
@@ -592,7 +586,7 @@ impl RaftActor {
             term: req.last_term,
         };
         self.pending_restore = Some((received.state, req.last_term));
-        let reply = self.step(Input::InstallSnapshot(req), ctx).reply;
+        let reply = self.step(Input::InstallSnapshot(req), ctx);
         // The core took it if it asked for the restore.
         let installed = self.pending_restore.take().is_none();
         if installed {

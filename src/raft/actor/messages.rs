@@ -1,0 +1,137 @@
+//! What the `RaftActor` is asked and answers: the client messages ([`ClientWrite`],
+//! [`ClientReadIndex`]) and their [`ClientError`], [`GetStatus`] and its plain [`NodeStatus`]
+//! (its JSON shape is `api::health`'s, the HTTP mapping of errors `api::errors`'), [`Stop`],
+//! and [`RaftTiming`]. Plain types: no HTTP, no serde.
+
+use std::time::Duration;
+
+use actix::Message as ActixMessage;
+
+use crate::raft::core::LeaderInfo;
+use crate::raft::{LogIndex, NodeId, Term};
+use crate::store::{Command, CommandOutcome};
+
+/// How time maps to the core's ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    /// Wall-clock length of one tick.
+    pub tick: Duration,
+    /// Heartbeat interval, in ticks.
+    pub heartbeat_ticks: u32,
+    /// Base election timeout, in ticks (randomized over [T, 2T) per election).
+    pub election_ticks: u32,
+}
+
+impl RaftTiming {
+    /// Ticks for a heartbeat and an election timeout given in milliseconds. The tick is a fifth of
+    /// the heartbeat (at most 10 ms, at least 1 ms), so timeouts keep a fine resolution.
+    pub fn from_millis(heartbeat_ms: u64, election_ms: u64) -> Self {
+        let tick_ms = (heartbeat_ms / 5).clamp(1, 10);
+        let ticks = |ms: u64| {
+            u32::try_from(ms.div_ceil(tick_ms))
+                .unwrap_or(u32::MAX)
+                .max(1)
+        };
+        RaftTiming {
+            tick: Duration::from_millis(tick_ms),
+            heartbeat_ticks: ticks(heartbeat_ms),
+            election_ticks: ticks(election_ms).max(ticks(heartbeat_ms) + 1),
+        }
+    }
+}
+
+/// A node's view of the cluster (`/health` shows it as JSON: `api::health`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    /// `leader`, `follower` or `candidate`.
+    pub state: &'static str,
+    pub term: Term,
+    pub leader_id: Option<NodeId>,
+    /// The leader's base URL.
+    pub leader: Option<String>,
+    /// Milliseconds since the last valid AppendEntries from the current leader (0 on the leader;
+    /// null before any).
+    pub last_heartbeat_ago_ms: Option<u64>,
+    pub voted_for: Option<NodeId>,
+    /// This node's base URL.
+    pub url: String,
+    /// The other voters' base URLs.
+    pub peers: Vec<String>,
+    pub last_log_index: u64,
+    pub last_log_term: Term,
+    pub commit_index: LogIndex,
+    /// Highest index applied to the key-value map.
+    pub applied_index: LogIndex,
+    /// Index of the newest snapshot (0 if none); the log holds entries from a little before it.
+    pub snapshot_index: LogIndex,
+    /// The log's base: entries up to here are only in a snapshot.
+    pub log_start_index: LogIndex,
+    /// Why the log cannot be written right now (e.g. a full disk), if it cannot.
+    pub storage_error: Option<String>,
+}
+
+/// Why a client request could not be served by this node (`api::errors` maps it to HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientError {
+    /// This node is not the leader; `leader` is the one it knows of, if any.
+    NotLeader(Option<LeaderInfo>),
+    /// Too many requests are waiting for the Raft pipeline.
+    Overloaded,
+    /// The outcome is unknown: leadership was lost before the entry committed. The write may
+    /// or may not be applied.
+    Unknown(String),
+    /// The entry was overwritten by another leader's: the write was not applied.
+    NotApplied,
+    /// The state machine refused an entry (a bug); the node stops answering writes.
+    Internal(String),
+    /// The log cannot be written (e.g. the disk is full): writes are refused until it can.
+    Storage(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NotLeader(Some(l)) => {
+                write!(f, "not the leader (leader is {} at {})", l.id, l.url)
+            }
+            ClientError::NotLeader(None) => write!(f, "no leader known"),
+            ClientError::Overloaded => write!(
+                f,
+                "overloaded: too many requests waiting for the Raft pipeline"
+            ),
+            ClientError::Unknown(why) => write!(f, "{why}"),
+            ClientError::NotApplied => write!(
+                f,
+                "the write was not applied: leadership changed before it committed"
+            ),
+            ClientError::Internal(why) => write!(f, "{why}"),
+            ClientError::Storage(why) => write!(
+                f,
+                "storage: cannot write the log ({why}); writes are refused until it can"
+            ),
+        }
+    }
+}
+
+/// Replicate a client command; answered with its outcome once applied.
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "Result<CommandOutcome, ClientError>")]
+pub struct ClientWrite(pub Command);
+
+/// Ask for a linearizable read index (ReadIndex): answered with the log index that the state
+/// machine must have applied before the read is served.
+#[derive(Debug, Clone, Copy, ActixMessage)]
+#[rtype(result = "Result<LogIndex, ClientError>")]
+pub struct ClientReadIndex;
+
+/// Ask for the node's [`NodeStatus`].
+#[derive(Debug, Clone, Copy, ActixMessage)]
+#[rtype(result = "NodeStatus")]
+pub struct GetStatus;
+
+/// Stop the actor (a crash, in tests; shutdown otherwise). Nothing is flushed: whatever the
+/// core's outputs required was already carried out when they were produced.
+#[derive(Debug, Clone, Copy, ActixMessage)]
+#[rtype(result = "()")]
+pub struct Stop;
