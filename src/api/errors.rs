@@ -12,6 +12,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use std::fmt;
 
+use crate::raft::actor::ClientError;
+
 /// An error answered to a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
@@ -109,6 +111,21 @@ impl ErrorBody {
         Self {
             ok: false,
             message: message.into(),
+        }
+    }
+}
+
+/// What the RaftActor's refusals mean to a client: all but an internal error are 503s a client
+/// may retry (with the reason in the message).
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Overloaded => ApiError::Unavailable(e.to_string()),
+            ClientError::Unknown(why) => ApiError::Unavailable(format!("no leader: {why}")),
+            ClientError::NotApplied => ApiError::Unavailable(e.to_string()),
+            ClientError::Internal(why) => ApiError::Internal(why),
+            ClientError::Storage(_) => ApiError::Unavailable(e.to_string()),
+            ClientError::NotLeader(_) => ApiError::Unavailable(format!("no leader: {e}")),
         }
     }
 }

@@ -187,7 +187,7 @@ impl Routed<'_> {
                     self.pause(|| no_leader(secs)).await?;
                     continue;
                 }
-                Err(e) => return Err(client_error(e)),
+                Err(e) => return Err(e.into()),
             };
             match self.forward(&leader).await? {
                 Ok(res) => return Ok(Answer::Forwarded(res)),
@@ -258,17 +258,6 @@ fn write_timeout(secs: f64) -> ApiError {
         "no quorum: the write was not confirmed committed within {secs} s; \
          it may or may not have been applied"
     ))
-}
-
-fn client_error(e: ClientError) -> ApiError {
-    match e {
-        ClientError::Overloaded => ApiError::Unavailable(e.to_string()),
-        ClientError::Unknown(why) => ApiError::Unavailable(format!("no leader: {why}")),
-        ClientError::NotApplied => ApiError::Unavailable(e.to_string()),
-        ClientError::Internal(why) => ApiError::Internal(why),
-        ClientError::Storage(_) => ApiError::Unavailable(e.to_string()),
-        ClientError::NotLeader(_) => ApiError::Unavailable(format!("no leader: {e}")),
-    }
 }
 
 /// Replicate `cmd` through the leader (here or by forwarding `at`'s request).
