@@ -24,10 +24,13 @@ use tokio::sync::oneshot;
 
 mod snapshots;
 
-use super::core::{CoreConfig, HardState, Input, LeaderInfo, Output, RaftCore, Role};
+use super::core::{
+    Configuration, ConfigurationError, CoreConfig, HardState, Input, LeaderInfo, Member, Output,
+    RaftCore, Role, SnapshotHeader,
+};
 use super::log::{Entry, RaftLog};
-use super::rpc::{Message, SnapshotRequest};
-use super::{LogIndex, NodeId, PeerId, Term};
+use super::rpc::Message;
+use super::{LogIndex, NodeId, Term};
 use crate::fatal::Fatal;
 use crate::storage::snapshot::SnapshotMeta;
 use crate::storage::{LogWriter, Record, WriteBatch};
@@ -405,9 +408,9 @@ enum ApplyItem {
 /// A message that must not leave before a write is durable.
 #[derive(Debug)]
 enum Held {
-    Send(PeerId, Message),
+    Send(NodeId, Message),
     Reply(Message, oneshot::Sender<Message>),
-    Snapshot(PeerId, SnapshotRequest),
+    Snapshot(NodeId, SnapshotHeader),
 }
 
 /// The answer to a request from a peer: now, or once what it depends on is durable.
@@ -430,7 +433,8 @@ pub struct RaftSetup {
     pub id: NodeId,
     /// This node's base URL.
     pub url: String,
-    /// The other voters' base URLs; position = [`PeerId`].
+    /// The other voters' base URLs. Each is also the peer's provisional id in the core's
+    /// [`Configuration`] until nodes learn each other's `NODE_ID`s (see [`Member::by_url`]).
     pub peers: Vec<String>,
     pub timing: RaftTiming,
     /// Durable state to resume from.
@@ -452,19 +456,33 @@ pub struct RaftSetup {
     pub snapshot: Option<SnapshotInfo>,
 }
 
+impl RaftSetup {
+    /// The core's configuration: this node and its peers, all voters, peers by URL (their
+    /// provisional ids). Fails when this node's id is also a peer's URL.
+    pub fn configuration(&self) -> Result<Configuration, ConfigurationError> {
+        let me = Member::new(self.id.clone(), self.url.clone());
+        let peers = self.peers.iter().cloned().map(Member::by_url);
+        Configuration::new(std::iter::once(me).chain(peers).collect())
+    }
+}
+
 impl RaftActor {
     /// A node with `setup`, talking to its peers through `transport` (made on this thread).
+    ///
+    /// Panics if [`RaftSetup::configuration`] fails (start-up checks it first).
     pub fn new(setup: RaftSetup, transport: Box<dyn Transport>) -> Self {
+        let configuration = setup
+            .configuration()
+            .unwrap_or_else(|e| panic!("invalid cluster configuration: {e}"));
         let cfg = CoreConfig {
             id: setup.id,
             url: setup.url,
-            peers: setup.peers.len(),
             heartbeat_ticks: setup.timing.heartbeat_ticks,
             election_ticks: setup.timing.election_ticks,
             pre_vote: true,
             check_quorum: true,
         };
-        let core = RaftCore::new(cfg, setup.hard_state, setup.log, setup.seed);
+        let core = RaftCore::new(cfg, configuration, setup.hard_state, setup.log, setup.seed);
         let logged = (core.role(), core.term(), None);
         let applied_index = core.commit_index();
         let replayed_through = Some(core.log().last_index()).filter(|i| *i > applied_index);
@@ -564,11 +582,11 @@ impl RaftActor {
                         let _ = tx.send(Err(ClientError::NotLeader(leader)));
                     }
                 }
-                Output::SendSnapshot { to, req } => match self.barrier() {
-                    Some(_) if self.held.len() >= MAX_HELD => dropped.push((to, Some(req.seq))),
+                Output::SendSnapshot { to, header } => match self.barrier() {
+                    Some(_) if self.held.len() >= MAX_HELD => dropped.push((to, Some(header.seq))),
                     // Sent as soon as the term it carries is durable.
-                    Some(b) => self.held.push_back((b, Held::Snapshot(to, req))),
-                    None => self.start_snapshot_send(to, req, ctx),
+                    Some(b) => self.held.push_back((b, Held::Snapshot(to, header))),
+                    None => self.start_snapshot_send(to, header, ctx),
                 },
                 Output::RestoreSnapshot { index } => match self.pending_restore.take() {
                     Some((state, term)) if state.last_applied() == index => {
@@ -706,12 +724,22 @@ impl RaftActor {
         }
     }
 
-    fn send_rpc(&mut self, to: PeerId, msg: Message, ctx: &mut Context<Self>) {
+    /// The member `id` of the core's configuration (its URL is where RPCs go).
+    fn member(&self, id: &str) -> Option<Member> {
+        self.core.configuration().member(id).cloned()
+    }
+
+    fn send_rpc(&mut self, to: NodeId, msg: Message, ctx: &mut Context<Self>) {
         let seq = match &msg {
             Message::AppendRequest(r) => Some(r.seq),
             _ => None,
         };
-        let fut = self.transport.call(to, msg);
+        let Some(member) = self.member(&to) else {
+            // Not (or no longer) a member: as if lost.
+            self.step(Input::SendFailed { to, seq }, ctx);
+            return;
+        };
+        let fut = self.transport.call(&member, msg);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(resp) => {
                 act.step(
@@ -723,8 +751,7 @@ impl RaftActor {
                 );
             }
             Err(e) => {
-                let peer = act.peer_urls.get(to.0).map_or("?", String::as_str);
-                tracing::debug!(peer, error = %e, "raft rpc failed");
+                tracing::debug!(peer = %member.url, error = %e, "raft rpc failed");
                 act.step(Input::SendFailed { to, seq }, ctx);
             }
         }));
@@ -891,7 +918,7 @@ impl RaftActor {
             commit_index: s.commit_index,
             applied_index: self.applied_index,
             snapshot_index: self.snapshot.as_ref().map_or(0, |s| s.meta.index),
-            log_start_index: s.snapshot_index,
+            log_start_index: s.log_base,
             storage_error: self.storage_error.clone(),
         }
     }

@@ -20,7 +20,7 @@ use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Transport, TransportError};
-use crate::raft::{Message, PeerId};
+use crate::raft::{Member, Message};
 
 /// Faults on the messages from this node to one peer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -129,7 +129,7 @@ pub struct Faulty<T> {
 }
 
 impl<T: Transport> Faulty<T> {
-    /// `inner` under no faults yet; `peers` are the peer URLs by [`PeerId`].
+    /// `inner` under no faults yet; `peers` are the peer URLs (rules name peers by URL).
     pub fn new(inner: T, peers: Vec<String>, seed: u64) -> Self {
         Faulty {
             inner,
@@ -143,12 +143,13 @@ impl<T: Transport> Faulty<T> {
 impl<T: Transport> Transport for Faulty<T> {
     fn call(
         &self,
-        to: PeerId,
+        to: &Member,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
         let Some(rule) = self
             .peers
-            .get(to.0)
+            .iter()
+            .find(|p| **p == to.url)
             .and_then(|p| self.rules.for_peer(p))
             .cloned()
         else {

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Transport, TransportError};
 use crate::raft::rpc::{AppendResponse, SnapshotResponse, VoteResponse};
-use crate::raft::{Message, PeerId};
+use crate::raft::{Member, Message};
 use crate::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
 
 /// Largest RPC answer accepted. A peer answers a vote, an AppendEntries or a snapshot chunk
@@ -156,11 +156,13 @@ pub fn unix_ms() -> u64 {
 impl Transport for HttpTransport {
     fn call(
         &self,
-        to: PeerId,
+        to: &Member,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
-        let Some(base) = self.peers.get(to.0) else {
-            return ready(Err(TransportError::Protocol(format!("no peer {}", to.0)))).boxed_local();
+        // Only to the configured peers' URLs.
+        let Some(base) = self.peers.iter().find(|p| **p == to.url) else {
+            let why = format!("no peer at {}", to.url);
+            return ready(Err(TransportError::Protocol(why))).boxed_local();
         };
         if let Message::SnapshotRequest(mut r) = msg {
             let data = std::mem::take(&mut r.data);

@@ -19,7 +19,7 @@ use std::fmt;
 
 use futures_util::future::LocalBoxFuture;
 
-use crate::raft::{Message, PeerId};
+use crate::raft::{Member, Message};
 
 /// Why an RPC got no response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +51,11 @@ impl std::error::Error for TransportError {}
 
 /// Sends requests to peers.
 pub trait Transport {
-    /// Send request `msg` to peer `to`; resolves to its response.
+    /// Send request `msg` to peer `to` (its id and URL, from the Raft configuration);
+    /// resolves to its response.
     fn call(
         &self,
-        to: PeerId,
+        to: &Member,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>>;
 
