@@ -1,6 +1,7 @@
 //! Raft consensus: the pure core, its wire types and log, and the actor that drives it.
 //!
-//! - [`core`]: [`RaftCore`], the state machine (roles, terms, votes, timers in ticks). Pure.
+//! - [`core`]: [`RaftCore`], the state machine (roles, terms, votes, timers in ticks, the
+//!   [`Configuration`] of voters it counts quorums over). Pure.
 //! - [`rpc`]: the messages nodes exchange (JSON over `POST /raft/*`).
 //! - [`log`]: the in-memory log of entries.
 //! - [`actor`]: [`RaftActor`], which owns a core, ticks it with `run_interval`, carries out its

@@ -49,8 +49,9 @@ pub const FROM_HEADER: &str = "x-kvstore-from";
 pub const CLUSTER_HEADER: &str = "x-kvstore-cluster";
 
 impl HttpTransport {
-    /// A transport to `peers` (base URLs, index = [`PeerId`]); every call times out after
-    /// `timeout`; every call carries `cluster`. Must be made on the thread that will use it.
+    /// A transport to `peers` (their base URLs; nothing else is called); every call times
+    /// out after `timeout`; every call carries `cluster`. Must be made on the thread that will
+    /// use it.
     pub fn new(me: String, peers: Vec<String>, timeout: Duration, cluster: String) -> Self {
         Self::with_tls(me, peers, timeout, cluster, None)
     }

@@ -1,4 +1,5 @@
-//! Thesis §6.2 check-quorum: a leader without a majority steps down; a leader's lease ignores votes.
+//! Thesis §6.2 check-quorum: a leader without a majority steps down; while a leader is heard,
+//! votes are ignored.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Thesis §6.4 ReadIndex: reads wait for a quorum's answer sent after them; leadership lost fails them.
+//! Thesis §6.4 ReadIndex: reads wait for a quorum's answer sent after them; losing leadership
+//! fails them.
 
 use super::*;
 
