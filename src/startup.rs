@@ -50,6 +50,9 @@ pub enum StartError {
     Tls(TlsError),
     /// The client tokens file cannot be read or used.
     ClientTokens { path: PathBuf, reason: String },
+    /// This node and its peers do not make a Raft configuration (e.g. NODE_ID is also a peer's
+    /// URL, which stands in for that peer's id).
+    Cluster(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -70,6 +73,11 @@ impl std::fmt::Display for StartError {
             StartError::ClientTokens { path, reason } => {
                 write!(f, "client tokens file {}: {reason}", path.display())
             }
+            StartError::Cluster(why) => write!(
+                f,
+                "NODE_ID and PEERS: {why} (a peer's URL stands in for its id: use a NODE_ID that \
+                 is not a peer's URL)"
+            ),
         }
     }
 }
@@ -433,6 +441,9 @@ pub fn start_actors_with(
         snapshots: resumed.snapshots,
         snapshot: resumed.snapshot,
     };
+    if let Err(e) = setup.configuration() {
+        return Err(StartError::Cluster(e.to_string()));
+    }
     let (peers, rpc_timeout, faults) =
         (config.peers.clone(), config.raft.rpc_timeout, config.faults);
     let cluster_id = resumed.cluster_id.clone();

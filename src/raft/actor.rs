@@ -35,10 +35,13 @@ mod snapshots;
 
 use self::apply::{ApplyItem, ApplyPump};
 use self::barrier::{Admit, Batch, WriteBarrier};
-use super::core::{CoreConfig, HardState, Input, Output, RaftCore, Role};
+use super::core::{
+    Configuration, ConfigurationError, CoreConfig, HardState, Input, Member, Output, RaftCore,
+    Role, SnapshotHeader,
+};
 use super::log::{Entry, EntryPayload, RaftLog};
-use super::rpc::{Message, SnapshotRequest};
-use super::{LogIndex, NodeId, PeerId, Term};
+use super::rpc::Message;
+use super::{LogIndex, NodeId, Term};
 use crate::fatal::Fatal;
 use crate::storage::{LogStore, Record, WriteFailed};
 use crate::store::actor::Summary;
@@ -123,9 +126,9 @@ struct Incoming {
 /// A message that must not leave before a write is durable.
 #[derive(Debug)]
 enum Held {
-    Send(PeerId, Message),
+    Send(NodeId, Message),
     Reply(Message, oneshot::Sender<Message>),
-    Snapshot(PeerId, SnapshotRequest),
+    Snapshot(NodeId, SnapshotHeader),
 }
 
 /// The answer to a request from a peer: now, or once what it depends on is durable.
@@ -148,7 +151,8 @@ pub struct RaftSetup {
     pub id: NodeId,
     /// This node's base URL.
     pub url: String,
-    /// The other voters' base URLs; position = [`PeerId`].
+    /// The other voters' base URLs. Each is also the peer's provisional id in the core's
+    /// [`Configuration`] until nodes learn each other's `NODE_ID`s (see [`Member::by_url`]).
     pub peers: Vec<String>,
     pub timing: RaftTiming,
     /// Durable state to resume from.
@@ -171,19 +175,33 @@ pub struct RaftSetup {
     pub snapshot: Option<SnapshotInfo>,
 }
 
+impl RaftSetup {
+    /// The core's configuration: this node and its peers, all voters, peers by URL (their
+    /// provisional ids). Fails when this node's id is also a peer's URL.
+    pub fn configuration(&self) -> Result<Configuration, ConfigurationError> {
+        let me = Member::new(self.id.clone(), self.url.clone());
+        let peers = self.peers.iter().cloned().map(Member::by_url);
+        Configuration::new(std::iter::once(me).chain(peers).collect())
+    }
+}
+
 impl RaftActor {
     /// A node with `setup`, talking to its peers through `transport` (made on this thread).
+    ///
+    /// Panics if [`RaftSetup::configuration`] fails (start-up checks it first).
     pub fn new(setup: RaftSetup, transport: Box<dyn Transport>) -> Self {
+        let configuration = setup
+            .configuration()
+            .unwrap_or_else(|e| panic!("invalid cluster configuration: {e}"));
         let cfg = CoreConfig {
             id: setup.id,
             url: setup.url,
-            peers: setup.peers.len(),
             heartbeat_ticks: setup.timing.heartbeat_ticks,
             election_ticks: setup.timing.election_ticks,
             pre_vote: true,
             check_quorum: true,
         };
-        let core = RaftCore::new(cfg, setup.hard_state, setup.log, setup.seed);
+        let core = RaftCore::new(cfg, configuration, setup.hard_state, setup.log, setup.seed);
         let logged = (core.role(), core.term(), None);
         let applied_index = core.commit_index();
         let replayed_through = Some(core.log().last_index()).filter(|i| *i > applied_index);
@@ -230,8 +248,8 @@ impl RaftActor {
                 }
                 Output::Send { to, msg } => self.offer(Held::Send(to, msg), &mut dropped, ctx),
                 // Sent as soon as the term it carries is durable.
-                Output::SendSnapshot { to, req } => {
-                    self.offer(Held::Snapshot(to, req), &mut dropped, ctx)
+                Output::SendSnapshot { to, header } => {
+                    self.offer(Held::Snapshot(to, header), &mut dropped, ctx)
                 }
                 Output::Reply(msg) => {
                     let (tx, rx) = oneshot::channel();
@@ -296,14 +314,14 @@ impl RaftActor {
     fn offer(
         &mut self,
         msg: Held,
-        dropped: &mut Vec<(PeerId, Option<u64>)>,
+        dropped: &mut Vec<(NodeId, Option<u64>)>,
         ctx: &mut Context<Self>,
     ) {
         match self.barrier.admit(msg, true) {
             Admit::Now(msg) => self.carry(msg, ctx),
             Admit::Held => {}
             Admit::Refused(Held::Send(to, msg)) => dropped.push((to, seq_of(&msg))),
-            Admit::Refused(Held::Snapshot(to, req)) => dropped.push((to, Some(req.seq))),
+            Admit::Refused(Held::Snapshot(to, header)) => dropped.push((to, Some(header.seq))),
             Admit::Refused(Held::Reply(..)) => {}
         }
     }
@@ -315,7 +333,7 @@ impl RaftActor {
             Held::Reply(msg, tx) => {
                 let _ = tx.send(msg);
             }
-            Held::Snapshot(to, req) => self.start_snapshot_send(to, req, ctx),
+            Held::Snapshot(to, header) => self.start_snapshot_send(to, header, ctx),
         }
     }
 
@@ -396,9 +414,19 @@ impl RaftActor {
         }
     }
 
-    fn send_rpc(&mut self, to: PeerId, msg: Message, ctx: &mut Context<Self>) {
+    /// The member `id` of the core's configuration (its URL is where RPCs go).
+    fn member(&self, id: &str) -> Option<Member> {
+        self.core.configuration().member(id).cloned()
+    }
+
+    fn send_rpc(&mut self, to: NodeId, msg: Message, ctx: &mut Context<Self>) {
         let seq = seq_of(&msg);
-        let fut = self.transport.call(to, msg);
+        let Some(member) = self.member(&to) else {
+            // Not (or no longer) a member: as if lost.
+            self.step(Input::SendFailed { to, seq }, ctx);
+            return;
+        };
+        let fut = self.transport.call(&member, msg);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(resp) => {
                 act.step(
@@ -410,8 +438,7 @@ impl RaftActor {
                 );
             }
             Err(e) => {
-                let peer = act.peer_urls.get(to.0).map_or("?", String::as_str);
-                tracing::debug!(peer, error = %e, "raft rpc failed");
+                tracing::debug!(peer = %member.url, error = %e, "raft rpc failed");
                 act.step(Input::SendFailed { to, seq }, ctx);
             }
         }));
@@ -574,7 +601,7 @@ impl RaftActor {
             commit_index: s.commit_index,
             applied_index: self.apply.applied_index(),
             snapshot_index: self.snapshot.as_ref().map_or(0, |s| s.meta.index),
-            log_start_index: s.snapshot_index,
+            log_start_index: s.log_base,
             storage_error: self.storage_error.clone(),
         }
     }

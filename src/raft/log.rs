@@ -61,11 +61,6 @@ impl RaftLog {
         Self::default()
     }
 
-    /// A log of recovered entries, which must be consecutive from index 1.
-    pub fn from_entries(entries: Vec<Entry>) -> Result<Self, String> {
-        Self::with_base(0, 0, entries)
-    }
-
     /// A log whose prefix up to (`base_index`, `base_term`) is held by a snapshot, followed by
     /// recovered `entries`, which must be consecutive from `base_index + 1`.
     pub fn with_base(

@@ -1,6 +1,7 @@
 //! Raft consensus: the pure core, its wire types and log, and the actor that drives it.
 //!
-//! - [`core`]: [`RaftCore`], the state machine (roles, terms, votes, timers in ticks). Pure.
+//! - [`core`]: [`RaftCore`], the state machine (roles, terms, votes, timers in ticks, the
+//!   [`Configuration`] of voters it counts quorums over). Pure.
 //! - [`rpc`]: the messages nodes exchange (JSON over `POST /raft/*`).
 //! - [`log`]: the in-memory log of entries.
 //! - [`actor`]: [`actor::RaftActor`], which owns a core, ticks it with `run_interval`, carries out its
@@ -14,16 +15,15 @@ pub mod core;
 pub mod log;
 pub mod rpc;
 
-pub use self::core::{CoreConfig, HardState, Input, LeaderInfo, Output, RaftCore, Role, Status};
+pub use self::core::{
+    Configuration, CoreConfig, HardState, Input, LeaderInfo, Member, Output, RaftCore, Role, Status,
+};
 pub use self::rpc::Message;
 
 /// A Raft term.
 pub type Term = u64;
 /// A position in the log (1-based; 0 means "before the first entry").
 pub type LogIndex = u64;
-/// A node's id (`NODE_ID`), unique in the cluster.
+/// A node's id (`NODE_ID`), unique in the cluster. A peer known only by its URL (from
+/// `PEERS`) has its URL as its provisional id (see [`Configuration`]).
 pub type NodeId = String;
-
-/// A peer, by its position in this node's configured peer list (`PEERS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(pub usize);

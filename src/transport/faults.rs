@@ -30,7 +30,7 @@ use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Transport, TransportError};
-use crate::raft::{Message, PeerId};
+use crate::raft::{Member, Message};
 
 /// Faults on the messages from this node to one peer.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -226,7 +226,7 @@ impl FaultSwitch {
 
     /// Wrap `inner` in the fault layer and start the [`FaultsActor`] here. Call on the thread
     /// that will use the transport (inside a running actix arbiter), as both share [`Faults`].
-    /// `peers` are the peer URLs by [`PeerId`]; `seed` drives the dice.
+    /// `peers` are the peer URLs (rules name peers by URL); `seed` drives the dice.
     pub fn install<T: Transport>(self, inner: T, peers: Vec<String>, seed: u64) -> Faulty<T> {
         let faults = Rc::new(RefCell::new(Faults {
             rules: FaultRules::default(),
@@ -254,13 +254,14 @@ pub struct Faulty<T> {
 impl<T: Transport> Transport for Faulty<T> {
     fn call(
         &self,
-        to: PeerId,
+        to: &Member,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
         let faults = self.faults.borrow();
         let Some(rule) = self
             .peers
-            .get(to.0)
+            .iter()
+            .find(|p| **p == to.url)
             .and_then(|p| faults.rules.for_peer(p))
             .cloned()
         else {
@@ -334,7 +335,7 @@ mod tests {
     impl Transport for Echo {
         fn call(
             &self,
-            _: PeerId,
+            _: &Member,
             msg: Message,
         ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
             self.0.set(self.0.get() + 1);
@@ -357,15 +358,27 @@ mod tests {
                 pre_vote: false,
             })
         };
-        assert!(faulty.call(PeerId(1), msg()).await.is_ok(), "no rules yet");
+        assert!(
+            faulty
+                .call(&Member::by_url("http://b:2"), msg())
+                .await
+                .is_ok(),
+            "no rules yet"
+        );
         assert_eq!(addr.send(GetFaults).await.unwrap(), FaultRules::default());
         let rules: FaultRules =
             serde_json::from_str(r#"{"rules":[{"peer":"http://b:2","cut":true}]}"#).unwrap();
         addr.send(SetFaults(rules.clone())).await.unwrap();
         assert_eq!(addr.send(GetFaults).await.unwrap(), rules);
         // Requests to b fail without reaching it; to a they go through.
-        assert!(faulty.call(PeerId(1), msg()).await.is_err());
-        assert!(faulty.call(PeerId(0), msg()).await.is_ok());
+        assert!(faulty
+            .call(&Member::by_url("http://b:2"), msg())
+            .await
+            .is_err());
+        assert!(faulty
+            .call(&Member::by_url("http://a:1"), msg())
+            .await
+            .is_ok());
         assert_eq!(calls.get(), 2);
         // Answers to b are lost; to a, and to an unnamed sender, untouched.
         let fate = |from: Option<&str>| AnswerFate {

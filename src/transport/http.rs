@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Transport, TransportError};
 use crate::raft::rpc::{AppendResponse, SnapshotResponse, VoteResponse};
-use crate::raft::{Message, PeerId};
+use crate::raft::{Member, Message};
 use crate::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
 
 /// Largest RPC answer accepted. A peer answers a vote, an AppendEntries or a snapshot chunk
@@ -49,8 +49,9 @@ pub const FROM_HEADER: &str = "x-kvstore-from";
 pub const CLUSTER_HEADER: &str = "x-kvstore-cluster";
 
 impl HttpTransport {
-    /// A transport to `peers` (base URLs, index = [`PeerId`]); every call times out after
-    /// `timeout`; every call carries `cluster`. Must be made on the thread that will use it.
+    /// A transport to `peers` (their base URLs; nothing else is called); every call times
+    /// out after `timeout`; every call carries `cluster`. Must be made on the thread that will
+    /// use it.
     pub fn new(me: String, peers: Vec<String>, timeout: Duration, cluster: String) -> Self {
         Self::with_tls(me, peers, timeout, cluster, None)
     }
@@ -156,11 +157,13 @@ pub fn unix_ms() -> u64 {
 impl Transport for HttpTransport {
     fn call(
         &self,
-        to: PeerId,
+        to: &Member,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
-        let Some(base) = self.peers.get(to.0) else {
-            return ready(Err(TransportError::Protocol(format!("no peer {}", to.0)))).boxed_local();
+        // Only to the configured peers' URLs.
+        let Some(base) = self.peers.iter().find(|p| **p == to.url) else {
+            let why = format!("no peer at {}", to.url);
+            return ready(Err(TransportError::Protocol(why))).boxed_local();
         };
         if let Message::SnapshotRequest(mut r) = msg {
             let data = std::mem::take(&mut r.data);

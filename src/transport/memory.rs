@@ -14,7 +14,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use super::{Deliver, Transport, TransportError};
-use crate::raft::{Message, PeerId};
+use crate::raft::{Member, Message};
 
 /// Routes requests between registered nodes (by global index) under the current fault rules.
 pub struct Network {
@@ -183,16 +183,16 @@ impl Handler<Route> for Network {
     }
 }
 
-/// One node's transport on a [`Network`]: peer `k` is the `k`-th entry of `peers`.
+/// One node's transport on a [`Network`]: a peer is found by its URL in `peers`.
 pub struct MemoryTransport {
     network: Addr<Network>,
     me: usize,
-    peers: Vec<usize>,
+    peers: Vec<(String, usize)>,
 }
 
 impl MemoryTransport {
-    /// Node `me` of the network, whose peers (in [`PeerId`] order) are `peers`.
-    pub fn new(network: Addr<Network>, me: usize, peers: Vec<usize>) -> Self {
+    /// Node `me` of the network, whose peers are `peers`: (URL, node of the network).
+    pub fn new(network: Addr<Network>, me: usize, peers: Vec<(String, usize)>) -> Self {
         Self { network, me, peers }
     }
 }
@@ -200,12 +200,16 @@ impl MemoryTransport {
 impl Transport for MemoryTransport {
     fn call(
         &self,
-        to: PeerId,
+        to: &Member,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
         let network = self.network.clone();
         let from = self.me;
-        let to = self.peers.get(to.0).copied();
+        let to = self
+            .peers
+            .iter()
+            .find(|(url, _)| *url == to.url)
+            .map(|p| p.1);
         async move {
             let to = to.ok_or_else(|| TransportError::Protocol("no such peer".into()))?;
             network

@@ -25,7 +25,7 @@ use std::fmt;
 
 use futures_util::future::LocalBoxFuture;
 
-use crate::raft::{Message, PeerId};
+use crate::raft::{Member, Message};
 
 /// A request from another node (RequestVote, AppendEntries or a snapshot chunk), delivered to
 /// this node's Raft actor; answered with its response.
@@ -83,10 +83,11 @@ impl std::error::Error for TransportError {}
 
 /// Sends requests to peers.
 pub trait Transport {
-    /// Send request `msg` to peer `to`; resolves to its response.
+    /// Send request `msg` to peer `to` (its id and URL, from the Raft configuration);
+    /// resolves to its response.
     fn call(
         &self,
-        to: PeerId,
+        to: &Member,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>>;
 }

@@ -63,7 +63,8 @@ impl Sim {
 
     async fn start_node(&mut self, i: usize, hard_state: HardState) {
         let peers: Vec<usize> = (0..self.n).filter(|j| *j != i).collect();
-        let transport = MemoryTransport::new(self.net.clone(), i, peers.clone());
+        let routes = peers.iter().map(|j| (format!("mem://n{j}"), *j)).collect();
+        let transport = MemoryTransport::new(self.net.clone(), i, routes);
         let store = StoreActor::new().start();
         self.stores[i] = Some(store.clone());
         let setup = RaftSetup {

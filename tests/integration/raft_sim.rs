@@ -10,10 +10,12 @@
 
 use std::collections::HashMap;
 
-use kvstore::raft::core::{CoreConfig, HardState, Input, Output, RaftCore, Role};
+use kvstore::raft::core::{
+    Configuration, CoreConfig, HardState, Input, Member, Output, RaftCore, Role,
+};
 use kvstore::raft::log::{EntryPayload, RaftLog};
 use kvstore::raft::rpc::SnapshotRequest;
-use kvstore::raft::{LogIndex, Message, PeerId, Term};
+use kvstore::raft::{LogIndex, Message, NodeId, Term};
 use kvstore::store::Command;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -85,16 +87,25 @@ struct Snapshot {
     applied: Applied,
 }
 
-fn peer_to_node(from: usize, p: PeerId) -> usize {
-    if p.0 >= from {
-        p.0 + 1
-    } else {
-        p.0
-    }
+/// Node `n{i}` is node `i` of the simulation.
+fn peer_to_node(_from: usize, p: NodeId) -> usize {
+    p.strip_prefix('n')
+        .and_then(|i| i.parse().ok())
+        .expect("a simulated node's id")
 }
 
-fn node_to_peer(of: usize, node: usize) -> PeerId {
-    PeerId(if node > of { node - 1 } else { node })
+fn node_to_peer(_of: usize, node: usize) -> NodeId {
+    format!("n{node}")
+}
+
+/// All `n` nodes, as voters.
+fn configuration(n: usize) -> Configuration {
+    Configuration::new(
+        (0..n)
+            .map(|i| Member::new(format!("n{i}"), format!("sim://n{i}")))
+            .collect(),
+    )
+    .expect("distinct ids")
 }
 
 impl Sim {
@@ -103,7 +114,6 @@ impl Sim {
             .map(|i| CoreConfig {
                 id: format!("n{i}"),
                 url: format!("sim://n{i}"),
-                peers: n - 1,
                 heartbeat_ticks: 2,
                 election_ticks: 12,
                 pre_vote: seed % 4 != 3,
@@ -114,6 +124,7 @@ impl Sim {
             .map(|i| {
                 Some(RaftCore::new(
                     cfgs[i].clone(),
+                    configuration(n),
                     HardState::default(),
                     RaftLog::new(),
                     seed * 131 + i as u64,
@@ -197,12 +208,11 @@ impl Sim {
                     let dst = reply_to.expect("a reply answers a request");
                     self.send(i, dst, Wire::Response(msg));
                 }
-                Output::SendSnapshot { to, mut req } => {
+                Output::SendSnapshot { to, header } => {
                     let snap = self.snapshots[i].clone().unwrap_or_else(|| {
                         panic!("seed {}: node {i} has no snapshot to send", self.seed)
                     });
-                    req.index = snap.index;
-                    req.last_term = snap.term;
+                    let mut req = header.request(snap.index, snap.term);
                     req.done = true;
                     req.data = serde_json::to_vec(&snap.applied).expect("encodes");
                     let dst = peer_to_node(i, to);
@@ -302,7 +312,7 @@ impl Sim {
             term: req.last_term,
             applied,
         });
-        self.step(i, Input::InstallSnapshot(req), Some(from));
+        self.step(i, Input::InstallSnapshot((&req).into()), Some(from));
         self.pending_restore = None;
     }
 
@@ -406,6 +416,7 @@ impl Sim {
         self.snapshots[i] = self.durable_snapshots[i].clone();
         self.cores[i] = Some(RaftCore::new(
             self.cfgs[i].clone(),
+            configuration(self.n),
             hs,
             log,
             self.seed * 7919 + self.now,
@@ -548,7 +559,7 @@ fn run(n: usize, seed: u64) -> (usize, usize, usize) {
                 st.term,
                 st.commit_index,
                 st.last_log_index,
-                c.debug_progress()
+                c.describe_progress()
             );
         }
         println!(

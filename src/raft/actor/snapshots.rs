@@ -23,9 +23,9 @@ use super::{
     RaftActor, Replied, SnapshotData, SnapshotInfo, MAX_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::fatal::Fatal;
-use crate::raft::core::{HardState, Input, Role};
+use crate::raft::core::{HardState, Input, Member, Role, SnapshotHeader};
 use crate::raft::rpc::{Message, SnapshotRequest, SnapshotResponse};
-use crate::raft::{LogIndex, PeerId, Term};
+use crate::raft::{LogIndex, NodeId, Term};
 use crate::storage::snapshot::{self, SnapshotMeta, SnapshotWriter};
 use crate::store::{KvState, SnapshotView, TakeSnapshot};
 use crate::transport::DeliveryError;
@@ -97,7 +97,7 @@ enum Source {
 
 /// One snapshot being streamed to one follower.
 struct Transfer {
-    to: PeerId,
+    to: Member,
     /// The header every chunk carries (term, leader, snapshot position, seq).
     req: SnapshotRequest,
     len: u64,
@@ -246,29 +246,24 @@ impl RaftActor {
     /// the whole transfer, so pruning old snapshots meanwhile does not cut it short.
     pub(super) fn start_snapshot_send(
         &mut self,
-        to: PeerId,
-        req: SnapshotRequest,
+        to: NodeId,
+        header: SnapshotHeader,
         ctx: &mut Context<Self>,
     ) {
-        let Some(info) = self.snapshot.clone() else {
-            tracing::error!("a follower needs a snapshot, but this node holds none");
-            self.step(
-                Input::SendFailed {
-                    to,
-                    seq: Some(req.seq),
-                },
-                ctx,
-            );
+        let seq = Some(header.seq);
+        let Some(to) = self.core.configuration().member(&to).cloned() else {
+            self.step(Input::SendFailed { to, seq }, ctx);
             return;
         };
-        let req = SnapshotRequest {
-            index: info.meta.index,
-            last_term: info.meta.term,
-            ..req
+        let Some(info) = self.snapshot.clone() else {
+            tracing::error!("a follower needs a snapshot, but this node holds none");
+            self.step(Input::SendFailed { to: to.id, seq }, ctx);
+            return;
         };
+        let req = header.request(info.meta.index, info.meta.term);
         // Retried every election timeout while the follower is unreachable: debug level.
         tracing::debug!(
-            peer = self.peer_urls.get(to.0).map_or("?", String::as_str),
+            peer = %to.url,
             index = info.meta.index,
             bytes = info.len,
             "sending a snapshot to a follower that is behind the log's start"
@@ -304,7 +299,7 @@ impl RaftActor {
                     };
                     tracing::warn!(error = %why, "cannot open the snapshot to send");
                     let seq = Some(req.seq);
-                    act.step(Input::SendFailed { to, seq }, ctx);
+                    act.step(Input::SendFailed { to: to.id, seq }, ctx);
                 }));
             }
         }
@@ -324,7 +319,13 @@ impl RaftActor {
         if sent > 2 * chunks + 8 {
             // The follower keeps asking to start over: give up for now, try again later.
             let seq = Some(t.req.seq);
-            self.step(Input::SendFailed { to: t.to, seq }, ctx);
+            self.step(
+                Input::SendFailed {
+                    to: t.to.id.clone(),
+                    seq,
+                },
+                ctx,
+            );
             return;
         }
         match &t.source {
@@ -352,7 +353,13 @@ impl RaftActor {
                     };
                     tracing::warn!(error = %why, "cannot read the snapshot to send");
                     let seq = Some(t.req.seq);
-                    act.step(Input::SendFailed { to: t.to, seq }, ctx);
+                    act.step(
+                        Input::SendFailed {
+                            to: t.to.id.clone(),
+                            seq,
+                        },
+                        ctx,
+                    );
                 }));
             }
         }
@@ -373,15 +380,15 @@ impl RaftActor {
             data,
             ..t.req.clone()
         };
-        let fut = self.transport.call(t.to, Message::SnapshotRequest(chunk));
+        let fut = self.transport.call(&t.to, Message::SnapshotRequest(chunk));
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            let (to, seq) = (t.to, Some(t.req.seq));
+            let (to, seq) = (t.to.id.clone(), Some(t.req.seq));
             match res {
                 Ok(Message::SnapshotResponse(resp)) => {
                     if resp.term != t.req.term || resp.match_index.is_some() {
                         if resp.match_index.is_some() {
                             tracing::info!(
-                                peer = act.peer_urls.get(to.0).map_or("?", String::as_str),
+                                peer = %t.to.url,
                                 index = t.req.index,
                                 "follower caught up through the snapshot"
                             );
@@ -586,7 +593,7 @@ impl RaftActor {
             term: req.last_term,
         };
         self.pending_restore = Some((received.state, req.last_term));
-        let reply = self.step(Input::InstallSnapshot(req), ctx);
+        let reply = self.step(Input::InstallSnapshot((&req).into()), ctx);
         // The core took it if it asked for the restore.
         let installed = self.pending_restore.take().is_none();
         if installed {

@@ -1,0 +1,264 @@
+//! Time and leadership: ticks, election timeouts, pre-vote (thesis §9.6), RequestVote sent and
+//! answered (§5.2, §5.4.1), check-quorum (thesis §6.2) and the role changes.
+//!
+//! A vote is durable ([`Output::SaveHardState`]) before it is granted or asked for; a node that
+//! heard from a live leader within an election timeout (check-quorum on) refuses to help
+//! depose it. Votes are counted by the [`Configuration`](super::Configuration)'s voters only.
+
+use rand::Rng;
+
+use super::configuration::VoteResult;
+use super::io::{LeaderInfo, Output, Role};
+use super::progress::Progress;
+use super::RaftCore;
+use crate::raft::log::EntryPayload;
+use crate::raft::rpc::{Message, VoteRequest, VoteResponse};
+use crate::raft::{NodeId, Term};
+
+impl RaftCore {
+    pub(super) fn reset_randomized_timeout(&mut self) {
+        let t = self.cfg.election_ticks;
+        self.randomized_timeout = self.rng.gen_range(t..2 * t);
+    }
+
+    /// Has this node heard from a live leader within the (base) election timeout?
+    fn in_lease(&self) -> bool {
+        self.cfg.check_quorum
+            && self.leader.is_some()
+            && self.election_elapsed < self.cfg.election_ticks
+    }
+
+    // ---- time -------------------------------------------------------------------------------
+
+    pub(super) fn tick(&mut self) {
+        self.election_elapsed = self.election_elapsed.saturating_add(1);
+        if self.role == Role::Leader {
+            self.heartbeat_elapsed += 1;
+            for pr in self.progress.values_mut() {
+                pr.snapshot_backoff = pr.snapshot_backoff.saturating_sub(1);
+            }
+            if self.election_elapsed >= self.cfg.election_ticks {
+                self.election_elapsed = 0;
+                if self.cfg.check_quorum {
+                    let (me, progress) = (&self.cfg.id, &self.progress);
+                    let active =
+                        |id: &str| id == me || progress.get(id).is_some_and(|p| p.recent_active);
+                    if !self.configuration.has_quorum(active) {
+                        // Lost contact with a majority: stop claiming leadership (§6.2).
+                        let term = self.term;
+                        self.become_follower(term, None);
+                        return;
+                    }
+                    for pr in self.progress.values_mut() {
+                        pr.recent_active = false;
+                    }
+                }
+            }
+            if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
+                self.heartbeat_elapsed = 0;
+                self.broadcast(true);
+            }
+        } else if self.election_elapsed >= self.randomized_timeout {
+            self.campaign();
+        }
+    }
+
+    // ---- role changes -----------------------------------------------------------------------
+
+    pub(super) fn become_follower(&mut self, term: Term, leader: Option<LeaderInfo>) {
+        if term > self.term {
+            self.term = term;
+            self.voted_for = None;
+            self.save_hard_state();
+        }
+        if self.role == Role::Leader {
+            self.fail_reads(leader.clone());
+            self.progress.clear();
+        }
+        self.role = Role::Follower;
+        self.leader = leader;
+        self.election_elapsed = 0;
+        self.reset_randomized_timeout();
+    }
+
+    /// Start a pre-vote (if enabled) or an election. A node that is not a voter of its
+    /// configuration never does.
+    pub(super) fn campaign(&mut self) {
+        if !self.configuration.is_voter(&self.cfg.id) {
+            self.election_elapsed = 0;
+            return;
+        }
+        if self.cfg.pre_vote {
+            self.become_pre_candidate();
+        } else {
+            self.become_candidate();
+        }
+    }
+
+    /// A new (pre-)election round: no leader, a fresh timeout, and only this node's own vote.
+    fn start_round(&mut self) {
+        self.leader = None;
+        self.election_elapsed = 0;
+        self.reset_randomized_timeout();
+        self.votes.clear();
+        self.votes.insert(self.cfg.id.clone(), true);
+    }
+
+    fn become_pre_candidate(&mut self) {
+        self.role = Role::PreCandidate;
+        self.start_round();
+        if self.configuration.vote_result(&self.votes) == VoteResult::Won {
+            self.become_candidate();
+            return;
+        }
+        self.request_votes(true);
+    }
+
+    fn become_candidate(&mut self) {
+        self.role = Role::Candidate;
+        self.start_round();
+        self.term = self.term.saturating_add(1);
+        self.voted_for = Some(self.cfg.id.clone());
+        self.save_hard_state();
+        if self.configuration.vote_result(&self.votes) == VoteResult::Won {
+            self.become_leader();
+            return;
+        }
+        self.request_votes(false);
+    }
+
+    fn request_votes(&mut self, pre_vote: bool) {
+        let req = VoteRequest {
+            term: if pre_vote {
+                self.term.saturating_add(1)
+            } else {
+                self.term
+            },
+            candidate_id: self.cfg.id.clone(),
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            pre_vote,
+        };
+        for to in self.configuration.voters() {
+            if to.id != self.cfg.id {
+                self.out.push(Output::Send {
+                    to: to.id.clone(),
+                    msg: Message::VoteRequest(req.clone()),
+                });
+            }
+        }
+    }
+
+    fn become_leader(&mut self) {
+        self.role = Role::Leader;
+        self.leader = Some(LeaderInfo {
+            id: self.cfg.id.clone(),
+            url: self.cfg.url.clone(),
+        });
+        self.election_elapsed = 0;
+        self.heartbeat_elapsed = 0;
+        self.pending_reads.clear();
+        self.read_round = None;
+        // The no-op of this term: committing it commits everything before it (§5.4.2) and
+        // proves which entries are committed before serving reads (§8).
+        let index = self.log.append(self.term, EntryPayload::Noop);
+        self.persist_from(index);
+        let last = self.log.last_index();
+        self.progress = self
+            .peers
+            .iter()
+            .map(|id| (id.clone(), Progress::new(last - 1)))
+            .collect();
+        self.maybe_commit();
+        self.broadcast(false);
+    }
+
+    // ---- votes ------------------------------------------------------------------------------
+
+    fn reply_vote(&mut self, term: Term, granted: bool, pre_vote: bool) {
+        self.out
+            .push(Output::Reply(Message::VoteResponse(VoteResponse {
+                term,
+                granted,
+                pre_vote,
+            })));
+    }
+
+    pub(super) fn on_vote_request(&mut self, req: VoteRequest) {
+        if req.candidate_id == self.cfg.id {
+            // Another node uses our id: a configuration error. Never vote for it.
+            let term = self.term;
+            self.reply_vote(term, false, req.pre_vote);
+            return;
+        }
+        if req.term > self.term && self.in_lease() {
+            // A leader is alive as far as we know: do not let this candidate disrupt it.
+            let term = self.term;
+            self.reply_vote(term, false, req.pre_vote);
+            return;
+        }
+        let log_ok = self
+            .log
+            .is_up_to_date(req.last_log_index, req.last_log_term);
+        if req.pre_vote {
+            // A pre-vote changes nothing here; grant if a real election could be won.
+            let granted = req.term > self.term && log_ok;
+            let term = if granted { req.term } else { self.term };
+            self.reply_vote(term, granted, true);
+            return;
+        }
+        if req.term > self.term {
+            self.become_follower(req.term, None);
+        }
+        if req.term < self.term {
+            let term = self.term;
+            self.reply_vote(term, false, false);
+            return;
+        }
+        let can_vote = self.voted_for.as_deref() == Some(req.candidate_id.as_str())
+            || (self.voted_for.is_none() && self.leader.is_none());
+        if can_vote && log_ok {
+            if self.voted_for.is_none() {
+                self.voted_for = Some(req.candidate_id);
+                self.save_hard_state();
+            }
+            // Granting a vote resets the election timer (§5.2), so we do not compete with it.
+            self.election_elapsed = 0;
+            let term = self.term;
+            self.reply_vote(term, true, false);
+        } else {
+            let term = self.term;
+            self.reply_vote(term, false, false);
+        }
+    }
+
+    pub(super) fn on_vote_response(&mut self, from: NodeId, resp: VoteResponse) {
+        if from == self.cfg.id || self.configuration.member(&from).is_none() {
+            return;
+        }
+        if resp.term > self.term && !(resp.pre_vote && resp.granted) {
+            self.become_follower(resp.term, None);
+            return;
+        }
+        let current = match self.role {
+            Role::PreCandidate => {
+                resp.pre_vote && (!resp.granted || resp.term == self.term.saturating_add(1))
+            }
+            Role::Candidate => !resp.pre_vote && resp.term == self.term,
+            Role::Follower | Role::Leader => false,
+        };
+        if !current {
+            return; // stale: from an earlier round or term
+        }
+        self.votes.insert(from, resp.granted);
+        match self.configuration.vote_result(&self.votes) {
+            VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(),
+            VoteResult::Won => self.become_leader(),
+            VoteResult::Lost => {
+                let term = self.term;
+                self.become_follower(term, None);
+            }
+            VoteResult::Pending => {}
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! What goes into and comes out of the core: [`Input`], [`Output`], and the small values they
+//! carry ([`HardState`], [`LeaderInfo`], [`SnapshotHeader`], [`InstalledSnapshot`]); the fixed
+//! settings ([`CoreConfig`]); the [`Role`] and the [`Status`] report; the batching and
+//! flow-control bounds.
+//!
+//! Plain data: no logic beyond trivial accessors, no I/O, no clock.
+
+use crate::raft::log::Entry;
+use crate::raft::rpc::{Message, SnapshotRequest};
+use crate::raft::{LogIndex, NodeId, Term};
+use crate::store::Command;
+
+/// Most AppendEntries with entries in flight to one follower.
+pub const MAX_INFLIGHT: usize = 4;
+/// Most entries in one AppendEntries.
+pub const MAX_BATCH_ENTRIES: usize = 1024;
+/// About the most bytes of entries in one AppendEntries (at least one entry is always sent).
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+
+/// The role a node plays in its current term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Follower,
+    /// Running a pre-vote: asking whether it could win before bumping its term.
+    PreCandidate,
+    Candidate,
+    Leader,
+}
+
+impl Role {
+    /// `leader`, `follower` or `candidate` (a pre-candidate reports `candidate`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::PreCandidate | Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+/// Fixed settings of a core. Who the voters are is not a setting: it is the core's
+/// [`Configuration`](super::Configuration), given to [`RaftCore::new`](super::RaftCore::new)
+/// and replaceable at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoreConfig {
+    /// This node's id, unique in the cluster.
+    pub id: NodeId,
+    /// This node's base URL, sent to followers so they can name the leader.
+    pub url: String,
+    /// Ticks between heartbeats from a leader.
+    pub heartbeat_ticks: u32,
+    /// Base election timeout in ticks; each election waits a random time in `[T, 2T)`.
+    pub election_ticks: u32,
+    /// Run a pre-vote before each election (thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a majority for an election timeout steps down, and
+    /// nodes that heard from a leader within one ignore vote requests.
+    pub check_quorum: bool,
+}
+
+/// The state that must survive a restart (Figure 2: currentTerm, votedFor).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HardState {
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+}
+
+/// The known leader of the current term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderInfo {
+    pub id: NodeId,
+    pub url: String,
+}
+
+/// What the core decides about a snapshot transfer it starts ([`Output::SendSnapshot`]): the
+/// caller streams its newest snapshot in chunks that carry these fields, the snapshot's own
+/// position (index, last term) and the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    /// The leader's term.
+    pub term: Term,
+    pub leader_id: NodeId,
+    pub leader_url: String,
+    /// The sequence number of this transfer: its answer, or its failure
+    /// ([`Input::SendFailed`]), must carry it.
+    pub seq: u64,
+}
+
+impl SnapshotHeader {
+    /// The request every chunk of the transfer starts from, for a snapshot ending at
+    /// (`index`, `last_term`): the caller sets `offset`, `done` and `data` per chunk.
+    pub fn request(&self, index: LogIndex, last_term: Term) -> SnapshotRequest {
+        SnapshotRequest {
+            term: self.term,
+            leader_id: self.leader_id.clone(),
+            leader_url: self.leader_url.clone(),
+            index,
+            last_term,
+            seq: self.seq,
+            ..SnapshotRequest::default()
+        }
+    }
+}
+
+/// A snapshot from the leader that the caller received whole, checked and made durable
+/// ([`Input::InstallSnapshot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledSnapshot {
+    /// The term of the leader that sent it.
+    pub term: Term,
+    /// The last index it includes.
+    pub index: LogIndex,
+    /// The term of that entry.
+    pub last_term: Term,
+    /// The transfer's sequence number (echoed in the answer).
+    pub seq: u64,
+}
+
+impl From<&SnapshotRequest> for InstalledSnapshot {
+    /// The snapshot a transfer described (any of its chunks carries the same header).
+    fn from(req: &SnapshotRequest) -> Self {
+        InstalledSnapshot {
+            term: req.term,
+            index: req.index,
+            last_term: req.last_term,
+            seq: req.seq,
+        }
+    }
+}
+
+/// What happens to the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// One unit of time passed.
+    Tick,
+    /// A request from another node (its answer is an [`Output::Reply`]).
+    Request(Message),
+    /// The answer from `from` to a request this node sent it.
+    Response { from: NodeId, msg: Message },
+    /// Start an election now (a single-node cluster does this at start-up).
+    Campaign,
+    /// A client command to replicate (answered by [`Output::Proposed`] or
+    /// [`Output::ProposalRejected`]).
+    Propose(Command),
+    /// A linearizable read wants a read index (answered by [`Output::ReadReady`] or
+    /// [`Output::ReadFailed`], now or later). `id` is the caller's.
+    ReadIndex { id: u64 },
+    /// A request sent to `to` got no response (timeout, connection error); `seq` is the
+    /// AppendEntries (or snapshot transfer) sequence number, if it was one.
+    SendFailed { to: NodeId, seq: Option<u64> },
+    /// Every entry up to `index` written by [`Output::PersistEntries`] so far is durable.
+    Persisted { index: LogIndex },
+    /// A snapshot of the state machine up to at least `index` is durable: drop the log up to
+    /// `index` (which must be applied).
+    Compact { index: LogIndex },
+    /// A snapshot sent by the leader was received, checked and made durable. The core decides
+    /// whether it replaces the log (answered by [`Output::RestoreSnapshot`], possibly
+    /// [`Output::ResetLog`], then a reply).
+    InstallSnapshot(InstalledSnapshot),
+}
+
+/// What the caller must do, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Durably store term and vote before carrying out any later output.
+    SaveHardState(HardState),
+    /// Durably store these entries (writing entry `i` discards any stored entry at `i` or
+    /// later) before carrying out any later output; then report [`Input::Persisted`].
+    PersistEntries(Vec<Entry>),
+    /// Send a request to a peer (its URL is in the core's configuration); feed its answer back
+    /// as [`Input::Response`].
+    Send { to: NodeId, msg: Message },
+    /// Answer the request being stepped.
+    Reply(Message),
+    /// Apply these committed entries to the state machine, in order (each exactly once).
+    Apply(Vec<Entry>),
+    /// The proposal was appended at `index` in `term`; it succeeded if the entry applied at
+    /// `index` has this term.
+    Proposed { index: LogIndex, term: Term },
+    /// This node is not the leader; `leader` is the one it knows of, if any.
+    ProposalRejected { leader: Option<LeaderInfo> },
+    /// Read `id` may be served once the state machine has applied `index`.
+    ReadReady { id: u64, index: LogIndex },
+    /// Read `id` cannot be served here: this node is not (or no longer) the leader.
+    ReadFailed { id: u64, leader: Option<LeaderInfo> },
+    /// Follower `to` is behind the start of the log: stream it the newest snapshot, in chunks
+    /// that carry `header`. Feed the final answer back as [`Input::Response`], or a failure as
+    /// [`Input::SendFailed`] with `header.seq`.
+    SendSnapshot { to: NodeId, header: SnapshotHeader },
+    /// Replace the state machine with the snapshot just installed (up to `index`), in order
+    /// with [`Output::Apply`].
+    RestoreSnapshot { index: LogIndex },
+    /// Durably record that the log was replaced by a snapshot ending at (`index`, `term`): no
+    /// entry stored before survives.
+    ResetLog { index: LogIndex, term: Term },
+}
+
+/// A snapshot of the core's state for status reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub voted_for: Option<NodeId>,
+    pub leader: Option<LeaderInfo>,
+    pub last_log_index: LogIndex,
+    pub last_log_term: Term,
+    pub commit_index: LogIndex,
+    /// The log's base: entries up to here were compacted into a snapshot (0 when none were).
+    pub log_base: LogIndex,
+}

@@ -1,0 +1,221 @@
+//! §5.3 log replication: batches, consistency check, conflict hints, persist before acknowledging.
+
+use super::*;
+
+#[test]
+fn s5_3_leader_replicates_commits_on_majority_and_all_apply_in_order() {
+    let mut net = Net::three_with_leader();
+    for i in 0..5 {
+        let out = net.step(0, Input::Propose(set_cmd("k", &i.to_string())));
+        assert_eq!(
+            out,
+            vec![Output::Proposed {
+                index: i + 2,
+                term: 1
+            }],
+            "index 1 is the leader's no-op"
+        );
+    }
+    net.run();
+    // Heartbeats carry the final commit index to the followers.
+    net.step(0, Input::Tick);
+    net.run();
+    for n in 0..3 {
+        assert_eq!(net.cores[n].commit_index(), 6, "node {n}");
+        let idx: Vec<_> = net.applied[n].iter().map(|e| e.index).collect();
+        assert_eq!(
+            idx,
+            vec![1, 2, 3, 4, 5, 6],
+            "node {n} applies each entry once, in order"
+        );
+        assert_eq!(net.applied[n], net.applied[0]);
+    }
+}
+
+#[test]
+fn s5_3_a_proposal_on_a_follower_is_rejected_with_the_leader() {
+    let mut net = Net::new(vec![
+        node("a", 1, 0, RaftLog::new()),
+        node("b", 1, 0, RaftLog::new()),
+    ]);
+    net.elect(0);
+    let out = net.step(1, Input::Propose(set_cmd("k", "v")));
+    assert_eq!(
+        out,
+        vec![Output::ProposalRejected {
+            leader: Some(LeaderInfo {
+                id: "a".into(),
+                url: "http://a".into()
+            })
+        }]
+    );
+}
+
+#[test]
+fn s5_3_figure_7_every_follower_log_is_made_to_match_the_leaders_with_few_round_trips() {
+    let leader_terms = [1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+    let followers: [(&str, &[Term], Term); 6] = [
+        ("a", &[1, 1, 1, 4, 4, 5, 5, 6, 6], 6),
+        ("b", &[1, 1, 1, 4], 4),
+        ("c", &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6], 6),
+        ("d", &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7], 7),
+        ("e", &[1, 1, 1, 4, 4, 4, 4], 4),
+        ("f", &[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], 3),
+    ];
+    for (name, terms, term) in followers {
+        // The leader wins with the vote of a helper that holds its log; the follower may
+        // refuse (c and d have logs at least as up to date).
+        let mut net = Net::new(vec![
+            node("L", 2, 7, log_with_terms(&leader_terms)),
+            node("H", 2, 7, log_with_terms(&leader_terms)),
+            node(name, 2, term, log_with_terms(terms)),
+        ]);
+        net.elect(0);
+        net.step(0, Input::Tick);
+        net.run();
+        let mut want = leader_terms.to_vec();
+        want.push(8); // the new leader's no-op
+        assert_eq!(terms_of(net.cores[2].log()), want, "follower ({name})");
+        assert!(
+            net.appends_received[2] <= 6,
+            "follower ({name}) needed {} AppendEntries: fast back-off skips whole terms",
+            net.appends_received[2]
+        );
+        assert_eq!(net.cores[2].commit_index(), 11, "follower ({name})");
+    }
+}
+
+#[test]
+fn s5_3_inconsistent_append_is_rejected_with_conflict_hints() {
+    let mut f = node("f", 1, 2, log_with_terms(&[1, 1, 2, 2]));
+    let req = |prev_log_index, prev_log_term| {
+        Message::AppendRequest(AppendRequest {
+            term: 3,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            prev_log_index,
+            prev_log_term,
+            seq: 9,
+            ..Default::default()
+        })
+    };
+    // Different term at prev: the follower names its term there and where that term starts.
+    let out = f.step(Input::Request(req(4, 3)));
+    assert_eq!(
+        *reply(&out),
+        Message::AppendResponse(AppendResponse {
+            term: 3,
+            success: false,
+            seq: 9,
+            reject_index: 4,
+            conflict_term: Some(2),
+            conflict_index: 3,
+            ..Default::default()
+        })
+    );
+    // Log too short: the follower names one past its end.
+    let out = f.step(Input::Request(req(9, 3)));
+    assert_eq!(
+        *reply(&out),
+        Message::AppendResponse(AppendResponse {
+            term: 3,
+            success: false,
+            seq: 9,
+            reject_index: 9,
+            conflict_term: None,
+            conflict_index: 5,
+            ..Default::default()
+        })
+    );
+    assert_eq!(
+        terms_of(f.log()),
+        vec![1, 1, 2, 2],
+        "a rejected append changes no entry"
+    );
+}
+
+#[test]
+fn s5_3_conflicting_entries_are_truncated_and_replaced() {
+    let mut f = node("f", 1, 2, log_with_terms(&[1, 1, 2, 2]));
+    let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+        term: 3,
+        leader_id: "L".into(),
+        leader_url: "http://L".into(),
+        prev_log_index: 2,
+        prev_log_term: 1,
+        entries: vec![Entry {
+            index: 3,
+            term: 3,
+            payload: EntryPayload::Noop,
+        }],
+        leader_commit: 3,
+        seq: 1,
+    })));
+    assert!(matches!(
+        reply(&out),
+        Message::AppendResponse(AppendResponse {
+            success: true,
+            match_index: 3,
+            ..
+        })
+    ));
+    assert_eq!(
+        terms_of(f.log()),
+        vec![1, 1, 3],
+        "index 4 (term 2) is gone too"
+    );
+    assert_eq!(f.commit_index(), 3);
+    assert!(matches!(&out[0], Output::SaveHardState(_)));
+    let applied: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Apply(es) => Some(es.iter().map(|e| (e.index, e.term)).collect::<Vec<_>>()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied, vec![vec![(1, 1), (2, 1), (3, 3)]]);
+}
+
+#[test]
+fn s5_3_a_follower_persists_new_entries_before_it_acknowledges_them() {
+    let mut f = node("f", 1, 1, log_with_terms(&[1]));
+    let e = Entry {
+        index: 2,
+        term: 1,
+        payload: EntryPayload::Noop,
+    };
+    let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+        term: 1,
+        leader_id: "L".into(),
+        leader_url: "http://L".into(),
+        prev_log_index: 1,
+        prev_log_term: 1,
+        entries: vec![e.clone()],
+        leader_commit: 0,
+        seq: 4,
+    })));
+    let persist = out
+        .iter()
+        .position(|o| *o == Output::PersistEntries(vec![e.clone()]))
+        .expect("the new entry is persisted");
+    let reply = out
+        .iter()
+        .position(|o| matches!(o, Output::Reply(_)))
+        .expect("an acknowledgement");
+    assert!(persist < reply, "persist before acknowledging: {out:?}");
+    // An entry it already holds is not written again.
+    let out = f.step(Input::Request(Message::AppendRequest(AppendRequest {
+        term: 1,
+        leader_id: "L".into(),
+        leader_url: "http://L".into(),
+        prev_log_index: 1,
+        prev_log_term: 1,
+        entries: vec![e],
+        leader_commit: 0,
+        seq: 5,
+    })));
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::PersistEntries(_))),
+        "{out:?}"
+    );
+}
