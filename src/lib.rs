@@ -1,23 +1,38 @@
 //! raft-kv-store: an HTTP key-value store that grows from one in-memory node into a Raft
 //! cluster.
 //!
-//! Map of the crate (each module's header says what it owns and what it must never do):
+//! Map of the crate, in three layers whose imports only point down (README's module table is
+//! the full map, listed bottom-up; `tests/integration/layers.rs` checks it). Each module's header
+//! says what it owns and what it must never do.
 //!
-//! - [`config`]: flags and environment → a validated [`config::Config`].
-//! - [`telemetry`]: tracing subscriber and panic hook.
+//! **Pure** (no actix, tokio, awc, files, sockets or clock):
+//! - [`security`]: the cluster secret and the proof every peer RPC carries of it.
+//! - [`store`] (`command`, `state`): commands, the `Committed` values the store applies, and the
+//!   map [`store::KvState`].
+//! - [`raft`] (`core`, `log`, `rpc`): [`raft::RaftCore`], the Raft state machine (step/tick →
+//!   ordered outputs), its log and its wire types.
+//! - [`codec`]: the WAL record and snapshot byte formats.
+//! - [`sim`]: the deterministic simulator of whole nodes the tests run (not used at run time).
+//! - [`check`] (`history`, `linearizability`, `minimize`): the linearizability checker.
+//!
+//! **Shells** (actors and I/O carrying out what the pure layer decided):
 //! - [`fatal`]: how a fatal error at run time ends the process (one log line, its exit status).
-//! - [`startup`]: start the actors and the HTTP servers (client listener, optional peer
-//!   listener) on bound sockets.
+//! - [`storage`]: WAL and snapshot files, the `LogStore` the RaftActor writes through, the data
+//!   directory's identity and lock, durable directories and failpoints.
+//! - [`store::actor`]: the `StoreActor` that owns the map.
 //! - [`tls`]: PEM certificates and keys → rustls configurations (ring provider; files only).
-//! - [`api`]: routes, handlers, middleware and the one error → HTTP mapping.
-//! - [`store`]: the pure [`store::KvState`] and the [`store::StoreActor`] that owns it.
-//! - [`raft`]: the pure [`raft::RaftCore`] and the [`raft::actor::RaftActor`] that drives it.
-//! - [`security`]: the cluster secret and the proof every peer RPC carries of it (pure).
-//! - [`transport`]: how Raft RPCs reach peers (HTTP, or an in-memory network in tests).
-//! - [`check`]: linearizability checking of recorded client histories (pure).
-//! - [`storage`]: the write-ahead log, snapshot files, the data directory's identity and lock,
-//!   durable directories and failpoints (files only).
+//! - [`transport`]: how Raft RPCs reach peers (HTTP, the fault layer, or an in-memory network
+//!   in tests) and the message peers' requests are delivered as.
+//! - [`raft::actor`]: the `RaftActor`, which carries out the core's outputs in order and owns
+//!   the timers, its write barrier, apply pump and snapshot transfers.
+//!
+//! **Edges** (how the outside reaches it):
+//! - [`config`]: flags and environment → a validated [`config::Config`]; limits and defaults.
+//! - [`telemetry`]: tracing subscriber and panic hook.
+//! - [`api`]: routes, handlers, middleware, JSON shapes and the one error → HTTP mapping.
+//! - [`startup`]: start the actors and the HTTP servers on bound sockets.
 //! - [`verify`]: `kvstore verify`, the offline check of a data directory.
+//! - [`check`]: `kvstore check`, a workload under faults with its history checked.
 //!
 //! Writes flow `api handler → RaftActor → (log written, majority) → StoreActor`; linearizable
 //! reads ask the `RaftActor` for a read index, then read from the `StoreActor`; `/health` and the

@@ -331,7 +331,7 @@ fn sender(req: &HttpRequest) -> Option<String> {
 /// Hand `msg` to the local Raft actor and answer with its response. With the fault layer on
 /// (`KVSTORE_FAULTS=1`), its rule for the sender decides first what becomes of the answer: the
 /// request is handled either way, then the answer may wait and may be lost.
-async fn forward(
+async fn deliver_to_raft(
     state: &AppState,
     req: &HttpRequest,
     msg: Message,
@@ -379,7 +379,7 @@ pub async fn vote(
 ) -> Result<HttpResponse, ApiError> {
     let msg = Message::VoteRequest(body.into_inner());
     msg.validate().map_err(ApiError::InvalidJson)?;
-    forward(&state, &req, msg).await
+    deliver_to_raft(&state, &req, msg).await
 }
 
 /// `POST /raft/append`.
@@ -392,7 +392,7 @@ pub async fn append(
     check_append(&body)?;
     let msg = Message::AppendRequest(body);
     msg.validate().map_err(ApiError::InvalidJson)?;
-    forward(&state, &req, msg).await
+    deliver_to_raft(&state, &req, msg).await
 }
 
 /// `POST /raft/snapshot?term=..&leaderId=..&leaderUrl=..&index=..&lastTerm=..&offset=..&done=..&seq=..`
@@ -426,5 +426,5 @@ pub async fn snapshot(
     chunk.data = data.to_vec();
     let msg = Message::SnapshotRequest(chunk);
     msg.validate().map_err(ApiError::InvalidQuery)?;
-    forward(&state, &req, msg).await
+    deliver_to_raft(&state, &req, msg).await
 }
