@@ -18,6 +18,8 @@
 //! - [`storage`]: the write-ahead log, snapshot files, the data directory's identity and lock,
 //!   durable directories and failpoints (files only).
 //! - [`verify`]: `kvstore verify`, the offline check of a data directory.
+//! - `sim` (hidden from the docs): a test facility, the deterministic simulator of whole nodes
+//!   (pure: no clock, no I/O).
 //!
 //! Writes flow `api handler → RaftActor → (log written, majority) → StoreActor`; linearizable
 //! reads ask the `RaftActor` for a read index, then read from the `StoreActor`; `/health` and the
@@ -31,6 +33,8 @@ pub mod config;
 pub mod fatal;
 pub mod raft;
 pub mod security;
+#[doc(hidden)]
+pub mod sim;
 pub mod startup;
 pub mod storage;
 pub mod store;
