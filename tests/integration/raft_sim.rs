@@ -118,3 +118,22 @@ fn replay_one_seed() {
     let outcomes = run_seeds([seed], |_| n, |_| {});
     println!("{:?}", outcomes[0]);
 }
+
+/// The simulation has teeth: carried out without persist-before-send (a message leaves before
+/// the write it depends on is durable), some seed of the mixed runs breaks a safety property.
+/// (Measured when this was written: 13 of the 1,000 seeds, the first after 127 seeds.)
+#[test]
+fn sending_before_the_write_is_durable_is_caught() {
+    let caught = (10_000..11_000u64).find(|&seed| {
+        std::panic::catch_unwind(|| {
+            run_seed_with(nodes_for(seed), seed, |w| {
+                w.break_persist_before_send = true
+            })
+        })
+        .is_err()
+    });
+    assert!(
+        caught.is_some(),
+        "no seed caught a node that sends before its write is durable"
+    );
+}
