@@ -12,7 +12,8 @@
 //! - [`raft`] (`core`, `log`, `rpc`): [`raft::RaftCore`], the Raft state machine (step/tick →
 //!   ordered outputs), its log and its wire types.
 //! - [`codec`]: the WAL record and snapshot byte formats.
-//! - [`sim`]: the deterministic simulator of whole nodes the tests run (not used at run time).
+//! - `sim` (hidden from the docs): the deterministic simulator of whole nodes the tests run
+//!   (a test facility, never used at run time).
 //! - [`check`] (`history`, `linearizability`, `minimize`): the linearizability checker.
 //!
 //! **Shells** (actors and I/O carrying out what the pure layer decided):
@@ -47,6 +48,8 @@ pub mod config;
 pub mod fatal;
 pub mod raft;
 pub mod security;
+#[doc(hidden)]
+pub mod sim;
 pub mod startup;
 pub mod storage;
 pub mod store;

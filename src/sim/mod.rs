@@ -1,0 +1,34 @@
+//! A test facility: one deterministic, seeded simulator of whole Raft nodes — the pure
+//! [`RaftCore`](crate::raft::core::RaftCore), a write barrier and disk that behave like the
+//! `RaftActor`'s and the write-ahead log's, and a network — used by the core's unit tests
+//! (scripted) and by the randomized simulation in `tests/integration/raft_sim.rs`.
+//!
+//! What it owns: simulated time (ticks), the simulated disk with its crash semantics (a crash
+//! loses everything not yet synced; a restart recovers from what was synced, a torn last
+//! record cut off), the network's faults, and the safety checks of [`invariants`]. It never
+//! does I/O, never reads a clock, never uses actix or tokio: every run replays exactly from
+//! its seed. Only the simulator uses it; no production path may.
+//!
+//! - [`adapt`]: the only file that speaks the core's peer addressing and snapshot types;
+//! - [`disk`]: what survives a crash, and recovery;
+//! - `barrier`, `node`: carrying out a core's outputs as the `RaftActor` does;
+//! - [`network`]: loss, duplication, delay, reordering, partitions;
+//! - [`invariants`]: election safety, log matching, leader completeness, state-machine safety,
+//!   no acknowledged write lost;
+//! - [`world`]: the nodes together, scripted or randomized; [`run`]: one randomized seed.
+
+pub mod adapt;
+mod barrier;
+pub mod disk;
+pub mod invariants;
+pub mod network;
+mod node;
+pub mod run;
+pub mod world;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::barrier::MAX_HELD;
+pub use self::run::{run_seed, run_seed_with, run_seeds, Outcome};
+pub use self::world::{DiskFaults, Stats, World};

@@ -1,0 +1,186 @@
+//! [`Network`]: the simulated network between nodes. Requests and their answers travel as
+//! [`Packet`]s with a delay; the network can lose (a request lost or refused comes back to
+//! its sender as a failure after a timeout, like an RPC that timed out), duplicate, delay,
+//! reorder (everything due at one tick arrives in random order) and partition (one-way or
+//! two-sided cuts). Without jitter it is a lossless FIFO with no delay, for scripted tests.
+//! Pure: no I/O, no clock; its randomness is its own seeded RNG.
+
+use std::collections::VecDeque;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::adapt::Node;
+use crate::raft::rpc::Message;
+
+/// What travels.
+#[derive(Debug, Clone)]
+pub enum Wire {
+    Request(Message),
+    Response(Message),
+    /// The transport's "no answer" for a request (timeout or connection error).
+    Failed {
+        seq: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Packet {
+    /// When it arrives.
+    pub at: u64,
+    pub from: Node,
+    pub to: Node,
+    pub wire: Wire,
+}
+
+/// Ticks before a request that got no answer fails at its sender.
+pub const RPC_TIMEOUT: u64 = 8;
+
+#[derive(Debug)]
+pub struct Network {
+    rng: SmallRng,
+    queue: VecDeque<Packet>,
+    /// blocked[i][j]: nothing gets from i to j.
+    blocked: Vec<Vec<bool>>,
+    /// Percent of packets lost.
+    pub drop_pct: u32,
+    /// Percent of requests and answers delivered twice.
+    pub dup_pct: u32,
+    /// Random delays and reordering; without, a lossless FIFO.
+    pub jitter: bool,
+}
+
+impl Network {
+    pub fn new(n: usize, seed: u64, jitter: bool) -> Self {
+        Network {
+            rng: SmallRng::seed_from_u64(seed ^ 0x6e65_7477),
+            queue: VecDeque::new(),
+            blocked: vec![vec![false; n]; n],
+            drop_pct: 0,
+            dup_pct: 0,
+            jitter,
+        }
+    }
+
+    fn delay(&mut self) -> u64 {
+        if !self.jitter {
+            0
+        } else if self.rng.gen_ratio(1, 20) {
+            self.rng.gen_range(3..12)
+        } else {
+            self.rng.gen_range(0..3)
+        }
+    }
+
+    /// Put `wire` on its way from `from` to `to`.
+    pub fn send(&mut self, now: u64, from: Node, to: Node, wire: Wire) {
+        let copies = if self.dup_pct > 0
+            && !matches!(wire, Wire::Failed { .. })
+            && self.rng.gen_range(0..100) < self.dup_pct
+        {
+            2
+        } else {
+            1
+        };
+        for _ in 1..copies {
+            let at = now + self.delay();
+            self.queue.push_back(Packet {
+                at,
+                from,
+                to,
+                wire: wire.clone(),
+            });
+        }
+        let at = now + self.delay();
+        self.queue.push_back(Packet { at, from, to, wire });
+    }
+
+    /// A request to `to` failed: its sender `from` hears so after the RPC timeout.
+    pub fn fail_later(&mut self, now: u64, from: Node, to: Node, seq: Option<u64>) {
+        let at = now + if self.jitter { RPC_TIMEOUT } else { 0 };
+        self.queue.push_back(Packet {
+            at,
+            from: to,
+            to: from,
+            wire: Wire::Failed { seq },
+        });
+    }
+
+    /// Everything due at `now`, in random order (FIFO without jitter).
+    pub fn due(&mut self, now: u64) -> Vec<Packet> {
+        let mut due = Vec::new();
+        let mut rest = VecDeque::with_capacity(self.queue.len());
+        for p in self.queue.drain(..) {
+            if p.at <= now {
+                due.push(p);
+            } else {
+                rest.push_back(p);
+            }
+        }
+        self.queue = rest;
+        if self.jitter {
+            for k in (1..due.len()).rev() {
+                let j = self.rng.gen_range(0..=k);
+                due.swap(k, j);
+            }
+        }
+        due
+    }
+
+    /// The next packet, whatever its time (scripted delivery).
+    pub fn pop_front(&mut self) -> Option<Packet> {
+        self.queue.pop_front()
+    }
+
+    /// Whether this packet is lost on its way (a cut, or random loss).
+    pub fn lost(&mut self, from: Node, to: Node) -> bool {
+        self.blocked[from][to] || (self.drop_pct > 0 && self.rng.gen_range(0..100) < self.drop_pct)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// (arrival, from, to) of everything in flight, for debugging.
+    pub fn in_flight(&self) -> Vec<(u64, Node, Node)> {
+        self.queue.iter().map(|p| (p.at, p.from, p.to)).collect()
+    }
+
+    /// Split the nodes into two sides that cannot reach each other.
+    pub fn partition(&mut self, side: &[bool]) {
+        let n = self.blocked.len();
+        for a in 0..n {
+            for b in 0..n {
+                self.blocked[a][b] = side[a] != side[b];
+            }
+        }
+    }
+
+    /// Nothing gets from `a` to `b` (the other way still works).
+    pub fn cut(&mut self, a: Node, b: Node) {
+        self.blocked[a][b] = true;
+    }
+
+    /// Cut `i` off from everyone, both ways.
+    pub fn isolate(&mut self, i: Node) {
+        for j in 0..self.blocked.len() {
+            if j != i {
+                self.blocked[i][j] = true;
+                self.blocked[j][i] = true;
+            }
+        }
+    }
+
+    /// Every link works again and nothing is lost or duplicated.
+    pub fn heal(&mut self) {
+        for row in &mut self.blocked {
+            row.iter_mut().for_each(|b| *b = false);
+        }
+        self.drop_pct = 0;
+        self.dup_pct = 0;
+    }
+}

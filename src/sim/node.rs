@@ -1,0 +1,404 @@
+//! How a simulated node carries out its core's outputs: the `RaftActor`'s contract, without
+//! actors. Persist outputs are gathered into the next write; a message produced while a write
+//! is pending is held until that write is durable ([`Barrier`]); a write the disk refuses is
+//! retried and, meanwhile, the node takes no client writes (the actor's `storage_error`); a write
+//! that fails for good stops the node (the actor's `fail_hard`: a crash here, and a restart
+//! later). Committed entries are applied (checked by the [`Checker`]); the node snapshots its
+//! state machine every few entries and compacts its log. Pure: no I/O, no clock.
+
+use std::collections::HashMap;
+
+use rand::Rng;
+
+use super::adapt::{self, Node, SnapshotOffer};
+use super::barrier::Barrier;
+use super::disk::{Record, SnapshotMeta};
+use super::invariants::Ack;
+use super::network::Wire;
+use super::world::World;
+use crate::raft::core::{Input, Output, RaftCore, Role};
+use crate::raft::log::Entry;
+use crate::raft::rpc::Message;
+use crate::raft::{LogIndex, Term};
+
+/// Ticks before a refused write is tried again (the actor's `STORAGE_RETRY`, 250 ms).
+pub const STORAGE_RETRY: u64 = 25;
+
+/// A message that must not leave before a write is durable.
+#[derive(Debug)]
+pub(super) enum Held {
+    Send(Node, Message),
+    /// An answer to `Some(requester)`; `None`: an answer nobody waits for.
+    Reply(Option<Node>, Message),
+    Snapshot(Node, SnapshotOffer),
+}
+
+/// Where the answer to the request being stepped goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReplyTo {
+    /// Not a request.
+    Nobody,
+    Peer(Node),
+    /// Handed back to the caller of [`World::step_node`] (which decides).
+    Caller,
+}
+
+/// A node that is up.
+#[derive(Debug)]
+pub(super) struct Running {
+    pub core: RaftCore,
+    pub barrier: Barrier<Held>,
+    /// The state machine: the agreed sequence up to here.
+    pub applied: LogIndex,
+    pub applied_term: Term,
+    /// The newest snapshot it holds (sent to followers behind its log's start).
+    pub snapshot: Option<SnapshotMeta>,
+    /// Client writes waiting here, by index: (term, proposal id).
+    pub proposals: HashMap<LogIndex, (Term, u64)>,
+    /// The disk refuses writes: client writes are refused.
+    pub storage_error: bool,
+    /// A received snapshot, until the core says to restore it.
+    pub pending_restore: Option<SnapshotMeta>,
+}
+
+impl Running {
+    pub fn new(core: RaftCore, snapshot: Option<SnapshotMeta>) -> Self {
+        Running {
+            core,
+            barrier: Barrier::default(),
+            applied: snapshot.map_or(0, |s| s.index),
+            applied_term: snapshot.map_or(0, |s| s.term),
+            snapshot,
+            proposals: HashMap::new(),
+            storage_error: false,
+            pending_restore: None,
+        }
+    }
+}
+
+/// How the disk answers a write.
+enum WriteResult {
+    Durable,
+    /// Refused (e.g. the disk is full): nothing that depends on it has left; try again later.
+    Refused,
+    /// Failed for good (e.g. fsync): the node stops.
+    Fatal,
+}
+
+impl World {
+    fn running(&mut self, i: Node) -> &mut Running {
+        self.nodes[i].as_mut().expect("node is up")
+    }
+
+    /// Step node `i` (if up) and carry out the outputs, in order. Outputs the simulator does
+    /// not carry out (and replies, for [`ReplyTo::Caller`]) go to `self.script_out`.
+    pub(super) fn step_node(&mut self, i: Node, input: Input, reply_to: ReplyTo) {
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let was_leader = node.core.role() == Role::Leader;
+        let outputs = node.core.step(input);
+        if node.core.role() == Role::Leader {
+            let term = node.core.term();
+            self.check.leader(i, term, !was_leader, node.core.log());
+        }
+        let mut dropped = Vec::new();
+        for output in outputs {
+            let Some(node) = self.nodes[i].as_mut() else {
+                return;
+            };
+            match output {
+                Output::PersistEntries(entries) => {
+                    self.check.persisted(i, &entries, node.core.log());
+                    node.barrier.persist(entries);
+                }
+                Output::SaveHardState(hs) => {
+                    node.barrier.record(Record::HardState(hs.clone()));
+                    self.script_out.push(Output::SaveHardState(hs));
+                }
+                Output::ResetLog { index, term } => {
+                    node.barrier.record(Record::Reset { index, term });
+                    self.script_out.push(output);
+                }
+                Output::Send { to, msg } => {
+                    let to = adapt::peer_node(&self.ids, &to);
+                    if let Err(seq) = self.carry(i, Held::Send(to, msg)) {
+                        dropped.push((to, seq));
+                    }
+                }
+                Output::Reply(msg) => match reply_to {
+                    ReplyTo::Peer(p) => {
+                        let _ = self.carry(i, Held::Reply(Some(p), msg));
+                    }
+                    ReplyTo::Caller => self.script_out.push(Output::Reply(msg)),
+                    ReplyTo::Nobody => panic!("seed {}: a reply to no request", self.seed),
+                },
+                Output::SendSnapshot { to, header } => {
+                    let node_to = adapt::peer_node(&self.ids, &to);
+                    self.script_out.push(Output::SendSnapshot {
+                        to,
+                        header: header.clone(),
+                    });
+                    let to = node_to;
+                    if let Err(seq) = self.carry(i, Held::Snapshot(to, header)) {
+                        dropped.push((to, seq));
+                    }
+                }
+                Output::Apply(entries) => self.apply(i, entries),
+                Output::RestoreSnapshot { index } => {
+                    self.restore(i, index);
+                    self.script_out.push(output);
+                }
+                Output::Proposed { index, term } => {
+                    if let Some(id) = self.proposing {
+                        node.proposals.insert(index, (term, id));
+                    }
+                    self.script_out.push(output);
+                }
+                other => self.script_out.push(other),
+            }
+        }
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        if was_leader && node.core.role() != Role::Leader {
+            // Leadership lost: every client write still waiting has an unknown outcome.
+            node.proposals.clear();
+        }
+        for (to, seq) in dropped {
+            self.step_node(i, adapt::send_failed(&self.ids, to, seq), ReplyTo::Nobody);
+        }
+        self.write_next(i);
+        self.maybe_snapshot(i);
+    }
+
+    /// Send `h` now, or hold it behind the pending write. Err(seq) if it was dropped as lost.
+    fn carry(&mut self, i: Node, h: Held) -> Result<(), Option<u64>> {
+        let broken = self.break_persist_before_send;
+        let node = self.running(i);
+        let barrier = if broken { None } else { node.barrier.barrier() };
+        match barrier {
+            Some(b) => {
+                let bounded = !matches!(h, Held::Reply(..));
+                node.barrier.hold(b, h, bounded).map_err(|h| match h {
+                    Held::Send(_, m) => adapt::seq_of(&m),
+                    Held::Snapshot(_, offer) => Some(adapt::offer_seq(&offer)),
+                    Held::Reply(..) => None,
+                })
+            }
+            None => {
+                self.release(i, h);
+                Ok(())
+            }
+        }
+    }
+
+    /// A held message leaves node `i`.
+    fn release(&mut self, i: Node, h: Held) {
+        let now = self.now;
+        match h {
+            Held::Send(to, msg) => self.net.send(now, i, to, Wire::Request(msg)),
+            Held::Reply(Some(to), msg) => self.net.send(now, i, to, Wire::Response(msg)),
+            Held::Reply(None, _) => {}
+            Held::Snapshot(to, offer) => match self.running(i).snapshot {
+                Some(s) => {
+                    let msg = adapt::snapshot_request(offer, s.index, s.term);
+                    self.net.send(now, i, to, Wire::Request(msg));
+                }
+                None => {
+                    let seq = Some(adapt::offer_seq(&offer));
+                    self.step_node(i, adapt::send_failed(&self.ids, to, seq), ReplyTo::Nobody);
+                }
+            },
+        }
+    }
+
+    /// Hand the gathered records to the disk if no write is in flight.
+    fn write_next(&mut self, i: Node) {
+        let latency = self.disk_latency(i);
+        let at = self.now + latency;
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        if node.barrier.write_next(at) && self.instant_disk {
+            self.complete_write(i);
+        }
+    }
+
+    fn disk_latency(&mut self, i: Node) -> u64 {
+        if self.instant_disk {
+            return 0;
+        }
+        if self.disk_faults[i].slow {
+            self.rng.gen_range(4..30)
+        } else {
+            self.rng.gen_range(0..3)
+        }
+    }
+
+    /// The disk finished (or failed) node `i`'s write in flight.
+    pub(super) fn complete_write(&mut self, i: Node) {
+        let result = {
+            let f = &mut self.disk_faults[i];
+            if f.fatal {
+                f.fatal = false;
+                WriteResult::Fatal
+            } else if f.refuse_until > self.now {
+                WriteResult::Refused
+            } else {
+                WriteResult::Durable
+            }
+        };
+        match result {
+            WriteResult::Fatal => {
+                self.stats.fatal_stops += 1;
+                self.crash(i);
+            }
+            WriteResult::Refused => {
+                // Records before the one that failed may be on disk (the batch is written again).
+                let now = self.now;
+                let kept = {
+                    let n = self
+                        .running(i)
+                        .barrier
+                        .writing()
+                        .map_or(0, |w| w.records.len());
+                    self.rng.gen_range(0..=n)
+                };
+                let node = self.nodes[i].as_mut().expect("node is up");
+                if let Some(w) = node.barrier.writing() {
+                    self.disks[i].append(&w.records[..kept]);
+                }
+                node.storage_error = true;
+                node.barrier.retry_at(now + STORAGE_RETRY);
+                self.stats.refused_writes += 1;
+            }
+            WriteResult::Durable => {
+                let node = self.running(i);
+                node.storage_error = false;
+                let Some(w) = node.barrier.finish() else {
+                    return;
+                };
+                self.disks[i].append(&w.records);
+                let released = self.running(i).barrier.release(w.id);
+                for h in released {
+                    if self.nodes[i].is_none() {
+                        break;
+                    }
+                    self.release(i, h);
+                }
+                if let Some(index) = w.max {
+                    self.step_node(i, Input::Persisted { index }, ReplyTo::Nobody);
+                }
+                if self.nodes[i].is_some() {
+                    self.write_next(i);
+                }
+            }
+        }
+    }
+
+    /// Committed entries reach node `i`'s state machine.
+    fn apply(&mut self, i: Node, entries: Vec<Entry>) {
+        for e in entries {
+            let node = self.nodes[i].as_mut().expect("node is up");
+            self.check.apply(i, node.applied, &e);
+            node.applied = e.index;
+            node.applied_term = e.term;
+            if let Some((term, id)) = node.proposals.remove(&e.index) {
+                if term == e.term {
+                    self.check.acked.push(Ack {
+                        id,
+                        index: e.index,
+                        term,
+                    });
+                }
+            }
+            if self.record_applied {
+                self.applied_entries[i].push(e);
+            }
+        }
+    }
+
+    /// The core took the snapshot just received: it replaces node `i`'s state machine.
+    fn restore(&mut self, i: Node, index: LogIndex) {
+        let node = self.nodes[i].as_mut().expect("node is up");
+        let Some(meta) = node.pending_restore.take().filter(|m| m.index == index) else {
+            panic!(
+                "seed {}: node {i} asked to restore snapshot {index}, which was not received",
+                self.seed
+            );
+        };
+        self.check.restore(i, node.applied, meta.index, meta.term);
+        node.applied = meta.index;
+        node.applied_term = meta.term;
+        node.proposals.retain(|ix, _| *ix > index);
+        if node.snapshot.is_none_or(|s| s.index < meta.index) {
+            node.snapshot = Some(meta);
+        }
+        self.stats.installs += 1;
+    }
+
+    /// Take a snapshot of node `i`'s state machine if enough was applied since the last, and
+    /// compact its log.
+    fn maybe_snapshot(&mut self, i: Node) {
+        let (every, trailing) = (self.snap_every, self.trailing);
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let last = node.snapshot.map_or(0, |s| s.index);
+        if every == 0 || node.applied < last + every {
+            return;
+        }
+        let meta = SnapshotMeta {
+            index: node.applied,
+            term: node.applied_term,
+        };
+        node.snapshot = Some(meta);
+        self.disks[i].store_snapshot(meta);
+        let keep_from = meta.index.saturating_sub(trailing);
+        self.step_node(i, Input::Compact { index: keep_from }, ReplyTo::Nobody);
+    }
+
+    /// A snapshot arrives at node `i` from `from`. As the actor does: the core checks the
+    /// chunk; if node `i` follows that leader and the snapshot is ahead of its commit index,
+    /// the snapshot is stored durably and handed to the core, whose answer goes back;
+    /// otherwise the core's answer to the chunk does.
+    pub(super) fn receive_snapshot(&mut self, i: Node, from: Node, msg: Message) {
+        let Some((term, leader, index, last_term)) =
+            adapt::snapshot_parts(&msg).map(|(t, l, x, lt)| (t, l.to_owned(), x, lt))
+        else {
+            return;
+        };
+        let before = self.script_out.len();
+        self.step_node(i, Input::Request(msg.clone()), ReplyTo::Caller);
+        let reply = self.script_out.drain(before..).find_map(|o| match o {
+            Output::Reply(m) => Some(m),
+            _ => None,
+        });
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        let following = node.core.role() == Role::Follower
+            && node.core.term() == term
+            && node.core.leader().is_some_and(|l| l.id == leader);
+        if !following || index <= node.core.commit_index() {
+            if let Some(m) = reply {
+                let _ = self.carry(i, Held::Reply(Some(from), m));
+            }
+            return;
+        }
+        let meta = SnapshotMeta {
+            index,
+            term: last_term,
+        };
+        // Received, checked and stored under its final name before the core hears of it.
+        self.disks[i].store_snapshot(meta);
+        node.pending_restore = Some(meta);
+        // The answer to the chunk is not sent; the install's answer waits behind its writes.
+        let input = adapt::install_input(msg).expect("a snapshot request");
+        self.step_node(i, input, ReplyTo::Peer(from));
+        if let Some(node) = self.nodes[i].as_mut() {
+            node.pending_restore = None;
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! [`World`]: whole simulated nodes (core, write barrier, disk, state machine) on a simulated
+//! network, in simulated time. Two ways to drive it:
+//! - randomized ([`crate::sim::run`]): `World::randomized(n, seed)`, then `advance` tick by
+//!   tick with faults injected;
+//! - scripted (unit tests of the core): `World::new(n)` or `World::from_cores(cores)` gives a
+//!   lossless FIFO network and a disk that is durable at once; `step`, `tick`, `propose`,
+//!   `deliver_all`, `isolate`, `heal`, `crash`, `restart` drive it by hand.
+//!
+//! A crash loses what the disk had not synced (the write in flight is cut short, possibly
+//! tearing its last record), every message held behind it, and the state machine; a restart
+//! recovers from the disk only. Pure: no I/O, no clock.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::adapt::{self, Node};
+use super::disk::{Disk, Record};
+use super::invariants::Checker;
+use super::network::{Network, Packet, Wire};
+use super::node::{Held, ReplyTo, Running};
+use crate::raft::core::{Configuration, CoreConfig, HardState, Input, Output, RaftCore};
+use crate::raft::log::{Entry, RaftLog};
+use crate::raft::rpc::Message;
+use crate::raft::NodeId;
+use crate::store::Command;
+
+/// Faults of one node's disk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiskFaults {
+    /// Writes take 4 to 30 ticks instead of 0 to 2.
+    pub slow: bool,
+    /// Writes are refused (a full disk) until this tick.
+    pub refuse_until: u64,
+    /// The next write fails for good (an fsync error): the node stops.
+    pub fatal: bool,
+}
+
+/// What happened in a run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Stats {
+    pub crashes: usize,
+    pub fatal_stops: usize,
+    pub refused_writes: usize,
+    pub installs: usize,
+    pub torn: usize,
+}
+
+pub struct World {
+    pub seed: u64,
+    /// Ticks since the start.
+    pub now: u64,
+    pub(super) rng: SmallRng,
+    pub(super) cfgs: Vec<CoreConfig>,
+    /// Node `k`'s id (how cores name each other).
+    pub(super) ids: Vec<NodeId>,
+    /// The configuration each node restarts with.
+    pub(super) confs: Vec<Configuration>,
+    pub(super) nodes: Vec<Option<Running>>,
+    pub(super) disks: Vec<Disk>,
+    pub(super) disk_faults: Vec<DiskFaults>,
+    pub net: Network,
+    pub check: Checker,
+    pub stats: Stats,
+    /// When a stopped node comes back.
+    pub(super) restart_at: Vec<Option<u64>>,
+    /// Snapshot every this many applied entries (0: never); entries kept before it.
+    pub(super) snap_every: u64,
+    pub(super) trailing: u64,
+    /// The proposal id of the `Input::Propose` being stepped.
+    pub(super) proposing: Option<u64>,
+    pub(super) next_id: u64,
+    /// Writes are durable as soon as they are handed over (scripted tests).
+    pub(super) instant_disk: bool,
+    pub(super) record_applied: bool,
+    pub(super) applied_entries: Vec<Vec<Entry>>,
+    pub(super) script_out: Vec<Output>,
+    appends_received: Vec<usize>,
+    /// A test of the tests: send before the write a message depends on is durable.
+    pub break_persist_before_send: bool,
+}
+
+impl World {
+    fn with_cores(seed: u64, cores: Vec<RaftCore>, jitter: bool) -> World {
+        let n = cores.len();
+        let mut disks = vec![Disk::default(); n];
+        for (d, c) in disks.iter_mut().zip(&cores) {
+            // What a core is built from is what its storage holds.
+            let st = c.status();
+            d.append(&[Record::HardState(HardState {
+                term: st.term,
+                voted_for: st.voted_for,
+            })]);
+            let log = c.log();
+            let entries = log.slice(log.base_index() + 1, log.last_index());
+            d.append(&entries.into_iter().map(Record::Entry).collect::<Vec<_>>());
+        }
+        World {
+            seed,
+            now: 0,
+            rng: SmallRng::seed_from_u64(seed),
+            cfgs: cores.iter().map(|c| c.config().clone()).collect(),
+            ids: cores.iter().map(|c| c.config().id.clone()).collect(),
+            confs: cores.iter().map(|c| c.configuration().clone()).collect(),
+            nodes: cores
+                .into_iter()
+                .map(|c| Some(Running::new(c, None)))
+                .collect(),
+            disks,
+            disk_faults: vec![DiskFaults::default(); n],
+            net: Network::new(n, seed, jitter),
+            check: Checker::new(seed),
+            stats: Stats::default(),
+            restart_at: vec![None; n],
+            snap_every: 0,
+            trailing: 0,
+            proposing: None,
+            next_id: 0,
+            instant_disk: !jitter,
+            record_applied: !jitter,
+            applied_entries: vec![Vec::new(); n],
+            script_out: Vec::new(),
+            appends_received: vec![0; n],
+            break_persist_before_send: false,
+        }
+    }
+
+    /// A scripted world of `n` fresh nodes (pre-vote and check-quorum off).
+    pub fn new(n: usize) -> World {
+        let cores = (0..n)
+            .map(|i| {
+                let cfg = adapt::config(i, false, false);
+                RaftCore::new(
+                    cfg,
+                    adapt::configuration(n),
+                    HardState::default(),
+                    RaftLog::new(),
+                    3 + i as u64,
+                )
+            })
+            .collect();
+        World::from_cores(cores)
+    }
+
+    /// A scripted world of these cores (node `i` is `cores[i]`; peer k of node i is the k-th
+    /// other node): a lossless FIFO network, a disk durable at once.
+    pub fn from_cores(cores: Vec<RaftCore>) -> World {
+        World::with_cores(0, cores, false)
+    }
+
+    /// A randomized world: `n` fresh nodes on a network with delays, writes that take time;
+    /// the seed picks pre-vote, check-quorum and the snapshot policy.
+    pub fn randomized(n: usize, seed: u64) -> World {
+        let cores = (0..n)
+            .map(|i| {
+                let cfg = adapt::config(i, seed % 4 != 3, seed % 4 != 2);
+                RaftCore::new(
+                    cfg,
+                    adapt::configuration(n),
+                    HardState::default(),
+                    RaftLog::new(),
+                    seed * 131 + i as u64,
+                )
+            })
+            .collect();
+        let mut w = World::with_cores(seed, cores, true);
+        w.snap_every = if seed.is_multiple_of(3) {
+            0
+        } else {
+            8 + seed % 20
+        };
+        w.trailing = seed % 4;
+        w
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`'s core. Panics if it is down.
+    pub fn core(&self, i: Node) -> &RaftCore {
+        &self.nodes[i].as_ref().expect("node is up").core
+    }
+
+    /// Whether node `i` is up.
+    pub fn is_up(&self, i: Node) -> bool {
+        self.nodes[i].is_some()
+    }
+
+    /// Highest index node `i`'s state machine applied (0 if down).
+    pub fn applied_index(&self, i: Node) -> u64 {
+        self.nodes[i].as_ref().map_or(0, |n| n.applied)
+    }
+
+    /// Entries node `i` applied (scripted worlds record them).
+    pub fn applied(&self, i: Node) -> &[Entry] {
+        &self.applied_entries[i]
+    }
+
+    /// AppendEntries requests node `i` received.
+    pub fn appends_received(&self, i: Node) -> usize {
+        self.appends_received[i]
+    }
+
+    /// Messages held behind node `i`'s pending write.
+    pub fn held(&self, i: Node) -> usize {
+        self.nodes[i].as_ref().map_or(0, |n| n.barrier.held_len())
+    }
+
+    /// Node `i`'s disk faults.
+    pub fn disk_faults(&mut self, i: Node) -> &mut DiskFaults {
+        &mut self.disk_faults[i]
+    }
+
+    /// Step node `i` with `input`; returns the outputs the world does not carry out itself
+    /// (everything but sends, replies, applies and writes).
+    pub fn step(&mut self, i: Node, input: Input) -> Vec<Output> {
+        self.script_out.clear();
+        self.step_node(i, input, ReplyTo::Nobody);
+        std::mem::take(&mut self.script_out)
+    }
+
+    /// One tick of node `i`'s clock.
+    pub fn tick(&mut self, i: Node) -> Vec<Output> {
+        self.step(i, Input::Tick)
+    }
+
+    /// A client write at node `i`, as the actor takes it: refused without stepping the core
+    /// while the disk refuses writes. Returns the proposal id if the core accepted it.
+    pub fn propose(&mut self, i: Node, command: Command) -> Option<u64> {
+        if self.nodes[i].as_ref().is_none_or(|n| n.storage_error) {
+            return None;
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        self.proposing = Some(id);
+        let out = self.step(i, Input::Propose(command));
+        self.proposing = None;
+        out.iter()
+            .any(|o| matches!(o, Output::Proposed { .. }))
+            .then_some(id)
+    }
+
+    /// Make `i` leader in a scripted world: it campaigns and everything is delivered.
+    pub fn elect(&mut self, i: Node) {
+        self.step(i, Input::Campaign);
+        self.deliver_all();
+        assert_eq!(
+            self.core(i).role(),
+            crate::raft::core::Role::Leader,
+            "node {i} must win"
+        );
+    }
+
+    /// Deliver everything in flight, and what that produces, until nothing is left (scripted
+    /// worlds; writes in flight complete too).
+    pub fn deliver_all(&mut self) {
+        for _ in 0..100_000 {
+            if let Some(p) = self.net.pop_front() {
+                self.deliver(p);
+            } else if let Some(i) = (0..self.len()).find(|i| self.write_in_flight(*i)) {
+                self.complete_write(i);
+            } else {
+                return;
+            }
+        }
+        panic!("the network did not quiesce");
+    }
+
+    fn write_in_flight(&self, i: Node) -> bool {
+        self.nodes[i]
+            .as_ref()
+            .is_some_and(|n| n.barrier.writing().is_some())
+    }
+
+    /// Finish node `i`'s write in flight now (for scripted worlds without an instant disk).
+    pub fn sync(&mut self, i: Node) {
+        if self.write_in_flight(i) {
+            self.complete_write(i);
+        }
+    }
+
+    /// Writes stay in flight until [`World::sync`] (or [`World::deliver_all`]).
+    pub fn set_instant_disk(&mut self, instant: bool) {
+        self.instant_disk = instant;
+    }
+
+    /// Cut node `i` off from everyone.
+    pub fn isolate(&mut self, i: Node) {
+        self.net.isolate(i);
+    }
+
+    /// Every link works again.
+    pub fn heal(&mut self) {
+        self.net.heal();
+    }
+
+    /// One packet arrives.
+    pub(super) fn deliver(&mut self, p: Packet) {
+        let now = self.now;
+        match p.wire {
+            Wire::Request(msg) => {
+                let lost = self.nodes[p.to].is_none() || self.net.lost(p.from, p.to);
+                if lost {
+                    self.net.fail_later(now, p.from, p.to, adapt::seq_of(&msg));
+                } else if adapt::snapshot_parts(&msg).is_some() {
+                    self.receive_snapshot(p.to, p.from, msg);
+                } else {
+                    if matches!(msg, Message::AppendRequest(_)) {
+                        self.appends_received[p.to] += 1;
+                    }
+                    self.step_node(p.to, Input::Request(msg), ReplyTo::Peer(p.from));
+                }
+            }
+            Wire::Response(msg) => {
+                if self.nodes[p.to].is_none() {
+                    return;
+                }
+                let input = if self.net.lost(p.from, p.to) {
+                    adapt::send_failed(&self.ids, p.from, adapt::seq_of(&msg))
+                } else {
+                    adapt::response(&self.ids, p.from, msg)
+                };
+                self.step_node(p.to, input, ReplyTo::Nobody);
+            }
+            Wire::Failed { seq } => {
+                self.step_node(
+                    p.to,
+                    adapt::send_failed(&self.ids, p.from, seq),
+                    ReplyTo::Nobody,
+                );
+            }
+        }
+    }
+
+    /// Node `i` stops: what its disk had not synced is gone (the write in flight may have
+    /// reached the disk in part, its last record torn), and so are the messages held behind
+    /// it; requests waiting for its answers fail. It restarts after a while in randomized
+    /// worlds.
+    pub fn crash(&mut self, i: Node) {
+        let Some(node) = self.nodes[i].take() else {
+            return;
+        };
+        self.stats.crashes += 1;
+        let (writing, held) = node.barrier.crash();
+        if let Some(w) = writing {
+            // Scripted worlds lose the whole write; randomized ones may keep part of it.
+            let (kept, torn) = if self.net.jitter {
+                let kept = self.rng.gen_range(0..=w.records.len());
+                (kept, kept < w.records.len() && self.rng.gen_bool(0.5))
+            } else {
+                (0, false)
+            };
+            self.stats.torn += usize::from(torn);
+            self.disks[i].crash_during(&w.records, kept, torn);
+        }
+        for h in held {
+            if let Held::Reply(Some(to), msg) = h {
+                self.net.fail_later(self.now, to, i, adapt::seq_of(&msg));
+            }
+        }
+        if self.net.jitter {
+            self.restart_at[i] = Some(self.now + self.rng.gen_range(5..60));
+        }
+    }
+
+    /// Node `i` starts again from what its disk holds.
+    pub fn restart(&mut self, i: Node) {
+        if self.nodes[i].is_some() {
+            return;
+        }
+        let rec = self.disks[i]
+            .recover()
+            .unwrap_or_else(|e| panic!("seed {}: node {i} cannot restart: {e}", self.seed));
+        let core = RaftCore::new(
+            self.cfgs[i].clone(),
+            self.confs[i].clone(),
+            rec.hard_state,
+            rec.log,
+            self.seed * 7919 + self.now + i as u64,
+        );
+        self.check.scan_log(i, core.log());
+        self.nodes[i] = Some(Running::new(core, rec.snapshot));
+        self.restart_at[i] = None;
+        self.disk_faults[i] = DiskFaults::default();
+    }
+
+    /// One tick of simulated time for everyone: restarts due, every clock, packets due,
+    /// writes due.
+    pub fn advance(&mut self) {
+        self.now += 1;
+        for i in 0..self.len() {
+            if self.restart_at[i].is_some_and(|t| t <= self.now) {
+                self.restart(i);
+            }
+        }
+        for i in 0..self.len() {
+            self.step_node(i, Input::Tick, ReplyTo::Nobody);
+        }
+        self.settle_due();
+    }
+
+    /// Packets and writes due now.
+    pub(super) fn settle_due(&mut self) {
+        for p in self.net.due(self.now) {
+            self.deliver(p);
+        }
+        for i in 0..self.len() {
+            let due = self.nodes[i]
+                .as_ref()
+                .and_then(|n| n.barrier.writing())
+                .is_some_and(|w| w.done_at <= self.now);
+            if due {
+                self.complete_write(i);
+            }
+        }
+        self.script_out.clear();
+    }
+
+    /// Every live node's log against the log-matching record.
+    pub fn scan_logs(&mut self) {
+        for i in 0..self.len() {
+            if let Some(n) = &self.nodes[i] {
+                self.check.scan_log(i, n.core.log());
+            }
+        }
+    }
+}
