@@ -156,7 +156,48 @@ enum Answer<T> {
     Forwarded(HttpResponse),
 }
 
-impl Routed<'_> {
+impl<'a> Routed<'a> {
+    /// `method path` for this request, its deadline starting now; no query, no body, not
+    /// idempotent until said otherwise.
+    fn new(
+        state: &'a AppState,
+        fwd: &'a Forwarder,
+        req: &'a HttpRequest,
+        method: Method,
+        path: &'static str,
+    ) -> Self {
+        Routed {
+            state,
+            fwd,
+            req,
+            deadline: Instant::now() + state.request_timeout,
+            method,
+            path,
+            query: &[],
+            body: None,
+            idempotent: false,
+        }
+    }
+
+    fn query(self, query: &'a [(&'a str, &'a str)]) -> Self {
+        Routed { query, ..self }
+    }
+
+    /// The JSON body it is forwarded with.
+    fn body(self, body: serde_json::Value) -> Self {
+        Routed {
+            body: Some(body),
+            ..self
+        }
+    }
+
+    fn idempotent(self) -> Self {
+        Routed {
+            idempotent: true,
+            ..self
+        }
+    }
+
     fn timeout_secs(&self) -> f64 {
         self.state.request_timeout.as_secs_f64()
     }
@@ -284,17 +325,8 @@ pub async fn set(
     let body = body.into_inner();
     check_key(&state.limits, &body.key)?;
     check_value(&state.limits, &body.value)?;
-    let at = Routed {
-        state: &state,
-        fwd: &fwd,
-        req: &req,
-        deadline: Instant::now() + state.request_timeout,
-        method: Method::PUT,
-        path: "/set",
-        query: &[],
-        body: Some(serde_json::json!({"key": body.key, "value": body.value})),
-        idempotent: false,
-    };
+    let at = Routed::new(&state, &fwd, &req, Method::PUT, "/set")
+        .body(serde_json::json!({"key": body.key, "value": body.value}));
     let cmd = Command::Set {
         key: body.key.clone(),
         value: body.value,
@@ -319,17 +351,7 @@ pub async fn delete(
     let key = required_key(&query)?;
     check_key(&state.limits, key)?;
     let q = [("key", key)];
-    let at = Routed {
-        state: &state,
-        fwd: &fwd,
-        req: &req,
-        deadline: Instant::now() + state.request_timeout,
-        method: Method::DELETE,
-        path: "/delete",
-        query: &q,
-        body: None,
-        idempotent: false,
-    };
+    let at = Routed::new(&state, &fwd, &req, Method::DELETE, "/delete").query(&q);
     let cmd = Command::Delete {
         key: key.to_owned(),
     };
@@ -372,17 +394,10 @@ pub async fn get(
             .map_err(|e| actor_gone("store", e))?
     } else {
         let q = [("key", key)];
-        let at = Routed {
-            state: &state,
-            fwd: &fwd,
-            req: &req,
-            deadline: Instant::now() + state.request_timeout,
-            method: Method::GET,
-            path: "/get",
-            query: &q,
-            body: None,
-            idempotent: true,
-        };
+        // A read changes nothing: sending it twice is harmless.
+        let at = Routed::new(&state, &fwd, &req, Method::GET, "/get")
+            .query(&q)
+            .idempotent();
         match linearizable_read(&at, key).await? {
             Answer::Here(v) => v,
             Answer::Forwarded(res) => return Ok(res),

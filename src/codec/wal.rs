@@ -60,6 +60,12 @@ pub enum Record {
     },
 }
 
+impl From<Entry> for Record {
+    fn from(e: Entry) -> Self {
+        Record::Entry(e)
+    }
+}
+
 /// Whether hard state `new` may be written after `old` (terms never go back; within a term a
 /// vote is never forgotten).
 pub(crate) fn supersedes(new: &HardState, old: &HardState) -> bool {

@@ -19,7 +19,7 @@ impl Default for Limits {
     }
 }
 
-/// Default port (`KVSTORE_PORT`, then `PORT`).
+/// Port used when neither `--port`, `KVSTORE_PORT` nor `PORT` is set.
 pub const DEFAULT_PORT: u16 = 8080;
 
 /// Largest `--max-value-bytes` accepted.

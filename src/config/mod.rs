@@ -32,8 +32,6 @@ pub struct PeerTls {
     pub ca: PathBuf,
 }
 
-/// Port used when neither `--port`, `KVSTORE_PORT` nor `PORT` is set.
-
 /// Where a node keeps its Raft log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StorageKind {

@@ -28,13 +28,12 @@ use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 pub mod apply;
-pub mod barrier;
 mod messages;
 mod policy;
 mod snapshots;
 
 use self::apply::{ApplyItem, ApplyPump};
-use self::barrier::{Admit, Batch, WriteBarrier};
+use super::barrier::{Admit, Batch, WriteBarrier};
 use super::core::{
     Configuration, ConfigurationError, CoreConfig, HardState, Input, Member, Output, RaftCore,
     Role, SnapshotHeader,
@@ -48,7 +47,6 @@ use crate::store::actor::Summary;
 use crate::store::{ApplyEntries, CommandOutcome, Committed, KvState, Restore, StoreActor};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
-pub use self::barrier::MAX_HELD;
 pub use self::messages::{
     ClientError, ClientReadIndex, ClientWrite, GetStatus, NodeStatus, RaftTiming, Stop,
 };
@@ -56,6 +54,7 @@ pub use self::policy::{
     SnapshotData, SnapshotInfo, SnapshotPolicy, DEFAULT_SNAPSHOT_FACTOR, MAX_SNAPSHOT_BYTES,
     SNAPSHOT_CHUNK_BYTES,
 };
+pub use super::barrier::MAX_HELD;
 
 /// Pause before writing a batch again after the disk refused it.
 const STORAGE_RETRY: Duration = Duration::from_millis(250);
@@ -91,7 +90,7 @@ pub struct RaftActor {
     /// Where the log is made durable (disk, or memory: durable at once).
     log_store: Box<dyn LogStore>,
     /// Records to write and messages held until they are durable.
-    barrier: WriteBarrier<Held>,
+    barrier: WriteBarrier<Record, Held>,
     /// Set while the log cannot be written (e.g. the disk is full): writes are refused.
     storage_error: Option<String>,
     policy: SnapshotPolicy,
@@ -346,7 +345,7 @@ impl RaftActor {
     }
 
     /// Hand `batch` to the log store; a store that is durable at once answers in this step.
-    fn write_batch(&mut self, batch: Batch, ctx: &mut Context<Self>) {
+    fn write_batch(&mut self, batch: Batch<Record>, ctx: &mut Context<Self>) {
         let Batch { id, records, max } = batch;
         let mut write = self.log_store.write(records);
         match (&mut write).now_or_never() {

@@ -11,6 +11,7 @@
 //! Nothing outside [`actor`] may hold or mutate a core at run time.
 
 pub mod actor;
+pub mod barrier;
 pub mod core;
 pub mod log;
 pub mod rpc;

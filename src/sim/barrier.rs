@@ -1,19 +1,14 @@
-//! [`Barrier`]: the write barrier of one simulated node, the same contract as the `RaftActor`'s
-//! (`unwritten`, `writing`, `held`, `barrier`, `write_next`, `release`): records the core asks
-//! to persist are gathered; one write is in flight at a time and everything gathered meanwhile
-//! goes into the next one (group commit); a message produced while a write is pending is held
-//! until that write is durable, and released in order. A crash loses what was gathered and
-//! held, and cuts the write in flight short. Pure: no I/O, no clock.
+//! [`Barrier`]: the write barrier of one simulated node. The contract (records gathered for
+//! the next write, one write in flight, messages held until the write they depend on is
+//! durable, at most `MAX_HELD` of them) is the `RaftActor`'s own [`WriteBarrier`]; this adds
+//! only what a simulated disk needs: when the write in flight finishes, and what a crash loses
+//! (the write in flight, to cut short, and the held messages, which never leave). Pure: no I/O,
+//! no clock.
 
-use std::collections::VecDeque;
-
-use super::disk::Record;
+use crate::codec::wal::Record;
+use crate::raft::barrier::{Admit, WriteBarrier};
 use crate::raft::log::Entry;
 use crate::raft::LogIndex;
-
-/// Most messages held behind a write that is not yet durable (the actor's `MAX_HELD`): beyond
-/// it, new messages to peers are dropped as lost.
-pub const MAX_HELD: usize = 4096;
 
 /// A write handed to the disk.
 #[derive(Debug, Clone)]
@@ -26,24 +21,18 @@ pub struct Write {
     pub done_at: u64,
 }
 
-/// Gathered records, the write in flight, and the messages held behind writes.
+/// The shared barrier and the write in flight.
 #[derive(Debug)]
 pub struct Barrier<H> {
-    unwritten: Vec<Record>,
-    unwritten_max: Option<LogIndex>,
-    next_batch: u64,
+    inner: WriteBarrier<Record, H>,
     writing: Option<Write>,
-    held: VecDeque<(u64, H)>,
 }
 
 impl<H> Default for Barrier<H> {
     fn default() -> Self {
         Barrier {
-            unwritten: Vec::new(),
-            unwritten_max: None,
-            next_batch: 0,
+            inner: WriteBarrier::default(),
             writing: None,
-            held: VecDeque::new(),
         }
     }
 }
@@ -51,48 +40,35 @@ impl<H> Default for Barrier<H> {
 impl<H> Barrier<H> {
     /// `Output::PersistEntries`.
     pub fn persist(&mut self, entries: Vec<Entry>) {
-        let last = entries.last().map(|e| e.index);
-        self.unwritten_max = last.max(self.unwritten_max);
-        self.unwritten
-            .extend(entries.into_iter().map(Record::Entry));
+        self.inner.persist_entries(entries);
     }
 
     /// `Output::SaveHardState`, `Output::ResetLog`.
     pub fn record(&mut self, rec: Record) {
-        self.unwritten.push(rec);
+        self.inner.push(rec);
     }
 
-    /// The write that a message produced now must wait for, if any is not yet durable.
-    pub fn barrier(&self) -> Option<u64> {
-        if !self.unwritten.is_empty() {
-            Some(self.next_batch)
-        } else {
-            self.writing.as_ref().map(|w| w.id)
+    /// Let `h` go now (`Ok(Some(h))`), hold it behind the pending write (`Ok(None)`), or refuse
+    /// it when `bounded` and too many are held (`Err(h)`: treat as lost; replies are never
+    /// refused, a peer waits for them).
+    pub fn admit(&mut self, h: H, bounded: bool) -> Result<Option<H>, H> {
+        match self.inner.admit(h, bounded) {
+            Admit::Now(h) => Ok(Some(h)),
+            Admit::Held => Ok(None),
+            Admit::Refused(h) => Err(h),
         }
-    }
-
-    /// Hold `h` until write `b` is durable; when `bounded`, refused (given back) if too many
-    /// are held already (replies are not bounded: a peer waits for them).
-    pub fn hold(&mut self, b: u64, h: H, bounded: bool) -> Result<(), H> {
-        if bounded && self.held.len() >= MAX_HELD {
-            return Err(h);
-        }
-        self.held.push_back((b, h));
-        Ok(())
     }
 
     /// Start writing the gathered records, unless a write is in flight. Returns whether one
     /// started.
     pub fn write_next(&mut self, done_at: u64) -> bool {
-        if self.writing.is_some() || self.unwritten.is_empty() {
+        let Some(batch) = self.inner.next_write() else {
             return false;
-        }
-        let id = self.next_batch;
-        self.next_batch += 1;
+        };
         self.writing = Some(Write {
-            id,
-            max: self.unwritten_max.take(),
-            records: std::mem::take(&mut self.unwritten),
+            id: batch.id,
+            max: batch.max,
+            records: batch.records,
             done_at,
         });
         true
@@ -116,24 +92,15 @@ impl<H> Barrier<H> {
 
     /// Everything that waited for writes up to `id`, in order.
     pub fn release(&mut self, id: u64) -> Vec<H> {
-        let mut out = Vec::new();
-        while self.held.front().is_some_and(|(b, _)| *b <= id) {
-            if let Some((_, h)) = self.held.pop_front() {
-                out.push(h);
-            }
-        }
-        out
+        self.inner.written(id)
     }
 
     /// A crash: the write in flight (to cut short) and the held messages, which never leave.
     pub fn crash(self) -> (Option<Write>, Vec<H>) {
-        (
-            self.writing,
-            self.held.into_iter().map(|(_, h)| h).collect(),
-        )
+        (self.writing, self.inner.into_held())
     }
 
     pub fn held_len(&self) -> usize {
-        self.held.len()
+        self.inner.held()
     }
 }

@@ -13,17 +13,8 @@ use crate::raft::core::HardState;
 use crate::raft::log::{Entry, RaftLog};
 use crate::raft::{LogIndex, Term};
 
-/// One record of the simulated write-ahead log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    HardState(HardState),
-    Entry(Entry),
-    /// A snapshot from the leader replaced the whole log.
-    Reset {
-        index: LogIndex,
-        term: Term,
-    },
-}
+/// One record of the simulated write-ahead log: the WAL's own record type.
+pub use crate::codec::wal::Record;
 
 /// The newest durable snapshot: the agreed state machine up to `index` (whose entry has `term`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

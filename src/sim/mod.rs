@@ -29,6 +29,6 @@ pub mod world;
 #[cfg(test)]
 mod tests;
 
-pub use self::barrier::MAX_HELD;
 pub use self::run::{run_seed, run_seed_with, run_seeds, Outcome};
 pub use self::world::{DiskFaults, Stats, World};
+pub use crate::raft::barrier::MAX_HELD;

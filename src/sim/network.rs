@@ -145,6 +145,22 @@ impl Network {
         self.queue.len()
     }
 
+    /// Lose everything in flight (scripted tests).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// The requests in flight, as (from, to, message), in delivery order.
+    pub fn requests(&self) -> Vec<(Node, Node, &Message)> {
+        self.queue
+            .iter()
+            .filter_map(|p| match &p.wire {
+                Wire::Request(m) => Some((p.from, p.to, m)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// (arrival, from, to) of everything in flight, for debugging.
     pub fn in_flight(&self) -> Vec<(u64, Node, Node)> {
         self.queue.iter().map(|p| (p.at, p.from, p.to)).collect()

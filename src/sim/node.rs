@@ -86,7 +86,7 @@ enum WriteResult {
 }
 
 impl World {
-    fn running(&mut self, i: Node) -> &mut Running {
+    pub(super) fn running(&mut self, i: Node) -> &mut Running {
         self.nodes[i].as_mut().expect("node is up")
     }
 
@@ -98,6 +98,22 @@ impl World {
         };
         let was_leader = node.core.role() == Role::Leader;
         let outputs = node.core.step(input);
+        self.carry_out(i, was_leader, outputs, reply_to);
+    }
+
+    /// Carry out `outputs` of node `i` (a leader before the step if `was_leader`) the way the
+    /// `RaftActor` does: writes through the barrier, sends and replies once what they depend on
+    /// is durable, applies, and the rest to the script's output.
+    pub(super) fn carry_out(
+        &mut self,
+        i: Node,
+        was_leader: bool,
+        outputs: Vec<Output>,
+        reply_to: ReplyTo,
+    ) {
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
         if node.core.role() == Role::Leader {
             let term = node.core.term();
             self.check.leader(i, term, !was_leader, node.core.log());
@@ -176,20 +192,23 @@ impl World {
     fn carry(&mut self, i: Node, h: Held) -> Result<(), Option<u64>> {
         let broken = self.break_persist_before_send;
         let node = self.running(i);
-        let barrier = if broken { None } else { node.barrier.barrier() };
-        match barrier {
-            Some(b) => {
-                let bounded = !matches!(h, Held::Reply(..));
-                node.barrier.hold(b, h, bounded).map_err(|h| match h {
-                    Held::Send(_, m) => adapt::seq_of(&m),
-                    Held::Snapshot(_, offer) => Some(adapt::offer_seq(&offer)),
-                    Held::Reply(..) => None,
-                })
-            }
-            None => {
+        let bounded = !matches!(h, Held::Reply(..));
+        let admitted = if broken {
+            Ok(Some(h))
+        } else {
+            node.barrier.admit(h, bounded)
+        };
+        match admitted {
+            Ok(Some(h)) => {
                 self.release(i, h);
                 Ok(())
             }
+            Ok(None) => Ok(()),
+            Err(h) => Err(match h {
+                Held::Send(_, m) => adapt::seq_of(&m),
+                Held::Snapshot(_, offer) => Some(adapt::offer_seq(&offer)),
+                Held::Reply(..) => None,
+            }),
         }
     }
 

@@ -216,11 +216,21 @@ impl World {
     }
 
     /// Step node `i` with `input`; returns the outputs the world does not carry out itself
-    /// (everything but sends, replies, applies and writes).
+    /// (everything but sends, applies and writes; the answer to a request stepped here is
+    /// returned, not sent).
     pub fn step(&mut self, i: Node, input: Input) -> Vec<Output> {
         self.script_out.clear();
-        self.step_node(i, input, ReplyTo::Nobody);
+        self.step_node(i, input, ReplyTo::Caller);
         std::mem::take(&mut self.script_out)
+    }
+
+    /// Node `i` received the snapshot ending at (`index`, `term`) whole and stored it durably,
+    /// as the actor does before it tells the core: a scripted stand-in for the transfer, so that
+    /// a following `Input::InstallSnapshot` may restore it.
+    pub fn snapshot_received(&mut self, i: Node, index: u64, term: u64) {
+        let meta = super::disk::SnapshotMeta { index, term };
+        self.disks[i].store_snapshot(meta);
+        self.running(i).pending_restore = Some(meta);
     }
 
     /// One tick of node `i`'s clock.
@@ -256,18 +266,50 @@ impl World {
     }
 
     /// Deliver everything in flight, and what that produces, until nothing is left (scripted
-    /// worlds; writes in flight complete too).
-    pub fn deliver_all(&mut self) {
+    /// worlds; writes in flight complete too). Returns the outputs the world does not carry
+    /// out itself, in the order the nodes produced them.
+    pub fn deliver_all(&mut self) -> Vec<Output> {
+        self.script_out.clear();
         for _ in 0..100_000 {
             if let Some(p) = self.net.pop_front() {
                 self.deliver(p);
             } else if let Some(i) = (0..self.len()).find(|i| self.write_in_flight(*i)) {
                 self.complete_write(i);
             } else {
-                return;
+                return std::mem::take(&mut self.script_out);
             }
         }
         panic!("the network did not quiesce");
+    }
+
+    /// Node `i`'s core, to step by hand outside the world: the outputs are the caller's (to
+    /// inspect, drop, or hand back with [`World::absorb`]).
+    pub fn core_mut(&mut self, i: Node) -> &mut RaftCore {
+        &mut self.running(i).core
+    }
+
+    /// Carry out outputs the caller got by stepping node `i` by hand, as [`World::step`]
+    /// would have; returns those the world does not carry out itself.
+    pub fn absorb(&mut self, i: Node, outputs: Vec<Output>) -> Vec<Output> {
+        self.script_out.clear();
+        let leader = self.core(i).role() == crate::raft::core::Role::Leader;
+        self.carry_out(i, leader, outputs, ReplyTo::Nobody);
+        std::mem::take(&mut self.script_out)
+    }
+
+    /// How many messages are in flight.
+    pub fn in_flight_len(&self) -> usize {
+        self.net.len()
+    }
+
+    /// The requests in flight, as (from, to, message).
+    pub fn requests_in_flight(&self) -> Vec<(Node, Node, &crate::raft::rpc::Message)> {
+        self.net.requests()
+    }
+
+    /// Lose everything in flight.
+    pub fn drop_in_flight(&mut self) {
+        self.net.clear();
     }
 
     fn write_in_flight(&self, i: Node) -> bool {

@@ -1,12 +1,11 @@
 //! Scenarios named after the sections of the Raft paper (§5 consensus, §7 log compaction) and
 //! of the thesis (§6.2 check-quorum, §6.4 read index, §9.6 pre-vote), one file per section,
 //! plus `configuration.rs` (the configuration as a value) and `misc.rs`. Each test steps cores
-//! by hand (or through [`Net`], a synchronous lossless network) and asserts the exact outputs.
+//! by hand (or on the simulator's scripted [`World`]: a lossless FIFO network, a disk durable
+//! at once) and asserts the exact outputs.
 //!
-//! A single core under test has peers `p0`, `p1`, ...; cores on a [`Net`] are each other's
+//! A single core under test has peers `p0`, `p1`, ...; cores in a [`World`] are each other's
 //! peers, in the order given.
-
-use std::collections::VecDeque;
 
 use super::progress::Progress;
 use super::*;
@@ -16,6 +15,7 @@ use crate::raft::rpc::{
     VoteResponse,
 };
 use crate::raft::{LogIndex, NodeId, Term};
+use crate::sim::World;
 use crate::store::Command;
 
 mod configuration;
@@ -210,116 +210,23 @@ fn terms_of(log: &RaftLog) -> Vec<Term> {
         .collect()
 }
 
-/// A synchronous network of cores: every message is delivered, in FIFO order. Counts the
-/// AppendEntries each node receives.
-struct Net {
-    cores: Vec<RaftCore>,
-    queue: VecDeque<(usize, usize, Message, bool)>, // (from, to, msg, is_request)
-    appends_received: Vec<usize>,
-    applied: Vec<Vec<Entry>>,
+/// `cores` as voters of one configuration, on the simulator's scripted world: a lossless FIFO
+/// network and a disk durable at once, carrying out outputs the way the `RaftActor` does (and
+/// checking Raft's safety properties at every step). Node `k` is `cores[k]`.
+fn world(mut cores: Vec<RaftCore>) -> World {
+    join(&mut cores);
+    World::from_cores(cores)
 }
 
-impl Net {
-    /// The network of `cores`, each configured with all of them as voters.
-    fn new(mut cores: Vec<RaftCore>) -> Net {
-        join(&mut cores);
-        let n = cores.len();
-        Net {
-            cores,
-            queue: VecDeque::new(),
-            appends_received: vec![0; n],
-            applied: vec![Vec::new(); n],
-        }
-    }
-
-    /// The node with this id.
-    fn peer_to_node(&self, id: &str) -> usize {
-        self.cores
-            .iter()
-            .position(|c| c.cfg.id == id)
-            .expect("a member of the network")
-    }
-
-    /// The id of node `node`.
-    fn node_to_peer(&self, node: usize) -> NodeId {
-        self.cores[node].cfg.id.clone()
-    }
-
-    fn absorb(&mut self, node: usize, out: Vec<Output>, reply_to: Option<usize>) -> Vec<Output> {
-        let mut rest = Vec::new();
-        let mut persisted = None;
-        for o in out {
-            match o {
-                Output::Send { to, msg } => {
-                    let dst = self.peer_to_node(&to);
-                    self.queue.push_back((node, dst, msg, true));
-                }
-                Output::Reply(msg) => {
-                    let dst = reply_to.expect("a reply answers a request");
-                    self.queue.push_back((node, dst, msg, false));
-                }
-                Output::Apply(es) => self.applied[node].extend(es),
-                // Instant storage: durable as soon as written.
-                Output::PersistEntries(es) => {
-                    persisted = es.last().map(|e| e.index).max(persisted);
-                }
-                other => rest.push(other),
-            }
-        }
-        if let Some(index) = persisted {
-            let out = self.cores[node].step(Input::Persisted { index });
-            rest.extend(self.absorb(node, out, None));
-        }
-        rest
-    }
-
-    fn step(&mut self, node: usize, input: Input) -> Vec<Output> {
-        let out = self.cores[node].step(input);
-        self.absorb(node, out, None)
-    }
-
-    /// Deliver until nothing is left (bounded).
-    fn run(&mut self) {
-        for _ in 0..100_000 {
-            let Some((from, to, msg, is_request)) = self.queue.pop_front() else {
-                return;
-            };
-            if is_request {
-                if matches!(msg, Message::AppendRequest(_)) {
-                    self.appends_received[to] += 1;
-                }
-                let out = self.cores[to].step(Input::Request(msg));
-                self.absorb(to, out, Some(from));
-            } else {
-                let from = self.node_to_peer(from);
-                let out = self.cores[to].step(Input::Response { from, msg });
-                self.absorb(to, out, None);
-            }
-        }
-        panic!("network did not quiesce");
-    }
-
-    /// Three fresh nodes, the first elected leader.
-    fn three_with_leader() -> Net {
-        let mut net = Net::new(vec![
-            node("a", 2, 0, RaftLog::new()),
-            node("b", 2, 0, RaftLog::new()),
-            node("c", 2, 0, RaftLog::new()),
-        ]);
-        net.elect(0);
-        net
-    }
-
-    /// Make `node` leader: it campaigns and every message is delivered.
-    fn elect(&mut self, node: usize) {
-        self.step(node, Input::Campaign);
-        self.run();
-        assert_eq!(
-            self.cores[node].role(),
-            Role::Leader,
-            "node {node} must win"
-        );
-    }
+/// Three fresh nodes `a`, `b`, `c`, the first elected leader.
+fn three_with_leader() -> World {
+    let mut net = world(vec![
+        node("a", 2, 0, RaftLog::new()),
+        node("b", 2, 0, RaftLog::new()),
+        node("c", 2, 0, RaftLog::new()),
+    ]);
+    net.elect(0);
+    net
 }
 
 fn node(id: &str, peers: usize, term: Term, log: RaftLog) -> RaftCore {

@@ -156,7 +156,7 @@ fn s5_2_election_safety_at_most_one_leader_per_term_on_a_lossless_network() {
     // no term may ever have two leaders.
     for seed in 0..200u64 {
         let n = 5;
-        let mut cores: Vec<RaftCore> = (0..n)
+        let cores: Vec<RaftCore> = (0..n)
             .map(|i| {
                 new_core(
                     cfg(&format!("n{i}"), n - 1, seed % 2 == 0, seed % 3 == 0),
@@ -166,15 +166,16 @@ fn s5_2_election_safety_at_most_one_leader_per_term_on_a_lossless_network() {
                 )
             })
             .collect();
-        join(&mut cores);
+        let mut w = world(cores);
         let mut leaders_by_term: std::collections::HashMap<Term, String> = Default::default();
         let mut elected = false;
         for _ in 0..20 * ET {
             for i in 0..n {
-                let out = cores[i].step(Input::Tick);
-                deliver(&mut cores, i, out);
+                w.tick(i);
+                w.deliver_all();
             }
-            for c in &cores {
+            for i in 0..n {
+                let c = w.core(i);
                 if c.role() == Role::Leader {
                     let prev = leaders_by_term.insert(c.term(), c.cfg.id.clone());
                     assert!(
@@ -187,31 +188,7 @@ fn s5_2_election_safety_at_most_one_leader_per_term_on_a_lossless_network() {
             }
         }
         assert!(elected, "seed {seed}: no leader elected");
-        let leaders: Vec<_> = cores.iter().filter(|c| c.role() == Role::Leader).collect();
-        assert_eq!(
-            leaders.len(),
-            1,
-            "seed {seed}: one stable leader at the end"
-        );
-    }
-}
-
-/// Deliver `out` of node `from` to the other cores synchronously, recursively.
-fn deliver(cores: &mut [RaftCore], from: usize, out: Vec<Output>) {
-    for o in out {
-        if let Output::Send { to, msg } = o {
-            let target = cores.iter().position(|c| c.cfg.id == to).expect("a member");
-            let replies = cores[target].step(Input::Request(msg));
-            let mut follow_up = Vec::new();
-            for r in replies {
-                if let Output::Reply(resp) = r {
-                    follow_up.extend(cores[from].step(Input::Response {
-                        from: cores[target].cfg.id.clone(),
-                        msg: resp,
-                    }));
-                }
-            }
-            deliver(cores, from, follow_up);
-        }
+        let leaders = (0..n).filter(|i| w.core(*i).role() == Role::Leader).count();
+        assert_eq!(leaders, 1, "seed {seed}: one stable leader at the end");
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn s5_3_leader_replicates_commits_on_majority_and_all_apply_in_order() {
-    let mut net = Net::three_with_leader();
+    let mut net = three_with_leader();
     for i in 0..5 {
         let out = net.step(0, Input::Propose(set_cmd("k", &i.to_string())));
         assert_eq!(
@@ -16,25 +16,25 @@ fn s5_3_leader_replicates_commits_on_majority_and_all_apply_in_order() {
             "index 1 is the leader's no-op"
         );
     }
-    net.run();
+    net.deliver_all();
     // Heartbeats carry the final commit index to the followers.
     net.step(0, Input::Tick);
-    net.run();
+    net.deliver_all();
     for n in 0..3 {
-        assert_eq!(net.cores[n].commit_index(), 6, "node {n}");
-        let idx: Vec<_> = net.applied[n].iter().map(|e| e.index).collect();
+        assert_eq!(net.core(n).commit_index(), 6, "node {n}");
+        let idx: Vec<_> = net.applied(n).iter().map(|e| e.index).collect();
         assert_eq!(
             idx,
             vec![1, 2, 3, 4, 5, 6],
             "node {n} applies each entry once, in order"
         );
-        assert_eq!(net.applied[n], net.applied[0]);
+        assert_eq!(net.applied(n), net.applied(0));
     }
 }
 
 #[test]
 fn s5_3_a_proposal_on_a_follower_is_rejected_with_the_leader() {
-    let mut net = Net::new(vec![
+    let mut net = world(vec![
         node("a", 1, 0, RaftLog::new()),
         node("b", 1, 0, RaftLog::new()),
     ]);
@@ -65,23 +65,23 @@ fn s5_3_figure_7_every_follower_log_is_made_to_match_the_leaders_with_few_round_
     for (name, terms, term) in followers {
         // The leader wins with the vote of a helper that holds its log; the follower may
         // refuse (c and d have logs at least as up to date).
-        let mut net = Net::new(vec![
+        let mut net = world(vec![
             node("L", 2, 7, log_with_terms(&leader_terms)),
             node("H", 2, 7, log_with_terms(&leader_terms)),
             node(name, 2, term, log_with_terms(terms)),
         ]);
         net.elect(0);
         net.step(0, Input::Tick);
-        net.run();
+        net.deliver_all();
         let mut want = leader_terms.to_vec();
         want.push(8); // the new leader's no-op
-        assert_eq!(terms_of(net.cores[2].log()), want, "follower ({name})");
+        assert_eq!(terms_of(net.core(2).log()), want, "follower ({name})");
         assert!(
-            net.appends_received[2] <= 6,
+            net.appends_received(2) <= 6,
             "follower ({name}) needed {} AppendEntries: fast back-off skips whole terms",
-            net.appends_received[2]
+            net.appends_received(2)
         );
-        assert_eq!(net.cores[2].commit_index(), 11, "follower ({name})");
+        assert_eq!(net.core(2).commit_index(), 11, "follower ({name})");
     }
 }
 

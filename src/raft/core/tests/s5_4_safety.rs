@@ -87,26 +87,26 @@ fn s5_4_2_figure_8_entries_of_earlier_terms_are_not_committed_by_counting_replic
 
 #[test]
 fn s5_4_a_stale_leader_cannot_commit() {
-    let mut net = Net::three_with_leader();
+    let mut net = three_with_leader();
     // b and c move on to term 5 without a (as if a had been partitioned).
-    net.cores[1].step(Input::Request(vote_req(5, "c", 1, 1)));
-    net.cores[2].step(Input::Request(vote_req(5, "b", 1, 1)));
-    net.queue.clear();
-    let before = net.cores[0].commit_index();
+    net.core_mut(1).step(Input::Request(vote_req(5, "c", 1, 1)));
+    net.core_mut(2).step(Input::Request(vote_req(5, "b", 1, 1)));
+    net.drop_in_flight();
+    let before = net.core(0).commit_index();
     let out = net.step(0, Input::Propose(set_cmd("k", "lost")));
     assert!(matches!(out[0], Output::Proposed { index: 2, term: 1 }));
-    net.run();
+    net.deliver_all();
     assert_eq!(
-        net.cores[0].role(),
+        net.core(0).role(),
         Role::Follower,
         "the answers' higher term deposes it"
     );
     assert_eq!(
-        net.cores[0].commit_index(),
+        net.core(0).commit_index(),
         before,
         "its entry never commits"
     );
-    assert!(net.applied[0].iter().all(|e| e.index < 2));
+    assert!(net.applied(0).iter().all(|e| e.index < 2));
 }
 
 #[test]

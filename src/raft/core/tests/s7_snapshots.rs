@@ -23,20 +23,23 @@ fn snap_reply(out: &[Output]) -> SnapshotResponse {
 
 #[test]
 fn s7_a_follower_behind_the_log_start_gets_a_snapshot_then_the_entries_after_it() {
-    let mut net = Net::three_with_leader();
+    let mut net = three_with_leader();
     for i in 0..5 {
         net.step(0, Input::Propose(set_cmd("k", &i.to_string())));
-        net.run();
+        net.deliver_all();
     }
-    let commit = net.cores[0].commit_index();
+    let commit = net.core(0).commit_index();
     assert_eq!(commit, 6);
     // The leader snapshots everything and drops its log; c's progress is reset as if it
     // had restarted with an empty log.
     net.step(0, Input::Compact { index: commit });
-    assert_eq!(net.cores[0].log().base_index(), 6);
-    net.cores[0].progress.insert("c".into(), Progress::new(0));
-    let out = net.cores[0].step(Input::Tick);
-    let out = net.cores[0]
+    assert_eq!(net.core(0).log().base_index(), 6);
+    net.core_mut(0)
+        .progress
+        .insert("c".into(), Progress::new(0));
+    let out = net.core_mut(0).step(Input::Tick);
+    let out = net
+        .core_mut(0)
         .step(Input::Tick)
         .into_iter()
         .chain(out)
@@ -52,35 +55,35 @@ fn s7_a_follower_behind_the_log_start_gets_a_snapshot_then_the_entries_after_it(
     // (the entries after the snapshot must still be there when it arrives).
     net.step(0, Input::Propose(set_cmd("k", "late")));
     net.step(0, Input::Compact { index: 7 });
-    assert_eq!(net.cores[0].log().base_index(), 6);
-    assert!(!net
-        .queue
-        .iter()
-        .any(|(_, to, m, _)| *to == 2
-            && matches!(m, Message::AppendRequest(r) if !r.entries.is_empty())));
-    net.run();
+    assert_eq!(net.core(0).log().base_index(), 6);
+    assert!(!net.requests_in_flight().into_iter().any(
+        |(_, to, m)| to == 2 && matches!(m, Message::AppendRequest(r) if !r.entries.is_empty())
+    ));
+    net.deliver_all();
     // c installed it (the caller's part is done here by hand) and answers.
     let install = snap_req(header.term, 6, 1, header.seq);
-    let out = net.cores[2].step(Input::Request(Message::SnapshotRequest(install.clone())));
+    let out = net.step(2, Input::Request(Message::SnapshotRequest(install.clone())));
     assert_eq!(snap_reply(&out).match_index, None, "go on: c needs it");
-    let out = net.cores[2].step(Input::InstallSnapshot((&install).into()));
+    net.snapshot_received(2, 6, 1);
+    let out = net.step(2, Input::InstallSnapshot((&install).into()));
     assert!(out.contains(&Output::RestoreSnapshot { index: 6 }));
     let resp = snap_reply(&out);
     assert_eq!(resp.match_index, Some(6));
-    let out = net.cores[0].step(Input::Response {
+    let out = net.core_mut(0).step(Input::Response {
         from: "c".into(),
         msg: Message::SnapshotResponse(resp),
     });
-    net.absorb(0, out, None);
-    net.run();
+    net.absorb(0, out);
+    net.deliver_all();
     assert_eq!(
-        net.cores[2].log().last_index(),
+        net.core(2).log().last_index(),
         7,
         "the entry after the snapshot"
     );
-    assert_eq!(net.cores[2].commit_index(), 7);
+    assert_eq!(net.core(2).commit_index(), 7);
     assert_eq!(
-        net.cores[0].progress["c"].match_index, 7,
+        net.core_mut(0).progress["c"].match_index,
+        7,
         "c matches up to the end"
     );
 }

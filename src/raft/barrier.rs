@@ -3,16 +3,17 @@
 //! It owns the records not yet written, the one batch in flight (its id and highest entry
 //! index) and the messages held until the write they depend on is durable (at most
 //! [`MAX_HELD`]; a bounded message beyond it is refused, to be treated as lost). The
-//! `RaftActor` asks it what to write next and tells it which batch is durable; it answers with
-//! the messages that may go now, in the order they were produced.
+//! `RaftActor` (and the simulator in `crate::sim`, which carries out outputs the same way) asks it
+//! what to write next and tells it which batch is durable; it answers with the messages that may
+//! go now, in the order they were produced. Generic over the record type `R` (the WAL's
+//! `codec::wal::Record` at run time), so this pure module does not depend on a byte format.
 //!
 //! No actix, no I/O, no clock: it never writes or sends anything itself.
 
 use std::collections::VecDeque;
 
-use crate::raft::log::Entry;
-use crate::raft::LogIndex;
-use crate::storage::Record;
+use super::log::Entry;
+use super::LogIndex;
 
 /// Most messages held behind a write that is not yet durable. Beyond it, new messages to peers
 /// are dropped as if lost (the core resynchronises that follower, as after any lost message);
@@ -21,9 +22,9 @@ pub const MAX_HELD: usize = 4096;
 
 /// One write to make: its id and records, and the highest entry index among them.
 #[derive(Debug, PartialEq)]
-pub struct Batch {
+pub struct Batch<R> {
     pub id: u64,
-    pub records: Vec<Record>,
+    pub records: Vec<R>,
     pub max: Option<LogIndex>,
 }
 
@@ -40,9 +41,9 @@ pub enum Admit<M> {
 
 /// Group commit and persist-before-send. See the module docs.
 #[derive(Debug)]
-pub struct WriteBarrier<M> {
+pub struct WriteBarrier<R, M> {
     /// Records gathered for the next write.
-    unwritten: Vec<Record>,
+    unwritten: Vec<R>,
     /// Highest entry index among `unwritten`.
     unwritten_max: Option<LogIndex>,
     /// Id the gathered records get when written; ids grow by one per write.
@@ -53,7 +54,7 @@ pub struct WriteBarrier<M> {
     held: VecDeque<(u64, M)>,
 }
 
-impl<M> Default for WriteBarrier<M> {
+impl<R, M> Default for WriteBarrier<R, M> {
     fn default() -> Self {
         WriteBarrier {
             unwritten: Vec::new(),
@@ -65,7 +66,7 @@ impl<M> Default for WriteBarrier<M> {
     }
 }
 
-impl<M> WriteBarrier<M> {
+impl<R: From<Entry>, M> WriteBarrier<R, M> {
     pub fn new() -> Self {
         Self::default()
     }
@@ -74,12 +75,11 @@ impl<M> WriteBarrier<M> {
     pub fn persist_entries(&mut self, entries: Vec<Entry>) {
         let last = entries.last().map(|e| e.index);
         self.unwritten_max = last.max(self.unwritten_max);
-        self.unwritten
-            .extend(entries.into_iter().map(Record::Entry));
+        self.unwritten.extend(entries.into_iter().map(R::from));
     }
 
     /// Gather another record (hard state, log reset) for the next write.
-    pub fn push(&mut self, record: Record) {
+    pub fn push(&mut self, record: R) {
         self.unwritten.push(record);
     }
 
@@ -107,7 +107,7 @@ impl<M> WriteBarrier<M> {
 
     /// The next batch to write, unless one is in flight (its completion starts the next:
     /// everything gathered meanwhile shares one fsync) or nothing is gathered.
-    pub fn next_write(&mut self) -> Option<Batch> {
+    pub fn next_write(&mut self) -> Option<Batch<R>> {
         if self.writing.is_some() || self.unwritten.is_empty() {
             return None;
         }
@@ -137,6 +137,11 @@ impl<M> WriteBarrier<M> {
     }
 
     /// How many messages are held.
+    /// Everything held, in order, leaving none: what a crash loses (the simulator reports it).
+    pub fn into_held(self) -> Vec<M> {
+        self.held.into_iter().map(|(_, m)| m).collect()
+    }
+
     pub fn held(&self) -> usize {
         self.held.len()
     }
@@ -146,7 +151,6 @@ impl<M> WriteBarrier<M> {
 mod tests {
     use super::*;
     use crate::raft::log::EntryPayload;
-    use crate::raft::HardState;
 
     fn entry(index: LogIndex) -> Entry {
         Entry {
@@ -158,14 +162,14 @@ mod tests {
 
     #[test]
     fn messages_go_at_once_when_nothing_is_unwritten() {
-        let mut b = WriteBarrier::new();
+        let mut b = WriteBarrier::<Entry, _>::new();
         assert_eq!(b.admit("a", true), Admit::Now("a"));
         assert_eq!(b.next_write(), None, "nothing to write");
     }
 
     #[test]
     fn a_message_waits_for_the_write_it_depends_on() {
-        let mut b = WriteBarrier::new();
+        let mut b = WriteBarrier::<Entry, _>::new();
         b.persist_entries(vec![entry(1), entry(2)]);
         assert_eq!(b.admit("append", true), Admit::Held);
         let batch = b.next_write().unwrap();
@@ -178,10 +182,10 @@ mod tests {
 
     #[test]
     fn records_gathered_during_a_write_share_the_next_batch() {
-        let mut b = WriteBarrier::<&str>::new();
+        let mut b = WriteBarrier::<Entry, &str>::new();
         b.persist_entries(vec![entry(1)]);
         let first = b.next_write().unwrap();
-        b.push(Record::HardState(HardState::default()));
+        b.push(entry(0)); // a record without an entry index of its own, like a hard state
         b.persist_entries(vec![entry(2)]);
         b.persist_entries(vec![entry(3)]);
         assert_eq!(b.admit("after", true), Admit::Held);
@@ -195,14 +199,14 @@ mod tests {
 
     #[test]
     fn a_batch_without_entries_has_no_highest_index() {
-        let mut b = WriteBarrier::<()>::new();
-        b.push(Record::HardState(HardState::default()));
+        let mut b = WriteBarrier::<Entry, ()>::new();
+        b.push(entry(0)); // a record without an entry index of its own, like a hard state
         assert_eq!(b.next_write().unwrap().max, None);
     }
 
     #[test]
     fn beyond_max_held_bounded_messages_are_refused_but_replies_are_held() {
-        let mut b = WriteBarrier::new();
+        let mut b = WriteBarrier::<Entry, _>::new();
         b.persist_entries(vec![entry(1)]);
         for i in 0..MAX_HELD {
             assert_eq!(b.admit(i, true), Admit::Held);
