@@ -7,8 +7,7 @@
 //!
 //! **Pure** (no actix, tokio, awc, files, sockets or clock):
 //! - [`security`]: the cluster secret and the proof every peer RPC carries of it.
-//! - [`store`] (`command`, `state`): commands, the `Committed` values the store applies, and the
-//!   map [`store::KvState`].
+//! - [`store`] (`command`, `state`): commands and the map [`store::KvState`].
 //! - [`raft`] (`core`, `log`, `rpc`): [`raft::RaftCore`], the Raft state machine (step/tick →
 //!   ordered outputs), its log and its wire types.
 //! - [`codec`]: the WAL record and snapshot byte formats.
@@ -20,12 +19,14 @@
 //! - [`fatal`]: how a fatal error at run time ends the process (one log line, its exit status).
 //! - [`storage`]: WAL and snapshot files, the `LogStore` the RaftActor writes through, the data
 //!   directory's identity and lock, durable directories and failpoints.
-//! - [`store::actor`]: the `StoreActor` that owns the map.
+//! - [`store::actor`]: the `StoreActor` that owns the map and applies the `Committed` values it
+//!   defines.
 //! - [`tls`]: PEM certificates and keys → rustls configurations (ring provider; files only).
 //! - [`transport`]: how Raft RPCs reach peers (HTTP, the fault layer, or an in-memory network
 //!   in tests) and the message peers' requests are delivered as.
 //! - [`raft::actor`]: the `RaftActor`, which carries out the core's outputs in order and owns
-//!   the timers, its write barrier, apply pump and snapshot transfers.
+//!   the timers (its write barrier is the pure `raft::barrier`), its apply pump and snapshot
+//!   transfers.
 //!
 //! **Edges** (how the outside reaches it):
 //! - [`config`]: flags and environment → a validated [`config::Config`]; limits and defaults.

@@ -44,7 +44,8 @@ use super::{LogIndex, NodeId, Term};
 use crate::fatal::Fatal;
 use crate::storage::{LogStore, Record, WriteFailed};
 use crate::store::actor::Summary;
-use crate::store::{ApplyEntries, CommandOutcome, Committed, KvState, Restore, StoreActor};
+use crate::store::actor::{ApplyEntries, Committed, Restore, StoreActor};
+use crate::store::{CommandOutcome, KvState};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::messages::{
