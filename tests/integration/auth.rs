@@ -259,7 +259,7 @@ fn a_node_refuses_to_start_with_an_unusable_tokens_file() {
     );
     let status = p.wait_exit(Duration::from_secs(20)).expect("exits");
     assert_eq!(status.code(), Some(1));
-    let seen: Vec<String> = p.stderr.try_iter().collect();
+    let seen = p.remaining_stderr(Duration::from_secs(10));
     assert!(seen.iter().any(|l| l.contains("cannot open")), "{seen:?}");
 }
 

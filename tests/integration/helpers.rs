@@ -260,6 +260,22 @@ impl KvProcess {
 
     /// Wait for exit up to `timeout`; `None` if still running. Blocks on a pidfd (no polling
     /// loop), then reaps the child through its handle.
+    /// Every stderr line not yet taken, up to the end of the stream: call after the process
+    /// exited. The reader thread may still be passing on the last lines when the exit is seen,
+    /// so this waits (up to `timeout`) for it to reach the end of the pipe, instead of taking
+    /// only what already arrived.
+    pub fn remaining_stderr(&mut self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => return lines, // the stream ended (or the deadline passed)
+            }
+        }
+    }
+
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         if let Ok(Some(status)) = self.child.try_wait() {
             return Some(status);

@@ -195,7 +195,7 @@ fn a_missing_or_bad_tls_file_stops_the_start_naming_the_file() {
             .wait_exit(Duration::from_secs(20))
             .expect("the node exits");
         assert!(!status.success());
-        let printed: Vec<String> = p.stderr.try_iter().collect();
+        let printed = p.remaining_stderr(Duration::from_secs(10));
         assert!(
             printed.iter().any(|l| l.contains(named)),
             "no line names {named}: {printed:?}"
