@@ -4,7 +4,8 @@
 //! Run: `cargo bench --bench store`. Figures go to BENCHMARKS.md.
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use kvstore::store::{ApplyEntries, Command, Get, KvState, StoreActor};
+use kvstore::store::actor::{ApplyEntries, Get, StoreActor};
+use kvstore::store::{Command, KvState};
 
 fn filled(n: usize) -> KvState {
     let mut s = KvState::new();
@@ -77,7 +78,7 @@ fn kv_state(c: &mut Criterion) {
 
 fn store_actor(c: &mut Criterion) {
     use actix::Actor;
-    use kvstore::store::Committed;
+    use kvstore::store::actor::Committed;
     let mut g = c.benchmark_group("store_actor");
     g.throughput(Throughput::Elements(1));
     let sys = actix::System::new();

@@ -12,7 +12,7 @@ use super::AppState;
 use crate::raft::actor::GetStatus;
 use crate::raft::actor::NodeStatus;
 use crate::raft::{LogIndex, NodeId, Term};
-use crate::store::Summary;
+use crate::store::actor::Summary;
 
 /// The body of `GET /health`: `{"ok":true, "id", "state", "term", "leaderId", "leader",
 /// "lastHeartbeatAgoMs", "votedFor", "url", "peerUrl" (with `--peer-port`), "peers",

@@ -20,7 +20,8 @@ use super::middleware::RequestId;
 use super::{AppState, Limits};
 use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite};
 use crate::raft::LeaderInfo;
-use crate::store::{read_at, Command, CommandOutcome, Get};
+use crate::store::actor::{read_at, Get};
+use crate::store::{Command, CommandOutcome};
 
 /// Pause between attempts while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);

@@ -39,7 +39,7 @@ pub use crate::config::Limits;
 pub use errors::ApiError;
 
 use crate::raft::actor::RaftActor;
-use crate::store::StoreActor;
+use crate::store::actor::StoreActor;
 
 /// What every handler can reach: addresses of the actors and fixed settings. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -43,8 +43,8 @@ use super::rpc::Message;
 use super::{LogIndex, NodeId, Term};
 use crate::fatal::Fatal;
 use crate::storage::{LogStore, Record, WriteFailed};
-use crate::store::actor::Summary;
-use crate::store::{ApplyEntries, CommandOutcome, Committed, KvState, Restore, StoreActor};
+use crate::store::actor::{ApplyEntries, Committed, Restore, StoreActor, Summary};
+use crate::store::{CommandOutcome, KvState};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::messages::{

@@ -8,7 +8,8 @@ use actix::{Actor, Addr};
 use kvstore::raft::actor::{ClientError, ClientWrite, GetStatus, RaftSetup, SnapshotPolicy, Stop};
 use kvstore::raft::actor::{NodeStatus, RaftActor, RaftTiming};
 use kvstore::raft::HardState;
-use kvstore::store::{Command, CommandOutcome, Get, StoreActor};
+use kvstore::store::actor::{Get, StoreActor};
+use kvstore::store::{Command, CommandOutcome};
 
 /// Writes a simulated node lets wait for a commit.
 const PENDING_LIMIT: usize = 32;

@@ -22,7 +22,8 @@ use std::collections::{HashMap, VecDeque};
 
 use super::ClientError;
 use crate::raft::{LogIndex, Term};
-use crate::store::{Applied, CommandOutcome, Committed, KvState};
+use crate::store::actor::{Applied, Committed};
+use crate::store::{CommandOutcome, KvState};
 
 /// Work for the store, in log order.
 #[derive(Debug)]

@@ -27,7 +27,8 @@ use crate::raft::core::{HardState, Input, Member, Role, SnapshotHeader};
 use crate::raft::rpc::{Message, SnapshotRequest, SnapshotResponse};
 use crate::raft::{LogIndex, NodeId, Term};
 use crate::storage::snapshot::{self, SnapshotMeta, SnapshotWriter};
-use crate::store::{KvState, SnapshotView, TakeSnapshot};
+use crate::store::actor::{SnapshotView, TakeSnapshot};
+use crate::store::KvState;
 use crate::transport::DeliveryError;
 
 /// Where the chunks of a snapshot from the leader go: a temporary file next to the snapshots
