@@ -9,8 +9,9 @@
 //! outcome of applying its own entry. It never decides anything about Raft itself, and never
 //! uses `ctx.wait`.
 //!
-//! Each concern it carries out has its own file: [`barrier`] (persist before send, group
-//! commit), [`apply`] (the way to the store), `snapshots` (taking, sending, receiving),
+//! Each concern it carries out has its own file: [`barrier`](super::barrier) (persist before
+//! send, group commit; pure, in `raft/`, shared with the simulator), [`apply`] (the way to
+//! the store), `snapshots` (taking, sending, receiving),
 //! `policy` (when to snapshot), `messages` (what it is asked and answers). The log is written
 //! through a [`LogStore`] (disk, or memory: durable at once, the same code path). Whether a
 //! client request can be served is the core's to say (its `Proposed`, `ProposalRejected`,
@@ -43,8 +44,7 @@ use super::rpc::Message;
 use super::{LogIndex, NodeId, Term};
 use crate::fatal::Fatal;
 use crate::storage::{LogStore, Record, WriteFailed};
-use crate::store::actor::Summary;
-use crate::store::actor::{ApplyEntries, Committed, Restore, StoreActor};
+use crate::store::actor::{ApplyEntries, Committed, Restore, StoreActor, Summary};
 use crate::store::{CommandOutcome, KvState};
 use crate::transport::{Deliver, DeliveryError, Transport};
 

@@ -4,7 +4,7 @@
 //! The map is README's table under "## Architecture" whose header is `| module | layer | owns |`.
 //! Each row names one or more source paths (a file, or a folder ending in `/`) and a layer:
 //! `pure` (no actix, tokio, awc, no `std::fs`, `std::net`, `std::thread`, `std::process`,
-//! `std::env`, and no clock: `Instant`, `SystemTime`), `shell` (actors and I/O) or `edge` (HTTP,
+//! `std::env`, `std::os`, and no clock: `Instant`, `SystemTime`), `shell` (actors and I/O) or `edge` (HTTP,
 //! configuration, start-up, tools). The rows are listed from the bottom up, and a module may
 //! name only modules of rows **above** its own (or its own row), and never one of a higher layer.
 //! So there are no cycles between rows, and a pure module never reaches an actor.
@@ -134,9 +134,11 @@ fn strip(src: &str) -> String {
             out.push(' ');
         } else if c == b'r'
             && (b.get(i + 1) == Some(&b'"') || b.get(i + 1) == Some(&b'#'))
-            && (i == 0 || !is_ident(b[i - 1]))
+            && (i == 0
+                || !is_ident(b[i - 1])
+                || (matches!(b[i - 1], b'b' | b'c') && (i < 2 || !is_ident(b[i - 2]))))
         {
-            // Raw string r"..." or r#"..."#.
+            // Raw string r"..." or r#"..."# (also a raw byte or C string, br"..", cr"..").
             let mut j = i + 1;
             let mut hashes = 0;
             while b.get(j) == Some(&b'#') {
@@ -326,16 +328,20 @@ fn paths_in(code: &str) -> Vec<(Vec<String>, Vec<String>)> {
                 }
                 i += 1;
             }
-            Tok::Ident(kw) if kw == "mod" => match (toks.get(i + 1), toks.get(i + 2)) {
-                (Some(Tok::Ident(name)), Some(Tok::Open)) => {
+            Tok::Ident(kw) if kw == "mod" => {
+                if let (Some(Tok::Ident(name)), Some(Tok::Open)) =
+                    (toks.get(i + 1), toks.get(i + 2))
+                {
                     depth += 1;
                     mods.push((name.clone(), depth));
                     i += 3;
+                } else if let Some(Tok::Ident(_)) = toks.get(i + 1) {
+                    // `mod name;` declares a module: it names nothing.
+                    i += 2;
+                } else {
+                    i += 1;
                 }
-                // `mod x;` declares a child; it names nothing.
-                (Some(Tok::Ident(_)), Some(Tok::Semi)) => i += 3,
-                _ => i += 1,
-            },
+            }
             Tok::Ident(kw) if kw == "use" => {
                 i += 1;
                 let mut trees = Vec::new();
@@ -345,7 +351,12 @@ fn paths_in(code: &str) -> Vec<(Vec<String>, Vec<String>)> {
                 }
             }
             Tok::Ident(first) => {
-                let after_sep = i > 0 && toks[i - 1] == Tok::PathSep;
+                // `a::b` continues a path; `<T>::b` and `Vec::<u8>::new` continue a type's;
+                // a `::` after anything else starts an absolute path (`::tokio::spawn`).
+                let after_sep = i > 0
+                    && toks[i - 1] == Tok::PathSep
+                    && i >= 2
+                    && matches!(toks[i - 2], Tok::Ident(_) | Tok::Other('>'));
                 let mut path = vec![first.clone()];
                 let mut j = i + 1;
                 while toks.get(j) == Some(&Tok::PathSep) {
@@ -366,6 +377,33 @@ fn paths_in(code: &str) -> Vec<(Vec<String>, Vec<String>)> {
         }
     }
     out
+}
+
+/// Constructs that bring in code from a file the check cannot see from here: `#[path = ..]`
+/// on a module and `include!(..)`.
+fn hidden_code(code: &str) -> Vec<&'static str> {
+    let toks = tokens(code);
+    let mut out = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        let Tok::Ident(name) = t else { continue };
+        let before = |k: usize| i.checked_sub(k).and_then(|j| toks.get(j));
+        let attr = before(1) == Some(&Tok::Other('['))
+            && (before(2) == Some(&Tok::Other('#'))
+                || (before(2) == Some(&Tok::Other('!')) && before(3) == Some(&Tok::Other('#'))));
+        if name == "path" && attr {
+            out.push("#[path = ..] (the module's file is elsewhere)");
+        }
+        if name == "include" && toks.get(i + 1) == Some(&Tok::Other('!')) {
+            out.push("include!(..) (code from another file)");
+        }
+    }
+    out
+}
+
+/// Whether `module` (absolute, without `crate`) has a file of its own.
+fn is_module_file(root: &Path, module: &[String]) -> bool {
+    let m = module.join("/");
+    root.join(format!("src/{m}.rs")).is_file() || root.join(format!("src/{m}/mod.rs")).is_file()
 }
 
 /// The module path of a source file: `src/raft/core/mod.rs` → `[raft, core]`.
@@ -424,7 +462,7 @@ const PURE_FORBIDDEN_CRATES: &[&str] = &[
     "tracing_actix_web",
     "libc",
 ];
-const PURE_FORBIDDEN_STD: &[&str] = &["fs", "net", "thread", "process", "env"];
+const PURE_FORBIDDEN_STD: &[&str] = &["fs", "net", "thread", "process", "env", "os"];
 const CLOCKS: &[&str] = &["Instant", "SystemTime", "UNIX_EPOCH"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -465,6 +503,15 @@ fn violations(root: &Path) -> Vec<String> {
             .to_string_lossy()
             .replace('\\', "/");
         if file == "src/lib.rs" {
+            // Skipped below as a target: a `use` here would hide the defining module.
+            let code = strip(&fs::read_to_string(&path).expect("read source"));
+            if tokens(&code).contains(&Tok::Ident("use".into())) {
+                bad.insert(
+                    "src/lib.rs: re-exports at the crate root hide the defining module from the check; \
+                     import from the defining module"
+                        .into(),
+                );
+            }
             continue;
         }
         let Some(row) = row_of(&rows, &file) else {
@@ -475,6 +522,9 @@ fn violations(root: &Path) -> Vec<String> {
         };
         let code = strip(&fs::read_to_string(&path).expect("read source"));
         let me = module_of(&file);
+        for what in hidden_code(&code) {
+            bad.insert(format!("{file}: {what} hides code from the layering check"));
+        }
         for (p, inline) in paths_in(&code) {
             let Some(first) = p.first() else { continue };
             if row.layer == Layer::Pure {
@@ -508,20 +558,11 @@ fn violations(root: &Path) -> Vec<String> {
                 }
                 "self" => here.into_iter().chain(p[1..].iter().cloned()).collect(),
                 "kvstore" if file == "src/main.rs" => p[1..].to_vec(),
-                // A path that starts at a child module (`use actor::X;` in `store/mod.rs`).
-                _ => {
-                    let child: Vec<String> = here.iter().chain(p.iter().take(1)).cloned().collect();
-                    let is_child = [
-                        format!("src/{}.rs", child.join("/")),
-                        format!("src/{}/mod.rs", child.join("/")),
-                    ]
-                    .iter()
-                    .any(|f| root.join(f).is_file());
-                    if !is_child {
-                        continue;
-                    }
+                // A child module named without `self::` (`use actor::X;` in a `mod.rs`).
+                _ if is_module_file(root, &[here.clone(), vec![first.clone()]].concat()) => {
                     here.into_iter().chain(p.iter().cloned()).collect()
                 }
+                _ => continue,
             };
             let Some(target) = defining_file(root, &abs) else {
                 continue;
@@ -588,7 +629,6 @@ fn the_layering_check_catches_forbidden_imports() {
         root.join("README.md"),
         "## Architecture\n\n| module | layer | owns |\n| --- | --- | --- |\n\
          | `src/raft/` | pure | x |\n| `src/store/` | pure | x |\n\
-         | `src/store/shell.rs` | shell | x |\n\
          | `src/a/pure.rs` | pure | x |\n| `src/a/low.rs` | shell | x |\n\
          | `src/a/high.rs` | shell | x |\n| `src/a/mod.rs`, `src/main.rs` | edge | x |\n\nafter\n",
     )
@@ -596,11 +636,7 @@ fn the_layering_check_catches_forbidden_imports() {
     let write = |name: &str, body: &str| fs::write(root.join(name), body).expect("write");
     write("src/lib.rs", "pub mod a;\npub mod raft;\npub mod store;\n");
     write("src/raft/mod.rs", "pub type Term = u64;\n");
-    write(
-        "src/store/mod.rs",
-        "pub mod shell;\npub use shell::Actor;\nuse crate::raft::Term;\n",
-    );
-    write("src/store/shell.rs", "pub struct Actor;\n");
+    write("src/store/mod.rs", "use crate::raft::Term;\n");
     write("src/main.rs", "use kvstore::a::high::X;\nfn main() {}\n");
     write(
         "src/a/mod.rs",
@@ -651,9 +687,71 @@ fn the_layering_check_catches_forbidden_imports() {
     );
     assert!(!from("src/main.rs"), "main may name anything: {bad:#?}");
     assert!(has("src/store/mod.rs names `crate::raft::Term` in src/raft/mod.rs: the store never knows Raft"), "{bad:#?}");
+    assert_eq!(bad.len(), 6, "{bad:#?}");
+}
+
+/// What the first version of the check missed: an absolute `::crate` path in code, a child
+/// module named without `self::` (a pure `mod.rs` re-exporting a shell child), a raw byte string
+/// ending in a backslash (which hid the code after it), `std::os`, `#[path]`, `include!` and a
+/// re-export at the crate root.
+#[test]
+fn the_layering_check_sees_past_the_syntax_that_hid_imports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    fs::create_dir_all(root.join("src/p")).expect("mkdir");
+    fs::write(
+        root.join("README.md"),
+        "## Architecture\n\n| module | layer | owns |\n| --- | --- | --- |\n\
+         | `src/p/mod.rs`, `src/p/abs.rs`, `src/p/raw.rs`, `src/p/os.rs`, `src/p/ok.rs` | pure | x |\n\
+         | `src/p/sh.rs`, `src/p/hide.rs` | shell | x |\n\nafter\n",
+    )
+    .expect("write readme");
+    let write = |name: &str, body: &str| fs::write(root.join(name), body).expect("write");
+    write(
+        "src/lib.rs",
+        "pub mod p;\npub use crate::p::sh::Actorish;\n",
+    );
+    write(
+        "src/p/mod.rs",
+        "pub mod abs;\npub mod hide;\npub mod ok;\npub mod os;\npub mod raw;\npub mod sh;\n\
+         pub use sh::Actorish;\n",
+    );
+    write("src/p/sh.rs", "pub struct Actorish;\n");
+    write("src/p/abs.rs", "fn f() { ::tokio::spawn(async {}); }\n");
+    write(
+        "src/p/raw.rs",
+        "const B: &[u8] = br\"\\\";\nuse std::net::TcpStream;\nconst Q: &str = \"x\";\n",
+    );
+    write("src/p/os.rs", "use std::os::unix::fs::FileExt;\n");
+    write(
+        "src/p/hide.rs",
+        "#[path = \"../elsewhere.rs\"]\nmod elsewhere;\ninclude!(\"more.rs\");\n",
+    );
+    write(
+        "src/p/ok.rs",
+        "fn g<T: Default>() -> T { let _ = Vec::<u8>::new(); <T as Default>::default() }\n",
+    );
+    let bad = violations(root);
+    let has = |needle: &str| bad.iter().any(|l| l.contains(needle));
     assert!(
-        has("src/store/mod.rs (Pure) names `shell::Actor` in src/store/shell.rs (Shell)"),
+        has("src/p/abs.rs: pure module uses `tokio::spawn`"),
         "{bad:#?}"
+    );
+    assert!(has("src/p/mod.rs (Pure) names `sh::Actorish`"), "{bad:#?}");
+    assert!(
+        has("src/p/raw.rs: pure module uses `std::net::TcpStream`"),
+        "{bad:#?}"
+    );
+    assert!(
+        has("src/p/os.rs: pure module uses `std::os::unix::fs::FileExt`"),
+        "{bad:#?}"
+    );
+    assert!(has("src/p/hide.rs: #[path = ..]"), "{bad:#?}");
+    assert!(has("src/p/hide.rs: include!(..)"), "{bad:#?}");
+    assert!(has("src/lib.rs: re-exports at the crate root"), "{bad:#?}");
+    assert!(
+        !has("src/p/ok.rs"),
+        "type paths are not absolute paths: {bad:#?}"
     );
     assert_eq!(bad.len(), 7, "{bad:#?}");
 }
