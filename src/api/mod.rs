@@ -174,11 +174,7 @@ pub fn app(
         InitError = (),
     >,
 > {
-    App::new()
-        .wrap(middleware::CatchPanic)
-        .wrap(TracingLogger::<middleware::RequestSpan>::new())
-        .wrap(actix_web::middleware::from_fn(middleware::request_id))
-        .configure(|cfg| configure(cfg, state))
+    with_middleware(|cfg| configure(cfg, state))
 }
 
 /// The peer listener's application: [`configure_peer`] wrapped in the same middleware as [`app`].
@@ -193,11 +189,27 @@ pub fn peer_app(
         InitError = (),
     >,
 > {
+    with_middleware(|cfg| configure_peer(cfg, state))
+}
+
+/// Routes from `routes` wrapped in the middleware every listener has: request id, then the
+/// tracing span and log line, then panics caught as 500s.
+fn with_middleware(
+    routes: impl FnOnce(&mut web::ServiceConfig),
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
     App::new()
         .wrap(middleware::CatchPanic)
         .wrap(TracingLogger::<middleware::RequestSpan>::new())
         .wrap(actix_web::middleware::from_fn(middleware::request_id))
-        .configure(|cfg| configure_peer(cfg, state))
+        .configure(routes)
 }
 
 async fn not_allowed(allowed: &'static str) -> Result<&'static str, ApiError> {

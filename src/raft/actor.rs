@@ -414,19 +414,14 @@ impl RaftActor {
         }
     }
 
-    /// The member `id` of the core's configuration (its URL is where RPCs go).
-    fn member(&self, id: &str) -> Option<Member> {
-        self.core.configuration().member(id).cloned()
-    }
-
     fn send_rpc(&mut self, to: NodeId, msg: Message, ctx: &mut Context<Self>) {
         let seq = seq_of(&msg);
-        let Some(member) = self.member(&to) else {
+        let Some(member) = self.core.configuration().member(&to) else {
             // Not (or no longer) a member: as if lost.
             self.step(Input::SendFailed { to, seq }, ctx);
             return;
         };
-        let fut = self.transport.call(&member, msg);
+        let fut = self.transport.call(member, msg);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(resp) => {
                 act.step(
@@ -438,7 +433,7 @@ impl RaftActor {
                 );
             }
             Err(e) => {
-                tracing::debug!(peer = %member.url, error = %e, "raft rpc failed");
+                tracing::debug!(peer = %to, error = %e, "raft rpc failed");
                 act.step(Input::SendFailed { to, seq }, ctx);
             }
         }));

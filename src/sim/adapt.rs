@@ -10,7 +10,7 @@ use crate::raft::core::{
     Configuration, CoreConfig, Input, InstalledSnapshot, Member, SnapshotHeader,
 };
 use crate::raft::rpc::{Message, SnapshotRequest};
-use crate::raft::{LogIndex, NodeId, Term};
+use crate::raft::{LogIndex, Term};
 
 /// A simulated node, by its position in the world (`0..n`).
 pub type Node = usize;
@@ -42,25 +42,25 @@ fn url(i: Node) -> String {
     format!("sim://n{i}")
 }
 
-/// The node a core names `to` (`ids[k]` is node k's id).
-pub fn peer_node(ids: &[NodeId], to: &str) -> Node {
-    ids.iter()
-        .position(|id| id == to)
-        .unwrap_or_else(|| panic!("{to} is not a node of this world ({ids:?})"))
+/// The node a core names `to` (`cfgs[k]` is node k's settings, its id among them).
+pub fn peer_node(cfgs: &[CoreConfig], to: &str) -> Node {
+    cfgs.iter()
+        .position(|c| c.id == to)
+        .unwrap_or_else(|| panic!("{to} is not a node of this world"))
 }
 
 /// The input for a node when `from` answered one of its requests.
-pub fn response(ids: &[NodeId], from: Node, msg: Message) -> Input {
+pub fn response(cfgs: &[CoreConfig], from: Node, msg: Message) -> Input {
     Input::Response {
-        from: ids[from].clone(),
+        from: cfgs[from].id.clone(),
         msg,
     }
 }
 
 /// The input for a node when a request it sent to `to` got no answer.
-pub fn send_failed(ids: &[NodeId], to: Node, seq: Option<u64>) -> Input {
+pub fn send_failed(cfgs: &[CoreConfig], to: Node, seq: Option<u64>) -> Input {
     Input::SendFailed {
-        to: ids[to].clone(),
+        to: cfgs[to].id.clone(),
         seq,
     }
 }

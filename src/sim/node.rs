@@ -137,7 +137,7 @@ impl World {
                     self.script_out.push(output);
                 }
                 Output::Send { to, msg } => {
-                    let to = adapt::peer_node(&self.ids, &to);
+                    let to = adapt::peer_node(&self.cfgs, &to);
                     if let Err(seq) = self.carry(i, Held::Send(to, msg)) {
                         dropped.push((to, seq));
                     }
@@ -150,7 +150,7 @@ impl World {
                     ReplyTo::Nobody => panic!("seed {}: a reply to no request", self.seed),
                 },
                 Output::SendSnapshot { to, header } => {
-                    let node_to = adapt::peer_node(&self.ids, &to);
+                    let node_to = adapt::peer_node(&self.cfgs, &to);
                     self.script_out.push(Output::SendSnapshot {
                         to,
                         header: header.clone(),
@@ -182,7 +182,7 @@ impl World {
             node.proposals.clear();
         }
         for (to, seq) in dropped {
-            self.step_node(i, adapt::send_failed(&self.ids, to, seq), ReplyTo::Nobody);
+            self.step_node(i, adapt::send_failed(&self.cfgs, to, seq), ReplyTo::Nobody);
         }
         self.write_next(i);
         self.maybe_snapshot(i);
@@ -226,7 +226,7 @@ impl World {
                 }
                 None => {
                     let seq = Some(adapt::offer_seq(&offer));
-                    self.step_node(i, adapt::send_failed(&self.ids, to, seq), ReplyTo::Nobody);
+                    self.step_node(i, adapt::send_failed(&self.cfgs, to, seq), ReplyTo::Nobody);
                 }
             },
         }

@@ -21,7 +21,6 @@ use super::node::{Held, ReplyTo, Running};
 use crate::raft::core::{Configuration, CoreConfig, HardState, Input, Output, RaftCore};
 use crate::raft::log::{Entry, RaftLog};
 use crate::raft::rpc::Message;
-use crate::raft::NodeId;
 use crate::store::Command;
 
 /// Faults of one node's disk.
@@ -51,8 +50,6 @@ pub struct World {
     pub now: u64,
     pub(super) rng: SmallRng,
     pub(super) cfgs: Vec<CoreConfig>,
-    /// Node `k`'s id (how cores name each other).
-    pub(super) ids: Vec<NodeId>,
     /// The configuration each node restarts with.
     pub(super) confs: Vec<Configuration>,
     pub(super) nodes: Vec<Option<Running>>,
@@ -99,7 +96,6 @@ impl World {
             now: 0,
             rng: SmallRng::seed_from_u64(seed),
             cfgs: cores.iter().map(|c| c.config().clone()).collect(),
-            ids: cores.iter().map(|c| c.config().id.clone()).collect(),
             confs: cores.iter().map(|c| c.configuration().clone()).collect(),
             nodes: cores
                 .into_iter()
@@ -362,16 +358,16 @@ impl World {
                     return;
                 }
                 let input = if self.net.lost(p.from, p.to) {
-                    adapt::send_failed(&self.ids, p.from, adapt::seq_of(&msg))
+                    adapt::send_failed(&self.cfgs, p.from, adapt::seq_of(&msg))
                 } else {
-                    adapt::response(&self.ids, p.from, msg)
+                    adapt::response(&self.cfgs, p.from, msg)
                 };
                 self.step_node(p.to, input, ReplyTo::Nobody);
             }
             Wire::Failed { seq } => {
                 self.step_node(
                     p.to,
-                    adapt::send_failed(&self.ids, p.from, seq),
+                    adapt::send_failed(&self.cfgs, p.from, seq),
                     ReplyTo::Nobody,
                 );
             }

@@ -10,10 +10,10 @@ use kvstore::raft::actor::{NodeStatus, RaftActor, RaftTiming};
 use kvstore::raft::HardState;
 use kvstore::store::actor::{Get, StoreActor};
 use kvstore::store::{Command, CommandOutcome};
+use kvstore::transport::memory::{Fault, Join, Leave, MemoryTransport, Network};
 
 /// Writes a simulated node lets wait for a commit.
 const PENDING_LIMIT: usize = 32;
-use kvstore::transport::memory::{Fault, Join, Leave, MemoryTransport, Network};
 
 /// Let 10 ms of simulated time pass. The clock is paused, so this is how time moves in the
 /// simulation, not a wait for something to happen: the runtime first runs every actor until

@@ -349,7 +349,17 @@ pub fn client() -> awc::Client {
 
 /// `PUT /set` through `base`: (status, body, the `x-kvstore-leader` header if forwarded).
 pub async fn put(base: &str, key: &str, value: &str) -> (u16, serde_json::Value, Option<String>) {
-    let mut res = client()
+    put_via(&client(), base, key, value).await
+}
+
+/// [`put`] with a client of the caller's (e.g. one that trusts a test CA).
+pub async fn put_via(
+    client: &awc::Client,
+    base: &str,
+    key: &str,
+    value: &str,
+) -> (u16, serde_json::Value, Option<String>) {
+    let mut res = client
         .put(format!("{base}/set"))
         .timeout(Duration::from_secs(20))
         .send_json(&serde_json::json!({"key": key, "value": value}))

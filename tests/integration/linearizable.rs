@@ -35,6 +35,8 @@ fn workload(urls: Vec<String>) -> Workload {
 async fn nemesis(cluster: &mut ProcCluster, start: Instant) -> Vec<String> {
     let mut log = Vec::new();
     for at in [1500, 3000, 4500, 6000].map(Duration::from_millis) {
+        // The fault schedule (a kill every 1.5 s of the workload) is the thing under test, not
+        // a wait for something to happen.
         let wait = at.saturating_sub(start.elapsed());
         actix_web::rt::time::sleep(wait).await;
         let (leader, term) = cluster.wait_for_leader(Duration::from_secs(10)).await;

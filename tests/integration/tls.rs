@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{free_ports, poll_until, KvProcess};
+use crate::helpers::{free_ports, poll_until, put_via, KvProcess};
 
 /// A CA (certificate and key) that can issue node certificates.
 struct Ca {
@@ -79,29 +79,6 @@ async fn health(client: &awc::Client, base: &str) -> Option<Value> {
     serde_json::from_slice(&res.body().await.ok()?).ok()
 }
 
-async fn put(
-    client: &awc::Client,
-    base: &str,
-    key: &str,
-    value: &str,
-) -> (u16, Value, Option<String>) {
-    let mut res = client
-        .put(format!("{base}/set"))
-        .send_json(&serde_json::json!({"key": key, "value": value}))
-        .await
-        .expect("PUT answered");
-    let leader = res
-        .headers()
-        .get("x-kvstore-leader")
-        .map(|v| v.to_str().unwrap().to_owned());
-    let body = res.body().await.expect("body");
-    (
-        res.status().as_u16(),
-        serde_json::from_slice(&body).expect("JSON"),
-        leader,
-    )
-}
-
 async fn get(client: &awc::Client, base: &str, key: &str, stale: bool) -> (u16, Value) {
     let c = if stale { "&consistency=stale" } else { "" };
     let mut res = client
@@ -139,7 +116,7 @@ async fn a_single_node_serves_https_with_the_ca_and_refuses_plain_http() {
     let client = https_client(&dir.path().join("ca.pem"));
     let h = health(&client, &base).await.expect("health over https");
     assert_eq!(h["url"], base.as_str(), "the advertise URL is https: {h}");
-    let (status, body, _) = put(&client, &base, "k", "v").await;
+    let (status, body, _) = put_via(&client, &base, "k", "v").await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = get(&client, &base, "k", false).await;
     assert_eq!((status, &body["value"]), (200, &Value::from("v")), "{body}");
@@ -354,7 +331,7 @@ async fn a_cluster_with_https_clients_and_peer_mtls_elects_replicates_and_forwar
         .expect("a leader over mutual TLS");
     let follower = (leader + 1) % 3;
     // A write through a follower is forwarded to the leader's client (https) URL.
-    let (status, body, via) = put(&client, &c.url(follower), "tls-key", "tls-value").await;
+    let (status, body, via) = put_via(&client, &c.url(follower), "tls-key", "tls-value").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         via.as_deref(),
@@ -409,7 +386,7 @@ async fn a_node_whose_peer_certificate_comes_from_another_ca_cannot_take_part() 
     let (leader, term) = stable_leader(&good_client, &c, &[0, 1])
         .await
         .expect("the two good nodes elect a leader");
-    let (status, body, _) = put(&good_client, &c.url(leader), "k", "v").await;
+    let (status, body, _) = put_via(&good_client, &c.url(leader), "k", "v").await;
     assert_eq!(status, 200, "{body}");
     // For a while (bounded), the intruder never learns a leader nor gets the write, and the
     // good nodes keep their leader and term.
