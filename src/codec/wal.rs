@@ -12,8 +12,9 @@
 //! payload, so every byte of a record is covered, its length first: a damaged length is seen as
 //! damage, never mistaken for the end of the log.
 
+use crate::raft::core::MAX_MEMBERS;
 use crate::raft::log::{Entry, EntryPayload};
-use crate::raft::{HardState, LogIndex};
+use crate::raft::{Configuration, HardState, LogIndex, Member};
 use crate::store::command::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 use crate::store::Command;
 
@@ -137,6 +138,16 @@ pub(crate) fn encode_payload(rec: &Record, buf: &mut Vec<u8>) -> u8 {
                     buf.push(2);
                     put_str(buf, key);
                 }
+                EntryPayload::Config { configuration } => {
+                    buf.push(3);
+                    for members in [configuration.voters(), configuration.learners()] {
+                        buf.extend_from_slice(&(members.len() as u32).to_le_bytes());
+                        for m in members {
+                            put_str(buf, &m.id);
+                            put_str(buf, &m.url);
+                        }
+                    }
+                }
             }
             KIND_ENTRY
         }
@@ -166,6 +177,19 @@ impl Cursor<'_> {
     fn u64(&mut self) -> Result<u64, String> {
         let b = self.take(8)?;
         Ok(u64::from_le_bytes(b.try_into().map_err(|_| "bad u64")?))
+    }
+    /// A count (u32) of members, each an id and a URL; at most [`MAX_MEMBERS`].
+    fn members(&mut self) -> Result<Vec<Member>, String> {
+        let b = self.take(4)?;
+        let n = u32::from_le_bytes(b.try_into().map_err(|_| "bad count")?) as usize;
+        if n > MAX_MEMBERS {
+            return Err(format!(
+                "a configuration of {n} members (at most {MAX_MEMBERS})"
+            ));
+        }
+        (0..n)
+            .map(|_| Ok(Member::new(self.string()?, self.string()?)))
+            .collect()
     }
     fn string(&mut self) -> Result<String, String> {
         let b = self.take(4)?;
@@ -201,6 +225,13 @@ pub(crate) fn decode(kind: u8, payload: &[u8]) -> Result<Record, String> {
                 2 => EntryPayload::Command {
                     command: Command::Delete { key: c.string()? },
                 },
+                3 => {
+                    let voters = c.members()?;
+                    let learners = c.members()?;
+                    let configuration = Configuration::with_learners(voters, learners)
+                        .map_err(|e| format!("bad configuration entry: {e}"))?;
+                    EntryPayload::Config { configuration }
+                }
                 t => return Err(format!("bad entry tag {t}")),
             };
             Record::Entry(Entry {

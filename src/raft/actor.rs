@@ -289,6 +289,12 @@ impl RaftActor {
                         format!("asked to restore snapshot {index}, which was not received"),
                     ),
                 },
+                // Skeleton: membership changes and transfers are not asked for yet.
+                Output::ChangeProposed { .. }
+                | Output::ChangeDone
+                | Output::ChangeRejected { .. }
+                | Output::TransferStarted { .. }
+                | Output::TransferRejected { .. } => {}
             }
         }
         if was_leader && self.core.role() != Role::Leader {
@@ -446,7 +452,7 @@ impl RaftActor {
             index: e.index,
             term: e.term,
             command: match e.payload {
-                EntryPayload::Noop => None,
+                EntryPayload::Noop | EntryPayload::Config { .. } => None,
                 EntryPayload::Command { command } => Some(command),
             },
         });

@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::core::Configuration;
 use super::{LogIndex, Term};
 use crate::store::Command;
 
@@ -17,6 +18,9 @@ pub enum EntryPayload {
     Noop,
     /// A client command for the key-value store.
     Command { command: Command },
+    /// The cluster's configuration from this entry on (it is in force as soon as it is in a
+    /// log, committed or not; see `raft::core` membership).
+    Config { configuration: Configuration },
 }
 
 /// One log entry.
@@ -36,6 +40,10 @@ impl Entry {
                 Command::Set { key, value } => key.len() + value.len(),
                 Command::Delete { key } => key.len(),
             },
+            EntryPayload::Config { configuration } => configuration
+                .members()
+                .map(|m| 16 + m.id.len() + m.url.len())
+                .sum(),
         }
     }
 }

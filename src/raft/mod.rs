@@ -17,7 +17,8 @@ pub mod log;
 pub mod rpc;
 
 pub use self::core::{
-    Configuration, CoreConfig, HardState, Input, LeaderInfo, Member, Output, RaftCore, Role, Status,
+    ConfigChange, Configuration, CoreConfig, HardState, Input, LeaderInfo, Member, MemberRole,
+    MembershipError, Output, RaftCore, Role, Status,
 };
 pub use self::rpc::Message;
 

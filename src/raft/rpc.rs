@@ -1,5 +1,5 @@
-//! Wire types of the Raft RPCs (`POST /raft/vote`, `/raft/append`, `/raft/snapshot`) and the [`Message`]
-//! enum the core consumes and produces.
+//! Wire types of the Raft RPCs (`POST /raft/vote`, `/raft/append`, `/raft/snapshot`,
+//! `/raft/timeout-now`) and the [`Message`] enum the core consumes and produces.
 //!
 //! Plain serde data, plus [`Message::validate`], the bounds every received message must meet
 //! before anything acts on it. A change here is a change of the protocol between nodes.
@@ -39,6 +39,10 @@ pub struct VoteRequest {
     pub last_log_term: Term,
     #[serde(default)]
     pub pre_vote: bool,
+    /// The election follows a leadership transfer ([`TimeoutNowRequest`]): voters that still
+    /// hear from the leader vote anyway (thesis §3.10).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transfer: bool,
 }
 
 /// Answer to a [`VoteRequest`].
@@ -94,6 +98,28 @@ pub struct AppendResponse {
     /// or one past its last entry when its log is too short.
     #[serde(default)]
     pub conflict_index: LogIndex,
+    /// The follower's own id (`NODE_ID`): how a leader that knows a peer by its URL only
+    /// learns its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<NodeId>,
+}
+
+/// TimeoutNow (thesis §3.10): the leader asks a caught-up voter to start an election at once,
+/// without a pre-vote, to hand it the leadership.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeoutNowRequest {
+    pub term: Term,
+    pub leader_id: NodeId,
+}
+
+/// Answer to a [`TimeoutNowRequest`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimeoutNowResponse {
+    pub term: Term,
+    /// The election was started.
+    pub accepted: bool,
 }
 
 /// InstallSnapshot (§7), one chunk of the snapshot file at a time (`POST /raft/snapshot`, the
@@ -149,6 +175,8 @@ pub enum Message {
     AppendResponse(AppendResponse),
     SnapshotRequest(SnapshotRequest),
     SnapshotResponse(SnapshotResponse),
+    TimeoutNowRequest(TimeoutNowRequest),
+    TimeoutNowResponse(TimeoutNowResponse),
 }
 
 impl Message {
@@ -161,6 +189,8 @@ impl Message {
             Message::AppendResponse(m) => m.term,
             Message::SnapshotRequest(m) => m.term,
             Message::SnapshotResponse(m) => m.term,
+            Message::TimeoutNowRequest(m) => m.term,
+            Message::TimeoutNowResponse(m) => m.term,
         }
     }
 
@@ -264,6 +294,8 @@ impl Message {
                 }
                 Ok(())
             }
+            Message::TimeoutNowRequest(m) => check("term", m.term),
+            Message::TimeoutNowResponse(m) => check("term", m.term),
         }
     }
 
@@ -273,6 +305,8 @@ impl Message {
             Message::VoteRequest(m) => (m.candidate_id.as_str(), ""),
             Message::AppendRequest(m) => (m.leader_id.as_str(), m.leader_url.as_str()),
             Message::SnapshotRequest(m) => (m.leader_id.as_str(), m.leader_url.as_str()),
+            Message::TimeoutNowRequest(m) => (m.leader_id.as_str(), ""),
+            Message::AppendResponse(m) => (m.node_id.as_deref().unwrap_or(""), ""),
             _ => ("", ""),
         };
         if id.len() > MAX_ID_BYTES {
@@ -294,7 +328,10 @@ impl Message {
     pub fn is_request(&self) -> bool {
         matches!(
             self,
-            Message::VoteRequest(_) | Message::AppendRequest(_) | Message::SnapshotRequest(_)
+            Message::VoteRequest(_)
+                | Message::AppendRequest(_)
+                | Message::SnapshotRequest(_)
+                | Message::TimeoutNowRequest(_)
         )
     }
 }

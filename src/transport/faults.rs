@@ -356,6 +356,7 @@ mod tests {
                 last_log_index: 0,
                 last_log_term: 0,
                 pre_vote: false,
+                transfer: false,
             })
         };
         assert!(

@@ -132,7 +132,7 @@ fn served_map(dir: &Path) -> Result<kvstore::store::KvState, String> {
     for index in log.base_index() + 1..=log.last_index() {
         let entry = log.entry(index).ok_or("log gap")?;
         let applied = match &entry.payload {
-            EntryPayload::Noop => state.apply_noop(index).map(|_| ()),
+            EntryPayload::Noop | EntryPayload::Config { .. } => state.apply_noop(index).map(|_| ()),
             EntryPayload::Command { command } => state.apply(index, command.clone()).map(|_| ()),
         };
         applied.map_err(|e| format!("apply: {e:?}"))?;

@@ -207,6 +207,7 @@ fn structured_vote() -> impl Strategy<Value = Vec<u8>> {
             last_log_index: li,
             last_log_term: lt,
             pre_vote: pre,
+            transfer: false,
         })
         .unwrap()
     })
@@ -232,6 +233,7 @@ fn valid_votes() -> Vec<Vec<u8>> {
                 last_log_index: i,
                 last_log_term: 1,
                 pre_vote: i % 2 == 0,
+                transfer: false,
             })
             .unwrap()
         })

@@ -1,7 +1,10 @@
 //! [`Configuration`]: who is in the cluster, as a value. The voters (this node included when it
-//! votes) decide elections and commitment; learners (none yet: the membership change fills
-//! them) only receive the log. Every quorum is computed here, from the voters, never from a
-//! count stored elsewhere.
+//! votes) decide elections and commitment; learners only receive the log (and snapshots) and
+//! count for nothing. Every quorum is computed here, from the voters, never from a count stored
+//! elsewhere. [`ConfigChange`] is one membership change (add a learner, promote it, remove a
+//! member); [`Configuration::change`] checks its shape (ids and URLs unique, a voter left) and
+//! gives the configuration it leads to; whether the cluster may make it *now* (one change at a
+//! time, caught up, a quorum left reachable) is the core's to decide ([`MembershipError`]).
 //!
 //! Members are identified by [`NodeId`], with the base URL at which they are reached beside.
 //! A node learns its peers from `PEERS`, which holds URLs only: until the membership change
@@ -15,10 +18,17 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::raft::NodeId;
+use serde::{Deserialize, Serialize};
+
+use super::io::LeaderInfo;
+use crate::raft::{LogIndex, NodeId};
+
+/// Most members (voters and learners) a configuration may have: a bound on what a
+/// configuration entry, a snapshot or a message may carry.
+pub const MAX_MEMBERS: usize = 64;
 
 /// A member of the cluster: its id and the base URL at which peers reach it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Member {
     pub id: NodeId,
     pub url: String,
@@ -50,6 +60,8 @@ pub enum ConfigurationError {
     NoVoters,
     /// Two members share this id.
     DuplicateId(NodeId),
+    /// Two members share this URL.
+    DuplicateUrl(String),
 }
 
 impl fmt::Display for ConfigurationError {
@@ -58,6 +70,9 @@ impl fmt::Display for ConfigurationError {
             ConfigurationError::NoVoters => write!(f, "a configuration needs at least one voter"),
             ConfigurationError::DuplicateId(id) => {
                 write!(f, "two members share the id {id:?}")
+            }
+            ConfigurationError::DuplicateUrl(url) => {
+                write!(f, "two members share the URL {url:?}")
             }
         }
     }
@@ -76,29 +91,248 @@ pub enum VoteResult {
     Pending,
 }
 
-/// The members of a cluster: voters and learners, in a fixed order (the order messages go
-/// out in). Invariants: at least one voter; ids are unique across voters and learners.
+/// What a member is in a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    /// Votes, and counts toward every quorum.
+    Voter,
+    /// Receives the log; counts for nothing.
+    Learner,
+}
+
+impl MemberRole {
+    /// `voter` or `learner`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberRole::Voter => "voter",
+            MemberRole::Learner => "learner",
+        }
+    }
+}
+
+/// One membership change. A configuration entry in the log holds the whole configuration it
+/// leads to, never the change.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// Add a learner (a new node with its id and peer URL).
+    AddLearner(Member),
+    /// Make a learner a voter.
+    Promote(NodeId),
+    /// Remove a member (voter or learner).
+    Remove(NodeId),
+}
+
+/// Why a membership change (or a leadership transfer) cannot be made. The HTTP edge maps
+/// these: `NotLeader` is routed to the leader, `Unknown` is a 404, `NotReady` a 503, the rest
+/// 409 conflicts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipError {
+    /// This node does not lead; `leader` is the one it knows of.
+    NotLeader(Option<LeaderInfo>),
+    /// The leader has not yet committed an entry of its own term (thesis errata: a change
+    /// before that could be lost with a concurrent one of an earlier leader). Retry shortly.
+    NotReady,
+    /// The latest configuration is not committed yet: one change at a time.
+    InProgress,
+    /// A leadership transfer is under way.
+    TransferInProgress,
+    /// No member has this id.
+    Unknown(NodeId),
+    /// Another member already uses this id.
+    IdInUse(NodeId),
+    /// Another member already uses this URL (its id given).
+    UrlInUse { url: String, id: NodeId },
+    /// The member is already a voter.
+    AlreadyVoter(NodeId),
+    /// The member is not a voter (it cannot lead).
+    NotAVoter(NodeId),
+    /// Removing it would leave no voter.
+    LastVoter(NodeId),
+    /// After the change, too few voters would be reachable to form a quorum.
+    NoQuorum { reachable: usize, quorum: usize },
+    /// The learner is too far behind to vote: it holds `matched`, the leader `last`.
+    Lagging {
+        id: NodeId,
+        matched: LogIndex,
+        last: LogIndex,
+    },
+    /// No voter can take over the leadership.
+    NoCandidate,
+}
+
+impl fmt::Display for MembershipError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MembershipError::NotLeader(Some(l)) => {
+                write!(f, "not the leader; the leader is {} ({})", l.id, l.url)
+            }
+            MembershipError::NotLeader(None) => write!(f, "not the leader; no leader is known"),
+            MembershipError::NotReady => write!(
+                f,
+                "the leader has not committed an entry of its term yet; retry shortly"
+            ),
+            MembershipError::InProgress => write!(f, "a membership change is in progress"),
+            MembershipError::TransferInProgress => {
+                write!(f, "a leadership transfer is in progress")
+            }
+            MembershipError::Unknown(id) => write!(f, "no member has the id {id:?}"),
+            MembershipError::IdInUse(id) => write!(f, "the id {id:?} is already a member's"),
+            MembershipError::UrlInUse { url, id } => {
+                write!(f, "the URL {url:?} is already used by member {id:?}")
+            }
+            MembershipError::AlreadyVoter(id) => write!(f, "{id:?} is already a voter"),
+            MembershipError::NotAVoter(id) => write!(f, "{id:?} is not a voter"),
+            MembershipError::LastVoter(id) => {
+                write!(f, "{id:?} is the last voter; a cluster needs one")
+            }
+            MembershipError::NoQuorum { reachable, quorum } => write!(
+                f,
+                "after this change only {reachable} voter(s) would be reachable, fewer than the \
+                 {quorum} a quorum needs"
+            ),
+            MembershipError::Lagging { id, matched, last } => write!(
+                f,
+                "{id:?} lags too far behind to vote: it holds the log up to {matched}, the \
+                 leader up to {last}; retry once it has caught up"
+            ),
+            MembershipError::NoCandidate => write!(f, "no other voter can take over"),
+        }
+    }
+}
+
+impl std::error::Error for MembershipError {}
+
+/// The members of a cluster: voters and learners, in a fixed order (the order messages go
+/// out in). Invariants: at least one voter; ids, and URLs, are unique across voters and
+/// learners. Serialized (in configuration entries and snapshots) as `{"voters":[..],
+/// "learners":[..]}`; deserializing checks the invariants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ConfigurationParts")]
 pub struct Configuration {
     voters: Vec<Member>,
     learners: Vec<Member>,
 }
 
+/// A configuration as it arrives, before its invariants are checked.
+#[derive(Deserialize)]
+struct ConfigurationParts {
+    voters: Vec<Member>,
+    #[serde(default)]
+    learners: Vec<Member>,
+}
+
+impl TryFrom<ConfigurationParts> for Configuration {
+    type Error = ConfigurationError;
+
+    fn try_from(parts: ConfigurationParts) -> Result<Self, Self::Error> {
+        Configuration::with_learners(parts.voters, parts.learners)
+    }
+}
+
 impl Configuration {
     /// A configuration of these voters and no learners.
     pub fn new(voters: Vec<Member>) -> Result<Configuration, ConfigurationError> {
+        Configuration::with_learners(voters, Vec::new())
+    }
+
+    /// A configuration of these voters and learners.
+    pub fn with_learners(
+        voters: Vec<Member>,
+        learners: Vec<Member>,
+    ) -> Result<Configuration, ConfigurationError> {
         if voters.is_empty() {
             return Err(ConfigurationError::NoVoters);
         }
-        for (i, m) in voters.iter().enumerate() {
-            if voters[..i].iter().any(|o| o.id == m.id) {
+        let all: Vec<&Member> = voters.iter().chain(&learners).collect();
+        for (i, m) in all.iter().enumerate() {
+            if all[..i].iter().any(|o| o.id == m.id) {
                 return Err(ConfigurationError::DuplicateId(m.id.clone()));
             }
+            if all[..i].iter().any(|o| o.url == m.url) {
+                return Err(ConfigurationError::DuplicateUrl(m.url.clone()));
+            }
         }
-        Ok(Configuration {
-            voters,
-            learners: Vec::new(),
-        })
+        Ok(Configuration { voters, learners })
+    }
+
+    /// Every member, voters first, then learners.
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.voters.iter().chain(&self.learners)
+    }
+
+    /// What `id` is here, if a member.
+    pub fn role_of(&self, id: &str) -> Option<MemberRole> {
+        if self.is_voter(id) {
+            Some(MemberRole::Voter)
+        } else if self.learners.iter().any(|m| m.id == id) {
+            Some(MemberRole::Learner)
+        } else {
+            None
+        }
+    }
+
+    /// Whether some member is still known by its URL only (a provisional id; see the module
+    /// docs).
+    pub fn is_provisional(&self) -> bool {
+        self.members().any(|m| m.id == m.url)
+    }
+
+    /// The configuration `change` leads to; `Ok(None)` when it already is so (adding a learner
+    /// with the same id and URL again, promoting a voter that asked to be one is not: that is
+    /// [`MembershipError::AlreadyVoter`]). Checks the shape only: unique ids and URLs, a voter
+    /// left, the member known. The core checks the rest.
+    pub fn change(&self, change: &ConfigChange) -> Result<Option<Configuration>, MembershipError> {
+        let mut voters = self.voters.clone();
+        let mut learners = self.learners.clone();
+        match change {
+            ConfigChange::AddLearner(m) => {
+                if let Some(existing) = self.member(&m.id) {
+                    if existing.url == m.url && !self.is_voter(&m.id) {
+                        return Ok(None);
+                    }
+                    return Err(MembershipError::IdInUse(m.id.clone()));
+                }
+                if let Some(other) = self.members().find(|o| o.url == m.url) {
+                    return Err(MembershipError::UrlInUse {
+                        url: m.url.clone(),
+                        id: other.id.clone(),
+                    });
+                }
+                learners.push(m.clone());
+            }
+            ConfigChange::Promote(id) => {
+                if self.is_voter(id) {
+                    return Err(MembershipError::AlreadyVoter(id.clone()));
+                }
+                let Some(at) = learners.iter().position(|m| &m.id == id) else {
+                    return Err(MembershipError::Unknown(id.clone()));
+                };
+                voters.push(learners.remove(at));
+            }
+            ConfigChange::Remove(id) => {
+                if let Some(at) = voters.iter().position(|m| &m.id == id) {
+                    if voters.len() == 1 {
+                        return Err(MembershipError::LastVoter(id.clone()));
+                    }
+                    voters.remove(at);
+                } else if let Some(at) = learners.iter().position(|m| &m.id == id) {
+                    learners.remove(at);
+                } else {
+                    return Err(MembershipError::Unknown(id.clone()));
+                }
+            }
+        }
+        Configuration::with_learners(voters, learners)
+            .map(Some)
+            .map_err(|e| match e {
+                ConfigurationError::NoVoters => MembershipError::LastVoter(String::new()),
+                ConfigurationError::DuplicateId(id) => MembershipError::IdInUse(id),
+                ConfigurationError::DuplicateUrl(url) => MembershipError::UrlInUse {
+                    url,
+                    id: String::new(),
+                },
+            })
     }
 
     /// The voters, in order.
@@ -106,7 +340,7 @@ impl Configuration {
         &self.voters
     }
 
-    /// The learners, in order (none yet).
+    /// The learners, in order.
     pub fn learners(&self) -> &[Member] {
         &self.learners
     }

@@ -138,6 +138,7 @@ impl RaftCore {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
             pre_vote,
+            transfer: false,
         };
         for to in self.configuration.voters() {
             if to.id != self.cfg.id {

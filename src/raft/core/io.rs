@@ -5,6 +5,7 @@
 //!
 //! Plain data: no logic beyond trivial accessors, no I/O, no clock.
 
+use super::configuration::{ConfigChange, Configuration, MembershipError};
 use crate::raft::log::Entry;
 use crate::raft::rpc::{Message, SnapshotRequest};
 use crate::raft::{LogIndex, NodeId, Term};
@@ -114,6 +115,9 @@ pub struct InstalledSnapshot {
     pub last_term: Term,
     /// The transfer's sequence number (echoed in the answer).
     pub seq: u64,
+    /// The configuration in force at `index`, which the snapshot file records (`None` for a
+    /// file written before snapshots recorded one: the node keeps its configuration).
+    pub configuration: Option<Configuration>,
 }
 
 impl From<&SnapshotRequest> for InstalledSnapshot {
@@ -124,6 +128,7 @@ impl From<&SnapshotRequest> for InstalledSnapshot {
             index: req.index,
             last_term: req.last_term,
             seq: req.seq,
+            configuration: None,
         }
     }
 }
@@ -157,6 +162,14 @@ pub enum Input {
     /// whether it replaces the log (answered by [`Output::RestoreSnapshot`], possibly
     /// [`Output::ResetLog`], then a reply).
     InstallSnapshot(InstalledSnapshot),
+    /// Change the membership (leaders only): answered by [`Output::ChangeProposed`] (the
+    /// configuration entry's position: the change is made once it is committed),
+    /// [`Output::ChangeDone`] (already so) or [`Output::ChangeRejected`].
+    ChangeMembership(ConfigChange),
+    /// Hand leadership to voter `to`, or to the most caught-up voter when `None` (thesis
+    /// §3.10): answered by [`Output::TransferStarted`] or [`Output::TransferRejected`]. The
+    /// transfer ends when another node leads, or is abandoned after an election timeout.
+    TransferLeadership { to: Option<NodeId> },
 }
 
 /// What the caller must do, in the order given.
@@ -193,6 +206,17 @@ pub enum Output {
     /// Durably record that the log was replaced by a snapshot ending at (`index`, `term`): no
     /// entry stored before survives.
     ResetLog { index: LogIndex, term: Term },
+    /// The membership change was appended at `index` in `term`; it is made once the entry
+    /// applied at `index` has this term.
+    ChangeProposed { index: LogIndex, term: Term },
+    /// The membership change asked for is already the committed configuration.
+    ChangeDone,
+    /// The membership change cannot be made.
+    ChangeRejected { error: MembershipError },
+    /// Leadership is being handed to `to`.
+    TransferStarted { to: NodeId },
+    /// Leadership cannot be handed over.
+    TransferRejected { error: MembershipError },
 }
 
 /// A snapshot of the core's state for status reports.
@@ -208,4 +232,25 @@ pub struct Status {
     pub commit_index: LogIndex,
     /// The log's base: entries up to here were compacted into a snapshot (0 when none were).
     pub log_base: LogIndex,
+    /// The configuration in force (the latest in the log, committed or not).
+    pub configuration: Configuration,
+    /// The index of the entry that holds it (0: the bootstrap configuration, from `PEERS`, in
+    /// no entry yet).
+    pub config_index: LogIndex,
+    /// The voter leadership is being handed to (leaders only).
+    pub transfer: Option<NodeId>,
+}
+
+/// What a leader knows of one member's log (for `GET /cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerProgress {
+    pub id: NodeId,
+    /// Highest index known to be in its log.
+    pub match_index: LogIndex,
+    /// Next index to send it.
+    pub next_index: LogIndex,
+    /// A snapshot is on its way to it.
+    pub snapshotting: bool,
+    /// It answered within the current check-quorum period.
+    pub recent_active: bool,
 }

@@ -41,10 +41,13 @@ use std::collections::{BTreeMap, VecDeque};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
-pub use self::configuration::{Configuration, ConfigurationError, Member, VoteResult};
+pub use self::configuration::{
+    ConfigChange, Configuration, ConfigurationError, Member, MemberRole, MembershipError,
+    VoteResult, MAX_MEMBERS,
+};
 pub use self::io::{
-    CoreConfig, HardState, Input, InstalledSnapshot, LeaderInfo, Output, Role, SnapshotHeader,
-    Status, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT,
+    CoreConfig, HardState, Input, InstalledSnapshot, LeaderInfo, Output, PeerProgress, Role,
+    SnapshotHeader, Status, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT,
 };
 
 use self::progress::Progress;
@@ -185,6 +188,19 @@ impl RaftCore {
             Input::Persisted { index } => self.on_persisted(index),
             Input::Compact { index } => self.compact(index),
             Input::InstallSnapshot(snap) => self.install_snapshot(snap),
+            // Skeleton: the membership change is not implemented yet.
+            Input::ChangeMembership(_) => {
+                let leader = self.leader.clone();
+                self.out.push(Output::ChangeRejected {
+                    error: MembershipError::NotLeader(leader),
+                });
+            }
+            Input::TransferLeadership { .. } => {
+                let leader = self.leader.clone();
+                self.out.push(Output::TransferRejected {
+                    error: MembershipError::NotLeader(leader),
+                });
+            }
             // A response stepped as a request or the reverse: a caller bug; ignore it.
             Input::Request(_) | Input::Response { .. } => {}
         }
@@ -235,7 +251,33 @@ impl RaftCore {
             last_log_term: self.log.last_term(),
             commit_index: self.commit_index,
             log_base: self.log.base_index(),
+            configuration: self.configuration.clone(),
+            config_index: 0,
+            transfer: None,
         }
+    }
+
+    /// The configuration in force at `index` (at least the log's base, at most its last
+    /// index): what a snapshot up to `index` records.
+    pub fn configuration_at(&self, _index: LogIndex) -> Configuration {
+        self.configuration.clone()
+    }
+
+    /// What this leader knows of each other member's log, in configuration order; empty
+    /// unless this node leads.
+    pub fn peer_progress(&self) -> Vec<PeerProgress> {
+        self.peers
+            .iter()
+            .filter_map(|id| {
+                self.progress.get(id).map(|p| PeerProgress {
+                    id: id.clone(),
+                    match_index: p.match_index,
+                    next_index: p.next_index,
+                    snapshotting: p.state == progress::ProgressState::Snapshot,
+                    recent_active: p.recent_active,
+                })
+            })
+            .collect()
     }
 
     /// The leader's view of each peer, one line each, for debug output only (nothing may

@@ -309,6 +309,7 @@ impl RaftCore {
             reject_index: req_prev,
             conflict_term: None,
             conflict_index: 0,
+            node_id: None,
         };
         let well_formed = req.entries.iter().enumerate().all(|(i, e)| {
             e.index == req.prev_log_index + 1 + i as u64
@@ -423,6 +424,7 @@ impl RaftCore {
             reject_index: 0,
             conflict_term: None,
             conflict_index: 0,
+            node_id: None,
         };
         self.reply_append(resp);
     }

@@ -108,6 +108,7 @@ fn vote_req(term: Term, from: &str, last_index: LogIndex, last_term: Term) -> Me
         last_log_index: last_index,
         last_log_term: last_term,
         pre_vote: false,
+        transfer: false,
     })
 }
 
@@ -118,6 +119,7 @@ fn pre_vote_req(term: Term, from: &str) -> Message {
         last_log_index: 0,
         last_log_term: 0,
         pre_vote: true,
+        transfer: false,
     })
 }
 
