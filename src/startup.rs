@@ -420,6 +420,8 @@ pub fn start_actors_with(
         }
     }
     let resumed = open_storage(config, cluster_id)?;
+    let configuration = RaftSetup::bootstrap(&config.node_id, &raft_url, &config.peers)
+        .map_err(|e| StartError::Cluster(e.to_string()))?;
     let (state, state_term) = (resumed.state, resumed.state_term);
     let store = StoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         StoreActor::with_state(state, state_term)
@@ -431,7 +433,7 @@ pub fn start_actors_with(
     let setup = RaftSetup {
         id: config.node_id.clone(),
         url: url.clone(),
-        peers: config.peers.clone(),
+        configuration,
         timing,
         hard_state: resumed.hard_state,
         seed: uuid::Uuid::new_v4().as_u64_pair().0,
@@ -442,9 +444,6 @@ pub fn start_actors_with(
         snapshots: resumed.snapshots,
         snapshot: resumed.snapshot,
     };
-    if let Err(e) = setup.configuration() {
-        return Err(StartError::Cluster(e.to_string()));
-    }
     let (peers, rpc_timeout, faults) =
         (config.peers.clone(), config.raft.rpc_timeout, config.faults);
     let cluster_id = resumed.cluster_id.clone();

@@ -126,6 +126,8 @@ impl From<ClientError> for ApiError {
             ClientError::Internal(why) => ApiError::Internal(why),
             ClientError::Storage(_) => ApiError::Unavailable(e.to_string()),
             ClientError::NotLeader(_) => ApiError::Unavailable(format!("no leader: {e}")),
+            // Skeleton: the API lane maps these (409 / 404 / 503).
+            ClientError::Membership(_) => ApiError::Unavailable(e.to_string()),
         }
     }
 }

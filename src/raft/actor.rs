@@ -49,7 +49,8 @@ use crate::store::{CommandOutcome, KvState};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::messages::{
-    ClientError, ClientReadIndex, ClientWrite, GetStatus, NodeStatus, RaftTiming, Stop,
+    ChangeMembership, ClientError, ClientReadIndex, ClientWrite, GetStatus, NodeStatus, RaftTiming,
+    Stop, TransferLeadership,
 };
 pub use self::policy::{
     SnapshotData, SnapshotInfo, SnapshotPolicy, DEFAULT_SNAPSHOT_FACTOR, MAX_SNAPSHOT_BYTES,
@@ -151,9 +152,9 @@ pub struct RaftSetup {
     pub id: NodeId,
     /// This node's base URL.
     pub url: String,
-    /// The other voters' base URLs. Each is also the peer's provisional id in the core's
-    /// [`Configuration`] until nodes learn each other's `NODE_ID`s (see [`Member::by_url`]).
-    pub peers: Vec<String>,
+    /// The configuration in force at the log's base: the snapshot's, or the bootstrap one
+    /// ([`RaftSetup::bootstrap`]); configuration entries in `log` override it.
+    pub configuration: Configuration,
     pub timing: RaftTiming,
     /// Durable state to resume from.
     pub hard_state: HardState,
@@ -176,11 +177,16 @@ pub struct RaftSetup {
 }
 
 impl RaftSetup {
-    /// The core's configuration: this node and its peers, all voters, peers by URL (their
-    /// provisional ids). Fails when this node's id is also a peer's URL.
-    pub fn configuration(&self) -> Result<Configuration, ConfigurationError> {
-        let me = Member::new(self.id.clone(), self.url.clone());
-        let peers = self.peers.iter().cloned().map(Member::by_url);
+    /// The bootstrap configuration of a new cluster: this node (`id` at `url`, the URL its
+    /// peers reach it at) and its `peers`, all voters, peers by URL (their provisional ids).
+    /// Fails when this node's id is also a peer's URL.
+    pub fn bootstrap(
+        id: &str,
+        url: &str,
+        peers: &[String],
+    ) -> Result<Configuration, ConfigurationError> {
+        let me = Member::new(id, url);
+        let peers = peers.iter().cloned().map(Member::by_url);
         Configuration::new(std::iter::once(me).chain(peers).collect())
     }
 }
@@ -188,11 +194,12 @@ impl RaftSetup {
 impl RaftActor {
     /// A node with `setup`, talking to its peers through `transport` (made on this thread).
     ///
-    /// Panics if [`RaftSetup::configuration`] fails (start-up checks it first).
     pub fn new(setup: RaftSetup, transport: Box<dyn Transport>) -> Self {
-        let configuration = setup
-            .configuration()
-            .unwrap_or_else(|e| panic!("invalid cluster configuration: {e}"));
+        let configuration = setup.configuration;
+        let peer_urls = configuration
+            .others(&setup.id)
+            .map(|m| m.url.clone())
+            .collect();
         let cfg = CoreConfig {
             id: setup.id,
             url: setup.url,
@@ -210,7 +217,7 @@ impl RaftActor {
             transport,
             store: setup.store,
             tick: setup.timing.tick,
-            peer_urls: setup.peers,
+            peer_urls,
             last_leader_contact: None,
             logged,
             proposing: None,
@@ -698,6 +705,26 @@ impl Handler<ClientWrite> for RaftActor {
                 ))
             })
         })
+    }
+}
+
+impl Handler<ChangeMembership> for RaftActor {
+    type Result = ResponseFuture<Result<(), ClientError>>;
+
+    // Skeleton: not implemented yet.
+    fn handle(&mut self, _: ChangeMembership, _: &mut Context<Self>) -> Self::Result {
+        let leader = self.core.leader().cloned();
+        Box::pin(async move { Err(ClientError::NotLeader(leader)) })
+    }
+}
+
+impl Handler<TransferLeadership> for RaftActor {
+    type Result = ResponseFuture<Result<NodeId, ClientError>>;
+
+    // Skeleton: not implemented yet.
+    fn handle(&mut self, _: TransferLeadership, _: &mut Context<Self>) -> Self::Result {
+        let leader = self.core.leader().cloned();
+        Box::pin(async move { Err(ClientError::NotLeader(leader)) })
     }
 }
 

@@ -71,7 +71,15 @@ impl Sim {
         let setup = RaftSetup {
             id: format!("n{i}"),
             url: format!("mem://n{i}"),
-            peers: peers.iter().map(|j| format!("mem://n{j}")).collect(),
+            configuration: RaftSetup::bootstrap(
+                &format!("n{i}"),
+                &format!("mem://n{i}"),
+                &peers
+                    .iter()
+                    .map(|j| format!("mem://n{j}"))
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap(),
             timing: timing(),
             hard_state,
             seed: self.seed * 1000 + i as u64 + 1,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix::Message as ActixMessage;
 
-use crate::raft::core::LeaderInfo;
+use crate::raft::core::{ConfigChange, LeaderInfo, MembershipError};
 use crate::raft::{LogIndex, NodeId, Term};
 use crate::store::{Command, CommandOutcome};
 
@@ -87,6 +87,8 @@ pub enum ClientError {
     Internal(String),
     /// The log cannot be written (e.g. the disk is full): writes are refused until it can.
     Storage(String),
+    /// A membership change or leadership transfer cannot be made.
+    Membership(MembershipError),
 }
 
 impl std::fmt::Display for ClientError {
@@ -110,6 +112,7 @@ impl std::fmt::Display for ClientError {
                 f,
                 "storage: cannot write the log ({why}); writes are refused until it can"
             ),
+            ClientError::Membership(e) => write!(f, "{e}"),
         }
     }
 }
@@ -124,6 +127,21 @@ pub struct ClientWrite(pub Command);
 #[derive(Debug, Clone, Copy, ActixMessage)]
 #[rtype(result = "Result<LogIndex, ClientError>")]
 pub struct ClientReadIndex;
+
+/// Change the membership (leaders only; others answer `NotLeader`, or `Membership` with
+/// `MembershipError::NotLeader`): answered once the configuration entry is committed and
+/// applied (or at once when the configuration already is so).
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "Result<(), ClientError>")]
+pub struct ChangeMembership(pub ConfigChange);
+
+/// Hand leadership to this voter, or to the most caught-up one (`None`; what a leader does
+/// when stopped): answered with the new leader's id once this node knows another node leads
+/// (or at once when this node is asked to hand it to itself), or an error when the transfer is
+/// refused or abandoned (after about two election timeouts).
+#[derive(Debug, Clone, ActixMessage)]
+#[rtype(result = "Result<NodeId, ClientError>")]
+pub struct TransferLeadership(pub Option<NodeId>);
 
 /// Ask for the node's [`NodeStatus`].
 #[derive(Debug, Clone, Copy, ActixMessage)]
