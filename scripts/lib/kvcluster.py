@@ -60,6 +60,23 @@ def agreed_leader(hs):
 
 # ---- watch ---------------------------------------------------------------------------------
 
+def with_members(urls, timeout=0.3):
+    """`urls` plus the members that `GET /cluster` of the first node that answers names (nodes
+    that joined after the watch started appear; removed ones stay listed, as removed or down)."""
+    for u in urls:
+        try:
+            with urllib.request.urlopen(u + "/cluster", timeout=timeout, context=SSL_CONTEXT) as r:
+                view = json.load(r)
+        except Exception:
+            continue
+        known = {h.get("id") for h in (health(x, timeout) for x in urls) if h}
+        extra = [m["url"].rstrip("/") for m in view.get("members", [])
+                 if isinstance(m, dict) and isinstance(m.get("url"), str)
+                 and m.get("id") not in known]
+        return urls + [m for m in extra if m not in urls]
+    return urls
+
+
 def cmd_watch(args):
     urls = [u.rstrip("/") for u in args.urls] or DEFAULT_URLS
     history = []
@@ -67,6 +84,7 @@ def cmd_watch(args):
     tty = sys.stdout.isatty()
     try:
         while True:
+            urls = with_members(urls)
             hs = [health(u) for u in urls]
             ls = leaders_of(hs)
             now = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
@@ -79,8 +97,8 @@ def cmd_watch(args):
                 history = history[-8:]
                 last = cur
             lines = [f"kvstore cluster health  {now}  (refresh {args.interval}s, Ctrl+C quits)", ""]
-            lines.append(f"  {'':2}{'node':<26} {'up':<5} {'id':<8} {'state':<10} {'term':>6} "
-                         f"{'leader':<8} {'heartbeat':>10}")
+            lines.append(f"  {'':2}{'node':<26} {'up':<5} {'id':<8} {'member':<8} {'state':<10} "
+                         f"{'term':>6} {'leader':<8} {'heartbeat':>10}")
             for u, h in zip(urls, hs):
                 if h is None:
                     lines.append(f"  {'':2}{u:<26} {'DOWN':<5}")
@@ -89,6 +107,7 @@ def cmd_watch(args):
                 age = h.get("lastHeartbeatAgoMs")
                 age_s = "-" if age is None else f"{age} ms"
                 lines.append(f"  {mark}{u:<26} {'up':<5} {str(h.get('id')):<8} "
+                             f"{str(h.get('membership', 'voter')):<8} "
                              f"{str(h.get('state')):<10} {h.get('term', '?'):>6} "
                              f"{str(h.get('leaderId') or '-'):<8} {age_s:>10}")
             lines.append("")

@@ -59,7 +59,8 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
 
-    /// Faults to inject, comma-separated: kill, pause, partition (only with --local).
+    /// Faults to inject, comma-separated: kill, pause, partition, membership (only with
+    /// --local).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub nemesis: Vec<FaultKind>,
 

@@ -141,6 +141,11 @@ impl LocalCluster {
     }
 
     fn spawn(&mut self, i: usize) -> Result<(), String> {
+        self.spawn_with(i, &[])
+    }
+
+    /// Start node `i` with `extra` environment on top of its usual settings.
+    fn spawn_with(&mut self, i: usize, extra: &[(&str, String)]) -> Result<(), String> {
         let peers: Vec<String> = (0..self.len())
             .filter(|j| *j != i)
             .map(|j| self.peer_url(j))
@@ -186,6 +191,7 @@ impl LocalCluster {
             .env("KVSTORE_FAULTS", "1")
             .env("KVSTORE_REQUEST_TIMEOUT_MS", "2000")
             .envs(self.tls_env(i))
+            .envs(extra.iter().map(|(k, v)| (*k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
@@ -264,6 +270,27 @@ impl LocalCluster {
             self.spawn(i)?;
         }
         Ok(())
+    }
+
+    /// Node `i` was removed from the cluster: SIGKILL it and delete its data directory (a
+    /// removed node comes back only as a new, empty one).
+    pub fn kill_and_wipe(&mut self, i: usize) -> Result<(), String> {
+        self.kill(i);
+        let data = self.dir.join(format!("n{}-data", i + 1));
+        match fs::remove_dir_all(&data) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot delete {}: {e}", data.display())),
+        }
+    }
+
+    /// Start node `i` (stopped, with an empty data directory) so that it joins the cluster
+    /// through `via` (`KVSTORE_JOIN`) and becomes a voter once caught up.
+    pub fn join(&mut self, i: usize, via: &str) -> Result<(), String> {
+        if self.procs[i].is_some() {
+            return Err(format!("n{} is still running", i + 1));
+        }
+        self.spawn_with(i, &[("KVSTORE_JOIN", via.to_owned())])
     }
 
     /// SIGSTOP node `i`: it keeps its sockets but answers nothing until resumed.

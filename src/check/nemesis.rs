@@ -1,8 +1,10 @@
 //! The faults `kvstore check --local` injects while the workload runs: SIGKILL and restart of a
-//! node (the leader half of the time), SIGSTOP/SIGCONT of the leader, and network partitions
+//! node (the leader half of the time), SIGSTOP/SIGCONT of the leader, network partitions
 //! through the nodes' fault layer (`POST /admin/faults`): the leader isolated, a majority and a
 //! minority, a bridge node that sees both halves, flapping links, and lossy links (drops,
-//! duplicates and delays everywhere).
+//! duplicates and delays everywhere); and membership changes through `/cluster`: leadership
+//! handed to a random voter, or a node (the leader half of the time) removed, wiped, and joined
+//! again as a new node that is promoted once caught up.
 //!
 //! I/O: signals through [`LocalCluster`] and HTTP to the admin route. Each fault is undone
 //! before the next starts, and [`Nemesis::heal`] undoes whatever is active.
@@ -26,6 +28,9 @@ pub enum FaultKind {
     /// Cut links with the nodes' fault layer: isolate the leader, split majority/minority,
     /// a bridge, flapping links, or lossy links (drop, duplicate, delay).
     Partition,
+    /// Change the membership: hand leadership to a random voter, or remove a node (the leader
+    /// half of the time), wipe it and let it join again (learner, then voter).
+    Membership,
 }
 
 impl FaultKind {
@@ -34,6 +39,7 @@ impl FaultKind {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
+            FaultKind::Membership => "membership",
         }
     }
 }
@@ -122,6 +128,40 @@ async fn caught_up(client: &awc::Client, cluster: &LocalCluster) -> Option<Durat
         sleep(Duration::from_millis(20)).await;
     }
     None
+}
+
+/// `POST url` with a JSON body: (status, JSON answer; 0 and null when unanswered).
+async fn post_json(client: &awc::Client, url: &str, body: Option<Value>) -> (u16, Value) {
+    let sent = match body {
+        Some(b) => client.post(url).send_json(&b).await,
+        None => client.post(url).send().await,
+    };
+    answer(sent).await
+}
+
+/// `DELETE url`: (status, JSON answer).
+async fn delete(client: &awc::Client, url: &str) -> (u16, Value) {
+    answer(client.delete(url).send().await).await
+}
+
+/// `GET url`: (status, JSON answer).
+async fn get_json(client: &awc::Client, url: &str) -> (u16, Value) {
+    answer(client.get(url).send().await).await
+}
+
+async fn answer<S>(
+    sent: Result<awc::ClientResponse<S>, awc::error::SendRequestError>,
+) -> (u16, Value)
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, actix_web::error::PayloadError>>
+        + Unpin,
+{
+    let Ok(mut res) = sent else {
+        return (0, Value::Null);
+    };
+    let status = res.status().as_u16();
+    let body = res.body().limit(64 * 1024).await.unwrap_or_default();
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
 async fn sleep(d: Duration) {
@@ -260,6 +300,7 @@ impl Nemesis {
                     self.heal_links(cluster).await?;
                     what?
                 }
+                FaultKind::Membership => self.membership(cluster, leader, target, hold).await?,
             };
             let to = start.elapsed();
             let recovered = caught_up(&self.client, cluster).await;
@@ -364,6 +405,85 @@ impl Nemesis {
                 ))
             }
         }
+    }
+
+    /// One membership change: a leadership transfer, or a node removed, wiped, held out for
+    /// `hold`, and joined again (waiting until it is a voter). A change the cluster refuses
+    /// (409: one in progress, or no quorum would be left) is recorded as such, not an error.
+    async fn membership(
+        &mut self,
+        cluster: &mut LocalCluster,
+        leader: Option<usize>,
+        target: usize,
+        hold: Duration,
+    ) -> Result<String, String> {
+        let n = cluster.len();
+        let Some(via) = (0..n).find(|i| cluster.is_running(*i) && Some(*i) != leader) else {
+            return Ok("no running follower to ask; nothing changed".into());
+        };
+        let via_url = cluster.url(via);
+        if self.rng.gen_bool(0.4) {
+            let to = (0..n)
+                .filter(|i| Some(*i) != leader)
+                .nth(self.rng.gen_range(0..n - 1));
+            let body = match to {
+                Some(t) => json!({ "id": format!("n{}", t + 1) }),
+                None => json!({}),
+            };
+            let (status, answer) = post_json(
+                &self.client,
+                &format!("{via_url}/cluster/leader"),
+                Some(body),
+            )
+            .await;
+            return Ok(format!(
+                "leadership transfer to {}: {status} {}",
+                to.map_or("any voter".into(), |t| format!("n{}", t + 1)),
+                answer["message"].as_str().unwrap_or_default()
+            ));
+        }
+        let id = format!("n{}", target + 1);
+        let (status, answer) =
+            delete(&self.client, &format!("{via_url}/cluster/members/{id}")).await;
+        if status != 200 {
+            return Ok(format!(
+                "removal of {id} refused: {status} {}",
+                answer["message"].as_str().unwrap_or_default()
+            ));
+        }
+        cluster.kill_and_wipe(target)?;
+        sleep(hold).await;
+        let via = (0..n)
+            .find(|i| *i != target && cluster.is_running(*i))
+            .ok_or("no running node to join through")?;
+        cluster.join(target, &cluster.url(via))?;
+        // Back as a voter (the joining node promotes itself once caught up).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, view) = get_json(&self.client, &format!("{}/cluster", cluster.url(via))).await;
+            let voter = view["members"].as_array().is_some_and(|ms| {
+                ms.iter()
+                    .any(|m| m["id"] == id.as_str() && m["role"] == "voter")
+            });
+            if voter {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{id} did not become a voter again within 30 s: {view}"
+                ));
+            }
+            sleep(Duration::from_millis(50)).await;
+        }
+        Ok(format!(
+            "removed {id}{}, wiped it, joined it again after {} ms",
+            if leader == Some(target) {
+                " (leader)"
+            } else {
+                ""
+            },
+            hold.as_millis()
+        ))
     }
 
     /// Undo every fault: heal links, resume, restart.

@@ -36,6 +36,7 @@ fn fault_color(kind: FaultKind) -> &'static str {
         FaultKind::Kill => "#f4a3a3",
         FaultKind::Pause => "#f7d08a",
         FaultKind::Partition => "#c9b3ef",
+        FaultKind::Membership => "#a8d8c0",
     }
 }
 

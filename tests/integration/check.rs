@@ -1,5 +1,6 @@
 //! `kvstore check` end to end: the binary starts its own 3-node cluster, runs a recorded
-//! workload while killing, pausing and partitioning nodes, and must find the history
+//! workload while killing, pausing and partitioning nodes (and changing the membership), and
+//! must find the history
 //! linearizable and the replicas converged, for a few fixed seeds. Bounded in time; the check
 //! process is killed by its handle if it overruns (its nodes die with it).
 
@@ -63,6 +64,39 @@ fn check_finds_a_local_cluster_linearizable_under_kills_pauses_and_partitions() 
         assert!(
             ops > 300,
             "seed {seed}: too few successful ops ({ops}):\n{printed}"
+        );
+    }
+}
+
+#[test]
+fn check_finds_membership_changes_linearizable_together_with_kills_and_partitions() {
+    for seed in ["1", "2"] {
+        let (ok, printed) = run_check(&[
+            "--local",
+            "3",
+            "--nemesis",
+            "membership,kill,partition",
+            "--duration",
+            "20s",
+            "--clients",
+            "8",
+            "--keys",
+            "5",
+            "--seed",
+            seed,
+        ]);
+        assert!(ok, "seed {seed}: the check failed:\n{printed}");
+        assert!(printed.contains("verdict: LINEARIZABLE"), "{printed}");
+        assert!(printed.contains("replicas converged"), "{printed}");
+        let changes = printed
+            .lines()
+            .filter(|l| {
+                l.contains("membership") && (l.contains("removed n") || l.contains("transfer"))
+            })
+            .count();
+        assert!(
+            changes > 0,
+            "seed {seed}: no membership change was made:\n{printed}"
         );
     }
 }

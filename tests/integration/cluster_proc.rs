@@ -122,6 +122,34 @@ impl ProcCluster {
         Ok(())
     }
 
+    /// Start one more node, on a new free port with a new empty data directory, that joins
+    /// the cluster through node `via` (`KVSTORE_JOIN`) with its own `extra` environment; its
+    /// index. It is in no other node's PEERS: only the cluster's configuration names it.
+    pub(crate) fn add_node(&mut self, via: usize, extra: &[(&str, &str)]) -> usize {
+        let join = self.url(via);
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = crate::helpers::free_port();
+            self.ports.push(port);
+            self.nodes.push(None);
+            self.dirs.push(tempfile::tempdir().expect("temp dir"));
+            let i = self.ports.len() - 1;
+            let mut env = vec![("KVSTORE_JOIN", join.as_str())];
+            env.extend(extra.iter().copied());
+            match self.try_start_node_with(i, &env) {
+                Ok(()) => return i,
+                Err(e) if e.contains("in use") => {
+                    last_error = e;
+                    self.ports.pop();
+                    self.nodes.pop();
+                    self.dirs.pop();
+                }
+                Err(e) => panic!("the joining node did not start; it printed:\n{e}"),
+            }
+        }
+        panic!("could not find a free port for a new node: {last_error}");
+    }
+
     /// The running process of node `i` (to read its log lines).
     pub(crate) fn process(&mut self, i: usize) -> &mut KvProcess {
         self.nodes[i].as_mut().expect("node running")

@@ -13,6 +13,8 @@
 //! - `fuzz`: random and mutated input for the peer RPC, WAL, snapshot and client API decoders
 //!   (a short fixed-seed run; `scripts/fuzz.sh` runs them longer).
 //! - `helpers`: shared setup (no test lives there).
+//! - `membership`: membership changes on real processes: grow 3 → 5 under writes, replace a
+//!   killed node, remove the leader, transfer leadership, a removed node that does not disturb.
 //! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
 //!   start line.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
@@ -35,6 +37,7 @@ mod helpers;
 mod identity;
 mod layers;
 mod linearizable;
+mod membership;
 mod netns;
 mod peer_auth;
 mod raft_sim;
