@@ -175,13 +175,14 @@ class Cluster:
     def urls(self):
         return [self.url(i) for i in range(len(self.ports))]
 
-    def start(self, i):
+    def start(self, i, extra=None):
         env = {k: v for k, v in os.environ.items()
                if not (k.startswith("KVSTORE_") or k in ("PORT", "NODE_ID", "PEERS"))}
         env.update(self.extra_env)
         env.update(NODE_ID=f"n{i + 1}", PORT=str(self.ports[i]), KVSTORE_HOST="127.0.0.1",
                    KVSTORE_DATA_DIR=os.path.join(self.logdir, f"n{i + 1}-data"),
                    PEERS=",".join(self.peer_url(j) for j in range(len(self.ports)) if j != i))
+        env.update(extra or {})
         if self.tls:
             cert, key = (os.path.join(self.tls, f"n{i + 1}.pem"),
                          os.path.join(self.tls, f"n{i + 1}-key.pem"))
@@ -193,6 +194,32 @@ class Cluster:
         self.logs[i] = log
         self.procs[i] = subprocess.Popen([self.binary], env=env, stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=log)
+
+    def add_joiner(self, join_url, learner=False):
+        """One more node, on a new port with an empty data directory, that joins through
+        `join_url` (KVSTORE_JOIN); its index."""
+        port = [p for p in free_ports(len(self.ports) + 1) if p not in self.ports][0]
+        self.ports.append(port)
+        self.procs.append(None)
+        self.logs.append(None)
+        i = len(self.ports) - 1
+        shutil.rmtree(os.path.join(self.logdir, f"n{i + 1}-data"), ignore_errors=True)
+        extra = {"KVSTORE_JOIN": join_url}
+        if learner:
+            extra["KVSTORE_LEARNER"] = "1"
+        self.start(i, extra=extra)
+        return i
+
+    def drop_last(self):
+        """Kill the last node and forget it (its data directory is deleted)."""
+        i = len(self.ports) - 1
+        self.kill(i)
+        if self.logs[i]:
+            self.logs[i].close()
+        self.ports.pop()
+        self.procs.pop()
+        self.logs.pop()
+        shutil.rmtree(os.path.join(self.logdir, f"n{i + 1}-data"), ignore_errors=True)
 
     def start_all(self):
         for i in range(len(self.ports)):
@@ -591,6 +618,160 @@ def cmd_bench_cluster(args):
     return 0
 
 
+# ---- bench-membership ------------------------------------------------------------------------
+
+def preload_script(tmp, nkeys, threads):
+    """A wrk script that writes keys key-0 .. key-(nkeys-1) in order, the threads interleaved."""
+    path = os.path.join(tmp, "preload.lua")
+    with open(path, "w") as f:
+        f.write('wrk.method = "PUT"\nwrk.headers["Content-Type"] = "application/json"\n'
+                'local ids = 0\nfunction setup(thread) thread:set("tid", ids); ids = ids + 1 end\n'
+                'local counter = -1\nlocal value = string.rep("v", 100)\n'
+                'request = function()\n  counter = counter + 1\n'
+                f'  local k = (counter * {threads} + tid) % {nkeys}\n'
+                '  return wrk.format(nil, "/set", nil, \'{"key":"key-\' .. k .. \'","value":"\' .. value .. \'"}\')\n'
+                'end\n')
+    return path
+
+
+def leader_index(cluster, within=15):
+    (lid, _), _ = cluster.wait_agreed_leader(within)
+    return int(lid[1:]) - 1
+
+
+def role_of(url, node_id, timeout=1.0):
+    try:
+        view = http_json(url + "/cluster", timeout=timeout)
+    except Exception:
+        return None
+    for m in view.get("members", []):
+        if m.get("id") == node_id:
+            return m.get("role")
+    return None
+
+
+def put_until_ok(url, key, within=10.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            http_json(f"{url}/set", {"key": key, "value": "x"}, "PUT", timeout=1.0)
+            return time.monotonic()
+        except Exception:
+            time.sleep(0.002)
+    raise RuntimeError(f"no write through {url} within {within}s")
+
+
+def cmd_bench_membership(args):
+    """Join time with a large state and write throughput meanwhile; leadership transfer time
+    against a crash failover; 5-node against 3-node write throughput. Loopback, bounded."""
+    exit_on_signals()
+    tmp = tempfile.mkdtemp(prefix="kvstore-bench-membership.")
+    med = statistics.median
+    set_random = os.path.join(WRK_DIR, "set-random.lua")
+    os.environ["KVSTORE_BENCH_KEYS"] = str(args.keys)
+    report = []
+    clusters = []
+    try:
+        # -- 1. join a node to a cluster holding `keys` keys, under write load ----------------
+        c3 = Cluster(args.bin, free_ports(3), tmp)
+        clusters.append(c3)
+        c3.start_all()
+        li = leader_index(c3)
+        leader = c3.url(li)
+        script = preload_script(tmp, args.keys, 2)
+        t0 = time.monotonic()
+        while True:
+            run_wrk(leader, 64, 5, script)
+            keys = (health(leader, 2.0) or {}).get("store", {}).get("keys", 0)
+            if keys >= args.keys:
+                break
+            if time.monotonic() - t0 > 300:
+                raise RuntimeError(f"preload stalled at {keys} keys")
+        print(f"preloaded {args.keys} keys in {time.monotonic() - t0:.1f}s", file=sys.stderr)
+        joins, steady, during = [], [], []
+        for rnd in range(1, args.rounds + 1):
+            r = run_wrk(leader, 64, args.duration, set_random)
+            steady.append(r[0])
+            wrk = subprocess.Popen(["wrk", "-t2", "-c64", f"-d{args.duration}s", "--timeout", "5s",
+                                    "--latency", "-s", set_random, leader],
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            t_join = time.monotonic()
+            j = c3.add_joiner(leader)
+            jid = f"n{j + 1}"
+            while role_of(leader, jid) != "voter":
+                if time.monotonic() - t_join > 120:
+                    raise RuntimeError(f"{jid} did not become a voter within 120 s")
+                time.sleep(0.02)
+            joined = time.monotonic() - t_join
+            out, _ = wrk.communicate(timeout=args.duration + 60)
+            during.append(parse_wrk(out)[0])
+            joins.append(joined)
+            print(f"  round {rnd}: steady {steady[-1]:.0f} w/s; join to voter {joined * 1000:.0f} ms,"
+                  f" {during[-1]:.0f} w/s meanwhile", file=sys.stderr)
+            http_json(f"{leader}/cluster/members/{jid}", None, "DELETE", timeout=20)
+            c3.drop_last()
+        report.append(f"join of an empty node to a 3-node cluster holding {args.keys} keys "
+                      f"(100-byte values), under 64-connection random writes, {args.rounds} rounds:")
+        report.append(f"  time to voter (median): {med(joins) * 1000:.0f} ms "
+                      f"(min {min(joins) * 1000:.0f}, max {max(joins) * 1000:.0f})")
+        report.append(f"  writes/s during the {args.duration}s window that starts with the join: "
+                      f"{med(during):.0f} vs steady {med(steady):.0f} -> ratio {med(during) / med(steady):.2f}")
+        # -- 2. leadership transfer vs crash failover -------------------------------------------
+        transfers, failovers = [], []
+        for rnd in range(args.transfers):
+            li = leader_index(c3)
+            target = (li + 1 + rnd % 2) % 3
+            t0 = time.monotonic()
+            http_json(f"{c3.url(li)}/cluster/leader", {"id": f"n{target + 1}"}, timeout=10)
+            t1 = put_until_ok(c3.url(target), f"transfer-{rnd}")
+            transfers.append(t1 - t0)
+            if rnd < args.failovers:
+                li = leader_index(c3)
+                others = [i for i in range(3) if i != li]
+                t0 = time.monotonic()
+                c3.kill(li)
+                t1 = put_until_ok(c3.url(others[0]), f"failover-{rnd}")
+                failovers.append(t1 - t0)
+                c3.start(li)
+        report.append(f"leadership transfer, request sent until the new leader acknowledged a write "
+                      f"({len(transfers)} transfers, idle cluster): median {med(transfers) * 1000:.0f} ms,"
+                      f" max {max(transfers) * 1000:.0f} ms")
+        if failovers:
+            report.append(f"  against SIGKILL of the leader until a write is acknowledged through a "
+                          f"survivor ({len(failovers)} kills, interleaved): median "
+                          f"{med(failovers) * 1000:.0f} ms")
+        c3.stop()
+        # -- 3. 5 nodes against 3 -------------------------------------------------------------
+        c5 = Cluster(args.bin, free_ports(5), os.path.join(tmp, "five"))
+        os.makedirs(os.path.join(tmp, "five"), exist_ok=True)
+        clusters.append(c5)
+        c3b = Cluster(args.bin, free_ports(3), os.path.join(tmp, "three"))
+        os.makedirs(os.path.join(tmp, "three"), exist_ok=True)
+        clusters.append(c3b)
+        res = {3: [], 5: []}
+        for n, c in ((3, c3b), (5, c5)):
+            c.start_all()
+        for rnd in range(args.rounds):
+            for n, c in ((3, c3b), (5, c5)):
+                r = run_wrk(c.url(leader_index(c)), 64, args.duration, set_random)
+                res[n].append(r)
+                print(f"  round {rnd + 1}: {n} nodes {r[0]:.0f} w/s p99 {r[2]:.1f} ms",
+                      file=sys.stderr)
+        r3, r5 = med(x[0] for x in res[3]), med(x[0] for x in res[5])
+        report.append(f"writes/s at 64 connections, {args.rounds} interleaved rounds of "
+                      f"{args.duration}s: 3 nodes {r3:.0f} (p99 {med(x[2] for x in res[3]):.1f} ms), "
+                      f"5 nodes {r5:.0f} (p99 {med(x[2] for x in res[5]):.1f} ms) -> 5/3 ratio {r5 / r3:.2f}")
+    finally:
+        for c in clusters:
+            c.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print()
+    print(f"bench-membership on loopback, {os.cpu_count()} CPUs, durable storage")
+    for line in report:
+        print(line)
+    return 0
+
+
 # ---- bench-security --------------------------------------------------------------------------
 
 def cmd_bench_security(args):
@@ -765,12 +946,21 @@ def main():
     sc.add_argument("--duration", type=int, default=60)
     sc.add_argument("--keys", default="1000 1000000")
     sc.add_argument("--connections", type=int, default=64)
+    bm = sub.add_parser("bench-membership")
+    bm.add_argument("--bin", required=True)
+    bm.add_argument("--keys", type=int, default=100000)
+    bm.add_argument("--duration", type=int, default=10)
+    bm.add_argument("--rounds", type=int, default=3)
+    bm.add_argument("--transfers", type=int, default=20)
+    bm.add_argument("--failovers", type=int, default=5)
     bs = sub.add_parser("bench-security")
     bs.add_argument("--bin", required=True)
     bs.add_argument("--duration", type=int, default=5)
     bs.add_argument("--rounds", type=int, default=3)
     bs.add_argument("--connections", default="16 64")
     args = ap.parse_args()
+    if args.cmd == "bench-membership":
+        return cmd_bench_membership(args)
     if args.cmd == "bench-security":
         return cmd_bench_security(args)
     if args.cmd == "bench-scale":
