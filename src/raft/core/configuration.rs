@@ -335,6 +335,27 @@ impl Configuration {
             })
     }
 
+    /// The same members with the member `id` renamed `new_id` (its URL and role kept): how a
+    /// provisional id (see the module docs) is replaced by the real one. `None` when `id` is
+    /// not a member or `new_id` is already another member's.
+    pub fn renamed(&self, id: &str, new_id: &str) -> Option<Configuration> {
+        if self.member(id).is_none() || self.member(new_id).is_some() {
+            return None;
+        }
+        let rename = |ms: &[Member]| -> Vec<Member> {
+            ms.iter()
+                .map(|m| {
+                    if m.id == id {
+                        Member::new(new_id, m.url.clone())
+                    } else {
+                        m.clone()
+                    }
+                })
+                .collect()
+        };
+        Configuration::with_learners(rename(&self.voters), rename(&self.learners)).ok()
+    }
+
     /// The voters, in order.
     pub fn voters(&self) -> &[Member] {
         &self.voters

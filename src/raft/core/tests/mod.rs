@@ -64,14 +64,18 @@ fn cfg(id: &str, peers: usize, pre_vote: bool, check_quorum: bool) -> (CoreConfi
     (settings, members(&ids))
 }
 
-/// A core from [`cfg`]'s settings and configuration.
+/// A core from [`cfg`]'s settings and configuration, taken as already recorded (so a leader
+/// does not write it down in an entry of its own: tests not about membership keep their log
+/// indexes; `s4_membership.rs` tests the bootstrap configuration).
 fn new_core(
     (settings, configuration): (CoreConfig, Configuration),
     hard: HardState,
     log: RaftLog,
     seed: u64,
 ) -> RaftCore {
-    RaftCore::new(settings, configuration, hard, log, seed)
+    let mut core = RaftCore::new(settings, configuration.clone(), hard, log, seed);
+    assert!(core.set_configuration(configuration).is_empty());
+    core
 }
 
 /// Make every core's configuration the set of all of them (in this order).
