@@ -238,7 +238,7 @@ pub struct Status {
     /// The configuration in force (the latest in the log, committed or not).
     pub configuration: Configuration,
     /// The index of the entry that holds it (0: the bootstrap configuration, from `PEERS`, in
-    /// no entry yet).
+    /// no entry yet; for one a snapshot brought, the snapshot's index).
     pub config_index: LogIndex,
     /// The voter leadership is being handed to (leaders only).
     pub transfer: Option<NodeId>,
