@@ -92,6 +92,20 @@ fn s4_a_learner_gets_the_log_but_never_votes_and_never_counts() {
 }
 
 #[test]
+fn s4_a_lone_voter_with_a_learner_down_still_commits_and_serves_reads() {
+    let mut net = cluster(&["n0"], &["n1"], &[], false, false);
+    net.elect(0);
+    net.crash(1);
+    write(&mut net, 0, "a");
+    assert_eq!(net.core(0).commit_index(), 2);
+    let out = net.step(0, Input::ReadIndex { id: 7 });
+    assert!(
+        out.contains(&Output::ReadReady { id: 7, index: 2 }),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn s4_a_promoted_learner_votes_and_the_quorum_grows_to_three_of_four() {
     let mut net = three_and_a_joiner();
     change(&mut net, 0, learner("n3"));
