@@ -64,8 +64,7 @@ impl Sim {
 
     async fn start_node(&mut self, i: usize, hard_state: HardState) {
         let peers: Vec<usize> = (0..self.n).filter(|j| *j != i).collect();
-        let routes = peers.iter().map(|j| (format!("mem://n{j}"), *j)).collect();
-        let transport = MemoryTransport::new(self.net.clone(), i, routes);
+        let transport = MemoryTransport::new(self.net.clone(), i);
         let store = StoreActor::new().start();
         self.stores[i] = Some(store.clone());
         let setup = RaftSetup {
@@ -94,6 +93,7 @@ impl Sim {
         self.net
             .send(Join {
                 index: i,
+                url: format!("mem://n{i}"),
                 node: addr.clone().recipient(),
             })
             .await
