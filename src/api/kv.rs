@@ -225,8 +225,12 @@ impl<'a> Routed<'a> {
         loop {
             let leader = match here().await? {
                 Ok(v) => return Ok(Answer::Here(v)),
-                Err(ClientError::NotLeader(Some(leader))) => leader,
-                Err(ClientError::NotLeader(None)) => {
+                // Never forwarded to itself (a leader that does not serve this request yet,
+                // e.g. while it hands over its leadership): wait as when no leader is known.
+                Err(ClientError::NotLeader(Some(leader))) if leader.id != self.state.node_id => {
+                    leader
+                }
+                Err(ClientError::NotLeader(_)) => {
                     self.pause(|| no_leader(secs)).await?;
                     continue;
                 }
