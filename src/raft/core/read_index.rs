@@ -51,7 +51,7 @@ impl RaftCore {
     /// everything it sent) has answered.
     fn quorum_acked_seq(&self) -> u64 {
         let (me, progress) = (&self.cfg.id, &self.progress);
-        self.configuration.quorum_value(|id| {
+        self.membership.current().quorum_value(|id| {
             if id == me {
                 u64::MAX
             } else {
