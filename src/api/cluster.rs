@@ -500,6 +500,7 @@ mod tests {
                     next_index: 41,
                     snapshotting: false,
                     recent_active: true,
+                    last_heard_ticks: Some(3),
                 },
                 PeerProgress {
                     id: "n4".into(),
@@ -507,6 +508,7 @@ mod tests {
                     next_index: 13,
                     snapshotting: true,
                     recent_active: true,
+                    last_heard_ticks: Some(3),
                 },
             ],
             last_contact_ms: vec![("n2".into(), 35)],
