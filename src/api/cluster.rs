@@ -323,7 +323,7 @@ pub async fn add(
                 // Asked again (a retry, or a forward after a change of leader) once it is a
                 // voter already: done, unless it was to stay a learner.
                 Err(ClientError::Membership(MembershipError::IdInUse(_))) if !body.learner => {
-                    let s = status(&at.state).await?;
+                    let s = status(at.state).await?;
                     if s.configuration.is_voter(&member.id)
                         && s.configuration.member(&member.id) == Some(&member)
                     {
