@@ -444,8 +444,7 @@ pub fn start_actors_with(
         snapshots: resumed.snapshots,
         snapshot: resumed.snapshot,
     };
-    let (peers, rpc_timeout, faults) =
-        (config.peers.clone(), config.raft.rpc_timeout, config.faults);
+    let (rpc_timeout, faults) = (config.raft.rpc_timeout, config.faults);
     let cluster_id = resumed.cluster_id.clone();
     let keys = peer_keys.clone();
     let (switch, faults_addr) = match faults {
@@ -459,8 +458,7 @@ pub fn start_actors_with(
         // Made here, on the actor's own thread (one awc client per thread, made on it), and
         // reused for every RPC.
         let http =
-            HttpTransport::with_tls(raft_url, peers.clone(), rpc_timeout, cluster_id, raft_tls)
-                .signed_with(keys);
+            HttpTransport::with_tls(raft_url, rpc_timeout, cluster_id, raft_tls).signed_with(keys);
         let transport: Box<dyn Transport> = match switch {
             Some(switch) => {
                 tracing::warn!(
@@ -468,7 +466,7 @@ pub fn start_actors_with(
                      links"
                 );
                 // The fault layer runs here too: it shares its rules with this transport.
-                Box::new(switch.install(http, peers, uuid::Uuid::new_v4().as_u64_pair().1))
+                Box::new(switch.install(http, uuid::Uuid::new_v4().as_u64_pair().1))
             }
             None => Box::new(http),
         };

@@ -13,6 +13,7 @@ use serde::Serialize;
 use std::fmt;
 
 use crate::raft::actor::ClientError;
+use crate::raft::MembershipError;
 
 /// An error answered to a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +54,15 @@ pub enum ApiError {
     /// The cluster cannot serve the request now (no leader, no quorum, overloaded); the message
     /// says why and whether a write may have been applied.
     Unavailable(String),
+    /// A request that is well-formed JSON but names something invalid (a member id or URL);
+    /// the message says what.
+    BadRequest(String),
+    /// No member of the cluster has this id (`/cluster/members/{id}`).
+    MemberNotFound(String),
+    /// The membership change (or leadership transfer) conflicts with the cluster's state (one
+    /// already in progress, an id or URL in use, a lagging learner, ...); the message says
+    /// which.
+    Conflict(String),
 }
 
 impl fmt::Display for ApiError {
@@ -87,6 +97,9 @@ impl fmt::Display for ApiError {
             }
             ApiError::Internal(what)
             | ApiError::Unavailable(what)
+            | ApiError::BadRequest(what)
+            | ApiError::MemberNotFound(what)
+            | ApiError::Conflict(what)
             | ApiError::Forbidden(what)
             | ApiError::WrongCluster(what)
             | ApiError::PeerUnauthorized(what) => {
@@ -115,8 +128,10 @@ impl ErrorBody {
     }
 }
 
-/// What the RaftActor's refusals mean to a client: all but an internal error are 503s a client
-/// may retry (with the reason in the message).
+/// What the RaftActor's refusals mean to a client: all but an internal error and the
+/// membership refusals are 503s a client may retry (with the reason in the message). A
+/// membership refusal: an unknown member is a 404, a leader not ready yet a 503, the others
+/// 409 conflicts; `NotLeader` is routed to the leader before it gets here (503 if it does).
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         match e {
@@ -126,8 +141,15 @@ impl From<ClientError> for ApiError {
             ClientError::Internal(why) => ApiError::Internal(why),
             ClientError::Storage(_) => ApiError::Unavailable(e.to_string()),
             ClientError::NotLeader(_) => ApiError::Unavailable(format!("no leader: {e}")),
-            // Skeleton: the API lane maps these (409 / 404 / 503).
-            ClientError::Membership(_) => ApiError::Unavailable(e.to_string()),
+            ClientError::Membership(m) => match m {
+                MembershipError::NotLeader(_) => ApiError::Unavailable(format!("no leader: {m}")),
+                MembershipError::NotReady => ApiError::Unavailable(m.to_string()),
+                MembershipError::Unknown(_) => ApiError::MemberNotFound(m.to_string()),
+                other => ApiError::Conflict(other.to_string()),
+            },
+            ClientError::Removed | ClientError::TransferFailed(_) => {
+                ApiError::Unavailable(e.to_string())
+            }
         }
     }
 }
@@ -135,18 +157,21 @@ impl From<ClientError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::InvalidJson(_) | ApiError::InvalidQuery(_) | ApiError::EmptyKey => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::EmptyKey
+            | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::KeyTooLarge { .. }
             | ApiError::ValueTooLarge { .. }
             | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::QueryTooLong { .. } => StatusCode::URI_TOO_LONG,
-            ApiError::KeyNotFound | ApiError::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::KeyNotFound
+            | ApiError::RouteNotFound { .. }
+            | ApiError::MemberNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::ClientUnauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::WrongCluster(_) => StatusCode::CONFLICT,
+            ApiError::WrongCluster(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PeerUnauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -216,6 +241,9 @@ mod tests {
             (ApiError::Forbidden("role".into()), 403),
             (ApiError::Internal("boom".into()), 500),
             (ApiError::Unavailable("no leader: x".into()), 503),
+            (ApiError::BadRequest("bad id".into()), 400),
+            (ApiError::MemberNotFound("no member".into()), 404),
+            (ApiError::Conflict("in progress".into()), 409),
         ];
         for (err, status) in cases {
             let res = err.error_response();
@@ -226,5 +254,50 @@ mod tests {
             assert_eq!(v["message"], err.to_string());
             assert_eq!(v.as_object().unwrap().len(), 2);
         }
+    }
+
+    #[test]
+    fn membership_refusals_map_to_their_status_and_message() {
+        let status = |e: ClientError| ApiError::from(e).status_code().as_u16();
+        let m = |e: MembershipError| ClientError::Membership(e);
+        assert_eq!(status(m(MembershipError::Unknown("n9".into()))), 404);
+        assert_eq!(status(m(MembershipError::NotReady)), 503);
+        assert_eq!(status(m(MembershipError::NotLeader(None))), 503);
+        assert_eq!(status(ClientError::Removed), 503);
+        assert_eq!(status(ClientError::TransferFailed("x".into())), 503);
+        for e in [
+            MembershipError::InProgress,
+            MembershipError::TransferInProgress,
+            MembershipError::IdInUse("n2".into()),
+            MembershipError::UrlInUse {
+                url: "http://a:1".into(),
+                id: "n1".into(),
+            },
+            MembershipError::AlreadyVoter("n2".into()),
+            MembershipError::NotAVoter("n4".into()),
+            MembershipError::LastVoter("n1".into()),
+            MembershipError::NoQuorum {
+                reachable: 1,
+                quorum: 2,
+            },
+            MembershipError::Lagging {
+                id: "n4".into(),
+                matched: 1,
+                last: 900,
+            },
+            MembershipError::NoCandidate,
+        ] {
+            let api = ApiError::from(m(e.clone()));
+            assert_eq!(api.status_code().as_u16(), 409, "{e:?}");
+            assert_eq!(api.to_string(), e.to_string(), "the core's text, unchanged");
+        }
+        assert_eq!(
+            ApiError::from(m(MembershipError::InProgress)).to_string(),
+            "a membership change is in progress"
+        );
+        assert_eq!(
+            ApiError::from(ClientError::Removed).to_string(),
+            "this node was removed from the cluster"
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::store::actor::Summary;
 
 /// The body of `GET /health`: `{"ok":true, "id", "state", "term", "leaderId", "leader",
 /// "lastHeartbeatAgoMs", "votedFor", "url", "peerUrl" (with `--peer-port`), "peers",
-/// "lastLogIndex", "lastLogTerm", ...,
+/// "lastLogIndex", "lastLogTerm", ..., "membership", "configIndex",
 /// "store": {"appliedIndex", "digest", "keys"}}`.
 #[derive(Debug, Serialize)]
 pub struct Health {
@@ -34,7 +34,8 @@ pub struct Health {
 #[serde(rename_all = "camelCase")]
 pub struct StatusJson {
     pub id: NodeId,
-    /// `leader`, `follower` or `candidate`.
+    /// `leader`, `follower` or `candidate`; `removed` when this node is not a member of its
+    /// configuration in force.
     pub state: &'static str,
     pub term: Term,
     pub leader_id: Option<NodeId>,
@@ -46,7 +47,7 @@ pub struct StatusJson {
     pub voted_for: Option<NodeId>,
     /// This node's base URL.
     pub url: String,
-    /// The other voters' base URLs.
+    /// The other members' base URLs (voters and learners) of the configuration in force.
     pub peers: Vec<String>,
     pub last_log_index: u64,
     pub last_log_term: Term,
@@ -59,6 +60,10 @@ pub struct StatusJson {
     pub log_start_index: LogIndex,
     /// Why the log cannot be written right now (e.g. a full disk), if it cannot.
     pub storage_error: Option<String>,
+    /// `voter`, `learner` or `removed`.
+    pub membership: &'static str,
+    /// The index of the configuration entry in force (0: the bootstrap configuration).
+    pub config_index: LogIndex,
 }
 
 impl From<NodeStatus> for StatusJson {
@@ -80,6 +85,8 @@ impl From<NodeStatus> for StatusJson {
             snapshot_index: s.snapshot_index,
             log_start_index: s.log_start_index,
             storage_error: s.storage_error,
+            membership: s.membership,
+            config_index: s.config_index,
         }
     }
 }
@@ -140,6 +147,16 @@ mod tests {
             snapshot_index: 0,
             log_start_index: 0,
             storage_error: None,
+            membership: "voter",
+            configuration: crate::raft::Configuration::new(vec![
+                crate::raft::Member::new("n1", "http://a:1"),
+                crate::raft::Member::new("n2", "http://b:2"),
+            ])
+            .unwrap(),
+            config_index: 4,
+            progress: Vec::new(),
+            last_contact_ms: Vec::new(),
+            transfer: None,
         };
         let health = Health {
             ok: true,
@@ -153,7 +170,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&health).unwrap(),
-            r#"{"ok":true,"id":"n1","state":"leader","term":3,"leaderId":"n1","leader":"http://a:1","lastHeartbeatAgoMs":0,"votedFor":null,"url":"http://a:1","peers":["http://b:2"],"lastLogIndex":9,"lastLogTerm":3,"commitIndex":8,"appliedIndex":7,"snapshotIndex":0,"logStartIndex":0,"storageError":null,"store":{"appliedIndex":7,"digest":"00","keys":1}}"#
+            r#"{"ok":true,"id":"n1","state":"leader","term":3,"leaderId":"n1","leader":"http://a:1","lastHeartbeatAgoMs":0,"votedFor":null,"url":"http://a:1","peers":["http://b:2"],"lastLogIndex":9,"lastLogTerm":3,"commitIndex":8,"appliedIndex":7,"snapshotIndex":0,"logStartIndex":0,"storageError":null,"membership":"voter","configIndex":4,"store":{"appliedIndex":7,"digest":"00","keys":1}}"#
         );
     }
 }

@@ -18,7 +18,7 @@ use super::errors::ApiError;
 use super::forward::{ForwardError, ForwardRequest, Forwarder, X_KVSTORE_FORWARDED};
 use super::middleware::RequestId;
 use super::{AppState, Limits};
-use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite};
+use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite, IsRemoved};
 use crate::raft::LeaderInfo;
 use crate::store::actor::{read_at, Get};
 use crate::store::{Command, CommandOutcome};
@@ -128,20 +128,21 @@ fn required_key(q: &KeyQuery) -> Result<&str, ApiError> {
         .ok_or_else(|| ApiError::InvalidQuery("missing query parameter `key`".into()))
 }
 
-fn actor_gone(what: &str, err: actix::MailboxError) -> ApiError {
+pub(super) fn actor_gone(what: &str, err: actix::MailboxError) -> ApiError {
     tracing::error!(error = %err, "{what} actor did not answer");
     ApiError::Internal(format!("{what} unavailable"))
 }
 
 /// A client request on its way to the leader: what it is, how it looks when forwarded, and the
-/// bound on how long it may take.
-struct Routed<'a> {
-    state: &'a AppState,
+/// bound on how long it may take. (`api::cluster` routes its requests the same way.)
+pub(super) struct Routed<'a> {
+    pub(super) state: &'a AppState,
     fwd: &'a Forwarder,
     req: &'a HttpRequest,
-    deadline: Instant,
+    pub(super) deadline: Instant,
     method: Method,
-    path: &'static str,
+    /// The path it is forwarded to (percent-encoded where needed).
+    path: &'a str,
     query: &'a [(&'a str, &'a str)],
     body: Option<serde_json::Value>,
     /// Whether sending it twice is harmless (a read): a forward that may have been delivered
@@ -150,7 +151,7 @@ struct Routed<'a> {
 }
 
 /// Where a request was answered.
-enum Answer<T> {
+pub(super) enum Answer<T> {
     /// By this node, the leader.
     Here(T),
     /// By the leader, whose answer is relayed as it is.
@@ -160,12 +161,12 @@ enum Answer<T> {
 impl<'a> Routed<'a> {
     /// `method path` for this request, its deadline starting now; no query, no body, not
     /// idempotent until said otherwise.
-    fn new(
+    pub(super) fn new(
         state: &'a AppState,
         fwd: &'a Forwarder,
         req: &'a HttpRequest,
         method: Method,
-        path: &'static str,
+        path: &'a str,
     ) -> Self {
         Routed {
             state,
@@ -185,26 +186,26 @@ impl<'a> Routed<'a> {
     }
 
     /// The JSON body it is forwarded with.
-    fn body(self, body: serde_json::Value) -> Self {
+    pub(super) fn body(self, body: serde_json::Value) -> Self {
         Routed {
             body: Some(body),
             ..self
         }
     }
 
-    fn idempotent(self) -> Self {
+    pub(super) fn idempotent(self) -> Self {
         Routed {
             idempotent: true,
             ..self
         }
     }
 
-    fn timeout_secs(&self) -> f64 {
+    pub(super) fn timeout_secs(&self) -> f64 {
         self.state.request_timeout.as_secs_f64()
     }
 
     /// Wait a little before trying again; `Err` once the deadline has passed.
-    async fn pause(&self, why: impl FnOnce() -> ApiError) -> Result<(), ApiError> {
+    pub(super) async fn pause(&self, why: impl FnOnce() -> ApiError) -> Result<(), ApiError> {
         if Instant::now() + RETRY_PAUSE >= self.deadline {
             return Err(why());
         }
@@ -215,7 +216,7 @@ impl<'a> Routed<'a> {
     /// Run `here` (which asks the RaftActor and fails with `NotLeader` off the leader) until it
     /// answers, forwarding to the leader it names, waiting while no leader is known, all within
     /// the deadline. The one routing loop of every client request.
-    async fn run<T, F, Fut>(&self, mut here: F) -> Result<Answer<T>, ApiError>
+    pub(super) async fn run<T, F, Fut>(&self, mut here: F) -> Result<Answer<T>, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Result<T, ClientError>, ApiError>>,
@@ -224,8 +225,12 @@ impl<'a> Routed<'a> {
         loop {
             let leader = match here().await? {
                 Ok(v) => return Ok(Answer::Here(v)),
-                Err(ClientError::NotLeader(Some(leader))) => leader,
-                Err(ClientError::NotLeader(None)) => {
+                // Never forwarded to itself (a leader that does not serve this request yet,
+                // e.g. while it hands over its leadership): wait as when no leader is known.
+                Err(ClientError::NotLeader(Some(leader))) if leader.id != self.state.node_id => {
+                    leader
+                }
+                Err(ClientError::NotLeader(_)) => {
                     self.pause(|| no_leader(secs)).await?;
                     continue;
                 }
@@ -255,12 +260,17 @@ impl<'a> Routed<'a> {
         }
     }
 
+    /// Whether this request was forwarded here by another node (it is never forwarded again).
+    pub(super) fn was_forwarded(&self) -> bool {
+        self.req.headers().contains_key(X_KVSTORE_FORWARDED)
+    }
+
     /// Forward to `leader`, unless this request was already forwarded once.
-    async fn forward(
+    pub(super) async fn forward(
         &self,
         leader: &LeaderInfo,
     ) -> Result<Result<HttpResponse, ForwardError>, ApiError> {
-        if self.req.headers().contains_key(X_KVSTORE_FORWARDED) {
+        if self.was_forwarded() {
             return Err(ApiError::Unavailable(format!(
                 "no leader: this node ({}) is not the leader and the request was already \
                  forwarded once (the leader may have just changed); retry",
@@ -386,6 +396,11 @@ pub async fn get(
         }
     };
     let value = if stale {
+        // A removed node's map no longer follows the cluster: it serves no reads.
+        let removed = state.raft.send(IsRemoved).await;
+        if removed.map_err(|e| actor_gone("raft", e))? {
+            return Err(ClientError::Removed.into());
+        }
         state
             .store
             .send(Get {

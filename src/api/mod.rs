@@ -3,7 +3,8 @@
 //! - [`kv`]: the client API (`PUT /set`, `GET /get`, `DELETE /delete`).
 //! - [`health`]: `GET /health`.
 //! - [`peer`]: the Raft RPC routes other nodes call (`POST /raft/vote`, `/raft/append`,
-//!   `/raft/snapshot`).
+//!   `/raft/timeout-now`, `/raft/snapshot`).
+//! - [`cluster`]: membership (`GET /cluster`, `/cluster/members`, `POST /cluster/leader`).
 //! - [`forward`]: relays client requests from a follower to the leader.
 //! - [`admin`]: `/admin/faults`, the fault layer's switch (only with `KVSTORE_FAULTS=1`).
 //! - [`auth`]: optional client tokens (`--client-tokens-file`) and the role each route needs.
@@ -18,6 +19,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cluster;
 pub mod errors;
 pub mod forward;
 pub mod health;
@@ -115,6 +117,38 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
+            web::resource("/cluster")
+                .wrap(from_fn(auth::read))
+                .route(web::get().to(cluster::show))
+                .default_service(web::to(|| not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/cluster/members")
+                .wrap(from_fn(auth::admin))
+                .app_data(cluster::json_config())
+                .route(web::post().to(cluster::add))
+                .default_service(web::to(|| not_allowed("POST"))),
+        )
+        .service(
+            web::resource("/cluster/members/{id}/promote")
+                .wrap(from_fn(auth::admin))
+                .route(web::post().to(cluster::promote))
+                .default_service(web::to(|| not_allowed("POST"))),
+        )
+        .service(
+            web::resource("/cluster/members/{id}")
+                .wrap(from_fn(auth::admin))
+                .route(web::delete().to(cluster::remove))
+                .default_service(web::to(|| not_allowed("DELETE"))),
+        )
+        .service(
+            web::resource("/cluster/leader")
+                .wrap(from_fn(auth::admin))
+                .app_data(web::PayloadConfig::new(cluster::MAX_CLUSTER_BODY_BYTES))
+                .route(web::post().to(cluster::transfer))
+                .default_service(web::to(|| not_allowed("POST"))),
+        )
+        .service(
             web::resource("/admin/faults")
                 .wrap(from_fn(auth::admin))
                 .route(web::get().to(admin::show))
@@ -152,6 +186,13 @@ fn raft_routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
             .wrap(actix_web::middleware::from_fn(peer::guard))
             .app_data(peer::json_config(limits))
             .route(web::post().to(peer::append))
+            .default_service(web::to(|| not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/raft/timeout-now")
+            .wrap(actix_web::middleware::from_fn(peer::guard))
+            .app_data(peer::vote_json_config())
+            .route(web::post().to(peer::timeout_now))
             .default_service(web::to(|| not_allowed("POST"))),
     )
     .service(

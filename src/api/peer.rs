@@ -1,5 +1,6 @@
 //! The routes other nodes call: `POST /raft/vote` (RequestVote, pre-vote),
-//! `POST /raft/append` (AppendEntries, heartbeats) and `POST /raft/snapshot` (one chunk of a
+//! `POST /raft/append` (AppendEntries, heartbeats), `POST /raft/timeout-now` (TimeoutNow: a
+//! leader hands over its leadership) and `POST /raft/snapshot` (one chunk of a
 //! snapshot: the fields in the query string, the chunk as the raw body). Bodies and answers are
 //! the types of [`crate::raft::rpc`], as JSON.
 //!
@@ -34,7 +35,7 @@ use super::errors::{self, ApiError};
 use super::{AppState, Limits};
 use crate::raft::actor::SNAPSHOT_CHUNK_BYTES;
 use crate::raft::core::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
-use crate::raft::rpc::{AppendRequest, SnapshotRequest, VoteRequest};
+use crate::raft::rpc::{AppendRequest, SnapshotRequest, TimeoutNowRequest, VoteRequest};
 use crate::raft::Message;
 use crate::security::peer_auth::{body_digest, AuthError, PeerKeys, RequestParts, AUTH_HEADER};
 use crate::transport::faults::{AnswerFate, Fate};
@@ -358,6 +359,7 @@ async fn deliver_to_raft(
         Ok(Ok(Message::VoteResponse(r))) => Ok(HttpResponse::Ok().json(r)),
         Ok(Ok(Message::AppendResponse(r))) => Ok(HttpResponse::Ok().json(r)),
         Ok(Ok(Message::SnapshotResponse(r))) => Ok(HttpResponse::Ok().json(r)),
+        Ok(Ok(Message::TimeoutNowResponse(r))) => Ok(HttpResponse::Ok().json(r)),
         Ok(Ok(other)) => Err(ApiError::Internal(format!(
             "unexpected raft reply: {other:?}"
         ))),
@@ -378,6 +380,17 @@ pub async fn vote(
     body: web::Json<VoteRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let msg = Message::VoteRequest(body.into_inner());
+    msg.validate().map_err(ApiError::InvalidJson)?;
+    deliver_to_raft(&state, &req, msg).await
+}
+
+/// `POST /raft/timeout-now` (bounded like a vote: a term and an id).
+pub async fn timeout_now(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<TimeoutNowRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let msg = Message::TimeoutNowRequest(body.into_inner());
     msg.validate().map_err(ApiError::InvalidJson)?;
     deliver_to_raft(&state, &req, msg).await
 }

@@ -12,7 +12,8 @@
 //! Each concern it carries out has its own file: [`barrier`](super::barrier) (persist before
 //! send, group commit; pure, in `raft/`, shared with the simulator), [`apply`] (the way to
 //! the store), `snapshots` (taking, sending, receiving),
-//! `policy` (when to snapshot), `messages` (what it is asked and answers). The log is written
+//! `policy` (when to snapshot), `messages` (what it is asked and answers), `membership`
+//! (membership changes, leadership transfers, the status report). The log is written
 //! through a [`LogStore`] (disk, or memory: durable at once, the same code path). Whether a
 //! client request can be served is the core's to say (its `Proposed`, `ProposalRejected`,
 //! `ReadFailed` outputs); the actor only refuses what the core cannot know (a full pipeline, a
@@ -29,11 +30,13 @@ use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
 pub mod apply;
+mod membership;
 mod messages;
 mod policy;
 mod snapshots;
 
 use self::apply::{ApplyItem, ApplyPump};
+use self::membership::{ChangeTx, TransferWaiter, Waiter};
 use super::barrier::{Admit, Batch, WriteBarrier};
 use super::core::{
     Configuration, ConfigurationError, CoreConfig, HardState, Input, Member, Output, RaftCore,
@@ -49,8 +52,8 @@ use crate::store::{CommandOutcome, KvState};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::messages::{
-    ChangeMembership, ClientError, ClientReadIndex, ClientWrite, GetStatus, NodeStatus, RaftTiming,
-    Stop, TransferLeadership,
+    ChangeMembership, ClientError, ClientReadIndex, ClientWrite, GetStatus, IsRemoved, NodeStatus,
+    RaftTiming, Stop, TransferLeadership,
 };
 pub use self::policy::{
     SnapshotData, SnapshotInfo, SnapshotPolicy, DEFAULT_SNAPSHOT_FACTOR, MAX_SNAPSHOT_BYTES,
@@ -73,7 +76,6 @@ pub struct RaftActor {
     transport: Box<dyn Transport>,
     store: Addr<StoreActor>,
     tick: Duration,
-    peer_urls: Vec<String>,
     /// When the current leader last reached us with a valid AppendEntries.
     last_leader_contact: Option<Instant>,
     /// What was last logged, to log only changes of role, term or leader.
@@ -81,14 +83,27 @@ pub struct RaftActor {
     /// The client write being proposed in the current step: the core's `Proposed` or
     /// `ProposalRejected` output decides what becomes of it.
     proposing: Option<WriteTx>,
+    /// The membership change being stepped: the core's `ChangeProposed`, `ChangeDone` or
+    /// `ChangeRejected` output decides what becomes of it.
+    proposing_change: Option<ChangeTx>,
+    /// Leadership transfers asked for, answered once another node leads or at their deadline
+    /// (checked on tick); at most `membership::MAX_TRANSFER_WAITERS`.
+    transfers: Vec<TransferWaiter>,
+    /// The leadership transfer being stepped: the core's `TransferStarted` or
+    /// `TransferRejected` output decides what becomes of it.
+    transferring: Option<oneshot::Sender<Result<NodeId, ClientError>>>,
+    /// When each member last answered an RPC of this node (at most `MAX_MEMBERS` entries kept
+    /// beyond the members in force).
+    last_contact: HashMap<NodeId, Instant>,
     /// Reads waiting for a read index, by read id.
     pending_reads: HashMap<u64, ReadTx>,
     next_read_id: u64,
     /// The last index of the log replayed at start, until the store has applied it (then one
     /// line logs the key count the node recovered).
     replayed_through: Option<LogIndex>,
-    /// Committed entries on their way to the store, and the writes waiting for them.
-    apply: ApplyPump<WriteTx>,
+    /// Committed entries on their way to the store, and the writes (and membership changes)
+    /// waiting for them.
+    apply: ApplyPump<Waiter>,
     /// Where the log is made durable (disk, or memory: durable at once).
     log_store: Box<dyn LogStore>,
     /// Records to write and messages held until they are durable.
@@ -196,10 +211,6 @@ impl RaftActor {
     ///
     pub fn new(setup: RaftSetup, transport: Box<dyn Transport>) -> Self {
         let configuration = setup.configuration;
-        let peer_urls = configuration
-            .others(&setup.id)
-            .map(|m| m.url.clone())
-            .collect();
         let cfg = CoreConfig {
             id: setup.id,
             url: setup.url,
@@ -217,10 +228,13 @@ impl RaftActor {
             transport,
             store: setup.store,
             tick: setup.timing.tick,
-            peer_urls,
             last_leader_contact: None,
             logged,
             proposing: None,
+            proposing_change: None,
+            transfers: Vec::new(),
+            transferring: None,
+            last_contact: HashMap::new(),
             pending_reads: HashMap::new(),
             next_read_id: 0,
             replayed_through,
@@ -268,7 +282,7 @@ impl RaftActor {
                 Output::Apply(entries) => self.apply(entries, ctx),
                 Output::Proposed { index, term } => {
                     if let Some(tx) = self.proposing.take() {
-                        self.apply.wait(index, term, tx);
+                        self.apply.wait(index, term, Waiter::Write(tx));
                     }
                 }
                 Output::ProposalRejected { leader } => {
@@ -296,17 +310,29 @@ impl RaftActor {
                         format!("asked to restore snapshot {index}, which was not received"),
                     ),
                 },
-                // Skeleton: membership changes and transfers are not asked for yet.
-                Output::ChangeProposed { .. }
-                | Output::ChangeDone
-                | Output::ChangeRejected { .. }
-                | Output::TransferStarted { .. }
-                | Output::TransferRejected { .. } => {}
+                Output::ChangeProposed { index, term } => {
+                    if let Some(tx) = self.proposing_change.take() {
+                        self.apply.wait(index, term, Waiter::Change(tx));
+                    }
+                }
+                Output::ChangeDone => {
+                    if let Some(tx) = self.proposing_change.take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                Output::ChangeRejected { error } => {
+                    if let Some(tx) = self.proposing_change.take() {
+                        let _ = tx.send(Err(membership::refusal(error)));
+                    }
+                }
+                Output::TransferStarted { to } => self.transfer_started(to),
+                Output::TransferRejected { error } => self.transfer_rejected(error),
             }
         }
         if was_leader && self.core.role() != Role::Leader {
             self.fail_pending_writes();
         }
+        self.check_transfers();
         self.log_changes();
         if !dropped.is_empty() {
             tracing::debug!(
@@ -416,14 +442,16 @@ impl RaftActor {
         self.write_next(ctx);
     }
 
-    /// Leadership was lost: every write still waiting has an unknown outcome.
+    /// Leadership was lost: every write still waiting for an entry not known committed has an
+    /// unknown outcome (those committed are answered when applied: a committed entry never
+    /// changes).
     fn fail_pending_writes(&mut self) {
-        for tx in self.apply.take_waiting() {
-            let _ = tx.send(Err(ClientError::Unknown(
+        for w in self.apply.take_waiting_above(self.core.commit_index()) {
+            w.fail(ClientError::Unknown(
                 "leadership lost before the write was confirmed committed: \
                  it may or may not have been applied"
                     .into(),
-            )));
+            ));
         }
     }
 
@@ -437,6 +465,7 @@ impl RaftActor {
         let fut = self.transport.call(member, msg);
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
             Ok(resp) => {
+                act.heard_from(&to);
                 act.step(
                     Input::Response {
                         from: to,
@@ -518,8 +547,8 @@ impl RaftActor {
                     return act.fail_hard(Fatal::StateMachine, format!("store actor is gone: {e}"))
                 }
             };
-            for (tx, answer) in act.apply.applied(applied) {
-                let _ = tx.send(answer);
+            for (w, answer) in act.apply.applied(applied) {
+                w.answer(answer);
             }
             if act
                 .replayed_through
@@ -551,10 +580,10 @@ impl RaftActor {
     /// status (see [`crate::fatal`]) rather than acknowledge anything more or keep leading; the
     /// rest of the cluster carries on without it.
     fn fail_hard(&mut self, cause: Fatal, why: String) {
-        for tx in self.apply.break_down(why.clone()) {
-            let _ = tx.send(Err(ClientError::Internal(format!(
+        for w in self.apply.break_down(why.clone()) {
+            w.fail(ClientError::Internal(format!(
                 "node stopped: {why}; the write may or may not have been applied"
-            ))));
+            )));
         }
         crate::fatal::stop(cause, &why);
     }
@@ -585,34 +614,6 @@ impl RaftActor {
         }
         self.logged = now;
     }
-
-    fn status(&self) -> NodeStatus {
-        let s = self.core.status();
-        let ago = match s.role {
-            Role::Leader => Some(0),
-            _ => self
-                .last_leader_contact
-                .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX)),
-        };
-        NodeStatus {
-            id: s.id,
-            state: s.role.as_str(),
-            term: s.term,
-            leader_id: s.leader.as_ref().map(|l| l.id.clone()),
-            leader: s.leader.map(|l| l.url),
-            last_heartbeat_ago_ms: ago,
-            voted_for: s.voted_for,
-            url: self.core.config().url.clone(),
-            peers: self.peer_urls.clone(),
-            last_log_index: s.last_log_index,
-            last_log_term: s.last_log_term,
-            commit_index: s.commit_index,
-            applied_index: self.apply.applied_index(),
-            snapshot_index: self.snapshot.as_ref().map_or(0, |s| s.meta.index),
-            log_start_index: s.log_base,
-            storage_error: self.storage_error.clone(),
-        }
-    }
 }
 
 impl Actor for RaftActor {
@@ -624,9 +625,11 @@ impl Actor for RaftActor {
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(self.tick, |act, ctx| {
             act.step(Input::Tick, ctx);
+            act.expire_transfers();
         });
-        if self.peer_urls.is_empty() {
-            // A cluster of one needs nobody's vote.
+        let me = self.core.config().id.as_str();
+        if matches!(self.core.configuration().voters(), [only] if only.id == me) {
+            // A cluster of one voter, this node, needs nobody's vote.
             self.step(Input::Campaign, ctx);
         }
     }
@@ -679,6 +682,9 @@ impl Handler<ClientWrite> for RaftActor {
 
     fn handle(&mut self, ClientWrite(cmd): ClientWrite, ctx: &mut Context<Self>) -> Self::Result {
         let refuse = |e| -> Self::Result { Box::pin(async move { Err(e) }) };
+        if self.removed() {
+            return refuse(ClientError::Removed);
+        }
         if let Some(why) = self.apply.broken() {
             return refuse(ClientError::Internal(format!(
                 "node is not accepting writes: {why}"
@@ -708,31 +714,14 @@ impl Handler<ClientWrite> for RaftActor {
     }
 }
 
-impl Handler<ChangeMembership> for RaftActor {
-    type Result = ResponseFuture<Result<(), ClientError>>;
-
-    // Skeleton: not implemented yet.
-    fn handle(&mut self, _: ChangeMembership, _: &mut Context<Self>) -> Self::Result {
-        let leader = self.core.leader().cloned();
-        Box::pin(async move { Err(ClientError::NotLeader(leader)) })
-    }
-}
-
-impl Handler<TransferLeadership> for RaftActor {
-    type Result = ResponseFuture<Result<NodeId, ClientError>>;
-
-    // Skeleton: not implemented yet.
-    fn handle(&mut self, _: TransferLeadership, _: &mut Context<Self>) -> Self::Result {
-        let leader = self.core.leader().cloned();
-        Box::pin(async move { Err(ClientError::NotLeader(leader)) })
-    }
-}
-
 impl Handler<ClientReadIndex> for RaftActor {
     type Result = ResponseFuture<Result<LogIndex, ClientError>>;
 
     fn handle(&mut self, _: ClientReadIndex, ctx: &mut Context<Self>) -> Self::Result {
         // A node that does not lead hears so from the core (`ReadFailed`).
+        if self.removed() {
+            return Box::pin(async move { Err(ClientError::Removed) });
+        }
         if self.pending_reads.len() >= self.apply.max_pending() {
             return Box::pin(async move { Err(ClientError::Overloaded) });
         }

@@ -36,7 +36,7 @@ use crate::raft::{Member, Message};
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LinkFault {
-    /// The peer's base URL as configured in `PEERS`, or `*` for every peer.
+    /// The peer's base URL (a member of the configuration in force), or `*` for every peer.
     pub peer: String,
     /// Nothing gets through.
     #[serde(default)]
@@ -62,7 +62,8 @@ pub struct FaultRules {
 }
 
 impl FaultRules {
-    /// Why these rules cannot be used, if they cannot (`peers`: the configured peer URLs).
+    /// Why these rules cannot be used, if they cannot (`peers`: the other members' URLs in the
+    /// configuration in force).
     pub fn validate(&self, peers: &[String]) -> Result<(), String> {
         for r in &self.rules {
             if r.peer != "*" && !peers.contains(&r.peer) {
@@ -226,8 +227,9 @@ impl FaultSwitch {
 
     /// Wrap `inner` in the fault layer and start the [`FaultsActor`] here. Call on the thread
     /// that will use the transport (inside a running actix arbiter), as both share [`Faults`].
-    /// `peers` are the peer URLs (rules name peers by URL); `seed` drives the dice.
-    pub fn install<T: Transport>(self, inner: T, peers: Vec<String>, seed: u64) -> Faulty<T> {
+    /// Rules name peers by URL (the member's, as the Raft actor gives it); `seed` drives the
+    /// dice.
+    pub fn install<T: Transport>(self, inner: T, seed: u64) -> Faulty<T> {
         let faults = Rc::new(RefCell::new(Faults {
             rules: FaultRules::default(),
             dice: Dice::new(seed),
@@ -235,11 +237,7 @@ impl FaultSwitch {
         Context::with_receiver(self.rx).run(FaultsActor {
             faults: faults.clone(),
         });
-        Faulty {
-            inner,
-            peers,
-            faults,
-        }
+        Faulty { inner, faults }
     }
 }
 
@@ -247,7 +245,6 @@ impl FaultSwitch {
 /// `inner`.
 pub struct Faulty<T> {
     inner: T,
-    peers: Vec<String>,
     faults: Rc<RefCell<Faults>>,
 }
 
@@ -258,13 +255,7 @@ impl<T: Transport> Transport for Faulty<T> {
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
         let faults = self.faults.borrow();
-        let Some(rule) = self
-            .peers
-            .iter()
-            .find(|p| **p == to.url)
-            .and_then(|p| faults.rules.for_peer(p))
-            .cloned()
-        else {
+        let Some(rule) = faults.rules.for_peer(&to.url).cloned() else {
             return self.inner.call(to, msg);
         };
         let dice = &faults.dice;
@@ -347,8 +338,7 @@ mod tests {
     async fn the_switch_sets_the_rules_for_requests_and_answers() {
         let (switch, addr) = FaultSwitch::new();
         let calls = Rc::new(Cell::new(0));
-        let peers = vec!["http://a:1".to_owned(), "http://b:2".to_owned()];
-        let faulty = switch.install(Echo(calls.clone()), peers, 1);
+        let faulty = switch.install(Echo(calls.clone()), 1);
         let msg = || {
             Message::VoteRequest(crate::raft::rpc::VoteRequest {
                 term: 1,

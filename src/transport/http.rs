@@ -1,5 +1,7 @@
-//! [`HttpTransport`]: Raft RPCs as JSON over HTTP (`POST {peer}/raft/vote`, `/raft/append`;
-//! `/raft/snapshot` carries its fields in the query string and a chunk of bytes as the body).
+//! [`HttpTransport`]: Raft RPCs as JSON over HTTP (`POST {peer}/raft/vote`, `/raft/append`,
+//! `/raft/timeout-now`; `/raft/snapshot` carries its fields in the query string and a chunk of
+//! bytes as the body), to the URL of the member the Raft actor names (from the replicated
+//! configuration: the transport keeps no list of peers of its own).
 //!
 //! One awc client per transport, made on the actor's thread and reused for every call, so
 //! connections are kept alive. Every call carries this node's cluster id (`x-kvstore-cluster`),
@@ -17,7 +19,7 @@ use futures_util::FutureExt;
 use serde::de::DeserializeOwned;
 
 use super::{Transport, TransportError};
-use crate::raft::rpc::{AppendResponse, SnapshotResponse, VoteResponse};
+use crate::raft::rpc::{AppendResponse, SnapshotResponse, TimeoutNowResponse, VoteResponse};
 use crate::raft::{Member, Message};
 use crate::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
 
@@ -30,10 +32,9 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// answer waits until the follower has checked and stored the whole snapshot.
 const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Raft RPCs over HTTP to the peers' base URLs.
+/// Raft RPCs over HTTP to the members' base URLs.
 pub struct HttpTransport {
     client: awc::Client,
-    peers: Vec<String>,
     /// This node's base URL, sent as `x-kvstore-from` (the fault layer of the receiver uses it).
     me: String,
     /// This node's cluster id, sent as `x-kvstore-cluster` (the receiver refuses another).
@@ -49,18 +50,16 @@ pub const FROM_HEADER: &str = "x-kvstore-from";
 pub const CLUSTER_HEADER: &str = "x-kvstore-cluster";
 
 impl HttpTransport {
-    /// A transport to `peers` (their base URLs; nothing else is called); every call times
-    /// out after `timeout`; every call carries `cluster`. Must be made on the thread that will
-    /// use it.
-    pub fn new(me: String, peers: Vec<String>, timeout: Duration, cluster: String) -> Self {
-        Self::with_tls(me, peers, timeout, cluster, None)
+    /// A transport from `me` (this node's base URL); every call times out after `timeout`;
+    /// every call carries `cluster`. Must be made on the thread that will use it.
+    pub fn new(me: String, timeout: Duration, cluster: String) -> Self {
+        Self::with_tls(me, timeout, cluster, None)
     }
 
     /// [`HttpTransport::new`] that reaches `https://` peers with `tls` (rustls: the CA it
     /// trusts and, under mutual TLS, the certificate it presents).
     pub fn with_tls(
         me: String,
-        peers: Vec<String>,
         timeout: Duration,
         cluster: String,
         tls: Option<Arc<rustls::ClientConfig>>,
@@ -68,7 +67,6 @@ impl HttpTransport {
         let client = crate::tls::awc_client(tls.as_ref(), timeout, timeout);
         Self {
             client,
-            peers,
             me,
             cluster,
             keys: None,
@@ -160,11 +158,9 @@ impl Transport for HttpTransport {
         to: &Member,
         msg: Message,
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
-        // Only to the configured peers' URLs.
-        let Some(base) = self.peers.iter().find(|p| **p == to.url) else {
-            let why = format!("no peer at {}", to.url);
-            return ready(Err(TransportError::Protocol(why))).boxed_local();
-        };
+        // The member's URL comes from the replicated configuration (checked there:
+        // http(s)://host:port).
+        let base = to.url.as_str();
         if let Message::SnapshotRequest(mut r) = msg {
             let data = std::mem::take(&mut r.data);
             let req = match self
@@ -190,6 +186,7 @@ impl Transport for HttpTransport {
         let (path, body) = match &msg {
             Message::VoteRequest(r) => ("/raft/vote", serde_json::to_vec(r)),
             Message::AppendRequest(r) => ("/raft/append", serde_json::to_vec(r)),
+            Message::TimeoutNowRequest(r) => ("/raft/timeout-now", serde_json::to_vec(r)),
             other => {
                 let why = format!("not a request: {other:?}");
                 return ready(Err(TransportError::Protocol(why))).boxed_local();
@@ -211,6 +208,10 @@ impl Transport for HttpTransport {
                 post::<VoteResponse>(req, body, signed)
                     .await
                     .map(Message::VoteResponse)
+            } else if path == "/raft/timeout-now" {
+                post::<TimeoutNowResponse>(req, body, signed)
+                    .await
+                    .map(Message::TimeoutNowResponse)
             } else {
                 post::<AppendResponse>(req, body, signed)
                     .await

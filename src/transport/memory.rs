@@ -16,9 +16,12 @@ use rand::{Rng, SeedableRng};
 use super::{Deliver, Transport, TransportError};
 use crate::raft::{Member, Message};
 
-/// Routes requests between registered nodes (by global index) under the current fault rules.
+/// Routes requests between registered nodes (by global index; a request names its target by
+/// URL, as in the Raft configuration) under the current fault rules.
 pub struct Network {
     nodes: Vec<Option<Recipient<Deliver>>>,
+    /// The URL each node registered with.
+    urls: Vec<Option<String>>,
     /// Directed links that drop everything: (from, to).
     blocked: HashSet<(usize, usize)>,
     /// Chance, in parts per thousand, that a request or its response is lost.
@@ -33,6 +36,7 @@ impl Network {
     pub fn new(n: usize, seed: u64) -> Self {
         Self {
             nodes: vec![None; n],
+            urls: vec![None; n],
             blocked: HashSet::new(),
             drop_per_mille: 0,
             delay: (Duration::ZERO, Duration::ZERO),
@@ -57,11 +61,12 @@ impl Actor for Network {
     }
 }
 
-/// Register (or re-register after a restart) node `index`.
+/// Register (or re-register after a restart) node `index`, reached at `url`.
 #[derive(ActixMessage)]
 #[rtype(result = "()")]
 pub struct Join {
     pub index: usize,
+    pub url: String,
     pub node: Recipient<Deliver>,
 }
 
@@ -69,6 +74,7 @@ impl Handler<Join> for Network {
     type Result = ();
     fn handle(&mut self, m: Join, _: &mut Context<Self>) {
         self.nodes[m.index] = Some(m.node);
+        self.urls[m.index] = Some(m.url);
     }
 }
 
@@ -135,12 +141,13 @@ impl Handler<Fault> for Network {
     }
 }
 
-/// Carry request `msg` from node `from` to node `to` and bring back its response.
+/// Carry request `msg` from node `from` to the node registered at URL `to` and bring back its
+/// response.
 #[derive(ActixMessage)]
 #[rtype(result = "Result<Message, TransportError>")]
 pub struct Route {
     pub from: usize,
-    pub to: usize,
+    pub to: String,
     pub msg: Message,
 }
 
@@ -148,15 +155,24 @@ impl Handler<Route> for Network {
     type Result = ResponseFuture<Result<Message, TransportError>>;
 
     fn handle(&mut self, m: Route, _: &mut Context<Self>) -> Self::Result {
-        let forward = self.link_up(m.from, m.to) && !self.lost();
-        let back = self.link_up(m.to, m.from) && !self.lost();
+        let Some(to) = self
+            .urls
+            .iter()
+            .position(|u| u.as_deref() == Some(m.to.as_str()))
+        else {
+            return Box::pin(async {
+                Err(TransportError::Unreachable("no node at this URL".into()))
+            });
+        };
+        let forward = self.link_up(m.from, to) && !self.lost();
+        let back = self.link_up(to, m.from) && !self.lost();
         let (min, max) = self.delay;
         let delay = if max > min {
             self.rng.gen_range(min..=max)
         } else {
             min
         };
-        let target = self.nodes.get(m.to).cloned().flatten();
+        let target = self.nodes.get(to).cloned().flatten();
         Box::pin(async move {
             if !delay.is_zero() {
                 actix::clock::sleep(delay).await;
@@ -183,17 +199,16 @@ impl Handler<Route> for Network {
     }
 }
 
-/// One node's transport on a [`Network`]: a peer is found by its URL in `peers`.
+/// One node's transport on a [`Network`]: a peer is found by the URL it joined with.
 pub struct MemoryTransport {
     network: Addr<Network>,
     me: usize,
-    peers: Vec<(String, usize)>,
 }
 
 impl MemoryTransport {
-    /// Node `me` of the network, whose peers are `peers`: (URL, node of the network).
-    pub fn new(network: Addr<Network>, me: usize, peers: Vec<(String, usize)>) -> Self {
-        Self { network, me, peers }
+    /// Node `me` of the network.
+    pub fn new(network: Addr<Network>, me: usize) -> Self {
+        Self { network, me }
     }
 }
 
@@ -205,13 +220,8 @@ impl Transport for MemoryTransport {
     ) -> LocalBoxFuture<'static, Result<Message, TransportError>> {
         let network = self.network.clone();
         let from = self.me;
-        let to = self
-            .peers
-            .iter()
-            .find(|(url, _)| *url == to.url)
-            .map(|p| p.1);
+        let to = to.url.clone();
         async move {
-            let to = to.ok_or_else(|| TransportError::Protocol("no such peer".into()))?;
             network
                 .send(Route { from, to, msg })
                 .await

@@ -743,3 +743,176 @@ async fn admin_faults_sets_shows_validates_and_clears_rules_when_enabled() {
     let (_, _, body) = send(&app, test::TestRequest::get().uri("/admin/faults")).await;
     assert_eq!(json_of(&body)["rules"], json!([]));
 }
+
+fn post_members(body: &str) -> test::TestRequest {
+    test::TestRequest::post()
+        .uri("/cluster/members")
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .set_payload(body.to_owned())
+}
+
+#[actix_web::test]
+async fn cluster_shows_a_single_node_leader_with_its_progress() {
+    let app = app!();
+    let r = send(&app, test::TestRequest::get().uri("/cluster")).await;
+    assert_eq!(r.0, StatusCode::OK, "{}", String::from_utf8_lossy(&r.2));
+    let v = json_of(&r.2);
+    assert_eq!(v["ok"], true);
+    assert!(v["clusterId"].as_str().is_some_and(|c| !c.is_empty()));
+    assert_eq!(v["leaderId"], "t1");
+    assert_eq!(v["leaderUrl"], "http://127.0.0.1:1");
+    assert_eq!(v["changeInProgress"], false);
+    let members = v["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0]["id"], "t1");
+    assert_eq!(members[0]["role"], "voter");
+    assert_eq!(members[0]["lag"], 0);
+    assert_eq!(members[0]["lastContactMs"], 0);
+    let h = json_of(&send(&app, test::TestRequest::get().uri("/health")).await.2);
+    assert_eq!(h["membership"], "voter");
+    assert!(h["configIndex"].is_u64());
+}
+
+#[actix_web::test]
+async fn cluster_routes_refuse_bad_ids_urls_and_bodies_with_400() {
+    let app = app!();
+    for (body, part) in [
+        (r#"{"id":"","url":"http://h:9"}"#, "1 to 128 bytes"),
+        (
+            r#"{"id":"a/b","url":"http://h:9"}"#,
+            "without spaces or `/`",
+        ),
+        (
+            r#"{"id":"a b","url":"http://h:9"}"#,
+            "without spaces or `/`",
+        ),
+        (r#"{"id":"n4","url":"ftp://h:9"}"#, "invalid member URL"),
+        (
+            r#"{"id":"n4","url":"http://h:9/path"}"#,
+            "invalid member URL",
+        ),
+        (
+            r#"{"id":"n4","url":"http://h:9","lerner":true}"#,
+            "unknown field",
+        ),
+        (r#"{"id":"n4"}"#, "missing field `url`"),
+        ("[1]", "invalid JSON"),
+    ] {
+        assert_error(&send(&app, post_members(body)).await, 400, part);
+    }
+    let long_id = format!(r#"{{"id":"{}","url":"http://h:9"}}"#, "x".repeat(129));
+    assert_error(&send(&app, post_members(&long_id)).await, 400, "1 to 128");
+    let huge = format!(
+        r#"{{"id":"n4","url":"http://h:9","x":"{}"}}"#,
+        "x".repeat(8192)
+    );
+    assert_error(&send(&app, post_members(&huge)).await, 413, "too large");
+    let r = send(
+        &app,
+        test::TestRequest::post().uri("/cluster/members/a%20b/promote"),
+    )
+    .await;
+    assert_error(&r, 400, "member id");
+    let r = send(
+        &app,
+        test::TestRequest::post()
+            .uri("/cluster/leader")
+            .set_payload(r#"{"to":"n2"}"#),
+    )
+    .await;
+    assert_error(&r, 400, "unknown field");
+    let r = send(&app, test::TestRequest::put().uri("/cluster/members")).await;
+    assert_error(&r, 405, "POST");
+    let r = send(&app, test::TestRequest::delete().uri("/cluster")).await;
+    assert_error(&r, 405, "GET");
+}
+
+#[actix_web::test]
+async fn membership_refusals_answer_404_and_409_in_the_json_shape() {
+    let app = app!();
+    let r = send(
+        &app,
+        test::TestRequest::delete().uri("/cluster/members/nobody"),
+    )
+    .await;
+    assert_error(&r, 404, "no member has the id \"nobody\"");
+    let r = send(&app, test::TestRequest::delete().uri("/cluster/members/t1")).await;
+    assert_error(&r, 409, "last voter");
+    let r = send(
+        &app,
+        post_members(r#"{"id":"t1","url":"http://127.0.0.1:2","learner":true}"#),
+    )
+    .await;
+    assert_error(&r, 409, "already a member");
+    let r = send(
+        &app,
+        post_members(r#"{"id":"n9","url":"http://127.0.0.1:1","learner":true}"#),
+    )
+    .await;
+    assert_error(&r, 409, "already used by member \"t1\"");
+    let r = send(
+        &app,
+        test::TestRequest::post().uri("/cluster/members/t1/promote"),
+    )
+    .await;
+    assert_error(&r, 409, "already a voter");
+    // Handing leadership to itself: done at once.
+    let r = send(
+        &app,
+        test::TestRequest::post()
+            .uri("/cluster/leader")
+            .set_payload(r#"{"id":"t1"}"#),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK, "{}", String::from_utf8_lossy(&r.2));
+    assert_eq!(
+        json_of(&r.2),
+        json!({"ok":true,"message":"leadership transferred","leaderId":"t1"})
+    );
+}
+
+#[actix_web::test]
+async fn cluster_routes_need_the_admin_role_when_tokens_are_configured() {
+    let mut state = state_with(Limits::default());
+    let tokens = kvstore::api::auth::parse_tokens(
+        "read rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr\nadmin aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+    )
+    .unwrap();
+    state.client_tokens = Some(Arc::new(tokens));
+    let app = test::init_service(api::app(state)).await;
+    let read = (
+        header::AUTHORIZATION,
+        "Bearer rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr",
+    );
+    let admin = (
+        header::AUTHORIZATION,
+        "Bearer aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    );
+    let r = send(&app, test::TestRequest::get().uri("/cluster")).await;
+    assert_error(&r, 401, "authentication required");
+    let r = send(
+        &app,
+        test::TestRequest::get()
+            .uri("/cluster")
+            .insert_header(read.clone()),
+    )
+    .await;
+    assert_eq!(r.0, StatusCode::OK);
+    for req in [
+        post_members(r#"{"id":"n4","url":"http://h:9"}"#),
+        test::TestRequest::post().uri("/cluster/members/n4/promote"),
+        test::TestRequest::delete().uri("/cluster/members/n4"),
+        test::TestRequest::post().uri("/cluster/leader"),
+    ] {
+        let r = send(&app, req.insert_header(read.clone())).await;
+        assert_error(&r, 403, "admin");
+    }
+    let r = send(
+        &app,
+        test::TestRequest::delete()
+            .uri("/cluster/members/nobody")
+            .insert_header(admin),
+    )
+    .await;
+    assert_error(&r, 404, "no member");
+}

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
+use kvstore::raft::actor::{ChangeMembership, TransferLeadership};
 use kvstore::raft::actor::{ClientError, ClientWrite, GetStatus, RaftSetup, SnapshotPolicy, Stop};
 use kvstore::raft::actor::{NodeStatus, RaftActor, RaftTiming};
-use kvstore::raft::HardState;
+use kvstore::raft::{ConfigChange, Configuration, HardState, Member, MembershipError};
 use kvstore::store::actor::{Get, StoreActor};
 use kvstore::store::{Command, CommandOutcome};
 use kvstore::transport::memory::{Fault, Join, Leave, MemoryTransport, Network};
@@ -46,8 +47,17 @@ impl Sim {
     }
 
     async fn start_with(n: usize, seed: u64, snapshots: SnapshotPolicy) -> Sim {
+        let mut sim = Sim::empty(n, seed, snapshots);
+        for i in 0..n {
+            sim.start_node(i, HardState::default()).await;
+        }
+        sim
+    }
+
+    /// A network with room for `n` nodes, none started.
+    fn empty(n: usize, seed: u64, snapshots: SnapshotPolicy) -> Sim {
         let net = Network::new(n, seed).start();
-        let mut sim = Sim {
+        Sim {
             n,
             seed,
             net,
@@ -55,31 +65,54 @@ impl Sim {
             stores: vec![None; n],
             leaders_by_term: HashMap::new(),
             snapshots,
-        };
-        for i in 0..n {
-            sim.start_node(i, HardState::default()).await;
+        }
+    }
+
+    /// Nodes `0..voters` started as the voters of one configuration (ids known, no PEERS),
+    /// with room for `spare` more nodes to join.
+    async fn start_members(voters: usize, spare: usize, seed: u64) -> Sim {
+        let mut sim = Sim::empty(voters + spare, seed, SnapshotPolicy::never());
+        let configuration = Configuration::new((0..voters).map(member).collect()).unwrap();
+        for i in 0..voters {
+            sim.start_node_in(i, HardState::default(), configuration.clone())
+                .await;
         }
         sim
     }
 
+    /// Start node `i` the way a joining node starts: the cluster's configuration with itself
+    /// as a learner.
+    async fn start_joiner(&mut self, i: usize, cluster: &Configuration) {
+        let configuration =
+            Configuration::with_learners(cluster.voters().to_vec(), vec![member(i)]).unwrap();
+        self.start_node_in(i, HardState::default(), configuration)
+            .await;
+    }
+
+    /// Start node `i` with a configuration from PEERS (every other node, by URL).
     async fn start_node(&mut self, i: usize, hard_state: HardState) {
-        let peers: Vec<usize> = (0..self.n).filter(|j| *j != i).collect();
-        let routes = peers.iter().map(|j| (format!("mem://n{j}"), *j)).collect();
-        let transport = MemoryTransport::new(self.net.clone(), i, routes);
+        let peers: Vec<String> = (0..self.n)
+            .filter(|j| *j != i)
+            .map(|j| format!("mem://n{j}"))
+            .collect();
+        let configuration =
+            RaftSetup::bootstrap(&format!("n{i}"), &format!("mem://n{i}"), &peers).unwrap();
+        self.start_node_in(i, hard_state, configuration).await;
+    }
+
+    async fn start_node_in(
+        &mut self,
+        i: usize,
+        hard_state: HardState,
+        configuration: Configuration,
+    ) {
+        let transport = MemoryTransport::new(self.net.clone(), i);
         let store = StoreActor::new().start();
         self.stores[i] = Some(store.clone());
         let setup = RaftSetup {
             id: format!("n{i}"),
             url: format!("mem://n{i}"),
-            configuration: RaftSetup::bootstrap(
-                &format!("n{i}"),
-                &format!("mem://n{i}"),
-                &peers
-                    .iter()
-                    .map(|j| format!("mem://n{j}"))
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap(),
+            configuration,
             timing: timing(),
             hard_state,
             seed: self.seed * 1000 + i as u64 + 1,
@@ -94,6 +127,7 @@ impl Sim {
         self.net
             .send(Join {
                 index: i,
+                url: format!("mem://n{i}"),
                 node: addr.clone().recipient(),
             })
             .await
@@ -185,6 +219,11 @@ impl Sim {
 
 fn all(n: usize) -> Vec<usize> {
     (0..n).collect()
+}
+
+/// Node `i` as a member: id `n{i}` at `mem://n{i}`.
+fn member(i: usize) -> Member {
+    Member::new(format!("n{i}"), format!("mem://n{i}"))
 }
 
 #[actix_rt::test]
@@ -540,6 +579,303 @@ async fn an_isolated_follower_catches_up_from_an_in_memory_snapshot() {
                 .unwrap();
             assert_eq!(got, Some(format!("v{k}")), "seed {seed}: k{}", k % 30);
         }
+        for i in 0..3 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+/// Ask node `at` for `change`, retrying (in virtual time) while its leader is not ready yet
+/// (no entry of its term committed); any other answer is returned.
+async fn change_at(sim: &Sim, at: usize, change: ConfigChange) -> Result<(), ClientError> {
+    for _ in 0..300 {
+        let addr = sim.nodes[at].clone().unwrap();
+        match addr.send(ChangeMembership(change.clone())).await.unwrap() {
+            Err(ClientError::Membership(MembershipError::NotReady)) => pass_time().await,
+            other => return other,
+        }
+    }
+    Err(ClientError::Membership(MembershipError::NotReady))
+}
+
+/// Promote `id` through node `at`, retrying while it lags or a change is being committed.
+async fn promote_at(sim: &Sim, at: usize, id: &str) -> Result<(), ClientError> {
+    for _ in 0..300 {
+        match change_at(sim, at, ConfigChange::Promote(id.into())).await {
+            Err(ClientError::Membership(
+                MembershipError::Lagging { .. } | MembershipError::InProgress,
+            )) => pass_time().await,
+            other => return other,
+        }
+    }
+    Err(ClientError::Membership(MembershipError::InProgress))
+}
+
+fn set(k: usize) -> Command {
+    Command::Set {
+        key: format!("k{k}"),
+        value: format!("v{k}"),
+    }
+}
+
+/// Advance virtual time until every node of `nodes` has applied what the first one committed
+/// and shows the same configuration; returns that configuration.
+async fn converge(sim: &mut Sim, nodes: &[usize]) -> Configuration {
+    let mut last = Vec::new();
+    for _ in 0..500 {
+        pass_time().await;
+        let st = sim.statuses().await;
+        let of: Vec<&NodeStatus> = nodes.iter().map(|i| st[*i].as_ref().unwrap()).collect();
+        let commit = of[0].commit_index;
+        if of.iter().all(|s| {
+            s.commit_index == commit
+                && s.applied_index == commit
+                && s.configuration == of[0].configuration
+        }) {
+            return of[0].configuration.clone();
+        }
+        last = st;
+    }
+    panic!("seed {}: {nodes:?} did not converge: {last:#?}", sim.seed);
+}
+
+async fn assert_has_keys(sim: &Sim, node: usize, keys: impl Iterator<Item = usize>) {
+    let store = sim.stores[node].as_ref().unwrap();
+    for k in keys {
+        let got = store
+            .send(Get {
+                key: format!("k{k}"),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            Some(format!("v{k}")),
+            "seed {}: node {node} lacks k{k}",
+            sim.seed
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_fourth_node_joins_as_a_learner_and_is_promoted_while_writes_go_on() {
+    tokio::time::pause();
+    for seed in 0..3 {
+        let mut sim = Sim::start_members(3, 1, seed).await;
+        let (leader, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        for k in 0..20 {
+            assert_eq!(
+                write_via_leader(&mut sim, set(k)).await,
+                Ok(CommandOutcome::Stored)
+            );
+        }
+        let cluster = sim.statuses().await[leader].clone().unwrap().configuration;
+        sim.start_joiner(3, &cluster).await;
+        let st = sim.statuses().await;
+        assert_eq!(st[3].as_ref().unwrap().membership, "learner");
+        assert_eq!(
+            change_at(&sim, leader, ConfigChange::AddLearner(member(3))).await,
+            Ok(())
+        );
+        for k in 20..40 {
+            assert_eq!(
+                write_via_leader(&mut sim, set(k)).await,
+                Ok(CommandOutcome::Stored)
+            );
+        }
+        assert_eq!(promote_at(&sim, leader, "n3").await, Ok(()));
+        for k in 40..60 {
+            assert_eq!(
+                write_via_leader(&mut sim, set(k)).await,
+                Ok(CommandOutcome::Stored)
+            );
+        }
+        let configuration = converge(&mut sim, &all(4)).await;
+        assert_eq!(
+            configuration.voters().len(),
+            4,
+            "seed {seed}: {configuration:?}"
+        );
+        let st = sim.statuses().await;
+        let joined = st[3].as_ref().unwrap();
+        assert_eq!(joined.membership, "voter");
+        assert_eq!(joined.peers.len(), 3);
+        let l = st[leader].as_ref().unwrap();
+        assert!(!l.change_in_progress());
+        assert_eq!(l.progress.len(), 3, "the leader tracks every other member");
+        assert_has_keys(&sim, 3, 0..60).await;
+        for i in 0..4 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_second_concurrent_change_is_refused_as_in_progress() {
+    tokio::time::pause();
+    let mut sim = Sim::start_members(3, 2, 7).await;
+    let (leader, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+    // Wait for the leader's first entry to commit, so the first change is accepted.
+    write_via_leader(&mut sim, set(0)).await.unwrap();
+    let addr = sim.nodes[leader].clone().unwrap();
+    let first = addr.send(ChangeMembership(ConfigChange::AddLearner(member(3))));
+    let second = addr.send(ChangeMembership(ConfigChange::AddLearner(member(4))));
+    assert_eq!(
+        second.await.unwrap(),
+        Err(ClientError::Membership(MembershipError::InProgress))
+    );
+    assert_eq!(first.await.unwrap(), Ok(()));
+    // Once the first is committed, the next one goes through.
+    assert_eq!(
+        change_at(&sim, leader, ConfigChange::AddLearner(member(4))).await,
+        Ok(())
+    );
+    for i in 0..3 {
+        sim.crash(i).await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_removed_follower_keeps_running_and_does_not_disturb_the_cluster() {
+    tokio::time::pause();
+    for seed in 0..3 {
+        let mut sim = Sim::start_members(3, 0, seed).await;
+        let (leader, term) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        let removed = (leader + 1) % 3;
+        let stays = 3 - leader - removed;
+        write_via_leader(&mut sim, set(0)).await.unwrap();
+        let id = format!("n{removed}");
+        assert_eq!(
+            change_at(&sim, leader, ConfigChange::Remove(id.clone())).await,
+            Ok(())
+        );
+        for k in 1..20 {
+            assert_eq!(
+                write_via_leader(&mut sim, set(k)).await,
+                Ok(CommandOutcome::Stored)
+            );
+        }
+        let configuration = converge(&mut sim, &[leader, stays]).await;
+        assert!(configuration.member(&id).is_none());
+        // It keeps running, its election timer firing, for many election timeouts: the leader
+        // and the term stay, and it still answers status requests.
+        sim.run_for(Duration::from_secs(5)).await;
+        let st = sim.statuses().await;
+        for i in [leader, stays] {
+            let s = st[i].as_ref().unwrap();
+            assert_eq!(
+                s.term, term,
+                "seed {seed}: the removed node disturbed node {i}"
+            );
+            assert_eq!(s.leader_id.as_deref(), Some(format!("n{leader}").as_str()));
+        }
+        assert!(st[removed].as_ref().unwrap().state != "leader");
+        // And the same after it was cut off for a while and comes back.
+        sim.fault(Fault::Isolate(removed)).await;
+        sim.run_for(Duration::from_secs(3)).await;
+        sim.fault(Fault::Heal).await;
+        sim.run_for(Duration::from_secs(3)).await;
+        let st = sim.statuses().await;
+        assert_eq!(st[leader].as_ref().unwrap().term, term, "seed {seed}");
+        assert_eq!(st[leader].as_ref().unwrap().state, "leader", "seed {seed}");
+        for i in 0..3 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_removed_leader_steps_down_and_the_rest_elect_a_new_one() {
+    tokio::time::pause();
+    for seed in 0..3 {
+        let mut sim = Sim::start_members(3, 0, seed).await;
+        let (leader, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        write_via_leader(&mut sim, set(0)).await.unwrap();
+        let id = format!("n{leader}");
+        assert_eq!(
+            change_at(&sim, leader, ConfigChange::Remove(id.clone())).await,
+            Ok(())
+        );
+        let rest: Vec<usize> = all(3).into_iter().filter(|i| *i != leader).collect();
+        let (new, _) = sim.wait_for_leader(&rest, Duration::from_secs(3)).await;
+        assert_ne!(new, leader);
+        for k in 1..20 {
+            assert_eq!(
+                write_via_leader(&mut sim, set(k)).await,
+                Ok(CommandOutcome::Stored)
+            );
+        }
+        let st = sim.statuses().await;
+        let old = st[leader].as_ref().unwrap();
+        assert_eq!(
+            (old.state, old.membership),
+            ("removed", "removed"),
+            "seed {seed}"
+        );
+        assert_eq!(
+            sim.nodes[leader]
+                .clone()
+                .unwrap()
+                .send(ClientWrite(set(99)))
+                .await
+                .unwrap(),
+            Err(ClientError::Removed),
+            "a removed node serves no client"
+        );
+        let configuration = converge(&mut sim, &rest).await;
+        assert_eq!(configuration.voters().len(), 2);
+        assert_has_keys(&sim, new, 0..20).await;
+        for i in 0..3 {
+            sim.crash(i).await;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn leadership_is_transferred_to_the_chosen_voter_or_the_most_caught_up_one() {
+    tokio::time::pause();
+    for seed in 0..3 {
+        let mut sim = Sim::start_members(3, 0, seed).await;
+        let (leader, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        write_via_leader(&mut sim, set(0)).await.unwrap();
+        let target = (leader + 2) % 3;
+        let addr = sim.nodes[leader].clone().unwrap();
+        let to = format!("n{target}");
+        assert_eq!(
+            addr.send(TransferLeadership(Some(to.clone())))
+                .await
+                .unwrap(),
+            Ok(to.clone()),
+            "seed {seed}"
+        );
+        let (now, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        assert_eq!(now, target, "seed {seed}");
+        // To itself: done at once; to whoever is most caught up: another node leads.
+        let addr = sim.nodes[target].clone().unwrap();
+        assert_eq!(
+            addr.send(TransferLeadership(Some(to.clone())))
+                .await
+                .unwrap(),
+            Ok(to.clone())
+        );
+        write_via_leader(&mut sim, set(1)).await.unwrap();
+        let next = addr.send(TransferLeadership(None)).await.unwrap().unwrap();
+        assert_ne!(next, to, "seed {seed}");
+        let (now, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
+        assert_eq!(format!("n{now}"), next);
+        // A follower forwards nothing itself: it names the leader.
+        let follower = (now + 1) % 3;
+        let r = sim.nodes[follower]
+            .clone()
+            .unwrap()
+            .send(TransferLeadership(None))
+            .await
+            .unwrap();
+        assert!(matches!(r, Err(ClientError::NotLeader(Some(_)))), "{r:?}");
+        assert_eq!(
+            write_via_leader(&mut sim, set(2)).await,
+            Ok(CommandOutcome::Stored)
+        );
         for i in 0..3 {
             sim.crash(i).await;
         }

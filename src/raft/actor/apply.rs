@@ -3,7 +3,7 @@
 //! It owns the apply queue (committed entries and snapshot restores, in log order), the one
 //! batch in flight to the `StoreActor` (one at a time, so batches reach the store in log order
 //! even when its mailbox is full: actix may deliver a parked send after a later one), the
-//! client writes waiting for their entry's outcome, the applied index and the "broken" state
+//! client writes (and membership changes) waiting for their entry's outcome, the applied index and the "broken" state
 //! (the store refused an entry: nothing more is applied or acknowledged). The `RaftActor`
 //! asks it what to hand the store next and tells it what the store applied; it answers with
 //! the waiting writes to answer.
@@ -33,8 +33,11 @@ pub enum ApplyItem {
     Restore(KvState, Term),
 }
 
-/// The answer to a client write once its entry's fate is known.
-pub type WriteAnswer = Result<CommandOutcome, ClientError>;
+/// The fate of a proposed entry once the store applied its index: `Ok` with the outcome of
+/// applying it (`None` for an entry without a command: a no-op or a configuration entry) when
+/// the entry there is the one proposed (same term), [`ClientError::NotApplied`] when another
+/// leader's entry took its place.
+pub type WriteAnswer = Result<Option<CommandOutcome>, ClientError>;
 
 /// See the module docs. `W` is whoever waits for a write's outcome (a channel's sender).
 #[derive(Debug)]
@@ -126,9 +129,9 @@ impl<W> ApplyPump<W> {
         for a in applied {
             self.applied_index = self.applied_index.max(a.index);
             if let Some((term, w)) = self.pending_writes.remove(&a.index) {
-                let answer = match a.outcome {
-                    Some(outcome) if term == a.term => Ok(outcome),
-                    _ => Err(ClientError::NotApplied),
+                let answer = match term == a.term {
+                    true => Ok(a.outcome),
+                    false => Err(ClientError::NotApplied),
                 };
                 answers.push((w, answer));
             }
@@ -145,6 +148,22 @@ impl<W> ApplyPump<W> {
     /// Every write still waiting (leadership was lost, or the node stops).
     pub fn take_waiting(&mut self) -> Vec<W> {
         self.pending_writes.drain().map(|(_, (_, w))| w).collect()
+    }
+
+    /// The writes waiting for an entry above `committed`: leadership was lost, so their fate
+    /// is unknown. Those at or below it wait on: a committed entry never changes, so applying
+    /// it answers them.
+    pub fn take_waiting_above(&mut self, committed: LogIndex) -> Vec<W> {
+        let above: Vec<LogIndex> = self
+            .pending_writes
+            .keys()
+            .copied()
+            .filter(|i| *i > committed)
+            .collect();
+        above
+            .into_iter()
+            .filter_map(|i| self.pending_writes.remove(&i).map(|(_, w)| w))
+            .collect()
     }
 
     /// The store failed: nothing more is applied; the writes still waiting.
@@ -233,9 +252,45 @@ mod tests {
         assert_eq!(
             answers,
             vec![
-                ("same term", Ok(CommandOutcome::Stored)),
+                ("same term", Ok(Some(CommandOutcome::Stored))),
                 ("overwritten", Err(ClientError::NotApplied)),
             ]
+        );
+    }
+
+    #[test]
+    fn an_entry_without_a_command_answers_with_no_outcome() {
+        let mut p = ApplyPump::new(0, 8);
+        p.wait(1, 1, "config");
+        p.push_entries(vec![Committed {
+            index: 1,
+            term: 1,
+            command: None,
+        }]);
+        p.next_item();
+        let applied = Applied {
+            index: 1,
+            term: 1,
+            outcome: None,
+        };
+        assert_eq!(p.applied(vec![applied]), vec![("config", Ok(None))]);
+    }
+
+    #[test]
+    fn losing_leadership_gives_up_only_the_uncommitted_waiters() {
+        let mut p = ApplyPump::new(0, 8);
+        p.wait(3, 1, 3);
+        p.wait(5, 1, 5);
+        p.wait(6, 1, 6);
+        let mut lost = p.take_waiting_above(5);
+        lost.sort();
+        assert_eq!(lost, vec![6]);
+        let mut left = p.take_waiting();
+        left.sort();
+        assert_eq!(
+            left,
+            vec![3, 5],
+            "committed entries still answer when applied"
         );
     }
 

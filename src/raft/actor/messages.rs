@@ -1,5 +1,6 @@
 //! What the `RaftActor` is asked and answers: the client messages ([`ClientWrite`],
-//! [`ClientReadIndex`]) and their [`ClientError`], [`GetStatus`] and its plain [`NodeStatus`]
+//! [`ClientReadIndex`]), the membership ones ([`ChangeMembership`], [`TransferLeadership`]) and
+//! their [`ClientError`], [`GetStatus`] and its plain [`NodeStatus`]
 //! (its JSON shape is `api::health`'s, the HTTP mapping of errors `api::errors`'), [`Stop`],
 //! and [`RaftTiming`]. Plain types: no HTTP, no serde.
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use actix::Message as ActixMessage;
 
-use crate::raft::core::{ConfigChange, LeaderInfo, MembershipError};
+use crate::raft::core::{ConfigChange, Configuration, LeaderInfo, MembershipError, PeerProgress};
 use crate::raft::{LogIndex, NodeId, Term};
 use crate::store::{Command, CommandOutcome};
 
@@ -44,7 +45,8 @@ impl RaftTiming {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
     pub id: NodeId,
-    /// `leader`, `follower` or `candidate`.
+    /// `leader`, `follower` or `candidate`; `removed` when this node is not a member of its
+    /// configuration in force.
     pub state: &'static str,
     pub term: Term,
     pub leader_id: Option<NodeId>,
@@ -56,7 +58,7 @@ pub struct NodeStatus {
     pub voted_for: Option<NodeId>,
     /// This node's base URL.
     pub url: String,
-    /// The other voters' base URLs.
+    /// The other members' base URLs (voters and learners) of the configuration in force.
     pub peers: Vec<String>,
     pub last_log_index: u64,
     pub last_log_term: Term,
@@ -69,6 +71,33 @@ pub struct NodeStatus {
     pub log_start_index: LogIndex,
     /// Why the log cannot be written right now (e.g. a full disk), if it cannot.
     pub storage_error: Option<String>,
+    /// What this node is in the configuration in force: `voter`, `learner` or `removed`.
+    pub membership: &'static str,
+    /// The configuration in force (the latest in the log, committed or not).
+    pub configuration: Configuration,
+    /// The index of the entry that holds it (0: the bootstrap configuration).
+    pub config_index: LogIndex,
+    /// The leader's view of each other member's log, in configuration order (empty unless
+    /// this node leads).
+    pub progress: Vec<PeerProgress>,
+    /// Milliseconds since each other member last answered an RPC of this node, by id (only
+    /// members that ever answered; only kept up to date while this node leads).
+    pub last_contact_ms: Vec<(NodeId, u64)>,
+    /// The voter leadership is being handed to (leaders only).
+    pub transfer: Option<NodeId>,
+}
+
+impl NodeStatus {
+    /// Whether the configuration in force has a configuration entry not yet committed (the
+    /// next membership change would be refused as in progress).
+    pub fn change_in_progress(&self) -> bool {
+        self.config_index > self.commit_index
+    }
+
+    /// Whether this node was removed from the cluster.
+    pub fn removed(&self) -> bool {
+        self.membership == "removed"
+    }
 }
 
 /// Why a client request could not be served by this node (`api::errors` maps it to HTTP).
@@ -89,6 +118,11 @@ pub enum ClientError {
     Storage(String),
     /// A membership change or leadership transfer cannot be made.
     Membership(MembershipError),
+    /// This node is not a member of its configuration in force: it serves no client.
+    Removed,
+    /// A leadership transfer started but no other node took over in time (the message says
+    /// to whom and how long was waited); this node leads on.
+    TransferFailed(String),
 }
 
 impl std::fmt::Display for ClientError {
@@ -113,6 +147,8 @@ impl std::fmt::Display for ClientError {
                 "storage: cannot write the log ({why}); writes are refused until it can"
             ),
             ClientError::Membership(e) => write!(f, "{e}"),
+            ClientError::Removed => write!(f, "this node was removed from the cluster"),
+            ClientError::TransferFailed(why) => write!(f, "{why}"),
         }
     }
 }
@@ -142,6 +178,12 @@ pub struct ChangeMembership(pub ConfigChange);
 #[derive(Debug, Clone, ActixMessage)]
 #[rtype(result = "Result<NodeId, ClientError>")]
 pub struct TransferLeadership(pub Option<NodeId>);
+
+/// Ask whether this node was removed from the cluster (a cheap check for routes that do not
+/// go through the Raft pipeline, e.g. stale reads).
+#[derive(Debug, Clone, Copy, ActixMessage)]
+#[rtype(result = "bool")]
+pub struct IsRemoved;
 
 /// Ask for the node's [`NodeStatus`].
 #[derive(Debug, Clone, Copy, ActixMessage)]
