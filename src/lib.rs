@@ -33,6 +33,7 @@
 //! - [`telemetry`]: tracing subscriber and panic hook.
 //! - [`api`]: routes, handlers, middleware, JSON shapes and the one error → HTTP mapping.
 //! - [`startup`]: start the actors and the HTTP servers on bound sockets.
+//! - [`join`]: `--join`, how an empty node becomes a member of a running cluster.
 //! - [`verify`]: `kvstore verify`, the offline check of a data directory.
 //! - [`check`]: `kvstore check`, a workload under faults with its history checked.
 //!
@@ -47,6 +48,7 @@ pub mod check;
 pub mod codec;
 pub mod config;
 pub mod fatal;
+pub mod join;
 pub mod raft;
 pub mod security;
 #[doc(hidden)]
