@@ -24,7 +24,6 @@ use tokio::sync::oneshot;
 use super::command::{Command, CommandOutcome};
 use super::state::{KvState, StateError};
 use super::{LogIndex, Term};
-use crate::raft::Configuration;
 use crate::storage::snapshot::{self, SnapshotMeta};
 
 /// A read waiting for its index: the key and where to send the value.
@@ -179,11 +178,12 @@ pub struct SnapshotView {
 }
 
 impl SnapshotView {
-    /// The snapshot file's bytes (see [`crate::storage::snapshot`]), recording
-    /// `configuration`, the cluster configuration in force at `meta.index` (the caller knows
-    /// it; the store does not). O(keys): call it on a blocking thread, never on an actor's.
-    pub fn encode(&self, configuration: Option<&Configuration>) -> Vec<u8> {
-        snapshot::encode(self.meta, configuration, self.state.pairs())
+    /// The snapshot file's bytes (see [`crate::storage::snapshot`]), without a cluster
+    /// configuration (the store knows none: the `RaftActor` encodes its snapshots with the
+    /// configuration in force, through [`snapshot::encode`]). O(keys): call it on a blocking
+    /// thread, never on an actor's.
+    pub fn encode(&self) -> Vec<u8> {
+        snapshot::encode(self.meta, None, self.state.pairs())
     }
 }
 
@@ -522,7 +522,7 @@ mod tests {
         .unwrap();
         assert_eq!(view.meta, SnapshotMeta { index: 1, term: 1 });
         assert_eq!((view.state.get("k"), view.state.len()), (Some("one"), 1));
-        let decoded = snapshot::decode(&view.encode(None)).unwrap();
+        let decoded = snapshot::decode(&view.encode()).unwrap();
         assert_eq!(decoded.pairs, vec![("k".to_owned(), "one".to_owned())]);
         let got = addr.send(Get { key: "k".into() }).await.unwrap();
         assert_eq!(got.as_deref(), Some("two"));

@@ -13,6 +13,8 @@
 //! - `fuzz`: random and mutated input for the peer RPC, WAL, snapshot and client API decoders
 //!   (a short fixed-seed run; `scripts/fuzz.sh` runs them longer).
 //! - `helpers`: shared setup (no test lives there).
+//! - `join`: `--join` (a used id refused, a node with data resumes, a 4th node becomes a
+//!   voter) and a leader stopped with SIGTERM handing its leadership over.
 //! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
 //!   start line.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
@@ -33,6 +35,7 @@ mod fatal;
 mod fuzz;
 mod helpers;
 mod identity;
+mod join;
 mod layers;
 mod linearizable;
 mod netns;

@@ -164,7 +164,7 @@ impl RaftActor {
         // what a snapshot covers is ever compacted, and this one is newer).
         let configuration = self.core.configuration_at(meta.index);
         let job = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, SnapshotData)> {
-            let bytes = view.encode(Some(&configuration));
+            let bytes = snapshot::encode(view.meta, Some(&configuration), view.state.pairs());
             drop(view);
             let len = bytes.len() as u64;
             let data = match dir {
