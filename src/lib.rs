@@ -34,6 +34,7 @@
 //! - [`api`]: routes, handlers, middleware, JSON shapes and the one error → HTTP mapping.
 //! - [`startup`]: start the actors and the HTTP servers on bound sockets.
 //! - [`join`]: `--join`, how an empty node becomes a member of a running cluster.
+//! - [`shutdown`]: SIGINT/SIGTERM: hand leadership over, then stop the servers.
 //! - [`verify`]: `kvstore verify`, the offline check of a data directory.
 //! - [`check`]: `kvstore check`, a workload under faults with its history checked.
 //!
@@ -51,6 +52,7 @@ pub mod fatal;
 pub mod join;
 pub mod raft;
 pub mod security;
+pub mod shutdown;
 #[doc(hidden)]
 pub mod sim;
 pub mod startup;

@@ -20,7 +20,6 @@ use crate::api::auth::{self, ClientTokens};
 use crate::api::{self, AppState};
 use crate::config::{default_url, Config, SecretSource, Storage};
 use crate::join::ClusterView;
-use crate::raft::actor::{GetStatus, TransferLeadership};
 use crate::raft::actor::{RaftActor, RaftTiming};
 use crate::raft::actor::{RaftSetup, SnapshotData, SnapshotInfo, SnapshotPolicy};
 use crate::raft::log::{Entry, EntryPayload, RaftLog};
@@ -782,7 +781,11 @@ impl Node {
         let handles: Vec<ServerHandle> = std::iter::once(self.server.handle())
             .chain(self.peer_server.as_ref().map(Server::handle))
             .collect();
-        let signals = actix_web::rt::spawn(on_signals(self.raft, handles, self.handover_wait));
+        let signals = actix_web::rt::spawn(crate::shutdown::on_signals(
+            self.raft,
+            handles,
+            self.handover_wait,
+        ));
         let peer = async move {
             match self.peer_server {
                 Some(s) => s.await,
@@ -802,80 +805,6 @@ impl Node {
     /// A handle that can stop the peer server, if there is one.
     pub fn peer_handle(&self) -> Option<ServerHandle> {
         self.peer_server.as_ref().map(Server::handle)
-    }
-}
-
-/// Wait for SIGINT or SIGTERM, then stop the node as [`Node::run`] says.
-async fn on_signals(
-    raft: actix::Addr<RaftActor>,
-    handles: Vec<ServerHandle>,
-    handover_wait: std::time::Duration,
-) {
-    use actix_web::rt::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::warn!("cannot listen for SIGINT/SIGTERM; stop this node with SIGKILL");
-        return;
-    };
-    let name = {
-        let a = std::pin::pin!(int.recv());
-        let b = std::pin::pin!(term.recv());
-        match futures_util::future::select(a, b).await {
-            futures_util::future::Either::Left(_) => "SIGINT",
-            futures_util::future::Either::Right(_) => "SIGTERM",
-        }
-    };
-    tracing::info!("{name} received: stopping (a second signal stops at once)");
-    let graceful = async {
-        hand_over(&raft, handover_wait).await;
-        let stops = handles.iter().map(|h| h.stop(true));
-        futures_util::future::join_all(stops).await;
-    };
-    let again = async {
-        let a = std::pin::pin!(int.recv());
-        let b = std::pin::pin!(term.recv());
-        futures_util::future::select(a, b).await;
-    };
-    let graceful = std::pin::pin!(graceful);
-    let again = std::pin::pin!(again);
-    if let futures_util::future::Either::Right(_) =
-        futures_util::future::select(graceful, again).await
-    {
-        tracing::warn!("second signal: stopping at once");
-        let stops = handles.iter().map(|h| h.stop(false));
-        futures_util::future::join_all(stops).await;
-    }
-}
-
-/// If this node leads, hand its leadership to the most caught-up voter, waiting at most
-/// `wait`; log how it went. A follower has nothing to hand over.
-async fn hand_over(raft: &actix::Addr<RaftActor>, wait: std::time::Duration) {
-    let Ok(status) = raft.send(GetStatus).await else {
-        return;
-    };
-    if status.state != "leader" {
-        return;
-    }
-    tracing::info!("handing leadership to the most caught-up voter before stopping");
-    let started = std::time::Instant::now();
-    let ask = raft.send(TransferLeadership(None));
-    match actix_web::rt::time::timeout(wait, ask).await {
-        Ok(Ok(Ok(to))) => tracing::info!(
-            to = %to,
-            ms = started.elapsed().as_millis() as u64,
-            "leadership handed to {to} in {} ms",
-            started.elapsed().as_millis()
-        ),
-        Ok(Ok(Err(e))) => {
-            tracing::warn!(error = %e, "could not hand leadership over before stopping")
-        }
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not hand leadership over before stopping"),
-        Err(_) => tracing::warn!(
-            ms = wait.as_millis() as u64,
-            "leadership was not taken over in time; stopping anyway"
-        ),
     }
 }
 
