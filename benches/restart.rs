@@ -214,6 +214,7 @@ fn main() {
         snapshot::write(
             &dir.path().join("snapshots"),
             SnapshotMeta { index: n, term: 1 },
+            None,
             pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             2,
         )

@@ -31,6 +31,9 @@ pub enum Fatal {
     /// A thread that owns node state (the Raft actor's, the store's, the log writer's)
     /// panicked: that state is gone while HTTP would go on answering. Status 73.
     Panic,
+    /// A join (`--join`) the cluster refused after this node started (e.g. its id is taken,
+    /// or it was never added). Status 74.
+    Join,
 }
 
 impl Fatal {
@@ -41,6 +44,7 @@ impl Fatal {
             Fatal::StateMachine => 71,
             Fatal::SnapshotRestore => 72,
             Fatal::Panic => 73,
+            Fatal::Join => 74,
         }
     }
 
@@ -51,6 +55,7 @@ impl Fatal {
             Fatal::StateMachine => "state machine",
             Fatal::SnapshotRestore => "snapshot restore",
             Fatal::Panic => "panic",
+            Fatal::Join => "join",
         }
     }
 }
@@ -123,11 +128,12 @@ mod tests {
             Fatal::StateMachine,
             Fatal::SnapshotRestore,
             Fatal::Panic,
+            Fatal::Join,
         ];
         let mut codes: Vec<i32> = all.iter().map(|f| f.exit_status()).collect();
         codes.sort_unstable();
         codes.dedup();
-        assert_eq!(codes, vec![70, 71, 72, 73]);
+        assert_eq!(codes, vec![70, 71, 72, 73, 74]);
     }
 
     #[test]

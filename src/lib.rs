@@ -33,6 +33,8 @@
 //! - [`telemetry`]: tracing subscriber and panic hook.
 //! - [`api`]: routes, handlers, middleware, JSON shapes and the one error → HTTP mapping.
 //! - [`startup`]: start the actors and the HTTP servers on bound sockets.
+//! - [`join`]: `--join`, how an empty node becomes a member of a running cluster.
+//! - [`shutdown`]: SIGINT/SIGTERM: hand leadership over, then stop the servers.
 //! - [`verify`]: `kvstore verify`, the offline check of a data directory.
 //! - [`check`]: `kvstore check`, a workload under faults with its history checked.
 //!
@@ -47,8 +49,10 @@ pub mod check;
 pub mod codec;
 pub mod config;
 pub mod fatal;
+pub mod join;
 pub mod raft;
 pub mod security;
+pub mod shutdown;
 #[doc(hidden)]
 pub mod sim;
 pub mod startup;

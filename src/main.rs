@@ -1,12 +1,15 @@
 //! The `kvstore` binary: parse settings, start logging, run one node until SIGINT/SIGTERM (or
-//! until a fatal error ends the process, see `kvstore::fatal`).
+//! until a fatal error ends the process, see `kvstore::fatal`). With `--join` on an empty node
+//! it first asks the cluster who its members are, and once serving asks to be added (see
+//! `kvstore::join`).
 //! `kvstore check ...` instead runs the linearizability checker against a cluster, and
 //! `kvstore verify --data-dir DIR` checks a stopped node's data directory offline.
 
 use std::process::ExitCode;
 
 use kvstore::config::{Config, Parsed};
-use kvstore::startup::Node;
+use kvstore::join::{self, JoinTarget};
+use kvstore::startup::{self, Node, StartError};
 use kvstore::telemetry;
 
 fn main() -> ExitCode {
@@ -32,7 +35,35 @@ fn main() -> ExitCode {
     kvstore::fatal::exit_on_fatal(telemetry::init(config.log_format));
     let system = actix_web::rt::System::new();
     let outcome = system.block_on(async {
-        let node = Node::bind(&config)?;
+        let joining = match &config.join {
+            Some(_) if startup::has_state(&config) => {
+                tracing::info!("this node has data; ignoring JOIN and resuming");
+                None
+            }
+            Some(url) => {
+                let tls = match (&config.tls_ca, url.starts_with("https://")) {
+                    (Some(ca), true) => Some(
+                        kvstore::tls::client_config(ca, None)
+                            .map_err(|e| StartError::Join(format!("cannot join: {e}")))?,
+                    ),
+                    _ => None,
+                };
+                let target = JoinTarget {
+                    url: url.clone(),
+                    tls,
+                    token: std::env::var("KVSTORE_TOKEN")
+                        .ok()
+                        .filter(|t| !t.is_empty()),
+                };
+                tracing::info!(join = %url, "joining the cluster of {url}");
+                let view = join::fetch_cluster(&target)
+                    .await
+                    .map_err(StartError::Join)?;
+                Some((target, view))
+            }
+            None => None,
+        };
+        let node = Node::bind_joining(&config, joining.as_ref().map(|(_, v)| v))?;
         let scheme = if config.tls.is_some() {
             "https"
         } else {
@@ -53,10 +84,19 @@ fn main() -> ExitCode {
             };
             tracing::info!(url = %url, "peer listener (/raft/*) on {addr}, {scheme}");
         }
+        if let Some((target, view)) = joining {
+            actix_web::rt::spawn(join::add_and_promote(
+                target,
+                view.cluster_id,
+                config.node_id.clone(),
+                node.raft_url.clone(),
+                config.learner,
+            ));
+        }
         let addr = node.addr.to_string();
         node.run()
             .await
-            .map_err(|source| kvstore::startup::StartError::Listen { addr, source })
+            .map_err(|source| StartError::Listen { addr, source })
     });
     let code = match outcome {
         Ok(()) => {

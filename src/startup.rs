@@ -19,10 +19,11 @@ use actix_web::HttpServer;
 use crate::api::auth::{self, ClientTokens};
 use crate::api::{self, AppState};
 use crate::config::{default_url, Config, SecretSource, Storage};
+use crate::join::ClusterView;
 use crate::raft::actor::{RaftActor, RaftTiming};
 use crate::raft::actor::{RaftSetup, SnapshotData, SnapshotInfo, SnapshotPolicy};
-use crate::raft::log::{Entry, RaftLog};
-use crate::raft::{HardState, Term};
+use crate::raft::log::{Entry, EntryPayload, RaftLog};
+use crate::raft::{Configuration, HardState, Member, Term};
 use crate::security::peer_auth::PeerKeys;
 use crate::storage::identity::{derive_cluster_id, ClusterId, DataDir, IdentityError};
 use crate::storage::snapshot::{self, SnapshotMeta};
@@ -54,6 +55,8 @@ pub enum StartError {
     /// This node and its peers do not make a Raft configuration (e.g. NODE_ID is also a peer's
     /// URL, which stands in for that peer's id).
     Cluster(String),
+    /// `--join` cannot be done (the line says why: an id or URL in use, no leader, ...).
+    Join(String),
 }
 
 impl std::fmt::Display for StartError {
@@ -74,6 +77,7 @@ impl std::fmt::Display for StartError {
             StartError::ClientTokens { path, reason } => {
                 write!(f, "client tokens file {}: {reason}", path.display())
             }
+            StartError::Join(why) => write!(f, "{why}"),
             StartError::Cluster(why) => write!(
                 f,
                 "NODE_ID and PEERS: {why} (a peer's URL stands in for its id: use a NODE_ID that \
@@ -86,7 +90,8 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 /// A bound, running node. Await [`Node::server`] (and [`Node::peer_server`], if any; or
-/// [`Node::run`] for both) to keep it serving. Each server stops on SIGINT/SIGTERM.
+/// [`Node::run`] for both) to keep it serving. The servers do not stop on signals by
+/// themselves: [`Node::run`] handles SIGINT/SIGTERM (a leader hands its leadership over first).
 pub struct Node {
     /// The client listener's address actually bound (the real port when 0 was asked).
     pub addr: SocketAddr,
@@ -100,6 +105,12 @@ pub struct Node {
     pub peer_server: Option<Server>,
     /// This node's peer URL (with `--peer-port`).
     pub peer_url: Option<String>,
+    /// The URL peers reach this node at: the peer URL, else the client URL.
+    pub raft_url: String,
+    /// The node's Raft actor (asked to hand leadership over before stopping).
+    pub raft: actix::Addr<RaftActor>,
+    /// How long a leader waits for its leadership to be taken over before stopping.
+    pub handover_wait: std::time::Duration,
 }
 
 /// What a node resumes from.
@@ -115,6 +126,8 @@ struct Resumed {
     state_term: Term,
     snapshot: Option<SnapshotInfo>,
     snapshots: SnapshotPolicy,
+    /// The configuration the newest snapshot records, if any.
+    configuration: Option<Configuration>,
 }
 
 /// Lock the data directory and check its identity, load the newest valid snapshot, open (or
@@ -146,9 +159,11 @@ fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, Start
                 None,
             )
             .with_factor(config.snapshot_log_factor),
+            configuration: None,
         });
     };
-    let data_dir = DataDir::open(dir, &config.node_id, cluster_id).map_err(StartError::DataDir)?;
+    let mut data_dir =
+        DataDir::open_resuming(dir, &config.node_id, cluster_id).map_err(StartError::DataDir)?;
     let dir = &data_dir.dir;
     let Recovery {
         wal,
@@ -157,11 +172,27 @@ fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, Start
         state,
         state_term,
         snapshot: info,
+        configuration,
     } = recover(dir, *segment_bytes)?;
     let snap_dir = dir.join("snapshots");
     let snapshot_index = log.base_index();
     let replayed = log.last_index() - snapshot_index;
     let empty = snapshot_index == 0 && replayed == 0 && hard_state.term == 0;
+    if let Some((derived, refusal)) = data_dir.derived_differs.take() {
+        // PEERS now derive another cluster id. A directory whose storage records the
+        // membership resumes in its recorded cluster (PEERS is only a hint after the first
+        // start); one that records none keeps today's refusal.
+        let recorded_membership = configuration.is_some() || log_configuration(&log).is_some();
+        if empty || !recorded_membership {
+            return Err(StartError::DataDir(refusal));
+        }
+        tracing::info!(
+            cluster_id = %data_dir.identity.cluster_id,
+            derived_from_peers = %derived,
+            "PEERS differ from the membership this data directory records; resuming in its \
+             cluster: after the first start the log's configuration wins and PEERS is only a hint"
+        );
+    }
     if data_dir.recorded_now && !empty {
         tracing::warn!(
             dir = %dir.display(),
@@ -214,7 +245,18 @@ fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, Start
             Some(snap_dir),
         )
         .with_factor(config.snapshot_log_factor),
+        configuration,
     })
+}
+
+/// The latest configuration entry in `log`, if it holds one.
+fn log_configuration(log: &RaftLog) -> Option<&Configuration> {
+    (log.base_index() + 1..=log.last_index())
+        .rev()
+        .find_map(|i| match log.entry(i).map(|e| &e.payload) {
+            Some(EntryPayload::Config { configuration }) => Some(configuration),
+            _ => None,
+        })
 }
 
 /// What a data directory holds, recovered: the newest valid snapshot's map, the log after it,
@@ -228,6 +270,8 @@ pub struct Recovery {
     /// Term of the snapshot's last entry.
     pub state_term: Term,
     pub snapshot: Option<SnapshotInfo>,
+    /// The configuration the snapshot records (`None`: no snapshot, or a v1 file).
+    pub configuration: Option<Configuration>,
 }
 
 /// Recover the node's durable state from `dir`, as start-up does once the directory is locked:
@@ -246,7 +290,7 @@ pub fn recover(dir: &Path, segment_bytes: u64) -> Result<Recovery, StartError> {
     for (path, why) in &loaded.skipped {
         tracing::warn!(file = %path.display(), reason = %why, "damaged snapshot skipped");
     }
-    let (meta, state, info) = match loaded.snapshot {
+    let (meta, state, info, configuration) = match loaded.snapshot {
         Some(snap) => {
             let len = snap
                 .path
@@ -259,9 +303,10 @@ pub fn recover(dir: &Path, segment_bytes: u64) -> Result<Recovery, StartError> {
                 len,
                 data: SnapshotData::File(path),
             });
-            (meta, KvState::from_pairs(meta.index, snap.pairs), info)
+            let state = KvState::from_pairs(meta.index, snap.pairs);
+            (meta, state, info, snap.configuration)
         }
-        None => (SnapshotMeta::default(), KvState::new(), None),
+        None => (SnapshotMeta::default(), KvState::new(), None, None),
     };
     let wal_dir = dir.join("wal");
     let (wal, recovered) = Wal::open(&wal_dir, segment_bytes, meta.index).map_err(storage_err)?;
@@ -286,6 +331,7 @@ pub fn recover(dir: &Path, segment_bytes: u64) -> Result<Recovery, StartError> {
         state,
         state_term: meta.term,
         snapshot: info,
+        configuration,
     })
 }
 
@@ -363,12 +409,12 @@ type ClientTls = Option<Arc<rustls::ClientConfig>>;
 /// The TLS client configurations of a node: for Raft RPCs to PEERS (mutual TLS with the peer
 /// CA, or the client CA when PEERS are other nodes' `https://` client ports), and for
 /// forwarding client requests to an `https://` leader.
-fn client_tls(config: &Config) -> Result<(ClientTls, ClientTls), TlsError> {
+fn client_tls(config: &Config, peers: &[String]) -> Result<(ClientTls, ClientTls), TlsError> {
     let forward = match &config.tls_ca {
         Some(ca) => Some(tls::client_config(ca, None)?),
         None => None,
     };
-    let peers_https = config.peers.iter().any(|p| p.starts_with("https://"));
+    let peers_https = peers.iter().any(|p| p.starts_with("https://"));
     let raft = match (&config.peer_tls, peers_https) {
         (Some(p), _) => Some(tls::client_config(&p.ca, Some(&p.identity))?),
         (None, true) => forward.clone(),
@@ -386,7 +432,57 @@ pub fn start_actors_with(
     url: String,
     peer_url: Option<String>,
 ) -> Result<AppState, StartError> {
-    let (raft_tls, forward_tls) = client_tls(config).map_err(StartError::Tls)?;
+    start_actors_joining(config, url, peer_url, None)
+}
+
+/// A node joining a cluster (`--join`, empty storage): the cluster's id and the configuration
+/// it starts with ([`crate::join::plan`]).
+#[derive(Debug, Clone)]
+pub struct Joining {
+    pub cluster_id: String,
+    pub configuration: Configuration,
+}
+
+/// The configuration of a new cluster from PEERS: this node (`id` at `url`, the URL its peers
+/// reach it at) and its peers, all voters; a peer named in PEERS (`id=url`) has that id, one
+/// given by URL only its URL as its provisional id.
+pub fn bootstrap_configuration(
+    id: &str,
+    url: &str,
+    peers: &[String],
+    peer_ids: &[(String, String)],
+) -> Result<Configuration, String> {
+    let named = |u: &String| peer_ids.iter().find(|(pu, _)| pu == u).map(|(_, id)| id);
+    let peers = peers.iter().map(|u| match named(u) {
+        Some(id) => Member::new(id.clone(), u.clone()),
+        None => Member::by_url(u.clone()),
+    });
+    Configuration::new(std::iter::once(Member::new(id, url)).chain(peers).collect())
+        .map_err(|e| e.to_string())
+}
+
+/// Which configuration a node starts with (the log's configuration entries override it inside
+/// the core): the one it joins with, else its newest snapshot's, else the bootstrap one from
+/// PEERS. Returns it and where it came from (for the log line).
+pub fn starting_configuration(
+    joining: Option<Configuration>,
+    snapshot: Option<Configuration>,
+    bootstrap: impl FnOnce() -> Result<Configuration, String>,
+) -> Result<(Configuration, &'static str), String> {
+    match (joining, snapshot) {
+        (Some(c), _) => Ok((c, "the cluster joined")),
+        (None, Some(c)) => Ok((c, "the newest snapshot")),
+        (None, None) => bootstrap().map(|c| (c, "PEERS")),
+    }
+}
+
+/// [`start_actors_with`] for a node that may be joining a cluster.
+fn start_actors_joining(
+    config: &Config,
+    url: String,
+    peer_url: Option<String>,
+    joining: Option<Joining>,
+) -> Result<AppState, StartError> {
     let raft_url = peer_url.clone().unwrap_or_else(|| url.clone());
     let client_tokens = match &config.client_tokens_file {
         Some(path) => {
@@ -401,9 +497,17 @@ pub fn start_actors_with(
         }
         None => None,
     };
-    let cluster_id = match &config.cluster_id {
-        Some(id) => ClusterId::Explicit(id.clone()),
-        None => ClusterId::Derived(derive_cluster_id(&raft_url, &config.peers)),
+    let cluster_id = match (&config.cluster_id, &joining) {
+        (Some(id), Some(j)) if *id != j.cluster_id => {
+            return Err(StartError::Join(format!(
+                "cannot join: --cluster-id is {id:?} but the cluster at {} is {:?}",
+                config.join.as_deref().unwrap_or("?"),
+                j.cluster_id
+            )))
+        }
+        (_, Some(j)) => ClusterId::Explicit(j.cluster_id.clone()),
+        (Some(id), None) => ClusterId::Explicit(id.clone()),
+        (None, None) => ClusterId::Derived(derive_cluster_id(&raft_url, &config.peers)),
     };
     let peer_keys = load_peer_keys(config.cluster_secret.as_ref())?;
     match (&peer_keys, config.insecure_peers) {
@@ -419,9 +523,29 @@ pub fn start_actors_with(
             tracing::info!("no cluster secret: Raft RPCs are accepted from loopback addresses only")
         }
     }
-    let resumed = open_storage(config, cluster_id)?;
-    let configuration = RaftSetup::bootstrap(&config.node_id, &raft_url, &config.peers)
-        .map_err(|e| StartError::Cluster(e.to_string()))?;
+    let mut resumed = open_storage(config, cluster_id)?;
+    let (configuration, source) = starting_configuration(
+        joining.map(|j| j.configuration),
+        resumed.configuration.take(),
+        || bootstrap_configuration(&config.node_id, &raft_url, &config.peers, &config.peer_ids),
+    )
+    .map_err(StartError::Cluster)?;
+    tracing::info!(
+        voters = configuration.voters().len(),
+        learners = configuration.learners().len(),
+        "starting configuration from {source}"
+    );
+    // Whom Raft RPCs may go to: the members of the starting configuration and PEERS.
+    let mut peers: Vec<String> = configuration
+        .others(&config.node_id)
+        .map(|m| m.url.clone())
+        .collect();
+    for p in &config.peers {
+        if !peers.contains(p) {
+            peers.push(p.clone());
+        }
+    }
+    let (raft_tls, forward_tls) = client_tls(config, &peers).map_err(StartError::Tls)?;
     let (state, state_term) = (resumed.state, resumed.state_term);
     let store = StoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         StoreActor::with_state(state, state_term)
@@ -529,10 +653,41 @@ pub fn load_client_tokens(path: &Path) -> Result<ClientTokens, StartError> {
     Ok(tokens)
 }
 
+/// Whether the node's storage already holds state (a snapshot, log entries or a term): then
+/// `--join` is ignored and the node resumes. Read-only; memory storage never holds any. A
+/// directory that cannot be read counts as holding state (start-up then says what is wrong).
+pub fn has_state(config: &Config) -> bool {
+    let Storage::Disk { dir, .. } = &config.storage else {
+        return false;
+    };
+    if !dir.exists() {
+        return false;
+    }
+    let snapshot = match snapshot::inspect(&dir.join("snapshots")) {
+        Ok((files, _)) => files.iter().any(|f| f.result.is_ok()),
+        Err(_) => return true,
+    };
+    if snapshot {
+        return true;
+    }
+    match crate::storage::wal::scan(&dir.join("wal"), 0) {
+        Ok(scan) => !scan.recovered.entries.is_empty() || scan.recovered.hard_state.term > 0,
+        Err(_) => true,
+    }
+}
+
 impl Node {
     /// Bind `config.host:config.port`, start the actors on the current actix system and build
     /// the HTTP server. Must run inside an actix system.
     pub fn bind(config: &Config) -> Result<Node, StartError> {
+        Self::bind_joining(config, None)
+    }
+
+    /// [`Node::bind`] for a node that joins the cluster `view` describes (`--join`, fetched by
+    /// [`crate::join::fetch_cluster`]): once its URLs are known, checks they and its id are
+    /// free ([`crate::join::plan`]) and starts in the cluster's id with its members and itself
+    /// as a learner. The caller then runs [`crate::join::add_and_promote`].
+    pub fn bind_joining(config: &Config, view: Option<&ClusterView>) -> Result<Node, StartError> {
         // TLS files first: a bad one stops the start before anything is bound or opened.
         let client_tls = match &config.tls {
             Some(id) => Some(tls::server_config(id).map_err(StartError::Tls)?),
@@ -558,7 +713,18 @@ impl Node {
             }
             None => None,
         };
-        let state = start_actors_with(config, url.clone(), peer.as_ref().map(|p| p.2.clone()))?;
+        let peer_url = peer.as_ref().map(|p| p.2.clone());
+        let raft_url = peer_url.clone().unwrap_or_else(|| url.clone());
+        let joining = match view {
+            Some(v) => Some(Joining {
+                cluster_id: v.cluster_id.clone(),
+                configuration: crate::join::plan(v, &config.node_id, &raft_url)
+                    .map_err(StartError::Join)?,
+            }),
+            None => None,
+        };
+        let state = start_actors_joining(config, url.clone(), peer_url, joining)?;
+        let raft = state.raft.clone();
         let listen_err = |addr: SocketAddr| {
             move |source| StartError::Listen {
                 addr: addr.to_string(),
@@ -568,6 +734,7 @@ impl Node {
         let client_state = state.clone();
         let server = HttpServer::new(move || api::app(client_state.clone()))
             .workers(config.workers)
+            .disable_signals()
             .shutdown_timeout(config.shutdown_timeout.as_secs());
         let server = match client_tls {
             Some(tls) => server.listen_rustls_0_23(listener, tls),
@@ -580,6 +747,7 @@ impl Node {
                 // Peer traffic is a few keep-alive connections (one per leader): few workers.
                 let server = HttpServer::new(move || api::peer_app(state.clone()))
                     .workers(config.workers.clamp(1, 2))
+                    .disable_signals()
                     .shutdown_timeout(config.shutdown_timeout.as_secs());
                 let server = match peer_tls {
                     Some(tls) => server.listen_rustls_0_23(listener, tls),
@@ -598,11 +766,25 @@ impl Node {
             peer_addr,
             peer_server,
             peer_url,
+            raft_url,
+            raft,
+            handover_wait: 2 * config.raft.election_timeout,
         })
     }
 
-    /// Serve until both servers stop (SIGINT/SIGTERM stops each); the first error, if any.
+    /// Serve until both servers stop; the first error, if any. On SIGINT or SIGTERM a leader
+    /// first hands its leadership to its most caught-up voter (waiting at most
+    /// [`Node::handover_wait`]), then both servers stop gracefully; a second signal stops them
+    /// at once.
     pub async fn run(self) -> io::Result<()> {
+        let handles: Vec<ServerHandle> = std::iter::once(self.server.handle())
+            .chain(self.peer_server.as_ref().map(Server::handle))
+            .collect();
+        let signals = actix_web::rt::spawn(crate::shutdown::on_signals(
+            self.raft,
+            handles,
+            self.handover_wait,
+        ));
         let peer = async move {
             match self.peer_server {
                 Some(s) => s.await,
@@ -610,6 +792,7 @@ impl Node {
             }
         };
         let (client, peer) = futures_util::future::join(self.server, peer).await;
+        signals.abort();
         client.and(peer)
     }
 
@@ -639,7 +822,6 @@ fn bind(host: &str, port: u16) -> Result<(TcpListener, SocketAddr), StartError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::raft::log::EntryPayload;
     use crate::storage::Record;
 
     fn entry(index: u64, term: u64) -> Entry {
@@ -648,6 +830,55 @@ mod tests {
             term,
             payload: EntryPayload::Noop,
         }
+    }
+
+    #[test]
+    fn a_snapshot_holding_a_configuration_wins_over_peers_and_a_join_over_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let recorded = Configuration::with_learners(
+            vec![
+                Member::new("n1", "http://127.0.0.1:1"),
+                Member::new("n5", "http://127.0.0.1:5"),
+            ],
+            vec![Member::new("n6", "http://127.0.0.1:6")],
+        )
+        .unwrap();
+        let meta = SnapshotMeta { index: 7, term: 2 };
+        snapshot::write(
+            &dir.path().join("snapshots"),
+            meta,
+            Some(&recorded),
+            [("k", "v")].into_iter(),
+            2,
+        )
+        .unwrap();
+        let rec = recover(dir.path(), 1 << 20).unwrap();
+        assert_eq!(rec.configuration.as_ref(), Some(&recorded));
+        let peers = [
+            "http://127.0.0.1:2".to_owned(),
+            "http://127.0.0.1:3".to_owned(),
+        ];
+        let named = [("http://127.0.0.1:2".to_owned(), "n2".to_owned())];
+        let bootstrap = || bootstrap_configuration("n1", "http://127.0.0.1:1", &peers, &named);
+        let (c, from) = starting_configuration(None, rec.configuration.clone(), bootstrap).unwrap();
+        assert_eq!((c, from), (recorded.clone(), "the newest snapshot"));
+        // Without a snapshot: PEERS, the named peer by its id, the other by its URL.
+        let (c, from) = starting_configuration(None, None, bootstrap).unwrap();
+        assert_eq!(from, "PEERS");
+        let ids: Vec<&str> = c.voters().iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["n1", "n2", "http://127.0.0.1:3"]);
+        assert!(c.is_provisional());
+        // A join brings its own.
+        let joined = Configuration::new(vec![Member::new("n9", "http://127.0.0.1:9")]).unwrap();
+        let (c, _) =
+            starting_configuration(Some(joined.clone()), Some(recorded), bootstrap).unwrap();
+        assert_eq!(c, joined);
+        // A v1 snapshot records none.
+        let dir = tempfile::tempdir().unwrap();
+        let v1 = crate::codec::snapshot::encode_v1(meta, [("k", "v")].into_iter());
+        snapshot::write_bytes(&dir.path().join("snapshots"), 7, &v1, 2).unwrap();
+        let rec = recover(dir.path(), 1 << 20).unwrap();
+        assert_eq!((rec.configuration, rec.state.len()), (None, 1));
     }
 
     #[test]

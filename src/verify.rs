@@ -1,7 +1,8 @@
 //! `kvstore verify --data-dir DIR`: an offline check of a stopped node's data directory.
 //!
-//! Lists the identity (cluster and node id), the snapshots (each checked), the write-ahead log's segments (records, index and term
-//! ranges), the hard state, a torn tail if any, and the first damage found with its file and
+//! Lists the identity (cluster and node id), the snapshots (each checked, with the cluster
+//! configuration it records), the write-ahead log's segments (records, index and term ranges),
+//! the hard state, the latest configuration entry in the log, a torn tail if any, and the first damage found with its file and
 //! offset, using the same checks as start-up. Exit status 0 only when everything is intact (a
 //! torn tail, which start-up cuts off, counts as intact), 1 when something is damaged, 2 for a
 //! usage error or a directory that cannot be read.
@@ -15,6 +16,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::raft::log::EntryPayload;
+use crate::raft::Configuration;
 use crate::startup::log_after;
 use crate::storage::identity::{Identity, IDENTITY_FILE, LOCK_FILE};
 use crate::storage::snapshot::{self, SnapshotMeta};
@@ -124,6 +127,10 @@ pub fn report(dir: &Path) -> (String, Outcome) {
                     "  {name}  index {} term {}  {keys} keys  {} bytes  ok",
                     meta.index, meta.term, f.bytes
                 ));
+                line(match &f.configuration {
+                    Some(c) => format!("    configuration: {}", describe(c)),
+                    None => "    configuration: none recorded (a file of format v1)".into(),
+                });
                 newest = Some(*meta);
             }
             Err(why) => {
@@ -196,11 +203,27 @@ pub fn report(dir: &Path) -> (String, Outcome) {
             let rec = scan.recovered;
             let entries = rec.entries.len();
             match log_after(meta, rec.entries, rec.term_at_snapshot) {
-                Ok(log) => line(format!(
-                    "log: {entries} entries after the snapshot, last index {} (term {})",
-                    log.last_index(),
-                    log.last_term()
-                )),
+                Ok(log) => {
+                    line(format!(
+                        "log: {entries} entries after the snapshot, last index {} (term {})",
+                        log.last_index(),
+                        log.last_term()
+                    ));
+                    let latest = (log.base_index() + 1..=log.last_index())
+                        .rev()
+                        .find_map(|i| match log.entry(i).map(|e| &e.payload) {
+                            Some(EntryPayload::Config { configuration }) => {
+                                Some((i, configuration))
+                            }
+                            _ => None,
+                        });
+                    if let Some((index, c)) = latest {
+                        line(format!(
+                            "log: latest configuration entry at index {index}: {}",
+                            describe(c)
+                        ));
+                    }
+                }
                 Err(why) => {
                     line(format!("log: DAMAGED: {why}"));
                     damage.get_or_insert_with(|| format!("{}: {why}", wal_dir.display()));
@@ -225,6 +248,27 @@ pub fn report(dir: &Path) -> (String, Outcome) {
             (out, Outcome::Damaged)
         }
     }
+}
+
+/// A configuration in one line: `voters n1 (http://…), n2 (…); learners n4 (…)`.
+fn describe(c: &Configuration) -> String {
+    let list = |ms: &[crate::raft::Member]| {
+        ms.iter()
+            .map(|m| {
+                if m.id == m.url {
+                    format!("{} (id not learned yet)", m.url)
+                } else {
+                    format!("{} ({})", m.id, m.url)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = format!("voters {}", list(c.voters()));
+    if !c.learners().is_empty() {
+        s.push_str(&format!("; learners {}", list(c.learners())));
+    }
+    s
 }
 
 /// The pid of a live process holding the directory's lock, if one does. The lock is only

@@ -139,10 +139,25 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 
-    /// Base URLs of the other nodes, comma-separated (e.g. http://localhost:8082,http://localhost:8083).
-    /// Empty: a single node. Requires an explicit, distinct NODE_ID on every node.
+    /// Base URLs of the other nodes, comma-separated (e.g. http://localhost:8082,http://localhost:8083);
+    /// an entry may name the node's id as `n2=http://localhost:8082`. Empty: a single node.
+    /// Requires an explicit, distinct NODE_ID on every node. Read at the first start only: after
+    /// that the membership recorded in the log (and snapshots) wins and PEERS is only a hint.
     #[arg(long, env = "PEERS", value_name = "URLS", default_value = "")]
     pub peers: String,
+
+    /// Join a running cluster through the member at this URL (any member: requests are
+    /// forwarded to the leader). Only a node with an empty data directory joins: it is added as
+    /// a learner, receives the state, and is promoted to voter once caught up (unless
+    /// --learner). A node that already has data ignores JOIN and resumes. For an empty node
+    /// JOIN wins over PEERS. Needs an explicit NODE_ID.
+    #[arg(long, env = "KVSTORE_JOIN", value_name = "URL")]
+    pub join: Option<String>,
+
+    /// With --join: stay a learner (receives the log, never votes) instead of asking to be
+    /// promoted to voter.
+    #[arg(long, env = "KVSTORE_LEARNER", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    pub learner: bool,
 
     /// URL at which other nodes and clients reach this node [default: http://localhost:PORT,
     /// or http://HOST:PORT when --host is a specific address].

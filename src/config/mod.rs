@@ -90,6 +90,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The other nodes' base URLs (normalized `http://host:port`); empty for a single node.
     pub peers: Vec<String>,
+    /// The ids PEERS gave (`id=url` entries), as (url, id); a peer given by URL only has none
+    /// (its URL stands in as its provisional id until the cluster learns its real one).
+    pub peer_ids: Vec<(String, String)>,
+    /// `--join URL`: the member to ask to join its cluster through (normalized base URL).
+    pub join: Option<String>,
+    /// `--learner`: with `join`, stay a learner.
+    pub learner: bool,
     /// This node's base URL, if given; else derived from host and bound port at start.
     pub advertise_url: Option<String>,
     /// TLS on the client port (`--tls-cert`/`--tls-key`); the advertise URL is `https://` then.
@@ -196,6 +203,13 @@ impl Config {
                     .into(),
             ));
         }
+        if cli.join.as_deref().is_some_and(|j| !j.trim().is_empty()) && !node_id_given {
+            return Err(ConfigError::Invalid(
+                "NODE_ID (--node-id) must be set with KVSTORE_JOIN (--join): every member needs a \
+                 distinct id"
+                    .into(),
+            ));
+        }
         let port_env = std::env::var("PORT").ok();
         Self::from_cli(cli, from_env, port_env).map(|c| Parsed::Run(Box::new(c)))
     }
@@ -295,7 +309,25 @@ impl Config {
             })?),
             _ => None,
         };
-        let peers = parse_peers(&cli.peers)?;
+        let (peers, peer_ids) = parse_peers(&cli.peers)?;
+        if let Some((url, _)) = peer_ids.iter().find(|(_, id)| *id == node_id) {
+            return invalid(format!(
+                "PEERS names {url} {node_id:?}, this node's own NODE_ID; every node needs a \
+                 distinct id"
+            ));
+        }
+        let join = match cli.join.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => Some(parse_base_url(u).map_err(|why| {
+                ConfigError::Invalid(format!("invalid KVSTORE_JOIN (--join) URL {u:?}: {why}"))
+            })?),
+            _ => None,
+        };
+        if cli.learner && join.is_none() {
+            return invalid(
+                "--learner (KVSTORE_LEARNER) only means something with --join (KVSTORE_JOIN)"
+                    .into(),
+            );
+        }
         let tls = match (cli.tls_cert, cli.tls_key) {
             (Some(cert), Some(key)) => Some(Identity { cert, key }),
             (None, None) => None,
@@ -393,6 +425,26 @@ impl Config {
                  client requests to the leader's https:// URL and must verify its certificate"
                     .into(),
             );
+        }
+        if join.is_some()
+            && storage == Storage::Memory
+            && !cli.learner
+            && !cli.unsafe_volatile_cluster
+        {
+            return invalid(
+                "memory storage (--in-memory, KVSTORE_STORAGE=memory) cannot join a cluster as a \
+                 voter: a restarted node would forget its vote and acknowledged writes; use disk \
+                 storage, or --learner (a learner never votes)"
+                    .into(),
+            );
+        }
+        if let Some(j) = &join {
+            if j.starts_with("https://") && tls_ca.is_none() {
+                return invalid(format!(
+                    "--join {j} is https://: give --tls-ca (the CA that signed the cluster's \
+                     certificates) so this node can verify it"
+                ));
+            }
         }
         if !peers.is_empty() && storage == Storage::Memory && !cli.unsafe_volatile_cluster {
             return invalid(
@@ -502,6 +554,9 @@ impl Config {
             client_tokens_file,
             log_format: cli.log_format,
             peers,
+            peer_ids,
+            join,
+            learner: cli.learner,
             advertise_url,
             tls,
             tls_ca,

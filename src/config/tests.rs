@@ -484,3 +484,101 @@ fn a_weak_or_doubly_given_secret_is_refused() {
     both.cluster_secret = Some("0123456789abcdef0123".into());
     assert!(Config::from_cli(both, false, None).is_err());
 }
+
+#[test]
+fn peers_may_name_their_ids() {
+    let c = Config::from_cli(
+        cli(&[
+            "--port",
+            "8081",
+            "--node-id",
+            "n1",
+            "--peers",
+            "n2=http://localhost:8082/, http://localhost:8083",
+        ]),
+        false,
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.peers, ["http://localhost:8082", "http://localhost:8083"]);
+    assert_eq!(
+        c.peer_ids,
+        [("http://localhost:8082".to_owned(), "n2".to_owned())],
+        "a plain URL keeps no id (its URL is its provisional id)"
+    );
+    let refused = |peers: &str, want: &str| {
+        let e = Config::from_cli(
+            cli(&["--port", "8081", "--node-id", "n1", "--peers", peers]),
+            false,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains(want), "{peers}: {e}");
+    };
+    refused("n1=http://localhost:8082", "this node's own NODE_ID");
+    refused(
+        "n2=http://localhost:8082,n2=http://localhost:8083",
+        "names two nodes \"n2\"",
+    );
+    refused("=http://localhost:8082", "invalid node id");
+    refused("a b=http://localhost:8082", "invalid node id");
+    refused("n2=localhost:8082", "invalid peer URL");
+}
+
+#[test]
+fn join_and_learner() {
+    let c = Config::from_cli(
+        cli(&["--node-id", "n4", "--join", "http://localhost:8081/"]),
+        false,
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.join.as_deref(), Some("http://localhost:8081"));
+    assert!(!c.learner);
+    let c = Config::from_cli(
+        cli(&["--join", "http://localhost:8081", "--learner"]),
+        false,
+        None,
+    )
+    .unwrap();
+    assert!(c.learner);
+    let e = Config::from_cli(cli(&["--learner"]), false, None).unwrap_err();
+    assert!(
+        e.to_string().contains("only means something with --join"),
+        "{e}"
+    );
+    let e = Config::from_cli(cli(&["--join", "localhost:8081"]), false, None).unwrap_err();
+    assert!(e.to_string().contains("invalid KVSTORE_JOIN"), "{e}");
+    // A voter in memory would forget its vote; a learner never votes.
+    let e = Config::from_cli(
+        cli(&["--join", "http://localhost:8081", "--in-memory"]),
+        false,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("cannot join a cluster as a voter"),
+        "{e}"
+    );
+    let c = Config::from_cli(
+        cli(&[
+            "--join",
+            "http://localhost:8081",
+            "--in-memory",
+            "--learner",
+        ]),
+        false,
+        None,
+    )
+    .unwrap();
+    assert_eq!(c.storage, Storage::Memory);
+    let e = Config::from_cli(cli(&["--join", "https://localhost:8081"]), false, None).unwrap_err();
+    assert!(e.to_string().contains("--tls-ca"), "{e}");
+}
+
+#[test]
+fn join_from_the_environment_needs_a_node_id() {
+    // Through parse_from, which checks that NODE_ID was given (as with PEERS).
+    let e = Config::parse_from(["kvstore", "--join", "http://localhost:8081"]).unwrap_err();
+    assert!(e.to_string().contains("NODE_ID"), "{e}");
+}

@@ -31,19 +31,48 @@ pub fn parse_base_url(raw: &str) -> Result<String, String> {
     Ok(format!("{scheme}://{}:{port}", authority.host()))
 }
 
-pub(super) fn parse_peers(raw: &str) -> Result<Vec<String>, ConfigError> {
+/// PEERS: comma-separated base URLs, each optionally named `id=url`. Returns the normalized
+/// URLs, in order, and the (url, id) pairs of the named ones.
+pub(super) fn parse_peers(raw: &str) -> Result<PeerList, ConfigError> {
     let mut peers: Vec<String> = Vec::new();
+    let mut ids: Vec<(String, String)> = Vec::new();
     for item in raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let url = parse_base_url(item).map_err(|why| {
-            ConfigError::Invalid(format!("invalid peer URL {item:?} in PEERS: {why}"))
+        // An `=` before any `://` separates an id; a URL itself may hold `=` only later.
+        let (id, raw_url) = match item.split_once('=') {
+            Some((id, rest)) if !id.contains("://") => (Some(id.trim()), rest.trim()),
+            _ => (None, item),
+        };
+        let url = parse_base_url(raw_url).map_err(|why| {
+            ConfigError::Invalid(format!("invalid peer URL {raw_url:?} in PEERS: {why}"))
         })?;
         if peers.contains(&url) {
             return Err(ConfigError::Invalid(format!("PEERS lists {url} twice")));
         }
+        if let Some(id) = id {
+            if id.is_empty()
+                || id.len() > super::MAX_NODE_ID_BYTES
+                || id.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "invalid node id {id:?} in PEERS entry {item:?}: must be non-empty, at most \
+                     {} bytes, with no spaces",
+                    super::MAX_NODE_ID_BYTES
+                )));
+            }
+            if let Some((other, _)) = ids.iter().find(|(_, i)| i == id) {
+                return Err(ConfigError::Invalid(format!(
+                    "PEERS names two nodes {id:?} ({other} and {url})"
+                )));
+            }
+            ids.push((url.clone(), id.to_owned()));
+        }
         peers.push(url);
     }
-    Ok(peers)
+    Ok((peers, ids))
 }
+
+/// What [`parse_peers`] gives: the URLs, and the (url, id) pairs of `id=url` entries.
+pub(super) type PeerList = (Vec<String>, Vec<(String, String)>);
 
 /// This node's URL when none is given: `http://localhost:PORT` when listening on every
 /// interface, else `http://HOST:PORT`.

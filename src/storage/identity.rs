@@ -202,6 +202,11 @@ pub struct DataDir {
     /// The identity was recorded by this start (a new directory, or one from before identity
     /// files existed).
     pub recorded_now: bool,
+    /// Opened with [`DataDir::open_resuming`]: the cluster id this start derived from PEERS,
+    /// when it differs from the recorded one (which `identity` keeps), and the refusal
+    /// [`DataDir::open`] would have given. The caller refuses the start only when the
+    /// directory holds no state.
+    pub derived_differs: Option<(String, IdentityError)>,
     _lock: File,
 }
 
@@ -212,6 +217,28 @@ impl DataDir {
         dir: &Path,
         node_id: &str,
         cluster_id: ClusterId,
+    ) -> Result<DataDir, IdentityError> {
+        Self::open_with(dir, node_id, cluster_id, false)
+    }
+
+    /// [`DataDir::open`], except that a cluster id *derived* from PEERS that differs from the
+    /// recorded one is not refused here: the recorded id is kept and the difference reported in
+    /// [`DataDir::derived_differs`]. After the first start the log's configuration decides the
+    /// membership and PEERS is only a hint, so a node with state resumes in its cluster even
+    /// when PEERS now list other URLs; an explicit `--cluster-id` must still match.
+    pub fn open_resuming(
+        dir: &Path,
+        node_id: &str,
+        cluster_id: ClusterId,
+    ) -> Result<DataDir, IdentityError> {
+        Self::open_with(dir, node_id, cluster_id, true)
+    }
+
+    fn open_with(
+        dir: &Path,
+        node_id: &str,
+        cluster_id: ClusterId,
+        resuming: bool,
     ) -> Result<DataDir, IdentityError> {
         let dir = std::path::absolute(dir).map_err(io_err(dir, "resolve"))?;
         create_dir_durably(&dir)?;
@@ -230,6 +257,7 @@ impl DataDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&path, "read")(e)),
         };
+        let mut derived_differs = None;
         let (identity, recorded_now) = match recorded {
             Some(recorded) if recorded.node_id != node_id => {
                 return Err(IdentityError::WrongNode {
@@ -237,6 +265,20 @@ impl DataDir {
                     recorded,
                     node_id: node_id.to_owned(),
                 })
+            }
+            Some(recorded)
+                if recorded.cluster_id != cluster_id.as_str()
+                    && resuming
+                    && matches!(cluster_id, ClusterId::Derived(_)) =>
+            {
+                let derived = cluster_id.as_str().to_owned();
+                let refusal = IdentityError::WrongCluster {
+                    dir: dir.clone(),
+                    recorded: recorded.clone(),
+                    cluster_id,
+                };
+                derived_differs = Some((derived, refusal));
+                (recorded, false)
             }
             Some(recorded) if recorded.cluster_id != cluster_id.as_str() => {
                 return Err(IdentityError::WrongCluster {
@@ -259,6 +301,7 @@ impl DataDir {
             dir,
             identity,
             recorded_now,
+            derived_differs,
             _lock: lock,
         })
     }
@@ -401,6 +444,26 @@ mod tests {
         fs::write(dir.join(IDENTITY_FILE), b"{nope").unwrap();
         let e = DataDir::open(&dir, "n1", derived("c1")).unwrap_err();
         assert!(matches!(e, IdentityError::Damaged { .. }), "{e}");
+    }
+
+    #[test]
+    fn resuming_keeps_the_recorded_cluster_id_when_peers_derive_another() {
+        let tmp = tempfile::tempdir().unwrap();
+        drop(DataDir::open(tmp.path(), "n1", derived("c1")).unwrap());
+        let d = DataDir::open_resuming(tmp.path(), "n1", derived("c2")).unwrap();
+        assert_eq!(d.identity.cluster_id, "c1", "the recorded id wins");
+        let (derived_id, refusal) = d.derived_differs.as_ref().unwrap();
+        assert_eq!(derived_id, "c2");
+        assert!(refusal.to_string().contains("--cluster-id c1"), "{refusal}");
+        drop(d);
+        let d = DataDir::open_resuming(tmp.path(), "n1", derived("c1")).unwrap();
+        assert!(d.derived_differs.is_none());
+        drop(d);
+        // An explicit id must still match; another node id is still refused.
+        let e = DataDir::open_resuming(tmp.path(), "n1", ClusterId::Explicit("c2".into()));
+        assert!(matches!(e, Err(IdentityError::WrongCluster { .. })));
+        let e = DataDir::open_resuming(tmp.path(), "n2", derived("c1"));
+        assert!(matches!(e, Err(IdentityError::WrongNode { .. })));
     }
 
     #[test]

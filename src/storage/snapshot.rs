@@ -1,8 +1,7 @@
 //! Snapshot files: the whole key-value map as of one log index, written atomically.
 //!
-//! Format: `KVSNAP\0\1` magic, then `index u64 | term u64 | pairs u64`, then each pair as
-//! `key_len u32 | key | value_len u32 | value`, then a CRC-32 of everything after the magic
-//! (little endian). A snapshot is written to a temporary file, fsynced, renamed into place as
+//! Format: see [`crate::codec::snapshot`] (v2 records the configuration in force at the
+//! snapshot's index; v1 files are still read). A snapshot is written to a temporary file, fsynced, renamed into place as
 //! `{index:020}.snap` and the directory fsynced, so a crash leaves either the old set of
 //! snapshots or the new one, never a half-written file under a final name.
 //!
@@ -23,7 +22,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::{dirs, failpoint};
-use crate::raft::LogIndex;
+use crate::raft::{Configuration, LogIndex};
 
 pub use crate::codec::snapshot::{decode, encode, Snapshot, SnapshotMeta};
 
@@ -40,15 +39,17 @@ fn path_for(dir: &Path, index: LogIndex) -> PathBuf {
     dir.join(format!("{index:020}.snap"))
 }
 
-/// Write `pairs` as the snapshot at `meta` into `dir`, atomically, and remove all but the
-/// newest `keep` snapshots. Returns the file written.
+/// Write `pairs` as the snapshot at `meta` (with `configuration`, the one in force there)
+/// into `dir`, atomically, and remove all but the newest `keep` snapshots. Returns the file
+/// written.
 pub fn write<'a>(
     dir: &Path,
     meta: SnapshotMeta,
+    configuration: Option<&Configuration>,
     pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
     keep: usize,
 ) -> io::Result<PathBuf> {
-    write_bytes(dir, meta.index, &encode(meta, pairs), keep)
+    write_bytes(dir, meta.index, &encode(meta, configuration, pairs), keep)
 }
 
 /// Write the [`encode`]d snapshot `bytes` (at log index `index`) into `dir`, atomically: a
@@ -158,6 +159,8 @@ pub struct FileReport {
     pub bytes: u64,
     /// Its position and number of keys, or why it cannot be used.
     pub result: Result<(SnapshotMeta, usize), String>,
+    /// The configuration it records (`None`: damaged, a v1 file, or none recorded).
+    pub configuration: Option<Configuration>,
 }
 
 /// Check every snapshot file in `dir`, oldest first, without changing anything. Also returns
@@ -168,8 +171,10 @@ pub fn inspect(dir: &Path) -> io::Result<(Vec<FileReport>, Vec<PathBuf>)> {
     let mut reports = Vec::new();
     for (index, path) in all {
         let bytes = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let mut configuration = None;
         let result = read_file(&path).and_then(|s| {
             if s.meta.index == index {
+                configuration = s.configuration;
                 Ok((s.meta, s.pairs.len()))
             } else {
                 Err(format!(
@@ -183,6 +188,7 @@ pub fn inspect(dir: &Path) -> io::Result<(Vec<FileReport>, Vec<PathBuf>)> {
             index,
             bytes,
             result,
+            configuration,
         });
     }
     let mut temps = Vec::new();
@@ -207,13 +213,13 @@ mod tests {
         let meta = SnapshotMeta { index: 1, term: 1 };
         let key = "k".repeat(MAX_KEY_BYTES);
         let value = "v".repeat(MAX_VALUE_BYTES);
-        let ok = encode(meta, [(key.as_str(), value.as_str())].into_iter());
+        let ok = encode(meta, None, [(key.as_str(), value.as_str())].into_iter());
         assert_eq!(decode(&ok).unwrap().pairs.len(), 1);
         let key = "k".repeat(MAX_KEY_BYTES + 1);
-        let bad = encode(meta, [(key.as_str(), "v")].into_iter());
+        let bad = encode(meta, None, [(key.as_str(), "v")].into_iter());
         assert!(decode(&bad).unwrap_err().contains("a key of"));
         let value = "v".repeat(MAX_VALUE_BYTES + 1);
-        let bad = encode(meta, [("k", value.as_str())].into_iter());
+        let bad = encode(meta, None, [("k", value.as_str())].into_iter());
         assert!(decode(&bad).unwrap_err().contains("a value of"));
     }
 
@@ -227,6 +233,7 @@ mod tests {
         write(
             dir,
             SnapshotMeta { index, term: 3 },
+            None,
             p.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             keep,
         )
@@ -464,6 +471,7 @@ mod writer_tests {
         let p: Vec<(String, String)> = (0..n).map(|i| (format!("k{i}"), "v".repeat(50))).collect();
         encode(
             SnapshotMeta { index, term: 2 },
+            None,
             p.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         )
     }

@@ -178,10 +178,12 @@ pub struct SnapshotView {
 }
 
 impl SnapshotView {
-    /// The snapshot file's bytes (see [`crate::storage::snapshot`]). O(keys): call it on a
-    /// blocking thread, never on an actor's.
+    /// The snapshot file's bytes (see [`crate::storage::snapshot`]), without a cluster
+    /// configuration (the store knows none: the `RaftActor` encodes its snapshots with the
+    /// configuration in force, through [`snapshot::encode`]). O(keys): call it on a blocking
+    /// thread, never on an actor's.
     pub fn encode(&self) -> Vec<u8> {
-        snapshot::encode(self.meta, self.state.pairs())
+        snapshot::encode(self.meta, None, self.state.pairs())
     }
 }
 

@@ -497,14 +497,27 @@ fn snapshot_files() {
         .map(|i| (format!("key-{i}-\u{1F680}"), "v".repeat(i)))
         .collect();
     let meta = SnapshotMeta { index: 9, term: 2 };
-    let valid = snapshot::encode(meta, pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let conf = kvstore::raft::Configuration::with_learners(
+        vec![kvstore::raft::Member::new("n1", "http://127.0.0.1:1")],
+        vec![kvstore::raft::Member::new("n2", "http://127.0.0.1:2")],
+    )
+    .expect("a configuration");
+    let valid = snapshot::encode(
+        meta,
+        Some(&conf),
+        pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    );
     let mut f = Fuzz::new("snapshot_files");
     let target = bytes_or_mutated(vec![valid.clone()]);
     let mut done = 0;
     while let Some(bytes) = f.next(done, &target) {
         done += 1;
         if let Ok(s) = snapshot::decode(&bytes) {
-            if bytes != valid || s.meta != meta || s.pairs != pairs {
+            if bytes != valid
+                || s.meta != meta
+                || s.pairs != pairs
+                || s.configuration.as_ref() != Some(&conf)
+            {
                 f.fail(&bytes, "a changed file decoded".into());
             }
         }

@@ -15,6 +15,8 @@
 //! - `helpers`: shared setup (no test lives there).
 //! - `membership`: membership changes on real processes: grow 3 → 5 under writes, replace a
 //!   killed node, remove the leader, transfer leadership, a removed node that does not disturb.
+//! - `join`: `--join` (a used id refused, a node with data resumes, a 4th node becomes a
+//!   voter) and a leader stopped with SIGTERM handing its leadership over.
 //! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
 //!   start line.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
@@ -35,6 +37,7 @@ mod fatal;
 mod fuzz;
 mod helpers;
 mod identity;
+mod join;
 mod layers;
 mod linearizable;
 mod membership;

@@ -2,6 +2,11 @@
 //! map, a blocking thread encodes it and writes the file), compacting the log afterwards, streaming the newest one to a follower that
 //! is behind the log's start, and receiving one from the leader chunk by chunk.
 //!
+//! Every snapshot records the configuration in force at its index
+//! ([`RaftCore::configuration_at`](crate::raft::RaftCore::configuration_at)); one received from
+//! the leader hands the configuration it records to the core
+//! ([`InstalledSnapshot::configuration`]), which adopts it.
+//!
 //! A snapshot from the leader is written chunk by chunk to a temporary file as it arrives
 //! (never buffered whole; at most [`MAX_SNAPSHOT_BYTES`]), checked from that file, then
 //! renamed into place.
@@ -23,7 +28,9 @@ use super::{
     RaftActor, Replied, SnapshotData, SnapshotInfo, MAX_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES,
 };
 use crate::fatal::Fatal;
-use crate::raft::core::{HardState, Input, Member, Role, SnapshotHeader};
+use crate::raft::core::{
+    Configuration, HardState, Input, InstalledSnapshot, Member, Role, SnapshotHeader,
+};
 use crate::raft::rpc::{Message, SnapshotRequest, SnapshotResponse};
 use crate::raft::{LogIndex, NodeId, Term};
 use crate::storage::snapshot::{self, SnapshotMeta, SnapshotWriter};
@@ -108,6 +115,8 @@ struct Transfer {
 /// A snapshot received from the leader, checked and stored, ready for the core.
 struct Received {
     state: KvState,
+    /// The configuration the file records (`None`: a leader that wrote v1 files).
+    configuration: Option<Configuration>,
     data: SnapshotData,
     len: u64,
 }
@@ -151,8 +160,11 @@ impl RaftActor {
     ) {
         let meta = view.meta;
         let dir = self.policy.dir.clone();
+        // The configuration in force at the snapshot's index (the log still holds it: only
+        // what a snapshot covers is ever compacted, and this one is newer).
+        let configuration = self.core.configuration_at(meta.index);
         let job = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, SnapshotData)> {
-            let bytes = view.encode();
+            let bytes = snapshot::encode(view.meta, Some(&configuration), view.state.pairs());
             drop(view);
             let len = bytes.len() as u64;
             let data = match dir {
@@ -555,6 +567,7 @@ impl RaftActor {
                     snap.meta.index, snap.meta.term
                 ));
             }
+            let configuration = snap.configuration;
             let state = KvState::from_pairs(index, snap.pairs);
             let data = match sink {
                 Sink::File(w) => SnapshotData::File(
@@ -564,7 +577,12 @@ impl RaftActor {
                 Sink::Memory(buf) => SnapshotData::Memory(buf),
                 Sink::New => return Err("no bytes received".into()),
             };
-            Ok(Received { state, data, len })
+            Ok(Received {
+                state,
+                configuration,
+                data,
+                len,
+            })
         });
         ctx.spawn(job.into_actor(self).map(move |res, act, ctx| {
             act.installing = false;
@@ -594,7 +612,11 @@ impl RaftActor {
             term: req.last_term,
         };
         self.pending_restore = Some((received.state, req.last_term));
-        let reply = self.step(Input::InstallSnapshot((&req).into()), ctx);
+        let installed = InstalledSnapshot {
+            configuration: received.configuration,
+            ..(&req).into()
+        };
+        let reply = self.step(Input::InstallSnapshot(installed), ctx);
         // The core took it if it asked for the restore.
         let installed = self.pending_restore.take().is_none();
         if installed {
