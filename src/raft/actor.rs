@@ -457,7 +457,9 @@ impl RaftActor {
 
     fn send_rpc(&mut self, to: NodeId, msg: Message, ctx: &mut Context<Self>) {
         let seq = seq_of(&msg);
-        let Some(member) = self.core.configuration().member(&to) else {
+        // A member of the configuration in force, or one just removed that must still hear of
+        // its removal.
+        let Some(member) = self.core.member(&to) else {
             // Not (or no longer) a member: as if lost.
             self.step(Input::SendFailed { to, seq }, ctx);
             return;

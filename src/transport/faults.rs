@@ -66,9 +66,12 @@ impl FaultRules {
     /// configuration in force).
     pub fn validate(&self, peers: &[String]) -> Result<(), String> {
         for r in &self.rules {
-            if r.peer != "*" && !peers.contains(&r.peer) {
+            // A rule may name a URL that is not a member right now: members come and go (a
+            // removed node may join again while the rule holds).
+            let url_like = r.peer.starts_with("http://") || r.peer.starts_with("https://");
+            if r.peer != "*" && !url_like {
                 return Err(format!(
-                    "unknown peer {:?} (peers: {}; or \"*\")",
+                    "unknown peer {:?}: a peer's base URL (now: {}) or \"*\"",
                     r.peer,
                     peers.join(", ")
                 ));
@@ -314,7 +317,11 @@ mod tests {
                 .and_then(|r| r.validate(&peers))
                 .unwrap_err()
         };
-        assert!(bad(r#"{"rules":[{"peer":"http://c:3","cut":true}]}"#).contains("unknown peer"));
+        assert!(bad(r#"{"rules":[{"peer":"c:3","cut":true}]}"#).contains("unknown peer"));
+        // A URL that is not a member now is accepted: it may join (again) while the rule holds.
+        let later: FaultRules =
+            serde_json::from_str(r#"{"rules":[{"peer":"http://c:3","cut":true}]}"#).unwrap();
+        later.validate(&peers).unwrap();
         assert!(bad(r#"{"rules":[{"peer":"*","drop":2}]}"#).contains("between 0 and 1"));
         assert!(bad(r#"{"rules":[{"peer":"*","delayMs":[9,1]}]}"#).contains("delayMs"));
         assert!(bad(r#"{"rules":[{"peer":"*","cutt":true}]}"#).contains("unknown field"));

@@ -90,10 +90,11 @@ async fn a_single_node_whose_fsync_fails_exits_with_status_70_and_one_fatal_line
 
 #[actix_web::test]
 async fn a_node_whose_state_machine_refuses_an_entry_exits_with_status_71() {
-    // The first applied batch is the leader's no-op; the third fails.
+    // The first applied batches are the leader's no-op and the configuration entry it writes
+    // down once it leads (at most one each); the fourth fails, so at least one write is in.
     let mut node = KvProcess::start(
         &["--host", "127.0.0.1", "--port", "0"],
-        &[("KVSTORE_FAILPOINTS", "store.apply=error@3")],
+        &[("KVSTORE_FAILPOINTS", "store.apply=error@4")],
     );
     let (written, failed_at) = write_until_failure(&node.url("")).await;
     assert!(written >= 1, "start-up got past the failpoint");
@@ -140,10 +141,11 @@ async fn a_leader_whose_fsync_fails_exits_and_the_others_elect_a_new_leader_and_
 
 #[actix_web::test]
 async fn a_panic_on_the_thread_that_owns_raft_state_ends_the_node_with_status_73() {
-    // The panic hits the Raft actor's thread while it takes an applied batch back.
+    // The panic hits the Raft actor's thread while it takes an applied batch back: the fourth,
+    // after the no-op's, the configuration entry's and at least one write's.
     let mut node = KvProcess::start(
         &["--host", "127.0.0.1", "--port", "0"],
-        &[("KVSTORE_FAILPOINTS", "store.apply=panic@3")],
+        &[("KVSTORE_FAILPOINTS", "store.apply=panic@4")],
     );
     let (written, failed_at) = write_until_failure(&node.url("")).await;
     assert!(written >= 1, "start-up got past the failpoint");

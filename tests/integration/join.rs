@@ -118,10 +118,7 @@ async fn cluster(base: &str) -> Option<Value> {
     serde_json::from_slice(&res.body().await.ok()?).ok()
 }
 
-// Needs the `/cluster` routes (api lane) and membership changes in the core (core lane):
-// run with `--run-ignored` until both are merged, then drop the `ignore`.
 #[actix_web::test]
-#[ignore = "needs the /cluster routes and the core's membership changes"]
 async fn a_fourth_node_with_an_empty_directory_joins_and_becomes_a_voter() {
     let c = ProcCluster::start(3);
     let (leader, _) = c.wait_for_leader(Duration::from_secs(10)).await;
@@ -176,23 +173,14 @@ async fn a_leader_stopped_with_sigterm_hands_over_and_exits_0() {
     );
     let (new_leader, new_term) = c.wait_for_leader(Duration::from_secs(10)).await;
     assert_ne!(new_leader, leader);
-    // A handover is a campaign by the target without pre-vote: exactly one term more. When the
-    // handover did not happen (refused), the others elect after a timeout, in a later term.
-    let handed = lines.iter().any(|l| l.contains("leadership handed to"));
-    if handed {
-        assert_eq!(new_term, term + 1, "{}", lines.join("\n"));
-    } else {
-        assert!(new_term > term);
-        eprintln!(
-            "note: no handover (TransferLeadership refused?): {}",
-            lines
-                .iter()
-                .filter(|l| l.contains("hand"))
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
+    // A handover is a campaign by the target without pre-vote: exactly one term more (an
+    // election after a timeout would also pass a pre-vote round first, and could take more).
+    assert!(
+        lines.iter().any(|l| l.contains("leadership handed to")),
+        "{}",
+        lines.join("\n")
+    );
+    assert_eq!(new_term, term + 1, "{}", lines.join("\n"));
     let (status, body) = get(&c.url(new_leader), "k", false).await;
     assert_eq!((status, &body["value"]), (200, &json!("v")), "{body}");
 }

@@ -264,7 +264,7 @@ impl RaftActor {
         ctx: &mut Context<Self>,
     ) {
         let seq = Some(header.seq);
-        let Some(to) = self.core.configuration().member(&to).cloned() else {
+        let Some(to) = self.core.member(&to).cloned() else {
             self.step(Input::SendFailed { to, seq }, ctx);
             return;
         };
