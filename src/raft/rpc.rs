@@ -6,7 +6,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::log::Entry;
+use super::core::MAX_MEMBERS;
+use super::log::{Entry, EntryPayload};
 use super::{LogIndex, NodeId, Term};
 
 /// The largest term or log index a message may carry: 2^53 - 1, the largest integer a JSON
@@ -164,6 +165,32 @@ pub struct SnapshotResponse {
     pub busy: bool,
 }
 
+/// A configuration entry within [`MAX_MEMBERS`] members, each id within [`MAX_ID_BYTES`] and
+/// URL within [`MAX_URL_BYTES`] (the configuration's own invariants are checked when it is
+/// parsed).
+fn check_config_entry(e: &Entry) -> Result<(), String> {
+    let EntryPayload::Config { configuration } = &e.payload else {
+        return Ok(());
+    };
+    let n = configuration.members().count();
+    if n > MAX_MEMBERS {
+        return Err(format!(
+            "configuration entry {} has {n} members (at most {MAX_MEMBERS})",
+            e.index
+        ));
+    }
+    for m in configuration.members() {
+        if m.id.len() > MAX_ID_BYTES || m.url.len() > MAX_URL_BYTES {
+            return Err(format!(
+                "configuration entry {} has a member id or URL too long (at most \
+                 {MAX_ID_BYTES} and {MAX_URL_BYTES} bytes)",
+                e.index
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Every message of the protocol. Requests arrive through HTTP routes; responses come back as
 /// the HTTP answer to a request this node sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,6 +281,7 @@ impl Message {
                             e.index, e.term, m.term
                         ));
                     }
+                    check_config_entry(e)?;
                 }
                 check("last entry index", expected)
             }
@@ -333,5 +361,48 @@ impl Message {
                 | Message::SnapshotRequest(_)
                 | Message::TimeoutNowRequest(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::core::{Configuration, Member};
+
+    fn append_with(configuration: Configuration) -> Message {
+        Message::AppendRequest(AppendRequest {
+            term: 2,
+            leader_id: "a".into(),
+            leader_url: "http://a".into(),
+            entries: vec![Entry {
+                index: 1,
+                term: 2,
+                payload: EntryPayload::Config { configuration },
+            }],
+            ..AppendRequest::default()
+        })
+    }
+
+    #[test]
+    fn configuration_entries_are_bounded() {
+        let members = |n: usize| -> Vec<Member> {
+            (0..n)
+                .map(|i| Member::new(format!("n{i}"), format!("http://n{i}")))
+                .collect()
+        };
+        let ok = Configuration::new(members(MAX_MEMBERS)).unwrap();
+        assert_eq!(append_with(ok).validate(), Ok(()));
+        let big = Configuration::new(members(MAX_MEMBERS + 1)).unwrap();
+        assert!(append_with(big).validate().unwrap_err().contains("members"));
+        let long_id =
+            Configuration::new(vec![Member::new("x".repeat(MAX_ID_BYTES + 1), "http://x")]);
+        assert!(append_with(long_id.unwrap()).validate().is_err());
+        let long_url = Configuration::new(vec![Member::new("x", "h".repeat(MAX_URL_BYTES + 1))]);
+        assert!(append_with(long_url.unwrap()).validate().is_err());
+        let answer = Message::AppendResponse(AppendResponse {
+            node_id: Some("y".repeat(MAX_ID_BYTES + 1)),
+            ..AppendResponse::default()
+        });
+        assert!(answer.validate().is_err(), "node_id is bounded too");
     }
 }

@@ -159,6 +159,8 @@ pub enum MembershipError {
     },
     /// No voter can take over the leadership.
     NoCandidate,
+    /// The configuration already has [`MAX_MEMBERS`] members.
+    TooManyMembers,
 }
 
 impl fmt::Display for MembershipError {
@@ -197,6 +199,9 @@ impl fmt::Display for MembershipError {
                  leader up to {last}; retry once it has caught up"
             ),
             MembershipError::NoCandidate => write!(f, "no other voter can take over"),
+            MembershipError::TooManyMembers => {
+                write!(f, "a cluster has at most {MAX_MEMBERS} members")
+            }
         }
     }
 }
@@ -299,6 +304,9 @@ impl Configuration {
                         id: other.id.clone(),
                     });
                 }
+                if self.members().count() >= MAX_MEMBERS {
+                    return Err(MembershipError::TooManyMembers);
+                }
                 learners.push(m.clone());
             }
             ConfigChange::Promote(id) => {
@@ -333,6 +341,27 @@ impl Configuration {
                     id: String::new(),
                 },
             })
+    }
+
+    /// The same members with the member `id` renamed `new_id` (its URL and role kept): how a
+    /// provisional id (see the module docs) is replaced by the real one. `None` when `id` is
+    /// not a member or `new_id` is already another member's.
+    pub fn renamed(&self, id: &str, new_id: &str) -> Option<Configuration> {
+        if self.member(id).is_none() || self.member(new_id).is_some() {
+            return None;
+        }
+        let rename = |ms: &[Member]| -> Vec<Member> {
+            ms.iter()
+                .map(|m| {
+                    if m.id == id {
+                        Member::new(new_id, m.url.clone())
+                    } else {
+                        m.clone()
+                    }
+                })
+                .collect()
+        };
+        Configuration::with_learners(rename(&self.voters), rename(&self.learners)).ok()
     }
 
     /// The voters, in order.
@@ -433,6 +462,38 @@ mod tests {
         assert!(c.is_voter("c") && !c.is_voter("d"));
         let others: Vec<_> = c.others("b").map(|m| m.id.as_str()).collect();
         assert_eq!(others, ["a", "c"], "in configuration order, without me");
+    }
+
+    #[test]
+    fn a_configuration_holds_at_most_max_members() {
+        let ids: Vec<String> = (0..MAX_MEMBERS).map(|i| format!("n{i}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let full = conf(&refs);
+        let add = ConfigChange::AddLearner(Member::new("x", "http://x"));
+        assert_eq!(full.change(&add), Err(MembershipError::TooManyMembers));
+        let one_less = full
+            .change(&ConfigChange::Remove("n0".into()))
+            .unwrap()
+            .unwrap();
+        assert!(one_less.change(&add).unwrap().is_some());
+    }
+
+    #[test]
+    fn renaming_a_provisional_member_keeps_its_url_and_role() {
+        let c = Configuration::with_learners(
+            vec![Member::new("a", "http://a"), Member::by_url("http://b")],
+            vec![Member::by_url("http://c")],
+        )
+        .unwrap();
+        assert!(c.is_provisional());
+        let c = c.renamed("http://b", "b").unwrap();
+        let c = c.renamed("http://c", "c").unwrap();
+        assert!(!c.is_provisional());
+        assert_eq!(c.role_of("b"), Some(MemberRole::Voter));
+        assert_eq!(c.role_of("c"), Some(MemberRole::Learner));
+        assert_eq!(c.member("c").map(|m| m.url.as_str()), Some("http://c"));
+        assert_eq!(c.renamed("b", "a"), None, "a is taken");
+        assert_eq!(c.renamed("z", "y"), None, "no member z");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //!
 //! A vote is durable ([`Output::SaveHardState`]) before it is granted or asked for; a node that
 //! heard from a live leader within an election timeout (check-quorum on) refuses to help
-//! depose it. Votes are counted by the [`Configuration`](super::Configuration)'s voters only.
+//! depose it, unless the election follows a leadership transfer (`transfer.rs`). Votes are counted by the [`Configuration`](super::Configuration)'s voters only.
 
 use rand::Rng;
 
@@ -36,14 +36,16 @@ impl RaftCore {
             self.heartbeat_elapsed += 1;
             for pr in self.progress.values_mut() {
                 pr.snapshot_backoff = pr.snapshot_backoff.saturating_sub(1);
+                pr.last_heard = pr.last_heard.map(|t| t.saturating_add(1));
             }
+            self.tick_transfer();
             if self.election_elapsed >= self.cfg.election_ticks {
                 self.election_elapsed = 0;
                 if self.cfg.check_quorum {
                     let (me, progress) = (&self.cfg.id, &self.progress);
                     let active =
                         |id: &str| id == me || progress.get(id).is_some_and(|p| p.recent_active);
-                    if !self.configuration.has_quorum(active) {
+                    if !self.membership.current().has_quorum(active) {
                         // Lost contact with a majority: stop claiming leadership (§6.2).
                         let term = self.term;
                         self.become_follower(term, None);
@@ -75,6 +77,7 @@ impl RaftCore {
             self.fail_reads(leader.clone());
             self.progress.clear();
         }
+        self.transfer = None;
         self.role = Role::Follower;
         self.leader = leader;
         self.election_elapsed = 0;
@@ -84,14 +87,14 @@ impl RaftCore {
     /// Start a pre-vote (if enabled) or an election. A node that is not a voter of its
     /// configuration never does.
     pub(super) fn campaign(&mut self) {
-        if !self.configuration.is_voter(&self.cfg.id) {
+        if !self.membership.current().is_voter(&self.cfg.id) {
             self.election_elapsed = 0;
             return;
         }
         if self.cfg.pre_vote {
             self.become_pre_candidate();
         } else {
-            self.become_candidate();
+            self.become_candidate(false);
         }
     }
 
@@ -107,27 +110,29 @@ impl RaftCore {
     fn become_pre_candidate(&mut self) {
         self.role = Role::PreCandidate;
         self.start_round();
-        if self.configuration.vote_result(&self.votes) == VoteResult::Won {
-            self.become_candidate();
+        if self.membership.current().vote_result(&self.votes) == VoteResult::Won {
+            self.become_candidate(false);
             return;
         }
-        self.request_votes(true);
+        self.request_votes(true, false);
     }
 
-    fn become_candidate(&mut self) {
+    /// An election in the next term; `transfer`: it follows a TimeoutNow (thesis §3.10), so
+    /// voters that still hear from the leader vote anyway.
+    pub(super) fn become_candidate(&mut self, transfer: bool) {
         self.role = Role::Candidate;
         self.start_round();
         self.term = self.term.saturating_add(1);
         self.voted_for = Some(self.cfg.id.clone());
         self.save_hard_state();
-        if self.configuration.vote_result(&self.votes) == VoteResult::Won {
+        if self.membership.current().vote_result(&self.votes) == VoteResult::Won {
             self.become_leader();
             return;
         }
-        self.request_votes(false);
+        self.request_votes(false, transfer);
     }
 
-    fn request_votes(&mut self, pre_vote: bool) {
+    fn request_votes(&mut self, pre_vote: bool, transfer: bool) {
         let req = VoteRequest {
             term: if pre_vote {
                 self.term.saturating_add(1)
@@ -138,9 +143,9 @@ impl RaftCore {
             last_log_index: self.log.last_index(),
             last_log_term: self.log.last_term(),
             pre_vote,
-            transfer: false,
+            transfer,
         };
-        for to in self.configuration.voters() {
+        for to in self.membership.current().voters() {
             if to.id != self.cfg.id {
                 self.out.push(Output::Send {
                     to: to.id.clone(),
@@ -192,7 +197,7 @@ impl RaftCore {
             self.reply_vote(term, false, req.pre_vote);
             return;
         }
-        if req.term > self.term && self.in_lease() {
+        if req.term > self.term && self.in_lease() && !Self::is_transfer(&req) {
             // A leader is alive as far as we know: do not let this candidate disrupt it.
             let term = self.term;
             self.reply_vote(term, false, req.pre_vote);
@@ -234,7 +239,7 @@ impl RaftCore {
     }
 
     pub(super) fn on_vote_response(&mut self, from: NodeId, resp: VoteResponse) {
-        if from == self.cfg.id || self.configuration.member(&from).is_none() {
+        if from == self.cfg.id || self.membership.current().member(&from).is_none() {
             return;
         }
         if resp.term > self.term && !(resp.pre_vote && resp.granted) {
@@ -252,8 +257,8 @@ impl RaftCore {
             return; // stale: from an earlier round or term
         }
         self.votes.insert(from, resp.granted);
-        match self.configuration.vote_result(&self.votes) {
-            VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(),
+        match self.membership.current().vote_result(&self.votes) {
+            VoteResult::Won if self.role == Role::PreCandidate => self.become_candidate(false),
             VoteResult::Won => self.become_leader(),
             VoteResult::Lost => {
                 let term = self.term;

@@ -17,6 +17,9 @@ pub const MAX_INFLIGHT: usize = 4;
 pub const MAX_BATCH_ENTRIES: usize = 1024;
 /// About the most bytes of entries in one AppendEntries (at least one entry is always sent).
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// How many entries a learner may lag behind the leader's last index and still be promoted
+/// ([`MembershipError::Lagging`] otherwise).
+pub const MAX_PROMOTE_LAG: LogIndex = 1000;
 
 /// The role a node plays in its current term.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,7 +238,7 @@ pub struct Status {
     /// The configuration in force (the latest in the log, committed or not).
     pub configuration: Configuration,
     /// The index of the entry that holds it (0: the bootstrap configuration, from `PEERS`, in
-    /// no entry yet).
+    /// no entry yet; for one a snapshot brought, the snapshot's index).
     pub config_index: LogIndex,
     /// The voter leadership is being handed to (leaders only).
     pub transfer: Option<NodeId>,
@@ -253,4 +256,6 @@ pub struct PeerProgress {
     pub snapshotting: bool,
     /// It answered within the current check-quorum period.
     pub recent_active: bool,
+    /// Ticks since it last answered this leader (`None`: not yet in this term).
+    pub last_heard_ticks: Option<u32>,
 }

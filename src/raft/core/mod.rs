@@ -20,7 +20,10 @@
 //!   §6.2);
 //! - `replication.rs`: AppendEntries sent and received, commitment, proposals (§5.3, §5.4);
 //! - `read_index.rs`: linearizable reads without a log write (thesis §6.4);
-//! - `snapshot.rs`: compaction, snapshot transfer and installation (§7).
+//! - `snapshot.rs`: compaction, snapshot transfer and installation (§7);
+//! - `membership.rs`: the configurations the log holds, membership changes, provisional ids,
+//!   and the safety argument of single-server changes (thesis §4);
+//! - `transfer.rs`: leadership transfer (thesis §3.10).
 //!
 //! The core must never hand out a message that depends on state not yet reported durable, and
 //! never count a member that is not a voter of its configuration toward a quorum.
@@ -28,10 +31,12 @@
 mod configuration;
 mod election;
 mod io;
+mod membership;
 mod progress;
 mod read_index;
 mod replication;
 mod snapshot;
+mod transfer;
 
 #[cfg(test)]
 mod tests;
@@ -47,11 +52,13 @@ pub use self::configuration::{
 };
 pub use self::io::{
     CoreConfig, HardState, Input, InstalledSnapshot, LeaderInfo, Output, PeerProgress, Role,
-    SnapshotHeader, Status, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT,
+    SnapshotHeader, Status, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT, MAX_PROMOTE_LAG,
 };
 
+use self::membership::Membership;
 use self::progress::Progress;
 use self::read_index::PendingRead;
+use self::transfer::Transfer;
 use super::log::RaftLog;
 use super::rpc::Message;
 use super::{LogIndex, NodeId, Term};
@@ -60,9 +67,11 @@ use super::{LogIndex, NodeId, Term};
 #[derive(Debug)]
 pub struct RaftCore {
     cfg: CoreConfig,
-    /// Who votes and who receives the log; quorums are counted over its voters.
-    configuration: Configuration,
-    /// The configuration's members other than this node, in its order (cached).
+    /// The configurations the log holds; the last is in force: its voters decide elections
+    /// and commitment, its members receive the log.
+    membership: Membership,
+    /// Who a leader replicates to: the members of the configuration in force and of the
+    /// committed one, other than this node, in configuration order (cached).
     peers: Vec<NodeId>,
     rng: SmallRng,
     term: Term,
@@ -96,13 +105,16 @@ pub struct RaftCore {
     pending_reads: VecDeque<PendingRead>,
     /// `seq` of the broadcast started for pending reads, until a quorum answered it.
     read_round: Option<u64>,
+    /// A leadership transfer under way (leaders only).
+    transfer: Option<Transfer>,
     /// Outputs of the step in progress.
     out: Vec<Output>,
 }
 
 impl RaftCore {
-    /// A follower with the given durable state and log, in `configuration`, its election timer
-    /// seeded by `seed`.
+    /// A follower with the given durable state and log, its election timer seeded by `seed`.
+    /// `configuration` is the one in force at the log's base (a snapshot's, or the bootstrap
+    /// one when the log starts at 0); configuration entries in `log` override it.
     pub fn new(
         cfg: CoreConfig,
         configuration: Configuration,
@@ -118,9 +130,10 @@ impl RaftCore {
             cfg.election_ticks > cfg.heartbeat_ticks,
             "election timeout must exceed the heartbeat interval"
         );
+        let base = log.base_index();
         let mut core = RaftCore {
             peers: Vec::new(),
-            configuration,
+            membership: Membership::new(configuration, base, &log),
             cfg,
             rng: SmallRng::seed_from_u64(seed),
             term: hard.term,
@@ -139,14 +152,15 @@ impl RaftCore {
             seq: 0,
             pending_reads: VecDeque::new(),
             read_round: None,
+            transfer: None,
             out: Vec::new(),
         };
-        core.peers = core.others();
         // What it was built from is what storage holds; a snapshot's prefix is committed and
         // already in the state machine.
         core.durable_index = core.log.last_index();
         core.commit_index = core.log.base_index();
         core.applied_emitted = core.log.base_index();
+        core.configuration_changed();
         core.reset_randomized_timeout();
         core
     }
@@ -188,44 +202,28 @@ impl RaftCore {
             Input::Persisted { index } => self.on_persisted(index),
             Input::Compact { index } => self.compact(index),
             Input::InstallSnapshot(snap) => self.install_snapshot(snap),
-            // Skeleton: the membership change is not implemented yet.
-            Input::ChangeMembership(_) => {
-                let leader = self.leader.clone();
-                self.out.push(Output::ChangeRejected {
-                    error: MembershipError::NotLeader(leader),
-                });
-            }
-            Input::TransferLeadership { .. } => {
-                let leader = self.leader.clone();
-                self.out.push(Output::TransferRejected {
-                    error: MembershipError::NotLeader(leader),
-                });
-            }
+            Input::ChangeMembership(change) => self.change_membership(change),
+            Input::TransferLeadership { to } => self.transfer_leadership(to),
+            Input::Request(Message::TimeoutNowRequest(req)) => self.on_timeout_now(req),
+            Input::Response {
+                from,
+                msg: Message::TimeoutNowResponse(resp),
+            } => self.on_timeout_now_response(&from, resp),
             // A response stepped as a request or the reverse: a caller bug; ignore it.
             Input::Request(_) | Input::Response { .. } => {}
         }
+        self.reconcile();
         std::mem::take(&mut self.out)
     }
 
-    /// Replace the configuration: from now on its voters decide elections and commitment, and
-    /// a leader replicates to its members (a new member is probed from the end of the log; a
-    /// removed one is forgotten). Whether this node itself stays a voter is the caller's
-    /// business: a node that is not a voter never campaigns and, as a leader, does not count
-    /// itself toward a majority.
-    pub fn set_configuration(&mut self, configuration: Configuration) -> Vec<Output> {
-        self.configuration = configuration;
-        self.peers = self.others();
-        self.votes
-            .retain(|id, _| self.configuration.member(id).is_some());
+    /// Replace the configuration in force by hand, as if a configuration entry at the log's
+    /// base said so (tests only: at run time configurations come from the log and snapshots).
+    #[cfg(test)]
+    fn set_configuration(&mut self, configuration: Configuration) -> Vec<Output> {
+        let base = self.log.base_index();
+        self.membership = Membership::new(configuration, base, &RaftLog::new()).recorded();
+        self.configuration_changed();
         if self.role == Role::Leader {
-            let last = self.log.last_index();
-            let peers = &self.peers;
-            self.progress.retain(|id, _| peers.contains(id));
-            for id in &self.peers {
-                self.progress
-                    .entry(id.clone())
-                    .or_insert_with(|| Progress::new(last));
-            }
             // The majority may have changed: what is stored where may now be committed, and
             // reads may now be proven.
             self.maybe_commit();
@@ -236,7 +234,7 @@ impl RaftCore {
 
     /// The configuration in force.
     pub fn configuration(&self) -> &Configuration {
-        &self.configuration
+        self.membership.current()
     }
 
     /// Current role, term, vote, leader and log position.
@@ -251,16 +249,16 @@ impl RaftCore {
             last_log_term: self.log.last_term(),
             commit_index: self.commit_index,
             log_base: self.log.base_index(),
-            configuration: self.configuration.clone(),
-            config_index: 0,
-            transfer: None,
+            configuration: self.membership.current().clone(),
+            config_index: self.membership.current_index(),
+            transfer: self.transfer_target(),
         }
     }
 
     /// The configuration in force at `index` (at least the log's base, at most its last
     /// index): what a snapshot up to `index` records.
-    pub fn configuration_at(&self, _index: LogIndex) -> Configuration {
-        self.configuration.clone()
+    pub fn configuration_at(&self, index: LogIndex) -> Configuration {
+        self.membership.at(index).clone()
     }
 
     /// What this leader knows of each other member's log, in configuration order; empty
@@ -275,6 +273,7 @@ impl RaftCore {
                     next_index: p.next_index,
                     snapshotting: p.state == progress::ProgressState::Snapshot,
                     recent_active: p.recent_active,
+                    last_heard_ticks: p.last_heard,
                 })
             })
             .collect()
@@ -327,14 +326,6 @@ impl RaftCore {
     /// The current randomized election timeout, in ticks (for tests and diagnostics).
     pub fn randomized_timeout(&self) -> u32 {
         self.randomized_timeout
-    }
-
-    /// The configuration's members other than this node, in order.
-    fn others(&self) -> Vec<NodeId> {
-        self.configuration
-            .others(&self.cfg.id)
-            .map(|m| m.id.clone())
-            .collect()
     }
 
     fn hard_state(&self) -> HardState {

@@ -35,6 +35,8 @@ pub(super) struct Progress {
     pub(super) snapshot_backoff: u32,
     /// Heard from since the last check-quorum round.
     pub(super) recent_active: bool,
+    /// Ticks since its last current answer (`None`: none yet in this term).
+    pub(super) last_heard: Option<u32>,
 }
 
 impl Progress {
@@ -49,6 +51,7 @@ impl Progress {
             match_seq: 0,
             snapshot_backoff: 0,
             recent_active: false,
+            last_heard: None,
         }
     }
 

@@ -29,11 +29,11 @@ impl RaftCore {
             id,
             needed_seq: self.seq + 1,
         });
-        if self.peers.is_empty() {
-            self.check_reads();
-        } else if self.read_round.is_none() {
+        if self.read_round.is_none() && !self.peers.is_empty() {
             self.start_read_round();
         }
+        // A lone voter (perhaps with learners, who count for nothing) needs no answer.
+        self.check_reads();
     }
 
     fn start_read_round(&mut self) {
@@ -51,7 +51,7 @@ impl RaftCore {
     /// everything it sent) has answered.
     fn quorum_acked_seq(&self) -> u64 {
         let (me, progress) = (&self.cfg.id, &self.progress);
-        self.configuration.quorum_value(|id| {
+        self.membership.current().quorum_value(|id| {
             if id == me {
                 u64::MAX
             } else {

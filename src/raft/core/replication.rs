@@ -120,7 +120,7 @@ impl RaftCore {
     /// is of the current term (§5.4.2), and emit what became committed.
     pub(super) fn maybe_commit(&mut self) {
         let (me, durable, progress) = (&self.cfg.id, self.durable_index, &self.progress);
-        let n = self.configuration.quorum_value(|id| {
+        let n = self.membership.current().quorum_value(|id| {
             if id == me {
                 durable
             } else {
@@ -138,7 +138,12 @@ impl RaftCore {
         if index <= self.commit_index {
             return;
         }
+        let before = self.commit_index;
         self.commit_index = index;
+        if self.membership.changes_in(before, index) {
+            // The committed configuration changed: members removed are no longer replicated to.
+            self.configuration_changed();
+        }
         if self.commit_index > self.applied_emitted {
             let entries = self.log.slice(self.applied_emitted + 1, self.commit_index);
             self.applied_emitted = self.commit_index;
@@ -147,6 +152,11 @@ impl RaftCore {
     }
 
     pub(super) fn propose(&mut self, command: Command) {
+        if self.transfer.is_some() {
+            // Handing leadership over: no new entry may keep the target from catching up.
+            self.out.push(Output::ProposalRejected { leader: None });
+            return;
+        }
         if self.role != Role::Leader {
             let leader = self.leader.clone();
             self.out.push(Output::ProposalRejected { leader });
@@ -201,7 +211,7 @@ impl RaftCore {
     /// non-member or of an older term is stale. True when the answer is current (and the peer
     /// counts as active for check-quorum).
     pub(super) fn current_answer(&mut self, from: &NodeId, term: Term) -> bool {
-        if *from == self.cfg.id || self.configuration.member(from).is_none() {
+        if *from == self.cfg.id || self.member(from).is_none() {
             return false;
         }
         if term > self.term {
@@ -214,6 +224,7 @@ impl RaftCore {
         match self.progress.get_mut(from) {
             Some(pr) => {
                 pr.recent_active = true;
+                pr.last_heard = Some(0);
                 true
             }
             None => false,
@@ -221,6 +232,11 @@ impl RaftCore {
     }
 
     pub(super) fn on_append_response(&mut self, from: NodeId, resp: AppendResponse) {
+        let from = if resp.term == self.term {
+            self.learn_id(from, resp.node_id.as_ref())
+        } else {
+            from
+        };
         if !self.current_answer(&from, resp.term) {
             return;
         }
@@ -295,7 +311,22 @@ impl RaftCore {
 
     // ---- the follower's side ----------------------------------------------------------------
 
-    fn reply_append(&mut self, resp: AppendResponse) {
+    /// Append an entry from the leader; a configuration entry is in force at once.
+    fn push_entry(&mut self, entry: Entry) {
+        let config = match &entry.payload {
+            EntryPayload::Config { configuration } => Some((entry.index, configuration.clone())),
+            _ => None,
+        };
+        self.log.push(entry);
+        if let Some((index, configuration)) = config {
+            self.membership.push(index, configuration);
+            self.configuration_changed();
+        }
+    }
+
+    /// Every answer names this node, so a leader that knows it by URL only learns its id.
+    fn reply_append(&mut self, mut resp: AppendResponse) {
+        resp.node_id = Some(self.cfg.id.clone());
         self.out.push(Output::Reply(Message::AppendResponse(resp)));
     }
 
@@ -399,13 +430,14 @@ impl RaftCore {
                         return;
                     }
                     self.log.truncate_from(entry.index);
+                    self.membership_truncated(entry.index);
                     self.durable_index = self.durable_index.min(entry.index - 1);
                     first_new.get_or_insert(entry.index);
-                    self.log.push(entry);
+                    self.push_entry(entry);
                 }
                 None => {
                     first_new.get_or_insert(entry.index);
-                    self.log.push(entry);
+                    self.push_entry(entry);
                 }
             }
         }

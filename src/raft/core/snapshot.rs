@@ -24,8 +24,8 @@ impl RaftCore {
             .progress
             .values()
             .any(|p| p.state == ProgressState::Snapshot);
-        if !sending {
-            self.log.compact_to(index.min(self.applied_emitted));
+        if !sending && self.log.compact_to(index.min(self.applied_emitted)) {
+            self.membership.compact_to(self.log.base_index());
         }
     }
 
@@ -136,6 +136,8 @@ impl RaftCore {
         }
         if snap.index > self.commit_index {
             let reset = self.log.install_base(snap.index, snap.last_term);
+            self.membership
+                .install(snap.index, snap.configuration.clone(), reset);
             self.commit_index = snap.index;
             self.applied_emitted = snap.index;
             self.out.push(Output::RestoreSnapshot { index: snap.index });
@@ -148,6 +150,7 @@ impl RaftCore {
             } else {
                 self.durable_index = self.durable_index.max(snap.index);
             }
+            self.configuration_changed();
         }
         let resp = SnapshotResponse {
             term: self.term,

@@ -1,5 +1,6 @@
 //! Scenarios named after the sections of the Raft paper (§5 consensus, §7 log compaction) and
-//! of the thesis (§6.2 check-quorum, §6.4 read index, §9.6 pre-vote), one file per section,
+//! of the thesis (§3.10 leadership transfer, §4 membership change, §6.2 check-quorum, §6.4
+//! read index, §9.6 pre-vote), one file per section,
 //! plus `configuration.rs` (the configuration as a value) and `misc.rs`. Each test steps cores
 //! by hand (or on the simulator's scripted [`World`]: a lossless FIFO network, a disk durable
 //! at once) and asserts the exact outputs.
@@ -11,8 +12,8 @@ use super::progress::Progress;
 use super::*;
 use crate::raft::log::{Entry, EntryPayload, RaftLog};
 use crate::raft::rpc::{
-    AppendRequest, AppendResponse, Message, SnapshotRequest, SnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendRequest, AppendResponse, Message, SnapshotRequest, SnapshotResponse, TimeoutNowRequest,
+    TimeoutNowResponse, VoteRequest, VoteResponse,
 };
 use crate::raft::{LogIndex, NodeId, Term};
 use crate::sim::World;
@@ -20,6 +21,8 @@ use crate::store::Command;
 
 mod configuration;
 mod misc;
+mod s3_10_transfer;
+mod s4_membership;
 mod s5_1_terms;
 mod s5_2_election;
 mod s5_3_replication;
@@ -64,14 +67,18 @@ fn cfg(id: &str, peers: usize, pre_vote: bool, check_quorum: bool) -> (CoreConfi
     (settings, members(&ids))
 }
 
-/// A core from [`cfg`]'s settings and configuration.
+/// A core from [`cfg`]'s settings and configuration, taken as already recorded (so a leader
+/// does not write it down in an entry of its own: tests not about membership keep their log
+/// indexes; `s4_membership.rs` tests the bootstrap configuration).
 fn new_core(
     (settings, configuration): (CoreConfig, Configuration),
     hard: HardState,
     log: RaftLog,
     seed: u64,
 ) -> RaftCore {
-    RaftCore::new(settings, configuration, hard, log, seed)
+    let mut core = RaftCore::new(settings, configuration.clone(), hard, log, seed);
+    assert!(core.set_configuration(configuration).is_empty());
+    core
 }
 
 /// Make every core's configuration the set of all of them (in this order).
@@ -241,4 +248,75 @@ fn node(id: &str, peers: usize, term: Term, log: RaftLog) -> RaftCore {
         log,
         3,
     )
+}
+
+/// A configuration of these voters and learners, each reached at `http://{id}`.
+fn conf(voters: &[&str], learners: &[&str]) -> Configuration {
+    let m = |ids: &[&str]| -> Vec<Member> {
+        ids.iter()
+            .map(|id| Member::new(*id, format!("http://{id}")))
+            .collect()
+    };
+    Configuration::with_learners(m(voters), m(learners)).expect("distinct ids")
+}
+
+/// Settings of node `id` (reached at `http://{id}`).
+fn settings(id: &str, pre_vote: bool, check_quorum: bool) -> CoreConfig {
+    CoreConfig {
+        id: id.into(),
+        url: format!("http://{id}"),
+        heartbeat_ticks: HB,
+        election_ticks: ET,
+        pre_vote,
+        check_quorum,
+    }
+}
+
+/// A fresh node `id` in `configuration`, taken as recorded (see [`new_core`]).
+fn member_core(id: &str, configuration: Configuration, pv: bool, cq: bool) -> RaftCore {
+    let mut c = RaftCore::new(
+        settings(id, pv, cq),
+        configuration.clone(),
+        HardState::default(),
+        RaftLog::new(),
+        11,
+    );
+    assert!(c.set_configuration(configuration).is_empty());
+    c
+}
+
+/// A scripted world: the nodes `voters` and `learners` share one configuration of them;
+/// each of `joining` (after them) knows that configuration plus itself as a learner, as a node
+/// that joins does. Node `k` is the `k`-th of voters, learners, joining.
+fn cluster(voters: &[&str], learners: &[&str], joining: &[&str], pv: bool, cq: bool) -> World {
+    let base = conf(voters, learners);
+    let mut cores: Vec<RaftCore> = voters
+        .iter()
+        .chain(learners)
+        .map(|id| member_core(id, base.clone(), pv, cq))
+        .collect();
+    for id in joining {
+        let with_me: Vec<&str> = learners.iter().copied().chain([*id]).collect();
+        cores.push(member_core(id, conf(voters, &with_me), pv, cq));
+    }
+    World::from_cores(cores)
+}
+
+/// `ticks` ticks of every node that is up, delivering everything after each.
+fn run(net: &mut World, ticks: u32) {
+    for _ in 0..ticks {
+        for i in 0..net.len() {
+            if net.is_up(i) {
+                net.tick(i);
+            }
+        }
+        net.deliver_all();
+    }
+}
+
+/// The node that leads in the highest term, if any.
+fn leader_of(net: &World) -> Option<usize> {
+    (0..net.len())
+        .filter(|i| net.is_up(*i) && net.core(*i).role() == Role::Leader)
+        .max_by_key(|i| net.core(*i).term())
 }

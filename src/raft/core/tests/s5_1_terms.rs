@@ -14,6 +14,7 @@ fn s5_1_stale_term_requests_are_rejected_with_the_current_term() {
         vec![Output::Reply(Message::AppendResponse(AppendResponse {
             term: 5,
             success: false,
+            node_id: Some("v".into()),
             ..Default::default()
         }))]
     );

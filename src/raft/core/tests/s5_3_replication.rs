@@ -110,6 +110,7 @@ fn s5_3_inconsistent_append_is_rejected_with_conflict_hints() {
             reject_index: 4,
             conflict_term: Some(2),
             conflict_index: 3,
+            node_id: Some("f".into()),
             ..Default::default()
         })
     );
@@ -124,6 +125,7 @@ fn s5_3_inconsistent_append_is_rejected_with_conflict_hints() {
             reject_index: 9,
             conflict_term: None,
             conflict_index: 5,
+            node_id: Some("f".into()),
             ..Default::default()
         })
     );
