@@ -88,7 +88,11 @@ impl RaftCore {
     /// configuration never does.
     pub(super) fn campaign(&mut self) {
         if !self.membership.current().is_voter(&self.cfg.id) {
+            // Not a voter here, but maybe one in a newer configuration it has not received:
+            // the leader it knew is silent for a whole timeout, so its lease is over (else it
+            // would refuse every vote, and a cluster needing its vote never elects again).
             self.election_elapsed = 0;
+            self.leader = None;
             return;
         }
         if self.cfg.pre_vote {
