@@ -190,7 +190,12 @@ fn the_leader(w: &World) -> usize {
     let leaders: Vec<usize> = (0..w.len())
         .filter(|i| w.is_up(*i) && w.core(*i).role() == Role::Leader)
         .collect();
-    assert_eq!(leaders.len(), 1, "seed {seed}: one leader after healing");
+    assert!(
+        leaders.len() == 1,
+        "seed {seed}: {} leaders after healing: {}",
+        leaders.len(),
+        w.describe()
+    );
     leaders[0]
 }
 

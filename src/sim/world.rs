@@ -614,6 +614,38 @@ impl World {
         self.script_out.clear();
     }
 
+    /// Every slot's node, one line each, for failure messages (nothing may parse it).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for i in 0..self.len() {
+            let line =
+                match &self.nodes[i] {
+                    None if self.free[i] => format!("\n  slot {i}: free"),
+                    None => format!("\n  slot {i}: {} down", self.cfgs[i].id),
+                    Some(n) => {
+                        let st = n.core.status();
+                        format!(
+                        "\n  slot {i}: {} {:?} term {} leader {:?} commit {} last {} applied {} \
+                         config@{} voters {:?} learners {:?} transfer {:?}",
+                        st.id,
+                        st.role,
+                        st.term,
+                        st.leader.map(|l| l.id),
+                        st.commit_index,
+                        st.last_log_index,
+                        n.applied,
+                        st.config_index,
+                        st.configuration.voters().iter().map(|m| &m.id).collect::<Vec<_>>(),
+                        st.configuration.learners().iter().map(|m| &m.id).collect::<Vec<_>>(),
+                        st.transfer
+                    )
+                    }
+                };
+            out.push_str(&line);
+        }
+        out
+    }
+
     /// Every live node's log against the log-matching record.
     pub fn scan_logs(&mut self) {
         for i in 0..self.len() {
