@@ -19,7 +19,8 @@
 //! - configuration entries are entries: two nodes holding a committed one at one index hold the
 //!   same (log matching and state-machine safety above cover it);
 //! - a node that is not a voter of its configuration in force never becomes a (pre-)candidate
-//!   or leader;
+//!   or leader, unless that configuration removed it and is not known committed (thesis
+//!   §4.2.2: it may be the one node that can still win);
 //! - learners count for nothing: a leader advances its commit index only to an entry of its own
 //!   term that a majority of the voters of its configuration in force hold durably.
 //!
@@ -315,7 +316,12 @@ impl Checker {
             return;
         }
         let id = &core.config().id;
-        if !core.configuration().is_voter(id) {
+        // A voter removed by an entry not known committed may still be needed (thesis §4.2.2).
+        let st = core.status();
+        let needed = st.config_index > st.commit_index
+            && st.config_index > 0
+            && core.configuration_at(st.config_index - 1).is_voter(id);
+        if !core.configuration().is_voter(id) && !needed {
             self.fail(format!(
                 "node {i} ({id}) became {now:?} in term {} but is not a voter of its                  configuration in force {:?}",
                 core.term(),
