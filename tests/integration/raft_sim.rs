@@ -197,14 +197,23 @@ fn a_thousand_seeds_with_membership_changes_stay_safe_and_converge() {
          {transfers} of {transfers_asked} transfers started; {last_voter} removals of the last \
          voter refused; {grown} runs end with more than 3 voters, {shrunk} with fewer"
     );
-    assert!(acked > 30_000, "proposals acknowledged: {acked}");
-    assert!(crashes > 2_000, "crashes: {crashes}");
-    // The operator must actually change things (the thresholds hold once the core makes
-    // changes; with changes refused, this test says so here).
-    assert!(configs > 2_000, "configuration entries agreed: {configs}");
+    // Measured when this was written: 77,544 acknowledged, 4,630 crashes, 15,262
+    // configuration entries, 6,374 joins, 5,158 retired, 5,521 transfers, 2,208 refusals.
+    assert!(acked > 50_000, "proposals acknowledged: {acked}");
+    assert!(crashes > 3_000, "crashes: {crashes}");
+    // The operator must actually change things.
+    assert!(configs > 8_000, "configuration entries agreed: {configs}");
     assert!(
-        joins > 500 && retired > 100,
+        joins > 3_000 && retired > 2_500,
         "joins {joins}, retired {retired}"
     );
-    assert!(transfers > 300, "transfers started: {transfers}");
+    assert!(transfers > 2_500, "transfers started: {transfers}");
+    assert!(
+        last_voter > 500,
+        "removals of the last voter refused: {last_voter}"
+    );
+    assert!(
+        grown > 100 && shrunk > 100,
+        "grown {grown}, shrunk {shrunk}"
+    );
 }
