@@ -7,20 +7,24 @@
 //! entry `i` discards entries at `i` and after, a reset replaces the whole log), entries the
 //! snapshot covers skipped, a torn last record cut off, and a log that conflicts with the
 //! snapshot at its index dropped (a crash between storing a leader's snapshot and recording
-//! the reset). Pure: no I/O, no clock.
+//! the reset). A snapshot records the configuration in force at its index, as the snapshot
+//! file does. [`Disk::holds`] answers, without a recovery, whether an entry is durable (for
+//! the check that only a majority of voters commits). Pure: no I/O, no clock.
 
-use crate::raft::core::HardState;
+use crate::raft::core::{Configuration, HardState};
 use crate::raft::log::{Entry, RaftLog};
 use crate::raft::{LogIndex, Term};
 
 /// One record of the simulated write-ahead log: the WAL's own record type.
 pub use crate::codec::wal::Record;
 
-/// The newest durable snapshot: the agreed state machine up to `index` (whose entry has `term`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The newest durable snapshot: the agreed state machine up to `index` (whose entry has `term`)
+/// and the configuration in force there.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotMeta {
     pub index: LogIndex,
     pub term: Term,
+    pub configuration: Configuration,
 }
 
 /// What survives a crash.
@@ -36,6 +40,10 @@ pub struct Disk {
     snapshot: Option<SnapshotMeta>,
     /// Torn records cut off at recovery so far.
     pub torn_cut: usize,
+    /// The durable log as recovery sees it, kept up to date: the terms of the entries after
+    /// `durable_base`.
+    durable: Vec<Term>,
+    durable_base: LogIndex,
 }
 
 /// What a restarted node starts from.
@@ -64,8 +72,41 @@ impl Disk {
                 }
                 self.hard_state = hs.clone();
             }
+            match rec {
+                Record::Entry(e) if e.index > self.durable_base => {
+                    let mut pos = (e.index - self.durable_base - 1) as usize;
+                    let snap = self.snapshot.as_ref().map_or(0, |s| s.index);
+                    if pos > self.durable.len() && snap + 1 >= e.index {
+                        // Entries before it are only in the snapshot (applied before they
+                        // were durable here, then lost in a crash): the log goes on from it.
+                        self.durable_base = snap;
+                        self.durable.clear();
+                        pos = (e.index - snap - 1) as usize;
+                    }
+                    if pos <= self.durable.len() {
+                        self.durable.truncate(pos);
+                        self.durable.push(e.term);
+                    }
+                }
+                Record::Reset { index, .. } => {
+                    self.durable_base = *index;
+                    self.durable.clear();
+                }
+                _ => {}
+            }
             self.records.push(rec.clone());
         }
+    }
+
+    /// Whether the entry (`index`, `term`) is durable here: in the synced log, or covered by
+    /// the durable snapshot.
+    pub fn holds(&self, index: LogIndex, term: Term) -> bool {
+        if self.snapshot.as_ref().is_some_and(|s| s.index >= index) || index <= self.durable_base {
+            return true;
+        }
+        self.durable
+            .get((index - self.durable_base - 1) as usize)
+            .is_some_and(|t| *t == term)
     }
 
     /// A crash while `records` were being written: the first `kept` reached the disk, and if
@@ -79,13 +120,13 @@ impl Disk {
     }
 
     /// The newest snapshot file.
-    pub fn snapshot(&self) -> Option<SnapshotMeta> {
-        self.snapshot
+    pub fn snapshot(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref()
     }
 
     /// A snapshot file was made durable (kept if it is the newest).
     pub fn store_snapshot(&mut self, meta: SnapshotMeta) {
-        if self.snapshot.is_none_or(|s| s.index < meta.index) {
+        if self.snapshot.as_ref().is_none_or(|s| s.index < meta.index) {
             self.snapshot = Some(meta);
         }
     }
@@ -104,7 +145,7 @@ impl Disk {
         if self.torn.take().is_some() {
             self.torn_cut += 1;
         }
-        let base = self.snapshot.map_or(0, |s| s.index);
+        let base = self.snapshot.as_ref().map_or(0, |s| s.index);
         let mut hard_state = HardState::default();
         let mut entries: Vec<Entry> = Vec::new();
         let mut term_at_base: Option<Term> = None;
@@ -147,7 +188,7 @@ impl Disk {
                 }
             }
         }
-        let log = match self.snapshot {
+        let log = match &self.snapshot {
             Some(s) => {
                 if term_at_base.is_some_and(|t| t != s.term) {
                     // Another history than the snapshot's: a crash while installing it.
@@ -160,7 +201,7 @@ impl Disk {
         Ok(Recovered {
             hard_state,
             log,
-            snapshot: self.snapshot,
+            snapshot: self.snapshot.clone(),
         })
     }
 }
@@ -176,6 +217,14 @@ mod tests {
             term,
             payload: EntryPayload::Noop,
         })
+    }
+
+    fn meta(index: LogIndex, term: Term) -> SnapshotMeta {
+        SnapshotMeta {
+            index,
+            term,
+            configuration: crate::sim::adapt::configuration(3),
+        }
     }
 
     fn terms(log: &RaftLog) -> Vec<Term> {
@@ -214,13 +263,13 @@ mod tests {
         let mut d = Disk::default();
         d.append(&[e(1, 1), e(2, 1), e(3, 1), e(4, 1)]);
         // The leader's snapshot at 3 (term 2) is durable; the reset never was.
-        d.store_snapshot(SnapshotMeta { index: 3, term: 2 });
+        d.store_snapshot(meta(3, 2));
         let r = d.recover().unwrap();
         assert_eq!((r.log.base_index(), r.log.last_index()), (3, 3));
         // A matching snapshot keeps what follows it.
         let mut d = Disk::default();
         d.append(&[e(1, 1), e(2, 1), e(3, 1), e(4, 1)]);
-        d.store_snapshot(SnapshotMeta { index: 3, term: 1 });
+        d.store_snapshot(meta(3, 1));
         let r = d.recover().unwrap();
         assert_eq!((r.log.base_index(), r.log.last_index()), (3, 4));
         // After the reset record, the log continues the snapshot.

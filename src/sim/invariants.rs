@@ -8,15 +8,30 @@
 //! - state-machine safety: no two nodes apply different entries at one index, and each node
 //!   applies every index once, in order;
 //! - no acknowledged proposal is lost: at the end it is applied, at the index and term it was
-//!   acknowledged at, by every node.
+//!   acknowledged at, by every node;
+//! - committed entries never change: whatever a node's commit index covers in its log is the
+//!   same on every node, forever;
+//!
+//! and across membership changes (thesis §4):
+//! - every node's configuration in force is the latest configuration entry in its log, or,
+//!   without one, the configuration at its log's base (the agreed one there, or a bootstrap
+//!   configuration before the first entry);
+//! - configuration entries are entries: two nodes holding a committed one at one index hold the
+//!   same (log matching and state-machine safety above cover it);
+//! - a node that is not a voter of its configuration in force never becomes a (pre-)candidate
+//!   or leader, unless that configuration removed it and is not known committed (thesis
+//!   §4.2.2: it may be the one node that can still win);
+//! - learners count for nothing: a leader advances its commit index only to an entry of its own
+//!   term that a majority of the voters of its configuration in force hold durably.
 //!
 //! A violation panics with the seed. Pure: no I/O, no clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::adapt::Node;
+use crate::raft::core::{Configuration, RaftCore, Role};
 use crate::raft::log::{Entry, EntryPayload, RaftLog};
-use crate::raft::{LogIndex, Term};
+use crate::raft::{LogIndex, NodeId, Term};
 
 /// A proposal the client was told succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +44,8 @@ pub struct Ack {
 #[derive(Debug, Default)]
 pub struct Checker {
     pub seed: u64,
-    leaders: HashMap<Term, Node>,
+    /// The leader of each term, by id.
+    leaders: HashMap<Term, NodeId>,
     /// The agreed sequence: what was applied at each index (position `index - 1`).
     chosen: Vec<(Term, EntryPayload)>,
     /// Log matching: (index, term) → (term at index - 1 if known, payload).
@@ -37,6 +53,15 @@ pub struct Checker {
     pub acked: Vec<Ack>,
     /// Counts, for reports and for making sure the faults happened.
     pub elections: usize,
+    /// The configuration entries of the agreed sequence, in order.
+    chosen_configs: Vec<(LogIndex, Configuration)>,
+    /// Every id that was a member of an agreed configuration (the initial one included).
+    ever_members: HashSet<NodeId>,
+    /// The configurations a node may start from before any configuration entry: the initial
+    /// cluster's and each joining node's.
+    bootstraps: Vec<Configuration>,
+    /// The term of each index some node's commit index covered (0: none seen yet).
+    committed: Vec<Term>,
 }
 
 impl Checker {
@@ -63,10 +88,13 @@ impl Checker {
             .and_then(|i| self.chosen.get(i as usize))
     }
 
-    /// Node `i` is leader of `term` (after a step). `new` when it just became leader.
-    pub fn leader(&mut self, i: Node, term: Term, new: bool, log: &RaftLog) {
-        match self.leaders.insert(term, i) {
-            Some(j) if j != i => self.fail(format!("two leaders in term {term}: {j} and {i}")),
+    /// Node `i` (running as `id`) is leader of `term` (after a step). `new` when it just
+    /// became leader.
+    pub fn leader(&mut self, i: Node, id: &str, term: Term, new: bool, log: &RaftLog) {
+        match self.leaders.insert(term, id.to_owned()) {
+            Some(j) if j != id => self.fail(format!(
+                "two leaders in term {term}: {j} and {id} (node {i})"
+            )),
             _ => {}
         }
         if !new {
@@ -172,6 +200,11 @@ impl Checker {
                     self.fail(format!("node {i} applied {} past the agreed end", e.index));
                 }
                 self.chosen.push((e.term, e.payload.clone()));
+                if let EntryPayload::Config { configuration } = &e.payload {
+                    self.ever_members
+                        .extend(configuration.members().map(|m| m.id.clone()));
+                    self.chosen_configs.push((e.index, configuration.clone()));
+                }
             }
             Some((t, p)) => {
                 if (*t, p) != (e.term, &e.payload) {
@@ -198,6 +231,156 @@ impl Checker {
             other => self.fail(format!(
                 "node {i} restored snapshot ({index}, {term}), the agreed entry there is {other:?}"
             )),
+        }
+    }
+
+    /// A configuration nodes may start from before any configuration entry (the initial
+    /// cluster's, the first one given, is also the agreed one before the first entry).
+    pub fn bootstrap(&mut self, conf: &Configuration) {
+        if self.bootstraps.is_empty() {
+            self.ever_members
+                .extend(conf.members().map(|m| m.id.clone()));
+        }
+        if !self.bootstraps.contains(conf) {
+            self.bootstraps.push(conf.clone());
+        }
+    }
+
+    /// The agreed configuration in force at `index`: the latest configuration entry of the
+    /// agreed sequence up to it, or the initial one.
+    pub fn agreed_configuration_at(&self, index: LogIndex) -> Option<&Configuration> {
+        let k = self.chosen_configs.partition_point(|(at, _)| *at <= index);
+        match k {
+            0 => self.bootstraps.first(),
+            k => Some(&self.chosen_configs[k - 1].1),
+        }
+    }
+
+    /// The newest agreed configuration.
+    pub fn agreed_configuration(&self) -> Option<&Configuration> {
+        self.agreed_configuration_at(LogIndex::MAX)
+    }
+
+    /// Configuration entries agreed so far.
+    pub fn configs_chosen(&self) -> usize {
+        self.chosen_configs.len()
+    }
+
+    /// Whether `id` was a member of an agreed configuration and is not in the newest one: it was
+    /// removed for good (the simulator never adds an id again).
+    pub fn removed(&self, id: &str) -> bool {
+        self.ever_members.contains(id)
+            && self
+                .agreed_configuration()
+                .is_some_and(|c| c.member(id).is_none())
+    }
+
+    /// Node `i`'s configuration in force is the latest configuration entry in its log, or the
+    /// one at its log's base.
+    pub fn configuration_in_force(&self, i: Node, core: &RaftCore) {
+        let log = core.log();
+        let have = core.configuration();
+        let latest = (log.base_index() + 1..=log.last_index())
+            .rev()
+            .find_map(|x| match log.entry(x).map(|e| &e.payload) {
+                Some(EntryPayload::Config { configuration }) => Some((x, configuration)),
+                _ => None,
+            });
+        let ok = match latest {
+            Some((_, want)) => want == have,
+            None => {
+                let base = log.base_index();
+                let agreed = self.chosen_configs.partition_point(|(at, _)| *at <= base) > 0;
+                if agreed {
+                    self.agreed_configuration_at(base) == Some(have)
+                } else {
+                    self.bootstraps.contains(have)
+                }
+            }
+        };
+        if !ok {
+            self.fail(format!(
+                "configuration in force: node {i} ({}) uses {have:?}, but the latest configuration                  entry in its log is {latest:?} (log base {}, agreed there {:?})",
+                core.config().id,
+                log.base_index(),
+                self.agreed_configuration_at(log.base_index())
+            ));
+        }
+    }
+
+    /// Node `i` went from `before` to `now`: only a voter of its configuration in force may
+    /// become a (pre-)candidate or leader.
+    pub fn role_change(&self, i: Node, core: &RaftCore, before: Role) {
+        let now = core.role();
+        if now == before || now == Role::Follower {
+            return;
+        }
+        let id = &core.config().id;
+        // A voter removed by an entry not known committed may still be needed (thesis §4.2.2).
+        let st = core.status();
+        let needed = st.config_index > st.commit_index
+            && st.config_index > 0
+            && core.configuration_at(st.config_index - 1).is_voter(id);
+        if !core.configuration().is_voter(id) && !needed {
+            self.fail(format!(
+                "node {i} ({id}) became {now:?} in term {} but is not a voter of its                  configuration in force {:?}",
+                core.term(),
+                core.configuration()
+            ));
+        }
+    }
+
+    /// Node `i`'s commit index went from `before` to `now`: what it covers in its log is what
+    /// every node's commit index covers there.
+    pub fn committed(&mut self, i: Node, log: &RaftLog, before: LogIndex, now: LogIndex) {
+        for index in (before + 1).max(log.base_index() + 1)..=now.min(log.last_index()) {
+            let Some(term) = log.term_at(index) else {
+                continue;
+            };
+            let pos = index as usize - 1;
+            if self.committed.len() <= pos {
+                self.committed.resize(pos + 1, 0);
+            }
+            match self.committed[pos] {
+                0 => self.committed[pos] = term,
+                t if t != term => self.fail(format!(
+                    "committed entries changed: node {i} committed term {term} at index {index},                      another node term {t}"
+                )),
+                _ => {}
+            }
+        }
+    }
+
+    /// Leader `i` (running as `id`, in `term`) advanced its commit index to `index`: the entry
+    /// there is of its term and a majority of the voters of its configuration in force hold it
+    /// durably (`holds(id, index, term)`).
+    pub fn leader_commit(
+        &self,
+        i: Node,
+        core: &RaftCore,
+        index: LogIndex,
+        holds: impl Fn(&str, LogIndex, Term) -> bool,
+    ) {
+        let term = core.term();
+        if core.log().term_at(index) != Some(term) {
+            self.fail(format!(
+                "node {i} ({}), leader of term {term}, committed index {index} of term {:?} by                  counting (only entries of its own term may be)",
+                core.config().id,
+                core.log().term_at(index)
+            ));
+        }
+        let conf = core.configuration();
+        let holding: Vec<&str> = conf
+            .voters()
+            .iter()
+            .filter(|m| holds(&m.id, index, term))
+            .map(|m| m.id.as_str())
+            .collect();
+        if holding.len() < conf.quorum() {
+            self.fail(format!(
+                "node {i} ({}), leader of term {term}, committed index {index} held durably only                  by voters {holding:?} of its configuration {conf:?}",
+                core.config().id
+            ));
         }
     }
 

@@ -15,12 +15,14 @@
 //! - [`network`]: loss, duplication, delay, reordering, partitions;
 //! - [`invariants`]: election safety, log matching, leader completeness, state-machine safety,
 //!   no acknowledged write lost;
+//! - `membership`: random membership changes and leadership transfers;
 //! - [`world`]: the nodes together, scripted or randomized; [`run`]: one randomized seed.
 
 pub mod adapt;
 mod barrier;
 pub mod disk;
 pub mod invariants;
+mod membership;
 pub mod network;
 mod node;
 pub mod run;
@@ -29,6 +31,6 @@ pub mod world;
 #[cfg(test)]
 mod tests;
 
-pub use self::run::{run_seed, run_seed_with, run_seeds, Outcome};
+pub use self::run::{run_plan_with, run_plans, run_seed, run_seed_with, run_seeds, Outcome, Plan};
 pub use self::world::{DiskFaults, Stats, World};
 pub use crate::raft::barrier::MAX_HELD;

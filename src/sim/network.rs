@@ -3,6 +3,8 @@
 //! its sender as a failure after a timeout, like an RPC that timed out), duplicate, delay,
 //! reorder (everything due at one tick arrives in random order) and partition (one-way or
 //! two-sided cuts). Without jitter it is a lossless FIFO with no delay, for scripted tests.
+//! Every packet records the incarnations ([`Addr`]) it travels between, so nothing addressed to
+//! a node that left reaches the new node in its slot.
 //! Pure: no I/O, no clock; its randomness is its own seeded RNG.
 
 use std::collections::VecDeque;
@@ -10,7 +12,7 @@ use std::collections::VecDeque;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::adapt::Node;
+use super::adapt::{Addr, Node};
 use crate::raft::rpc::Message;
 
 /// What travels.
@@ -30,7 +32,20 @@ pub struct Packet {
     pub at: u64,
     pub from: Node,
     pub to: Node,
+    /// The incarnations of `from` and `to` it travels between.
+    pub from_gen: u32,
+    pub to_gen: u32,
     pub wire: Wire,
+}
+
+impl Packet {
+    /// The incarnation that sent it.
+    pub fn sender(&self) -> Addr {
+        Addr {
+            node: self.from,
+            gen: self.from_gen,
+        }
+    }
 }
 
 /// Ticks before a request that got no answer fails at its sender.
@@ -40,6 +55,8 @@ pub const RPC_TIMEOUT: u64 = 8;
 pub struct Network {
     rng: SmallRng,
     queue: VecDeque<Packet>,
+    /// The current incarnation of each slot.
+    pub gens: Vec<u32>,
     /// blocked[i][j]: nothing gets from i to j.
     blocked: Vec<Vec<bool>>,
     /// Percent of packets lost.
@@ -55,6 +72,7 @@ impl Network {
         Network {
             rng: SmallRng::seed_from_u64(seed ^ 0x6e65_7477),
             queue: VecDeque::new(),
+            gens: vec![0; n],
             blocked: vec![vec![false; n]; n],
             drop_pct: 0,
             dup_pct: 0,
@@ -72,8 +90,9 @@ impl Network {
         }
     }
 
-    /// Put `wire` on its way from `from` to `to`.
+    /// Put `wire` on its way from `from` to `to` (their current incarnations).
     pub fn send(&mut self, now: u64, from: Node, to: Node, wire: Wire) {
+        let (from_gen, to_gen) = (self.gens[from], self.gens[to]);
         let copies = if self.dup_pct > 0
             && !matches!(wire, Wire::Failed { .. })
             && self.rng.gen_range(0..100) < self.dup_pct
@@ -88,22 +107,38 @@ impl Network {
                 at,
                 from,
                 to,
+                from_gen,
+                to_gen,
                 wire: wire.clone(),
             });
         }
         let at = now + self.delay();
-        self.queue.push_back(Packet { at, from, to, wire });
+        self.queue.push_back(Packet {
+            at,
+            from,
+            to,
+            from_gen,
+            to_gen,
+            wire,
+        });
     }
 
-    /// A request to `to` failed: its sender `from` hears so after the RPC timeout.
-    pub fn fail_later(&mut self, now: u64, from: Node, to: Node, seq: Option<u64>) {
+    /// A request from `from` to `to` failed: its sender hears so after the RPC timeout.
+    pub fn fail_later(&mut self, now: u64, from: Addr, to: Addr, seq: Option<u64>) {
         let at = now + if self.jitter { RPC_TIMEOUT } else { 0 };
         self.queue.push_back(Packet {
             at,
-            from: to,
-            to: from,
+            from: to.node,
+            to: from.node,
+            from_gen: to.gen,
+            to_gen: from.gen,
             wire: Wire::Failed { seq },
         });
+    }
+
+    /// Whether `p` is addressed to the current incarnation of its destination.
+    pub fn for_current(&self, p: &Packet) -> bool {
+        self.gens[p.to] == p.to_gen
     }
 
     /// Everything due at `now`, in random order (FIFO without jitter).

@@ -4,13 +4,15 @@
 //! retried and, meanwhile, the node takes no client writes (the actor's `storage_error`); a write
 //! that fails for good stops the node (the actor's `fail_hard`: a crash here, and a restart
 //! later). Committed entries are applied (checked by the [`Checker`]); the node snapshots its
-//! state machine every few entries and compacts its log. Pure: no I/O, no clock.
+//! state machine (with the configuration in force there) every few entries and compacts its
+//! log. After every step the membership invariants are checked (configuration in force, who
+//! may campaign, who a leader counts). Pure: no I/O, no clock.
 
 use std::collections::HashMap;
 
 use rand::Rng;
 
-use super::adapt::{self, Node, SnapshotOffer};
+use super::adapt::{self, Addr, Node, SnapshotOffer};
 use super::barrier::Barrier;
 use super::disk::{Record, SnapshotMeta};
 use super::invariants::Ack;
@@ -27,10 +29,10 @@ pub const STORAGE_RETRY: u64 = 25;
 /// A message that must not leave before a write is durable.
 #[derive(Debug)]
 pub(super) enum Held {
-    Send(Node, Message),
+    Send(Addr, Message),
     /// An answer to `Some(requester)`; `None`: an answer nobody waits for.
-    Reply(Option<Node>, Message),
-    Snapshot(Node, SnapshotOffer),
+    Reply(Option<Addr>, Message),
+    Snapshot(Addr, SnapshotOffer),
 }
 
 /// Where the answer to the request being stepped goes.
@@ -38,7 +40,7 @@ pub(super) enum Held {
 pub(super) enum ReplyTo {
     /// Not a request.
     Nobody,
-    Peer(Node),
+    Peer(Addr),
     /// Handed back to the caller of [`World::step_node`] (which decides).
     Caller,
 }
@@ -59,15 +61,22 @@ pub(super) struct Running {
     pub storage_error: bool,
     /// A received snapshot, until the core says to restore it.
     pub pending_restore: Option<SnapshotMeta>,
+    /// Role, commit index and log bounds (base, last) after the last step carried out.
+    pub role: Role,
+    pub commit: LogIndex,
+    pub bounds: (LogIndex, LogIndex),
 }
 
 impl Running {
     pub fn new(core: RaftCore, snapshot: Option<SnapshotMeta>) -> Self {
         Running {
+            role: core.role(),
+            commit: core.commit_index(),
+            bounds: (core.log().base_index(), core.log().last_index()),
             core,
             barrier: Barrier::default(),
-            applied: snapshot.map_or(0, |s| s.index),
-            applied_term: snapshot.map_or(0, |s| s.term),
+            applied: snapshot.as_ref().map_or(0, |s| s.index),
+            applied_term: snapshot.as_ref().map_or(0, |s| s.term),
             snapshot,
             proposals: HashMap::new(),
             storage_error: false,
@@ -96,28 +105,17 @@ impl World {
         let Some(node) = self.nodes[i].as_mut() else {
             return;
         };
-        let was_leader = node.core.role() == Role::Leader;
         let outputs = node.core.step(input);
-        self.carry_out(i, was_leader, outputs, reply_to);
+        self.carry_out(i, outputs, reply_to);
     }
 
-    /// Carry out `outputs` of node `i` (a leader before the step if `was_leader`) the way the
-    /// `RaftActor` does: writes through the barrier, sends and replies once what they depend on
-    /// is durable, applies, and the rest to the script's output.
-    pub(super) fn carry_out(
-        &mut self,
-        i: Node,
-        was_leader: bool,
-        outputs: Vec<Output>,
-        reply_to: ReplyTo,
-    ) {
-        let Some(node) = self.nodes[i].as_mut() else {
+    /// Carry out `outputs` of node `i` (just stepped) the way the `RaftActor` does: writes
+    /// through the barrier, sends and replies once what they depend on is durable, applies,
+    /// and the rest to the script's output.
+    pub(super) fn carry_out(&mut self, i: Node, outputs: Vec<Output>, reply_to: ReplyTo) {
+        let Some(was_leader) = self.check_step(i, &outputs) else {
             return;
         };
-        if node.core.role() == Role::Leader {
-            let term = node.core.term();
-            self.check.leader(i, term, !was_leader, node.core.log());
-        }
         let mut dropped = Vec::new();
         for output in outputs {
             let Some(node) = self.nodes[i].as_mut() else {
@@ -137,7 +135,9 @@ impl World {
                     self.script_out.push(output);
                 }
                 Output::Send { to, msg } => {
-                    let to = adapt::peer_node(&self.cfgs, &to);
+                    let Some(to) = self.dir.lookup(&to) else {
+                        panic!("seed {}: {to} is not a node of this world", self.seed)
+                    };
                     if let Err(seq) = self.carry(i, Held::Send(to, msg)) {
                         dropped.push((to, seq));
                     }
@@ -150,7 +150,9 @@ impl World {
                     ReplyTo::Nobody => panic!("seed {}: a reply to no request", self.seed),
                 },
                 Output::SendSnapshot { to, header } => {
-                    let node_to = adapt::peer_node(&self.cfgs, &to);
+                    let Some(node_to) = self.dir.lookup(&to) else {
+                        panic!("seed {}: {to} is not a node of this world", self.seed)
+                    };
                     self.script_out.push(Output::SendSnapshot {
                         to,
                         header: header.clone(),
@@ -182,10 +184,61 @@ impl World {
             node.proposals.clear();
         }
         for (to, seq) in dropped {
-            self.step_node(i, adapt::send_failed(&self.cfgs, to, seq), ReplyTo::Nobody);
+            self.step_node(i, adapt::send_failed(&self.dir, to, seq), ReplyTo::Nobody);
         }
         self.write_next(i);
         self.maybe_snapshot(i);
+    }
+
+    /// The invariants after node `i`'s step that produced `outputs` (none if it is down):
+    /// leadership, who became a candidate, what it committed, its configuration in force.
+    /// Returns whether it led before the step.
+    fn check_step(&mut self, i: Node, outputs: &[Output]) -> Option<bool> {
+        let node = self.nodes[i].as_mut()?;
+        let core = &node.core;
+        let (before, commit_before) = (node.role, node.commit);
+        let bounds = (core.log().base_index(), core.log().last_index());
+        let log_changed = bounds != node.bounds
+            || outputs
+                .iter()
+                .any(|o| matches!(o, Output::PersistEntries(_) | Output::ResetLog { .. }));
+        node.role = core.role();
+        node.commit = core.commit_index();
+        node.bounds = bounds;
+        let node = self.nodes[i].as_ref()?;
+        let core = &node.core;
+        if core.role() == Role::Leader {
+            let new = before != Role::Leader;
+            self.check
+                .leader(i, &core.config().id, core.term(), new, core.log());
+        }
+        self.check.role_change(i, core, before);
+        if core.commit_index() > commit_before {
+            if core.role() == Role::Leader {
+                let holds = |id: &str, index, term| self.durably_holds(id, index, term);
+                self.check
+                    .leader_commit(i, core, core.commit_index(), holds);
+            }
+            let (log, now) = (core.log(), core.commit_index());
+            self.check.committed(i, log, commit_before, now);
+        }
+        let node = self.nodes[i].as_ref()?;
+        if log_changed {
+            self.check.configuration_in_force(i, &node.core);
+        }
+        Some(before == Role::Leader)
+    }
+
+    /// Whether the node running as `id` holds (`index`, `term`) on its disk.
+    fn durably_holds(&self, id: &str, index: LogIndex, term: Term) -> bool {
+        match self.dir.lookup(id) {
+            Some(a) if a == self.dir.current(a.node) => self.disks[a.node].holds(index, term),
+            Some(_) => self
+                .retired_disks
+                .get(id)
+                .is_some_and(|d| d.holds(index, term)),
+            None => false,
+        }
     }
 
     /// Send `h` now, or hold it behind the pending write. Err(seq) if it was dropped as lost.
@@ -214,21 +267,33 @@ impl World {
 
     /// A held message leaves node `i`.
     fn release(&mut self, i: Node, h: Held) {
-        let now = self.now;
         match h {
-            Held::Send(to, msg) => self.net.send(now, i, to, Wire::Request(msg)),
-            Held::Reply(Some(to), msg) => self.net.send(now, i, to, Wire::Response(msg)),
+            Held::Send(to, msg) => self.send(i, to, Wire::Request(msg)),
+            Held::Reply(Some(to), msg) => self.send(i, to, Wire::Response(msg)),
             Held::Reply(None, _) => {}
-            Held::Snapshot(to, offer) => match self.running(i).snapshot {
+            Held::Snapshot(to, offer) => match &self.running(i).snapshot {
                 Some(s) => {
-                    let msg = adapt::snapshot_request(offer, s.index, s.term);
-                    self.net.send(now, i, to, Wire::Request(msg));
+                    let msg = adapt::snapshot_request(offer, s.index, s.term, &s.configuration);
+                    self.send(i, to, Wire::Request(msg));
                 }
                 None => {
                     let seq = Some(adapt::offer_seq(&offer));
-                    self.step_node(i, adapt::send_failed(&self.cfgs, to, seq), ReplyTo::Nobody);
+                    self.step_node(i, adapt::send_failed(&self.dir, to, seq), ReplyTo::Nobody);
                 }
             },
+        }
+    }
+
+    /// Put `wire` on its way from node `i` to incarnation `to`; a request to a node that left
+    /// its slot fails after the timeout, an answer to one is lost.
+    fn send(&mut self, i: Node, to: Addr, wire: Wire) {
+        let now = self.now;
+        if to == self.dir.current(to.node) {
+            self.net.send(now, i, to.node, wire);
+        } else if let Wire::Request(msg) = &wire {
+            let seq = adapt::seq_of(msg);
+            let me = self.dir.current(i);
+            self.net.fail_later(now, me, to, seq);
         }
     }
 
@@ -351,7 +416,7 @@ impl World {
         node.applied = meta.index;
         node.applied_term = meta.term;
         node.proposals.retain(|ix, _| *ix > index);
-        if node.snapshot.is_none_or(|s| s.index < meta.index) {
+        if node.snapshot.as_ref().is_none_or(|s| s.index < meta.index) {
             node.snapshot = Some(meta);
         }
         self.stats.installs += 1;
@@ -364,16 +429,17 @@ impl World {
         let Some(node) = self.nodes[i].as_mut() else {
             return;
         };
-        let last = node.snapshot.map_or(0, |s| s.index);
+        let last = node.snapshot.as_ref().map_or(0, |s| s.index);
         if every == 0 || node.applied < last + every {
             return;
         }
         let meta = SnapshotMeta {
             index: node.applied,
             term: node.applied_term,
+            configuration: node.core.configuration_at(node.applied),
         };
-        node.snapshot = Some(meta);
-        self.disks[i].store_snapshot(meta);
+        node.snapshot = Some(meta.clone());
+        self.disks[i].store_snapshot(meta.clone());
         let keep_from = meta.index.saturating_sub(trailing);
         self.step_node(i, Input::Compact { index: keep_from }, ReplyTo::Nobody);
     }
@@ -382,7 +448,7 @@ impl World {
     /// chunk; if node `i` follows that leader and the snapshot is ahead of its commit index,
     /// the snapshot is stored durably and handed to the core, whose answer goes back;
     /// otherwise the core's answer to the chunk does.
-    pub(super) fn receive_snapshot(&mut self, i: Node, from: Node, msg: Message) {
+    pub(super) fn receive_snapshot(&mut self, i: Node, from: Addr, msg: Message) {
         let Some((term, leader, index, last_term)) =
             adapt::snapshot_parts(&msg).map(|(t, l, x, lt)| (t, l.to_owned(), x, lt))
         else {
@@ -406,12 +472,16 @@ impl World {
             }
             return;
         }
+        let Some(configuration) = adapt::snapshot_configuration(&msg) else {
+            panic!("seed {}: a snapshot without a configuration", self.seed);
+        };
         let meta = SnapshotMeta {
             index,
             term: last_term,
+            configuration,
         };
         // Received, checked and stored under its final name before the core hears of it.
-        self.disks[i].store_snapshot(meta);
+        self.disks[i].store_snapshot(meta.clone());
         node.pending_restore = Some(meta);
         // The answer to the chunk is not sent; the install's answer waits behind its writes.
         let input = adapt::install_input(msg).expect("a snapshot request");

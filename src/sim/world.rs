@@ -8,17 +8,25 @@
 //!
 //! A crash loses what the disk had not synced (the write in flight is cut short, possibly
 //! tearing its last record), every message held behind it, and the state machine; a restart
-//! recovers from the disk only. Pure: no I/O, no clock.
+//! recovers from the disk only.
+//!
+//! A world has slots for more nodes than its initial cluster: a spare slot stays empty until a
+//! node joins there ([`World::join`]: it starts empty, with the configuration of the cluster
+//! plus itself as a learner). A node removed from the cluster keeps running until it is
+//! retired ([`World::retire`]); its slot is then free again, and the next node to join there is
+//! a new node (a new id and URL, an empty disk). Pure: no I/O, no clock.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::adapt::{self, Node};
+use std::collections::HashMap;
+
+use super::adapt::{self, Addr, Directory, Node};
 use super::disk::{Disk, Record};
 use super::invariants::Checker;
 use super::network::{Network, Packet, Wire};
 use super::node::{Held, ReplyTo, Running};
-use crate::raft::core::{Configuration, CoreConfig, HardState, Input, Output, RaftCore};
+use crate::raft::core::{Configuration, CoreConfig, HardState, Input, Member, Output, RaftCore};
 use crate::raft::log::{Entry, RaftLog};
 use crate::raft::rpc::Message;
 use crate::store::Command;
@@ -42,6 +50,18 @@ pub struct Stats {
     pub refused_writes: usize,
     pub installs: usize,
     pub torn: usize,
+    /// Membership changes asked of a node that thought it led, and their answers.
+    pub changes_asked: usize,
+    pub changes_proposed: usize,
+    pub changes_rejected: usize,
+    /// Nodes started empty to join the cluster; removed nodes retired.
+    pub joins: usize,
+    pub retired: usize,
+    /// Leadership transfers asked, started by the leader, and removals of the last voter that
+    /// the core refused.
+    pub transfers_asked: usize,
+    pub transfers_started: usize,
+    pub last_voter_refused: usize,
 }
 
 pub struct World {
@@ -50,8 +70,16 @@ pub struct World {
     pub now: u64,
     pub(super) rng: SmallRng,
     pub(super) cfgs: Vec<CoreConfig>,
-    /// The configuration each node restarts with.
+    /// Who is who: every incarnation of every slot.
+    pub(super) dir: Directory,
+    /// The configuration each node restarts with (without a snapshot).
     pub(super) confs: Vec<Configuration>,
+    /// Slots that hold no node: never started (spares) or retired.
+    pub(super) free: Vec<bool>,
+    /// The disks of retired nodes, by id (for the checks of what a leader counted).
+    pub(super) retired_disks: HashMap<String, Disk>,
+    /// Pre-vote and check-quorum, for the nodes that join.
+    pub(super) settings: (bool, bool),
     pub(super) nodes: Vec<Option<Running>>,
     pub(super) disks: Vec<Disk>,
     pub(super) disk_faults: Vec<DiskFaults>,
@@ -77,8 +105,8 @@ pub struct World {
 }
 
 impl World {
-    fn with_cores(seed: u64, cores: Vec<RaftCore>, jitter: bool) -> World {
-        let n = cores.len();
+    fn with_cores(seed: u64, cores: Vec<RaftCore>, jitter: bool, spares: usize) -> World {
+        let n = cores.len() + spares;
         let mut disks = vec![Disk::default(); n];
         for (d, c) in disks.iter_mut().zip(&cores) {
             // What a core is built from is what its storage holds.
@@ -91,20 +119,45 @@ impl World {
             let entries = log.slice(log.base_index() + 1, log.last_index());
             d.append(&entries.into_iter().map(Record::Entry).collect::<Vec<_>>());
         }
+        let mut check = Checker::new(seed);
+        for c in &cores {
+            check.bootstrap(c.configuration());
+        }
+        let settings = cores.first().map_or((false, false), |c| {
+            (c.config().pre_vote, c.config().check_quorum)
+        });
+        let mut cfgs: Vec<CoreConfig> = cores.iter().map(|c| c.config().clone()).collect();
+        let mut confs: Vec<Configuration> =
+            cores.iter().map(|c| c.configuration().clone()).collect();
+        let mut dir = Directory::new(&cfgs);
+        for k in cores.len()..n {
+            let cfg = adapt::config(k, settings.0, settings.1);
+            dir.add_slot();
+            confs.push(confs[0].clone());
+            cfgs.push(cfg);
+        }
+        let mut free = vec![false; cores.len()];
+        free.resize(n, true);
+        let mut nodes: Vec<Option<Running>> = cores
+            .into_iter()
+            .map(|c| Some(Running::new(c, None)))
+            .collect();
+        nodes.resize_with(n, || None);
         World {
             seed,
             now: 0,
             rng: SmallRng::seed_from_u64(seed),
-            cfgs: cores.iter().map(|c| c.config().clone()).collect(),
-            confs: cores.iter().map(|c| c.configuration().clone()).collect(),
-            nodes: cores
-                .into_iter()
-                .map(|c| Some(Running::new(c, None)))
-                .collect(),
+            cfgs,
+            dir,
+            confs,
+            free,
+            retired_disks: HashMap::new(),
+            settings,
+            nodes,
             disks,
             disk_faults: vec![DiskFaults::default(); n],
             net: Network::new(n, seed, jitter),
-            check: Checker::new(seed),
+            check,
             stats: Stats::default(),
             restart_at: vec![None; n],
             snap_every: 0,
@@ -140,12 +193,17 @@ impl World {
     /// A scripted world of these cores (node `i` is `cores[i]`; peer k of node i is the k-th
     /// other node): a lossless FIFO network, a disk durable at once.
     pub fn from_cores(cores: Vec<RaftCore>) -> World {
-        World::with_cores(0, cores, false)
+        World::with_cores(0, cores, false, 0)
     }
 
     /// A randomized world: `n` fresh nodes on a network with delays, writes that take time;
     /// the seed picks pre-vote, check-quorum and the snapshot policy.
     pub fn randomized(n: usize, seed: u64) -> World {
+        World::randomized_with_spares(n, 0, seed)
+    }
+
+    /// A randomized world of `n` fresh nodes and `spares` empty slots where nodes may join.
+    pub fn randomized_with_spares(n: usize, spares: usize, seed: u64) -> World {
         let cores = (0..n)
             .map(|i| {
                 let cfg = adapt::config(i, seed % 4 != 3, seed % 4 != 2);
@@ -158,7 +216,7 @@ impl World {
                 )
             })
             .collect();
-        let mut w = World::with_cores(seed, cores, true);
+        let mut w = World::with_cores(seed, cores, true, spares);
         w.snap_every = if seed.is_multiple_of(3) {
             0
         } else {
@@ -224,8 +282,13 @@ impl World {
     /// as the actor does before it tells the core: a scripted stand-in for the transfer, so that
     /// a following `Input::InstallSnapshot` may restore it.
     pub fn snapshot_received(&mut self, i: Node, index: u64, term: u64) {
-        let meta = super::disk::SnapshotMeta { index, term };
-        self.disks[i].store_snapshot(meta);
+        let configuration = self.core(i).configuration().clone();
+        let meta = super::disk::SnapshotMeta {
+            index,
+            term,
+            configuration,
+        };
+        self.disks[i].store_snapshot(meta.clone());
         self.running(i).pending_restore = Some(meta);
     }
 
@@ -288,8 +351,7 @@ impl World {
     /// would have; returns those the world does not carry out itself.
     pub fn absorb(&mut self, i: Node, outputs: Vec<Output>) -> Vec<Output> {
         self.script_out.clear();
-        let leader = self.core(i).role() == crate::raft::core::Role::Leader;
-        self.carry_out(i, leader, outputs, ReplyTo::Nobody);
+        self.carry_out(i, outputs, ReplyTo::Nobody);
         std::mem::take(&mut self.script_out)
     }
 
@@ -339,37 +401,45 @@ impl World {
     /// One packet arrives.
     pub(super) fn deliver(&mut self, p: Packet) {
         let now = self.now;
+        let (from, to) = (
+            p.sender(),
+            Addr {
+                node: p.to,
+                gen: p.to_gen,
+            },
+        );
+        let current = self.net.for_current(&p);
         match p.wire {
             Wire::Request(msg) => {
-                let lost = self.nodes[p.to].is_none() || self.net.lost(p.from, p.to);
+                let lost = self.nodes[p.to].is_none() || !current || self.net.lost(p.from, p.to);
                 if lost {
-                    self.net.fail_later(now, p.from, p.to, adapt::seq_of(&msg));
+                    self.net.fail_later(now, from, to, adapt::seq_of(&msg));
                 } else if adapt::snapshot_parts(&msg).is_some() {
-                    self.receive_snapshot(p.to, p.from, msg);
+                    self.receive_snapshot(p.to, from, msg);
                 } else {
                     if matches!(msg, Message::AppendRequest(_)) {
                         self.appends_received[p.to] += 1;
                     }
-                    self.step_node(p.to, Input::Request(msg), ReplyTo::Peer(p.from));
+                    self.step_node(p.to, Input::Request(msg), ReplyTo::Peer(from));
                 }
             }
             Wire::Response(msg) => {
-                if self.nodes[p.to].is_none() {
+                if self.nodes[p.to].is_none() || !current {
                     return;
                 }
                 let input = if self.net.lost(p.from, p.to) {
-                    adapt::send_failed(&self.cfgs, p.from, adapt::seq_of(&msg))
+                    adapt::send_failed(&self.dir, from, adapt::seq_of(&msg))
                 } else {
-                    adapt::response(&self.cfgs, p.from, msg)
+                    adapt::response(&self.dir, from, msg)
                 };
                 self.step_node(p.to, input, ReplyTo::Nobody);
             }
             Wire::Failed { seq } => {
-                self.step_node(
-                    p.to,
-                    adapt::send_failed(&self.cfgs, p.from, seq),
-                    ReplyTo::Nobody,
-                );
+                if !current {
+                    return;
+                }
+                let input = adapt::send_failed(&self.dir, from, seq);
+                self.step_node(p.to, input, ReplyTo::Nobody);
             }
         }
     }
@@ -379,8 +449,15 @@ impl World {
     /// it; requests waiting for its answers fail. It restarts after a while in randomized
     /// worlds.
     pub fn crash(&mut self, i: Node) {
+        if self.stop(i) && self.net.jitter {
+            self.restart_at[i] = Some(self.now + self.rng.gen_range(5..60));
+        }
+    }
+
+    /// Node `i` stops as in a crash (no restart is planned). Whether it was up.
+    fn stop(&mut self, i: Node) -> bool {
         let Some(node) = self.nodes[i].take() else {
-            return;
+            return false;
         };
         self.stats.crashes += 1;
         let (writing, held) = node.barrier.crash();
@@ -395,32 +472,111 @@ impl World {
             self.stats.torn += usize::from(torn);
             self.disks[i].crash_during(&w.records, kept, torn);
         }
+        let me = self.dir.current(i);
         for h in held {
             if let Held::Reply(Some(to), msg) = h {
-                self.net.fail_later(self.now, to, i, adapt::seq_of(&msg));
+                self.net.fail_later(self.now, to, me, adapt::seq_of(&msg));
             }
         }
-        if self.net.jitter {
-            self.restart_at[i] = Some(self.now + self.rng.gen_range(5..60));
+        true
+    }
+
+    /// Whether slot `i` holds no node (a spare never started, or a retired node's).
+    pub fn is_free(&self, i: Node) -> bool {
+        self.free[i]
+    }
+
+    /// The id of the node in slot `i` (its newest incarnation; a free slot's last one).
+    pub fn id_of(&self, i: Node) -> &str {
+        &self.cfgs[i].id
+    }
+
+    /// The slot whose current node runs as `id`, if any.
+    pub fn slot_of(&self, id: &str) -> Option<Node> {
+        self.dir
+            .lookup(id)
+            .filter(|a| !self.free[a.node] && *a == self.dir.current(a.node))
+            .map(|a| a.node)
+    }
+
+    /// The member the node in slot `i` is (its id and URL).
+    pub fn core_member(&self, i: Node) -> Member {
+        Member::new(self.cfgs[i].id.clone(), self.cfgs[i].url.clone())
+    }
+
+    /// Node `i` leaves for good (a removed node's machine is turned off): it stops, its disk
+    /// is set aside, and its slot is free for a new node.
+    pub fn retire(&mut self, i: Node) {
+        if self.free[i] {
+            return;
         }
+        self.stop(i);
+        self.stats.crashes -= 1;
+        self.stats.retired += 1;
+        let disk = std::mem::take(&mut self.disks[i]);
+        self.retired_disks.insert(self.cfgs[i].id.clone(), disk);
+        self.restart_at[i] = None;
+        self.disk_faults[i] = DiskFaults::default();
+        self.free[i] = true;
+    }
+
+    /// A new node starts empty in free slot `i` to join the cluster whose leader uses
+    /// `leaders_conf`: it knows those members and itself as a learner, so it never campaigns
+    /// until promoted. Returns the member to add, or `None` if the slot is not free or the
+    /// configuration has no room.
+    pub fn join(&mut self, i: Node, leaders_conf: &Configuration) -> Option<Member> {
+        if !self.free[i] {
+            return None;
+        }
+        let addr = if self.dir.started(i) {
+            let gen = self.dir.current(i).gen + 1;
+            self.dir.push(i, adapt::id_gen(i, gen))
+        } else {
+            self.dir.push(i, adapt::node_id(i))
+        };
+        let cfg = adapt::config_gen(i, addr.gen, self.settings.0, self.settings.1);
+        let conf = adapt::joining_configuration(leaders_conf, &cfg)?;
+        self.check.bootstrap(&conf);
+        self.net.gens[i] = addr.gen;
+        self.disks[i] = Disk::default();
+        self.free[i] = false;
+        self.stats.joins += 1;
+        let core = RaftCore::new(
+            cfg.clone(),
+            conf.clone(),
+            HardState::default(),
+            RaftLog::new(),
+            self.seed * 6151 + self.now + i as u64,
+        );
+        self.cfgs[i] = cfg;
+        self.confs[i] = conf;
+        self.applied_entries[i].clear();
+        self.nodes[i] = Some(Running::new(core, None));
+        Some(adapt::member(addr))
     }
 
     /// Node `i` starts again from what its disk holds.
     pub fn restart(&mut self, i: Node) {
-        if self.nodes[i].is_some() {
+        if self.nodes[i].is_some() || self.free[i] {
             return;
         }
         let rec = self.disks[i]
             .recover()
             .unwrap_or_else(|e| panic!("seed {}: node {i} cannot restart: {e}", self.seed));
+        // The configuration at the log's base: the snapshot's, or the one it started with.
+        let conf = rec
+            .snapshot
+            .as_ref()
+            .map_or_else(|| self.confs[i].clone(), |s| s.configuration.clone());
         let core = RaftCore::new(
             self.cfgs[i].clone(),
-            self.confs[i].clone(),
+            conf,
             rec.hard_state,
             rec.log,
             self.seed * 7919 + self.now + i as u64,
         );
         self.check.scan_log(i, core.log());
+        self.check.configuration_in_force(i, &core);
         self.nodes[i] = Some(Running::new(core, rec.snapshot));
         self.restart_at[i] = None;
         self.disk_faults[i] = DiskFaults::default();
@@ -458,11 +614,46 @@ impl World {
         self.script_out.clear();
     }
 
+    /// Every slot's node, one line each, for failure messages (nothing may parse it).
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        for i in 0..self.len() {
+            let line =
+                match &self.nodes[i] {
+                    None if self.free[i] => format!("\n  slot {i}: free"),
+                    None => format!("\n  slot {i}: {} down", self.cfgs[i].id),
+                    Some(n) => {
+                        let st = n.core.status();
+                        format!(
+                        "\n  slot {i}: {} {:?} term {} leader {:?} commit {} last {} applied {} \
+                         config@{} voters {:?} learners {:?} transfer {:?}",
+                        st.id,
+                        st.role,
+                        st.term,
+                        st.leader.map(|l| l.id),
+                        st.commit_index,
+                        st.last_log_index,
+                        n.applied,
+                        st.config_index,
+                        st.configuration.voters().iter().map(|m| &m.id).collect::<Vec<_>>(),
+                        st.configuration.learners().iter().map(|m| &m.id).collect::<Vec<_>>(),
+                        st.transfer
+                    )
+                    }
+                };
+            out.push_str(&line);
+        }
+        out
+    }
+
     /// Every live node's log against the log-matching record.
     pub fn scan_logs(&mut self) {
         for i in 0..self.len() {
             if let Some(n) = &self.nodes[i] {
                 self.check.scan_log(i, n.core.log());
+                self.check
+                    .committed(i, n.core.log(), 0, n.core.commit_index());
+                self.check.configuration_in_force(i, &n.core);
             }
         }
     }

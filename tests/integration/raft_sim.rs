@@ -10,12 +10,25 @@
 //! catch up through snapshot transfers; a restarted node's state machine starts from its
 //! snapshot.
 //!
+//! With membership changes, the worlds have two spare slots and an operator adds learners
+//! (new nodes that start empty and join), promotes them, removes members (removed nodes keep
+//! running for a while, then their slots take new nodes) and transfers leadership, all at
+//! random amid the same faults; the checks then also cover every configuration (who may
+//! campaign, who a leader counts, the configuration each node uses), and at the end every
+//! member of the final configuration agrees on it and applies a final proposal.
+//!
 //! A failing seed panics with a one-line replay command:
-//! `SIM_SEED=<seed> SIM_NODES=<n> cargo nextest run --release raft_sim::replay_one_seed --no-capture`;
-//! `SIM_DEBUG=<seed>` replays one 5-node seed (`debug_seed`) and prints every node's state.
+//! `SIM_SEED=<seed> SIM_NODES=<n> [SIM_MEMBERSHIP=1] cargo nextest run --release raft_sim::replay_one_seed --no-capture`;
+//! `SIM_DEBUG=<seed>` replays one 5-node seed (`debug_seed`, with membership changes if
+//! `SIM_MEMBERSHIP=1`) and prints every node's state.
 
 use kvstore::sim::run::{nodes_for, CHAOS_TICKS};
-use kvstore::sim::{run_seed_with, run_seeds, Outcome};
+use kvstore::sim::{run_plan_with, run_plans, run_seeds, Outcome, Plan};
+
+/// Whether `SIM_MEMBERSHIP` asks for membership changes.
+fn membership_from_env() -> bool {
+    std::env::var("SIM_MEMBERSHIP").is_ok_and(|v| v != "0" && !v.is_empty())
+}
 
 fn sum(outcomes: &[Outcome]) -> (usize, usize) {
     let acked = outcomes.iter().map(|o| o.acked).sum();
@@ -45,18 +58,28 @@ fn debug_seed() {
         return;
     };
     let seed: u64 = seed.parse().expect("SIM_DEBUG is a seed");
-    let (w, outcome) = run_seed_with(5, seed, |_| {});
+    let plan = Plan {
+        nodes: 5,
+        membership: membership_from_env(),
+    };
+    let (w, outcome) = run_plan_with(plan, seed, |_| {});
     for i in 0..w.len() {
+        if !w.is_up(i) {
+            println!("node {i}: down ({})", w.id_of(i));
+            continue;
+        }
         let c = w.core(i);
         let st = c.status();
         println!(
-            "node {i}: {:?} term {} commit {} last {} base {} applied {} progress {:?}",
+            "node {i} ({}): {:?} term {} commit {} last {} base {} applied {} config {:?} progress {:?}",
+            st.id,
             st.role,
             st.term,
             st.commit_index,
             st.last_log_index,
             st.log_base,
             w.applied_index(i),
+            st.configuration,
             c.describe_progress()
         );
     }
@@ -103,8 +126,8 @@ fn a_thousand_seeds_of_crashes_torn_writes_and_failed_disks_keep_raft_safe() {
     );
 }
 
-/// Replays one seed with `SIM_SEED=<seed>` (and `SIM_NODES`, default: the mixed runs' size);
-/// does nothing otherwise.
+/// Replays one seed with `SIM_SEED=<seed>` (and `SIM_NODES`, default: the mixed runs' size;
+/// `SIM_MEMBERSHIP=1` for a run with membership changes); does nothing otherwise.
 #[test]
 fn replay_one_seed() {
     let Ok(seed) = std::env::var("SIM_SEED") else {
@@ -115,7 +138,15 @@ fn replay_one_seed() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| nodes_for(seed));
-    let outcomes = run_seeds([seed], |_| n, |_| {});
+    let membership = membership_from_env();
+    let outcomes = run_plans(
+        [seed],
+        |_| Plan {
+            nodes: n,
+            membership,
+        },
+        |_| {},
+    );
     println!("{:?}", outcomes[0]);
 }
 
@@ -126,7 +157,7 @@ fn replay_one_seed() {
 fn sending_before_the_write_is_durable_is_caught() {
     let caught = (10_000..11_000u64).find(|&seed| {
         std::panic::catch_unwind(|| {
-            run_seed_with(nodes_for(seed), seed, |w| {
+            kvstore::sim::run_seed_with(nodes_for(seed), seed, |w| {
                 w.break_persist_before_send = true
             })
         })
@@ -135,5 +166,54 @@ fn sending_before_the_write_is_durable_is_caught() {
     assert!(
         caught.is_some(),
         "no seed caught a node that sends before its write is durable"
+    );
+}
+
+/// A thousand seeds, three and five initial nodes mixed with two spare slots, with every fault
+/// above and membership changes and leadership transfers at random: learners join (new nodes,
+/// empty), are promoted, members are removed (the removed keep running, then new nodes take
+/// their slots), leadership moves. Safe throughout, and at the end every member agrees.
+#[test]
+fn a_thousand_seeds_with_membership_changes_stay_safe_and_converge() {
+    let outcomes = run_plans(20_000..21_000, |s| Plan::membership(nodes_for(s)), |_| {});
+    let total = |f: fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
+    let acked = total(|o| o.acked);
+    let configs = total(|o| o.configs);
+    let asked = total(|o| o.stats.changes_asked);
+    let proposed = total(|o| o.stats.changes_proposed);
+    let rejected = total(|o| o.stats.changes_rejected);
+    let joins = total(|o| o.stats.joins);
+    let retired = total(|o| o.stats.retired);
+    let transfers = total(|o| o.stats.transfers_started);
+    let transfers_asked = total(|o| o.stats.transfers_asked);
+    let last_voter = total(|o| o.stats.last_voter_refused);
+    let crashes = total(|o| o.stats.crashes);
+    let grown = outcomes.iter().filter(|o| o.voters > 3).count();
+    let shrunk = outcomes.iter().filter(|o| o.voters < 3).count();
+    println!(
+        "1000 membership seeds x {CHAOS_TICKS} ticks: {acked} acknowledged, {crashes} crashes; \
+         {asked} changes asked, {proposed} proposed, {rejected} rejected, {configs} \
+         configuration entries agreed; {joins} nodes joined, {retired} removed nodes retired; \
+         {transfers} of {transfers_asked} transfers started; {last_voter} removals of the last \
+         voter refused; {grown} runs end with more than 3 voters, {shrunk} with fewer"
+    );
+    // Measured when this was written: 77,544 acknowledged, 4,630 crashes, 15,262
+    // configuration entries, 6,374 joins, 5,158 retired, 5,521 transfers, 2,208 refusals.
+    assert!(acked > 50_000, "proposals acknowledged: {acked}");
+    assert!(crashes > 3_000, "crashes: {crashes}");
+    // The operator must actually change things.
+    assert!(configs > 8_000, "configuration entries agreed: {configs}");
+    assert!(
+        joins > 3_000 && retired > 2_500,
+        "joins {joins}, retired {retired}"
+    );
+    assert!(transfers > 2_500, "transfers started: {transfers}");
+    assert!(
+        last_voter > 500,
+        "removals of the last voter refused: {last_voter}"
+    );
+    assert!(
+        grown > 100 && shrunk > 100,
+        "grown {grown}, shrunk {shrunk}"
     );
 }

@@ -87,8 +87,12 @@ impl RaftCore {
     /// Start a pre-vote (if enabled) or an election. A node that is not a voter of its
     /// configuration never does.
     pub(super) fn campaign(&mut self) {
-        if !self.membership.current().is_voter(&self.cfg.id) {
+        if !self.membership.current().is_voter(&self.cfg.id) && !self.needed_until_committed() {
+            // Not a voter here, but maybe one in a newer configuration it has not received:
+            // the leader it knew is silent for a whole timeout, so its lease is over (else it
+            // would refuse every vote, and a cluster needing its vote never elects again).
             self.election_elapsed = 0;
+            self.leader = None;
             return;
         }
         if self.cfg.pre_vote {
@@ -96,6 +100,17 @@ impl RaftCore {
         } else {
             self.become_candidate(false);
         }
+    }
+
+    /// Whether this node, a voter before the configuration in force removed it, may still
+    /// have to lead: that configuration's entry is not known committed, and this node's log
+    /// may be the only one that can win (thesis §4.2.2, Figure 4.6: "a server that is not part
+    /// of its own latest configuration should still start new elections, as it might still be
+    /// needed until the C_new entry is committed"). Its own vote does not count; as leader it
+    /// commits the change, then steps down.
+    fn needed_until_committed(&self) -> bool {
+        let at = self.membership.current_index();
+        at > self.commit_index && at > 0 && self.membership.at(at - 1).is_voter(&self.cfg.id)
     }
 
     /// A new (pre-)election round: no leader, a fresh timeout, and only this node's own vote.
