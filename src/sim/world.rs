@@ -173,18 +173,28 @@ impl World {
         }
     }
 
-    /// A scripted world of `n` fresh nodes (pre-vote and check-quorum off).
+    /// A scripted world of `n` fresh nodes (pre-vote and check-quorum off). In unit tests their
+    /// configuration is taken as already recorded (a leader does not write it down in an entry
+    /// of its own, so log indexes are those of the paper's figures).
     pub fn new(n: usize) -> World {
         let cores = (0..n)
             .map(|i| {
                 let cfg = adapt::config(i, false, false);
-                RaftCore::new(
+                let core = RaftCore::new(
                     cfg,
                     adapt::configuration(n),
                     HardState::default(),
                     RaftLog::new(),
                     3 + i as u64,
-                )
+                );
+                #[cfg(test)]
+                let core = {
+                    let mut core = core;
+                    let outputs = core.set_configuration(adapt::configuration(n));
+                    debug_assert!(outputs.is_empty());
+                    core
+                };
+                core
             })
             .collect();
         World::from_cores(cores)

@@ -219,7 +219,7 @@ impl RaftCore {
     /// Replace the configuration in force by hand, as if a configuration entry at the log's
     /// base said so (tests only: at run time configurations come from the log and snapshots).
     #[cfg(test)]
-    fn set_configuration(&mut self, configuration: Configuration) -> Vec<Output> {
+    pub(crate) fn set_configuration(&mut self, configuration: Configuration) -> Vec<Output> {
         let base = self.log.base_index();
         self.membership = Membership::new(configuration, base, &RaftLog::new()).recorded();
         self.configuration_changed();
