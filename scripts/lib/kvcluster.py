@@ -626,9 +626,10 @@ def preload_script(tmp, nkeys, threads):
     with open(path, "w") as f:
         f.write('wrk.method = "PUT"\nwrk.headers["Content-Type"] = "application/json"\n'
                 'local ids = 0\nfunction setup(thread) thread:set("tid", ids); ids = ids + 1 end\n'
+                'local from = tonumber(os.getenv("KVSTORE_PRELOAD_FROM") or "0")\n'
                 'local counter = -1\nlocal value = string.rep("v", 100)\n'
                 'request = function()\n  counter = counter + 1\n'
-                f'  local k = (counter * {threads} + tid) % {nkeys}\n'
+                f'  local k = (from + counter * {threads} + tid) % {nkeys}\n'
                 '  return wrk.format(nil, "/set", nil, \'{"key":"key-\' .. k .. \'","value":"\' .. value .. \'"}\')\n'
                 'end\n')
     return path
@@ -680,7 +681,10 @@ def cmd_bench_membership(args):
         leader = c3.url(li)
         script = preload_script(tmp, args.keys, 2)
         t0 = time.monotonic()
+        keys = 0
         while True:
+            # Each run continues where the last one got to (keys are written in order).
+            os.environ["KVSTORE_PRELOAD_FROM"] = str(max(0, keys - 2000))
             run_wrk(leader, 64, 5, script)
             keys = (health(leader, 2.0) or {}).get("store", {}).get("keys", 0)
             if keys >= args.keys:
