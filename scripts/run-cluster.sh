@@ -142,7 +142,7 @@ cluster_call() { # method path [json]
   local live; live="$(any_live_url)" || return 1
   local out code
   out="$(curl -s -m 30 -w '\n%{http_code}' -X "$1" ${3:+-H 'content-type: application/json' -d "$3"} \
-    "${CURL[@]:3}" "$live$2")" || { echo "no answer from $live" >&2; return 1; }
+    "${CURL[@]:4}" "$live$2")" || { echo "no answer from $live" >&2; return 1; }
   code="${out##*$'\n'}"; echo "${out%$'\n'*}"
   [[ "$code" == 200 ]]
 }
