@@ -360,21 +360,9 @@ pub async fn promote(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    check_id(&id)?;
     let path = format!("/cluster/members/{}/promote", path_segment(&id));
-    let at = Routed::new(&state, &fwd, &req, Method::POST, &path);
-    let answer = at
-        .run(|| change(&at, ConfigChange::Promote(id.clone())))
-        .await?;
-    match answer {
-        Answer::Here(()) => Ok(HttpResponse::Ok().json(MemberReply {
-            ok: true,
-            message: "member promoted",
-            id: &id,
-            role: Some("voter"),
-        })),
-        Answer::Forwarded(res) => Ok(res),
-    }
+    let change = ConfigChange::Promote(id.clone());
+    member_change(&state, &fwd, &req, Method::POST, &path, &id, change).await
 }
 
 /// `DELETE /cluster/members/{id}`.
@@ -385,18 +373,34 @@ pub async fn remove(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    check_id(&id)?;
     let path = format!("/cluster/members/{}", path_segment(&id));
-    let at = Routed::new(&state, &fwd, &req, Method::DELETE, &path);
-    let answer = at
-        .run(|| change(&at, ConfigChange::Remove(id.clone())))
-        .await?;
+    let change = ConfigChange::Remove(id.clone());
+    member_change(&state, &fwd, &req, Method::DELETE, &path, &id, change).await
+}
+
+/// A change of member `id` routed to the leader (`method path`), answered once committed.
+async fn member_change(
+    state: &AppState,
+    fwd: &Forwarder,
+    req: &HttpRequest,
+    method: Method,
+    path: &str,
+    id: &str,
+    change_asked: ConfigChange,
+) -> Result<HttpResponse, ApiError> {
+    check_id(id)?;
+    let (message, role) = match change_asked {
+        ConfigChange::Promote(_) => ("member promoted", Some("voter")),
+        _ => ("member removed", None),
+    };
+    let at = Routed::new(state, fwd, req, method, path);
+    let answer = at.run(|| change(&at, change_asked.clone())).await?;
     match answer {
         Answer::Here(()) => Ok(HttpResponse::Ok().json(MemberReply {
             ok: true,
-            message: "member removed",
-            id: &id,
-            role: None,
+            message,
+            id,
+            role,
         })),
         Answer::Forwarded(res) => Ok(res),
     }

@@ -115,6 +115,19 @@ impl Writer {
         Writer { stop, acked, task }
     }
 
+    /// Poll until at least `n` writes were acknowledged; `what` names the expectation.
+    async fn wait_acked(&self, n: usize, what: &str) {
+        poll_until(WAIT, || async {
+            if self.acked.borrow().len() >= n {
+                Ok(())
+            } else {
+                Err(())
+            }
+        })
+        .await
+        .unwrap_or_else(|()| panic!("{what}: fewer than {n} writes acknowledged"));
+    }
+
     /// Stop writing; the acknowledged keys.
     async fn finish(self) -> Vec<String> {
         self.stop.set(true);
@@ -198,15 +211,9 @@ async fn five_voters_keep_committing_with_two_of_them_down() {
     c.kill(followers[0]);
     c.kill(followers[1]);
     let writer = Writer::start(vec![c.url(leader)], "five");
-    poll_until(WAIT, || async {
-        if writer.acked.borrow().len() >= 20 {
-            Ok(())
-        } else {
-            Err(())
-        }
-    })
-    .await
-    .expect("three of five voters commit writes");
+    writer
+        .wait_acked(20, "three of five voters commit writes")
+        .await;
     let acked = writer.finish().await;
     assert_all_present(&c, leader, &acked).await;
 }
@@ -242,15 +249,9 @@ async fn a_killed_node_is_replaced_by_a_new_one_at_a_new_address() {
         .expect("follower");
     c.kill(other);
     let writer = Writer::start(vec![c.url(leader)], "replace");
-    poll_until(WAIT, || async {
-        if writer.acked.borrow().len() >= 10 {
-            Ok(())
-        } else {
-            Err(())
-        }
-    })
-    .await
-    .expect("the leader and the new node commit together");
+    writer
+        .wait_acked(10, "the leader and the new node commit together")
+        .await;
     let acked = writer.finish().await;
     assert_all_present(&c, leader, &acked).await;
 }
@@ -325,15 +326,9 @@ async fn leadership_moves_to_the_named_follower_under_load_without_losing_a_writ
     let target = (0..3).find(|i| *i != leader).expect("follower");
     let target_id = format!("n{}", target + 1);
     let writer = Writer::start((0..3).map(|i| c.url(i)).collect(), "transfer");
-    poll_until(WAIT, || async {
-        if writer.acked.borrow().len() >= 20 {
-            Ok(())
-        } else {
-            Err(())
-        }
-    })
-    .await
-    .expect("writes flow before the transfer");
+    writer
+        .wait_acked(20, "writes flow before the transfer")
+        .await;
     // Asked through a follower: routed to the leader like every change.
     let other = (0..3)
         .find(|i| *i != leader && *i != target)
