@@ -318,6 +318,11 @@ fn base_urls_accept_https() {
     assert_eq!(parse_base_url("https://a/").unwrap(), "https://a:443");
     assert_eq!(parse_base_url("http://a").unwrap(), "http://a:80");
     assert!(parse_base_url("ftp://a").is_err());
+    // Configuration entries and snapshots carry members' URLs of at most 512 bytes.
+    let host = "h".repeat(crate::raft::rpc::MAX_URL_BYTES);
+    assert!(parse_base_url(&format!("http://{host}:1"))
+        .unwrap_err()
+        .contains("longer than"));
     assert_eq!(default_url(true, "0.0.0.0", 5), "https://localhost:5");
 }
 
