@@ -582,6 +582,25 @@ fn join_and_learner() {
 }
 
 #[test]
+fn a_node_id_the_membership_routes_refuse_cannot_join() {
+    // NODE_ID may hold `/` or non-ASCII, but POST /cluster/members refuses such an id (400):
+    // a joining node would start, record the cluster's id, and only then be refused.
+    for id in ["n/4", "nœud4"] {
+        let e = Config::from_cli(
+            cli(&["--node-id", id, "--join", "http://localhost:8081"]),
+            false,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot join a cluster"), "{id}: {e}");
+        assert!(
+            Config::from_cli(cli(&["--node-id", id]), false, None).is_ok(),
+            "{id}: still fine without --join"
+        );
+    }
+}
+
+#[test]
 fn join_from_the_environment_needs_a_node_id() {
     // Through parse_from, which checks that NODE_ID was given (as with PEERS).
     let e = Config::parse_from(["kvstore", "--join", "http://localhost:8081"]).unwrap_err();
