@@ -10,10 +10,12 @@
 //!    so it never campaigns before the cluster has added it. The node records the fetched
 //!    cluster id in its data directory.
 //! 3. Once it serves: [`add_and_promote`] asks the cluster to add it as a learner
-//!    (`POST /cluster/members`, retried on 503 for about [`ADD_FOR`]), then, unless
-//!    `--learner`, asks every [`PROMOTE_EVERY`] to promote it (`POST
-//!    /cluster/members/{id}/promote`) while it lags (409) or no leader answers (503), until
-//!    it is a voter. Any other refusal ends the process (`crate::fatal`, [`Fatal::Join`]).
+//!    (`POST /cluster/members`, retried on 503, or a 409 saying another change or a transfer
+//!    is in progress, for about [`ADD_FOR`]), then, unless `--learner`, asks every
+//!    [`PROMOTE_EVERY`] to promote it (`POST /cluster/members/{id}/promote`) while it lags
+//!    (409), another change or a transfer is in progress (409) or no leader answers (503),
+//!    until it is a voter (a 409 "already a voter" included: an earlier answer was lost). Any
+//!    other refusal ends the process (`crate::fatal`, [`Fatal::Join`]).
 //!
 //! An edge module: HTTP calls to the cluster's client API and checks of what it answers; it
 //! never touches the node's storage or Raft state (startup and the cluster do).
