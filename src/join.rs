@@ -10,10 +10,12 @@
 //!    so it never campaigns before the cluster has added it. The node records the fetched
 //!    cluster id in its data directory.
 //! 3. Once it serves: [`add_and_promote`] asks the cluster to add it as a learner
-//!    (`POST /cluster/members`, retried on 503 for about [`ADD_FOR`]), then, unless
-//!    `--learner`, asks every [`PROMOTE_EVERY`] to promote it (`POST
-//!    /cluster/members/{id}/promote`) while it lags (409) or no leader answers (503), until
-//!    it is a voter. Any other refusal ends the process (`crate::fatal`, [`Fatal::Join`]).
+//!    (`POST /cluster/members`, retried on 503, or a 409 saying another change or a transfer
+//!    is in progress, for about [`ADD_FOR`]), then, unless `--learner`, asks every
+//!    [`PROMOTE_EVERY`] to promote it (`POST /cluster/members/{id}/promote`) while it lags
+//!    (409), another change or a transfer is in progress (409) or no leader answers (503),
+//!    until it is a voter (a 409 "already a voter" included: an earlier answer was lost). Any
+//!    other refusal ends the process (`crate::fatal`, [`Fatal::Join`]).
 //!
 //! An edge module: HTTP calls to the cluster's client API and checks of what it answers; it
 //! never touches the node's storage or Raft state (startup and the cluster do).
@@ -271,7 +273,7 @@ async fn add_and_promote_inner(
     loop {
         let last = match call(&client, awc::http::Method::POST, &add, Some(&body)).await {
             Ok(a) if a.status == 200 => break,
-            Ok(a) if a.status == 503 => format!("503: {}", a.message()),
+            Ok(a) if a.status == 503 || is_busy(&a) => format!("{}: {}", a.status, a.message()),
             Ok(a) => {
                 return Err(format!(
                     "cannot join: the cluster refused to add {id:?} ({}): {}",
@@ -303,9 +305,11 @@ async fn add_and_promote_inner(
     let mut logged = Instant::now();
     loop {
         let last = match call(&client, awc::http::Method::POST, &promote, None).await {
-            Ok(a) if a.status == 200 => break,
-            // 409 lagging: still catching up; 503: no leader or not ready yet.
-            Ok(a) if a.status == 503 || (a.status == 409 && is_lagging(&a)) => a.message(),
+            // 409 already a voter: an earlier request was made, its answer lost.
+            Ok(a) if a.status == 200 || is_already_voter(&a, id) => break,
+            // 409 lagging: still catching up; 409 busy: another change (or a transfer) is
+            // being made; 503: no leader or not ready yet.
+            Ok(a) if a.status == 503 || is_lagging(&a) || is_busy(&a) => a.message(),
             Ok(a) => {
                 return Err(format!(
                     "cannot join: the cluster refused to promote {id:?} ({}): {}",
@@ -335,7 +339,23 @@ async fn add_and_promote_inner(
 
 /// A 409 that says the node lags (keep waiting), not another conflict.
 fn is_lagging(a: &Answer) -> bool {
-    a.message().contains("lags")
+    a.status == 409 && a.message().contains("lags")
+}
+
+/// A 409 that says the cluster is making another change or a leadership transfer (one at a
+/// time): retry, it ends shortly. Another node joining at the same time, an operator's change,
+/// the leader's own rewrite of provisional ids, or a leader handing over before it stops.
+fn is_busy(a: &Answer) -> bool {
+    let m = a.message();
+    a.status == 409
+        && (m.contains("a membership change is in progress")
+            || m.contains("a leadership transfer is in progress"))
+}
+
+/// A 409 that says `id` is a voter already.
+fn is_already_voter(a: &Answer, id: &str) -> bool {
+    let voter = crate::raft::MembershipError::AlreadyVoter(id.into()).to_string();
+    a.status == 409 && a.message().contains(&voter)
 }
 
 #[cfg(test)]
@@ -391,6 +411,37 @@ mod tests {
         let c = plan(&view(Some("n1")), "n3", "http://127.0.0.1:3").unwrap();
         assert_eq!(c.members().count(), 3);
         assert_eq!(c.role_of("n3"), Some(MemberRole::Learner));
+    }
+
+    fn answer(status: u16, error: crate::raft::MembershipError) -> Answer {
+        Answer {
+            status,
+            body: serde_json::json!({"ok": false, "message": error.to_string()}),
+        }
+    }
+
+    #[test]
+    fn a_busy_cluster_or_a_lost_answer_is_not_a_refusal() {
+        use crate::raft::MembershipError as E;
+        // Another node joining at once, or a transfer: retried, not fatal.
+        assert!(is_busy(&answer(409, E::InProgress)));
+        assert!(is_busy(&answer(409, E::TransferInProgress)));
+        assert!(!is_busy(&answer(409, E::IdInUse("n4".into()))));
+        let lag = E::Lagging {
+            id: "n4".into(),
+            matched: 1,
+            last: 2000,
+        };
+        assert!(is_lagging(&answer(409, lag)) && !is_busy(&answer(409, E::NotReady)));
+        // A promotion made whose answer was lost: retried, it says "already a voter".
+        assert!(is_already_voter(
+            &answer(409, E::AlreadyVoter("n4".into())),
+            "n4"
+        ));
+        assert!(!is_already_voter(
+            &answer(409, E::AlreadyVoter("n5".into())),
+            "n4"
+        ));
     }
 
     #[test]

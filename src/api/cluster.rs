@@ -55,6 +55,17 @@ pub fn check_id(id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The id of an existing member, as the routes that name one take it (promote, remove,
+/// transfer): an id [`check_id`] accepts, or a *provisional* id, the normalized URL of a peer
+/// `PEERS` gave by URL only (percent-encoded in a path). Such a peer that never answered keeps
+/// that id, and must still be removable.
+pub fn check_member_id(id: &str) -> Result<(), ApiError> {
+    if id.len() <= MAX_URL_BYTES && parse_base_url(id).as_deref() == Ok(id) {
+        return Ok(());
+    }
+    check_id(id)
+}
+
 /// A member URL: `http(s)://host:port` (normalized, the port made explicit), at most 512
 /// bytes.
 pub fn check_url(url: &str) -> Result<String, ApiError> {
@@ -388,7 +399,7 @@ async fn member_change(
     id: &str,
     change_asked: ConfigChange,
 ) -> Result<HttpResponse, ApiError> {
-    check_id(id)?;
+    check_member_id(id)?;
     let (message, role) = match change_asked {
         ConfigChange::Promote(_) => ("member promoted", Some("voter")),
         _ => ("member removed", None),
@@ -414,7 +425,7 @@ pub fn parse_transfer(body: &[u8]) -> Result<TransferTo, ApiError> {
     let to: TransferTo =
         serde_json::from_slice(body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     if let Some(id) = &to.id {
-        check_id(id)?;
+        check_member_id(id)?;
     }
     Ok(to)
 }
@@ -559,6 +570,43 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("at most 512"));
+    }
+
+    #[test]
+    fn a_provisional_id_can_be_named() {
+        // A peer PEERS gave by URL only, that never answered, keeps its URL as its id: it
+        // must be removable (and promotable, and a transfer target) by that id.
+        assert!(check_member_id("http://10.0.0.2:8082").is_ok());
+        assert!(check_member_id("n2").is_ok());
+        for bad in ["http://h:9/", "http://h", "a/b", "", "a b"] {
+            assert!(check_member_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(
+            check_id("http://10.0.0.2:8082").is_err(),
+            "not as a new member's id"
+        );
+        assert_eq!(
+            parse_transfer(br#"{"id":"http://10.0.0.2:8082"}"#)
+                .unwrap()
+                .id
+                .as_deref(),
+            Some("http://10.0.0.2:8082")
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_provisional_id_reaches_the_routes_percent_encoded() {
+        use actix_web::{test, App};
+        let app = test::init_service(App::new().route(
+            "/cluster/members/{id}",
+            web::delete().to(|id: web::Path<String>| async move { id.into_inner() }),
+        ))
+        .await;
+        let uri = format!("/cluster/members/{}", path_segment("http://10.0.0.2:8082"));
+        assert_eq!(uri, "/cluster/members/http%3A%2F%2F10.0.0.2%3A8082");
+        let req = test::TestRequest::delete().uri(&uri).to_request();
+        let body = test::call_and_read_body(&app, req).await;
+        assert_eq!(body, "http://10.0.0.2:8082");
     }
 
     #[test]

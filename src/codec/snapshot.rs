@@ -146,8 +146,16 @@ impl<'a> Reader<'a> {
         }
         (0..n)
             .map(|_| {
-                let id = self.string(MAX_ID_BYTES, "a member id")?;
+                // A peer known by its URL only has it as its (provisional) id: up to a URL's
+                // length; any other id up to an id's.
+                let id = self.string(MAX_URL_BYTES, "a member id")?;
                 let url = self.string(MAX_URL_BYTES, "a member URL")?;
+                if id.len() > MAX_ID_BYTES && id != url {
+                    return Err(format!(
+                        "a member id of {} bytes, more than any node accepts",
+                        id.len()
+                    ));
+                }
                 Ok(Member::new(id, url))
             })
             .collect()
@@ -244,6 +252,21 @@ mod tests {
         // Without a configuration: recorded as none.
         let s = decode(&encode(META, None, refs(&p))).unwrap();
         assert_eq!((s.configuration, s.pairs), (None, p));
+    }
+
+    #[test]
+    fn a_provisional_id_may_be_as_long_as_a_url() {
+        // PEERS allows URLs longer than an id may be; a peer known by its URL only (say one
+        // that never answered) has it as its id, and every snapshot records it.
+        let long = format!("http://{}.example:8082", "h".repeat(MAX_ID_BYTES));
+        let c = Configuration::new(vec![
+            Member::new("n1", "http://127.0.0.1:8081"),
+            Member::by_url(long.as_str()),
+        ])
+        .unwrap();
+        let p = pairs();
+        let s = decode(&encode(META, Some(&c), refs(&p))).expect("a snapshot it wrote");
+        assert_eq!(s.configuration, Some(c));
     }
 
     #[test]

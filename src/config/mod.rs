@@ -322,6 +322,14 @@ impl Config {
             })?),
             _ => None,
         };
+        if join.is_some() && node_id.bytes().any(|b| !b.is_ascii_graphic() || b == b'/') {
+            // The cluster would refuse it (400) only after this node started and recorded the
+            // cluster's id: say so now. Members are named in URL paths and peer headers.
+            return invalid(format!(
+                "NODE_ID {node_id:?} cannot join a cluster (--join): a member id is printable \
+                 ASCII without `/` (the membership routes name members in URL paths)"
+            ));
+        }
         if cli.learner && join.is_none() {
             return invalid(
                 "--learner (KVSTORE_LEARNER) only means something with --join (KVSTORE_JOIN)"

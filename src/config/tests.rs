@@ -318,6 +318,11 @@ fn base_urls_accept_https() {
     assert_eq!(parse_base_url("https://a/").unwrap(), "https://a:443");
     assert_eq!(parse_base_url("http://a").unwrap(), "http://a:80");
     assert!(parse_base_url("ftp://a").is_err());
+    // Configuration entries and snapshots carry members' URLs of at most 512 bytes.
+    let host = "h".repeat(crate::raft::rpc::MAX_URL_BYTES);
+    assert!(parse_base_url(&format!("http://{host}:1"))
+        .unwrap_err()
+        .contains("longer than"));
     assert_eq!(default_url(true, "0.0.0.0", 5), "https://localhost:5");
 }
 
@@ -574,6 +579,25 @@ fn join_and_learner() {
     assert_eq!(c.storage, Storage::Memory);
     let e = Config::from_cli(cli(&["--join", "https://localhost:8081"]), false, None).unwrap_err();
     assert!(e.to_string().contains("--tls-ca"), "{e}");
+}
+
+#[test]
+fn a_node_id_the_membership_routes_refuse_cannot_join() {
+    // NODE_ID may hold `/` or non-ASCII, but POST /cluster/members refuses such an id (400):
+    // a joining node would start, record the cluster's id, and only then be refused.
+    for id in ["n/4", "nœud4"] {
+        let e = Config::from_cli(
+            cli(&["--node-id", id, "--join", "http://localhost:8081"]),
+            false,
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot join a cluster"), "{id}: {e}");
+        assert!(
+            Config::from_cli(cli(&["--node-id", id]), false, None).is_ok(),
+            "{id}: still fine without --join"
+        );
+    }
 }
 
 #[test]

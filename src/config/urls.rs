@@ -28,7 +28,13 @@ pub fn parse_base_url(raw: &str) -> Result<String, String> {
         return Err("must be a base URL without a path or query".into());
     }
     let port = authority.port_u16().unwrap_or(default_port);
-    Ok(format!("{scheme}://{}:{port}", authority.host()))
+    let url = format!("{scheme}://{}:{port}", authority.host());
+    // Members' URLs travel in configuration entries and snapshots, which refuse longer ones.
+    let max = crate::raft::rpc::MAX_URL_BYTES;
+    if url.len() > max {
+        return Err(format!("longer than {max} bytes"));
+    }
+    Ok(url)
 }
 
 /// PEERS: comma-separated base URLs, each optionally named `id=url`. Returns the normalized

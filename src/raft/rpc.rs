@@ -180,7 +180,9 @@ fn check_config_entry(e: &Entry) -> Result<(), String> {
         ));
     }
     for m in configuration.members() {
-        if m.id.len() > MAX_ID_BYTES || m.url.len() > MAX_URL_BYTES {
+        // A provisional id is the member's URL (see `Member::by_url`).
+        let id_too_long = m.id.len() > MAX_ID_BYTES && m.id != m.url;
+        if id_too_long || m.url.len() > MAX_URL_BYTES {
             return Err(format!(
                 "configuration entry {} has a member id or URL too long (at most \
                  {MAX_ID_BYTES} and {MAX_URL_BYTES} bytes)",
@@ -399,6 +401,12 @@ mod tests {
         assert!(append_with(long_id.unwrap()).validate().is_err());
         let long_url = Configuration::new(vec![Member::new("x", "h".repeat(MAX_URL_BYTES + 1))]);
         assert!(append_with(long_url.unwrap()).validate().is_err());
+        // A peer known by its URL only has it as its id: as long as a URL may be.
+        let provisional = Configuration::new(vec![
+            Member::new("n0", "http://n0"),
+            Member::by_url(format!("http://{}:1", "h".repeat(MAX_ID_BYTES))),
+        ]);
+        assert_eq!(append_with(provisional.unwrap()).validate(), Ok(()));
         let answer = Message::AppendResponse(AppendResponse {
             node_id: Some("y".repeat(MAX_ID_BYTES + 1)),
             ..AppendResponse::default()

@@ -113,13 +113,19 @@ impl RaftCore {
     }
 
     /// A leader asks this node to campaign now: a voter of its configuration, in the leader's
-    /// term, not leading, starts an election at once, without a pre-vote.
+    /// term, following that leader (the one it heard from in this term: a transfer first
+    /// brings the target up to date, so it has), starts an election at once, without a
+    /// pre-vote. A TimeoutNow from any other node (stale, or of a higher term, so from no
+    /// leader this node follows) is refused: its election would pass the lease of the real
+    /// leader (a transfer vote is granted even while voters hear from it).
     pub(super) fn on_timeout_now(&mut self, req: TimeoutNowRequest) {
         if req.term > self.term {
             self.become_follower(req.term, None);
         }
+        let from_my_leader = self.leader.as_ref().is_some_and(|l| l.id == req.leader_id);
         let accepted = req.term == self.term
             && req.leader_id != self.cfg.id
+            && from_my_leader
             && self.role != Role::Leader
             && self.membership.current().is_voter(&self.cfg.id);
         if accepted {

@@ -150,6 +150,50 @@ fn s3_10_timeout_now_starts_an_election_at_once_without_pre_vote() {
 }
 
 #[test]
+fn s3_10_a_timeout_now_from_a_node_that_does_not_lead_is_refused() {
+    let mut f = core_with("f", 2, true, true);
+    f.step(Input::Request(heartbeat(3, "p0")));
+    let refused = |out: &[Output], term: Term| {
+        assert_eq!(
+            *reply(out),
+            Message::TimeoutNowResponse(TimeoutNowResponse {
+                term,
+                accepted: false
+            })
+        );
+    };
+    // p1 does not lead term 3: p0 does, and f follows it.
+    let out = f.step(Input::Request(Message::TimeoutNowRequest(
+        TimeoutNowRequest {
+            term: 3,
+            leader_id: peer(1),
+        },
+    )));
+    refused(&out, 3);
+    assert_eq!(f.role(), Role::Follower);
+    assert_eq!(f.leader().map(|l| l.id.as_str()), Some("p0"));
+    // A higher term: adopted (as any message's), but no leader f follows sent it.
+    let out = f.step(Input::Request(Message::TimeoutNowRequest(
+        TimeoutNowRequest {
+            term: 5,
+            leader_id: peer(1),
+        },
+    )));
+    refused(&out, 5);
+    assert_eq!(f.role(), Role::Follower);
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            Output::Send {
+                msg: Message::VoteRequest(_),
+                ..
+            }
+        )),
+        "no election"
+    );
+}
+
+#[test]
 fn s3_10_a_lagging_target_is_caught_up_first() {
     let mut net = cluster(&["n0", "n1", "n2"], &[], &[], false, false);
     net.elect(0);
