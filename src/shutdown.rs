@@ -62,6 +62,9 @@ async fn hand_over(raft: &Addr<RaftActor>, wait: std::time::Duration) {
     if status.state != "leader" {
         return;
     }
+    if status.configuration.voters().len() < 2 {
+        return; // the only voter: nobody to hand it to (a single node)
+    }
     tracing::info!("handing leadership to the most caught-up voter before stopping");
     let started = std::time::Instant::now();
     let ask = raft.send(TransferLeadership(None));
