@@ -60,6 +60,7 @@ impl RaftCore {
                 self.heartbeat_elapsed = 0;
                 self.broadcast(true);
             }
+            self.pace_learners();
         } else if self.election_elapsed >= self.randomized_timeout {
             self.campaign();
         }
@@ -229,7 +230,14 @@ impl RaftCore {
             return;
         }
         if req.term > self.term {
+            // The term is adopted, but the election timer runs on: only a granted vote (below)
+            // or the leader's AppendEntries reset it (Figure 2). A candidate whose log cannot
+            // win would otherwise keep resetting the one node whose log can, each time it
+            // retries, and no leader is ever elected (found by the membership simulation).
+            let (elapsed, timeout) = (self.election_elapsed, self.randomized_timeout);
             self.become_follower(req.term, None);
+            self.election_elapsed = elapsed;
+            self.randomized_timeout = timeout;
         }
         if req.term < self.term {
             let term = self.term;

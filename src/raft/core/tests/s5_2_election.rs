@@ -192,3 +192,32 @@ fn s5_2_election_safety_at_most_one_leader_per_term_on_a_lossless_network() {
         assert_eq!(leaders, 1, "seed {seed}: one stable leader at the end");
     }
 }
+
+#[test]
+fn s5_2_a_refused_vote_in_a_higher_term_does_not_reset_the_election_timer() {
+    // Figure 2: only a granted vote or the current leader's AppendEntries reset the timer. A
+    // candidate whose log cannot win must not keep the node whose log can from campaigning.
+    let mut c = node("a", 2, 1, log_with_terms(&[1, 1]));
+    let timeout = c.randomized_timeout();
+    for _ in 0..timeout - 2 {
+        assert!(c.step(Input::Tick).is_empty());
+    }
+    let out = c.step(Input::Request(vote_req(5, "p0", 1, 1)));
+    assert_eq!(
+        reply(&out),
+        &vote_resp(5, false),
+        "its log is behind: refused"
+    );
+    assert_eq!(
+        (c.term(), c.role()),
+        (5, Role::Follower),
+        "the term is adopted"
+    );
+    assert!(c.step(Input::Tick).is_empty());
+    c.step(Input::Tick);
+    assert_eq!(
+        (c.role(), c.term()),
+        (Role::Candidate, 6),
+        "the timer ran on through the refused request"
+    );
+}
