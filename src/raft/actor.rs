@@ -57,7 +57,7 @@ pub use self::messages::{
 };
 pub use self::policy::{
     SnapshotData, SnapshotInfo, SnapshotPolicy, DEFAULT_SNAPSHOT_FACTOR, MAX_SNAPSHOT_BYTES,
-    SNAPSHOT_CHUNK_BYTES,
+    SNAPSHOT_CHUNK_BYTES, SNAPSHOT_SEND_BYTES_PER_SEC,
 };
 pub use super::barrier::MAX_HELD;
 
@@ -119,6 +119,8 @@ pub struct RaftActor {
     snapshotting: bool,
     /// Bytes of entries applied since the last snapshot was started.
     bytes_since_snapshot: u64,
+    /// Followers waiting for the snapshot being taken, to be sent a fresh one.
+    fresh_snapshot_for: Vec<(NodeId, SnapshotHeader)>,
     /// A snapshot arriving from the leader, chunk by chunk.
     incoming: Option<Incoming>,
     /// A received snapshot is being checked and stored.
@@ -246,6 +248,7 @@ impl RaftActor {
             snapshot: setup.snapshot.map(Rc::new),
             prev_snapshot_index: 0,
             snapshotting: false,
+            fresh_snapshot_for: Vec::new(),
             bytes_since_snapshot: 0,
             incoming: None,
             installing: false,

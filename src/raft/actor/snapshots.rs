@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use actix::{ActorFutureExt, AsyncContext, Context, ResponseFuture, WrapFuture};
 use tokio::sync::oneshot;
 
-use super::policy::SNAPSHOTS_KEPT;
+use super::policy::{SNAPSHOTS_KEPT, SNAPSHOT_SEND_BYTES_PER_SEC};
 use super::{
     RaftActor, Replied, SnapshotData, SnapshotInfo, MAX_SNAPSHOT_BYTES, SNAPSHOT_CHUNK_BYTES,
 };
@@ -121,6 +121,10 @@ struct Received {
     len: u64,
 }
 
+/// See [`RaftActor::start_snapshot_send`]: a snapshot is taken afresh for a follower when the
+/// log applied since the newest one exceeds this fraction of its size.
+const FRESH_SNAPSHOT_DIVISOR: u64 = 4;
+
 impl RaftActor {
     /// Start taking a snapshot if the policy says one is due ([`SnapshotPolicy::due`](super::SnapshotPolicy::due)).
     pub(super) fn maybe_snapshot(&mut self, ctx: &mut Context<Self>) {
@@ -130,8 +134,19 @@ impl RaftActor {
         let last = self.snapshot.as_ref().map_or(0, |s| s.meta.index);
         let since = self.apply.applied_index().saturating_sub(last);
         let last_len = self.snapshot.as_ref().map_or(0, |s| s.len);
-        if !self.policy.due(since, self.bytes_since_snapshot, last_len) {
-            return;
+        if self.policy.due(since, self.bytes_since_snapshot, last_len) {
+            self.take_snapshot(ctx);
+        }
+    }
+
+    /// Start taking a snapshot now (unless one is under way or cannot be taken); whether one
+    /// is under way after this call.
+    fn take_snapshot(&mut self, ctx: &mut Context<Self>) -> bool {
+        if self.snapshotting {
+            return true;
+        }
+        if self.installing || self.apply.broken().is_some() {
+            return false;
         }
         self.snapshotting = true;
         self.bytes_since_snapshot = 0;
@@ -149,6 +164,7 @@ impl RaftActor {
                 act.fail_hard(Fatal::StateMachine, format!("store actor is gone: {e}"));
             }
         }));
+        true
     }
 
     /// Encode the view and make it durable (a file) or keep it in memory, on a blocking thread.
@@ -193,6 +209,7 @@ impl RaftActor {
                 error = %why,
                 "cannot write a snapshot; the log keeps growing until one succeeds"
             );
+            act.send_waiting_snapshots(ctx);
         }));
     }
 
@@ -212,12 +229,19 @@ impl RaftActor {
             store_ms = encoded.as_millis() as u64,
             "snapshot taken"
         );
-        if !self.adopt_snapshot(info) {
-            return;
+        if self.adopt_snapshot(info) {
+            let keep_from = meta.index.saturating_sub(self.policy.trailing);
+            self.step(Input::Compact { index: keep_from }, ctx);
+            self.compact_durable_log(ctx);
         }
-        let keep_from = meta.index.saturating_sub(self.policy.trailing);
-        self.step(Input::Compact { index: keep_from }, ctx);
-        self.compact_durable_log(ctx);
+        self.send_waiting_snapshots(ctx);
+    }
+
+    /// Followers that waited for a fresh snapshot get the newest one held now.
+    fn send_waiting_snapshots(&mut self, ctx: &mut Context<Self>) {
+        for (to, header) in std::mem::take(&mut self.fresh_snapshot_for) {
+            self.send_snapshot_now(to, header, ctx);
+        }
     }
 
     /// Make `info` the newest snapshot, unless a newer one is already held. Returns whether it
@@ -255,14 +279,40 @@ impl RaftActor {
 
     // ---- sending (leader) -------------------------------------------------------------------
 
-    /// Stream the newest snapshot to `to`, one chunk per request. A file is opened once for
-    /// the whole transfer, so pruning old snapshots meanwhile does not cut it short.
+    /// Stream a snapshot to `to`. When the log applied since the newest snapshot is more than
+    /// [`FRESH_SNAPSHOT_DIVISOR`]th of its size (or a snapshot is being taken), and the
+    /// follower answers heartbeats, a fresh one is taken first: encoding the state once costs far less than the follower receiving,
+    /// storing and applying that much log after an old snapshot (a joining node's catch-up).
     pub(super) fn start_snapshot_send(
         &mut self,
         to: NodeId,
         header: SnapshotHeader,
         ctx: &mut Context<Self>,
     ) {
+        let stale = self.snapshot.as_ref().is_some_and(|s| {
+            self.bytes_since_snapshot
+                .saturating_mul(FRESH_SNAPSHOT_DIVISOR)
+                > s.len
+        });
+        // Only for a follower that answers (a dead one would have snapshots taken for nothing
+        // every time the transfer is retried).
+        let window = self.core.config().election_ticks;
+        let answers = self
+            .core
+            .peer_progress()
+            .iter()
+            .any(|p| p.id == to && p.last_heard_ticks.is_some_and(|t| t <= window));
+        if answers && (stale || self.snapshotting) && self.take_snapshot(ctx) {
+            self.fresh_snapshot_for.retain(|(id, _)| *id != to);
+            self.fresh_snapshot_for.push((to, header));
+            return;
+        }
+        self.send_snapshot_now(to, header, ctx);
+    }
+
+    /// Stream the newest snapshot to `to`, one chunk per request. A file is opened once for
+    /// the whole transfer, so pruning old snapshots meanwhile does not cut it short.
+    fn send_snapshot_now(&mut self, to: NodeId, header: SnapshotHeader, ctx: &mut Context<Self>) {
         let seq = Some(header.seq);
         let Some(to) = self.core.member(&to).cloned() else {
             self.step(Input::SendFailed { to, seq }, ctx);
@@ -393,6 +443,11 @@ impl RaftActor {
             data,
             ..t.req.clone()
         };
+        // The pace: the next chunk leaves no sooner than this one's share of a second at
+        // SNAPSHOT_SEND_BYTES_PER_SEC after this one left.
+        let sent_at = Instant::now();
+        let share =
+            Duration::from_secs_f64(chunk.data.len() as f64 / SNAPSHOT_SEND_BYTES_PER_SEC as f64);
         let fut = self.transport.call(&t.to, Message::SnapshotRequest(chunk));
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let (to, seq) = (t.to.id.clone(), Some(t.req.seq));
@@ -413,7 +468,14 @@ impl RaftActor {
                         act.step(Input::SendFailed { to, seq }, ctx);
                     } else {
                         let next = resp.next_offset;
-                        act.send_snapshot_chunk(t, next, sent + 1, ctx);
+                        let wait = share.saturating_sub(sent_at.elapsed());
+                        if wait.is_zero() {
+                            act.send_snapshot_chunk(t, next, sent + 1, ctx);
+                        } else {
+                            ctx.run_later(wait, move |act, ctx| {
+                                act.send_snapshot_chunk(t, next, sent + 1, ctx)
+                            });
+                        }
                     }
                 }
                 Ok(_) => {

@@ -17,6 +17,21 @@ pub const MAX_INFLIGHT: usize = 4;
 pub const MAX_BATCH_ENTRIES: usize = 1024;
 /// About the most bytes of entries in one AppendEntries (at least one entry is always sent).
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
+/// Least bytes of entries a learner may receive per tick (see [`learner_budget`]).
+pub const LEARNER_MIN_BYTES_PER_TICK: usize = 32 * 1024;
+
+/// Bytes of entries a learner may receive in one tick, given the bytes the leader appended per
+/// tick lately (`append_rate`): twice that, so a learner's backlog drains at about the rate
+/// the writes come in, at least [`LEARNER_MIN_BYTES_PER_TICK`] and at most one full batch.
+/// Learners count for no quorum, so replicating to them once a tick costs no write any
+/// latency, and a joining node's catch-up (the log after its snapshot) is spread over time
+/// instead of taking the CPU from the writes in a burst.
+pub fn learner_budget(append_rate: usize) -> usize {
+    append_rate
+        .saturating_mul(2)
+        .clamp(LEARNER_MIN_BYTES_PER_TICK, MAX_BATCH_BYTES)
+}
+
 /// How many entries a learner may lag behind the leader's last index and still be promoted
 /// ([`MembershipError::Lagging`] otherwise).
 pub const MAX_PROMOTE_LAG: LogIndex = 1000;

@@ -84,6 +84,10 @@ pub struct RaftCore {
     election_elapsed: u32,
     /// Ticks since the last heartbeat broadcast (leaders only).
     heartbeat_elapsed: u32,
+    /// Bytes of entries this leader appended since the last tick, and their moving average
+    /// per tick: the pace of learners' replication ([`io::learner_budget`]).
+    appended_bytes: usize,
+    append_rate: usize,
     /// This round's election timeout, in `[election_ticks, 2 * election_ticks)`.
     randomized_timeout: u32,
     /// Answers in the current (pre-)election, by member (this node's own included):
@@ -143,6 +147,8 @@ impl RaftCore {
             log,
             election_elapsed: 0,
             heartbeat_elapsed: 0,
+            appended_bytes: 0,
+            append_rate: 0,
             randomized_timeout: 0,
             votes: BTreeMap::new(),
             commit_index: 0,

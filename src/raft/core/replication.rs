@@ -9,7 +9,8 @@
 //! durable, and a follower persists new entries before it acknowledges them. Committed entries
 //! come out as [`Output::Apply`], in order, exactly once. A committed entry is never replaced.
 
-use super::io::{LeaderInfo, Output, Role, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+use super::configuration::MemberRole;
+use super::io::{learner_budget, LeaderInfo, Output, Role, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
 use super::progress::ProgressState;
 use super::RaftCore;
 use crate::raft::log::{Entry, EntryPayload};
@@ -66,8 +67,30 @@ impl RaftCore {
     }
 
     /// Send `to` its next batch if flow control allows; otherwise, if `heartbeat`, an empty
-    /// AppendEntries at a point its log is known to match (or the probe point).
+    /// AppendEntries at a point its log is known to match (or the probe point). Learners get
+    /// entries only from [`Self::pace_learners`], once a tick.
     pub(super) fn send_append(&mut self, to: &NodeId, heartbeat: bool) {
+        let paced = self.membership.current().role_of(to) == Some(MemberRole::Learner);
+        self.send_append_within(to, heartbeat, (!paced).then_some(MAX_BATCH_BYTES));
+    }
+
+    /// On every tick of a leader: each learner gets one batch of at most
+    /// [`learner_budget`] bytes (see there for why), if its window is open.
+    pub(super) fn pace_learners(&mut self) {
+        let appended = std::mem::take(&mut self.appended_bytes);
+        self.append_rate = (self.append_rate.saturating_mul(7) + appended) / 8;
+        let budget = learner_budget(self.append_rate);
+        for k in 0..self.peers.len() {
+            let to = self.peers[k].clone();
+            if self.membership.current().role_of(&to) == Some(MemberRole::Learner) {
+                self.send_append_within(&to, false, Some(budget));
+            }
+        }
+    }
+
+    /// [`Self::send_append`] with a byte bound on the entries sent (`None`: no entries now,
+    /// only the snapshot or heartbeat a follower may need).
+    fn send_append_within(&mut self, to: &NodeId, heartbeat: bool, max_bytes: Option<usize>) {
         let last = self.log.last_index();
         let Some(pr) = self.progress.get(to) else {
             return;
@@ -82,11 +105,11 @@ impl RaftCore {
                 let req = self.heartbeat_request(prev);
                 self.send(to, Message::AppendRequest(req));
             }
-        } else if window_open && pr.next_index <= last {
+        } else if let (true, true, Some(max_bytes)) =
+            (window_open, pr.next_index <= last, max_bytes)
+        {
             let next = pr.next_index;
-            let entries = self
-                .log
-                .entries_from(next, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES);
+            let entries = self.log.entries_from(next, MAX_BATCH_ENTRIES, max_bytes);
             let sent_last = next + entries.len() as u64 - 1;
             let commit = self.commit_index;
             let req = self.append_request(next - 1, entries, commit);
@@ -166,6 +189,9 @@ impl RaftCore {
             .log
             .append(self.term, EntryPayload::Command { command });
         let term = self.term;
+        if let Some(e) = self.log.entry(index) {
+            self.appended_bytes = self.appended_bytes.saturating_add(e.size_hint());
+        }
         self.out.push(Output::Proposed { index, term });
         self.persist_from(index);
         self.maybe_commit();

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 
 use super::*;
+use crate::raft::core::io::learner_budget;
 
 fn change(net: &mut World, i: usize, c: ConfigChange) -> Vec<Output> {
     net.step(i, Input::ChangeMembership(c))
@@ -58,7 +59,9 @@ fn s4_a_learner_gets_the_log_but_never_votes_and_never_counts() {
         "in force on the leader at once"
     );
     net.deliver_all();
-    run(&mut net, 1);
+    // Learners get entries once a tick (paced): a heartbeat finds where its log matches, the
+    // next tick sends what it lacks.
+    run(&mut net, 4);
     assert!(net.core(0).commit_index() >= index);
     assert_eq!(
         net.core(3).log(),
@@ -663,4 +666,66 @@ fn s4_a_bootstrap_configuration_with_real_ids_is_written_down_once() {
     assert_eq!(c.log().last_index(), 2, "the no-op, then the configuration");
     assert_eq!(c.status().config_index, 2);
     assert_eq!(c.commit_index(), 2);
+}
+
+/// The entries of the AppendEntries `out` sends to `to`.
+fn entries_to<'a>(out: &'a [Output], to: &str) -> Vec<&'a AppendRequest> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to: t,
+                msg: Message::AppendRequest(req),
+            } if t == to && !req.entries.is_empty() => Some(req),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn s4_learners_get_entries_once_a_tick_within_a_byte_budget() {
+    let mut c = member_core("a", conf(&["a", "b", "c"], &["d"]), false, false);
+    elect(&mut c);
+    let big = "v".repeat(1000);
+    for i in 0..200 {
+        let out = c.step(Input::Propose(set_cmd(&format!("k{i}"), &big)));
+        assert!(
+            entries_to(&out, "d").is_empty(),
+            "a proposal never goes to the learner at once"
+        );
+    }
+    let mut next = 1;
+    for round in 0..3 {
+        let out = c.step(Input::Tick);
+        let budget = learner_budget(c.append_rate);
+        let sent = entries_to(&out, "d");
+        assert_eq!(sent.len(), 1, "round {round}: one batch per tick");
+        let req = sent[0];
+        assert_eq!(
+            req.entries[0].index, next,
+            "round {round}: where the last one ended"
+        );
+        let bytes: usize = req.entries.iter().map(|e| e.size_hint()).sum();
+        assert!(
+            bytes <= budget,
+            "round {round}: {bytes} bytes > budget {budget}"
+        );
+        let last = req.entries.last().map(|e| e.index).unwrap_or(0);
+        next = last + 1;
+        let answer = Message::AppendResponse(AppendResponse {
+            term: c.term(),
+            success: true,
+            match_index: last,
+            seq: req.seq,
+            ..Default::default()
+        });
+        let out = c.step(Input::Response {
+            from: "d".into(),
+            msg: answer,
+        });
+        assert!(
+            entries_to(&out, "d").is_empty(),
+            "round {round}: the next batch waits for the next tick"
+        );
+    }
+    assert!(next > 3, "the learner is moving on");
 }
