@@ -43,6 +43,31 @@ async fn cluster_view(c: &ProcCluster, i: usize) -> Value {
     call("GET", &format!("{}/cluster", c.url(i)), None).await.1
 }
 
+/// Poll `/cluster` through the leader `leader` until the cluster can take a membership change
+/// at once: every member known by its real id (not yet the provisional URL id of a new
+/// cluster), no change in progress (the leader then writes the configuration down under the
+/// real ids) and every member heard from lately (a change that would leave
+/// no reachable quorum is refused, and right after an election the leader has not heard from
+/// everyone yet).
+async fn wait_settled(c: &ProcCluster, leader: usize) {
+    poll_until(WAIT, || async {
+        let view = cluster_view(c, leader).await;
+        let heard = view["members"].as_array().is_some_and(|ms| {
+            ms.iter().all(|m| {
+                m["lastContactMs"].as_u64().is_some_and(|t| t < 1000)
+                    && m["id"].as_str().is_some_and(|id| !id.contains("://"))
+            })
+        });
+        if view["changeInProgress"] == false && heard {
+            Ok(())
+        } else {
+            Err(view)
+        }
+    })
+    .await
+    .unwrap_or_else(|last| panic!("the cluster did not settle: {last:#}"));
+}
+
 /// The members of a `/cluster` answer: id → role.
 fn roles(view: &Value) -> BTreeMap<String, String> {
     view["members"]
@@ -166,6 +191,7 @@ async fn wait_applied(c: &ProcCluster, i: usize, index: u64) {
 async fn a_cluster_grows_from_three_to_five_voters_while_it_takes_writes() {
     let mut c = ProcCluster::start(3);
     let (leader, _) = c.wait_for_leader(WAIT).await;
+    wait_settled(&c, leader).await;
     wait_for_members(
         &c,
         leader,
@@ -222,6 +248,7 @@ async fn five_voters_keep_committing_with_two_of_them_down() {
 async fn a_killed_node_is_replaced_by_a_new_one_at_a_new_address() {
     let mut c = ProcCluster::start(3);
     let (leader, _) = c.wait_for_leader(WAIT).await;
+    wait_settled(&c, leader).await;
     let dead = (0..3).find(|i| *i != leader).expect("a follower");
     let dead_id = format!("n{}", dead + 1);
     c.kill(dead);
@@ -260,6 +287,7 @@ async fn a_killed_node_is_replaced_by_a_new_one_at_a_new_address() {
 async fn removing_the_leader_hands_over_and_the_old_leader_says_it_was_removed() {
     let c = ProcCluster::start(3);
     let (leader, term) = c.wait_for_leader(WAIT).await;
+    wait_settled(&c, leader).await;
     let writer = Writer::start((0..3).map(|i| c.url(i)).collect(), "rmleader");
     let leader_id = format!("n{}", leader + 1);
     let (status, body) = call(
@@ -323,6 +351,7 @@ async fn removing_the_leader_hands_over_and_the_old_leader_says_it_was_removed()
 async fn leadership_moves_to_the_named_follower_under_load_without_losing_a_write() {
     let c = ProcCluster::start(3);
     let (leader, term) = c.wait_for_leader(WAIT).await;
+    wait_settled(&c, leader).await;
     let target = (0..3).find(|i| *i != leader).expect("follower");
     let target_id = format!("n{}", target + 1);
     let writer = Writer::start((0..3).map(|i| c.url(i)).collect(), "transfer");
@@ -361,6 +390,7 @@ async fn leadership_moves_to_the_named_follower_under_load_without_losing_a_writ
 async fn a_removed_node_that_never_heard_of_its_removal_does_not_disturb_the_cluster() {
     let mut c = ProcCluster::start(3);
     let (leader, _) = c.wait_for_leader(WAIT).await;
+    wait_settled(&c, leader).await;
     let victim = (0..3).find(|i| *i != leader).expect("follower");
     let victim_id = format!("n{}", victim + 1);
     // Frozen while it is removed, so it never receives the entry that removes it; it wakes up
@@ -409,6 +439,7 @@ async fn a_removed_node_that_never_heard_of_its_removal_does_not_disturb_the_clu
 async fn membership_routes_answer_errors_in_the_api_shape() {
     let c = ProcCluster::start(3);
     let (leader, _) = c.wait_for_leader(WAIT).await;
+    wait_settled(&c, leader).await;
     let base = c.url(leader);
     let cases = [
         // An id already used, with another URL.
