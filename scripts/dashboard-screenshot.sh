@@ -12,6 +12,8 @@ Usage: scripts/dashboard-screenshot.sh [--out FILE] [--base-port PORT] [--second
   --seconds S       how long the page runs before the capture (default 24; the leader is
                     killed at a third of it)
 
+Chromium is driven over --remote-debugging-pipe by a few lines of python3 (no npm).
+
 Needs chromium (apt-get install chromium) and curl. Builds kvstore with cargo (release) and finds
 the binary in cargo's target directory (CARGO_TARGET_DIR is honoured).
 USAGE
@@ -87,15 +89,60 @@ done
 serve=1
 [[ "$leader" == "n1" ]] && serve=2
 mkdir -p "$(dirname "$OUT")"
-chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
-  --hide-scrollbars --user-data-dir="$WORK/profile" --window-size=1280,800 \
-  --timeout="$((SECS * 1000))" --screenshot="$ROOT/$OUT" "$(url "$serve")/dashboard" \
-  >"$WORK/chromium.log" 2>&1 </dev/null &
+# Chromium's own --screenshot captures right after the first render; to let the page run for a
+# while (the chart fills, the kill shows), drive it over --remote-debugging-pipe (fds 3 and 4,
+# NUL-separated JSON; no websocket or npm needed) and capture after SECS seconds.
+cat >"$WORK/shot.py" <<'PY'
+import base64, json, os, subprocess, sys, time
+url, out, secs, profile, log = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
+to_chrome_r, to_chrome_w = os.pipe()
+from_chrome_r, from_chrome_w = os.pipe()
+def fds():
+    os.dup2(to_chrome_r, 3); os.dup2(from_chrome_w, 4)
+args = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--no-first-run", "--hide-scrollbars", "--window-size=1280,800",
+        "--user-data-dir=" + profile, "--remote-debugging-pipe", "about:blank"]
+proc = subprocess.Popen(args, pass_fds=(3, 4), preexec_fn=fds, stdin=subprocess.DEVNULL,
+                        stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+os.close(to_chrome_r); os.close(from_chrome_w)
+buf = b""
+def send(i, method, params=None, session=None):
+    msg = {"id": i, "method": method, "params": params or {}}
+    if session: msg["sessionId"] = session
+    os.write(to_chrome_w, json.dumps(msg).encode() + b"\0")
+def answer(i, deadline=30):
+    global buf
+    end = time.time() + deadline
+    while time.time() < end:
+        while b"\0" in buf:
+            raw, buf = buf.split(b"\0", 1)
+            msg = json.loads(raw)
+            if msg.get("id") == i:
+                if "error" in msg: raise SystemExit("chromium: %s" % msg["error"])
+                return msg["result"]
+        chunk = os.read(from_chrome_r, 1 << 20)
+        if not chunk: raise SystemExit("chromium closed the pipe")
+        buf += chunk
+    raise SystemExit("chromium did not answer")
+try:
+    send(1, "Target.createTarget", {"url": url}); target = answer(1)["targetId"]
+    send(2, "Target.attachToTarget", {"targetId": target, "flatten": True})
+    session = answer(2)["sessionId"]
+    time.sleep(secs)
+    send(3, "Page.captureScreenshot", {"format": "png"}, session)
+    open(out, "wb").write(base64.b64decode(answer(3)["data"]))
+finally:
+    try: os.killpg(proc.pid, 9)
+    except ProcessLookupError: pass
+    proc.wait()
+PY
+python3 "$WORK/shot.py" "$(url "$serve")/dashboard" "$ROOT/$OUT" "$SECS" "$WORK/profile" \
+  "$WORK/chromium.log" &
 BROWSER=$!
 PIDS+=($BROWSER)
 sleep "$((SECS / 3))"
 victim="${leader#n}"
 echo "killing the leader $leader (pid ${NODE_PIDS[$((victim - 1))]})"
 kill -9 "${NODE_PIDS[$((victim - 1))]}"
-wait "$BROWSER" || { echo "error: chromium failed:" >&2; cat "$WORK/chromium.log" >&2; exit 1; }
+wait "$BROWSER" || { echo "error: the capture failed:" >&2; cat "$WORK/chromium.log" >&2; exit 1; }
 ls -l "$OUT"
