@@ -6,6 +6,8 @@
 //!   `/raft/timeout-now`, `/raft/snapshot`).
 //! - [`cluster`]: membership (`GET /cluster`, `/cluster/members`, `POST /cluster/leader`).
 //! - [`forward`]: relays client requests from a follower to the leader.
+//! - [`dashboard`]: `GET /dashboard` (the web page) and `GET /dashboard/state` (the cluster, gathered
+//!   by this node for it).
 //! - [`admin`]: `/admin/faults`, the fault layer's switch (only with `KVSTORE_FAULTS=1`).
 //! - [`auth`]: optional client tokens (`--client-tokens-file`) and the role each route needs.
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
@@ -20,6 +22,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cluster;
+pub mod dashboard;
 pub mod errors;
 pub mod forward;
 pub mod health;
@@ -89,6 +92,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
     // Made here, on each worker's thread: one forwarding client per thread, reused.
     let forwarder =
         forward::Forwarder::with_tls(state.forward_tls.as_ref()).with_answer_limit(relayed);
+    let member_tls = state.forward_tls.clone();
     cfg.app_data(web::Data::new(state))
         .app_data(web::Data::new(forwarder))
         .app_data(json)
@@ -156,6 +160,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(web::delete().to(admin::clear))
                 .default_service(web::to(|| not_allowed("GET, POST, DELETE"))),
         );
+    dashboard::routes(cfg, member_tls.as_ref());
     if !separate_peer_listener {
         raft_routes(cfg, &limits);
     }

@@ -8,6 +8,8 @@
 //! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
 //! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
 //!   against a model; a bounded stress run.
+//! - `dashboard`: `/dashboard` and `/dashboard/state` (shape, tokens), and the page in headless
+//!   Chromium against a 3-node cluster: the leader shown, killed, shown down, a new one shown.
 //! - `fatal`: an injected fsync failure ends a node (single, and a 3-node leader) with its
 //!   documented exit status and one log line.
 //! - `fuzz`: random and mutated input for the peer RPC, WAL, snapshot and client API decoders
@@ -32,6 +34,7 @@ mod cluster_proc;
 mod cluster_sim;
 mod concurrency;
 mod crashpoints;
+mod dashboard;
 mod durability;
 mod fatal;
 mod fuzz;
