@@ -212,6 +212,9 @@ impl RaftActor {
             store_ms = encoded.as_millis() as u64,
             "snapshot taken"
         );
+        if let Some(m) = &self.metrics {
+            m.snapshot_taken(info.len, started.elapsed());
+        }
         if !self.adopt_snapshot(info) {
             return;
         }
@@ -393,9 +396,14 @@ impl RaftActor {
             data,
             ..t.req.clone()
         };
+        let started = Instant::now();
         let fut = self.transport.call(&t.to, Message::SnapshotRequest(chunk));
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let (to, seq) = (t.to.id.clone(), Some(t.req.seq));
+            if let Some(m) = &act.metrics {
+                let ok = matches!(res, Ok(Message::SnapshotResponse(_)));
+                m.rpc(&to, "snapshot", ok, started.elapsed());
+            }
             match res {
                 Ok(Message::SnapshotResponse(resp)) => {
                     if resp.term != t.req.term || resp.match_index.is_some() {
