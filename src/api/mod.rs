@@ -259,7 +259,8 @@ pub fn peer_app(
 }
 
 /// Routes from `routes` wrapped in the middleware every listener has: request id, then the
-/// tracing span and log line, then panics caught as 500s.
+/// tracing span and log line, then the request metrics ([`metrics::track`]), then panics caught
+/// as 500s.
 fn with_middleware(
     routes: impl FnOnce(&mut web::ServiceConfig),
 ) -> App<

@@ -234,6 +234,21 @@ async fn probes_need_no_token_and_metrics_needs_the_read_role() {
         assert!(std::time::Instant::now() < deadline, "never ready: {v}");
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
+    // It won one election (in the step that started it) and has seen one leader, itself.
+    let req = at::TestRequest::get()
+        .uri("/metrics")
+        .insert_header((header::AUTHORIZATION, format!("Bearer {read}")));
+    let (_, _, body) = call_app(&app, req).await;
+    let m = Scrape::parse(std::str::from_utf8(&body).unwrap());
+    assert_eq!(
+        m.value("kvstore_raft_elections_started_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(m.value("kvstore_raft_leader_changes_total", &[]), Some(1.0));
+    assert_eq!(
+        m.value("kvstore_raft_role", &[("role", "leader")]),
+        Some(1.0)
+    );
 }
 
 #[actix_web::test]
@@ -250,7 +265,7 @@ async fn a_cluster_reports_its_metrics_per_node_and_readiness_follows_the_leader
     let total: usize = sent.iter().sum();
 
     // Once idle, each node's gauges agree with its /health (read before and after the scrape).
-    for i in 0..3 {
+    for (i, sent_here) in sent.iter().enumerate() {
         let url = cluster.url(i);
         let got = poll_until(Duration::from_secs(10), || async {
             let before = get_json(&format!("{url}/health")).await?.1;
@@ -284,7 +299,7 @@ async fn a_cluster_reports_its_metrics_per_node_and_readiness_follows_the_leader
             &[("route", "/set"), ("method", "PUT"), ("status", "200")],
         );
         // Followers relay their writes to the leader, which counts those too.
-        let expected = if i == leader { total } else { sent[i] };
+        let expected = if i == leader { total } else { *sent_here };
         assert_eq!(sets, expected as f64, "node {i} (leader {leader})");
         let leading = i == leader;
         assert_eq!(

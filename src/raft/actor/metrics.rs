@@ -31,11 +31,16 @@ pub(super) fn rpc_kind(msg: &Message) -> &'static str {
 
 impl RaftActor {
     /// Count what changed between the last logged `(role, term, leader)` and `now`: a new
-    /// election (candidate in a new term), a new leader (or the same one in a new term).
+    /// election, a new leader (or the same one in a new term).
+    ///
+    /// A node only enters a new term as candidate or leader by starting an election in it
+    /// (a candidate always moves to a new term; a leader is one that won its own election, in
+    /// the same step when it needs no other vote), so either role in a term not seen before
+    /// is one election.
     pub(super) fn count_changes(&self, now: &(Role, Term, Option<NodeId>)) {
         let Some(m) = &self.metrics else { return };
         let before = &self.logged;
-        if now.0 == Role::Candidate && (before.0 != Role::Candidate || before.1 != now.1) {
+        if matches!(now.0, Role::Candidate | Role::Leader) && now.1 != before.1 {
             m.election_started();
         }
         if now.2.is_some() && (now.2 != before.2 || now.1 != before.1) {
