@@ -13,7 +13,8 @@
 //! send, group commit; pure, in `raft/`, shared with the simulator), [`apply`] (the way to
 //! the store), `snapshots` (taking, sending, receiving),
 //! `policy` (when to snapshot), `messages` (what it is asked and answers), `membership`
-//! (membership changes, leadership transfers, the status report). The log is written
+//! (membership changes, leadership transfers, the status report), `metrics` (elections, leader
+//! changes and peer RPCs counted, the state sample `/metrics` shows). The log is written
 //! through a [`LogStore`] (disk, or memory: durable at once, the same code path). Whether a
 //! client request can be served is the core's to say (its `Proposed`, `ProposalRejected`,
 //! `ReadFailed` outputs); the actor only refuses what the core cannot know (a full pipeline, a
