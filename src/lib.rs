@@ -17,6 +17,7 @@
 //!
 //! **Shells** (actors and I/O carrying out what the pure layer decided):
 //! - [`fatal`]: how a fatal error at run time ends the process (one log line, its exit status).
+//! - [`metrics`]: the Prometheus metric registry and the handles that record into it.
 //! - [`storage`]: WAL and snapshot files, the `LogStore` the RaftActor writes through, the data
 //!   directory's identity and lock, durable directories and failpoints.
 //! - [`store::actor`]: the `StoreActor` that owns the map and applies the `Committed` values it
@@ -50,6 +51,7 @@ pub mod codec;
 pub mod config;
 pub mod fatal;
 pub mod join;
+pub mod metrics;
 pub mod raft;
 pub mod security;
 pub mod shutdown;

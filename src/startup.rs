@@ -133,7 +133,11 @@ struct Resumed {
 /// Lock the data directory and check its identity, load the newest valid snapshot, open (or
 /// create) the durable log and replay what follows the snapshot; start the log's writer thread
 /// (which holds the directory's lock from then on).
-fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, StartError> {
+fn open_storage(
+    config: &Config,
+    cluster_id: ClusterId,
+    wal_metrics: crate::metrics::WalMetrics,
+) -> Result<Resumed, StartError> {
     let Storage::Disk { dir, segment_bytes } = &config.storage else {
         tracing::warn!(
             cluster_id = cluster_id.as_str(),
@@ -229,7 +233,7 @@ fn open_storage(config: &Config, cluster_id: ClusterId) -> Result<Resumed, Start
     // written.
     let writer = SyncArbiter::start(1, move || {
         let _owner = &data_dir;
-        LogWriter::new(&handoff)
+        LogWriter::new(&handoff).with_metrics(wal_metrics.clone())
     });
     Ok(Resumed {
         cluster_id,
@@ -523,7 +527,9 @@ fn start_actors_joining(
             tracing::info!("no cluster secret: Raft RPCs are accepted from loopback addresses only")
         }
     }
-    let mut resumed = open_storage(config, cluster_id)?;
+    // The node's one registry: its handles go to the log writer, the RaftActor and the API.
+    let metrics = crate::metrics::Metrics::new();
+    let mut resumed = open_storage(config, cluster_id, metrics.wal())?;
     let (configuration, source) = starting_configuration(
         joining.map(|j| j.configuration),
         resumed.configuration.take(),
@@ -578,6 +584,7 @@ fn start_actors_joining(
         }
         false => (None, None),
     };
+    let raft_metrics = metrics.raft();
     let raft = RaftActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         // Made here, on the actor's own thread (one awc client per thread, made on it), and
         // reused for every RPC.
@@ -594,7 +601,7 @@ fn start_actors_joining(
             }
             None => Box::new(http),
         };
-        RaftActor::new(setup, transport)
+        RaftActor::new(setup, transport).with_metrics(raft_metrics)
     });
     Ok(AppState {
         node_id: config.node_id.clone(),
@@ -610,6 +617,7 @@ fn start_actors_joining(
         peer_mtls: config.peer_tls.is_some(),
         forward_tls,
         client_tokens,
+        metrics,
     })
 }
 

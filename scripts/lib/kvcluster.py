@@ -928,6 +928,93 @@ def cmd_bench_scale(args):
     return 0 if all(r[6] == 0 for r in rows) else 1
 
 
+# ---- bench-metrics ---------------------------------------------------------------------------
+
+class Scraper:
+    """Fetches /metrics from every node once a second on its own thread, until stopped."""
+
+    def __init__(self, urls, interval=1.0):
+        import threading
+        self.urls, self.interval = urls, interval
+        self.scrapes, self.failed, self.bytes = 0, 0, 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            for u in self.urls:
+                try:
+                    with urllib.request.urlopen(u + "/metrics", timeout=2.0,
+                                                context=SSL_CONTEXT) as r:
+                        self.bytes += len(r.read())
+                    self.scrapes += 1
+                except Exception:
+                    self.failed += 1
+            self.stopping.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join(timeout=10)
+
+
+def cmd_bench_metrics(args):
+    """Throughput and latency of writes and linearizable reads with and without a scraper
+    fetching /metrics from every node once a second: interleaved rounds on one cluster."""
+    exit_on_signals()
+    tmp = tempfile.mkdtemp(prefix="kvstore-bench-metrics.")
+    med = statistics.median
+    results = {}
+    scraped = [0, 0, 0]
+    c = Cluster(args.bin, free_ports(3), tmp)
+    try:
+        c.start_all()
+        leader = c.url(leader_index(c))
+        preload(lambda i: http_json(f"{leader}/set", {"key": f"key-{i}", "value": VALUE}, "PUT"))
+        for rnd in range(1, args.rounds + 1):
+            for case, script in (("write", "set.lua"), ("read", "get.lua")):
+                # Alternate which variant runs first, so neither always follows the other.
+                order = ["off", "on"] if rnd % 2 else ["on", "off"]
+                for variant in order:
+                    path = os.path.join(WRK_DIR, script)
+                    if variant == "on":
+                        with Scraper(c.urls()) as sc:
+                            r = run_wrk(leader, args.connections, args.duration, path)
+                        scraped[0] += sc.scrapes
+                        scraped[1] += sc.failed
+                        scraped[2] = max(scraped[2], sc.bytes // max(1, sc.scrapes))
+                    else:
+                        r = run_wrk(leader, args.connections, args.duration, path)
+                    results.setdefault((case, variant), []).append(r)
+                    print(f"  round {rnd} {case:5} scrape {variant:3} {r[0]:9.0f} req/s "
+                          f"p50 {r[1]:.2f} ms p99 {r[2]:.2f} ms errors {r[3]}", file=sys.stderr)
+    finally:
+        c.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n3-node durable cluster on loopback, {os.cpu_count()} CPUs, {args.connections} "
+          f"connections to the leader, {args.rounds} rounds x {args.duration}s per case, "
+          f"interleaved; scraper: GET /metrics on all 3 nodes once a second "
+          f"({scraped[0]} scrapes, {scraped[1]} failed, ~{scraped[2]} bytes each)")
+    print(f"{'case':<6} | {'off req/s':>10} {'p99 ms':>7} | {'on req/s':>10} {'p99 ms':>7} | "
+          f"{'on/off':>7}")
+    worst = 0.0
+    for case in ("write", "read"):
+        off, on = results[(case, "off")], results[(case, "on")]
+        # The ratio of each round's pair (measured seconds apart), then the median.
+        ratio = med(a[0] / b[0] for a, b in zip(on, off))
+        worst = max(worst, 1.0 - ratio)
+        errs = sum(x[3] for x in off + on)
+        print(f"{case:<6} | {med(x[0] for x in off):>10.0f} {med(x[2] for x in off):>7.2f} | "
+              f"{med(x[0] for x in on):>10.0f} {med(x[2] for x in on):>7.2f} | {ratio:>7.3f}"
+              + (f"  (errors: {errs})" if errs else ""))
+    print(f"largest throughput loss with scraping: {100 * worst:.1f}% (goal: at most 3%)")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(prog="kvcluster.py")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -976,7 +1063,14 @@ def main():
     bs.add_argument("--duration", type=int, default=5)
     bs.add_argument("--rounds", type=int, default=3)
     bs.add_argument("--connections", default="16 64")
+    bme = sub.add_parser("bench-metrics")
+    bme.add_argument("--bin", required=True)
+    bme.add_argument("--duration", type=int, default=10)
+    bme.add_argument("--rounds", type=int, default=5)
+    bme.add_argument("--connections", type=int, default=64)
     args = ap.parse_args()
+    if args.cmd == "bench-metrics":
+        return cmd_bench_metrics(args)
     if args.cmd == "bench-membership":
         return cmd_bench_membership(args)
     if args.cmd == "bench-security":

@@ -12,6 +12,8 @@
 //! - [`auth`]: optional client tokens (`--client-tokens-file`) and the role each route needs.
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
 //! - [`middleware`]: request ids, the request log line, panic recovery.
+//! - [`metrics`]: `GET /metrics` (Prometheus text) and the middleware that counts requests.
+//! - [`probes`]: `GET /livez` and `GET /readyz`.
 //!
 //! [`configure`] registers routes and extractor settings; [`app`] adds the middleware. The server
 //! and the tests use the same two functions, so what is tested is what runs. With a separate
@@ -27,8 +29,10 @@ pub mod errors;
 pub mod forward;
 pub mod health;
 pub mod kv;
+pub mod metrics;
 pub mod middleware;
 pub mod peer;
+pub mod probes;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +80,8 @@ pub struct AppState {
     pub forward_tls: Option<Arc<rustls::ClientConfig>>,
     /// Client tokens (`--client-tokens-file`); `None`: the client API is open, as it always was.
     pub client_tokens: Option<std::sync::Arc<auth::ClientTokens>>,
+    /// This node's metric registry (`GET /metrics`; the request middleware records into it).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// Registers every route, the JSON/query error mapping and the 404/405 answers.
@@ -159,6 +165,25 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(web::post().to(admin::replace))
                 .route(web::delete().to(admin::clear))
                 .default_service(web::to(|| not_allowed("GET, POST, DELETE"))),
+        )
+        // Metrics and probes: every node answers for itself (never forwarded).
+        .service(
+            web::resource("/metrics")
+                .wrap(from_fn(auth::read))
+                .route(web::get().to(metrics::metrics))
+                .default_service(web::to(|| not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/livez")
+                .route(web::get().to(probes::livez))
+                .route(web::head().to(probes::livez))
+                .default_service(web::to(|| not_allowed("GET, HEAD"))),
+        )
+        .service(
+            web::resource("/readyz")
+                .route(web::get().to(probes::readyz))
+                .route(web::head().to(probes::readyz))
+                .default_service(web::to(|| not_allowed("GET, HEAD"))),
         );
     dashboard::routes(cfg, member_tls.as_ref());
     if !separate_peer_listener {
@@ -239,7 +264,8 @@ pub fn peer_app(
 }
 
 /// Routes from `routes` wrapped in the middleware every listener has: request id, then the
-/// tracing span and log line, then panics caught as 500s.
+/// tracing span and log line, then the request metrics ([`metrics::track`]), then panics caught
+/// as 500s.
 fn with_middleware(
     routes: impl FnOnce(&mut web::ServiceConfig),
 ) -> App<
@@ -253,6 +279,7 @@ fn with_middleware(
 > {
     App::new()
         .wrap(middleware::CatchPanic)
+        .wrap(from_fn(metrics::track))
         .wrap(TracingLogger::<middleware::RequestSpan>::new())
         .wrap(actix_web::middleware::from_fn(middleware::request_id))
         .configure(routes)

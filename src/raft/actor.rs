@@ -13,7 +13,8 @@
 //! send, group commit; pure, in `raft/`, shared with the simulator), [`apply`] (the way to
 //! the store), `snapshots` (taking, sending, receiving),
 //! `policy` (when to snapshot), `messages` (what it is asked and answers), `membership`
-//! (membership changes, leadership transfers, the status report). The log is written
+//! (membership changes, leadership transfers, the status report), `metrics` (elections, leader
+//! changes and peer RPCs counted, the state sample `/metrics` shows). The log is written
 //! through a [`LogStore`] (disk, or memory: durable at once, the same code path). Whether a
 //! client request can be served is the core's to say (its `Proposed`, `ProposalRejected`,
 //! `ReadFailed` outputs); the actor only refuses what the core cannot know (a full pipeline, a
@@ -32,6 +33,7 @@ use tokio::sync::oneshot;
 pub mod apply;
 mod membership;
 mod messages;
+mod metrics;
 mod policy;
 mod snapshots;
 
@@ -55,6 +57,7 @@ pub use self::messages::{
     ChangeMembership, ClientError, ClientReadIndex, ClientWrite, GetStatus, IsRemoved, NodeStatus,
     RaftTiming, Stop, TransferLeadership,
 };
+pub use self::metrics::GetSample;
 pub use self::policy::{
     SnapshotData, SnapshotInfo, SnapshotPolicy, DEFAULT_SNAPSHOT_FACTOR, MAX_SNAPSHOT_BYTES,
     SNAPSHOT_CHUNK_BYTES, SNAPSHOT_SEND_BYTES_PER_SEC,
@@ -127,6 +130,8 @@ pub struct RaftActor {
     installing: bool,
     /// A received snapshot's state, until the core says to restore it.
     pending_restore: Option<(KvState, Term)>,
+    /// Where elections, leader changes, peer RPCs and snapshots are counted (none in tests).
+    metrics: Option<crate::metrics::RaftMetrics>,
 }
 
 /// A snapshot being received: whose, and where its bytes go.
@@ -253,7 +258,14 @@ impl RaftActor {
             incoming: None,
             installing: false,
             pending_restore: None,
+            metrics: None,
         }
+    }
+
+    /// Record elections, leader changes, peer RPCs and snapshots in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::RaftMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Step the core and carry out its outputs in order. Returns the answer to a request from
@@ -467,11 +479,28 @@ impl RaftActor {
             self.step(Input::SendFailed { to, seq }, ctx);
             return;
         };
+        let (kind, started) = (metrics::rpc_kind(&msg), Instant::now());
         let fut = self.transport.call(member, msg);
-        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| match res {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if let Some(m) = &act.metrics {
+                m.rpc(&to, kind, res.is_ok(), started.elapsed());
+            }
+            act.rpc_done(to, seq, res, ctx)
+        }));
+    }
+
+    /// The answer to an RPC of this node (or why there is none), stepped into the core.
+    fn rpc_done(
+        &mut self,
+        to: NodeId,
+        seq: Option<u64>,
+        res: Result<Message, crate::transport::TransportError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match res {
             Ok(resp) => {
-                act.heard_from(&to);
-                act.step(
+                self.heard_from(&to);
+                self.step(
                     Input::Response {
                         from: to,
                         msg: resp,
@@ -481,9 +510,9 @@ impl RaftActor {
             }
             Err(e) => {
                 tracing::debug!(peer = %to, error = %e, "raft rpc failed");
-                act.step(Input::SendFailed { to, seq }, ctx);
+                self.step(Input::SendFailed { to, seq }, ctx);
             }
-        }));
+        }
     }
 
     /// Queue committed entries for the store, as the store's own [`Committed`] values.
@@ -601,6 +630,7 @@ impl RaftActor {
         if now == self.logged {
             return;
         }
+        self.count_changes(&now);
         match (&now.0, &now.2) {
             (Role::Leader, _) => tracing::info!(term, "became leader"),
             (Role::Follower, Some(l))

@@ -206,6 +206,8 @@ pub struct Wal {
     dir_dirty: bool,
     /// The newest hard state written (recovered or appended).
     hard_state: HardState,
+    /// Bytes written since this `Wal` was opened (for the metrics).
+    written: u64,
 }
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
@@ -542,6 +544,7 @@ impl Wal {
             buf: Vec::new(),
             dir_dirty,
             hard_state: scan.recovered.hard_state.clone(),
+            written: 0,
         };
         wal.sync()?;
         Ok((wal, scan.recovered))
@@ -635,7 +638,13 @@ impl Wal {
             return Err(io_err(path, "write")(e));
         }
         self.size += self.buf.len() as u64;
+        self.written += self.buf.len() as u64;
         Ok(())
+    }
+
+    /// Bytes written since this `Wal` was opened (records and segment markers).
+    pub fn bytes_written(&self) -> u64 {
+        self.written
     }
 
     /// Start the next segment. It is created durably (directory fsynced) before the current
@@ -745,6 +754,7 @@ impl Wal {
             buf: Vec::new(),
             dir_dirty: false,
             hard_state: h.hard_state.clone(),
+            written: 0,
         })
     }
 }

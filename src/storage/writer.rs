@@ -20,6 +20,8 @@ pub struct LogWriter {
     /// The log, or why it can no longer be written (it failed to open, or an fsync failed:
     /// every later write fails, not retryable).
     wal: Result<Wal, String>,
+    /// Where each batch's fsync time, bytes and entry count are recorded (none in tests).
+    metrics: Option<crate::metrics::WalMetrics>,
 }
 
 impl LogWriter {
@@ -27,7 +29,14 @@ impl LogWriter {
     pub fn new(handoff: &WalHandoff) -> Self {
         LogWriter {
             wal: Wal::reopen(handoff).map_err(|e| e.to_string()),
+            metrics: None,
         }
+    }
+
+    /// Record each batch's fsync time, bytes written and entry count in `metrics`.
+    pub fn with_metrics(mut self, metrics: crate::metrics::WalMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -69,7 +78,19 @@ impl Handler<WriteBatch> for LogWriter {
                 })
             }
         };
-        let done = wal.append(&records).and_then(|()| wal.sync());
+        let before = wal.bytes_written();
+        let done = wal.append(&records).and_then(|()| {
+            let started = std::time::Instant::now();
+            wal.sync()?;
+            if let Some(m) = &self.metrics {
+                let entries = records
+                    .iter()
+                    .filter(|r| matches!(r, Record::Entry(_)))
+                    .count();
+                m.batch(entries, wal.bytes_written() - before, started.elapsed());
+            }
+            Ok(())
+        });
         done.map_err(|e| {
             let message = e.to_string();
             if e.is_fatal() {

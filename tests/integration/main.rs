@@ -21,6 +21,7 @@
 //!   voter) and a leader stopped with SIGTERM handing its leadership over.
 //! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
 //!   start line.
+//! - `metrics`: `/metrics`, `/livez`, `/readyz` in process and on a 3-node process cluster.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
 //! - `tls`: HTTPS client ports, peer ports with mutual TLS, certificates made at run time.
 
@@ -44,6 +45,7 @@ mod join;
 mod layers;
 mod linearizable;
 mod membership;
+mod metrics;
 mod netns;
 mod peer_auth;
 mod raft_sim;

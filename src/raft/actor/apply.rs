@@ -82,6 +82,11 @@ impl<W> ApplyPump<W> {
         self.pending_writes.len() >= self.max_pending
     }
 
+    /// Client writes (and membership changes) waiting for their entry's outcome.
+    pub fn waiting(&self) -> usize {
+        self.pending_writes.len()
+    }
+
     /// Most client writes (or, on the actor, reads) waiting at once.
     pub fn max_pending(&self) -> usize {
         self.max_pending

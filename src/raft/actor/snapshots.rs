@@ -229,6 +229,9 @@ impl RaftActor {
             store_ms = encoded.as_millis() as u64,
             "snapshot taken"
         );
+        if let Some(m) = &self.metrics {
+            m.snapshot_taken(info.len, started.elapsed());
+        }
         if self.adopt_snapshot(info) {
             let keep_from = meta.index.saturating_sub(self.policy.trailing);
             self.step(Input::Compact { index: keep_from }, ctx);
@@ -445,12 +448,16 @@ impl RaftActor {
         };
         // The pace: the next chunk leaves no sooner than this one's share of a second at
         // SNAPSHOT_SEND_BYTES_PER_SEC after this one left.
-        let sent_at = Instant::now();
+        let started = Instant::now();
         let share =
             Duration::from_secs_f64(chunk.data.len() as f64 / SNAPSHOT_SEND_BYTES_PER_SEC as f64);
         let fut = self.transport.call(&t.to, Message::SnapshotRequest(chunk));
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             let (to, seq) = (t.to.id.clone(), Some(t.req.seq));
+            if let Some(m) = &act.metrics {
+                let ok = matches!(res, Ok(Message::SnapshotResponse(_)));
+                m.rpc(&to, "snapshot", ok, started.elapsed());
+            }
             match res {
                 Ok(Message::SnapshotResponse(resp)) => {
                     if resp.term != t.req.term || resp.match_index.is_some() {
@@ -468,7 +475,7 @@ impl RaftActor {
                         act.step(Input::SendFailed { to, seq }, ctx);
                     } else {
                         let next = resp.next_offset;
-                        let wait = share.saturating_sub(sent_at.elapsed());
+                        let wait = share.saturating_sub(started.elapsed());
                         if wait.is_zero() {
                             act.send_snapshot_chunk(t, next, sent + 1, ctx);
                         } else {
