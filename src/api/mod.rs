@@ -7,6 +7,8 @@
 //! - [`cluster`]: membership (`GET /cluster`, `/cluster/members`, `POST /cluster/leader`).
 //! - [`forward`]: relays client requests from a follower to the leader.
 //! - [`admin`]: `/admin/faults`, the fault layer's switch (only with `KVSTORE_FAULTS=1`).
+//! - [`backup`]: `GET /admin/snapshot` (a backup as of a committed index) and
+//!   `GET /admin/read-index`.
 //! - [`auth`]: optional client tokens (`--client-tokens-file`) and the role each route needs.
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
 //! - [`middleware`]: request ids, the request log line, panic recovery.
@@ -19,6 +21,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod errors;
 pub mod forward;
@@ -155,6 +158,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(web::post().to(admin::replace))
                 .route(web::delete().to(admin::clear))
                 .default_service(web::to(|| not_allowed("GET, POST, DELETE"))),
+        )
+        .service(
+            web::resource("/admin/snapshot")
+                .wrap(from_fn(auth::admin))
+                .route(web::get().to(backup::snapshot))
+                .default_service(web::to(|| not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/admin/read-index")
+                .wrap(from_fn(auth::admin))
+                .route(web::get().to(backup::show_read_index))
+                .default_service(web::to(|| not_allowed("GET"))),
         );
     if !separate_peer_listener {
         raft_routes(cfg, &limits);

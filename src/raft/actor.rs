@@ -52,8 +52,8 @@ use crate::store::{CommandOutcome, KvState};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::messages::{
-    ChangeMembership, ClientError, ClientReadIndex, ClientWrite, GetStatus, IsRemoved, NodeStatus,
-    RaftTiming, Stop, TransferLeadership,
+    ChangeMembership, ClientError, ClientReadIndex, ClientWrite, ConfigurationAt, GetStatus,
+    IsRemoved, NodeStatus, RaftTiming, Stop, TransferLeadership,
 };
 pub use self::policy::{
     SnapshotData, SnapshotInfo, SnapshotPolicy, DEFAULT_SNAPSHOT_FACTOR, MAX_SNAPSHOT_BYTES,
