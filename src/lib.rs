@@ -37,6 +37,8 @@
 //! - [`join`]: `--join`, how an empty node becomes a member of a running cluster.
 //! - [`shutdown`]: SIGINT/SIGTERM: hand leadership over, then stop the servers.
 //! - [`verify`]: `kvstore verify`, the offline check of a data directory.
+//! - [`restore`]: `kvstore restore`, a new data directory (and cluster id) from a backup.
+//! - [`progress`]: progress bars of the long offline commands (only on a terminal).
 //! - [`check`]: `kvstore check`, a workload under faults with its history checked.
 //!
 //! Writes flow `api handler → RaftActor → (log written, majority) → StoreActor`; linearizable
@@ -52,7 +54,9 @@ pub mod config;
 pub mod fatal;
 pub mod join;
 pub mod metrics;
+pub mod progress;
 pub mod raft;
+pub mod restore;
 pub mod security;
 pub mod shutdown;
 #[doc(hidden)]

@@ -3,7 +3,8 @@
 //! it first asks the cluster who its members are, and once serving asks to be added (see
 //! `kvstore::join`).
 //! `kvstore check ...` instead runs the linearizability checker against a cluster, and
-//! `kvstore verify --data-dir DIR` checks a stopped node's data directory offline.
+//! `kvstore verify --data-dir DIR` checks a stopped node's data directory offline, and
+//! `kvstore restore --from FILE --data-dir DIR ...` makes a new one from a backup.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,9 @@ fn main() -> ExitCode {
     }
     if argv.get(1).is_some_and(|a| a == "verify") {
         return kvstore::verify::main(argv[2..].to_vec());
+    }
+    if argv.get(1).is_some_and(|a| a == "restore") {
+        return kvstore::restore::main(argv[2..].to_vec());
     }
     let config = match Config::parse_from(argv) {
         Ok(Parsed::Run(c)) => *c,

@@ -48,13 +48,43 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    let started = std::time::Instant::now();
+    let spinner = crate::progress::spinner("checking snapshots and the write-ahead log");
     let (text, outcome) = report(&args.data_dir);
+    spinner.finish_and_clear();
     print!("{text}");
+    println!("{}", summary(&args.data_dir, outcome, started.elapsed()));
     match outcome {
         Outcome::Intact => ExitCode::SUCCESS,
         Outcome::Damaged => ExitCode::from(1),
         Outcome::Unreadable => ExitCode::from(2),
     }
+}
+
+/// The last line: `verify: intact|DAMAGED|UNREADABLE: N snapshots, M log segments, B bytes
+/// checked in T ms (DIR)`.
+pub fn summary(dir: &Path, outcome: Outcome, took: std::time::Duration) -> String {
+    let count = |sub: &str, ext: &str| {
+        list_files(&dir.join(sub))
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(ext))
+            .fold((0usize, 0u64), |(n, b), (_, bytes)| (n + 1, b + bytes))
+    };
+    let (snaps, snap_bytes) = count("snapshots", ".snap");
+    let (segs, seg_bytes) = count("wal", ".wal");
+    let word = match outcome {
+        Outcome::Intact => "intact",
+        Outcome::Damaged => "DAMAGED",
+        Outcome::Unreadable => "UNREADABLE",
+    };
+    format!(
+        "verify: {word}: {snaps} snapshot{}, {segs} log segment{}, {} bytes checked in {} ms ({})",
+        if snaps == 1 { "" } else { "s" },
+        if segs == 1 { "" } else { "s" },
+        snap_bytes + seg_bytes,
+        took.as_millis(),
+        dir.display()
+    )
 }
 
 /// What the check concluded.

@@ -9,6 +9,8 @@
 //! - [`dashboard`]: `GET /dashboard` (the web page) and `GET /dashboard/state` (the cluster, gathered
 //!   by this node for it).
 //! - [`admin`]: `/admin/faults`, the fault layer's switch (only with `KVSTORE_FAULTS=1`).
+//! - [`backup`]: `GET /admin/snapshot` (a backup as of a committed index) and
+//!   `GET /admin/read-index`.
 //! - [`auth`]: optional client tokens (`--client-tokens-file`) and the role each route needs.
 //! - [`errors`]: [`ApiError`], the one place errors become HTTP.
 //! - [`middleware`]: request ids, the request log line, panic recovery.
@@ -23,6 +25,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod dashboard;
 pub mod errors;
@@ -184,6 +187,18 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .route(web::get().to(probes::readyz))
                 .route(web::head().to(probes::readyz))
                 .default_service(web::to(|| not_allowed("GET, HEAD"))),
+        )
+        .service(
+            web::resource("/admin/snapshot")
+                .wrap(from_fn(auth::admin))
+                .route(web::get().to(backup::snapshot))
+                .default_service(web::to(|| not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/admin/read-index")
+                .wrap(from_fn(auth::admin))
+                .route(web::get().to(backup::show_read_index))
+                .default_service(web::to(|| not_allowed("GET"))),
         );
     dashboard::routes(cfg, member_tls.as_ref());
     if !separate_peer_listener {

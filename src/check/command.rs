@@ -295,6 +295,8 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
     let progress = {
         let (c, nodes, leaders) = (counters.clone(), nodes.clone(), leaders.clone());
         let probe = probe.clone();
+        // On a terminal, a bar over the run's seconds; the lines below print above it.
+        let bar = crate::progress::items(args.duration.as_secs(), "workload", "s");
         async move {
             let mut last = 0;
             // A line a second while the workload runs.
@@ -305,7 +307,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
                     .borrow_mut()
                     .push((start.elapsed(), leader.map(|l| l + 1)));
                 let ops = c.ops.get();
-                println!(
+                let text = format!(
                     "[{:>4.0}s] {ops:>7} ops ({:>5}/s), {:>5} unknown, {:>5} failed, leader {}",
                     start.elapsed().as_secs_f64(),
                     ops - last,
@@ -313,8 +315,15 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
                     c.failed.get(),
                     leader.map_or("none".to_owned(), |l| format!("n{}", l + 1))
                 );
+                if bar.is_hidden() {
+                    println!("{text}");
+                } else {
+                    bar.println(text);
+                    bar.set_position(start.elapsed().as_secs());
+                }
                 last = ops;
             }
+            bar.finish_and_clear();
         }
     };
     let mut nemesis = Nemesis::new(kinds.clone(), SmallRng::seed_from_u64(seed ^ 0x5eed), token);
@@ -491,6 +500,7 @@ fn report(
         (ok, all.len())
     };
     let (ok, all) = availability(&|_| true);
+    let (succeeded, attempted) = (ok, all);
     println!(
         "availability: {:.1}% of operations succeeded ({ok}/{all})",
         100.0 * ok as f64 / all.max(1) as f64
@@ -577,7 +587,9 @@ fn report(
         }
     };
     let checking = Instant::now();
+    let spinner = crate::progress::spinner("checking the history for linearizability");
     let verdict = check_history_within(all_ops, CHECK_STEPS_PER_KEY);
+    spinner.finish_and_clear();
     let mut failing = Vec::new();
     let took = checking.elapsed();
     let linearizable = match verdict {
@@ -635,6 +647,25 @@ fn report(
         println!("FAILED: {t}");
     }
     let ok = linearizable && converged_ok && run.trouble.is_empty();
+    // One summary line, last.
+    println!(
+        "check: {}: {} ops ({succeeded}/{attempted} succeeded), {} faults, {}, replicas {}, in \
+         {:.1} s",
+        if ok { "PASSED" } else { "FAILED" },
+        all_ops.len(),
+        events.len(),
+        if linearizable {
+            "linearizable"
+        } else {
+            "NOT linearizable (or undecided)"
+        },
+        if converged_ok {
+            "converged"
+        } else {
+            "did NOT converge"
+        },
+        elapsed.as_secs_f64(),
+    );
     if !ok {
         if let Some(dir) = run_dir {
             println!("node logs kept in {}", dir.display());

@@ -54,8 +54,8 @@ use crate::store::{CommandOutcome, KvState};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::messages::{
-    ChangeMembership, ClientError, ClientReadIndex, ClientWrite, GetStatus, IsRemoved, NodeStatus,
-    RaftTiming, Stop, TransferLeadership,
+    ChangeMembership, ClientError, ClientReadIndex, ClientWrite, ConfigurationAt, GetStatus,
+    IsRemoved, NodeStatus, RaftTiming, Stop, TransferLeadership,
 };
 pub use self::metrics::GetSample;
 pub use self::policy::{

@@ -76,6 +76,28 @@ pub fn derive_cluster_id(me: &str, peers: &[String]) -> String {
     format!("c{hash:016x}")
 }
 
+/// The cluster id of a cluster restored from a backup (`kvstore restore`): `c` and 16 hex
+/// digits of a 64-bit FNV-1a hash of the backup file's CRC-32 and the sorted `id=url` members
+/// (loopback spellings counted as one, as in [`derive_cluster_id`]), under a `restore` prefix
+/// so that it never equals the id [`derive_cluster_id`] gives the same URLs: every node
+/// restored from one file with the same members gets the same id, and a restored cluster never
+/// takes in a node of the old one. Pure.
+pub fn derive_restored_cluster_id(backup_crc32: u32, members: &[(String, String)]) -> String {
+    let mut members: Vec<String> = members
+        .iter()
+        .map(|(id, url)| format!("{id}={}", normalize_loopback(url)))
+        .collect();
+    members.sort();
+    members.dedup();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let text = format!("restore\n{backup_crc32:08x}\n{}", members.join("\n"));
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("c{hash:016x}")
+}
+
 fn normalize_loopback(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
@@ -411,6 +433,34 @@ mod tests {
         let other = derive_cluster_id("http://localhost:8081", &["http://localhost:9999".into()]);
         assert_ne!(other, ids[0]);
         assert_eq!(derive_cluster_id("http://localhost:1", &[]), STANDALONE);
+    }
+
+    #[test]
+    fn a_restored_cluster_gets_one_new_id_per_backup_and_members() {
+        let m = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(i, u)| (i.to_string(), u.to_string()))
+                .collect()
+        };
+        let a = m(&[("n1", "http://localhost:1"), ("n2", "http://127.0.0.1:2")]);
+        let b = m(&[("n2", "http://localhost:2"), ("n1", "http://127.0.0.1:1")]);
+        let id = derive_restored_cluster_id(7, &a);
+        assert_eq!(
+            id,
+            derive_restored_cluster_id(7, &b),
+            "order and loopback spelling"
+        );
+        assert!(id.starts_with('c') && id.len() == 17, "{id}");
+        assert_ne!(id, derive_restored_cluster_id(8, &a), "another backup");
+        let urls = [
+            "http://localhost:1".to_owned(),
+            "http://localhost:2".to_owned(),
+        ];
+        assert_ne!(
+            id,
+            derive_cluster_id(&urls[0], &urls[1..]),
+            "never the old cluster's"
+        );
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! - `check`: `kvstore check --local 3` with kills, pauses and partitions, end to end.
 //! - `auth`: client tokens: roles per route, 401/403, refusals at start, forwarding, `check
 //!   --token`.
+//! - `backup`: `GET /admin/snapshot` under load, the cluster destroyed and restored with
+//!   `kvstore restore` (every acknowledged write kept, a new cluster id); the admin role.
 //! - `bounds`: a peer body or query one byte over its bound is refused and never reaches Raft.
 //! - `api`: every route, status and error shape through `actix_web::test` against `api::app`.
 //! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
@@ -27,6 +29,7 @@
 
 mod api;
 mod auth;
+mod backup;
 mod bitflip;
 mod blackbox;
 mod bounds;

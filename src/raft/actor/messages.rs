@@ -179,6 +179,12 @@ pub struct ChangeMembership(pub ConfigChange);
 #[rtype(result = "Result<NodeId, ClientError>")]
 pub struct TransferLeadership(pub Option<NodeId>);
 
+/// Ask for the configuration in force at a log index (the one a snapshot of the map at that
+/// index records; `GET /admin/snapshot` encodes it into the backup).
+#[derive(Debug, Clone, Copy, ActixMessage)]
+#[rtype(result = "Configuration")]
+pub struct ConfigurationAt(pub LogIndex);
+
 /// Ask whether this node was removed from the cluster (a cheap check for routes that do not
 /// go through the Raft pipeline, e.g. stale reads).
 #[derive(Debug, Clone, Copy, ActixMessage)]

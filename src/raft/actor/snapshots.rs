@@ -710,3 +710,13 @@ impl RaftActor {
         });
     }
 }
+
+impl actix::Handler<super::ConfigurationAt> for RaftActor {
+    type Result = actix::MessageResult<super::ConfigurationAt>;
+
+    /// The configuration in force at the index (a backup's snapshot records it, as
+    /// [`RaftActor::store_snapshot`] does for the node's own snapshots).
+    fn handle(&mut self, msg: super::ConfigurationAt, _: &mut Context<Self>) -> Self::Result {
+        actix::MessageResult(self.core.configuration_at(msg.0))
+    }
+}

@@ -1,0 +1,161 @@
+//! `GET /admin/snapshot`: a backup of the whole map, as of a committed index, in the snapshot
+//! file format (`codec::snapshot`, v2: the bytes `kvstore verify` and `kvstore restore` read),
+//! and `GET /admin/read-index`, the ReadIndex round a follower asks its leader for.
+//!
+//! The snapshot is linearizable: a ReadIndex round first (on the leader; a follower asks the
+//! leader's `/admin/read-index`, forwarded like any client request), then this node waits
+//! until its store has applied that index and takes a frozen view of the map (an O(1) clone,
+//! `TakeSnapshot`), which is at or after it. The configuration in force at the view's index
+//! comes from the `RaftActor` (`ConfigurationAt`). Encoding and the CRC run on a blocking
+//! thread; the answer carries `x-kvstore-snapshot-index`, `-term`, `-crc32` (CRC-32 of the
+//! whole body, 8 lowercase hex digits) and `content-length`, and the body goes out in
+//! [`CHUNK_BYTES`] chunks.
+//!
+//! Limit: the encoded snapshot is held in memory while it is sent (about the size of the map's
+//! keys and values, on top of the map itself); the whole map is in memory anyway.
+//!
+//! Handlers only ask actors and map answers to HTTP; they own no state.
+
+use actix_web::body::SizedStream;
+use actix_web::http::Method;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::{Deserialize, Serialize};
+use tokio::time::timeout_at;
+
+use super::errors::ApiError;
+use super::forward::Forwarder;
+use super::kv::{actor_gone, Answer, Routed};
+use super::AppState;
+use crate::raft::actor::{ClientReadIndex, ConfigurationAt};
+use crate::raft::LogIndex;
+use crate::store::actor::{read_at, TakeSnapshot};
+
+/// The snapshot's log index.
+pub const X_SNAPSHOT_INDEX: &str = "x-kvstore-snapshot-index";
+/// The term of the entry at that index.
+pub const X_SNAPSHOT_TERM: &str = "x-kvstore-snapshot-term";
+/// CRC-32 (crc32fast) of the whole body, 8 lowercase hex digits.
+pub const X_SNAPSHOT_CRC32: &str = "x-kvstore-snapshot-crc32";
+
+/// The body is sent in chunks of this size.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// `{"ok":true,"readIndex":N}`: the answer of `GET /admin/read-index`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadIndexReply {
+    pub ok: bool,
+    pub read_index: LogIndex,
+}
+
+fn read_timeout(secs: f64) -> ApiError {
+    ApiError::Unavailable(format!(
+        "no quorum: leadership could not be confirmed within {secs} s"
+    ))
+}
+
+/// A ReadIndex round on the leader: here, or by asking the leader's `/admin/read-index`.
+async fn read_index(at: &Routed<'_>) -> Result<Answer<LogIndex>, ApiError> {
+    let secs = at.timeout_secs();
+    at.run(|| async {
+        match timeout_at(at.deadline, at.state.raft.send(ClientReadIndex)).await {
+            Err(_) => Err(read_timeout(secs)),
+            Ok(Err(e)) => Err(actor_gone("raft", e)),
+            Ok(Ok(r)) => Ok(r),
+        }
+    })
+    .await
+}
+
+/// `GET /admin/read-index`: a committed index every later linearizable read may be served at
+/// (a ReadIndex round on the leader; forwarded there from a follower).
+pub async fn show_read_index(
+    state: web::Data<AppState>,
+    fwd: web::Data<Forwarder>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let at = Routed::new(&state, &fwd, &req, Method::GET, "/admin/read-index").idempotent();
+    match read_index(&at).await? {
+        Answer::Here(index) => Ok(HttpResponse::Ok().json(ReadIndexReply {
+            ok: true,
+            read_index: index,
+        })),
+        Answer::Forwarded(res) => Ok(res),
+    }
+}
+
+/// `GET /admin/snapshot`: see the module header.
+pub async fn snapshot(
+    state: web::Data<AppState>,
+    fwd: web::Data<Forwarder>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let at = Routed::new(&state, &fwd, &req, Method::GET, "/admin/read-index").idempotent();
+    let secs = at.timeout_secs();
+    let index = match read_index(&at).await? {
+        Answer::Here(index) => index,
+        Answer::Forwarded(res) if res.status().is_success() => {
+            let body = actix_web::body::to_bytes(res.into_body())
+                .await
+                .map_err(|_| ApiError::Internal("cannot read the leader's answer".into()))?;
+            serde_json::from_slice::<ReadIndexReply>(&body)
+                .map_err(|e| {
+                    ApiError::Unavailable(format!(
+                        "no leader: the leader's read index did not parse ({e})"
+                    ))
+                })?
+                .read_index
+        }
+        // The leader's refusal (no quorum, a token without the admin role ...), as it is.
+        Answer::Forwarded(res) => return Ok(res),
+    };
+    // Wait until this node's store has applied the read index (an empty key is never
+    // stored: the read only waits), then take the view: at or after the read index.
+    let store = &state.store;
+    match timeout_at(at.deadline, read_at(store, String::new(), index)).await {
+        Err(_) => {
+            return Err(ApiError::Unavailable(format!(
+                "not ready: this node did not apply up to index {index} within {secs} s"
+            )))
+        }
+        Ok(Err(e)) => return Err(actor_gone("store", e)),
+        Ok(Ok(Err(_))) => return Err(ApiError::Internal("store stopped".into())),
+        Ok(Ok(Ok(_))) => {}
+    }
+    let view = store
+        .send(TakeSnapshot)
+        .await
+        .map_err(|e| actor_gone("store", e))?;
+    let configuration = state
+        .raft
+        .send(ConfigurationAt(view.meta.index))
+        .await
+        .map_err(|e| actor_gone("raft", e))?;
+    let meta = view.meta;
+    let encoded = web::block(move || {
+        let bytes = crate::codec::snapshot::encode(meta, Some(&configuration), view.state.pairs());
+        drop(view);
+        let crc = crc32fast::hash(&bytes);
+        (Bytes::from(bytes), crc)
+    })
+    .await;
+    let (bytes, crc) = encoded.map_err(|e| ApiError::Internal(format!("encoding failed: {e}")))?;
+    let len = bytes.len() as u64;
+    tracing::info!(
+        index = meta.index,
+        term = meta.term,
+        bytes = len,
+        read_index = index,
+        "backup snapshot encoded; sending it"
+    );
+    let chunks = (0..bytes.len()).step_by(CHUNK_BYTES).map(move |at| {
+        Ok::<_, std::io::Error>(bytes.slice(at..(at + CHUNK_BYTES).min(bytes.len())))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header((X_SNAPSHOT_INDEX, meta.index.to_string()))
+        .insert_header((X_SNAPSHOT_TERM, meta.term.to_string()))
+        .insert_header((X_SNAPSHOT_CRC32, format!("{crc:08x}")))
+        .body(SizedStream::new(len, futures_util::stream::iter(chunks))))
+}
