@@ -37,6 +37,8 @@
 //! - [`shutdown`]: SIGINT/SIGTERM: hand leadership over, then stop the servers.
 //! - [`verify`]: `kvstore verify`, the offline check of a data directory.
 //! - [`check`]: `kvstore check`, a workload under faults with its history checked.
+//! - [`cli`]: `kvstore get|set|delete|status|member|leader|backup`, the client of a running
+//!   cluster (follows the leader over `--endpoints`).
 //!
 //! Writes flow `api handler → RaftActor → (log written, majority) → StoreActor`; linearizable
 //! reads ask the `RaftActor` for a read index, then read from the `StoreActor`; `/health` and the
@@ -46,6 +48,7 @@
 
 pub mod api;
 pub mod check;
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod fatal;
