@@ -36,10 +36,19 @@ pub const COMMANDS: &[&str] = &[
     "get", "set", "delete", "status", "member", "leader", "backup", "help",
 ];
 
-/// Whether `kvstore ARG ...` is a client command (dispatched to [`main`]); none of these names
-/// ever started a server (the server takes no positional argument).
+/// The options only the client has (the server has none of these names), so that
+/// `kvstore --endpoints URL get KEY` is a client command too.
+pub const CLIENT_OPTIONS: &[&str] = &["--endpoints", "--token", "--cacert", "--output", "--timeout"];
+
+/// Whether `kvstore ARG ...` runs the client ([`main`]): ARG is one of [`COMMANDS`] or one of
+/// [`CLIENT_OPTIONS`] (also as `--option=value`). None of these ever started a server (it takes
+/// no positional argument and has no such flag), so nothing that starts one changes meaning.
 pub fn is_command(arg: &std::ffi::OsStr) -> bool {
-    COMMANDS.iter().any(|c| arg == *c)
+    let Some(arg) = arg.to_str() else {
+        return false;
+    };
+    let name = arg.split_once('=').map_or(arg, |(name, _)| name);
+    COMMANDS.contains(&arg) || CLIENT_OPTIONS.contains(&name)
 }
 
 const TOP_HELP: &str = "\
@@ -303,7 +312,18 @@ mod tests {
         for c in COMMANDS {
             assert!(is_command(std::ffi::OsStr::new(c)));
         }
-        for other in ["check", "verify", "restore", "--port", "--help", ""] {
+        for option in ["--endpoints", "--output=json", "--token=x", "--timeout"] {
+            assert!(is_command(std::ffi::OsStr::new(option)), "{option}");
+        }
+        let server = crate::config::Cli::command();
+        for option in CLIENT_OPTIONS {
+            let name = &option[2..];
+            assert!(
+                server.get_arguments().all(|a| a.get_long() != Some(name)),
+                "the server has {option} too"
+            );
+        }
+        for other in ["check", "verify", "restore", "--port", "--help", "--end", ""] {
             assert!(!is_command(std::ffi::OsStr::new(other)), "{other}");
         }
     }
