@@ -38,7 +38,13 @@ pub const COMMANDS: &[&str] = &[
 
 /// The options only the client has (the server has none of these names), so that
 /// `kvstore --endpoints URL get KEY` is a client command too.
-pub const CLIENT_OPTIONS: &[&str] = &["--endpoints", "--token", "--cacert", "--output", "--timeout"];
+pub const CLIENT_OPTIONS: &[&str] = &[
+    "--endpoints",
+    "--token",
+    "--cacert",
+    "--output",
+    "--timeout",
+];
 
 /// Whether `kvstore ARG ...` runs the client ([`main`]): ARG is one of [`COMMANDS`] or one of
 /// [`CLIENT_OPTIONS`] (also as `--option=value`). None of these ever started a server (it takes
@@ -323,7 +329,9 @@ mod tests {
                 "the server has {option} too"
             );
         }
-        for other in ["check", "verify", "restore", "--port", "--help", "--end", ""] {
+        for other in [
+            "check", "verify", "restore", "--port", "--help", "--end", "",
+        ] {
             assert!(!is_command(std::ffi::OsStr::new(other)), "{other}");
         }
     }
