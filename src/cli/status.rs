@@ -17,6 +17,9 @@ use super::output::{print_json, table, CliError, Output};
 /// Largest `/health` answer read.
 const MAX_HEALTH_BYTES: usize = 1024 * 1024;
 
+/// Longest wait for one member's `/health` (a member slower than that is shown as `down`).
+const MAX_HEALTH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// One member as `status` shows it (`--output json`: an array of these).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -77,9 +80,11 @@ pub async fn run(client: &Client, out: Output) -> Result<(), CliError> {
 
 /// `GET {url}/health` on that node only; `None` if it does not answer with a health body.
 async fn health(client: &Client, url: &str) -> Option<Value> {
+    // A member that hangs must not hold the table up for the whole --timeout.
     let mut res = client
         .http()
         .get(format!("{url}/health"))
+        .timeout(client.timeout().min(MAX_HEALTH_WAIT))
         .send()
         .await
         .ok()?;
