@@ -40,6 +40,8 @@
 //! - [`restore`]: `kvstore restore`, a new data directory (and cluster id) from a backup.
 //! - [`progress`]: progress bars of the long offline commands (only on a terminal).
 //! - [`check`]: `kvstore check`, a workload under faults with its history checked.
+//! - [`cli`]: `kvstore get|set|delete|status|member|leader|backup`, the client of a running
+//!   cluster (follows the leader over `--endpoints`).
 //!
 //! Writes flow `api handler → RaftActor → (log written, majority) → StoreActor`; linearizable
 //! reads ask the `RaftActor` for a read index, then read from the `StoreActor`; `/health` and the
@@ -49,6 +51,7 @@
 
 pub mod api;
 pub mod check;
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod fatal;

@@ -5,6 +5,8 @@
 //! `kvstore check ...` instead runs the linearizability checker against a cluster, and
 //! `kvstore verify --data-dir DIR` checks a stopped node's data directory offline, and
 //! `kvstore restore --from FILE --data-dir DIR ...` makes a new one from a backup.
+//! `kvstore get|set|delete|status|member|leader|backup` (and `kvstore help`) are the client
+//! of a running cluster (`kvstore::cli`).
 
 use std::process::ExitCode;
 
@@ -17,6 +19,9 @@ fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.get(1).is_some_and(|a| a == "check") {
         return kvstore::check::command::main(argv[2..].to_vec());
+    }
+    if argv.get(1).is_some_and(|a| kvstore::cli::is_command(a)) {
+        return kvstore::cli::main(argv[1..].to_vec());
     }
     if argv.get(1).is_some_and(|a| a == "verify") {
         return kvstore::verify::main(argv[2..].to_vec());

@@ -19,7 +19,15 @@ use super::{LogFormat, StorageKind};
     version,
     about,
     long_about = None,
-    after_help = "Logging: RUST_LOG sets verbosity (default: info), e.g. RUST_LOG=debug."
+    after_help = "Logging: RUST_LOG sets verbosity (default: info), e.g. RUST_LOG=debug.\n\n\
+                  Other commands (each has --help; `kvstore help` lists the client's):\n  \
+                  kvstore get|set|delete KEY     read and write keys of a running cluster\n  \
+                  kvstore status                 every member: role, term, leader, commit/applied, lag\n  \
+                  kvstore member list|add|remove|promote, kvstore leader transfer [ID]\n  \
+                  kvstore backup --out FILE      a consistent snapshot of a running cluster\n  \
+                  kvstore restore ...            a fresh data directory from a backup\n  \
+                  kvstore check ...              a workload under faults, checked for linearizability\n  \
+                  kvstore verify --data-dir DIR  the offline check of a stopped node's data"
 )]
 pub struct Cli {
     /// Port to listen on (0 = any free port). Falls back to PORT, then to 8080.

@@ -1,6 +1,8 @@
 //! Integration tests, one binary (faster to build and link than one per file).
 //!
 //! - `check`: `kvstore check --local 3` with kills, pauses and partitions, end to end.
+//! - `cli`: the client commands (`kvstore get|set|delete|status|member|leader|backup`) run as
+//!   a script would, their exit codes, against real processes and snapshot fixtures.
 //! - `auth`: client tokens: roles per route, 401/403, refusals at start, forwarding, `check
 //!   --token`.
 //! - `backup`: `GET /admin/snapshot` under load, the cluster destroyed and restored with
@@ -34,6 +36,7 @@ mod bitflip;
 mod blackbox;
 mod bounds;
 mod check;
+mod cli;
 mod cluster_proc;
 mod cluster_sim;
 mod concurrency;
