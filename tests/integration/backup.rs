@@ -16,6 +16,61 @@ use serde_json::Value;
 use crate::cluster_proc::ProcCluster;
 use crate::helpers::{binary, client, free_ports, get, poll_until, KvProcess};
 
+/// `kvstore backup --endpoints ENDPOINTS --out OUT`, as an operator would (the first endpoint
+/// may be dead): exit 0 and the summary line `backup: FILE, index N, term T, K bytes, crc32 X`,
+/// whose figures match the file.
+fn cli_backup(endpoints: &str, out: &Path) -> BackupInfo {
+    let out_s = out.to_str().expect("utf-8 path");
+    let child = Command::new(binary())
+        .args(["--endpoints", endpoints, "backup", "--out", out_s])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn kvstore backup");
+    let (_tx, rx) = mpsc::channel();
+    let mut p = KvProcess::wrap(child, rx);
+    let status = p
+        .wait_exit(Duration::from_secs(60))
+        .expect("kvstore backup ends within 60 s");
+    let mut stdout = String::new();
+    if let Some(mut o) = p.child.stdout.take() {
+        std::io::Read::read_to_string(&mut o, &mut stdout).expect("read its output");
+    }
+    assert!(
+        status.success(),
+        "kvstore backup failed: {status:?} {stdout}"
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("backup: "))
+        .unwrap_or_else(|| panic!("no summary line in {stdout:?}"));
+    let field = |after: &str| -> String {
+        let rest = &line[line
+            .find(after)
+            .unwrap_or_else(|| panic!("{after} in {line}"))
+            + after.len()..];
+        rest.split([',', ' '])
+            .find(|w| !w.is_empty())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let body = std::fs::read(out).expect("the backup file");
+    let info = BackupInfo {
+        index: field("index ").parse().expect("index"),
+        term: field("term ").parse().expect("term"),
+        crc: field("crc32 "),
+        bytes: body.len(),
+    };
+    assert_eq!(
+        info.crc,
+        format!("{:08x}", crc32fast::hash(&body)),
+        "{line}"
+    );
+    assert!(line.contains(&format!("{} bytes", body.len())), "{line}");
+    info
+}
+
 /// What a backup's headers said, checked against its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct BackupInfo {
@@ -27,7 +82,7 @@ struct BackupInfo {
 
 /// Fetch `GET /admin/snapshot` from `base` (with an optional bearer `token`) into `out`:
 /// status 200, the content type, and index, term, CRC-32 and length headers that match the
-/// body. The one place a test takes a backup (the `kvstore backup` command replaces it).
+/// body. (The disaster test takes its main backup with `kvstore backup`: [`cli_backup`].)
 async fn fetch_backup(base: &str, token: Option<&str>, out: &Path) -> Result<BackupInfo, String> {
     let mut req = client()
         .get(format!("{base}/admin/snapshot"))
@@ -282,7 +337,13 @@ async fn a_cluster_destroyed_after_a_backup_under_load_is_restored_with_every_ac
     acked(50).await.expect("writes go through");
     let asked = Instant::now();
     let backup = tmp.path().join("backup.snap");
-    let from_leader = fetch_backup(&old.url(leader), None, &backup).await.unwrap();
+    // With the CLI, through a dead endpoint first, as an operator would.
+    let endpoints = format!(
+        "http://127.0.0.1:{},{}",
+        crate::helpers::free_port(),
+        old.url(leader)
+    );
+    let from_leader = cli_backup(&endpoints, &backup);
     // A follower serves one too (its ReadIndex through the leader), at or after the first.
     let other = tmp.path().join("follower.snap");
     let from_follower = fetch_backup(&old.url(follower), None, &other)

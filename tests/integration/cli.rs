@@ -152,12 +152,6 @@ async fn backup_of_a_real_cluster(eps: &str) {
     let file = dir.path().join("kv.snap");
     let file_s = file.to_str().unwrap();
     let out = kv(&["--endpoints", eps, "backup", "--out", file_s], &[], None);
-    if out.code == 1 && out.stderr.contains("does not serve GET /admin/snapshot") {
-        eprintln!(
-            "SKIPPED the real-cluster backup: the nodes do not serve GET /admin/snapshot yet"
-        );
-        return;
-    }
     assert_eq!(out.code, 0, "{out:#?}");
     assert!(
         out.stdout.starts_with(&format!("backup: {file_s}, index ")),
