@@ -11,8 +11,8 @@ Usage: scripts/bench-membership.sh [--keys N] [--duration SECS] [--rounds N]
 1. Starts a 3-node durable cluster, preloads N keys (default 100,000) of 100-byte values, then
    per round: wrk random writes at 64 connections for SECS (steady state), then the same load
    while an empty node joins with KVSTORE_JOIN; reports the time from its start until /cluster
-   lists it as a voter, and the writes/s of that window against steady state. The node is
-   removed again after each round.
+   lists it as a voter, and the writes/s of that window against the 3-node steady state before
+   it and the 4-node steady state for 2 s after it. The node is removed again after each round.
 2. Hands leadership to a follower N times (POST /cluster/leader; default 20), timing request
    until the new leader acknowledges a write; interleaved with SIGKILL failovers (default 5),
    timed from the kill until a survivor acknowledges a write.

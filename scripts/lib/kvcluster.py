@@ -692,14 +692,15 @@ def cmd_bench_membership(args):
             if time.monotonic() - t0 > 300:
                 raise RuntimeError(f"preload stalled at {keys} keys")
         print(f"preloaded {args.keys} keys in {time.monotonic() - t0:.1f}s", file=sys.stderr)
-        joins, steady, during = [], [], []
+        joins, steady, during, after = [], [], [], []
 
         def committed():
             return (health(leader, 2.0) or {}).get("commitIndex", 0), time.monotonic()
 
         for rnd in range(1, args.rounds + 1):
             # One wrk run per round: 1 s of warm-up, 2 s of steady state measured from the
-            # leader's commit index, then the join, measured the same way until it is a voter.
+            # leader's commit index, then the join, measured the same way until it is a voter,
+            # then 2 s on the four nodes.
             wrk = subprocess.Popen(["wrk", "-t2", "-c64", f"-d{args.duration}s", "--timeout", "5s",
                                     "-s", set_random, leader],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -719,13 +720,19 @@ def cmd_bench_membership(args):
             joined = t1 - t_join
             during.append((c1 - c0) / joined)
             joins.append(joined)
+            # The same load on the four nodes it is now, for as long as the steady window: what
+            # a fourth process costs on these shared CPUs, catch-up or not.
+            time.sleep(2.0)  # the 4-node window: a pace, not a wait for state
+            c2, t2 = committed()
+            after.append((c2 - c1) / (t2 - t1))
             if wrk.wait(timeout=args.duration + 60) is None:
                 wrk.kill()
-            if joined > args.duration - 3:
+            if joined > args.duration - 5:
                 print(f"  note: the join outlasted the wrk window ({args.duration}s); "
                       "raise --duration", file=sys.stderr)
             print(f"  round {rnd}: steady {steady[-1]:.0f} commits/s; join to voter "
-                  f"{joined * 1000:.0f} ms, {during[-1]:.0f} commits/s meanwhile", file=sys.stderr)
+                  f"{joined * 1000:.0f} ms, {during[-1]:.0f} commits/s meanwhile, "
+                  f"{after[-1]:.0f} on 4 nodes after", file=sys.stderr)
             http_json(f"{leader}/cluster/members/{jid}", None, "DELETE", timeout=20)
             c3.drop_last()
         report.append(f"join of an empty node to a 3-node cluster holding {args.keys} keys "
@@ -734,6 +741,9 @@ def cmd_bench_membership(args):
                       f"(min {min(joins) * 1000:.0f}, max {max(joins) * 1000:.0f})")
         report.append(f"  commits/s during the catch-up (start to voter) {med(during):.0f} vs the 2 s "
                       f"just before it {med(steady):.0f} -> ratio {med(during) / med(steady):.2f}")
+        report.append(f"  the 2 s after it (4 nodes) {med(after):.0f} -> 4-node/3-node steady "
+                      f"{med(after) / med(steady):.2f}; catch-up vs 4-node steady "
+                      f"{med(during) / med(after):.2f}")
         # -- 2. leadership transfer vs crash failover -------------------------------------------
         transfers, failovers = [], []
         for rnd in range(args.transfers):
