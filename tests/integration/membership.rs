@@ -388,7 +388,17 @@ async fn leadership_moves_to_the_named_follower_under_load_without_losing_a_writ
 
 #[actix_web::test]
 async fn a_removed_node_that_never_heard_of_its_removal_does_not_disturb_the_cluster() {
-    let mut c = ProcCluster::start(3);
+    // A longer election timeout than the default (1 s, not 150 ms): on a loaded machine a
+    // scheduling hiccup would otherwise make the leader step down by check-quorum now and then,
+    // which is not what this test is about. The woken node's timer expired long ago, so it
+    // still campaigns at once and then every 1-2 s while it is watched.
+    let mut c = ProcCluster::start_with(
+        3,
+        &[
+            ("RAFT_HEARTBEAT_MS", "100"),
+            ("RAFT_ELECTION_TIMEOUT_MS", "1000"),
+        ],
+    );
     let (leader, _) = c.wait_for_leader(WAIT).await;
     wait_settled(&c, leader).await;
     let victim = (0..3).find(|i| *i != leader).expect("follower");
@@ -416,9 +426,9 @@ async fn a_removed_node_that_never_heard_of_its_removal_does_not_disturb_the_clu
     .expect("the leader committed the removal");
     c.process(victim).signal(libc::SIGCONT);
     // It campaigns in vain for a while: pre-vote and check-quorum keep the others' term, and
-    // the leader keeps its place. Watched for several election timeouts.
+    // the leader keeps its place. Watched for 5 s: several of its election timeouts.
     let writer = Writer::start(vec![c.url(leader)], "stray");
-    let watch = poll_until(Duration::from_secs(3), || async {
+    let watch = poll_until(Duration::from_secs(5), || async {
         let h = c.health(leader).await;
         match &h {
             Some(h) if h["state"] == "leader" && h["term"].as_u64() == Some(term) => Err(()),
