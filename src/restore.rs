@@ -113,14 +113,9 @@ pub struct Restored {
 
 /// Run `kvstore restore` with the arguments after `restore`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let mut argv = vec![OsString::from("kvstore restore")];
-    argv.extend(args);
-    let args = match Args::try_parse_from(argv) {
+    let args: Args = match crate::config::parse_command("kvstore restore", args) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     if args.output != "text" && args.output != "json" {
         eprintln!(

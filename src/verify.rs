@@ -39,14 +39,9 @@ struct Args {
 
 /// Run `kvstore verify` with the arguments after `verify`.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let mut argv = vec![OsString::from("kvstore verify")];
-    argv.extend(args);
-    let args = match Args::try_parse_from(argv) {
+    let args: Args = match crate::config::parse_command("kvstore verify", args) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     let started = std::time::Instant::now();
     let spinner = crate::progress::spinner("checking snapshots and the write-ahead log");

@@ -177,18 +177,9 @@ async fn converged(
 
 /// Entry point: `args` are everything after `kvstore check`.
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
-    let args = match CheckArgs::try_parse_from(
-        std::iter::once(std::ffi::OsString::from("kvstore check")).chain(args),
-    ) {
+    let args: CheckArgs = match crate::config::parse_command("kvstore check", args) {
         Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     let system = actix_web::rt::System::new();
     match system.block_on(run(args)) {

@@ -222,15 +222,10 @@ pub enum LeaderCommand {
 
 /// Run the client with `args` (starting at the command's name, e.g. `["get", "k"]`).
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let mut argv = vec![OsString::from("kvstore")];
-    argv.extend(args);
-    let cli = match Cli::try_parse_from(argv) {
+    // Help goes to stdout (exit 0); usage errors to stderr (exit 2).
+    let cli: Cli = match crate::config::parse_command("kvstore", args) {
         Ok(cli) => cli,
-        Err(e) => {
-            // Help and version go to stdout (exit 0); usage errors to stderr (exit 2).
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
-        }
+        Err(code) => return code,
     };
     let output = cli.global.output;
     let system = actix_web::rt::System::new();

@@ -607,5 +607,19 @@ fn raft_settings(
     })
 }
 
+/// Parse the arguments of a subcommand (`kvstore check`, `verify`, `restore`, the client):
+/// `name` is what its usage line shows, `args` what follows it on the command line. `--help`
+/// prints to stdout and ends with status 0; a usage error prints to stderr and ends with 2 —
+/// the `Err` is that status.
+pub fn parse_command<T: clap::Parser>(
+    name: &str,
+    args: Vec<OsString>,
+) -> Result<T, std::process::ExitCode> {
+    T::try_parse_from(std::iter::once(OsString::from(name)).chain(args)).map_err(|e| {
+        let _ = e.print();
+        std::process::ExitCode::from(if e.use_stderr() { 2 } else { 0 })
+    })
+}
+
 #[cfg(test)]
 mod tests;
