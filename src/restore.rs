@@ -6,9 +6,10 @@
 //! same decoder start-up uses); a damaged file is refused (exit 1). `DIR` must not exist or be
 //! empty (else exit 2). What it creates is what `kvstore` starts from:
 //! - `identity`: this node's id and a **new cluster id** ([`derive_restored_cluster_id`]: from
-//!   the backup's CRC-32 and the sorted members, or `--cluster-id`), so every node restored
-//!   from one file with the same `--peers` agrees on it and none of them ever takes in (or is
-//!   taken in by) a node of the old cluster, whose RPCs carry the old id;
+//!   the backup's own checksum (the CRC-32 it ends with) and the sorted members, or
+//!   `--cluster-id`), so every node restored from one file with the same `--peers` agrees on
+//!   it and none of them ever takes in (or is taken in by) a node of the old cluster, whose
+//!   RPCs carry the old id;
 //! - `snapshots/`: the backup's map at its index and term, with the configuration of
 //!   `--peers` (all voters; without `--peers`, the one the backup records) in force;
 //! - `wal/`: an empty log after the snapshot, with the snapshot's term as the hard state.
@@ -307,7 +308,13 @@ fn check_empty(dir: &Path) -> Result<(), RestoreError> {
     }
 }
 
-/// Read and check the backup; the snapshot and the CRC-32 of the whole file.
+/// Read and check the backup; the snapshot and its own checksum (the CRC-32 the file ends
+/// with, of everything after the magic).
+///
+/// Not the CRC-32 of the whole file: a file that ends with the CRC-32 of what precedes it
+/// (after a fixed magic) has a whole-file CRC-32 that depends only on its length, so two
+/// different backups of the same size would have the same one (and their restored clusters,
+/// with the same members, the same cluster id).
 fn read_backup(from: &Path) -> Result<(Snapshot, u32), RestoreError> {
     let unreadable = |e: std::io::Error| {
         RestoreError::Failed(format!("cannot read the backup {}: {e}", from.display()))
@@ -330,7 +337,6 @@ fn read_backup(from: &Path) -> Result<(Snapshot, u32), RestoreError> {
     }
     bar.finish_and_clear();
     let spinner = crate::progress::spinner("checking the backup");
-    let crc = crc32fast::hash(&bytes);
     let snap = snapshot::decode(&bytes).map_err(|why| {
         RestoreError::Failed(format!(
             "{} is not a usable backup: {why}; nothing was written",
@@ -338,7 +344,10 @@ fn read_backup(from: &Path) -> Result<(Snapshot, u32), RestoreError> {
         ))
     })?;
     spinner.finish_and_clear();
-    Ok((snap, crc))
+    // decode checked that the file is longer than its 4-byte checksum.
+    let mut trailer = [0u8; 4];
+    trailer.copy_from_slice(&bytes[bytes.len() - 4..]);
+    Ok((snap, u32::from_le_bytes(trailer)))
 }
 
 #[cfg(test)]
@@ -388,6 +397,41 @@ mod tests {
         assert_eq!(r.cluster_id, r2.cluster_id);
         let report = crate::verify::report(&dir);
         assert_eq!(report.1, crate::verify::Outcome::Intact, "{}", report.0);
+    }
+
+    /// Two different backups of the same size restored with the same members are two
+    /// clusters: the cluster id depends on the backup's content, not only on its length.
+    #[test]
+    fn backups_of_the_same_size_restore_to_different_cluster_ids() {
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = SnapshotMeta { index: 9, term: 3 };
+        let mut ids = Vec::new();
+        for (i, value) in ["v", "w"].into_iter().enumerate() {
+            let path = tmp.path().join(format!("b{i}.snap"));
+            std::fs::write(
+                &path,
+                snapshot::encode(meta, None, [("k", value)].into_iter()),
+            )
+            .unwrap();
+            let members = parse_members("n1=http://h:1").unwrap();
+            let dir = tmp.path().join(format!("d{i}"));
+            ids.push(
+                restore(&path, &dir, "n1", Some(members), None)
+                    .unwrap()
+                    .cluster_id,
+            );
+        }
+        let (a, b) = (
+            std::fs::read(tmp.path().join("b0.snap")).unwrap(),
+            std::fs::read(tmp.path().join("b1.snap")).unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        assert_eq!(
+            crc32fast::hash(&a),
+            crc32fast::hash(&b),
+            "the whole-file CRC-32 of equal-length snapshots is the same"
+        );
+        assert_ne!(ids[0], ids[1], "two backups, two clusters");
     }
 
     #[test]
