@@ -219,6 +219,13 @@ pub fn restore(
             from.display()
         )));
     }
+    // With --peers: all voters. Without: the configuration the backup records, learners
+    // still learners (a learner made a voter would count in every quorum of the new cluster
+    // even if it is never restored).
+    let recorded = match members {
+        Some(_) => None,
+        None => snap.configuration.clone(),
+    };
     let members = match members {
         Some(m) => m,
         None => match &snap.configuration {
@@ -243,13 +250,16 @@ pub fn restore(
             ids.join(", ")
         )));
     }
-    let configuration = Configuration::new(
-        members
-            .iter()
-            .map(|(id, url)| Member::new(id.clone(), url.clone()))
-            .collect(),
-    )
-    .map_err(|e| RestoreError::Usage(format!("--peers: {e}")))?;
+    let configuration = match recorded {
+        Some(c) => c,
+        None => Configuration::new(
+            members
+                .iter()
+                .map(|(id, url)| Member::new(id.clone(), url.clone()))
+                .collect(),
+        )
+        .map_err(|e| RestoreError::Usage(format!("--peers: {e}")))?,
+    };
     let cluster_id = cluster_id.unwrap_or_else(|| derive_restored_cluster_id(crc, &members));
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         RestoreError::Failed(format!(
@@ -432,6 +442,35 @@ mod tests {
             "the whole-file CRC-32 of equal-length snapshots is the same"
         );
         assert_ne!(ids[0], ids[1], "two backups, two clusters");
+    }
+
+    /// Without --peers the backup's configuration is restored as it is: its learners stay
+    /// learners (not voters every quorum of the new cluster would then need).
+    #[test]
+    fn without_peers_the_recorded_learners_stay_learners() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recorded = Configuration::with_learners(
+            vec![
+                Member::new("a", "http://h:1"),
+                Member::new("b", "http://h:2"),
+            ],
+            vec![Member::new("r", "http://far:3")],
+        )
+        .unwrap();
+        let meta = SnapshotMeta { index: 9, term: 3 };
+        let path = tmp.path().join("b.snap");
+        std::fs::write(
+            &path,
+            snapshot::encode(meta, Some(&recorded), [("k", "v")].into_iter()),
+        )
+        .unwrap();
+        let dir = tmp.path().join("a");
+        restore(&path, &dir, "a", None, None).unwrap();
+        let rec = crate::startup::recover(&dir, SEGMENT_BYTES).unwrap();
+        let c = rec.configuration.unwrap();
+        assert_eq!(c.voters().len(), 2, "{c:?}");
+        assert_eq!(c.learners().len(), 1, "{c:?}");
+        assert!(!c.is_voter("r"));
     }
 
     #[test]
