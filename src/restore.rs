@@ -145,11 +145,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         args.cluster_id,
     ) {
         Ok(r) if args.output == "json" => {
-            let v = serde_json::json!({
-                "ok": true, "dataDir": r.dir, "keys": r.keys, "index": r.index,
-                "term": r.term, "clusterId": r.cluster_id, "nodeId": r.node_id,
-            });
-            println!("{v}");
+            println!("{}", summary_json(&r));
             ExitCode::SUCCESS
         }
         Ok(r) => {
@@ -167,6 +163,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             ExitCode::from(e.code())
         }
     }
+}
+
+/// The `--output json` summary of a restore. The directory is shown as `Path::display` does
+/// (a path that is not UTF-8 would make serializing it fail).
+fn summary_json(r: &Restored) -> serde_json::Value {
+    serde_json::json!({
+        "ok": true, "dataDir": r.dir.display().to_string(), "keys": r.keys, "index": r.index,
+        "term": r.term, "clusterId": r.cluster_id, "nodeId": r.node_id,
+    })
 }
 
 /// `id=url,id=url,...` → (id, url) pairs: every entry named, ids and URLs valid and distinct.
@@ -471,6 +476,22 @@ mod tests {
         assert_eq!(c.voters().len(), 2, "{c:?}");
         assert_eq!(c.learners().len(), 1, "{c:?}");
         assert!(!c.is_voter("r"));
+    }
+
+    #[test]
+    fn the_json_summary_of_a_directory_whose_name_is_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let r = Restored {
+            dir: PathBuf::from(std::ffi::OsStr::from_bytes(b"data/n\xff1")),
+            keys: 2,
+            index: 9,
+            term: 3,
+            cluster_id: "c0".into(),
+            node_id: "n1".into(),
+        };
+        let v = summary_json(&r);
+        assert_eq!(v["dataDir"], "data/n\u{fffd}1");
+        assert_eq!(v["keys"], 2);
     }
 
     #[test]
