@@ -6,9 +6,10 @@
 //! same decoder start-up uses); a damaged file is refused (exit 1). `DIR` must not exist or be
 //! empty (else exit 2). What it creates is what `kvstore` starts from:
 //! - `identity`: this node's id and a **new cluster id** ([`derive_restored_cluster_id`]: from
-//!   the backup's CRC-32 and the sorted members, or `--cluster-id`), so every node restored
-//!   from one file with the same `--peers` agrees on it and none of them ever takes in (or is
-//!   taken in by) a node of the old cluster, whose RPCs carry the old id;
+//!   the backup's own checksum (the CRC-32 it ends with) and the sorted members, or
+//!   `--cluster-id`), so every node restored from one file with the same `--peers` agrees on
+//!   it and none of them ever takes in (or is taken in by) a node of the old cluster, whose
+//!   RPCs carry the old id;
 //! - `snapshots/`: the backup's map at its index and term, with the configuration of
 //!   `--peers` (all voters; without `--peers`, the one the backup records) in force;
 //! - `wal/`: an empty log after the snapshot, with the snapshot's term as the hard state.
@@ -139,11 +140,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         args.cluster_id,
     ) {
         Ok(r) if args.output == "json" => {
-            let v = serde_json::json!({
-                "ok": true, "dataDir": r.dir, "keys": r.keys, "index": r.index,
-                "term": r.term, "clusterId": r.cluster_id, "nodeId": r.node_id,
-            });
-            println!("{v}");
+            println!("{}", summary_json(&r));
             ExitCode::SUCCESS
         }
         Ok(r) => {
@@ -161,6 +158,15 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
             ExitCode::from(e.code())
         }
     }
+}
+
+/// The `--output json` summary of a restore. The directory is shown as `Path::display` does
+/// (a path that is not UTF-8 would make serializing it fail).
+fn summary_json(r: &Restored) -> serde_json::Value {
+    serde_json::json!({
+        "ok": true, "dataDir": r.dir.display().to_string(), "keys": r.keys, "index": r.index,
+        "term": r.term, "clusterId": r.cluster_id, "nodeId": r.node_id,
+    })
 }
 
 /// `id=url,id=url,...` → (id, url) pairs: every entry named, ids and URLs valid and distinct.
@@ -213,6 +219,13 @@ pub fn restore(
             from.display()
         )));
     }
+    // With --peers: all voters. Without: the configuration the backup records, learners
+    // still learners (a learner made a voter would count in every quorum of the new cluster
+    // even if it is never restored).
+    let recorded = match members {
+        Some(_) => None,
+        None => snap.configuration.clone(),
+    };
     let members = match members {
         Some(m) => m,
         None => match &snap.configuration {
@@ -237,13 +250,16 @@ pub fn restore(
             ids.join(", ")
         )));
     }
-    let configuration = Configuration::new(
-        members
-            .iter()
-            .map(|(id, url)| Member::new(id.clone(), url.clone()))
-            .collect(),
-    )
-    .map_err(|e| RestoreError::Usage(format!("--peers: {e}")))?;
+    let configuration = match recorded {
+        Some(c) => c,
+        None => Configuration::new(
+            members
+                .iter()
+                .map(|(id, url)| Member::new(id.clone(), url.clone()))
+                .collect(),
+        )
+        .map_err(|e| RestoreError::Usage(format!("--peers: {e}")))?,
+    };
     let cluster_id = cluster_id.unwrap_or_else(|| derive_restored_cluster_id(crc, &members));
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         RestoreError::Failed(format!(
@@ -302,7 +318,13 @@ fn check_empty(dir: &Path) -> Result<(), RestoreError> {
     }
 }
 
-/// Read and check the backup; the snapshot and the CRC-32 of the whole file.
+/// Read and check the backup; the snapshot and its own checksum (the CRC-32 the file ends
+/// with, of everything after the magic).
+///
+/// Not the CRC-32 of the whole file: a file that ends with the CRC-32 of what precedes it
+/// (after a fixed magic) has a whole-file CRC-32 that depends only on its length, so two
+/// different backups of the same size would have the same one (and their restored clusters,
+/// with the same members, the same cluster id).
 fn read_backup(from: &Path) -> Result<(Snapshot, u32), RestoreError> {
     let unreadable = |e: std::io::Error| {
         RestoreError::Failed(format!("cannot read the backup {}: {e}", from.display()))
@@ -325,7 +347,6 @@ fn read_backup(from: &Path) -> Result<(Snapshot, u32), RestoreError> {
     }
     bar.finish_and_clear();
     let spinner = crate::progress::spinner("checking the backup");
-    let crc = crc32fast::hash(&bytes);
     let snap = snapshot::decode(&bytes).map_err(|why| {
         RestoreError::Failed(format!(
             "{} is not a usable backup: {why}; nothing was written",
@@ -333,7 +354,10 @@ fn read_backup(from: &Path) -> Result<(Snapshot, u32), RestoreError> {
         ))
     })?;
     spinner.finish_and_clear();
-    Ok((snap, crc))
+    // decode checked that the file is longer than its 4-byte checksum.
+    let mut trailer = [0u8; 4];
+    trailer.copy_from_slice(&bytes[bytes.len() - 4..]);
+    Ok((snap, u32::from_le_bytes(trailer)))
 }
 
 #[cfg(test)]
@@ -383,6 +407,86 @@ mod tests {
         assert_eq!(r.cluster_id, r2.cluster_id);
         let report = crate::verify::report(&dir);
         assert_eq!(report.1, crate::verify::Outcome::Intact, "{}", report.0);
+    }
+
+    /// Two different backups of the same size restored with the same members are two
+    /// clusters: the cluster id depends on the backup's content, not only on its length.
+    #[test]
+    fn backups_of_the_same_size_restore_to_different_cluster_ids() {
+        let tmp = tempfile::tempdir().unwrap();
+        let meta = SnapshotMeta { index: 9, term: 3 };
+        let mut ids = Vec::new();
+        for (i, value) in ["v", "w"].into_iter().enumerate() {
+            let path = tmp.path().join(format!("b{i}.snap"));
+            std::fs::write(
+                &path,
+                snapshot::encode(meta, None, [("k", value)].into_iter()),
+            )
+            .unwrap();
+            let members = parse_members("n1=http://h:1").unwrap();
+            let dir = tmp.path().join(format!("d{i}"));
+            ids.push(
+                restore(&path, &dir, "n1", Some(members), None)
+                    .unwrap()
+                    .cluster_id,
+            );
+        }
+        let (a, b) = (
+            std::fs::read(tmp.path().join("b0.snap")).unwrap(),
+            std::fs::read(tmp.path().join("b1.snap")).unwrap(),
+        );
+        assert_eq!(a.len(), b.len());
+        assert_eq!(
+            crc32fast::hash(&a),
+            crc32fast::hash(&b),
+            "the whole-file CRC-32 of equal-length snapshots is the same"
+        );
+        assert_ne!(ids[0], ids[1], "two backups, two clusters");
+    }
+
+    /// Without --peers the backup's configuration is restored as it is: its learners stay
+    /// learners (not voters every quorum of the new cluster would then need).
+    #[test]
+    fn without_peers_the_recorded_learners_stay_learners() {
+        let tmp = tempfile::tempdir().unwrap();
+        let recorded = Configuration::with_learners(
+            vec![
+                Member::new("a", "http://h:1"),
+                Member::new("b", "http://h:2"),
+            ],
+            vec![Member::new("r", "http://far:3")],
+        )
+        .unwrap();
+        let meta = SnapshotMeta { index: 9, term: 3 };
+        let path = tmp.path().join("b.snap");
+        std::fs::write(
+            &path,
+            snapshot::encode(meta, Some(&recorded), [("k", "v")].into_iter()),
+        )
+        .unwrap();
+        let dir = tmp.path().join("a");
+        restore(&path, &dir, "a", None, None).unwrap();
+        let rec = crate::startup::recover(&dir, SEGMENT_BYTES).unwrap();
+        let c = rec.configuration.unwrap();
+        assert_eq!(c.voters().len(), 2, "{c:?}");
+        assert_eq!(c.learners().len(), 1, "{c:?}");
+        assert!(!c.is_voter("r"));
+    }
+
+    #[test]
+    fn the_json_summary_of_a_directory_whose_name_is_not_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let r = Restored {
+            dir: PathBuf::from(std::ffi::OsStr::from_bytes(b"data/n\xff1")),
+            keys: 2,
+            index: 9,
+            term: 3,
+            cluster_id: "c0".into(),
+            node_id: "n1".into(),
+        };
+        let v = summary_json(&r);
+        assert_eq!(v["dataDir"], "data/n\u{fffd}1");
+        assert_eq!(v["keys"], 2);
     }
 
     #[test]

@@ -618,6 +618,7 @@ fn start_actors_joining(
         forward_tls,
         client_tokens,
         metrics,
+        backups: Default::default(),
     })
 }
 

@@ -12,9 +12,15 @@
 //! [`CHUNK_BYTES`] chunks.
 //!
 //! Limit: the encoded snapshot is held in memory while it is sent (about the size of the map's
-//! keys and values, on top of the map itself); the whole map is in memory anyway.
+//! keys and values, on top of the map itself); the whole map is in memory anyway. So at most
+//! [`MAX_CONCURRENT_BACKUPS`] are under way on a node at once ([`BackupSlots`]: from the
+//! request until its body is sent or dropped); one more is refused with a 503 (a client that
+//! opens many and never reads would otherwise hold a copy of the map for each).
 //!
 //! Handlers only ask actors and map answers to HTTP; they own no state.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use actix_web::body::SizedStream;
 use actix_web::http::Method;
@@ -40,6 +46,40 @@ pub const X_SNAPSHOT_CRC32: &str = "x-kvstore-snapshot-crc32";
 
 /// The body is sent in chunks of this size.
 pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Most backups under way on one node at once (each holds an encoded copy of the map).
+pub const MAX_CONCURRENT_BACKUPS: usize = 2;
+
+/// How many backups are under way on a node (shared by its workers: clones count together).
+#[derive(Debug, Clone, Default)]
+pub struct BackupSlots(Arc<AtomicUsize>);
+
+/// One backup under way; its slot is free again when this is dropped.
+#[derive(Debug)]
+pub struct BackupSlot(Arc<AtomicUsize>);
+
+impl BackupSlots {
+    /// A slot, or `None` when [`MAX_CONCURRENT_BACKUPS`] are under way.
+    pub fn try_take(&self) -> Option<BackupSlot> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONCURRENT_BACKUPS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| BackupSlot(Arc::clone(&self.0)))
+    }
+
+    /// Backups under way now.
+    pub fn in_use(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for BackupSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// `{"ok":true,"readIndex":N}`: the answer of `GET /admin/read-index`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -91,6 +131,12 @@ pub async fn snapshot(
     fwd: web::Data<Forwarder>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let slot = state.backups.try_take().ok_or_else(|| {
+        ApiError::Unavailable(format!(
+            "busy: {MAX_CONCURRENT_BACKUPS} backups are under way on this node; try again \
+             later or ask another node"
+        ))
+    })?;
     let at = Routed::new(&state, &fwd, &req, Method::GET, "/admin/read-index").idempotent();
     let secs = at.timeout_secs();
     let index = match read_index(&at).await? {
@@ -149,7 +195,9 @@ pub async fn snapshot(
         read_index = index,
         "backup snapshot encoded; sending it"
     );
+    // The slot goes with the body: free once it is sent, or dropped with its connection.
     let chunks = (0..bytes.len()).step_by(CHUNK_BYTES).map(move |at| {
+        let _held = &slot;
         Ok::<_, std::io::Error>(bytes.slice(at..(at + CHUNK_BYTES).min(bytes.len())))
     });
     Ok(HttpResponse::Ok()
@@ -158,4 +206,25 @@ pub async fn snapshot(
         .insert_header((X_SNAPSHOT_TERM, meta.term.to_string()))
         .insert_header((X_SNAPSHOT_CRC32, format!("{crc:08x}")))
         .body(SizedStream::new(len, futures_util::stream::iter(chunks))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_two_backups_at_once_and_a_slot_is_freed_when_dropped() {
+        let slots = BackupSlots::default();
+        let other_worker = slots.clone();
+        let a = slots.try_take().expect("first");
+        let b = other_worker.try_take().expect("second");
+        assert_eq!(slots.in_use(), MAX_CONCURRENT_BACKUPS);
+        assert!(slots.try_take().is_none(), "a third is refused");
+        drop(a);
+        let c = other_worker
+            .try_take()
+            .expect("a freed slot is taken again");
+        drop((b, c));
+        assert_eq!(slots.in_use(), 0);
+    }
 }

@@ -85,6 +85,8 @@ pub struct AppState {
     pub client_tokens: Option<std::sync::Arc<auth::ClientTokens>>,
     /// This node's metric registry (`GET /metrics`; the request middleware records into it).
     pub metrics: crate::metrics::Metrics,
+    /// The backups (`GET /admin/snapshot`) under way on this node, shared by its workers.
+    pub backups: backup::BackupSlots,
 }
 
 /// Registers every route, the JSON/query error mapping and the 404/405 answers.

@@ -77,11 +77,12 @@ pub fn derive_cluster_id(me: &str, peers: &[String]) -> String {
 }
 
 /// The cluster id of a cluster restored from a backup (`kvstore restore`): `c` and 16 hex
-/// digits of a 64-bit FNV-1a hash of the backup file's CRC-32 and the sorted `id=url` members
-/// (loopback spellings counted as one, as in [`derive_cluster_id`]), under a `restore` prefix
-/// so that it never equals the id [`derive_cluster_id`] gives the same URLs: every node
-/// restored from one file with the same members gets the same id, and a restored cluster never
-/// takes in a node of the old one. Pure.
+/// digits of a 64-bit FNV-1a hash of the backup's own checksum (the CRC-32 its last four bytes
+/// hold, which depends on its content; the whole file's CRC-32 depends only on its length) and
+/// the sorted `id=url` members (loopback spellings counted as one, as in [`derive_cluster_id`]),
+/// under a `restore` prefix so that it never equals the id [`derive_cluster_id`] gives the same
+/// URLs: every node restored from one file with the same members gets the same id, and a
+/// restored cluster never takes in a node of the old one. Pure.
 pub fn derive_restored_cluster_id(backup_crc32: u32, members: &[(String, String)]) -> String {
     let mut members: Vec<String> = members
         .iter()

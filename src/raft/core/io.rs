@@ -19,6 +19,9 @@ pub const MAX_BATCH_ENTRIES: usize = 1024;
 pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 /// Least bytes of entries a learner may receive per tick (see [`learner_budget`]).
 pub const LEARNER_MIN_BYTES_PER_TICK: usize = 32 * 1024;
+/// Most budget a learner whose window was full may carry over to later batches (see
+/// `RaftCore::pace_learners`): a full window's worth of batches.
+pub const MAX_LEARNER_CREDIT: usize = MAX_INFLIGHT * MAX_BATCH_BYTES;
 
 /// Bytes of entries a learner may receive in one tick, given the bytes the leader appended per
 /// tick lately (`append_rate`): twice that, so a learner's backlog drains at about the rate

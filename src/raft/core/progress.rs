@@ -37,6 +37,9 @@ pub(super) struct Progress {
     pub(super) recent_active: bool,
     /// Ticks since its last current answer (`None`: none yet in this term).
     pub(super) last_heard: Option<u32>,
+    /// Learners only: bytes of budget of the ticks on which it had entries to get but its
+    /// window was full (see `RaftCore::pace_learners`); later batches may carry them too.
+    pub(super) credit: usize,
 }
 
 impl Progress {
@@ -52,6 +55,7 @@ impl Progress {
             snapshot_backoff: 0,
             recent_active: false,
             last_heard: None,
+            credit: 0,
         }
     }
 

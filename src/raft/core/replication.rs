@@ -10,7 +10,10 @@
 //! come out as [`Output::Apply`], in order, exactly once. A committed entry is never replaced.
 
 use super::configuration::MemberRole;
-use super::io::{learner_budget, LeaderInfo, Output, Role, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
+use super::io::{
+    learner_budget, LeaderInfo, Output, Role, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES,
+    MAX_LEARNER_CREDIT,
+};
 use super::progress::ProgressState;
 use super::RaftCore;
 use crate::raft::log::{Entry, EntryPayload};
@@ -76,24 +79,55 @@ impl RaftCore {
 
     /// On every tick of a leader: each learner gets one batch of at most
     /// [`learner_budget`] bytes (see there for why), if its window is open.
+    ///
+    /// The budget of a tick on which a learner had entries to get but its window was full (its
+    /// round trip is longer than [`MAX_INFLIGHT`](super::MAX_INFLIGHT) ticks: far away, or slow
+    /// to store) is kept as credit for its later batches (each still at most
+    /// [`MAX_BATCH_BYTES`]). Without it such a learner gets at most `MAX_INFLIGHT` budgets a
+    /// round trip, less than the writes once the round trip exceeds twice that many ticks, and
+    /// never catches up.
     pub(super) fn pace_learners(&mut self) {
         let appended = std::mem::take(&mut self.appended_bytes);
         self.append_rate = (self.append_rate.saturating_mul(7) + appended) / 8;
         let budget = learner_budget(self.append_rate);
+        let last = self.log.last_index();
         for k in 0..self.peers.len() {
             let to = self.peers[k].clone();
-            if self.membership.current().role_of(&to) == Some(MemberRole::Learner) {
-                self.send_append_within(&to, false, Some(budget));
+            if self.membership.current().role_of(&to) != Some(MemberRole::Learner) {
+                continue;
+            }
+            let Some(pr) = self.progress.get_mut(&to) else {
+                continue;
+            };
+            let open = pr.window_open();
+            if pr.state != ProgressState::Replicate || pr.next_index > last {
+                pr.credit = 0;
+            } else if !open {
+                pr.credit = pr.credit.saturating_add(budget).min(MAX_LEARNER_CREDIT);
+            }
+            let credit = pr.credit;
+            let sent = self.send_append_within(
+                &to,
+                false,
+                Some(budget.saturating_add(credit).min(MAX_BATCH_BYTES)),
+            );
+            if let Some(pr) = self.progress.get_mut(&to) {
+                pr.credit = credit.saturating_sub(sent.saturating_sub(budget));
             }
         }
     }
 
     /// [`Self::send_append`] with a byte bound on the entries sent (`None`: no entries now,
-    /// only the snapshot or heartbeat a follower may need).
-    fn send_append_within(&mut self, to: &NodeId, heartbeat: bool, max_bytes: Option<usize>) {
+    /// only the snapshot or heartbeat a follower may need). Returns the bytes of entries sent.
+    fn send_append_within(
+        &mut self,
+        to: &NodeId,
+        heartbeat: bool,
+        max_bytes: Option<usize>,
+    ) -> usize {
         let last = self.log.last_index();
         let Some(pr) = self.progress.get(to) else {
-            return;
+            return 0;
         };
         let window_open = pr.window_open();
         if window_open && pr.next_index <= self.log.base_index() {
@@ -110,6 +144,7 @@ impl RaftCore {
         {
             let next = pr.next_index;
             let entries = self.log.entries_from(next, MAX_BATCH_ENTRIES, max_bytes);
+            let bytes: usize = entries.iter().map(Entry::size_hint).sum();
             let sent_last = next + entries.len() as u64 - 1;
             let commit = self.commit_index;
             let req = self.append_request(next - 1, entries, commit);
@@ -120,6 +155,7 @@ impl RaftCore {
                 }
             }
             self.send(to, Message::AppendRequest(req));
+            return bytes;
         } else if heartbeat {
             // Only commit what the follower is known to hold.
             let prev = if pr.state == ProgressState::Probe && pr.inflight.is_empty() {
@@ -130,6 +166,7 @@ impl RaftCore {
             let req = self.heartbeat_request(prev);
             self.send(to, Message::AppendRequest(req));
         }
+        0
     }
 
     pub(super) fn send(&mut self, to: &NodeId, msg: Message) {

@@ -729,3 +729,76 @@ fn s4_learners_get_entries_once_a_tick_within_a_byte_budget() {
     }
     assert!(next > 3, "the learner is moving on");
 }
+
+/// A learner whose answers take longer than `MAX_INFLIGHT` ticks (far away, or slow to store
+/// what it gets) under a steady write rate: its window is full on most ticks, so the budget of
+/// those ticks must go into the next batch, or it gets less than the writes and never
+/// catches up (it could then never be promoted).
+#[test]
+fn s4_a_learner_with_a_long_round_trip_keeps_up_with_the_writes() {
+    const ROUND_TRIP: u64 = 12; // ticks from a request to the learner until its answer
+    const WRITES_PER_TICK: usize = 32; // of about 1 KB each: ~32 KiB a tick
+    let mut c = member_core("a", conf(&["a", "b", "c"], &["d"]), false, false);
+    elect(&mut c);
+    let value = "v".repeat(1000);
+    // The learner: its log holds the leader's entries up to `held`; answers wait in `answers`.
+    let mut held: LogIndex = 0;
+    let mut answers: VecDeque<(u64, AppendResponse)> = VecDeque::new();
+    let mut out: Vec<Output> = Vec::new();
+    let mut lag = Vec::new();
+    for now in 0..900u64 {
+        for i in 0..WRITES_PER_TICK {
+            out.extend(c.step(Input::Propose(set_cmd(&format!("k{i}"), &value))));
+        }
+        out.extend(c.step(Input::Tick));
+        for o in std::mem::take(&mut out) {
+            let Output::Send {
+                to,
+                msg: Message::AppendRequest(req),
+            } = o
+            else {
+                continue;
+            };
+            if to != "d" {
+                continue;
+            }
+            let end = req.prev_log_index + req.entries.len() as u64;
+            let resp = if req.prev_log_index <= held {
+                held = held.max(end);
+                AppendResponse {
+                    term: req.term,
+                    success: true,
+                    match_index: end,
+                    seq: req.seq,
+                    ..Default::default()
+                }
+            } else {
+                AppendResponse {
+                    term: req.term,
+                    success: false,
+                    reject_index: req.prev_log_index,
+                    conflict_index: held + 1,
+                    seq: req.seq,
+                    ..Default::default()
+                }
+            };
+            answers.push_back((now + ROUND_TRIP, resp));
+        }
+        while answers.front().is_some_and(|(due, _)| *due <= now) {
+            let (_, resp) = answers.pop_front().expect("front");
+            out.extend(c.step(Input::Response {
+                from: "d".into(),
+                msg: Message::AppendResponse(resp),
+            }));
+        }
+        if (now + 1) % 300 == 0 {
+            lag.push(c.log.last_index() - held);
+        }
+    }
+    // About a round trip of writes in flight, and not growing.
+    let bound = 2 * ROUND_TRIP * WRITES_PER_TICK as u64;
+    assert!(
+        lag.iter().all(|l| *l <= bound),
+        "the learner's lag after 300, 600, 900 ticks: {lag:?} (entries; at most {bound})"
+    );
+}
