@@ -2,8 +2,8 @@
 //! streamed to `FILE.part` (a progress bar on stderr when it is a terminal), checked, synced and
 //! renamed to `FILE`; then one summary line.
 //!
-//! The checks: the length and CRC-32 of the body against `content-length` and
-//! `x-kvstore-snapshot-crc32`, and the file decoded as a snapshot (`codec::snapshot`, which
+//! The checks: the length of the body against `content-length`, the CRC-32 of all but its
+//! last 4 bytes (the file's own checksum) against `x-kvstore-snapshot-crc32`, and the file decoded as a snapshot (`codec::snapshot`, which
 //! checks its own CRC) whose index and term are the headers'. Anything wrong is a bad download
 //! (exit 1) and `FILE.part` is removed; `FILE` is never left half written. It only reads from
 //! the cluster.
@@ -146,7 +146,10 @@ async fn save(
     // The whole body may take longer than one --timeout: each chunk must come within it.
     let mut body = reply.res.timeout(Duration::from_secs(7 * 24 * 3600));
     let bar = progress(want.length);
+    // The header's CRC-32 covers all but the last 4 bytes (the file's own checksum): hash each
+    // chunk but hold its last 4 bytes back until the next one comes.
     let mut crc = crc32fast::Hasher::new();
+    let mut tail: Vec<u8> = Vec::with_capacity(4);
     let mut got: u64 = 0;
     loop {
         let chunk = match actix_web::rt::time::timeout(idle, body.next()).await {
@@ -162,7 +165,10 @@ async fn save(
                 want.length
             )));
         }
-        crc.update(&chunk);
+        tail.extend_from_slice(&chunk);
+        let keep = tail.len().saturating_sub(4);
+        crc.update(&tail[..keep]);
+        tail.drain(..keep);
         f.write_all(&chunk).map_err(|e| cannot("write", e))?;
         bar.inc(chunk.len() as u64);
     }

@@ -2,10 +2,14 @@
 //! `--cacert`, `Authorization: Bearer` with `--token`, `--timeout` on every request), and a
 //! request loop over `--endpoints`.
 //!
-//! A request goes to the endpoints in order. Unreachable, timed out or answered 503 (no
-//! leader, no quorum, overloaded): the next one, and a leader that an answer names (a 307's
-//! `Location`, an `x-kvstore-leader` header) is tried before the rest. Any other answer is the
-//! answer. When every endpoint failed, the error says what each one did (exit 3). The nodes
+//! A request goes to the endpoints in order. Unreachable, timed out or answered 502/503/504 (no
+//! leader, no quorum, overloaded, a proxy's gateway error): the next one, and a leader that an
+//! answer names (a 307's `Location`, an `x-kvstore-leader` header) is tried before the rest.
+//! Any other answer is the answer. A write (anything but GET/HEAD) is sent to another node only
+//! when it surely was not applied: its connection failed, or a 503 says nothing was done. A
+//! write that timed out, broke off after it was sent, or got a 503 saying it "may or may not"
+//! have been applied, or a gateway error, ends the command (exit 3, saying so): sending it again
+//! could apply it twice, or answer "not found" for a delete that was done. When every endpoint failed, the error says what each one did (exit 3). The nodes
 //! forward writes and linearizable reads to their leader themselves, so any live endpoint
 //! usually answers. Answers are read up to [`MAX_ANSWER_BYTES`]; a request is never sent
 //! twice to the same endpoint.
@@ -132,6 +136,7 @@ impl Client {
         let mut tried: Vec<String> = Vec::new();
         let mut failures: Vec<String> = Vec::new();
         let mut hints = 0;
+        let idempotent = matches!(method, Method::GET | Method::HEAD);
         while let Some(endpoint) = queue.pop_front() {
             if tried.contains(&endpoint) {
                 continue;
@@ -151,6 +156,18 @@ impl Client {
             let mut res = match sent {
                 Ok(res) => res,
                 Err(e) => {
+                    let reached = !matches!(
+                        e,
+                        awc::error::SendRequestError::Connect(_)
+                            | awc::error::SendRequestError::Url(_)
+                    );
+                    if !idempotent && reached {
+                        return Err(CliError::Unavailable(format!(
+                            "{endpoint}: {}; the request may or may not have been applied \
+                             (not sent again)",
+                            describe(&e)
+                        )));
+                    }
                     failures.push(format!("{endpoint}: {}", describe(&e)));
                     continue;
                 }
@@ -158,16 +175,25 @@ impl Client {
             let status = res.status().as_u16();
             let hint = leader_hint(&res);
             match status {
-                307 | 308 | 503 => {
+                307 | 308 | 502..=504 => {
                     if let Some(url) = hint.filter(|u| !tried.contains(u)) {
                         if hints < MAX_HINTS {
                             hints += 1;
                             queue.push_front(url);
                         }
                     }
-                    if status == 503 {
+                    if status >= 500 {
                         let b = res.body().limit(64 * 1024).await.unwrap_or_default();
-                        failures.push(format!("{endpoint}: {}", server_message(status, &b)));
+                        let message = server_message(status, &b);
+                        // Only a 503 from a node says whether the write was done; a gateway
+                        // error (502, 504) does not.
+                        let maybe_applied = status != 503 || message.contains("may or may not");
+                        if !idempotent && maybe_applied {
+                            return Err(CliError::Unavailable(format!(
+                                "{endpoint}: {message} (not sent again)"
+                            )));
+                        }
+                        failures.push(format!("{endpoint}: {message}"));
                     } else {
                         failures.push(format!("{endpoint}: redirected ({status})"));
                     }
