@@ -25,6 +25,8 @@
 //! - [`tls`]: PEM certificates and keys → rustls configurations (ring provider; files only).
 //! - [`transport`]: how Raft RPCs reach peers (HTTP, the fault layer, or an in-memory network
 //!   in tests) and the message peers' requests are delivered as.
+//! - [`watch`]: the `WatchActor`, the recent history of committed changes and the open watchers
+//!   of `GET /watch` (its [`watch::Change`] is plain data).
 //! - [`raft::actor`]: the `RaftActor`, which carries out the core's outputs in order and owns
 //!   the timers (its write barrier is the pure `raft::barrier`), its apply pump and snapshot
 //!   transfers.
@@ -71,3 +73,4 @@ pub mod telemetry;
 pub mod tls;
 pub mod transport;
 pub mod verify;
+pub mod watch;

@@ -34,6 +34,7 @@ use crate::tls::{self, TlsError};
 use crate::transport::faults::FaultSwitch;
 use crate::transport::http::HttpTransport;
 use crate::transport::Transport;
+use crate::watch::actor::WatchActor;
 
 /// Could not start serving.
 #[derive(Debug)]
@@ -553,8 +554,13 @@ fn start_actors_joining(
     }
     let (raft_tls, forward_tls) = client_tls(config, &peers).map_err(StartError::Tls)?;
     let (state, state_term) = (resumed.state, resumed.state_term);
+    let applied_at_start = state.last_applied();
+    let watch = WatchActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        WatchActor::new(applied_at_start)
+    });
+    let store_watch = watch.clone();
     let store = StoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-        StoreActor::with_state(state, state_term)
+        StoreActor::with_state(state, state_term).with_watch(store_watch)
     });
     let timing = RaftTiming::from_millis(
         config.raft.heartbeat.as_millis() as u64,
@@ -607,6 +613,7 @@ fn start_actors_joining(
         node_id: config.node_id.clone(),
         cluster_id: resumed.cluster_id,
         store,
+        watch,
         raft,
         limits: config.limits,
         request_timeout: config.request_timeout,

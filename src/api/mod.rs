@@ -61,6 +61,8 @@ pub struct AppState {
     /// The cluster this node belongs to; peer RPCs must carry it (see [`peer`]).
     pub cluster_id: String,
     pub store: Addr<StoreActor>,
+    /// The change history and watchers of `GET /watch`.
+    pub watch: Addr<crate::watch::actor::WatchActor>,
     pub raft: Addr<RaftActor>,
     pub limits: Limits,
     /// Longest a client request may wait for a leader, a commit or a read index.

@@ -25,6 +25,8 @@ use super::command::{Command, CommandOutcome};
 use super::state::{KvState, StateError};
 use super::{LogIndex, Term};
 use crate::storage::snapshot::{self, SnapshotMeta};
+use crate::watch::actor::{Applied as WatchApplied, Reset as WatchReset, WatchActor};
+use crate::watch::Change;
 
 /// A read waiting for its index: the key and where to send the value.
 type ParkedRead = (String, oneshot::Sender<Option<String>>);
@@ -51,6 +53,9 @@ pub struct StoreActor {
     parked_count: usize,
     /// Prune on arrival once `parked_count` reaches this (twice the count after the last prune).
     prune_at: usize,
+    /// Where committed changes go after each applied batch (`GET /watch`); `None` in tests
+    /// that need no watch.
+    watch: Option<Addr<WatchActor>>,
 }
 
 impl StoreActor {
@@ -66,6 +71,12 @@ impl StoreActor {
             applied_term: term,
             ..Self::default()
         }
+    }
+
+    /// Send every applied batch's changes (and snapshot installs) to `watch`.
+    pub fn with_watch(mut self, watch: Addr<WatchActor>) -> Self {
+        self.watch = Some(watch);
+        self
     }
 
     /// Drop parked reads whose requester is gone (timed out or disconnected).
@@ -140,6 +151,7 @@ impl Handler<ApplyEntries> for StoreActor {
 
     fn handle(&mut self, msg: ApplyEntries, _: &mut Context<Self>) -> Self::Result {
         let mut done = Vec::with_capacity(msg.0.len());
+        let mut changes = Vec::new();
         for e in msg.0 {
             if e.index <= self.state.last_applied() {
                 continue; // already applied (a duplicate delivery); applying twice would be wrong
@@ -149,7 +161,35 @@ impl Handler<ApplyEntries> for StoreActor {
                     self.state.apply_noop(e.index)?;
                     None
                 }
-                Some(command) => Some(self.state.apply(e.index, command)?),
+                Some(command) => {
+                    let key = match &command {
+                        Command::Set { key, .. } | Command::Delete { key } => key.clone(),
+                    };
+                    let outcome = self.state.apply(e.index, command)?;
+                    if self.watch.is_some() {
+                        let value = match outcome {
+                            CommandOutcome::Stored => self.state.get(&key).map(Into::into),
+                            CommandOutcome::Deleted => None,
+                            CommandOutcome::NotFound => {
+                                self.applied_term = e.term;
+                                done.push(Applied {
+                                    index: e.index,
+                                    term: e.term,
+                                    outcome: Some(outcome),
+                                });
+                                continue;
+                            }
+                        };
+                        // create_index: filled in once the state keeps it (issue #15).
+                        changes.push(Change {
+                            index: e.index,
+                            key: key.into(),
+                            value,
+                            create_index: 0,
+                        });
+                    }
+                    Some(outcome)
+                }
             };
             self.applied_term = e.term;
             done.push(Applied {
@@ -159,6 +199,12 @@ impl Handler<ApplyEntries> for StoreActor {
             });
         }
         self.release_parked();
+        if let (Some(watch), false) = (&self.watch, done.is_empty()) {
+            watch.do_send(WatchApplied {
+                changes,
+                applied: self.state.last_applied(),
+            });
+        }
         Ok(done)
     }
 }
@@ -217,6 +263,11 @@ impl Handler<Restore> for StoreActor {
     fn handle(&mut self, msg: Restore, _: &mut Context<Self>) -> LogIndex {
         self.state = msg.state;
         self.applied_term = msg.term;
+        if let Some(watch) = &self.watch {
+            watch.do_send(WatchReset {
+                index: self.state.last_applied(),
+            });
+        }
         self.release_parked();
         self.state.last_applied()
     }
