@@ -24,7 +24,9 @@ use super::local::LocalCluster;
 use super::minimize::shrink;
 use super::nemesis::{leader_of, FaultEvent, FaultKind, Nemesis};
 use super::report::timeline_svg;
-use super::workload::{perform, Counters, Workload};
+use super::workload::{
+    counter_summary, perform, probe_features, CounterSummary, Counters, Workload, WorkloadKind,
+};
 
 /// `kvstore check`: is a running cluster linearizable under your workload (and faults)?
 #[derive(Debug, Parser)]
@@ -102,6 +104,11 @@ pub struct CheckArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+
+    /// What the clients do: `mixed` (set/get/delete of --keys keys) or `cas` (--keys counters
+    /// incremented by compare-and-set; each must end equal to its acknowledged increments).
+    #[arg(long, value_enum, default_value = "mixed")]
+    pub workload: WorkloadKind,
 }
 
 /// `30s`, `2m`, `500ms`, `1.5s` or plain seconds.
@@ -263,15 +270,42 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let key_prefix = format!("check-{run_id}-");
+    let features = probe_features(
+        &probe,
+        &nodes,
+        &format!("{key_prefix}probe"),
+        Duration::from_secs(20),
+    )
+    .await?;
+    if args.workload == WorkloadKind::Cas && !features.revisions {
+        return Err(
+            "--workload cas needs compare-and-set: this cluster's writes answer no index \
+             (a server without revisions)"
+                .into(),
+        );
+    }
+    println!(
+        "workload {}; idempotency keys {}",
+        args.workload.as_str(),
+        if features.idempotency {
+            "honoured: a write of unknown outcome is sent again with its key"
+        } else {
+            "not honoured by this cluster: writes of unknown outcome are not retried"
+        }
+    );
     let workload = Rc::new(Workload {
         nodes: nodes.clone(),
         clients: args.clients,
         keys: args.keys,
-        key_prefix: format!("check-{run_id}-"),
+        key_prefix,
         rate: args.rate,
         request_timeout: args.request_timeout,
         seed,
         token: args.token.clone(),
+        kind: args.workload,
+        idempotent: features.idempotency,
+        retry_for: (args.request_timeout * 4).max(Duration::from_secs(10)),
     });
     let counters = Rc::new(Counters::default());
     let start = Instant::now();
@@ -382,8 +416,21 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
             unread[0]
         ));
     }
+    let counters = (args.workload == WorkloadKind::Cas).then(|| {
+        let keys: Vec<String> = (0..args.keys).map(|k| workload.key(k)).collect();
+        counter_summary(&ops, &keys, final_client)
+    });
+    if let Some(c) = &counters {
+        for (key, value, acked, unknown) in &c.wrong {
+            trouble.push(format!(
+                "counter {key} ended at {value}, but {acked} increments were acknowledged and \
+                 {unknown} had an unknown outcome"
+            ));
+        }
+    }
     let leaders = leaders.borrow().clone();
     let run = Run {
+        counters: counters.as_ref(),
         ops: &ops,
         workload_clients: args.clients as u64,
         events: &events,
@@ -441,6 +488,8 @@ struct Run<'a> {
     leaders: &'a [(Duration, Option<usize>)],
     converge: &'a Result<(u64, String), String>,
     start: Instant,
+    /// The counters of a `cas` run.
+    counters: Option<&'a CounterSummary>,
 }
 
 /// Print the figures and the verdict, write the history and the SVG timeline; returns whether
@@ -485,6 +534,34 @@ fn report(
          (timeouts, lost connections, answers that say so), {failed} failed for certain \
          (refused connections, errors that say nothing was applied; left out of the check)"
     );
+    let retried = count(&|o| o.output.retries > 0);
+    let retried_unknown = count(&|o| o.output.retries > 0 && o.output.unknown);
+    let unknown_writes = count(&|o| o.output.unknown && o.input.is_write());
+    println!(
+        "idempotent retries: {retried} writes sent again with their Idempotency-Key after an \
+         unknown outcome, {retried_unknown} of them still unknown at their deadline; \
+         {unknown_writes} writes with unknown outcome in all"
+    );
+    if let Some(c) = run.counters {
+        let verdict = if !c.wrong.is_empty() {
+            format!("WRONG on {} counters", c.wrong.len())
+        } else if c.value == c.acked {
+            "equal".to_owned()
+        } else {
+            format!("within [{}, {}]", c.acked, c.acked + c.unknown)
+        };
+        println!(
+            "counters: final value {} for {} acknowledged increments ({} unknown): {verdict}{}",
+            c.value,
+            c.acked,
+            c.unknown,
+            if c.unread.is_empty() {
+                String::new()
+            } else {
+                format!("; {} counters not read at the end", c.unread.len())
+            }
+        );
+    }
     let availability = |f: &dyn Fn(&Op) -> bool| {
         let all: Vec<&Op> = ops.iter().filter(|o| f(o)).collect();
         let ok = all.iter().filter(|o| o.succeeded()).count();

@@ -1,17 +1,25 @@
 //! Wing–Gong/Lowe linearizability checking of key-value histories, per key.
 //!
-//! Each key is an independent register (`Option<String>`), so a history is linearizable iff the
-//! sub-history of every key is. For one key the checker searches for an order of the operations
-//! that respects real time (an operation that returned before another was called comes first)
-//! and the register's semantics, with Lowe's memoization of (set of linearized operations,
-//! register state) so each configuration is explored once. Operations with unknown outcome have
-//! an infinite return time: they may take effect at any point after their call, or never
-//! (linearized last, where nothing observes them). Unknown reads carry no information and are
-//! dropped.
+//! Each key is an independent register, so a history is linearizable iff the sub-history of
+//! every key is. A key's state is its value and its modIndex (the log index of the write that
+//! made the value; 0 while the key does not exist), so compare-and-set (`ifModIndex`,
+//! `ifValue`), the indexes writes return and the `modIndex` reads return are all checked. For
+//! one key the checker searches for an order of the operations that respects real time (an
+//! operation that returned before another was called comes first) and those semantics, with
+//! Lowe's memoization of (set of linearized operations, state) so each configuration is
+//! explored once. Operations with unknown outcome have an infinite return time: they may take
+//! effect at any point after their call, or never (linearized last, where nothing observes
+//! them). Unknown reads carry no information and are dropped.
+//!
+//! A write whose index is not known (its answer was lost, or the server reports no indexes)
+//! leaves the modIndex fixed but unknown, bounded below by the index before it (log indexes
+//! only grow); the first later observation (a read's `modIndex`, a 409's reported modIndex, a
+//! compare-and-set that succeeded with `ifModIndex`) fixes it. So the search stays exact for
+//! everything it observes, and a history without any index reduces to the plain register.
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::history::{Op, OpInput};
+use super::history::{Op, OpInput, OpOutput};
 
 /// The verdict on a history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,22 +37,144 @@ pub enum CheckResult {
     },
 }
 
-type State = Option<String>;
+/// A key's modIndex as far as the search knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ModIndex {
+    /// Exactly this (0: the key does not exist).
+    Known(u64),
+    /// Fixed but not observed yet: some index above this one.
+    Above(u64),
+}
 
-/// Apply `op` to `state` if the register allows its observed output; returns the new state.
+impl ModIndex {
+    /// If the modIndex can be `n`: the state that knows it is.
+    fn could_be(self, n: u64) -> Option<ModIndex> {
+        match self {
+            ModIndex::Known(k) => (k == n).then_some(ModIndex::Known(n)),
+            ModIndex::Above(k) => (n > k).then_some(ModIndex::Known(n)),
+        }
+    }
+
+    /// A lower bound (exact when known).
+    fn floor(self) -> u64 {
+        match self {
+            ModIndex::Known(k) | ModIndex::Above(k) => k,
+        }
+    }
+}
+
+/// One key's state: its value (`None`: absent) and its modIndex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct State {
+    value: Option<String>,
+    mod_index: ModIndex,
+}
+
+impl State {
+    fn absent() -> State {
+        State {
+            value: None,
+            mod_index: ModIndex::Known(0),
+        }
+    }
+}
+
+/// Do the preconditions hold in `state`? `None` when it depends on a modIndex not observed
+/// yet (`ifModIndex` above its lower bound).
+fn precondition(
+    state: &State,
+    if_mod_index: Option<u64>,
+    if_value: Option<&String>,
+) -> Option<bool> {
+    if let Some(v) = if_value {
+        if state.value.as_ref() != Some(v) {
+            return Some(false);
+        }
+    }
+    match (if_mod_index, state.mod_index) {
+        (None, _) => Some(true),
+        (Some(n), ModIndex::Known(k)) => Some(n == k),
+        (Some(n), ModIndex::Above(k)) if n > k => None,
+        (Some(_), ModIndex::Above(_)) => Some(false),
+    }
+}
+
+/// A write with preconditions `pre` whose outcome is `out`, from `state`; `apply` is the state
+/// it leaves when it takes effect, given the modIndex it took effect on.
+fn write_step(
+    state: &State,
+    pre: (Option<u64>, Option<&String>),
+    out: &OpOutput,
+    apply: impl Fn(ModIndex) -> Option<State>,
+) -> Option<State> {
+    let (if_mod_index, if_value) = pre;
+    if let Some(m) = out.precondition_failed {
+        // Refused, and nothing changed: the key's modIndex was m, and it fails there.
+        let known = State {
+            value: state.value.clone(),
+            mod_index: state.mod_index.could_be(m)?,
+        };
+        return (precondition(&known, if_mod_index, if_value) == Some(false)).then_some(known);
+    }
+    // When the precondition holds only if the unobserved modIndex is `ifModIndex`, it is.
+    let holds_at = |n: Option<u64>| match n {
+        Some(n) => state.mod_index.could_be(n),
+        None => Some(state.mod_index),
+    };
+    match precondition(state, if_mod_index, if_value) {
+        // It failed: an unknown write took no effect; a definite one cannot have succeeded.
+        Some(false) => out.unknown.then(|| state.clone()),
+        Some(true) => apply(state.mod_index),
+        None => apply(holds_at(if_mod_index)?),
+    }
+}
+
+/// Apply `op` to `state` if the model allows its observed output; returns the new state.
 fn step(state: &State, op: &Op) -> Option<State> {
     let out = &op.output;
     match &op.input {
-        OpInput::Set { value, .. } => Some(Some(value.clone())),
-        OpInput::Get { .. } => (out.unknown || out.value == *state).then(|| state.clone()),
-        OpInput::Delete { .. } => {
+        OpInput::Set {
+            value,
+            if_mod_index,
+            if_value,
+            ..
+        } => write_step(state, (*if_mod_index, if_value.as_ref()), out, |before| {
+            let mod_index = match out.index {
+                // Log indexes grow: a write's index is above the one it overwrote.
+                Some(i) if !out.unknown => (i > before.floor()).then_some(ModIndex::Known(i))?,
+                _ => ModIndex::Above(before.floor()),
+            };
+            Some(State {
+                value: Some(value.clone()),
+                mod_index,
+            })
+        }),
+        OpInput::Get { .. } => {
             if out.unknown {
-                return Some(None);
+                return Some(state.clone());
             }
-            match (out.deleted, state) {
-                (Some(true), Some(_)) | (Some(false), None) => Some(None),
-                _ => None,
+            if out.value != state.value {
+                return None;
             }
+            let mod_index = match (out.index, &state.value) {
+                (Some(m), Some(_)) => state.mod_index.could_be(m)?,
+                _ => state.mod_index,
+            };
+            Some(State {
+                value: state.value.clone(),
+                mod_index,
+            })
+        }
+        OpInput::Delete { if_mod_index, .. } => {
+            write_step(state, (*if_mod_index, None), out, |_| {
+                if out.unknown {
+                    return Some(State::absent());
+                }
+                match (out.deleted, &state.value) {
+                    (Some(true), Some(_)) | (Some(false), None) => Some(State::absent()),
+                    _ => None,
+                }
+            })
         }
     }
 }
@@ -115,7 +245,7 @@ fn check_key(ops: &[Op], budget: u64) -> Option<bool> {
     let mut linearized = vec![0u64; words];
     let mut cache: HashSet<(Vec<u64>, State)> = HashSet::new();
     let mut stack: Vec<(usize, State)> = Vec::new();
-    let mut state: State = None;
+    let mut state = State::absent();
     let mut entry = ev[head].next;
 
     let lift = |ev: &mut Vec<Event>, e: usize| {
@@ -223,10 +353,7 @@ mod tests {
     fn set(client: u64, v: &str, call: i64, ret: i64) -> Op {
         Op {
             client_id: client,
-            input: OpInput::Set {
-                key: "k".into(),
-                value: v.into(),
-            },
+            input: OpInput::set("k", v),
             call,
             output: OpOutput::stored(),
             ret,
@@ -246,7 +373,7 @@ mod tests {
     fn del(client: u64, found: bool, call: i64, ret: i64) -> Op {
         Op {
             client_id: client,
-            input: OpInput::Delete { key: "k".into() },
+            input: OpInput::delete("k"),
             call,
             output: OpOutput::deleted(found),
             ret,
@@ -361,10 +488,7 @@ mod tests {
     #[test]
     fn keys_are_checked_independently_and_the_violation_names_its_key() {
         let mut other = set(1, "x", 0, 1);
-        other.input = OpInput::Set {
-            key: "other".into(),
-            value: "x".into(),
-        };
+        other.input = OpInput::set("other", "x");
         let bad = [other, set(1, "a", 0, 1), get(1, None, 2, 3)];
         match check_history(&bad) {
             CheckResult::Violation { key, ops } => {
@@ -439,6 +563,216 @@ mod tests {
         assert_eq!(
             check_history_within(&ops, 100 * ops.len() as u64),
             CheckResult::Linearizable
+        );
+    }
+
+    /// A set of `v` if the key's modIndex is `at` (and its value `if_value`, if given).
+    fn cas(
+        client: u64,
+        v: &str,
+        at: Option<u64>,
+        if_value: Option<&str>,
+        call: i64,
+        ret: i64,
+    ) -> Op {
+        Op {
+            client_id: client,
+            input: OpInput::Set {
+                key: "k".into(),
+                value: v.into(),
+                if_mod_index: at,
+                if_value: if_value.map(str::to_owned),
+            },
+            call,
+            output: OpOutput::stored(),
+            ret,
+        }
+    }
+
+    fn at(mut op: Op, index: u64) -> Op {
+        op.output.index = Some(index);
+        op
+    }
+
+    fn refused(mut op: Op, mod_index: u64) -> Op {
+        op.output = OpOutput::conflict(mod_index);
+        op
+    }
+
+    fn read_at(client: u64, v: &str, mod_index: u64, call: i64, ret: i64) -> Op {
+        Op {
+            output: OpOutput::read_at(v, mod_index),
+            ..get(client, None, call, ret)
+        }
+    }
+
+    #[test]
+    fn compare_and_set_histories_that_are_legal_pass() {
+        // A counter: create with ifModIndex 0, read, CAS at the read index, a CAS that lost.
+        assert!(ok(&[
+            at(cas(1, "1", Some(0), None, 0, 1), 3),
+            read_at(2, "1", 3, 2, 3),
+            at(cas(2, "2", Some(3), None, 4, 5), 6),
+            refused(cas(1, "2", Some(3), None, 6, 7), 6),
+            read_at(1, "2", 6, 8, 9),
+            at(cas(1, "3", Some(6), Some("2"), 10, 11), 12),
+        ]));
+        // Two concurrent CAS from the same index: one wins, the other sees the winner's index.
+        assert!(ok(&[
+            at(cas(1, "1", Some(0), None, 0, 1), 3),
+            at(cas(2, "a", Some(3), None, 2, 10), 7),
+            refused(cas(3, "b", Some(3), None, 2, 10), 7),
+            read_at(4, "a", 7, 11, 12),
+        ]));
+        // ifValue alone; a 409 on a missing key reports 0; ifModIndex 0 on a missing key holds.
+        assert!(ok(&[
+            refused(cas(1, "x", None, Some("nope"), 0, 1), 0),
+            refused(cas(1, "x", Some(5), None, 2, 3), 0),
+            at(cas(1, "x", Some(0), None, 4, 5), 9),
+            at(cas(1, "y", None, Some("x"), 6, 7), 11),
+            refused(cas(1, "z", None, Some("x"), 8, 9), 11),
+        ]));
+        // A conditional delete, then the key is new again.
+        let mut d = del(1, true, 4, 5);
+        d.input = OpInput::Delete {
+            key: "k".into(),
+            if_mod_index: Some(3),
+        };
+        let mut stale = d.clone();
+        stale.output = OpOutput::conflict(0);
+        (stale.call, stale.ret) = (6, 7);
+        assert!(ok(&[
+            at(set(1, "a", 0, 1), 3),
+            d,
+            stale,
+            get(1, None, 8, 9),
+            at(cas(1, "b", Some(0), None, 10, 11), 20),
+        ]));
+    }
+
+    #[test]
+    fn the_index_of_a_write_whose_answer_was_lost_is_learned_from_later_observations() {
+        // The CAS's answer was lost; a read later tells its index; a CAS at it succeeds.
+        assert!(ok(&[
+            at(set(1, "0", 0, 1), 2),
+            unknown(cas(1, "1", Some(2), None, 2, 3)),
+            read_at(2, "1", 5, 10, 11),
+            at(cas(2, "2", Some(5), None, 12, 13), 14),
+        ]));
+        // A CAS at an index the unknown write cannot have had (not above the one before it).
+        assert!(!ok(&[
+            at(set(1, "0", 0, 1), 4),
+            unknown(set(1, "1", 2, 3)),
+            get(2, Some("1"), 10, 11),
+            at(cas(2, "2", Some(4), None, 12, 13), 14),
+        ]));
+        // Once learned, the index is fixed: two reads of the same value cannot disagree on it.
+        assert!(!ok(&[
+            unknown(set(1, "1", 0, 1)),
+            read_at(2, "1", 5, 10, 11),
+            read_at(2, "1", 6, 12, 13),
+        ]));
+        // A CAS with unknown outcome whose precondition failed took no effect.
+        assert!(ok(&[
+            at(set(1, "a", 0, 1), 3),
+            unknown(cas(1, "b", Some(99), None, 2, 3)),
+            read_at(2, "a", 3, 10, 11),
+        ]));
+        // Without any index (a server without revisions) it is the plain register.
+        assert!(ok(&[set(1, "a", 0, 1), get(2, Some("a"), 2, 3)]));
+    }
+
+    #[test]
+    fn illegal_compare_and_set_histories_are_rejected() {
+        // Two CAS from the same modIndex both succeed (sequential, then concurrent).
+        assert!(!ok(&[
+            at(set(1, "0", 0, 1), 3),
+            at(cas(1, "1", Some(3), None, 2, 3), 5),
+            at(cas(2, "1", Some(3), None, 4, 5), 6),
+        ]));
+        assert!(!ok(&[
+            at(set(1, "0", 0, 1), 3),
+            at(cas(1, "1", Some(3), None, 2, 10), 5),
+            at(cas(2, "1", Some(3), None, 2, 10), 6),
+        ]));
+        // Same without the indexes of the winners (lost answers): still only one can win.
+        assert!(!ok(&[
+            at(set(1, "0", 0, 1), 3),
+            cas(1, "1", Some(3), None, 2, 10),
+            cas(2, "1", Some(3), None, 2, 10),
+        ]));
+        // A 409 reporting a stale modIndex after a later value was acknowledged.
+        assert!(!ok(&[
+            at(set(1, "a", 0, 1), 5),
+            at(set(1, "b", 2, 3), 7),
+            refused(cas(2, "c", Some(3), None, 4, 5), 5),
+        ]));
+        // A 409 whose reported modIndex satisfies the precondition.
+        assert!(!ok(&[
+            at(set(1, "a", 0, 1), 5),
+            refused(cas(2, "c", Some(5), None, 4, 5), 5),
+        ]));
+        // A CAS that succeeded although the value did not match.
+        assert!(!ok(&[
+            at(set(1, "a", 0, 1), 5),
+            cas(2, "c", None, Some("b"), 4, 5),
+        ]));
+        // Indexes go backwards.
+        assert!(!ok(&[at(set(1, "a", 0, 1), 5), at(set(1, "b", 2, 3), 4)]));
+        // A read reports another modIndex than the write it read returned.
+        assert!(!ok(&[at(set(1, "a", 0, 1), 5), read_at(2, "a", 6, 2, 3)]));
+    }
+
+    #[test]
+    fn a_cas_counter_of_many_clients_checks_quickly() {
+        // 8 clients: each round all read the counter, then all CAS at the read index; one wins.
+        let mut ops = Vec::new();
+        let (mut value, mut index) = (0u64, 0u64);
+        let mut t = 0i64;
+        for _ in 0..200 {
+            for c in 0..8u64 {
+                ops.push(read_at(c, &value.to_string(), index, t, t + 10));
+                if index == 0 {
+                    ops.pop();
+                    ops.push(get(c, None, t, t + 10));
+                }
+            }
+            t += 11;
+            let (read, next) = (index, value + 1);
+            index += 3;
+            value = next;
+            let winner = t as u64 % 8;
+            for c in 0..8u64 {
+                // Losers are linearized after the winner and see its index.
+                let op = cas(c, &next.to_string(), Some(read), None, t, t + 10);
+                ops.push(if c == winner {
+                    at(op, index)
+                } else {
+                    refused(op, index)
+                });
+            }
+            t += 11;
+        }
+        // Not assert_eq!: a failure would print thousands of operations.
+        let verdict = check_history_within(&ops, 100 * ops.len() as u64);
+        assert!(verdict == CheckResult::Linearizable, "{}", ops.len());
+        // And a second winner from the same read is found among them.
+        let mut bad = ops.clone();
+        let i = bad
+            .iter()
+            .rposition(|o| o.output.precondition_failed.is_some())
+            .unwrap();
+        bad[i].output = OpOutput::stored_at(index + 1);
+        // Refuting explores every configuration of every round: more steps, still linear.
+        let verdict = check_history_within(&bad, 2_000 * ops.len() as u64);
+        assert!(
+            matches!(verdict, CheckResult::Violation { .. }),
+            "{}",
+            match verdict {
+                CheckResult::Violation { .. } => "violation",
+                CheckResult::Undecided { .. } => "undecided",
+                CheckResult::Linearizable => "linearizable",
+            }
         );
     }
 }

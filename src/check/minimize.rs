@@ -4,7 +4,9 @@
 //! Two steps: the shortest prefix by call time that fails (operations still running at the cut
 //! become unknown, as they would have been had the run stopped there), then dropping single
 //! operations while the rest still fails (only for short histories: each try is a full check),
-//! keeping the write of every value a remaining read returned.
+//! keeping the write of every value a remaining read returned (and of every modIndex a
+//! remaining operation names); a compare-and-set that succeeded and whose precondition does not
+//! matter to the failure is shown as a plain set, so a chain of increments can shrink.
 //! Pure: no I/O, no clock.
 
 use super::history::{Op, OpInput, OpOutput};
@@ -22,6 +24,35 @@ fn fails(ops: &[Op]) -> bool {
         check_history_within(ops, STEPS),
         CheckResult::Violation { .. }
     )
+}
+
+/// The modIndex an operation's request or read names, if any.
+fn names_index(o: &Op) -> Option<u64> {
+    match &o.input {
+        OpInput::Set { if_mod_index, .. } | OpInput::Delete { if_mod_index, .. } => *if_mod_index,
+        OpInput::Get { .. } => o.output.index,
+    }
+}
+
+/// A successful compare-and-set without its preconditions (`None` for anything else).
+fn without_precondition(o: &Op) -> Option<Op> {
+    match &o.input {
+        OpInput::Set {
+            key,
+            value,
+            if_mod_index,
+            if_value,
+        } if o.succeeded()
+            && o.output.precondition_failed.is_none()
+            && (if_mod_index.is_some() || if_value.is_some()) =>
+        {
+            Some(Op {
+                input: OpInput::set(key.clone(), value.clone()),
+                ..o.clone()
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The operations called before `t`; those that had not returned by `t` become unknown.
@@ -70,19 +101,36 @@ pub fn shrink(ops: &[Op]) -> Vec<Op> {
             while i < small.len() {
                 // Keep the write of any value that a remaining read returned: without it the
                 // failure would read as "a value nobody wrote", which explains nothing.
+                // Same for the write of a modIndex another operation names (a read's
+                // modIndex, a 409's, a compare-and-set's ifModIndex).
                 let read_back = match &small[i].input {
-                    OpInput::Set { value, .. } => small
-                        .iter()
-                        .any(|o| o.output.value.as_deref() == Some(value.as_str())),
+                    OpInput::Set { value, .. } => {
+                        let index = small[i].output.index;
+                        small.iter().any(|o| {
+                            o.output.value.as_deref() == Some(value.as_str())
+                                || (index.is_some()
+                                    && (names_index(o) == index
+                                        || o.output.precondition_failed == index))
+                        })
+                    }
                     _ => false,
                 };
                 let mut without = small.clone();
                 without.remove(i);
                 if !read_back && fails(&without) {
                     small = without;
-                } else {
-                    i += 1;
+                    continue;
                 }
+                // A compare-and-set that succeeded although its precondition does not matter
+                // to the failure reads as a plain set (so a chain of increments can go).
+                if let Some(plain) = without_precondition(&small[i]) {
+                    let mut weaker = small.clone();
+                    weaker[i] = plain;
+                    if fails(&weaker) {
+                        small = weaker;
+                    }
+                }
+                i += 1;
             }
             if small.len() == before {
                 break;
@@ -111,10 +159,7 @@ mod tests {
     }
 
     fn set(v: &str) -> OpInput {
-        OpInput::Set {
-            key: "k".into(),
-            value: v.into(),
-        }
+        OpInput::set("k", v)
     }
 
     fn get() -> OpInput {
@@ -159,5 +204,43 @@ mod tests {
             op(2, get(), 6, OpOutput::read(Some("a".into())), 9),
         ];
         assert_eq!(shrink(&ops), ops);
+    }
+
+    #[test]
+    fn a_double_compare_and_set_win_among_many_good_increments_shrinks_to_a_few_ops() {
+        let cas = |v: u64, at: u64| OpInput::Set {
+            key: "k".into(),
+            value: v.to_string(),
+            if_mod_index: Some(at),
+            if_value: None,
+        };
+        let mut ops = vec![op(1, cas(1, 0), 0, OpOutput::stored_at(2), 1)];
+        let mut t = 10;
+        let mut index = 2;
+        for v in 1..40u64 {
+            ops.push(op(
+                2,
+                get(),
+                t,
+                OpOutput::read_at(&v.to_string(), index),
+                t + 2,
+            ));
+            ops.push(op(
+                1,
+                cas(v + 1, index),
+                t + 3,
+                OpOutput::stored_at(index + 2),
+                t + 5,
+            ));
+            index += 2;
+            t += 10;
+        }
+        // A second CAS from an index already used also "succeeds".
+        ops.push(op(3, cas(99, 20), t, OpOutput::stored_at(index + 5), t + 2));
+        assert!(fails(&ops));
+        let small = shrink(&ops);
+        assert!(fails(&small));
+        assert!(small.len() <= 4, "{small:#?}");
+        assert!(small.iter().any(|o| o.output.index == Some(index + 5)));
     }
 }

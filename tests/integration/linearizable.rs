@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use kvstore::check::history::{to_json_lines, Op, OpInput};
 use kvstore::check::minimize::shrink;
-use kvstore::check::workload::{Counters, Workload};
+use kvstore::check::workload::{Counters, Workload, WorkloadKind};
 use kvstore::check::{check_history, CheckResult};
 
 use crate::cluster_proc::ProcCluster;
@@ -28,6 +28,10 @@ fn workload(urls: Vec<String>) -> Workload {
         request_timeout: Duration::from_secs(3),
         seed: 7,
         token: None,
+        kind: WorkloadKind::Mixed,
+        // Writes of unknown outcome stay unknown (not retried), as before idempotency keys.
+        idempotent: false,
+        retry_for: Duration::from_secs(10),
     }
 }
 
