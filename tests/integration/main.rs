@@ -1,6 +1,8 @@
 //! Integration tests, one binary (faster to build and link than one per file).
 //!
 //! - `check`: `kvstore check --local 3` with kills, pauses and partitions, end to end.
+//! - `check_retries`: `kvstore check`'s idempotent retries and CAS workload against a mock node
+//!   that loses answers (and one that applies a retried write twice, which must be caught).
 //! - `cli`: the client commands (`kvstore get|set|delete|status|member|leader|backup`) run as
 //!   a script would, their exit codes, against real processes and snapshot fixtures.
 //! - `auth`: client tokens: roles per route, 401/403, refusals at start, forwarding, `check
@@ -36,6 +38,7 @@ mod bitflip;
 mod blackbox;
 mod bounds;
 mod check;
+mod check_retries;
 mod cli;
 mod cluster_proc;
 mod cluster_sim;
