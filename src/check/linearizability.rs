@@ -166,6 +166,10 @@ fn step(state: &State, op: &Op) -> Option<State> {
             })
         }
         OpInput::Delete { if_mod_index, .. } => {
+            // A 404: the key was absent, whatever the server checked first.
+            if !out.unknown && out.deleted == Some(false) && out.precondition_failed.is_none() {
+                return state.value.is_none().then(|| state.clone());
+            }
             write_step(state, (*if_mod_index, None), out, |_| {
                 if out.unknown {
                     return Some(State::absent());
@@ -641,10 +645,14 @@ mod tests {
         let mut stale = d.clone();
         stale.output = OpOutput::conflict(0);
         (stale.call, stale.ret) = (6, 7);
+        let mut missing = stale.clone();
+        missing.output = OpOutput::deleted(false);
+        (missing.call, missing.ret) = (8, 9);
         assert!(ok(&[
             at(set(1, "a", 0, 1), 3),
             d,
             stale,
+            missing,
             get(1, None, 8, 9),
             at(cas(1, "b", Some(0), None, 10, 11), 20),
         ]));
