@@ -456,7 +456,7 @@ struct EndData<'a> {
 fn sse(id: Option<u64>, event: &str, data: &impl Serialize) -> Bytes {
     let mut out = String::with_capacity(96);
     if let Some(id) = id {
-        let _ = write!(out, "id: {id}\n");
+        let _ = writeln!(out, "id: {id}");
     }
     let _ = write!(out, "event: {event}\ndata: ");
     // serde_json escapes control characters, so the data is one line.
@@ -820,6 +820,7 @@ mod tests {
         hub.applied_batch(&[set(3, "k", &v)], 3);
         let ended = hub.take_ended();
         assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].0, w.id);
         assert!(String::from_utf8(ended[0].1.to_vec())
             .unwrap()
             .contains("\"fromIndex\":1}"));

@@ -502,11 +502,7 @@ fn reconnecting_watcher(
         w.set_timeout(Duration::from_secs(2));
         // Move on after a while even when nothing breaks, to visit other (lagging) nodes.
         let switch_at = Instant::now() + Duration::from_millis(1500);
-        loop {
-            let e = match w.next() {
-                Ok(Some(e)) => e,
-                Ok(None) | Err(_) => break,
-            };
+        while let Ok(Some(e)) = w.next() {
             let id = e.id.unwrap_or_else(|| panic!("an event without id: {e:?}"));
             match e.event.as_str() {
                 "heartbeat" => {
@@ -684,11 +680,7 @@ fn fresh_history(
         }
         w.set_timeout(Duration::from_secs(10));
         let mut out = Vec::new();
-        loop {
-            let e = match w.next() {
-                Ok(Some(e)) => e,
-                _ => break,
-            };
+        while let Ok(Some(e)) = w.next() {
             if e.event == "heartbeat" {
                 continue;
             }
