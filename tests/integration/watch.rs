@@ -712,3 +712,26 @@ async fn send_delete(url: &str, key: &str) -> bool {
         .await;
     matches!(res, Ok(r) if r.status().as_u16() == 200)
 }
+
+#[actix_web::test]
+async fn watch_needs_the_read_role_when_client_tokens_are_on() {
+    use actix_web::test as at;
+    let mut state = crate::helpers::state_with(kvstore::api::Limits::default());
+    let read = "r-0123456789abcdef";
+    let tokens = kvstore::api::auth::parse_tokens(&format!("read {read}\n")).unwrap();
+    state.client_tokens = Some(Arc::new(tokens));
+    let app = at::init_service(kvstore::api::app(state)).await;
+    let res = at::call_service(&app, at::TestRequest::get().uri("/watch").to_request()).await;
+    assert_eq!(res.status().as_u16(), 401);
+    let req = at::TestRequest::get()
+        .uri("/watch?prefix=a")
+        .insert_header(("authorization", format!("Bearer {read}")))
+        .to_request();
+    let res = at::call_service(&app, req).await;
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(
+        res.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    assert!(res.headers().contains_key("x-kvstore-index"));
+}
