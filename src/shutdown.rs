@@ -1,6 +1,7 @@
 //! Stopping a node on SIGINT or SIGTERM: a leader first hands its leadership to its most
-//! caught-up voter (thesis §3.10; bounded wait), then the HTTP servers stop gracefully; a second
-//! signal stops them at once. The servers are built with `disable_signals()`, so this is the
+//! caught-up voter (thesis §3.10; bounded wait), then the `GET /watch` streams end (they would
+//! otherwise hold the graceful stop until its timeout) and the HTTP servers stop gracefully; a
+//! second signal stops them at once. The servers are built with `disable_signals()`, so this is the
 //! only place signals are handled. It asks the Raft actor and stops servers; it decides nothing
 //! about Raft itself.
 
@@ -8,10 +9,12 @@ use actix::Addr;
 use actix_web::dev::ServerHandle;
 
 use crate::raft::actor::{GetStatus, RaftActor, TransferLeadership};
+use crate::watch::actor::{StopAll, WatchActor};
 
 /// Wait for SIGINT or SIGTERM, then stop the node as [`crate::startup::Node::run`] says.
 pub async fn on_signals(
     raft: Addr<RaftActor>,
+    watch: Addr<WatchActor>,
     handles: Vec<ServerHandle>,
     handover_wait: std::time::Duration,
 ) {
@@ -34,6 +37,8 @@ pub async fn on_signals(
     tracing::info!("{name} received: stopping (a second signal stops at once)");
     let graceful = async {
         hand_over(&raft, handover_wait).await;
+        // Open watches are endless responses: end them so the graceful stop does not wait.
+        let _ = watch.send(StopAll).await;
         let stops = handles.iter().map(|h| h.stop(true));
         futures_util::future::join_all(stops).await;
     };

@@ -112,6 +112,8 @@ pub struct Node {
     pub raft: actix::Addr<RaftActor>,
     /// How long a leader waits for its leadership to be taken over before stopping.
     pub handover_wait: std::time::Duration,
+    /// The node's watch actor (its streams end before the servers stop).
+    pub watch: actix::Addr<WatchActor>,
 }
 
 /// What a node resumes from.
@@ -555,8 +557,9 @@ fn start_actors_joining(
     let (raft_tls, forward_tls) = client_tls(config, &peers).map_err(StartError::Tls)?;
     let (state, state_term) = (resumed.state, resumed.state_term);
     let applied_at_start = state.last_applied();
+    let watch_settings = config.watch;
     let watch = WatchActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-        WatchActor::new(applied_at_start)
+        WatchActor::with_settings(applied_at_start, watch_settings)
     });
     let store_watch = watch.clone();
     let store = StoreActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
@@ -741,6 +744,7 @@ impl Node {
         };
         let state = start_actors_joining(config, url.clone(), peer_url, joining)?;
         let raft = state.raft.clone();
+        let watch = state.watch.clone();
         let listen_err = |addr: SocketAddr| {
             move |source| StartError::Listen {
                 addr: addr.to_string(),
@@ -785,6 +789,7 @@ impl Node {
             raft_url,
             raft,
             handover_wait: 2 * config.raft.election_timeout,
+            watch,
         })
     }
 
@@ -798,6 +803,7 @@ impl Node {
             .collect();
         let signals = actix_web::rt::spawn(crate::shutdown::on_signals(
             self.raft,
+            self.watch,
             handles,
             self.handover_wait,
         ));

@@ -63,6 +63,9 @@ pub enum ApiError {
     /// already in progress, an id or URL in use, a lagging learner, ...); the message says
     /// which.
     Conflict(String),
+    /// `GET /watch?fromIndex=N` with `N` older than the oldest change this node still has
+    /// (`oldest`): 410 with `oldestIndex`.
+    Compacted { from: u64, oldest: u64 },
 }
 
 impl fmt::Display for ApiError {
@@ -84,6 +87,10 @@ impl fmt::Display for ApiError {
                 write!(f, "query string too long (limit {limit} bytes)")
             }
             ApiError::KeyNotFound => write!(f, "key not found"),
+            ApiError::Compacted { from, oldest } => write!(
+                f,
+                "index {from} was compacted; the oldest index available is {oldest}"
+            ),
             ApiError::ClientUnauthorized { invalid: false } => write!(
                 f,
                 "authentication required: send `Authorization: Bearer TOKEN`"
@@ -175,6 +182,7 @@ impl ResponseError for ApiError {
             ApiError::PeerUnauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Compacted { .. } => StatusCode::GONE,
         }
     }
 
@@ -191,6 +199,13 @@ impl ResponseError for ApiError {
                 r#"Bearer realm="kvstore""#
             };
             res.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        if let ApiError::Compacted { oldest, .. } = self {
+            return res.json(serde_json::json!({
+                "ok": false,
+                "message": self.to_string(),
+                "oldestIndex": oldest,
+            }));
         }
         res.json(ErrorBody::new(self.to_string()))
     }
@@ -254,6 +269,18 @@ mod tests {
             assert_eq!(v["message"], err.to_string());
             assert_eq!(v.as_object().unwrap().len(), 2);
         }
+    }
+
+    #[actix_rt::test]
+    async fn a_compacted_index_is_a_410_with_the_oldest_index() {
+        let res = ApiError::Compacted { from: 3, oldest: 9 }.error_response();
+        assert_eq!(res.status().as_u16(), 410);
+        let body = to_bytes(res.into_body()).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ok":false,"message":"index 3 was compacted; the oldest index available is 9","oldestIndex":9})
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! - [`middleware`]: request ids, the request log line, panic recovery.
 //! - [`metrics`]: `GET /metrics` (Prometheus text) and the middleware that counts requests.
 //! - [`probes`]: `GET /livez` and `GET /readyz`.
+//! - [`watch`]: `GET /watch`, the committed changes of a prefix as Server-Sent Events.
 //!
 //! [`configure`] registers routes and extractor settings; [`app`] adds the middleware. The server
 //! and the tests use the same two functions, so what is tested is what runs. With a separate
@@ -36,6 +37,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod peer;
 pub mod probes;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +122,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
             web::resource("/get")
                 .wrap(from_fn(auth::read))
                 .route(web::get().to(kv::get))
+                .default_service(web::to(|| not_allowed("GET"))),
+        )
+        .service(
+            web::resource("/watch")
+                .wrap(from_fn(auth::read))
+                .route(web::get().to(watch::watch))
                 .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(

@@ -209,6 +209,24 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_PEER_CA", value_name = "PATH")]
     pub peer_ca: Option<PathBuf>,
 
+    /// Milliseconds between heartbeat events on every `GET /watch` stream.
+    #[arg(long, env = "KVSTORE_WATCH_HEARTBEAT_MS", default_value_t = crate::watch::actor::DEFAULT_HEARTBEAT_MS)]
+    pub watch_heartbeat_ms: u64,
+
+    /// Most `GET /watch` streams open at once on this node (more: 503).
+    #[arg(long, env = "KVSTORE_WATCH_MAX_WATCHERS", default_value_t = crate::watch::hub::DEFAULT_MAX_WATCHERS)]
+    pub watch_max_watchers: usize,
+
+    /// Most recent changes kept for `GET /watch?fromIndex=N` (also at most 64 MiB); a
+    /// fromIndex older than the history gets 410.
+    #[arg(long, env = "KVSTORE_WATCH_HISTORY_CHANGES", default_value_t = crate::watch::hub::DEFAULT_HISTORY_CHANGES)]
+    pub watch_history_changes: usize,
+
+    /// Most events waiting for one watcher's connection (also at most 16 MiB); a watcher that
+    /// falls further behind is cut with an `error` event.
+    #[arg(long, env = "KVSTORE_WATCH_QUEUE_EVENTS", default_value_t = crate::watch::hub::DEFAULT_QUEUE_EVENTS)]
+    pub watch_queue_events: usize,
+
     /// Milliseconds between leader heartbeats.
     #[arg(long, env = "RAFT_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT_MS)]
     pub raft_heartbeat_ms: u64,

@@ -117,6 +117,8 @@ pub struct Config {
     pub cluster_secret: Option<SecretSource>,
     /// Raft RPCs are accepted from any address without a secret (`--insecure-peers`).
     pub insecure_peers: bool,
+    /// `GET /watch`: heartbeats, history and queue bounds, most watchers.
+    pub watch: crate::watch::actor::WatchSettings,
 }
 
 /// Where the cluster secret comes from.
@@ -297,6 +299,12 @@ impl Config {
         if cli.request_timeout_ms == 0 {
             return invalid("KVSTORE_REQUEST_TIMEOUT_MS must be at least 1".into());
         }
+        let watch = watch_settings(
+            cli.watch_heartbeat_ms,
+            cli.watch_history_changes,
+            cli.watch_queue_events,
+            cli.watch_max_watchers,
+        )?;
         let raft = raft_settings(
             cli.raft_heartbeat_ms,
             cli.raft_election_timeout_ms,
@@ -575,8 +583,37 @@ impl Config {
             cluster_id,
             cluster_secret,
             insecure_peers: cli.insecure_peers,
+            watch,
         })
     }
+}
+
+/// The `--watch-*` flags, checked.
+fn watch_settings(
+    heartbeat_ms: u64,
+    history_changes: usize,
+    queue_events: usize,
+    max_watchers: usize,
+) -> Result<crate::watch::actor::WatchSettings, ConfigError> {
+    let invalid = |s: &str| Err(ConfigError::Invalid(s.into()));
+    if heartbeat_ms == 0 {
+        return invalid("KVSTORE_WATCH_HEARTBEAT_MS must be at least 1");
+    }
+    if history_changes == 0 {
+        return invalid("KVSTORE_WATCH_HISTORY_CHANGES must be at least 1");
+    }
+    if queue_events < 2 {
+        return invalid("KVSTORE_WATCH_QUEUE_EVENTS must be at least 2");
+    }
+    Ok(crate::watch::actor::WatchSettings {
+        heartbeat: Duration::from_millis(heartbeat_ms),
+        limits: crate::watch::hub::WatchLimits {
+            history_changes,
+            queue_events,
+            max_watchers,
+            ..Default::default()
+        },
+    })
 }
 
 fn raft_settings(

@@ -606,3 +606,41 @@ fn join_from_the_environment_needs_a_node_id() {
     let e = Config::parse_from(["kvstore", "--join", "http://localhost:8081"]).unwrap_err();
     assert!(e.to_string().contains("NODE_ID"), "{e}");
 }
+
+#[test]
+fn watch_settings_have_defaults_and_refuse_what_cannot_work() {
+    let c = Config::from_cli(cli(&[]), false, None).unwrap();
+    assert_eq!(c.watch, crate::watch::actor::WatchSettings::default());
+    assert_eq!(c.watch.heartbeat, Duration::from_millis(5000));
+    assert_eq!(c.watch.limits.max_watchers, 10_000);
+    assert_eq!(c.watch.limits.history_changes, 100_000);
+    let args = [
+        "--watch-heartbeat-ms",
+        "250",
+        "--watch-max-watchers",
+        "7",
+        "--watch-history-changes",
+        "3",
+        "--watch-queue-events",
+        "2",
+    ];
+    let c = Config::from_cli(cli(&args), false, None).unwrap();
+    assert_eq!(c.watch.heartbeat, Duration::from_millis(250));
+    assert_eq!(
+        (c.watch.limits.max_watchers, c.watch.limits.history_changes),
+        (7, 3)
+    );
+    assert_eq!(c.watch.limits.queue_events, 2);
+    for (flag, value, name) in [
+        ("--watch-heartbeat-ms", "0", "KVSTORE_WATCH_HEARTBEAT_MS"),
+        (
+            "--watch-history-changes",
+            "0",
+            "KVSTORE_WATCH_HISTORY_CHANGES",
+        ),
+        ("--watch-queue-events", "1", "KVSTORE_WATCH_QUEUE_EVENTS"),
+    ] {
+        let e = Config::from_cli(cli(&[flag, value]), false, None).unwrap_err();
+        assert!(e.to_string().contains(name), "{e}");
+    }
+}

@@ -2,13 +2,16 @@
 //!
 //! - this file: [`Change`], one committed change of one key as the store applied it. Pure: plain
 //!   data, no I/O, no clock, no actors.
-//! - [`actor`]: the `WatchActor`, which keeps the recent history of changes and the open
-//!   watchers, fed by the `StoreActor` after every applied batch.
+//! - [`hub`]: the recent history of changes, the registry of watchers, fan-out, catch-up, the
+//!   slow-watcher and 410 rules. Pure.
+//! - [`actor`]: the `WatchActor`, which owns the hub and the channels to the HTTP streams, fed
+//!   by the `StoreActor` after every applied batch.
 //!
 //! This module never changes the map and never talks to Raft: it only relays what the store
 //! applied, in the order it was applied.
 
 pub mod actor;
+pub mod hub;
 
 use std::sync::Arc;
 

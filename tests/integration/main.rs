@@ -30,6 +30,8 @@
 //! - `metrics`: `/metrics`, `/livez`, `/readyz` in process and on a 3-node process cluster.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
 //! - `tls`: HTTPS client ports, peer ports with mutual TLS, certificates made at run time.
+//! - `watch`: `GET /watch` on real processes: SSE shape, resume, 410, slow watchers,
+//!   heartbeats, stop, and a watcher reconnecting through leader kills.
 
 mod api;
 mod auth;
@@ -60,3 +62,4 @@ mod peer_auth;
 mod raft_sim;
 mod snapshots;
 mod tls;
+mod watch;
