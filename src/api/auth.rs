@@ -10,7 +10,7 @@
 //! admin  c0ffee00deadbeef12345678
 //! ```
 //!
-//! Roles are ordered: `write` may do what `read` may, `admin` what `write` may. `GET /get` needs
+//! Roles are ordered: `write` may do what `read` may, `admin` what `write` may. `GET /get` and `GET /keys` need
 //! read, `PUT /set` and `DELETE /delete` write, `/admin/*` admin. `/health` and the peer routes
 //! `/raft/*` are not covered (peers prove themselves with the cluster secret). A request without
 //! a valid token gets `401` with `WWW-Authenticate: Bearer`, one with a token whose role is too
@@ -49,7 +49,7 @@ pub const MAX_TOKENS_FILE_BYTES: u64 = 1024 * 1024;
 /// What a token may do. Ordered: a higher role may do everything a lower one may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
-    /// `GET /get`.
+    /// `GET /get`, `GET /keys`.
     Read,
     /// And `PUT /set`, `DELETE /delete`.
     Write,
@@ -294,7 +294,7 @@ async fn require<B: MessageBody>(
     }
 }
 
-/// Middleware of `GET /get`: needs a read token when tokens are configured.
+/// Middleware of `GET /get` (and `GET /keys`, `/cluster`, `/metrics`): needs a read token when tokens are configured.
 pub async fn read<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,

@@ -63,6 +63,11 @@ pub enum ApiError {
     /// already in progress, an id or URL in use, a lagging learner, ...); the message says
     /// which.
     Conflict(String),
+    /// A compare-and-set precondition did not hold when the write was applied: 409 with the
+    /// key and its current modIndex (0: it does not exist).
+    PreconditionFailed { key: String, mod_index: u64 },
+    /// An `Idempotency-Key` already recorded with a different request: 422.
+    IdempotencyKeyReused,
 }
 
 impl fmt::Display for ApiError {
@@ -94,6 +99,10 @@ impl fmt::Display for ApiError {
             ApiError::RouteNotFound { path } => write!(f, "no such route: {path}"),
             ApiError::MethodNotAllowed { allowed } => {
                 write!(f, "method not allowed (allowed: {allowed})")
+            }
+            ApiError::PreconditionFailed { .. } => write!(f, "precondition failed"),
+            ApiError::IdempotencyKeyReused => {
+                write!(f, "Idempotency-Key reused with a different request")
             }
             ApiError::Internal(what)
             | ApiError::Unavailable(what)
@@ -171,7 +180,10 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::ClientUnauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::WrongCluster(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::WrongCluster(_)
+            | ApiError::Conflict(_)
+            | ApiError::PreconditionFailed { .. } => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PeerUnauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -191,6 +203,14 @@ impl ResponseError for ApiError {
                 r#"Bearer realm="kvstore""#
             };
             res.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        if let ApiError::PreconditionFailed { key, mod_index } = self {
+            return res.json(serde_json::json!({
+                "ok": false,
+                "message": self.to_string(),
+                "key": key,
+                "modIndex": mod_index,
+            }));
         }
         res.json(ErrorBody::new(self.to_string()))
     }
@@ -244,6 +264,7 @@ mod tests {
             (ApiError::BadRequest("bad id".into()), 400),
             (ApiError::MemberNotFound("no member".into()), 404),
             (ApiError::Conflict("in progress".into()), 409),
+            (ApiError::IdempotencyKeyReused, 422),
         ];
         for (err, status) in cases {
             let res = err.error_response();
@@ -254,6 +275,22 @@ mod tests {
             assert_eq!(v["message"], err.to_string());
             assert_eq!(v.as_object().unwrap().len(), 2);
         }
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_precondition_names_the_key_and_its_mod_index() {
+        let res = ApiError::PreconditionFailed {
+            key: "k".into(),
+            mod_index: 12,
+        }
+        .error_response();
+        assert_eq!(res.status().as_u16(), 409);
+        let body = to_bytes(res.into_body()).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ok":false,"message":"precondition failed","key":"k","modIndex":12})
+        );
     }
 
     #[test]
