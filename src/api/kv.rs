@@ -230,8 +230,12 @@ pub(super) struct Routed<'a> {
     /// harmless too, and it travels with the forwarded request.
     idempotency_key: Option<&'a str>,
     /// The command proposed here carries no stamp (the key was made here for forwarding only):
-    /// a write of unknown fate here is not proposed again.
+    /// a write of unknown fate here is not proposed again, unless it was forwarded first.
     unkeyed_here: bool,
+    /// It was forwarded (perhaps delivered) under `idempotency_key`: from then on, a proposal
+    /// here must carry that key too (this node may have become the leader), or the write could
+    /// be applied twice.
+    forwarded: std::cell::Cell<bool>,
 }
 
 /// Where a request was answered.
@@ -264,6 +268,7 @@ impl<'a> Routed<'a> {
             idempotent: false,
             idempotency_key: None,
             unkeyed_here: false,
+            forwarded: std::cell::Cell::new(false),
         }
     }
 
@@ -333,7 +338,8 @@ impl<'a> Routed<'a> {
                 // proposed again (here, or forwarded to the new leader): its first outcome
                 // answers if it was applied.
                 Err(e @ (ClientError::Unknown(_) | ClientError::NotApplied))
-                    if self.idempotency_key.is_some() && !self.unkeyed_here =>
+                    if self.idempotency_key.is_some()
+                        && (!self.unkeyed_here || self.forwarded.get()) =>
                 {
                     tracing::debug!(error = %e, "write re-sent under its idempotency key");
                     self.pause(|| ApiError::from(e.clone())).await?;
@@ -422,6 +428,7 @@ impl<'a> Routed<'a> {
             timeout: self.deadline.saturating_duration_since(Instant::now()),
             idempotency_key: self.idempotency_key,
         };
+        self.forwarded.set(true);
         Ok(self.fwd.forward(leader, &request).await)
     }
 }
@@ -439,10 +446,21 @@ fn write_timeout(secs: f64) -> ApiError {
     ))
 }
 
-/// Replicate `cmd` through the leader (here or by forwarding `at`'s request).
+/// Replicate `cmd` through the leader (here or by forwarding `at`'s request). Once the request
+/// was forwarded under a key made here, `cmd` is proposed here only with that key.
 async fn replicate(at: &Routed<'_>, cmd: Command) -> Result<Answer<CommandOutcome>, ApiError> {
     let secs = at.timeout_secs();
+    let keyed = match (at.unkeyed_here, at.idempotency_key) {
+        (true, Some(id)) => {
+            let mut c = cmd.clone();
+            let (Command::Set { stamp: s, .. } | Command::Delete { stamp: s, .. }) = &mut c;
+            *s = stamp(at.state, Some(id));
+            c
+        }
+        _ => cmd.clone(),
+    };
     at.run(|| async {
+        let cmd = if at.forwarded.get() { &keyed } else { &cmd };
         let sent = timeout_at(at.deadline, at.state.raft.send(ClientWrite(cmd.clone()))).await;
         match sent {
             Err(_) => Err(write_timeout(secs)),
