@@ -236,6 +236,8 @@ pub(super) struct Routed<'a> {
     /// here must carry that key too (this node may have become the leader), or the write could
     /// be applied twice.
     forwarded: std::cell::Cell<bool>,
+    /// An attempt of this write may have been applied (see [`Self::run`]).
+    maybe_applied: std::cell::Cell<bool>,
 }
 
 /// Where a request was answered.
@@ -269,6 +271,7 @@ impl<'a> Routed<'a> {
             idempotency_key: None,
             unkeyed_here: false,
             forwarded: std::cell::Cell::new(false),
+            maybe_applied: std::cell::Cell::new(false),
         }
     }
 
@@ -324,7 +327,35 @@ impl<'a> Routed<'a> {
     /// Run `here` (which asks the RaftActor and fails with `NotLeader` off the leader) until it
     /// answers, forwarding to the leader it names, waiting while no leader is known, all within
     /// the deadline. The one routing loop of every client request.
-    pub(super) async fn run<T, F, Fut>(&self, mut here: F) -> Result<Answer<T>, ApiError>
+    ///
+    /// Once an attempt of a write may have been applied (its fate unknown, then re-sent under
+    /// its idempotency key), no later failure is reported as certain: a refusal of a later
+    /// attempt says nothing about the earlier one.
+    pub(super) async fn run<T, F, Fut>(&self, here: F) -> Result<Answer<T>, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Result<T, ClientError>, ApiError>>,
+    {
+        let unsure = |e: &dyn std::fmt::Display| {
+            ApiError::Unavailable(format!(
+                "{e}; an earlier attempt may or may not have been applied: retry with the same \
+                 Idempotency-Key"
+            ))
+        };
+        match self.run_attempts(here).await {
+            Err(e) if self.maybe_applied.get() && !e.to_string().contains("may or may not") => {
+                Err(unsure(&e))
+            }
+            Ok(Answer::Forwarded(res))
+                if self.maybe_applied.get() && res.status().is_server_error() =>
+            {
+                Err(unsure(&format!("the leader answered {}", res.status())))
+            }
+            other => other,
+        }
+    }
+
+    async fn run_attempts<T, F, Fut>(&self, mut here: F) -> Result<Answer<T>, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Result<T, ClientError>, ApiError>>,
@@ -341,6 +372,9 @@ impl<'a> Routed<'a> {
                     if self.idempotency_key.is_some()
                         && (!self.unkeyed_here || self.forwarded.get()) =>
                 {
+                    if matches!(e, ClientError::Unknown(_)) {
+                        self.maybe_applied.set(true);
+                    }
                     tracing::debug!(error = %e, "write re-sent under its idempotency key");
                     self.pause(|| ApiError::from(e.clone())).await?;
                     continue;
@@ -371,6 +405,9 @@ impl<'a> Routed<'a> {
                 Err(e) => {
                     tracing::debug!(leader = %leader.url, error = %e.message, "forwarding failed");
                     let keyed = e.maybe_delivered && self.idempotency_key.is_some();
+                    if keyed {
+                        self.maybe_applied.set(true);
+                    }
                     self.pause(|| {
                         if keyed {
                             ApiError::Unavailable(format!(
