@@ -177,10 +177,7 @@ fn main() {
                 index: i,
                 term: 1,
                 payload: EntryPayload::Command {
-                    command: KvCommand::Set {
-                        key: key(i),
-                        value: value(i),
-                    },
+                    command: KvCommand::set(key(i), value(i)),
                 },
             }));
             if batch.len() == 10_000 || i == n {

@@ -12,10 +12,7 @@ fn filled(n: usize) -> KvState {
     for i in 0..n {
         s.apply(
             i as u64 + 1,
-            Command::Set {
-                key: format!("key-{i:08}"),
-                value: "v".repeat(100),
-            },
+            Command::set(format!("key-{i:08}"), "v".repeat(100)),
         )
         .unwrap();
     }
@@ -39,14 +36,8 @@ fn kv_state(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 7919) % 100_000;
             let idx = s.last_applied() + 1;
-            s.apply(
-                idx,
-                Command::Set {
-                    key: format!("key-{i:08}"),
-                    value: "w".repeat(100),
-                },
-            )
-            .unwrap();
+            s.apply(idx, Command::set(format!("key-{i:08}"), "w".repeat(100)))
+                .unwrap();
         })
     });
     g.bench_function("set_then_delete_fresh_key", |b| {
@@ -54,21 +45,8 @@ fn kv_state(c: &mut Criterion) {
             || filled(1_000),
             |s| {
                 let idx = s.last_applied() + 1;
-                s.apply(
-                    idx,
-                    Command::Set {
-                        key: "fresh".into(),
-                        value: "v".into(),
-                    },
-                )
-                .unwrap();
-                s.apply(
-                    idx + 1,
-                    Command::Delete {
-                        key: "fresh".into(),
-                    },
-                )
-                .unwrap();
+                s.apply(idx, Command::set("fresh", "v")).unwrap();
+                s.apply(idx + 1, Command::delete("fresh")).unwrap();
             },
             BatchSize::SmallInput,
         )
@@ -89,10 +67,7 @@ fn store_actor(c: &mut Criterion) {
         ApplyEntries(vec![Committed {
             index,
             term: 1,
-            command: Some(Command::Set {
-                key: "k".into(),
-                value: "v".repeat(100),
-            }),
+            command: Some(Command::set("k", "v".repeat(100))),
         }])
     };
     sys.block_on(addr.send(set())).unwrap().unwrap();

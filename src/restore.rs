@@ -270,12 +270,17 @@ pub fn restore(
     let spinner = crate::progress::spinner("writing the data directory");
     let data_dir = DataDir::open(dir, node_id, ClusterId::Explicit(cluster_id.clone()))
         .map_err(|e| failed("cannot create the data directory", &e))?;
-    let pairs = snap.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    snapshot::write(
-        &data_dir.dir.join("snapshots"),
+    // Revisions and idempotency records as the backup has them (a v1/v2 backup: none).
+    let bytes = snapshot::encode(
         snap.meta,
         Some(&configuration),
-        pairs,
+        snap.entries(),
+        &snap.idempotency,
+    );
+    snapshot::write_bytes(
+        &data_dir.dir.join("snapshots"),
+        snap.meta.index,
+        &bytes,
         KEEP,
     )
     .map_err(|e| failed("cannot write the snapshot", &e))?;
@@ -368,7 +373,7 @@ mod tests {
     fn backup(dir: &Path) -> PathBuf {
         let meta = SnapshotMeta { index: 9, term: 3 };
         let old = Configuration::new(vec![Member::new("a", "http://old:1")]).unwrap();
-        let bytes = snapshot::encode(meta, Some(&old), [("k", "v"), ("x", "y")].into_iter());
+        let bytes = snapshot::encode_pairs(meta, Some(&old), [("k", "v"), ("x", "y")].into_iter());
         let path = dir.join("backup.snap");
         std::fs::write(&path, bytes).unwrap();
         path
@@ -420,7 +425,7 @@ mod tests {
             let path = tmp.path().join(format!("b{i}.snap"));
             std::fs::write(
                 &path,
-                snapshot::encode(meta, None, [("k", value)].into_iter()),
+                snapshot::encode_pairs(meta, None, [("k", value)].into_iter()),
             )
             .unwrap();
             let members = parse_members("n1=http://h:1").unwrap();
@@ -461,7 +466,7 @@ mod tests {
         let path = tmp.path().join("b.snap");
         std::fs::write(
             &path,
-            snapshot::encode(meta, Some(&recorded), [("k", "v")].into_iter()),
+            snapshot::encode_pairs(meta, Some(&recorded), [("k", "v")].into_iter()),
         )
         .unwrap();
         let dir = tmp.path().join("a");

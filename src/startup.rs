@@ -298,20 +298,20 @@ pub fn recover(dir: &Path, segment_bytes: u64) -> Result<Recovery, StartError> {
         tracing::warn!(file = %path.display(), reason = %why, "damaged snapshot skipped");
     }
     let (meta, state, info, configuration) = match loaded.snapshot {
-        Some(snap) => {
+        Some(mut snap) => {
             let len = snap
                 .path
                 .as_ref()
                 .and_then(|p| std::fs::metadata(p).ok())
                 .map_or(0, |m| m.len());
             let meta = snap.meta;
-            let info = snap.path.map(|path| SnapshotInfo {
+            let info = snap.path.take().map(|path| SnapshotInfo {
                 meta,
                 len,
                 data: SnapshotData::File(path),
             });
-            let state = KvState::from_pairs(meta.index, snap.pairs);
-            (meta, state, info, snap.configuration)
+            let configuration = snap.configuration.take();
+            (meta, snap.into_state(), info, configuration)
         }
         None => (SnapshotMeta::default(), KvState::new(), None, None),
     };
@@ -620,6 +620,7 @@ fn start_actors_joining(
         raft,
         limits: config.limits,
         request_timeout: config.request_timeout,
+        idempotency_window: config.idempotency_window,
         faults: faults_addr,
         peer_keys,
         peers_open: config.insecure_peers,

@@ -10,8 +10,9 @@
 //! admin  c0ffee00deadbeef12345678
 //! ```
 //!
-//! Roles are ordered: `write` may do what `read` may, `admin` what `write` may. `GET /get` and
-//! `GET /watch` need read, `PUT /set` and `DELETE /delete` write, `/admin/*` admin. `/health` and the peer routes
+//! Roles are ordered: `write` may do what `read` may, `admin` what `write` may. `GET /get`,
+//! `GET /keys` and `GET /watch` need read, `PUT /set` and `DELETE /delete` write, `/admin/*`
+//! admin. `/health` and the peer routes
 //! `/raft/*` are not covered (peers prove themselves with the cluster secret). A request without
 //! a valid token gets `401` with `WWW-Authenticate: Bearer`, one with a token whose role is too
 //! low `403`, both in the API's JSON error shape, before its body is read.
@@ -49,7 +50,7 @@ pub const MAX_TOKENS_FILE_BYTES: u64 = 1024 * 1024;
 /// What a token may do. Ordered: a higher role may do everything a lower one may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
-    /// `GET /get`, `GET /watch`.
+    /// `GET /get`, `GET /keys`, `GET /watch`.
     Read,
     /// And `PUT /set`, `DELETE /delete`.
     Write,
@@ -294,7 +295,8 @@ async fn require<B: MessageBody>(
     }
 }
 
-/// Middleware of `GET /get` and `GET /watch`: needs a read token when tokens are configured.
+/// Middleware of `GET /get`, `GET /keys`, `GET /watch` (and `/cluster`, `/metrics`): needs a
+/// read token when tokens are configured.
 pub async fn read<B: MessageBody>(
     req: ServiceRequest,
     next: Next<B>,

@@ -182,7 +182,7 @@ pub async fn snapshot(
         .map_err(|e| actor_gone("raft", e))?;
     let meta = view.meta;
     let encoded = web::block(move || {
-        let bytes = crate::codec::snapshot::encode(meta, Some(&configuration), view.state.pairs());
+        let bytes = crate::codec::snapshot::encode_state(meta, Some(&configuration), &view.state);
         drop(view);
         // The file ends with its own CRC-32 of what follows the magic; the CRC-32 of a whole
         // file would then depend on its length alone, so the header covers all but that.

@@ -66,6 +66,11 @@ pub enum ApiError {
     /// `GET /watch?fromIndex=N` with `N` older than the oldest change this node still has
     /// (`oldest`): 410 with `oldestIndex`.
     Compacted { from: u64, oldest: u64 },
+    /// A compare-and-set precondition did not hold when the write was applied: 409 with the
+    /// key and its current modIndex (0: it does not exist).
+    PreconditionFailed { key: String, mod_index: u64 },
+    /// An `Idempotency-Key` already recorded with a different request: 422.
+    IdempotencyKeyReused,
 }
 
 impl fmt::Display for ApiError {
@@ -101,6 +106,10 @@ impl fmt::Display for ApiError {
             ApiError::RouteNotFound { path } => write!(f, "no such route: {path}"),
             ApiError::MethodNotAllowed { allowed } => {
                 write!(f, "method not allowed (allowed: {allowed})")
+            }
+            ApiError::PreconditionFailed { .. } => write!(f, "precondition failed"),
+            ApiError::IdempotencyKeyReused => {
+                write!(f, "Idempotency-Key reused with a different request")
             }
             ApiError::Internal(what)
             | ApiError::Unavailable(what)
@@ -178,7 +187,10 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::ClientUnauthorized { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::WrongCluster(_) | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::WrongCluster(_)
+            | ApiError::Conflict(_)
+            | ApiError::PreconditionFailed { .. } => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PeerUnauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -205,6 +217,14 @@ impl ResponseError for ApiError {
                 "ok": false,
                 "message": self.to_string(),
                 "oldestIndex": oldest,
+            }));
+        }
+        if let ApiError::PreconditionFailed { key, mod_index } = self {
+            return res.json(serde_json::json!({
+                "ok": false,
+                "message": self.to_string(),
+                "key": key,
+                "modIndex": mod_index,
             }));
         }
         res.json(ErrorBody::new(self.to_string()))
@@ -259,6 +279,7 @@ mod tests {
             (ApiError::BadRequest("bad id".into()), 400),
             (ApiError::MemberNotFound("no member".into()), 404),
             (ApiError::Conflict("in progress".into()), 409),
+            (ApiError::IdempotencyKeyReused, 422),
         ];
         for (err, status) in cases {
             let res = err.error_response();
@@ -280,6 +301,22 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"ok":false,"message":"index 3 was compacted; the oldest index available is 9","oldestIndex":9})
+        );
+    }
+
+    #[actix_rt::test]
+    async fn a_failed_precondition_names_the_key_and_its_mod_index() {
+        let res = ApiError::PreconditionFailed {
+            key: "k".into(),
+            mod_index: 12,
+        }
+        .error_response();
+        assert_eq!(res.status().as_u16(), 409);
+        let body = to_bytes(res.into_body()).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"ok":false,"message":"precondition failed","key":"k","modIndex":12})
         );
     }
 

@@ -4,7 +4,10 @@
 //! One awc client per HTTP worker thread, made on that thread and reused (keep-alive). A
 //! forwarded request carries `x-kvstore-forwarded`, and a node never forwards such a request
 //! again, so requests cannot loop between nodes that disagree about the leader. The client's
-//! `Authorization` header travels along unchanged: the leader checks the token again.
+//! `Authorization` header travels along unchanged: the leader checks the token again, and so
+//! does a write's `Idempotency-Key` (the caller adds one of its own when the client sent none,
+//! so that it may re-send the write safely). The leader's `x-kvstore-index` and
+//! `x-kvstore-idempotent-replay` headers are relayed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,13 +23,28 @@ use crate::raft::LeaderInfo;
 pub const X_KVSTORE_FORWARDED: HeaderName = HeaderName::from_static("x-kvstore-forwarded");
 /// On a forwarded answer: the base URL of the leader that produced it.
 pub const X_KVSTORE_LEADER: HeaderName = HeaderName::from_static("x-kvstore-leader");
+/// On answers of `/get`, `/set`, `/delete`, `/keys`: the serving node's applied index (for a
+/// write, at least the write's index).
+pub const X_KVSTORE_INDEX: HeaderName = HeaderName::from_static("x-kvstore-index");
+/// On a write's answer: it is the recorded first outcome of its `Idempotency-Key`.
+pub const X_KVSTORE_IDEMPOTENT_REPLAY: HeaderName =
+    HeaderName::from_static("x-kvstore-idempotent-replay");
+/// The client's key making a write exactly-once.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Largest answer a leader gives to a client request on a node with these `limits`: a `GET`'s
-/// `{"ok":true,"key":K,"value":V}` with K and V JSON-escaped (each byte at most six, see
-/// [`super::peer::JSON_ESCAPE_FACTOR`]); every other answer (writes, errors) is far smaller
-/// than the 4 KiB added for the envelope. Default limits: about 6 MiB.
+/// `{"ok":true,"key":K,"value":V,...}` with K and V JSON-escaped (each byte at most six, see
+/// [`super::peer::JSON_ESCAPE_FACTOR`]), or a `GET /keys` page: at most
+/// [`super::kv::KEYS_MAX_BYTES`] of keys and values, plus the last key and value that crossed
+/// it, escaped, plus [`super::kv::KEYS_MAX_LIMIT`] entries' fixed JSON (field names, a
+/// modIndex: under 64 bytes each); every other answer (writes, errors) is far smaller than the
+/// 4 KiB added for the envelope. Default limits: about 30 MiB (a `/keys` page).
 pub fn max_relayed_bytes(limits: &super::Limits) -> usize {
-    super::peer::JSON_ESCAPE_FACTOR * (limits.max_key_bytes + limits.max_value_bytes) + 4096
+    let one = limits.max_key_bytes + limits.max_value_bytes;
+    let get = super::peer::JSON_ESCAPE_FACTOR * one;
+    let keys = super::peer::JSON_ESCAPE_FACTOR * (super::kv::KEYS_MAX_BYTES + one)
+        + super::kv::KEYS_MAX_LIMIT * 64;
+    get.max(keys) + 4096
 }
 
 /// Why a forward got no answer.
@@ -55,6 +73,10 @@ pub struct ForwardRequest<'a> {
     pub this_node: &'a str,
     /// How long the leader has to answer.
     pub timeout: Duration,
+    /// A write's `Idempotency-Key` (the client's or one of this node's). With one, a 503 that
+    /// says the write "may or may not" have been applied is reported as a maybe-delivered
+    /// failure, so the caller re-sends it under the same key.
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Forwards requests to the leader. Create one per worker thread.
@@ -121,6 +143,9 @@ impl Forwarder {
         if let Some(auth) = fwd.authorization {
             req = req.insert_header((AUTHORIZATION, auth.clone()));
         }
+        if let Some(key) = fwd.idempotency_key {
+            req = req.insert_header((IDEMPOTENCY_KEY, key));
+        }
         if !fwd.query.is_empty() {
             req = req.query(&fwd.query).map_err(|e| not_sent(e.to_string()))?;
         }
@@ -146,9 +171,20 @@ impl Forwarder {
             .limit(self.max_answer)
             .await
             .map_err(|e| maybe_sent(e.to_string()))?;
+        if fwd.idempotency_key.is_some()
+            && res.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE
+            && bytes.windows(14).any(|w| w == b"may or may not")
+        {
+            // The leader does not know whether it applied the write: with a key, re-sending
+            // it is safe (a retry answers the first outcome).
+            let why = String::from_utf8_lossy(&bytes).into_owned();
+            return Err(maybe_sent(format!("the leader answered 503: {why}")));
+        }
         let mut out = HttpResponse::build(res.status());
-        if let Some(ct) = res.headers().get(CONTENT_TYPE) {
-            out.insert_header((CONTENT_TYPE, ct.clone()));
+        for name in [CONTENT_TYPE, X_KVSTORE_INDEX, X_KVSTORE_IDEMPOTENT_REPLAY] {
+            if let Some(v) = res.headers().get(&name) {
+                out.insert_header((name, v.clone()));
+            }
         }
         out.insert_header((X_KVSTORE_LEADER, leader.url.as_str()));
         Ok(out.body(bytes))

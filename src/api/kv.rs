@@ -1,11 +1,15 @@
-//! The client API of the original project: `PUT /set`, `GET /get`, `DELETE /delete`.
+//! The client API: `PUT /set`, `GET /get`, `DELETE /delete` (the original project's routes,
+//! with revisions, compare-and-set and `Idempotency-Key` added) and `GET /keys`.
 //!
 //! Writes are proposed to the `RaftActor` and answered once their entry is committed and applied
-//! (the apply outcome decides: a delete of a missing key is a 404 wherever it was sent). Reads are
+//! (the apply outcome decides: a delete of a missing key is a 404, a failed precondition a 409,
+//! wherever it was sent). A write with an `Idempotency-Key` is stamped here with this node's
+//! clock and the window's end; a retry answers the recorded first outcome. Reads are
 //! linearizable by default (ReadIndex, then a read of the `StoreActor` at that index) or, with
-//! `consistency=stale`, a plain local read. On a follower, requests are forwarded to the leader.
-//! Every request is bounded by the request timeout. Handlers own no state and never touch the map
-//! directly.
+//! `consistency=stale`, a local read (after `minIndex`, if given, waiting a bounded time). On a
+//! follower, requests are forwarded to the leader; a write that may have been delivered is
+//! re-sent only under an idempotency key (the client's, or one this node adds). Every request is
+//! bounded by the request timeout. Handlers own no state and never touch the map directly.
 
 use std::time::Duration;
 
@@ -15,13 +19,30 @@ use serde::{Deserialize, Serialize};
 use tokio::time::{timeout_at, Instant};
 
 use super::errors::ApiError;
-use super::forward::{ForwardError, ForwardRequest, Forwarder, X_KVSTORE_FORWARDED};
+use super::forward::{
+    ForwardError, ForwardRequest, Forwarder, IDEMPOTENCY_KEY, X_KVSTORE_FORWARDED,
+    X_KVSTORE_IDEMPOTENT_REPLAY, X_KVSTORE_INDEX,
+};
 use super::middleware::RequestId;
 use super::{AppState, Limits};
 use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite, IsRemoved};
 use crate::raft::LeaderInfo;
-use crate::store::actor::{read_at, Get};
-use crate::store::{Command, CommandOutcome};
+use crate::store::actor::{list_at, read_at, KeyRead, ListQuery, ListRead, StoreStopped, Summary};
+use crate::store::command::MAX_IDEMPOTENCY_KEY_BYTES;
+use crate::store::{Command, CommandOutcome, Effect, Stamp};
+
+/// A `GET /keys` page stops once its keys and values reach this many bytes (after at least one
+/// key).
+pub const KEYS_MAX_BYTES: usize = 4 * 1024 * 1024;
+
+/// The largest `limit` of `GET /keys`.
+pub const KEYS_MAX_LIMIT: usize = 1000;
+
+/// The `limit` of `GET /keys` when none is given.
+const KEYS_DEFAULT_LIMIT: usize = 100;
+
+/// Longest a stale read waits for its `minIndex` (or the request timeout, if shorter).
+const MIN_INDEX_WAIT: Duration = Duration::from_secs(1);
 
 /// Pause between attempts while no leader is known.
 const RETRY_PAUSE: Duration = Duration::from_millis(25);
@@ -32,6 +53,10 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 pub struct SetRequest {
     pub key: String,
     pub value: String,
+    /// `ifModIndex`: the key's modIndex must be this (0: must not exist).
+    pub if_mod_index: Option<u64>,
+    /// `ifValue`: the key's value must be this.
+    pub if_value: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for SetRequest {
@@ -49,11 +74,20 @@ impl<'de> Deserialize<'de> for SetRequest {
                 mut map: A,
             ) -> Result<SetRequest, A::Error> {
                 use serde::de::Error;
-                let (mut key, mut value) = (None, None);
+                let (mut key, mut value, mut if_value) = (None, None, None);
+                let mut if_mod_index = None;
                 while let Some(field) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     let slot = match field.as_ref() {
                         "key" => &mut key,
                         "value" => &mut value,
+                        "ifValue" => &mut if_value,
+                        "ifModIndex" => {
+                            if if_mod_index.is_some() {
+                                return Err(A::Error::custom("duplicate field `ifModIndex`"));
+                            }
+                            if_mod_index = Some(map.next_value::<u64>()?);
+                            continue;
+                        }
                         _ => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                             continue;
@@ -67,6 +101,8 @@ impl<'de> Deserialize<'de> for SetRequest {
                 Ok(SetRequest {
                     key: key.ok_or_else(|| A::Error::missing_field("key"))?,
                     value: value.ok_or_else(|| A::Error::missing_field("value"))?,
+                    if_mod_index,
+                    if_value,
                 })
             }
         }
@@ -81,22 +117,64 @@ pub struct KeyQuery {
     pub key: Option<String>,
     /// `linearizable` (default) or `stale` (GET only).
     pub consistency: Option<String>,
+    /// `minIndex` (GET): answer once this node applied at least this index.
+    #[serde(rename = "minIndex")]
+    pub min_index: Option<String>,
+    /// `ifModIndex` (DELETE): the key's modIndex must be this.
+    #[serde(rename = "ifModIndex")]
+    pub if_mod_index: Option<String>,
 }
 
-/// `{"ok":true,"message":"stored","key":"name"}` and `{"ok":true,"message":"deleted",...}`.
+/// Query of `GET /keys`.
+#[derive(Debug, Deserialize)]
+pub struct KeysQuery {
+    pub prefix: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<String>,
+    pub consistency: Option<String>,
+    #[serde(rename = "minIndex")]
+    pub min_index: Option<String>,
+}
+
+/// `{"ok":true,"message":"stored","key":"name","index":12}` and `{"ok":true,"message":
+/// "deleted",...}`.
 #[derive(Debug, Serialize)]
 struct WriteReply<'a> {
     ok: bool,
     message: &'static str,
     key: &'a str,
+    index: u64,
 }
 
-/// `{"ok":true,"key":"name","value":"luffy"}`.
+/// `{"ok":true,"key":"name","value":"luffy","modIndex":12,"createIndex":7}`.
 #[derive(Debug, Serialize)]
 struct GetReply<'a> {
     ok: bool,
     key: &'a str,
     value: &'a str,
+    #[serde(rename = "modIndex")]
+    mod_index: u64,
+    #[serde(rename = "createIndex")]
+    create_index: u64,
+}
+
+/// One key of a `GET /keys` page.
+#[derive(Debug, Serialize)]
+struct KeyItem<'a> {
+    key: &'a str,
+    value: &'a str,
+    #[serde(rename = "modIndex")]
+    mod_index: u64,
+}
+
+/// `{"ok":true,"keys":[...],"more":true,"next":"k"}`.
+#[derive(Debug, Serialize)]
+struct KeysReply<'a> {
+    ok: bool,
+    keys: Vec<KeyItem<'a>>,
+    more: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<&'a str>,
 }
 
 fn check_key(limits: &Limits, key: &str) -> Result<(), ApiError> {
@@ -148,6 +226,18 @@ pub(super) struct Routed<'a> {
     /// Whether sending it twice is harmless (a read): a forward that may have been delivered
     /// is then retried instead of reported.
     idempotent: bool,
+    /// A write's `Idempotency-Key` (the client's, or one made here): sending it twice is then
+    /// harmless too, and it travels with the forwarded request.
+    idempotency_key: Option<&'a str>,
+    /// The command proposed here carries no stamp (the key was made here for forwarding only):
+    /// a write of unknown fate here is not proposed again, unless it was forwarded first.
+    unkeyed_here: bool,
+    /// It was forwarded (perhaps delivered) under `idempotency_key`: from then on, a proposal
+    /// here must carry that key too (this node may have become the leader), or the write could
+    /// be applied twice.
+    forwarded: std::cell::Cell<bool>,
+    /// An attempt of this write may have been applied (see [`Self::run`]).
+    maybe_applied: std::cell::Cell<bool>,
 }
 
 /// Where a request was answered.
@@ -178,6 +268,27 @@ impl<'a> Routed<'a> {
             query: &[],
             body: None,
             idempotent: false,
+            idempotency_key: None,
+            unkeyed_here: false,
+            forwarded: std::cell::Cell::new(false),
+            maybe_applied: std::cell::Cell::new(false),
+        }
+    }
+
+    /// See `unkeyed_here`.
+    fn local_unkeyed(self) -> Self {
+        Routed {
+            unkeyed_here: true,
+            ..self
+        }
+    }
+
+    /// Forward it with `key` as its `Idempotency-Key`, and re-send it (here or to the leader)
+    /// when its fate is unknown.
+    fn idempotency_key(self, key: Option<&'a str>) -> Self {
+        Routed {
+            idempotency_key: key,
+            ..self
         }
     }
 
@@ -216,7 +327,35 @@ impl<'a> Routed<'a> {
     /// Run `here` (which asks the RaftActor and fails with `NotLeader` off the leader) until it
     /// answers, forwarding to the leader it names, waiting while no leader is known, all within
     /// the deadline. The one routing loop of every client request.
-    pub(super) async fn run<T, F, Fut>(&self, mut here: F) -> Result<Answer<T>, ApiError>
+    ///
+    /// Once an attempt of a write may have been applied (its fate unknown, then re-sent under
+    /// its idempotency key), no later failure is reported as certain: a refusal of a later
+    /// attempt says nothing about the earlier one.
+    pub(super) async fn run<T, F, Fut>(&self, here: F) -> Result<Answer<T>, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Result<T, ClientError>, ApiError>>,
+    {
+        let unsure = |e: &dyn std::fmt::Display| {
+            ApiError::Unavailable(format!(
+                "{e}; an earlier attempt may or may not have been applied: retry with the same \
+                 Idempotency-Key"
+            ))
+        };
+        match self.run_attempts(here).await {
+            Err(e) if self.maybe_applied.get() && !e.to_string().contains("may or may not") => {
+                Err(unsure(&e))
+            }
+            Ok(Answer::Forwarded(res))
+                if self.maybe_applied.get() && res.status().is_server_error() =>
+            {
+                Err(unsure(&format!("the leader answered {}", res.status())))
+            }
+            other => other,
+        }
+    }
+
+    async fn run_attempts<T, F, Fut>(&self, mut here: F) -> Result<Answer<T>, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<Result<T, ClientError>, ApiError>>,
@@ -225,6 +364,21 @@ impl<'a> Routed<'a> {
         loop {
             let leader = match here().await? {
                 Ok(v) => return Ok(Answer::Here(v)),
+                // Under an idempotency key, a write whose fate is unknown (leadership lost
+                // while it was being committed, or another leader's entry took its place) is
+                // proposed again (here, or forwarded to the new leader): its first outcome
+                // answers if it was applied.
+                Err(e @ (ClientError::Unknown(_) | ClientError::NotApplied))
+                    if self.idempotency_key.is_some()
+                        && (!self.unkeyed_here || self.forwarded.get()) =>
+                {
+                    if matches!(e, ClientError::Unknown(_)) {
+                        self.maybe_applied.set(true);
+                    }
+                    tracing::debug!(error = %e, "write re-sent under its idempotency key");
+                    self.pause(|| ApiError::from(e.clone())).await?;
+                    continue;
+                }
                 // Never forwarded to itself (a leader that does not serve this request yet,
                 // e.g. while it hands over its leadership): wait as when no leader is known.
                 Err(ClientError::NotLeader(Some(leader))) if leader.id != self.state.node_id => {
@@ -238,7 +392,9 @@ impl<'a> Routed<'a> {
             };
             match self.forward(&leader).await? {
                 Ok(res) => return Ok(Answer::Forwarded(res)),
-                Err(e) if e.maybe_delivered && !self.idempotent => {
+                Err(e)
+                    if e.maybe_delivered && !self.idempotent && self.idempotency_key.is_none() =>
+                {
                     // Retrying could apply the write twice: say what is known.
                     return Err(ApiError::Unavailable(format!(
                         "no leader: the leader {} at {} did not answer ({}); the write may \
@@ -248,11 +404,24 @@ impl<'a> Routed<'a> {
                 }
                 Err(e) => {
                     tracing::debug!(leader = %leader.url, error = %e.message, "forwarding failed");
+                    let keyed = e.maybe_delivered && self.idempotency_key.is_some();
+                    if keyed {
+                        self.maybe_applied.set(true);
+                    }
                     self.pause(|| {
-                        ApiError::Unavailable(format!(
-                            "no leader: the leader {} at {} could not be reached ({})",
-                            leader.id, leader.url, e.message
-                        ))
+                        if keyed {
+                            ApiError::Unavailable(format!(
+                                "no leader: the leader {} at {} did not answer ({}) within the \
+                                 request timeout; the write may or may not have been applied: \
+                                 retry with the same Idempotency-Key",
+                                leader.id, leader.url, e.message
+                            ))
+                        } else {
+                            ApiError::Unavailable(format!(
+                                "no leader: the leader {} at {} could not be reached ({})",
+                                leader.id, leader.url, e.message
+                            ))
+                        }
                     })
                     .await?;
                 }
@@ -294,7 +463,9 @@ impl<'a> Routed<'a> {
                 .get(actix_web::http::header::AUTHORIZATION),
             this_node: &self.state.node_id,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
+            idempotency_key: self.idempotency_key,
         };
+        self.forwarded.set(true);
         Ok(self.fwd.forward(leader, &request).await)
     }
 }
@@ -312,10 +483,21 @@ fn write_timeout(secs: f64) -> ApiError {
     ))
 }
 
-/// Replicate `cmd` through the leader (here or by forwarding `at`'s request).
+/// Replicate `cmd` through the leader (here or by forwarding `at`'s request). Once the request
+/// was forwarded under a key made here, `cmd` is proposed here only with that key.
 async fn replicate(at: &Routed<'_>, cmd: Command) -> Result<Answer<CommandOutcome>, ApiError> {
     let secs = at.timeout_secs();
+    let keyed = match (at.unkeyed_here, at.idempotency_key) {
+        (true, Some(id)) => {
+            let mut c = cmd.clone();
+            let (Command::Set { stamp: s, .. } | Command::Delete { stamp: s, .. }) = &mut c;
+            *s = stamp(at.state, Some(id));
+            c
+        }
+        _ => cmd.clone(),
+    };
     at.run(|| async {
+        let cmd = if at.forwarded.get() { &keyed } else { &cmd };
         let sent = timeout_at(at.deadline, at.state.raft.send(ClientWrite(cmd.clone()))).await;
         match sent {
             Err(_) => Err(write_timeout(secs)),
@@ -326,7 +508,102 @@ async fn replicate(at: &Routed<'_>, cmd: Command) -> Result<Answer<CommandOutcom
     .await
 }
 
-/// `PUT /set` with `{"key":..,"value":..}`.
+/// The `Idempotency-Key` of `req`, if any: 1 to 128 printable ASCII characters, else 400.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(v) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let b = v.as_bytes();
+    if b.is_empty()
+        || b.len() > MAX_IDEMPOTENCY_KEY_BYTES
+        || !b.iter().all(|c| (0x21..=0x7e).contains(c))
+    {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key must be 1 to 128 printable ASCII characters".into(),
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(b).into_owned()))
+}
+
+/// The stamp of a write with idempotency key `id`, by this node's clock (used only if this
+/// node leads: a forwarded write is stamped by the leader).
+fn stamp(state: &AppState, id: Option<&str>) -> Option<Stamp> {
+    let id = id?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Some(Stamp {
+        id: id.to_owned(),
+        now_ms,
+        expires_ms: now_ms.saturating_add(state.idempotency_window.as_millis() as u64),
+    })
+}
+
+/// The key a forwarded write carries: the client's, or one made here so that this node may
+/// re-send it safely (`generated`: the client never sees it).
+fn forwarding_key(client: &Option<String>) -> (String, bool) {
+    match client {
+        Some(k) => (k.clone(), false),
+        None => (format!("fwd-{}", uuid::Uuid::new_v4()), true),
+    }
+}
+
+fn index_header(res: &mut HttpResponse, index: u64) {
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&index.to_string()) {
+        res.headers_mut().insert(X_KVSTORE_INDEX, v);
+    }
+}
+
+/// The answer to a write that this node (the leader) applied, or whose first outcome it
+/// replayed: the same status and body either way.
+fn write_answer(key: &str, ok_message: &'static str, out: CommandOutcome) -> HttpResponse {
+    let mut res = match out.effect {
+        Effect::Stored | Effect::Deleted => HttpResponse::Ok().json(WriteReply {
+            ok: true,
+            message: ok_message,
+            key,
+            index: out.index,
+        }),
+        Effect::NotFound => actix_web::ResponseError::error_response(&ApiError::KeyNotFound),
+        Effect::PreconditionFailed { mod_index } => {
+            actix_web::ResponseError::error_response(&ApiError::PreconditionFailed {
+                key: key.to_owned(),
+                mod_index,
+            })
+        }
+        Effect::KeyReused => {
+            actix_web::ResponseError::error_response(&ApiError::IdempotencyKeyReused)
+        }
+    };
+    index_header(&mut res, out.index);
+    if out.replayed {
+        res.headers_mut().insert(
+            X_KVSTORE_IDEMPOTENT_REPLAY,
+            actix_web::http::header::HeaderValue::from_static("true"),
+        );
+    }
+    res
+}
+
+/// A forwarded answer as the client sees it: without the replay header when the key was made
+/// here (the client sent none, so nothing was "replayed" for it).
+fn relayed(mut res: HttpResponse, generated: bool) -> HttpResponse {
+    if generated {
+        res.headers_mut().remove(X_KVSTORE_IDEMPOTENT_REPLAY);
+    }
+    res
+}
+
+fn parse_index(what: &str, v: Option<&str>) -> Result<Option<u64>, ApiError> {
+    v.map(|s| {
+        s.parse::<u64>().map_err(|_| {
+            ApiError::InvalidQuery(format!("{what} must be an unsigned integer, not {s:?}"))
+        })
+    })
+    .transpose()
+}
+
+/// `PUT /set` with `{"key":..,"value":..}` and optionally `ifModIndex`, `ifValue`.
 pub async fn set(
     state: web::Data<AppState>,
     fwd: web::Data<Forwarder>,
@@ -336,23 +613,40 @@ pub async fn set(
     let body = body.into_inner();
     check_key(&state.limits, &body.key)?;
     check_value(&state.limits, &body.value)?;
+    if let Some(v) = &body.if_value {
+        check_value(&state.limits, v)?;
+    }
+    let client_key = idempotency_key(&req)?;
+    let (fwd_key, generated) = forwarding_key(&client_key);
+    let mut json = serde_json::json!({"key": body.key, "value": body.value});
+    if let Some(m) = body.if_mod_index {
+        json["ifModIndex"] = m.into();
+    }
+    if let Some(v) = &body.if_value {
+        json["ifValue"] = v.as_str().into();
+    }
     let at = Routed::new(&state, &fwd, &req, Method::PUT, "/set")
-        .body(serde_json::json!({"key": body.key, "value": body.value}));
+        .body(json)
+        .idempotency_key(Some(&fwd_key));
     let cmd = Command::Set {
         key: body.key.clone(),
         value: body.value,
+        if_mod_index: body.if_mod_index,
+        if_value: body.if_value,
+        stamp: stamp(&state, client_key.as_deref()),
+    };
+    let at = if client_key.is_none() {
+        at.local_unkeyed()
+    } else {
+        at
     };
     match replicate(&at, cmd).await? {
-        Answer::Here(_) => Ok(HttpResponse::Ok().json(WriteReply {
-            ok: true,
-            message: "stored",
-            key: &body.key,
-        })),
-        Answer::Forwarded(res) => Ok(res),
+        Answer::Here(out) => Ok(write_answer(&body.key, "stored", out)),
+        Answer::Forwarded(res) => Ok(relayed(res, generated)),
     }
 }
 
-/// `DELETE /delete?key=..`.
+/// `DELETE /delete?key=..[&ifModIndex=N]`.
 pub async fn delete(
     state: web::Data<AppState>,
     fwd: web::Data<Forwarder>,
@@ -361,23 +655,76 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let key = required_key(&query)?;
     check_key(&state.limits, key)?;
-    let q = [("key", key)];
-    let at = Routed::new(&state, &fwd, &req, Method::DELETE, "/delete").query(&q);
+    let if_mod_index = parse_index("ifModIndex", query.if_mod_index.as_deref())?;
+    let client_key = idempotency_key(&req)?;
+    let (fwd_key, generated) = forwarding_key(&client_key);
+    let m = if_mod_index.map(|m| m.to_string());
+    let mut q = vec![("key", key)];
+    if let Some(m) = &m {
+        q.push(("ifModIndex", m.as_str()));
+    }
+    let at = Routed::new(&state, &fwd, &req, Method::DELETE, "/delete")
+        .query(&q)
+        .idempotency_key(Some(&fwd_key));
+    let at = if client_key.is_none() {
+        at.local_unkeyed()
+    } else {
+        at
+    };
     let cmd = Command::Delete {
         key: key.to_owned(),
+        if_mod_index,
+        stamp: stamp(&state, client_key.as_deref()),
     };
     match replicate(&at, cmd).await? {
-        Answer::Here(CommandOutcome::NotFound) => Err(ApiError::KeyNotFound),
-        Answer::Here(_) => Ok(HttpResponse::Ok().json(WriteReply {
-            ok: true,
-            message: "deleted",
-            key,
-        })),
-        Answer::Forwarded(res) => Ok(res),
+        Answer::Here(out) => Ok(write_answer(key, "deleted", out)),
+        Answer::Forwarded(res) => Ok(relayed(res, generated)),
     }
 }
 
-/// `GET /get?key=..[&consistency=stale]`.
+/// Whether `consistency` asks for a stale read.
+fn stale(consistency: Option<&str>) -> Result<bool, ApiError> {
+    match consistency {
+        None | Some("linearizable") => Ok(false),
+        Some("stale") => Ok(true),
+        Some(other) => Err(ApiError::InvalidQuery(format!(
+            "consistency must be `linearizable` or `stale`, not {other:?}"
+        ))),
+    }
+}
+
+/// A stale read: refused on a removed node; after `min_index` is applied here, waiting at most
+/// [`MIN_INDEX_WAIT`] (or the request timeout), else 503.
+async fn stale_read<T, Fut>(state: &AppState, min_index: u64, read: Fut) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<Result<T, StoreStopped>, actix::MailboxError>>,
+{
+    // A removed node's map no longer follows the cluster: it serves no reads.
+    let removed = state.raft.send(IsRemoved).await;
+    if removed.map_err(|e| actor_gone("raft", e))? {
+        return Err(ClientError::Removed.into());
+    }
+    let wait = MIN_INDEX_WAIT.min(state.request_timeout);
+    match tokio::time::timeout(wait, read).await {
+        Ok(Err(e)) => Err(actor_gone("store", e)),
+        Ok(Ok(Err(StoreStopped))) => Err(ApiError::Internal("store stopped".into())),
+        Ok(Ok(Ok(v))) => Ok(v),
+        Err(_) => {
+            let applied = state
+                .store
+                .send(Summary)
+                .await
+                .map_err(|e| actor_gone("store", e))?
+                .applied_index;
+            Err(ApiError::Unavailable(format!(
+                "index {min_index} not applied here yet (applied {applied}); retry, or ask \
+                 another node"
+            )))
+        }
+    }
+}
+
+/// `GET /get?key=..[&consistency=stale][&minIndex=N]`.
 pub async fn get(
     state: web::Data<AppState>,
     fwd: web::Data<Forwarder>,
@@ -386,51 +733,141 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let key = required_key(&query)?;
     check_key(&state.limits, key)?;
-    let stale = match query.consistency.as_deref() {
-        None | Some("linearizable") => false,
-        Some("stale") => true,
-        Some(other) => {
-            return Err(ApiError::InvalidQuery(format!(
-                "consistency must be `linearizable` or `stale`, not {other:?}"
-            )))
-        }
-    };
-    let value = if stale {
-        // A removed node's map no longer follows the cluster: it serves no reads.
-        let removed = state.raft.send(IsRemoved).await;
-        if removed.map_err(|e| actor_gone("raft", e))? {
-            return Err(ClientError::Removed.into());
-        }
-        state
-            .store
-            .send(Get {
-                key: key.to_owned(),
-            })
-            .await
-            .map_err(|e| actor_gone("store", e))?
+    let stale = stale(query.consistency.as_deref())?;
+    let min_index = parse_index("minIndex", query.min_index.as_deref())?;
+    let read = if stale {
+        let n = min_index.unwrap_or(0);
+        stale_read(&state, n, read_at(&state.store, key.to_owned(), n)).await?
     } else {
-        let q = [("key", key)];
+        let mut q = vec![("key", key)];
+        let m = min_index.map(|m| m.to_string());
+        if let Some(m) = &m {
+            q.push(("minIndex", m.as_str()));
+        }
         // A read changes nothing: sending it twice is harmless.
         let at = Routed::new(&state, &fwd, &req, Method::GET, "/get")
             .query(&q)
             .idempotent();
-        match linearizable_read(&at, key).await? {
+        let store = &state.store;
+        let k = key.to_owned();
+        match linearizable(&at, min_index.unwrap_or(0), |index| {
+            read_at(store, k.clone(), index)
+        })
+        .await?
+        {
             Answer::Here(v) => v,
             Answer::Forwarded(res) => return Ok(res),
         }
     };
-    match value {
-        Some(value) => Ok(HttpResponse::Ok().json(GetReply {
+    let KeyRead { entry, applied } = read;
+    let mut res = match entry {
+        Some(v) => HttpResponse::Ok().json(GetReply {
             ok: true,
             key,
-            value: &value,
-        })),
-        None => Err(ApiError::KeyNotFound),
-    }
+            value: &v.value,
+            mod_index: v.mod_index,
+            create_index: v.create_index,
+        }),
+        None => actix_web::ResponseError::error_response(&ApiError::KeyNotFound),
+    };
+    index_header(&mut res, applied);
+    Ok(res)
 }
 
-/// ReadIndex on the leader, then read the store once it has applied that index; or forward.
-async fn linearizable_read(at: &Routed<'_>, key: &str) -> Result<Answer<Option<String>>, ApiError> {
+/// `GET /keys?prefix=p&limit=100&after=k[&consistency=stale][&minIndex=N]`.
+pub async fn keys(
+    state: web::Data<AppState>,
+    fwd: web::Data<Forwarder>,
+    req: HttpRequest,
+    query: web::Query<KeysQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let stale = stale(query.consistency.as_deref())?;
+    let min_index = parse_index("minIndex", query.min_index.as_deref())?;
+    let limit = match query.limit.as_deref() {
+        None => KEYS_DEFAULT_LIMIT,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=KEYS_MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::InvalidQuery(format!(
+                    "limit must be an integer from 1 to {KEYS_MAX_LIMIT}, not {l:?}"
+                )))
+            }
+        },
+    };
+    let prefix = query.prefix.clone().unwrap_or_default();
+    for k in [Some(&prefix), query.after.as_ref()].into_iter().flatten() {
+        if k.len() > state.limits.max_key_bytes {
+            return Err(ApiError::KeyTooLarge {
+                len: k.len(),
+                limit: state.limits.max_key_bytes,
+            });
+        }
+    }
+    let list = ListQuery {
+        prefix,
+        after: query.after.clone(),
+        limit,
+        max_bytes: KEYS_MAX_BYTES,
+    };
+    let read: ListRead = if stale {
+        let n = min_index.unwrap_or(0);
+        stale_read(&state, n, list_at(&state.store, list, n)).await?
+    } else {
+        let (l, m) = (limit.to_string(), min_index.map(|m| m.to_string()));
+        let mut q = vec![("prefix", list.prefix.as_str()), ("limit", l.as_str())];
+        if let Some(a) = &list.after {
+            q.push(("after", a.as_str()));
+        }
+        if let Some(m) = &m {
+            q.push(("minIndex", m.as_str()));
+        }
+        let at = Routed::new(&state, &fwd, &req, Method::GET, "/keys")
+            .query(&q)
+            .idempotent();
+        let store = &state.store;
+        match linearizable(&at, min_index.unwrap_or(0), |index| {
+            list_at(store, list.clone(), index)
+        })
+        .await?
+        {
+            Answer::Here(v) => v,
+            Answer::Forwarded(res) => return Ok(res),
+        }
+    };
+    let ListRead { listing, applied } = read;
+    let next = listing
+        .more
+        .then(|| listing.keys.last().map(|(k, _, _)| &**k))
+        .flatten();
+    let mut res = HttpResponse::Ok().json(KeysReply {
+        ok: true,
+        keys: listing
+            .keys
+            .iter()
+            .map(|(k, v, m)| KeyItem {
+                key: k,
+                value: v,
+                mod_index: *m,
+            })
+            .collect(),
+        more: listing.more,
+        next,
+    });
+    index_header(&mut res, applied);
+    Ok(res)
+}
+
+/// ReadIndex on the leader, then `read` from the store once it has applied that index (or
+/// `min_index`, if later); or forward.
+async fn linearizable<T, F, Fut>(
+    at: &Routed<'_>,
+    min_index: u64,
+    read: F,
+) -> Result<Answer<T>, ApiError>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Result<T, StoreStopped>, actix::MailboxError>>,
+{
     let secs = at.timeout_secs();
     let read_timeout = || {
         ApiError::Unavailable(format!(
@@ -444,8 +881,11 @@ async fn linearizable_read(at: &Routed<'_>, key: &str) -> Result<Answer<Option<S
             Ok(Ok(Err(e))) => return Ok(Err(e)),
             Ok(Ok(Ok(index))) => index,
         };
-        let read = read_at(&at.state.store, key.to_owned(), index);
-        match timeout_at(at.deadline, read).await {
+        match timeout_at(at.deadline, read(index.max(min_index))).await {
+            Err(_) if min_index > index => Err(ApiError::Unavailable(format!(
+                "index {min_index} not applied here yet (read index {index}); retry, or ask \
+                 another node"
+            ))),
             Err(_) => Err(read_timeout()),
             Ok(Err(e)) => Err(actor_gone("store", e)),
             Ok(Ok(Err(_))) => Err(ApiError::Internal("store stopped".into())),

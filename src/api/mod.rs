@@ -1,6 +1,6 @@
 //! The HTTP surface of a node: routes, their shared state, middleware and error mapping.
 //!
-//! - [`kv`]: the client API (`PUT /set`, `GET /get`, `DELETE /delete`).
+//! - [`kv`]: the client API (`PUT /set`, `GET /get`, `DELETE /delete`, `GET /keys`).
 //! - [`health`]: `GET /health`.
 //! - [`peer`]: the Raft RPC routes other nodes call (`POST /raft/vote`, `/raft/append`,
 //!   `/raft/timeout-now`, `/raft/snapshot`).
@@ -69,6 +69,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Longest a client request may wait for a leader, a commit or a read index.
     pub request_timeout: Duration,
+    /// How long a write's `Idempotency-Key` is remembered (stamped into the write here).
+    pub idempotency_window: Duration,
     /// The fault layer's switch, only with `KVSTORE_FAULTS=1` (`/admin/faults` refuses
     /// otherwise); the peer routes ask it the fate of their answers.
     pub faults: Option<Addr<crate::transport::faults::FaultsActor>>,
@@ -135,6 +137,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
                 .wrap(from_fn(auth::write))
                 .route(web::delete().to(kv::delete))
                 .default_service(web::to(|| not_allowed("DELETE"))),
+        )
+        .service(
+            web::resource("/keys")
+                .wrap(from_fn(auth::read))
+                .route(web::get().to(kv::keys))
+                .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(
             web::resource("/health")

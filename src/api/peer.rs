@@ -58,14 +58,19 @@ const APPEND_JSON_OVERHEAD: usize = 64 * 1024;
 /// Largest AppendEntries body a legitimate leader sends to a node with these `limits`. The
 /// leader's batch ([`crate::raft::log::RaftLog::entries_from`]) holds at most
 /// [`MAX_BATCH_ENTRIES`] entries whose size hints (32 + key + value) add up to at most
-/// [`MAX_BATCH_BYTES`], or a single entry when one alone is larger; a key or value is at most
-/// the limit the leader accepted it under. In JSON each byte of them may grow
+/// [`MAX_BATCH_BYTES`], or a single entry when one alone is larger; a key or value (and a
+/// compare-and-set `ifValue`, a second value) is at most the limit the leader accepted it
+/// under, plus an idempotency stamp (a key of at most 128 bytes and two numbers). In JSON each byte of them may grow
 /// [`JSON_ESCAPE_FACTOR`]-fold, and each entry and the request add their fixed parts.
 /// Default limits (4 KiB keys, 1 MiB values): about 6.3 MiB; the largest settings (1 MiB keys,
 /// 8 MiB values): about 54 MiB. Every node of a cluster must have the same limits: a follower
 /// with smaller ones refuses (413) a leader's batch that holds a larger entry.
 pub fn max_append_body_bytes(limits: &Limits) -> usize {
-    let largest_entry = 32 + limits.max_key_bytes + limits.max_value_bytes;
+    let largest_entry = 32
+        + limits.max_key_bytes
+        + 2 * limits.max_value_bytes
+        + crate::store::command::MAX_IDEMPOTENCY_KEY_BYTES
+        + 64;
     let batch = MAX_BATCH_BYTES.max(largest_entry);
     JSON_ESCAPE_FACTOR * batch + MAX_BATCH_ENTRIES * ENTRY_JSON_OVERHEAD + APPEND_JSON_OVERHEAD
 }

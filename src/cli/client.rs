@@ -9,7 +9,10 @@
 //! when it surely was not applied: its connection failed, or a 503 says nothing was done. A
 //! write that timed out, broke off after it was sent, or got a 503 saying it "may or may not"
 //! have been applied, or a gateway error, ends the command (exit 3, saying so): sending it again
-//! could apply it twice, or answer "not found" for a delete that was done. When every endpoint failed, the error says what each one did (exit 3). The nodes
+//! could apply it twice, or answer "not found" for a delete that was done. `set` and `delete`
+//! send an `Idempotency-Key` ([`Client::send_write`]), named in that error: re-running the
+//! command with `--idempotency-key` and that key answers the first outcome if the write was
+//! applied, and applies it otherwise. When every endpoint failed, the error says what each one did (exit 3). The nodes
 //! forward writes and linearizable reads to their leader themselves, so any live endpoint
 //! usually answers. Answers are read up to [`MAX_ANSWER_BYTES`]; a request is never sent
 //! twice to the same endpoint.
@@ -130,6 +133,34 @@ impl Client {
         path_query: &str,
         body: Option<&Value>,
     ) -> Result<Reply, CliError> {
+        self.send_keyed(method, path_query, body, None).await
+    }
+
+    /// A write with `Idempotency-Key: id`; an unknown outcome says how to retry it safely.
+    pub async fn send_write(
+        &self,
+        method: Method,
+        path_query: &str,
+        body: Option<&Value>,
+        id: &str,
+    ) -> Result<Reply, CliError> {
+        self.send_keyed(method, path_query, body, Some(id))
+            .await
+            .map_err(|e| match e {
+                CliError::Unavailable(m) if m.contains("not sent again") => CliError::Unavailable(
+                    format!("{m}; re-run with --idempotency-key {id} to retry it safely"),
+                ),
+                other => other,
+            })
+    }
+
+    async fn send_keyed(
+        &self,
+        method: Method,
+        path_query: &str,
+        body: Option<&Value>,
+        id: Option<&str>,
+    ) -> Result<Reply, CliError> {
         let body = body.map(|b| b.to_string());
         let mut queue: std::collections::VecDeque<String> =
             self.endpoints.iter().cloned().collect();
@@ -142,9 +173,12 @@ impl Client {
                 continue;
             }
             tried.push(endpoint.clone());
-            let req = self
+            let mut req = self
                 .http
                 .request(method.clone(), format!("{endpoint}{path_query}"));
+            if let Some(id) = id {
+                req = req.insert_header(("idempotency-key", id));
+            }
             let sent = match &body {
                 Some(b) => {
                     req.insert_header((header::CONTENT_TYPE, "application/json"))

@@ -17,6 +17,11 @@ use super::{Consistency, MemberCommand};
 /// refuses what is over its own limit.
 pub const MAX_STDIN_BYTES: usize = 64 * 1024 * 1024;
 
+/// A fresh `Idempotency-Key` for one write.
+fn fresh_key() -> String {
+    format!("cli-{}", uuid::Uuid::new_v4())
+}
+
 /// `kvstore get KEY [--consistency stale]`: the value and a newline (exit 1 if there is none).
 pub async fn get(
     client: &Client,
@@ -52,13 +57,17 @@ pub async fn set(
     out: Output,
     key: &str,
     value: Option<String>,
+    idempotency_key: Option<String>,
 ) -> Result<(), CliError> {
     let value = match value {
         Some(v) if v != "-" => v,
         _ => read_stdin(std::io::stdin().lock(), MAX_STDIN_BYTES)?,
     };
     let body = json!({"key": key, "value": value});
-    let answer = client.send(Method::PUT, "/set", Some(&body)).await?;
+    let id = idempotency_key.unwrap_or_else(fresh_key);
+    let answer = client
+        .send_write(Method::PUT, "/set", Some(&body), &id)
+        .await?;
     let answer = answer.json(out).await.map_err(|e| match e {
         CliError::Usage(m) if m.contains("too large") => CliError::Usage(format!(
             "{m}; the value has {} bytes (the node's --max-value-bytes decides)",
@@ -71,10 +80,16 @@ pub async fn set(
 }
 
 /// `kvstore delete KEY` (exit 1 if there was no such key).
-pub async fn delete(client: &Client, out: Output, key: &str) -> Result<(), CliError> {
+pub async fn delete(
+    client: &Client,
+    out: Output,
+    key: &str,
+    idempotency_key: Option<String>,
+) -> Result<(), CliError> {
     let path = format!("/delete?key={}", encode(key));
+    let id = idempotency_key.unwrap_or_else(fresh_key);
     let answer = client
-        .send(Method::DELETE, &path, None)
+        .send_write(Method::DELETE, &path, None, &id)
         .await?
         .json(out)
         .await?;

@@ -163,10 +163,19 @@ pub enum Command {
         key: String,
         #[arg(allow_hyphen_values = true)]
         value: Option<String>,
+        /// The write's `Idempotency-Key` (default: a fresh one). Re-running a write whose
+        /// outcome is unknown with the key it printed applies it at most once.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Delete KEY (exit 1 if there was none).
     #[command(after_help = "Example:\n  kvstore delete name")]
-    Delete { key: String },
+    Delete {
+        key: String,
+        /// The write's `Idempotency-Key` (default: a fresh one); see `set`.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
     /// A table of every member: role, state, term, leader, commit/applied, lag, last contact.
     #[command(
         after_help = "Examples:\n  kvstore status\n  kvstore --endpoints http://127.0.0.1:8081,http://127.0.0.1:8082 status\n  kvstore status --output json\n\nA member that does not answer is shown as `down`; exit 3 only if no endpoint answered."
@@ -244,8 +253,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     let out = cli.global.output;
     match cli.command {
         Command::Get { key, consistency } => commands::get(&client, out, &key, consistency).await,
-        Command::Set { key, value } => commands::set(&client, out, &key, value).await,
-        Command::Delete { key } => commands::delete(&client, out, &key).await,
+        Command::Set {
+            key,
+            value,
+            idempotency_key,
+        } => commands::set(&client, out, &key, value, idempotency_key).await,
+        Command::Delete {
+            key,
+            idempotency_key,
+        } => commands::delete(&client, out, &key, idempotency_key).await,
         Command::Status => status::run(&client, out).await,
         Command::Member(m) => commands::member(&client, out, m).await,
         Command::Leader(LeaderCommand::Transfer { id }) => {

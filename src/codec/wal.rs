@@ -15,8 +15,8 @@
 use crate::raft::core::MAX_MEMBERS;
 use crate::raft::log::{Entry, EntryPayload};
 use crate::raft::{Configuration, HardState, LogIndex, Member};
-use crate::store::command::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
-use crate::store::Command;
+use crate::store::command::{MAX_IDEMPOTENCY_KEY_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES};
+use crate::store::{Command, Stamp};
 
 pub(crate) const MAGIC: &[u8; 8] = b"KVWAL\x00\x00\x02";
 
@@ -40,10 +40,50 @@ pub(crate) const KIND_RESET: u8 = 3;
 pub(crate) const KIND_CONTINUES: u8 = 4;
 
 /// Largest record accepted on replay; a larger length field is corruption. The largest record a
-/// node writes is an entry setting the largest key and value any node accepts: index and term
-/// (16 bytes), a tag (1), two lengths (8), the key and the value; a hard state holds a node id
-/// (at most 128 bytes); the rest are a few numbers. 64 bytes to spare.
-pub const MAX_RECORD_BYTES: u32 = (MAX_KEY_BYTES + MAX_VALUE_BYTES + 64) as u32;
+/// node writes is an entry setting the largest key and value any node accepts with an `ifValue`
+/// (a second value) and an idempotency stamp: index and term (16 bytes), a tag (1), three
+/// lengths (12), the key, the value and the ifValue, flags (1), an ifModIndex (8), the stamp
+/// (a length, at most [`MAX_IDEMPOTENCY_KEY_BYTES`], two numbers: 148); a hard state holds a
+/// node id (at most 128 bytes); the rest are a few numbers. Rounded up, with room to spare.
+pub const MAX_RECORD_BYTES: u32 =
+    (MAX_KEY_BYTES + 2 * MAX_VALUE_BYTES + MAX_IDEMPOTENCY_KEY_BYTES + 256) as u32;
+
+/// Entry tags (the byte after index and term). 1 and 2 are the original commands, written
+/// unchanged when a command has no precondition and no stamp; 4 and 5 carry them.
+const TAG_NOOP: u8 = 0;
+const TAG_SET: u8 = 1;
+const TAG_DELETE: u8 = 2;
+const TAG_CONFIG: u8 = 3;
+const TAG_SET_EXT: u8 = 4;
+const TAG_DELETE_EXT: u8 = 5;
+
+/// Flags of tags 4 and 5: which optional fields follow, in this order.
+const HAS_IF_MOD_INDEX: u8 = 1;
+const HAS_IF_VALUE: u8 = 2;
+const HAS_STAMP: u8 = 4;
+
+fn put_extras(
+    buf: &mut Vec<u8>,
+    if_mod_index: Option<u64>,
+    if_value: Option<&str>,
+    stamp: Option<&Stamp>,
+) {
+    let flags = if_mod_index.map_or(0, |_| HAS_IF_MOD_INDEX)
+        | if_value.map_or(0, |_| HAS_IF_VALUE)
+        | stamp.map_or(0, |_| HAS_STAMP);
+    buf.push(flags);
+    if let Some(m) = if_mod_index {
+        buf.extend_from_slice(&m.to_le_bytes());
+    }
+    if let Some(v) = if_value {
+        put_str(buf, v);
+    }
+    if let Some(st) = stamp {
+        put_str(buf, &st.id);
+        buf.extend_from_slice(&st.now_ms.to_le_bytes());
+        buf.extend_from_slice(&st.expires_ms.to_le_bytes());
+    }
+}
 
 /// Zeros left by a power loss start on a block boundary; 512 bytes is the smallest block.
 pub(crate) const ZERO_TAIL_ALIGN: usize = 512;
@@ -124,22 +164,42 @@ pub(crate) fn encode_payload(rec: &Record, buf: &mut Vec<u8>) -> u8 {
             buf.extend_from_slice(&e.index.to_le_bytes());
             buf.extend_from_slice(&e.term.to_le_bytes());
             match &e.payload {
-                EntryPayload::Noop => buf.push(0),
+                EntryPayload::Noop => buf.push(TAG_NOOP),
                 EntryPayload::Command {
-                    command: Command::Set { key, value },
+                    command:
+                        Command::Set {
+                            key,
+                            value,
+                            if_mod_index,
+                            if_value,
+                            stamp,
+                        },
                 } => {
-                    buf.push(1);
+                    let plain = if_mod_index.is_none() && if_value.is_none() && stamp.is_none();
+                    buf.push(if plain { TAG_SET } else { TAG_SET_EXT });
                     put_str(buf, key);
                     put_str(buf, value);
+                    if !plain {
+                        put_extras(buf, *if_mod_index, if_value.as_deref(), stamp.as_ref());
+                    }
                 }
                 EntryPayload::Command {
-                    command: Command::Delete { key },
+                    command:
+                        Command::Delete {
+                            key,
+                            if_mod_index,
+                            stamp,
+                        },
                 } => {
-                    buf.push(2);
+                    let plain = if_mod_index.is_none() && stamp.is_none();
+                    buf.push(if plain { TAG_DELETE } else { TAG_DELETE_EXT });
                     put_str(buf, key);
+                    if !plain {
+                        put_extras(buf, *if_mod_index, None, stamp.as_ref());
+                    }
                 }
                 EntryPayload::Config { configuration } => {
-                    buf.push(3);
+                    buf.push(TAG_CONFIG);
                     for members in [configuration.voters(), configuration.learners()] {
                         buf.extend_from_slice(&(members.len() as u32).to_le_bytes());
                         for m in members {
@@ -192,10 +252,54 @@ impl Cursor<'_> {
             .collect()
     }
     fn string(&mut self) -> Result<String, String> {
+        self.bounded(usize::MAX, "a string")
+    }
+    /// A string of at most `max` bytes; `what` names it in errors.
+    fn bounded(&mut self, max: usize, what: &str) -> Result<String, String> {
         let b = self.take(4)?;
         let n = u32::from_le_bytes(b.try_into().map_err(|_| "bad length")?) as usize;
+        if n > max {
+            return Err(format!(
+                "{what} of {n} bytes, more than any node accepts ({max})"
+            ));
+        }
         let s = self.take(n)?;
-        String::from_utf8(s.to_vec()).map_err(|_| "string is not UTF-8".into())
+        String::from_utf8(s.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+    }
+    fn key(&mut self) -> Result<String, String> {
+        self.bounded(MAX_KEY_BYTES, "a key")
+    }
+    fn value(&mut self) -> Result<String, String> {
+        self.bounded(MAX_VALUE_BYTES, "a value")
+    }
+    /// The flags and optional fields of tags 4 and 5 (`set`: whether an ifValue may be there).
+    #[allow(clippy::type_complexity)]
+    fn extras(
+        &mut self,
+        set: bool,
+    ) -> Result<(Option<u64>, Option<String>, Option<Stamp>), String> {
+        let flags = self.u8()?;
+        let known = HAS_IF_MOD_INDEX | HAS_STAMP | if set { HAS_IF_VALUE } else { 0 };
+        if flags & !known != 0 || flags == 0 {
+            return Err(format!("bad command flags {flags:#04x}"));
+        }
+        let if_mod_index = (flags & HAS_IF_MOD_INDEX != 0)
+            .then(|| self.u64())
+            .transpose()?;
+        let if_value = (flags & HAS_IF_VALUE != 0)
+            .then(|| self.value())
+            .transpose()?;
+        let stamp = (flags & HAS_STAMP != 0)
+            .then(|| -> Result<Stamp, String> {
+                let id = self.bounded(MAX_IDEMPOTENCY_KEY_BYTES, "an idempotency key")?;
+                Ok(Stamp {
+                    id,
+                    now_ms: self.u64()?,
+                    expires_ms: self.u64()?,
+                })
+            })
+            .transpose()?;
+        Ok((if_mod_index, if_value, stamp))
     }
 }
 
@@ -215,17 +319,38 @@ pub(crate) fn decode(kind: u8, payload: &[u8]) -> Result<Record, String> {
             let index = c.u64()?;
             let term = c.u64()?;
             let payload = match c.u8()? {
-                0 => EntryPayload::Noop,
-                1 => EntryPayload::Command {
-                    command: Command::Set {
-                        key: c.string()?,
-                        value: c.string()?,
-                    },
+                TAG_NOOP => EntryPayload::Noop,
+                TAG_SET => EntryPayload::Command {
+                    command: Command::set(c.key()?, c.value()?),
                 },
-                2 => EntryPayload::Command {
-                    command: Command::Delete { key: c.string()? },
+                TAG_DELETE => EntryPayload::Command {
+                    command: Command::delete(c.key()?),
                 },
-                3 => {
+                TAG_SET_EXT => {
+                    let (key, value) = (c.key()?, c.value()?);
+                    let (if_mod_index, if_value, stamp) = c.extras(true)?;
+                    EntryPayload::Command {
+                        command: Command::Set {
+                            key,
+                            value,
+                            if_mod_index,
+                            if_value,
+                            stamp,
+                        },
+                    }
+                }
+                TAG_DELETE_EXT => {
+                    let key = c.key()?;
+                    let (if_mod_index, _, stamp) = c.extras(false)?;
+                    EntryPayload::Command {
+                        command: Command::Delete {
+                            key,
+                            if_mod_index,
+                            stamp,
+                        },
+                    }
+                }
+                TAG_CONFIG => {
                     let voters = c.members()?;
                     let learners = c.members()?;
                     let configuration = Configuration::with_learners(voters, learners)
@@ -359,4 +484,147 @@ pub(crate) fn read_record_end(data: &[u8], pos: usize) -> Option<usize> {
     let hcrc = u32::from_le_bytes([rest[5], rest[6], rest[7], rest[8]]);
     (crc32fast::hash(&rest[..5]) == hcrc)
         .then_some(pos + RECORD_HEADER_LEN + len as usize + RECORD_TRAILER_LEN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::log::Entry;
+
+    fn entry(command: Command) -> Record {
+        Record::Entry(Entry {
+            index: 7,
+            term: 3,
+            payload: EntryPayload::Command { command },
+        })
+    }
+
+    fn payload_of(rec: &Record) -> (u8, Vec<u8>) {
+        let mut buf = Vec::new();
+        let kind = encode_payload(rec, &mut buf);
+        (kind, buf)
+    }
+
+    fn stamp() -> Option<Stamp> {
+        Some(Stamp {
+            id: "req-1".into(),
+            now_ms: 1_700_000_000_000,
+            expires_ms: 1_700_000_600_000,
+        })
+    }
+
+    fn new_commands() -> Vec<Command> {
+        vec![
+            Command::Set {
+                key: "k é".into(),
+                value: "v".into(),
+                if_mod_index: Some(0),
+                if_value: None,
+                stamp: None,
+            },
+            Command::Set {
+                key: "k".into(),
+                value: "v".into(),
+                if_mod_index: None,
+                if_value: Some("".into()),
+                stamp: stamp(),
+            },
+            Command::Set {
+                key: "k".into(),
+                value: "v".into(),
+                if_mod_index: Some(12),
+                if_value: Some("old".into()),
+                stamp: stamp(),
+            },
+            Command::Delete {
+                key: "k".into(),
+                if_mod_index: Some(3),
+                stamp: None,
+            },
+            Command::Delete {
+                key: "k".into(),
+                if_mod_index: None,
+                stamp: stamp(),
+            },
+        ]
+    }
+
+    #[test]
+    fn old_commands_keep_their_tags_and_bytes() {
+        let (_, set) = payload_of(&entry(Command::set("k", "v")));
+        let mut want = 7u64.to_le_bytes().to_vec();
+        want.extend_from_slice(&3u64.to_le_bytes());
+        want.push(1);
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.push(b'k');
+        want.extend_from_slice(&1u32.to_le_bytes());
+        want.push(b'v');
+        assert_eq!(set, want, "tag 1, as before issue #15");
+        let (_, del) = payload_of(&entry(Command::delete("k")));
+        assert_eq!(del[16], 2);
+        assert_eq!(
+            decode(KIND_ENTRY, &set).unwrap(),
+            entry(Command::set("k", "v"))
+        );
+        assert_eq!(
+            decode(KIND_ENTRY, &del).unwrap(),
+            entry(Command::delete("k"))
+        );
+    }
+
+    #[test]
+    fn new_commands_round_trip_and_every_flipped_byte_is_caught() {
+        for c in new_commands() {
+            let rec = entry(c);
+            let (kind, payload) = payload_of(&rec);
+            assert!(matches!(payload[16], TAG_SET_EXT | TAG_DELETE_EXT));
+            assert_eq!(decode(kind, &payload).unwrap(), rec);
+            let mut buf = Vec::new();
+            encode_record(&rec, &mut buf);
+            for at in 0..buf.len() {
+                let mut bad = buf.clone();
+                bad[at] ^= 0x10;
+                assert!(
+                    !matches!(read_record(&bad, 0), RecordRead::Ok { .. }),
+                    "a flip at byte {at} went unnoticed"
+                );
+            }
+            // Cut anywhere: the payload alone no longer decodes.
+            for len in 17..payload.len() {
+                assert!(decode(kind, &payload[..len]).is_err(), "cut at {len}");
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_bounds_lengths_and_flags_are_refused_with_a_clear_message() {
+        let head = |tag: u8| {
+            let mut b = vec![0u8; 16];
+            b.push(tag);
+            b
+        };
+        let mut b = head(TAG_SET);
+        b.extend_from_slice(&((MAX_KEY_BYTES + 1) as u32).to_le_bytes());
+        assert!(decode(KIND_ENTRY, &b).unwrap_err().contains("a key of"));
+        let mut b = head(TAG_SET_EXT);
+        put_str(&mut b, "k");
+        b.extend_from_slice(&((MAX_VALUE_BYTES + 1) as u32).to_le_bytes());
+        assert!(decode(KIND_ENTRY, &b).unwrap_err().contains("a value of"));
+        let mut b = head(TAG_DELETE_EXT);
+        put_str(&mut b, "k");
+        b.push(HAS_STAMP);
+        b.extend_from_slice(&((MAX_IDEMPOTENCY_KEY_BYTES + 1) as u32).to_le_bytes());
+        assert!(decode(KIND_ENTRY, &b)
+            .unwrap_err()
+            .contains("an idempotency key of"));
+        let mut b = head(TAG_DELETE_EXT);
+        put_str(&mut b, "k");
+        b.push(HAS_IF_VALUE);
+        assert!(decode(KIND_ENTRY, &b).unwrap_err().contains("flags"));
+        let mut b = head(TAG_SET_EXT);
+        put_str(&mut b, "k");
+        put_str(&mut b, "v");
+        b.push(0);
+        assert!(decode(KIND_ENTRY, &b).unwrap_err().contains("flags"));
+    }
 }

@@ -67,6 +67,11 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_REQUEST_TIMEOUT_MS", default_value_t = 5000)]
     pub request_timeout_ms: u64,
 
+    /// How long a write's `Idempotency-Key` is remembered (a retry within it answers the first
+    /// outcome), in seconds. Stamped into each write by the leader that takes it.
+    #[arg(long, env = "KVSTORE_IDEMPOTENCY_WINDOW_SECS", default_value_t = 600)]
+    pub idempotency_window_secs: u64,
+
     /// Most writes (and, separately, linearizable reads) waiting in the Raft pipeline at once;
     /// beyond that requests get 503 "overloaded" instead of queueing without bound.
     #[arg(long, env = "KVSTORE_MAX_PENDING", default_value_t = crate::raft::actor::DEFAULT_MAX_PENDING)]

@@ -75,6 +75,8 @@ pub struct Config {
     pub workers: usize,
     pub shutdown_timeout: Duration,
     pub request_timeout: Duration,
+    /// How long an `Idempotency-Key` is remembered (`--idempotency-window-secs`).
+    pub idempotency_window: Duration,
     pub max_pending: usize,
     pub storage: Storage,
     /// Snapshot after at least this many applied entries once the log outgrows the last
@@ -298,6 +300,11 @@ impl Config {
         }
         if cli.request_timeout_ms == 0 {
             return invalid("KVSTORE_REQUEST_TIMEOUT_MS must be at least 1".into());
+        }
+        if cli.idempotency_window_secs == 0 || cli.idempotency_window_secs > 366 * 24 * 3600 {
+            return invalid(
+                "KVSTORE_IDEMPOTENCY_WINDOW_SECS must be between 1 and 31622400 (366 days)".into(),
+            );
         }
         let watch = watch_settings(
             cli.watch_heartbeat_ms,
@@ -561,6 +568,7 @@ impl Config {
             workers,
             shutdown_timeout: Duration::from_secs(cli.shutdown_timeout_secs),
             request_timeout: Duration::from_millis(cli.request_timeout_ms),
+            idempotency_window: Duration::from_secs(cli.idempotency_window_secs),
             max_pending: cli.max_pending,
             storage,
             snapshot_entries: cli.snapshot_entries,

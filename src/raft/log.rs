@@ -36,10 +36,7 @@ impl Entry {
     pub fn size_hint(&self) -> usize {
         32 + match &self.payload {
             EntryPayload::Noop => 0,
-            EntryPayload::Command { command } => match command {
-                Command::Set { key, value } => key.len() + value.len(),
-                Command::Delete { key } => key.len(),
-            },
+            EntryPayload::Command { command } => command.payload_bytes(),
             EntryPayload::Config { configuration } => configuration
                 .members()
                 .map(|m| 16 + m.id.len() + m.url.len())

@@ -124,7 +124,7 @@ fn propose_somewhere(w: &mut World) {
     let i = w.rng.gen_range(0..w.len());
     let key = format!("k{}", w.rng.gen_range(0..5));
     let value = value_of(w.next_id + 1);
-    w.propose(i, Command::Set { key, value });
+    w.propose(i, Command::set(key, value));
 }
 
 fn tick(w: &mut World, faults: bool, proposals: bool, changes: bool) {
@@ -238,13 +238,7 @@ fn final_proposal(w: &mut World) {
     let seed = w.seed;
     let leader = the_leader(w);
     let value = value_of(w.next_id + 1);
-    let Some(_) = w.propose(
-        leader,
-        Command::Set {
-            key: "final".into(),
-            value,
-        },
-    ) else {
+    let Some(_) = w.propose(leader, Command::set("final", value)) else {
         panic!("seed {seed}: the leader after healing refuses a proposal");
     };
     let index = w.core(leader).log().last_index();

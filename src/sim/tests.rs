@@ -6,10 +6,7 @@ use crate::raft::core::{Input, Output, Role};
 use crate::store::Command;
 
 fn set(k: &str, v: &str) -> Command {
-    Command::Set {
-        key: k.into(),
-        value: v.into(),
-    }
+    Command::set(k, v)
 }
 
 #[test]

@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use super::{dirs, failpoint};
 use crate::raft::{Configuration, LogIndex};
 
-pub use crate::codec::snapshot::{decode, encode, Snapshot, SnapshotMeta};
+pub use crate::codec::snapshot::{
+    decode, encode, encode_pairs, encode_state, Snapshot, SnapshotMeta,
+};
 
 /// What loading found.
 #[derive(Debug, Default)]
@@ -39,9 +41,9 @@ fn path_for(dir: &Path, index: LogIndex) -> PathBuf {
     dir.join(format!("{index:020}.snap"))
 }
 
-/// Write `pairs` as the snapshot at `meta` (with `configuration`, the one in force there)
-/// into `dir`, atomically, and remove all but the newest `keep` snapshots. Returns the file
-/// written.
+/// Write plain `pairs` (revisions: `meta.index`, no idempotency record) as the snapshot at
+/// `meta` (with `configuration`, the one in force there) into `dir`, atomically, and remove
+/// all but the newest `keep` snapshots. Returns the file written.
 pub fn write<'a>(
     dir: &Path,
     meta: SnapshotMeta,
@@ -49,7 +51,12 @@ pub fn write<'a>(
     pairs: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
     keep: usize,
 ) -> io::Result<PathBuf> {
-    write_bytes(dir, meta.index, &encode(meta, configuration, pairs), keep)
+    write_bytes(
+        dir,
+        meta.index,
+        &encode_pairs(meta, configuration, pairs),
+        keep,
+    )
 }
 
 /// Write the [`encode`]d snapshot `bytes` (at log index `index`) into `dir`, atomically: a
@@ -213,13 +220,13 @@ mod tests {
         let meta = SnapshotMeta { index: 1, term: 1 };
         let key = "k".repeat(MAX_KEY_BYTES);
         let value = "v".repeat(MAX_VALUE_BYTES);
-        let ok = encode(meta, None, [(key.as_str(), value.as_str())].into_iter());
+        let ok = encode_pairs(meta, None, [(key.as_str(), value.as_str())].into_iter());
         assert_eq!(decode(&ok).unwrap().pairs.len(), 1);
         let key = "k".repeat(MAX_KEY_BYTES + 1);
-        let bad = encode(meta, None, [(key.as_str(), "v")].into_iter());
+        let bad = encode_pairs(meta, None, [(key.as_str(), "v")].into_iter());
         assert!(decode(&bad).unwrap_err().contains("a key of"));
         let value = "v".repeat(MAX_VALUE_BYTES + 1);
-        let bad = encode(meta, None, [("k", value.as_str())].into_iter());
+        let bad = encode_pairs(meta, None, [("k", value.as_str())].into_iter());
         assert!(decode(&bad).unwrap_err().contains("a value of"));
     }
 
@@ -469,7 +476,7 @@ mod writer_tests {
 
     fn bytes_of(n: usize, index: LogIndex) -> Vec<u8> {
         let p: Vec<(String, String)> = (0..n).map(|i| (format!("k{i}"), "v".repeat(50))).collect();
-        encode(
+        encode_pairs(
             SnapshotMeta { index, term: 2 },
             None,
             p.iter().map(|(k, v)| (k.as_str(), v.as_str())),

@@ -786,6 +786,13 @@ mod tests {
                 command: Command::Set {
                     key: "k".repeat(MAX_KEY_BYTES),
                     value: "v".repeat(MAX_VALUE_BYTES),
+                    if_mod_index: Some(u64::MAX),
+                    if_value: Some("w".repeat(MAX_VALUE_BYTES)),
+                    stamp: Some(crate::store::Stamp {
+                        id: "i".repeat(crate::store::command::MAX_IDEMPOTENCY_KEY_BYTES),
+                        now_ms: u64::MAX,
+                        expires_ms: u64::MAX,
+                    }),
                 },
             },
         });
@@ -809,10 +816,7 @@ mod tests {
             index,
             term,
             payload: EntryPayload::Command {
-                command: Command::Set {
-                    key: format!("k{index}"),
-                    value: v.into(),
-                },
+                command: Command::set(format!("k{index}"), v),
             },
         }
     }
@@ -862,9 +866,7 @@ mod tests {
                 index: 3,
                 term: 3,
                 payload: EntryPayload::Command {
-                    command: Command::Delete {
-                        key: "é 🚀".into()
-                    },
+                    command: Command::delete("é 🚀"),
                 },
             }),
         ])
@@ -877,9 +879,7 @@ mod tests {
         assert_eq!(
             rec.entries[2].payload,
             EntryPayload::Command {
-                command: Command::Delete {
-                    key: "é 🚀".into()
-                }
+                command: Command::delete("é 🚀")
             }
         );
         assert_eq!(rec.torn_tail, None);

@@ -21,15 +21,59 @@ use std::time::Duration;
 use actix::{Actor, Addr, AsyncContext, Context, Handler, MailboxError, Message};
 use tokio::sync::oneshot;
 
-use super::command::{Command, CommandOutcome};
-use super::state::{KvState, StateError};
+use super::command::{Command, CommandOutcome, Effect};
+use super::state::{KvState, Listing, StateError, Versioned};
 use super::{LogIndex, Term};
 use crate::storage::snapshot::{self, SnapshotMeta};
 use crate::watch::actor::{Applied as WatchApplied, Reset as WatchReset, WatchActor};
 use crate::watch::Change;
 
-/// A read waiting for its index: the key and where to send the value.
-type ParkedRead = (String, oneshot::Sender<Option<String>>);
+/// A read waiting for its index: what it reads and where to send the answer.
+#[derive(Debug)]
+enum ParkedRead {
+    Key(String, oneshot::Sender<KeyRead>),
+    List(ListQuery, oneshot::Sender<ListRead>),
+}
+
+impl ParkedRead {
+    fn is_closed(&self) -> bool {
+        match self {
+            ParkedRead::Key(_, tx) => tx.is_closed(),
+            ParkedRead::List(_, tx) => tx.is_closed(),
+        }
+    }
+}
+
+/// One key as read, and the applied index when it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRead {
+    /// `None`: no such key.
+    pub entry: Option<Versioned>,
+    pub applied: LogIndex,
+}
+
+impl KeyRead {
+    /// The value alone.
+    pub fn value(&self) -> Option<&str> {
+        self.entry.as_ref().map(|v| &*v.value)
+    }
+}
+
+/// What a listing asks for (see [`KvState::list`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub prefix: String,
+    pub after: Option<String>,
+    pub limit: usize,
+    pub max_bytes: usize,
+}
+
+/// A page of keys, and the applied index when it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRead {
+    pub listing: Listing,
+    pub applied: LogIndex,
+}
 
 /// How often parked reads whose requester gave up are dropped.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(1);
@@ -82,7 +126,7 @@ impl StoreActor {
     /// Drop parked reads whose requester is gone (timed out or disconnected).
     fn prune_parked(&mut self) {
         self.parked.retain(|_, reads| {
-            reads.retain(|(_, tx)| !tx.is_closed());
+            reads.retain(|r| !r.is_closed());
             !reads.is_empty()
         });
         self.parked_count = self.parked.values().map(Vec::len).sum();
@@ -102,10 +146,44 @@ impl StoreActor {
             }
             let reads = entry.remove();
             self.parked_count -= reads.len();
-            for (key, tx) in reads {
-                let _ = tx.send(self.state.get(&key).map(str::to_owned));
+            for read in reads {
+                match read {
+                    ParkedRead::Key(key, tx) => {
+                        let _ = tx.send(self.read_key(&key));
+                    }
+                    ParkedRead::List(q, tx) => {
+                        let _ = tx.send(self.read_list(&q));
+                    }
+                }
             }
         }
+    }
+}
+
+impl StoreActor {
+    fn read_key(&self, key: &str) -> KeyRead {
+        KeyRead {
+            entry: self.state.get_versioned(key).cloned(),
+            applied: self.state.last_applied(),
+        }
+    }
+
+    fn read_list(&self, q: &ListQuery) -> ListRead {
+        ListRead {
+            listing: self
+                .state
+                .list(&q.prefix, q.after.as_deref(), q.limit, q.max_bytes),
+            applied: self.state.last_applied(),
+        }
+    }
+
+    /// Park `read` until `index` is applied.
+    fn park(&mut self, index: LogIndex, read: ParkedRead) {
+        if self.parked_count >= self.prune_at {
+            self.prune_parked();
+        }
+        self.parked.entry(index).or_default().push(read);
+        self.parked_count += 1;
     }
 }
 
@@ -162,31 +240,27 @@ impl Handler<ApplyEntries> for StoreActor {
                     None
                 }
                 Some(command) => {
-                    let key = match &command {
-                        Command::Set { key, .. } | Command::Delete { key } => key.clone(),
-                    };
+                    let key = command.key().to_owned();
                     let outcome = self.state.apply(e.index, command)?;
-                    if self.watch.is_some() {
-                        let value = match outcome {
-                            CommandOutcome::Stored => self.state.get(&key).map(Into::into),
-                            CommandOutcome::Deleted => None,
-                            CommandOutcome::NotFound => {
-                                self.applied_term = e.term;
-                                done.push(Applied {
-                                    index: e.index,
-                                    term: e.term,
-                                    outcome: Some(outcome),
-                                });
-                                continue;
-                            }
+                    // A change for watchers: what was applied now (not a replay, not a failed
+                    // precondition, not a delete of a missing key).
+                    if self.watch.is_some() && !outcome.replayed {
+                        let change = match outcome.effect {
+                            Effect::Stored => self.state.get_versioned(&key).map(|v| Change {
+                                index: e.index,
+                                key: key.as_str().into(),
+                                value: Some(v.value.clone()),
+                                create_index: v.create_index,
+                            }),
+                            Effect::Deleted => Some(Change {
+                                index: e.index,
+                                key: key.as_str().into(),
+                                value: None,
+                                create_index: 0,
+                            }),
+                            _ => None,
                         };
-                        // create_index: filled in once the state keeps it (issue #15).
-                        changes.push(Change {
-                            index: e.index,
-                            key: key.into(),
-                            value,
-                            create_index: 0,
-                        });
+                        changes.extend(change);
                     }
                     Some(outcome)
                 }
@@ -229,7 +303,7 @@ impl SnapshotView {
     /// configuration in force, through [`snapshot::encode`]). O(keys): call it on a blocking
     /// thread, never on an actor's.
     pub fn encode(&self) -> Vec<u8> {
-        snapshot::encode(self.meta, None, self.state.pairs())
+        snapshot::encode_state(self.meta, None, &self.state)
     }
 }
 
@@ -302,16 +376,16 @@ impl Handler<Summary> for StoreActor {
 
 /// Read one key now, whatever has been applied (a stale read).
 #[derive(Debug, Clone, Message)]
-#[rtype(result = "Option<String>")]
+#[rtype(result = "KeyRead")]
 pub struct Get {
     pub key: String,
 }
 
 impl Handler<Get> for StoreActor {
-    type Result = Option<String>;
+    type Result = actix::MessageResult<Get>;
 
     fn handle(&mut self, msg: Get, _: &mut Context<Self>) -> Self::Result {
-        self.state.get(&msg.key).map(str::to_owned)
+        actix::MessageResult(self.read_key(&msg.key))
     }
 }
 
@@ -326,22 +400,25 @@ pub struct ReadAt {
     pub index: LogIndex,
 }
 
-/// The answer to [`ReadAt`].
+/// The answer to a read at an index.
 #[derive(Debug)]
-pub enum ReadAtReply {
+pub enum AtReply<T> {
     /// The index was already applied.
-    Now(Option<String>),
-    /// The value arrives once the index is applied.
-    Later(oneshot::Receiver<Option<String>>),
+    Now(T),
+    /// The answer arrives once the index is applied.
+    Later(oneshot::Receiver<T>),
 }
 
-impl ReadAtReply {
-    /// The value, once its index is applied.
-    pub async fn value(self) -> Result<Option<String>, StoreStopped> {
+/// The answer to [`ReadAt`].
+pub type ReadAtReply = AtReply<KeyRead>;
+
+impl<T> AtReply<T> {
+    /// The answer, once its index is applied.
+    pub async fn value(self) -> Result<T, StoreStopped> {
         match self {
-            ReadAtReply::Now(v) => Ok(v),
+            AtReply::Now(v) => Ok(v),
             // A dropped sender means the store stopped: an error, never "not found".
-            ReadAtReply::Later(rx) => rx.await.map_err(|_| StoreStopped),
+            AtReply::Later(rx) => rx.await.map_err(|_| StoreStopped),
         }
     }
 }
@@ -352,7 +429,7 @@ pub async fn read_at(
     store: &Addr<StoreActor>,
     key: String,
     index: LogIndex,
-) -> Result<Result<Option<String>, StoreStopped>, MailboxError> {
+) -> Result<Result<KeyRead, StoreStopped>, MailboxError> {
     let reply = store.send(ReadAt { key, index }).await?;
     Ok(reply.value().await)
 }
@@ -362,19 +439,43 @@ impl Handler<ReadAt> for StoreActor {
 
     fn handle(&mut self, msg: ReadAt, _: &mut Context<Self>) -> Self::Result {
         if msg.index <= self.state.last_applied() {
-            let v = self.state.get(&msg.key).map(str::to_owned);
-            return actix::MessageResult(ReadAtReply::Now(v));
-        }
-        if self.parked_count >= self.prune_at {
-            self.prune_parked();
+            return actix::MessageResult(AtReply::Now(self.read_key(&msg.key)));
         }
         let (tx, rx) = oneshot::channel();
-        self.parked
-            .entry(msg.index)
-            .or_default()
-            .push((msg.key, tx));
-        self.parked_count += 1;
-        actix::MessageResult(ReadAtReply::Later(rx))
+        self.park(msg.index, ParkedRead::Key(msg.key, tx));
+        actix::MessageResult(AtReply::Later(rx))
+    }
+}
+
+/// List keys once every entry up to `index` has been applied (0: now). Use [`list_at`].
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "AtReply<ListRead>")]
+pub struct ListAt {
+    pub query: ListQuery,
+    pub index: LogIndex,
+}
+
+/// List keys from `store` once `index` is applied. Dropping the future lets the store forget
+/// the read.
+pub async fn list_at(
+    store: &Addr<StoreActor>,
+    query: ListQuery,
+    index: LogIndex,
+) -> Result<Result<ListRead, StoreStopped>, MailboxError> {
+    let reply = store.send(ListAt { query, index }).await?;
+    Ok(reply.value().await)
+}
+
+impl Handler<ListAt> for StoreActor {
+    type Result = actix::MessageResult<ListAt>;
+
+    fn handle(&mut self, msg: ListAt, _: &mut Context<Self>) -> Self::Result {
+        if msg.index <= self.state.last_applied() {
+            return actix::MessageResult(AtReply::Now(self.read_list(&msg.query)));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.park(msg.index, ParkedRead::List(msg.query, tx));
+        actix::MessageResult(AtReply::Later(rx))
     }
 }
 
@@ -404,10 +505,7 @@ mod tests {
     }
 
     fn set(k: &str, v: &str) -> Option<Command> {
-        Some(Command::Set {
-            key: k.into(),
-            value: v.into(),
-        })
+        Some(Command::set(k, v))
     }
 
     #[actix_rt::test]
@@ -432,18 +530,18 @@ mod tests {
                 Applied {
                     index: 2,
                     term: 1,
-                    outcome: Some(CommandOutcome::Stored)
+                    outcome: Some(CommandOutcome::new(2, Effect::Stored))
                 }
             ]
         );
         let got = addr.send(Get { key: "name".into() }).await.unwrap();
-        assert_eq!(got.as_deref(), Some("luffy"));
+        assert_eq!(got.value(), Some("luffy"));
     }
 
     #[actix_rt::test]
     async fn delete_reports_found_and_missing() {
         let addr = StoreActor::new().start();
-        let del = || Some(Command::Delete { key: "k".into() });
+        let del = || Some(Command::delete("k"));
         let out = addr
             .send(ApplyEntries(vec![
                 entry(1, set("k", "v")),
@@ -453,16 +551,19 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        let outcomes: Vec<_> = out.iter().map(|a| a.outcome).collect();
+        let outcomes: Vec<_> = out.iter().map(|a| a.outcome.map(|o| o.effect)).collect();
         assert_eq!(
             outcomes,
             vec![
-                Some(CommandOutcome::Stored),
-                Some(CommandOutcome::Deleted),
-                Some(CommandOutcome::NotFound)
+                Some(Effect::Stored),
+                Some(Effect::Deleted),
+                Some(Effect::NotFound)
             ]
         );
-        assert_eq!(addr.send(Get { key: "k".into() }).await.unwrap(), None);
+        assert_eq!(
+            addr.send(Get { key: "k".into() }).await.unwrap().entry,
+            None
+        );
     }
 
     #[actix_rt::test]
@@ -479,7 +580,7 @@ mod tests {
             .unwrap();
         assert!(again.is_empty(), "an entry is applied once");
         assert_eq!(
-            addr.send(Get { key: "k".into() }).await.unwrap().as_deref(),
+            addr.send(Get { key: "k".into() }).await.unwrap().value(),
             Some("a")
         );
         let gap = addr.send(ApplyEntries(vec![entry(5, None)])).await.unwrap();
@@ -506,7 +607,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(now.value().await, Ok(None));
+        assert_eq!(now.value().await.unwrap().entry, None);
         addr.send(ApplyEntries(vec![entry(1, set("k", "one"))]))
             .await
             .unwrap()
@@ -516,8 +617,8 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            early.await.unwrap().value().await,
-            Ok(Some("two".to_owned()))
+            early.await.unwrap().value().await.unwrap().value(),
+            Some("two")
         );
     }
 
@@ -526,8 +627,12 @@ mod tests {
         let mut store = StoreActor::new();
         let (tx_gone, rx_gone) = oneshot::channel();
         let (tx_live, mut rx_live) = oneshot::channel();
-        store.parked.insert(5, vec![("a".into(), tx_gone)]);
-        store.parked.insert(6, vec![("b".into(), tx_live)]);
+        store
+            .parked
+            .insert(5, vec![ParkedRead::Key("a".into(), tx_gone)]);
+        store
+            .parked
+            .insert(6, vec![ParkedRead::Key("b".into(), tx_live)]);
         store.parked_count = 2;
         drop(rx_gone); // the HTTP request timed out
         store.prune_parked();
@@ -576,7 +681,7 @@ mod tests {
         let decoded = snapshot::decode(&view.encode()).unwrap();
         assert_eq!(decoded.pairs, vec![("k".to_owned(), "one".to_owned())]);
         let got = addr.send(Get { key: "k".into() }).await.unwrap();
-        assert_eq!(got.as_deref(), Some("two"));
+        assert_eq!(got.value(), Some("two"));
     }
 
     #[actix_rt::test]
@@ -589,6 +694,6 @@ mod tests {
             s.await.unwrap().unwrap();
         }
         let got = addr.send(Get { key: "k".into() }).await.unwrap();
-        assert_eq!(got.as_deref(), Some("500"));
+        assert_eq!(got.value(), Some("500"));
     }
 }

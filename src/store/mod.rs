@@ -3,6 +3,8 @@
 //! - [`command`]: the replicated payload ([`Command`]) and what applying it produced.
 //! - [`state`]: [`KvState`], the map plus the index of the last applied command. Pure: no I/O,
 //!   no clock, no actors.
+//! - [`idempotency`]: [`IdempotencyTable`](idempotency::IdempotencyTable), the first outcomes
+//!   of writes with an `Idempotency-Key`, expired by time carried in the log. Pure.
 //! - [`actor`]: [`StoreActor`](actor::StoreActor), the one owner of a `KvState` at run time;
 //!   every read and write of the map is a message to it. Writes arrive only as
 //!   [`Committed`](actor::Committed) values (the caller turns its committed log entries into
@@ -14,11 +16,12 @@
 
 pub mod actor;
 pub mod command;
+pub mod idempotency;
 pub mod state;
 
 // Not the actor's items: this module is pure (README's module table), so they are imported
 // from `store::actor`, which is a shell.
-pub use command::{Command, CommandOutcome};
+pub use command::{Command, CommandOutcome, Effect, Stamp};
 
 /// Position of a committed command in the order the store applies them (the same numbers as
 /// the Raft log's indexes, which the store does not need to know).

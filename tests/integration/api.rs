@@ -95,15 +95,31 @@ async fn set_get_delete_answer_the_original_bodies_byte_for_byte() {
     let r = send(&app, put_json(json!({"key":"name","value":"luffy"}))).await;
     assert_eq!(r.0, StatusCode::OK);
     assert_eq!(r.1.get(header::CONTENT_TYPE).unwrap(), "application/json");
-    assert_eq!(r.2, br#"{"ok":true,"message":"stored","key":"name"}"#);
+    // The original fields, in the original order, then the ones issue #15 added.
+    let i = json_of(&r.2)["index"].as_u64().unwrap();
+    assert_eq!(
+        r.2,
+        format!(r#"{{"ok":true,"message":"stored","key":"name","index":{i}}}"#).as_bytes()
+    );
 
     let r = send(&app, get("?key=name")).await;
     assert_eq!(r.0, StatusCode::OK);
-    assert_eq!(r.2, br#"{"ok":true,"key":"name","value":"luffy"}"#);
+    assert_eq!(
+        r.2,
+        format!(r#"{{"ok":true,"key":"name","value":"luffy","modIndex":{i},"createIndex":{i}}}"#)
+            .as_bytes()
+    );
 
     let r = send(&app, delete("?key=name")).await;
     assert_eq!(r.0, StatusCode::OK);
-    assert_eq!(r.2, br#"{"ok":true,"message":"deleted","key":"name"}"#);
+    assert_eq!(
+        r.2,
+        format!(
+            r#"{{"ok":true,"message":"deleted","key":"name","index":{}}}"#,
+            i + 1
+        )
+        .as_bytes()
+    );
 
     assert_error(&send(&app, get("?key=name")).await, 404, "key not found");
 }
@@ -118,7 +134,9 @@ async fn set_overwrites_and_empty_values_are_allowed() {
     let r = send(&app, put_json(json!({"key":"k","value":""}))).await;
     assert_eq!(r.0, StatusCode::OK);
     let r = send(&app, get("?key=k")).await;
-    assert_eq!(r.2, br#"{"ok":true,"key":"k","value":""}"#);
+    assert!(r
+        .2
+        .starts_with(br#"{"ok":true,"key":"k","value":"","modIndex":"#));
 }
 
 #[actix_web::test]
@@ -344,7 +362,10 @@ async fn keys_and_values_are_arbitrary_utf8() {
         let q: String = url_encode(k);
         let r = send(&app, get(&format!("?key={q}"))).await;
         assert_eq!(r.0, StatusCode::OK, "get {k:?}");
-        assert_eq!(json_of(&r.2), json!({"ok":true,"key":k,"value":v}));
+        let mut got = json_of(&r.2);
+        let o = got.as_object_mut().unwrap();
+        assert!(o.remove("modIndex").is_some() && o.remove("createIndex").is_some());
+        assert_eq!(got, json!({"ok":true,"key":k,"value":v}));
     }
     let r = send(&app, delete(&format!("?key={}", url_encode("a&b=c")))).await;
     assert_eq!(json_of(&r.2)["key"], "a&b=c");
@@ -595,7 +616,10 @@ async fn reads_are_linearizable_by_default_and_stale_on_request() {
         "?key=c&consistency=stale",
     ] {
         let r = send(&app, get(q)).await;
-        assert_eq!(r.2, br#"{"ok":true,"key":"c","value":"1"}"#, "{q}");
+        assert!(
+            r.2.starts_with(br#"{"ok":true,"key":"c","value":"1","modIndex":"#),
+            "{q}"
+        );
     }
     assert_error(
         &send(&app, get("?key=c&consistency=eventual")).await,

@@ -25,23 +25,29 @@ async fn serves_the_api_over_tcp() {
         .await
         .expect("set");
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.body().await.unwrap(),
-        br#"{"ok":true,"message":"stored","key":"name"}"#.as_slice()
+    let body = res.body().await.unwrap();
+    assert!(
+        body.starts_with(br#"{"ok":true,"message":"stored","key":"name","index":"#),
+        "{body:?}"
     );
     assert!(res.headers().contains_key("x-request-id"));
 
     let (st, v) = get_json(&node.url("/get?key=name")).await;
+    let (m, ci) = (v["modIndex"].clone(), v["createIndex"].clone());
     assert_eq!(
         (st, v),
-        (200, json!({"ok":true,"key":"name","value":"luffy"}))
+        (
+            200,
+            json!({"ok":true,"key":"name","value":"luffy","modIndex":m,"createIndex":ci})
+        )
     );
 
     let mut res = c.delete(node.url("/delete?key=name")).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        res.body().await.unwrap(),
-        br#"{"ok":true,"message":"deleted","key":"name"}"#.as_slice()
+    let body = res.body().await.unwrap();
+    assert!(
+        body.starts_with(br#"{"ok":true,"message":"deleted","key":"name","index":"#),
+        "{body:?}"
     );
     let (st, v) = get_json(&node.url("/get?key=name")).await;
     assert_eq!(

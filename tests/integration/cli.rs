@@ -379,7 +379,7 @@ impl Drop for Fixture {
 fn snapshot_bytes() -> Vec<u8> {
     let meta = kvstore::codec::snapshot::SnapshotMeta { index: 42, term: 3 };
     let pairs = [("a", "1"), ("b", "two")];
-    kvstore::codec::snapshot::encode(meta, None, pairs.iter().map(|(k, v)| (*k, *v)))
+    kvstore::codec::snapshot::encode_pairs(meta, None, pairs.iter().map(|(k, v)| (*k, *v)))
 }
 
 /// The contract's answer for `body`, with `crc` as the announced checksum.

@@ -276,9 +276,10 @@ async fn writes_through_any_node_are_read_linearizably_from_every_node() {
         let key = format!("via-n{}", i + 1);
         let (st, body, hdr) = put(&cluster.url(i), &key, "v").await;
         assert_eq!(st, 200, "{body}");
+        let index = body["index"].as_u64().expect("a write's index");
         assert_eq!(
             body,
-            serde_json::json!({"ok":true,"message":"stored","key":key})
+            serde_json::json!({"ok":true,"message":"stored","key":key,"index":index})
         );
         if i == leader {
             assert_eq!(hdr, None, "the leader answers itself");

@@ -10,7 +10,7 @@ use kvstore::raft::actor::{ClientError, ClientWrite, GetStatus, RaftSetup, Snaps
 use kvstore::raft::actor::{NodeStatus, RaftActor, RaftTiming};
 use kvstore::raft::{ConfigChange, Configuration, HardState, Member, MembershipError};
 use kvstore::store::actor::{Get, StoreActor};
-use kvstore::store::{Command, CommandOutcome};
+use kvstore::store::{Command, Effect};
 use kvstore::transport::memory::{Fault, Join, Leave, MemoryTransport, Network};
 
 /// Writes a simulated node lets wait for a commit.
@@ -403,7 +403,7 @@ async fn a_one_way_cut_and_a_minority_partition_keep_one_leader_per_term() {
 }
 
 /// Propose `cmd` through whichever node leads, retrying (in virtual time) while there is none.
-async fn write_via_leader(sim: &mut Sim, cmd: Command) -> Result<CommandOutcome, ClientError> {
+async fn write_via_leader(sim: &mut Sim, cmd: Command) -> Result<Effect, ClientError> {
     for _ in 0..300 {
         let st = sim.statuses().await;
         let leader = st
@@ -413,7 +413,7 @@ async fn write_via_leader(sim: &mut Sim, cmd: Command) -> Result<CommandOutcome,
             let addr = sim.nodes[l].clone().unwrap();
             match addr.send(ClientWrite(cmd.clone())).await.unwrap() {
                 Err(ClientError::NotLeader(_)) => {}
-                other => return other,
+                other => return other.map(|o| o.effect),
             }
         }
         pass_time().await;
@@ -435,12 +435,9 @@ async fn replicated_writes_under_loss_and_delay_reach_every_store() {
         .await;
         let mut acked = Vec::new();
         for k in 0..60 {
-            let cmd = Command::Set {
-                key: format!("k{k}"),
-                value: format!("v{k}"),
-            };
+            let cmd = Command::set(format!("k{k}"), format!("v{k}"));
             if let Ok(outcome) = write_via_leader(&mut sim, cmd).await {
-                assert_eq!(outcome, CommandOutcome::Stored);
+                assert_eq!(outcome, Effect::Stored);
                 acked.push(k);
             }
         }
@@ -474,8 +471,8 @@ async fn replicated_writes_under_loss_and_delay_reach_every_store() {
                     .await
                     .unwrap();
                 assert_eq!(
-                    got,
-                    Some(format!("v{k}")),
+                    got.value(),
+                    Some(format!("v{k}").as_str()),
                     "seed {seed}: node {i} lacks k{k}"
                 );
             }
@@ -493,12 +490,7 @@ async fn a_leader_without_quorum_refuses_writes_beyond_its_pending_limit_and_fai
     let (leader, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
     sim.fault(Fault::Isolate(leader)).await;
     let addr = sim.nodes[leader].clone().unwrap();
-    let cmd = |k: usize| {
-        ClientWrite(Command::Set {
-            key: format!("k{k}"),
-            value: "v".into(),
-        })
-    };
+    let cmd = |k: usize| ClientWrite(Command::set(format!("k{k}"), "v"));
     // PENDING_LIMIT writes wait for a commit that cannot come; the rest are refused at once.
     let waiting: Vec<_> = (0..PENDING_LIMIT).map(|k| addr.send(cmd(k))).collect();
     for k in 0..5 {
@@ -527,13 +519,10 @@ async fn an_isolated_follower_catches_up_from_an_in_memory_snapshot() {
         let lagging = (leader + 1) % 3;
         sim.fault(Fault::Isolate(lagging)).await;
         for k in 0..150 {
-            let cmd = Command::Set {
-                key: format!("k{}", k % 30),
-                value: format!("v{k}"),
-            };
+            let cmd = Command::set(format!("k{}", k % 30), format!("v{k}"));
             assert_eq!(
                 write_via_leader(&mut sim, cmd).await,
-                Ok(CommandOutcome::Stored),
+                Ok(Effect::Stored),
                 "seed {seed}: write {k}"
             );
         }
@@ -577,7 +566,12 @@ async fn an_isolated_follower_catches_up_from_an_in_memory_snapshot() {
                 })
                 .await
                 .unwrap();
-            assert_eq!(got, Some(format!("v{k}")), "seed {seed}: k{}", k % 30);
+            assert_eq!(
+                got.value(),
+                Some(format!("v{k}").as_str()),
+                "seed {seed}: k{}",
+                k % 30
+            );
         }
         for i in 0..3 {
             sim.crash(i).await;
@@ -612,10 +606,7 @@ async fn promote_at(sim: &Sim, at: usize, id: &str) -> Result<(), ClientError> {
 }
 
 fn set(k: usize) -> Command {
-    Command::Set {
-        key: format!("k{k}"),
-        value: format!("v{k}"),
-    }
+    Command::set(format!("k{k}"), format!("v{k}"))
 }
 
 /// Advance virtual time until every node of `nodes` has applied what the first one committed
@@ -649,8 +640,8 @@ async fn assert_has_keys(sim: &Sim, node: usize, keys: impl Iterator<Item = usiz
             .await
             .unwrap();
         assert_eq!(
-            got,
-            Some(format!("v{k}")),
+            got.value(),
+            Some(format!("v{k}").as_str()),
             "seed {}: node {node} lacks k{k}",
             sim.seed
         );
@@ -664,10 +655,7 @@ async fn a_fourth_node_joins_as_a_learner_and_is_promoted_while_writes_go_on() {
         let mut sim = Sim::start_members(3, 1, seed).await;
         let (leader, _) = sim.wait_for_leader(&all(3), Duration::from_secs(3)).await;
         for k in 0..20 {
-            assert_eq!(
-                write_via_leader(&mut sim, set(k)).await,
-                Ok(CommandOutcome::Stored)
-            );
+            assert_eq!(write_via_leader(&mut sim, set(k)).await, Ok(Effect::Stored));
         }
         let cluster = sim.statuses().await[leader].clone().unwrap().configuration;
         sim.start_joiner(3, &cluster).await;
@@ -678,17 +666,11 @@ async fn a_fourth_node_joins_as_a_learner_and_is_promoted_while_writes_go_on() {
             Ok(())
         );
         for k in 20..40 {
-            assert_eq!(
-                write_via_leader(&mut sim, set(k)).await,
-                Ok(CommandOutcome::Stored)
-            );
+            assert_eq!(write_via_leader(&mut sim, set(k)).await, Ok(Effect::Stored));
         }
         assert_eq!(promote_at(&sim, leader, "n3").await, Ok(()));
         for k in 40..60 {
-            assert_eq!(
-                write_via_leader(&mut sim, set(k)).await,
-                Ok(CommandOutcome::Stored)
-            );
+            assert_eq!(write_via_leader(&mut sim, set(k)).await, Ok(Effect::Stored));
         }
         let configuration = converge(&mut sim, &all(4)).await;
         assert_eq!(
@@ -750,10 +732,7 @@ async fn a_removed_follower_keeps_running_and_does_not_disturb_the_cluster() {
             Ok(())
         );
         for k in 1..20 {
-            assert_eq!(
-                write_via_leader(&mut sim, set(k)).await,
-                Ok(CommandOutcome::Stored)
-            );
+            assert_eq!(write_via_leader(&mut sim, set(k)).await, Ok(Effect::Stored));
         }
         let configuration = converge(&mut sim, &[leader, stays]).await;
         assert!(configuration.member(&id).is_none());
@@ -800,10 +779,7 @@ async fn a_removed_leader_steps_down_and_the_rest_elect_a_new_one() {
         let (new, _) = sim.wait_for_leader(&rest, Duration::from_secs(3)).await;
         assert_ne!(new, leader);
         for k in 1..20 {
-            assert_eq!(
-                write_via_leader(&mut sim, set(k)).await,
-                Ok(CommandOutcome::Stored)
-            );
+            assert_eq!(write_via_leader(&mut sim, set(k)).await, Ok(Effect::Stored));
         }
         let st = sim.statuses().await;
         let old = st[leader].as_ref().unwrap();
@@ -872,10 +848,7 @@ async fn leadership_is_transferred_to_the_chosen_voter_or_the_most_caught_up_one
             .await
             .unwrap();
         assert!(matches!(r, Err(ClientError::NotLeader(Some(_)))), "{r:?}");
-        assert_eq!(
-            write_via_leader(&mut sim, set(2)).await,
-            Ok(CommandOutcome::Stored)
-        );
+        assert_eq!(write_via_leader(&mut sim, set(2)).await, Ok(Effect::Stored));
         for i in 0..3 {
             sim.crash(i).await;
         }

@@ -146,15 +146,10 @@ fn entry(index: u64, term: u64, i: usize) -> Entry {
     let payload = match i % 3 {
         0 => EntryPayload::Noop,
         1 => EntryPayload::Command {
-            command: Command::Set {
-                key: format!("k{i}\u{1}\"é"),
-                value: "v\n".repeat(i),
-            },
+            command: Command::set(format!("k{i}\u{1}\"é"), "v\n".repeat(i)),
         },
         _ => EntryPayload::Command {
-            command: Command::Delete {
-                key: format!("k{i}"),
-            },
+            command: Command::delete(format!("k{i}")),
         },
     };
     Entry {
@@ -502,7 +497,7 @@ fn snapshot_files() {
         vec![kvstore::raft::Member::new("n2", "http://127.0.0.1:2")],
     )
     .expect("a configuration");
-    let valid = snapshot::encode(
+    let valid = snapshot::encode_pairs(
         meta,
         Some(&conf),
         pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),

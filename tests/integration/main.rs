@@ -11,6 +11,9 @@
 //!   `kvstore restore` (every acknowledged write kept, a new cluster id); the admin role.
 //! - `bounds`: a peer body or query one byte over its bound is refused and never reaches Raft.
 //! - `api`: every route, status and error shape through `actix_web::test` against `api::app`.
+//! - `api_v2`: issue #15's revisions, `minIndex`, compare-and-set, `/keys`, `Idempotency-Key`, in
+//!   process and on 3 processes (a retried delete answers its first outcome, also across a
+//!   leader kill).
 //! - `blackbox`: the real `kvstore` binary on a port the OS picks, over TCP.
 //! - `concurrency`: hundreds of concurrent clients against an in-process server, checked
 //!   against a model; a bounded stress run.
@@ -34,6 +37,7 @@
 //!   heartbeats, stop, and a watcher reconnecting through leader kills.
 
 mod api;
+mod api_v2;
 mod auth;
 mod backup;
 mod bitflip;

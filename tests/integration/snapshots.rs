@@ -109,8 +109,11 @@ async fn a_follower_stopped_for_50000_writes_catches_up_through_a_snapshot() {
     cluster.kill(follower);
     write_range(&base, 100..50_100, 20_000).await;
     let h = cluster.health(leader).await.expect("leader answers");
+    // Snapshot v3 (issue #15) holds each key's mod and create index: ~16 bytes more per key,
+    // so the growth rule (log since the last snapshot ≥ its size) snapshots these 20,000 keys
+    // about every 17,000 writes rather than 10,000.
     assert!(
-        h["snapshotIndex"].as_u64().unwrap() >= 40_000
+        h["snapshotIndex"].as_u64().unwrap() >= 30_000
             && h["logStartIndex"].as_u64().unwrap() > 100,
         "the leader snapshotted and dropped the log the follower needs: {h}"
     );

@@ -198,7 +198,7 @@ mod tests {
         Committed {
             index,
             term,
-            command: Some(Command::Delete { key: "k".into() }),
+            command: Some(Command::delete("k")),
         }
     }
 
@@ -206,7 +206,7 @@ mod tests {
         Applied {
             index,
             term,
-            outcome: Some(CommandOutcome::Stored),
+            outcome: Some(CommandOutcome::new(1, crate::store::Effect::Stored)),
         }
     }
 
@@ -257,7 +257,10 @@ mod tests {
         assert_eq!(
             answers,
             vec![
-                ("same term", Ok(Some(CommandOutcome::Stored))),
+                (
+                    "same term",
+                    Ok(Some(CommandOutcome::new(1, crate::store::Effect::Stored)))
+                ),
                 ("overwritten", Err(ClientError::NotApplied)),
             ]
         );

@@ -180,7 +180,7 @@ impl RaftActor {
         // what a snapshot covers is ever compacted, and this one is newer).
         let configuration = self.core.configuration_at(meta.index);
         let job = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, SnapshotData)> {
-            let bytes = snapshot::encode(view.meta, Some(&configuration), view.state.pairs());
+            let bytes = snapshot::encode_state(view.meta, Some(&configuration), &view.state);
             drop(view);
             let len = bytes.len() as u64;
             let data = match dir {
@@ -625,7 +625,7 @@ impl RaftActor {
         self.installing = true;
         let (index, term) = (req.index, req.last_term);
         let job = tokio::task::spawn_blocking(move || -> Result<Received, String> {
-            let (snap, len) = match &sink {
+            let (mut snap, len) = match &sink {
                 Sink::File(w) => (w.read()?, w.len()),
                 Sink::Memory(buf) => (snapshot::decode(buf)?, buf.len() as u64),
                 Sink::New => return Err("no bytes received".into()),
@@ -636,8 +636,8 @@ impl RaftActor {
                     snap.meta.index, snap.meta.term
                 ));
             }
-            let configuration = snap.configuration;
-            let state = KvState::from_pairs(index, snap.pairs);
+            let configuration = snap.configuration.take();
+            let state = snap.into_state();
             let data = match sink {
                 Sink::File(w) => SnapshotData::File(
                     w.finish(SNAPSHOTS_KEPT)

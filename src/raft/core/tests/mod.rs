@@ -194,10 +194,7 @@ fn elect(c: &mut RaftCore) {
 }
 
 fn set_cmd(k: &str, v: &str) -> Command {
-    Command::Set {
-        key: k.into(),
-        value: v.into(),
-    }
+    Command::set(k, v)
 }
 
 fn log_with_terms(terms: &[Term]) -> RaftLog {
