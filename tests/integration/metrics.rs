@@ -271,9 +271,15 @@ async fn a_cluster_reports_its_metrics_per_node_and_readiness_follows_the_leader
             let before = get_json(&format!("{url}/health")).await?.1;
             let m = scrape(&url).await?;
             let after = get_json(&format!("{url}/health")).await?.1;
+            // A follower applies a commit index it learned before the leader has its
+            // acknowledgement of the same append: the leader's peer lag reaches 0 a round trip
+            // later, so that is part of "idle" too.
+            let acked = m.value("kvstore_raft_is_leader", &[]) != Some(1.0)
+                || m.sum("kvstore_raft_peer_lag", &[]) == 0.0;
             let idle = before["commitIndex"] == after["commitIndex"]
                 && before["appliedIndex"] == after["appliedIndex"]
-                && after["commitIndex"] == after["appliedIndex"];
+                && after["commitIndex"] == after["appliedIndex"]
+                && acked;
             match idle && after["store"]["keys"].as_u64() == Some(total as u64) {
                 true => Ok((m, after)),
                 false => Err(format!("not idle yet: {after}")),
