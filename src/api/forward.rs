@@ -31,6 +31,10 @@ pub const X_KVSTORE_IDEMPOTENT_REPLAY: HeaderName =
     HeaderName::from_static("x-kvstore-idempotent-replay");
 /// The client's key making a write exactly-once.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// On a forwarded write: its `Idempotency-Key` was made by the forwarding node (the client sent
+/// none), so the leader remembers it only as long as re-sends can come (see
+/// `api::kv::MADE_KEY_WINDOW`), not for the whole window clients' keys get.
+pub const X_KVSTORE_KEY_MADE: HeaderName = HeaderName::from_static("x-kvstore-key-made");
 
 /// Largest answer a leader gives to a client request on a node with these `limits`: a `GET`'s
 /// `{"ok":true,"key":K,"value":V,...}` with K and V JSON-escaped (each byte at most six, see
@@ -77,6 +81,8 @@ pub struct ForwardRequest<'a> {
     /// says the write "may or may not" have been applied is reported as a maybe-delivered
     /// failure, so the caller re-sends it under the same key.
     pub idempotency_key: Option<&'a str>,
+    /// `idempotency_key` was made by this node, not sent by the client.
+    pub key_made_here: bool,
 }
 
 /// Forwards requests to the leader. Create one per worker thread.
@@ -145,6 +151,9 @@ impl Forwarder {
         }
         if let Some(key) = fwd.idempotency_key {
             req = req.insert_header((IDEMPOTENCY_KEY, key));
+            if fwd.key_made_here {
+                req = req.insert_header((X_KVSTORE_KEY_MADE, "1"));
+            }
         }
         if !fwd.query.is_empty() {
             req = req.query(&fwd.query).map_err(|e| not_sent(e.to_string()))?;

@@ -21,7 +21,7 @@ use tokio::time::{timeout_at, Instant};
 use super::errors::ApiError;
 use super::forward::{
     ForwardError, ForwardRequest, Forwarder, IDEMPOTENCY_KEY, X_KVSTORE_FORWARDED,
-    X_KVSTORE_IDEMPOTENT_REPLAY, X_KVSTORE_INDEX,
+    X_KVSTORE_IDEMPOTENT_REPLAY, X_KVSTORE_INDEX, X_KVSTORE_KEY_MADE,
 };
 use super::middleware::RequestId;
 use super::{AppState, Limits};
@@ -226,9 +226,10 @@ pub(super) struct Routed<'a> {
     /// Whether sending it twice is harmless (a read): a forward that may have been delivered
     /// is then retried instead of reported.
     idempotent: bool,
-    /// A write's `Idempotency-Key` (the client's, or one made here): sending it twice is then
-    /// harmless too, and it travels with the forwarded request.
-    idempotency_key: Option<&'a str>,
+    /// A write's `Idempotency-Key` (the client's, or one made here when it is first
+    /// forwarded): sending it twice is then harmless too, and it travels with the forwarded
+    /// request.
+    write_key: WriteKey<'a>,
     /// The command proposed here carries no stamp (the key was made here for forwarding only):
     /// a write of unknown fate here is not proposed again, unless it was forwarded first.
     unkeyed_here: bool,
@@ -238,6 +239,16 @@ pub(super) struct Routed<'a> {
     forwarded: std::cell::Cell<bool>,
     /// An attempt of this write may have been applied (see [`Self::run`]).
     maybe_applied: std::cell::Cell<bool>,
+}
+
+/// The idempotency key a write is forwarded (and re-sent) under.
+enum WriteKey<'a> {
+    /// Not a write (or one sent without a key).
+    None,
+    /// The client's `Idempotency-Key`.
+    Client(&'a str),
+    /// One made here the first time it is needed (only if the write is forwarded).
+    Made(std::cell::OnceCell<String>),
 }
 
 /// Where a request was answered.
@@ -268,27 +279,45 @@ impl<'a> Routed<'a> {
             query: &[],
             body: None,
             idempotent: false,
-            idempotency_key: None,
+            write_key: WriteKey::None,
             unkeyed_here: false,
             forwarded: std::cell::Cell::new(false),
             maybe_applied: std::cell::Cell::new(false),
         }
     }
 
-    /// See `unkeyed_here`.
-    fn local_unkeyed(self) -> Self {
-        Routed {
-            unkeyed_here: true,
-            ..self
+    /// A write: forward it with the client's `Idempotency-Key`, or (`None`) with one made here
+    /// when it is first forwarded, and re-send it (here or to the leader) when its fate is
+    /// unknown. Without the client's key the command proposed here carries no stamp (see
+    /// `unkeyed_here`).
+    fn write_key(self, client: Option<&'a str>) -> Self {
+        match client {
+            Some(k) => Routed {
+                write_key: WriteKey::Client(k),
+                ..self
+            },
+            None => Routed {
+                write_key: WriteKey::Made(std::cell::OnceCell::new()),
+                unkeyed_here: true,
+                ..self
+            },
         }
     }
 
-    /// Forward it with `key` as its `Idempotency-Key`, and re-send it (here or to the leader)
-    /// when its fate is unknown.
-    fn idempotency_key(self, key: Option<&'a str>) -> Self {
-        Routed {
-            idempotency_key: key,
-            ..self
+    /// Whether it is a write with an idempotency key (the client's or one made here).
+    fn keyed(&self) -> bool {
+        !matches!(self.write_key, WriteKey::None)
+    }
+
+    /// The write's idempotency key; one made here is made on the first call (a write this node
+    /// leads never needs one, and never pays for it).
+    fn key(&self) -> Option<&str> {
+        match &self.write_key {
+            WriteKey::None => None,
+            WriteKey::Client(k) => Some(k),
+            WriteKey::Made(cell) => {
+                Some(cell.get_or_init(|| format!("fwd-{}", uuid::Uuid::new_v4())))
+            }
         }
     }
 
@@ -369,8 +398,7 @@ impl<'a> Routed<'a> {
                 // proposed again (here, or forwarded to the new leader): its first outcome
                 // answers if it was applied.
                 Err(e @ (ClientError::Unknown(_) | ClientError::NotApplied))
-                    if self.idempotency_key.is_some()
-                        && (!self.unkeyed_here || self.forwarded.get()) =>
+                    if self.keyed() && (!self.unkeyed_here || self.forwarded.get()) =>
                 {
                     if matches!(e, ClientError::Unknown(_)) {
                         self.maybe_applied.set(true);
@@ -392,9 +420,7 @@ impl<'a> Routed<'a> {
             };
             match self.forward(&leader).await? {
                 Ok(res) => return Ok(Answer::Forwarded(res)),
-                Err(e)
-                    if e.maybe_delivered && !self.idempotent && self.idempotency_key.is_none() =>
-                {
+                Err(e) if e.maybe_delivered && !self.idempotent && !self.keyed() => {
                     // Retrying could apply the write twice: say what is known.
                     return Err(ApiError::Unavailable(format!(
                         "no leader: the leader {} at {} did not answer ({}); the write may \
@@ -404,7 +430,7 @@ impl<'a> Routed<'a> {
                 }
                 Err(e) => {
                     tracing::debug!(leader = %leader.url, error = %e.message, "forwarding failed");
-                    let keyed = e.maybe_delivered && self.idempotency_key.is_some();
+                    let keyed = e.maybe_delivered && self.keyed();
                     if keyed {
                         self.maybe_applied.set(true);
                     }
@@ -463,7 +489,8 @@ impl<'a> Routed<'a> {
                 .get(actix_web::http::header::AUTHORIZATION),
             this_node: &self.state.node_id,
             timeout: self.deadline.saturating_duration_since(Instant::now()),
-            idempotency_key: self.idempotency_key,
+            idempotency_key: self.key(),
+            key_made_here: matches!(self.write_key, WriteKey::Made(_)),
         };
         self.forwarded.set(true);
         Ok(self.fwd.forward(leader, &request).await)
@@ -487,17 +514,21 @@ fn write_timeout(secs: f64) -> ApiError {
 /// was forwarded under a key made here, `cmd` is proposed here only with that key.
 async fn replicate(at: &Routed<'_>, cmd: Command) -> Result<Answer<CommandOutcome>, ApiError> {
     let secs = at.timeout_secs();
-    let keyed = match (at.unkeyed_here, at.idempotency_key) {
-        (true, Some(id)) => {
-            let mut c = cmd.clone();
-            let (Command::Set { stamp: s, .. } | Command::Delete { stamp: s, .. }) = &mut c;
-            *s = stamp(at.state, Some(id));
-            c
-        }
-        _ => cmd.clone(),
-    };
-    at.run(|| async {
-        let cmd = if at.forwarded.get() { &keyed } else { &cmd };
+    // Once forwarded under a key made here, the command proposed here carries that key.
+    let keyed = std::cell::OnceCell::new();
+    let keyed = &keyed;
+    let cmd = &cmd;
+    at.run(|| async move {
+        let cmd = if at.forwarded.get() && at.unkeyed_here {
+            keyed.get_or_init(|| {
+                let mut c = cmd.clone();
+                let (Command::Set { stamp: s, .. } | Command::Delete { stamp: s, .. }) = &mut c;
+                *s = stamp(at.state, at.key(), true);
+                c
+            })
+        } else {
+            cmd
+        };
         let sent = timeout_at(at.deadline, at.state.raft.send(ClientWrite(cmd.clone()))).await;
         match sent {
             Err(_) => Err(write_timeout(secs)),
@@ -525,27 +556,39 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
     Ok(Some(String::from_utf8_lossy(b).into_owned()))
 }
 
+/// How long a key made by a forwarding node (not by the client) is remembered: its re-sends
+/// stop at that node's request deadline, so twice the request timeout, at least a minute,
+/// covers them (and never more than the configured window). Such keys, one per write sent
+/// through a follower without a key, would otherwise fill the table for the whole window and
+/// crowd out the clients' own keys.
+pub const MADE_KEY_WINDOW: Duration = Duration::from_secs(60);
+
 /// The stamp of a write with idempotency key `id`, by this node's clock (used only if this
-/// node leads: a forwarded write is stamped by the leader).
-fn stamp(state: &AppState, id: Option<&str>) -> Option<Stamp> {
+/// node leads: a forwarded write is stamped by the leader). `made`: the key was made by a
+/// forwarding node, not sent by the client (a shorter window, [`MADE_KEY_WINDOW`]).
+fn stamp(state: &AppState, id: Option<&str>, made: bool) -> Option<Stamp> {
     let id = id?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
+    let window = if made {
+        state
+            .idempotency_window
+            .min(MADE_KEY_WINDOW.max(2 * state.request_timeout))
+    } else {
+        state.idempotency_window
+    };
     Some(Stamp {
         id: id.to_owned(),
         now_ms,
-        expires_ms: now_ms.saturating_add(state.idempotency_window.as_millis() as u64),
+        expires_ms: now_ms.saturating_add(window.as_millis() as u64),
     })
 }
 
-/// The key a forwarded write carries: the client's, or one made here so that this node may
-/// re-send it safely (`generated`: the client never sees it).
-fn forwarding_key(client: &Option<String>) -> (String, bool) {
-    match client {
-        Some(k) => (k.clone(), false),
-        None => (format!("fwd-{}", uuid::Uuid::new_v4()), true),
-    }
+/// Whether `req` is a write another node forwarded under an idempotency key it made itself.
+fn key_made_by_peer(req: &HttpRequest) -> bool {
+    let h = req.headers();
+    h.contains_key(X_KVSTORE_FORWARDED) && h.contains_key(X_KVSTORE_KEY_MADE)
 }
 
 fn index_header(res: &mut HttpResponse, index: u64) {
@@ -617,7 +660,6 @@ pub async fn set(
         check_value(&state.limits, v)?;
     }
     let client_key = idempotency_key(&req)?;
-    let (fwd_key, generated) = forwarding_key(&client_key);
     let mut json = serde_json::json!({"key": body.key, "value": body.value});
     if let Some(m) = body.if_mod_index {
         json["ifModIndex"] = m.into();
@@ -627,22 +669,17 @@ pub async fn set(
     }
     let at = Routed::new(&state, &fwd, &req, Method::PUT, "/set")
         .body(json)
-        .idempotency_key(Some(&fwd_key));
+        .write_key(client_key.as_deref());
     let cmd = Command::Set {
         key: body.key.clone(),
         value: body.value,
         if_mod_index: body.if_mod_index,
         if_value: body.if_value,
-        stamp: stamp(&state, client_key.as_deref()),
-    };
-    let at = if client_key.is_none() {
-        at.local_unkeyed()
-    } else {
-        at
+        stamp: stamp(&state, client_key.as_deref(), key_made_by_peer(&req)),
     };
     match replicate(&at, cmd).await? {
         Answer::Here(out) => Ok(write_answer(&body.key, "stored", out)),
-        Answer::Forwarded(res) => Ok(relayed(res, generated)),
+        Answer::Forwarded(res) => Ok(relayed(res, client_key.is_none())),
     }
 }
 
@@ -657,7 +694,6 @@ pub async fn delete(
     check_key(&state.limits, key)?;
     let if_mod_index = parse_index("ifModIndex", query.if_mod_index.as_deref())?;
     let client_key = idempotency_key(&req)?;
-    let (fwd_key, generated) = forwarding_key(&client_key);
     let m = if_mod_index.map(|m| m.to_string());
     let mut q = vec![("key", key)];
     if let Some(m) = &m {
@@ -665,20 +701,15 @@ pub async fn delete(
     }
     let at = Routed::new(&state, &fwd, &req, Method::DELETE, "/delete")
         .query(&q)
-        .idempotency_key(Some(&fwd_key));
-    let at = if client_key.is_none() {
-        at.local_unkeyed()
-    } else {
-        at
-    };
+        .write_key(client_key.as_deref());
     let cmd = Command::Delete {
         key: key.to_owned(),
         if_mod_index,
-        stamp: stamp(&state, client_key.as_deref()),
+        stamp: stamp(&state, client_key.as_deref(), key_made_by_peer(&req)),
     };
     match replicate(&at, cmd).await? {
         Answer::Here(out) => Ok(write_answer(key, "deleted", out)),
-        Answer::Forwarded(res) => Ok(relayed(res, generated)),
+        Answer::Forwarded(res) => Ok(relayed(res, client_key.is_none())),
     }
 }
 
