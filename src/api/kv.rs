@@ -912,7 +912,16 @@ where
             Ok(Ok(Err(e))) => return Ok(Err(e)),
             Ok(Ok(Ok(index))) => index,
         };
-        match timeout_at(at.deadline, read(index.max(min_index))).await {
+        // Waiting for a `minIndex` beyond the read index is bounded as for a stale read: a
+        // follower that forwarded this read then relays the 503 before its own deadline
+        // (waiting the whole request timeout, the forward timed out first and the client was
+        // told the leader could not be reached).
+        let wait_until = if min_index > index {
+            at.deadline.min(Instant::now() + MIN_INDEX_WAIT)
+        } else {
+            at.deadline
+        };
+        match timeout_at(wait_until, read(index.max(min_index))).await {
             Err(_) if min_index > index => Err(ApiError::Unavailable(format!(
                 "index {min_index} not applied here yet (read index {index}); retry, or ask \
                  another node"

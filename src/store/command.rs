@@ -57,7 +57,8 @@ pub enum Command {
 /// The idempotency key a write carries, stamped by the leader's handler with its wall-clock
 /// time and the end of the window the key is remembered for (both ms since the Unix epoch).
 /// The state machine's clock is the largest `now_ms` it has seen, so every replica expires the
-/// same keys whatever its own settings or clock.
+/// same keys whatever its own settings or clock; a key's window (`expires_ms - now_ms`) counts
+/// from that clock (a leader whose clock lags behind an earlier one's still gets its window).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stamp {
     pub id: String,

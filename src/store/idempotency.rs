@@ -4,8 +4,8 @@
 //! Pure and deterministic: no clock of its own, no I/O. Its clock is the largest `now_ms` any
 //! stamped command carried (the leader's wall clock when it proposed it), so every replica
 //! expires the same keys at the same log index whatever its own settings or clock. Bounded two
-//! ways: a key is forgotten once the clock passes the end of its window (`expires_ms`, also
-//! carried in the command), and at most [`MAX_ENTRIES`] keys are kept (when full, the key
+//! ways: a key is forgotten once the clock passes the end of its window (`expires_ms`: the
+//! clock when it was recorded plus the window its command carried), and at most [`MAX_ENTRIES`] keys are kept (when full, the key
 //! expiring first is evicted, ties broken by the index it was recorded at: deterministic).
 //! Persistent maps, so a snapshot clones it in O(1).
 //!

@@ -134,13 +134,19 @@ impl KvState {
             Lookup::Reused => CommandOutcome::new(index, Effect::KeyReused),
             Lookup::New => {
                 let effect = self.apply_effect(index, cmd);
+                // The window counts from the table's clock (the largest `now_ms` seen, so
+                // `stamp.now_ms` unless this leader's clock is behind an earlier one's): a
+                // leader whose clock lags by more than the window still records its writes
+                // (ending the window at `stamp.expires_ms`, it recorded nothing, and a retry
+                // applied again).
+                let window = stamp.expires_ms.saturating_sub(stamp.now_ms);
                 self.idempotency.record(
                     &stamp.id,
                     Record {
                         fingerprint,
                         index,
                         effect,
-                        expires_ms: stamp.expires_ms,
+                        expires_ms: self.idempotency.clock_ms().saturating_add(window),
                     },
                 );
                 CommandOutcome::new(index, effect)
@@ -706,6 +712,64 @@ mod revision_tests {
         assert_eq!(
             s.apply(8, late).unwrap(),
             CommandOutcome::new(8, Effect::Deleted)
+        );
+        assert_eq!(rebuilt(&s), s);
+    }
+
+    /// Not fixed (see NOTES-review.md): after an upgrade, a key read from a v1/v2 snapshot
+    /// gets the snapshot's index as its modIndex, which differs between replicas (each loads its
+    /// own snapshot, or replayed the log); a compare-and-set on that key, evaluated at apply on
+    /// every replica, then stores on one and fails on another: the maps diverge. Run with
+    /// `cargo test --lib -- --ignored upgraded_replicas`.
+    #[test]
+    #[ignore = "known bug: replicas upgraded from v1/v2 snapshots can diverge on a CAS"]
+    fn upgraded_replicas_apply_a_compare_and_set_alike() {
+        // Both replicas applied index 1..=100: `k` was set at 42.
+        let pairs = vec![("k".to_owned(), "v".to_owned())];
+        let a = KvState::from_pairs(100, pairs.clone()); // restored from its v2 snapshot at 100
+        let b = KvState::from_pairs(50, pairs); // from its v2 snapshot at 50, then replayed 51..=100
+        let mut b = (51..=100).fold(b, |mut s, i| {
+            s.apply_noop(i).unwrap();
+            s
+        });
+        let mut a = a;
+        // The leader (b) answered `modIndex: 50`; the client's CAS:
+        let c = cas("k", "w", Some(50), None);
+        let oa = a.apply(101, c.clone()).unwrap();
+        let ob = b.apply(101, c).unwrap();
+        assert_eq!(oa, ob, "the same entry, different outcomes");
+        assert_eq!(a.get("k"), b.get("k"), "the maps diverged");
+    }
+
+    #[test]
+    fn a_leader_whose_clock_lags_by_more_than_the_window_still_records() {
+        let mut s = KvState::new();
+        // A leader with a clock ahead stamped a write: the table's clock is 100_000.
+        s.apply(1, stamped(Command::set("a", "1"), "a1", 100_000, 500))
+            .unwrap();
+        // The next leader's clock is 99 s behind (more than the 0.5 s window).
+        let w = stamped(Command::set("k", "v"), "k1", 1_000, 500);
+        assert_eq!(
+            s.apply(2, w).unwrap(),
+            CommandOutcome::new(2, Effect::Stored)
+        );
+        s.apply(3, Command::set("k", "changed")).unwrap();
+        // Its client's retry is answered the first outcome, not applied again.
+        let retry = stamped(Command::set("k", "v"), "k1", 1_100, 500);
+        assert_eq!(
+            s.apply(4, retry).unwrap(),
+            CommandOutcome {
+                index: 2,
+                effect: Effect::Stored,
+                replayed: true
+            }
+        );
+        assert_eq!(s.get("k"), Some("changed"));
+        // The window still ends: 500 ms past the table's clock.
+        let late = stamped(Command::set("k", "v"), "k1", 100_500, 500);
+        assert_eq!(
+            s.apply(5, late).unwrap(),
+            CommandOutcome::new(5, Effect::Stored)
         );
         assert_eq!(rebuilt(&s), s);
     }

@@ -229,6 +229,25 @@ impl WatchActor {
         self.drain(id, ctx);
     }
 
+    /// Forget every watcher whose stream is gone (its client left); how many there were.
+    fn forget_closed(&mut self, ctx: &mut Context<Self>) -> usize {
+        let gone: Vec<WatcherId> = self
+            .shells
+            .iter()
+            .filter(|(_, shell)| shell.events.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &gone {
+            if let Some(mut shell) = self.shells.remove(id) {
+                if let Some(h) = shell.waiting.take() {
+                    ctx.cancel_future(h);
+                }
+            }
+            self.hub.remove(*id);
+        }
+        gone.len()
+    }
+
     /// Deliver the last event of every watcher the hub cut, and drop their channels.
     fn end_cut(&mut self, ctx: &mut Context<Self>) {
         for (id, last) in self.hub.take_ended() {
@@ -282,6 +301,14 @@ impl Handler<Subscribe> for WatchActor {
 
     fn handle(&mut self, msg: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
         let started = match self.hub.subscribe(&msg.prefix, msg.from_index) {
+            // Watchers whose client left count until the next send finds them gone: forget
+            // them now rather than refuse a reconnecting client.
+            Err(Refusal::TooMany { .. }) if self.forget_closed(ctx) > 0 => {
+                self.hub.subscribe(&msg.prefix, msg.from_index)
+            }
+            other => other,
+        };
+        let started = match started {
             Ok(s) => s,
             Err(refusal) => return MessageResult(Err(refusal)),
         };
@@ -329,5 +356,39 @@ impl Handler<GetWatchStatus> for WatchActor {
             oldest_index: self.hub.oldest(),
             applied: self.hub.applied(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_rt::test]
+    async fn a_watcher_whose_client_left_does_not_count_against_the_limit() {
+        let settings = WatchSettings {
+            // No heartbeat during the test: nothing else finds the closed stream.
+            heartbeat: Duration::from_secs(3600),
+            limits: WatchLimits {
+                max_watchers: 2,
+                ..WatchLimits::default()
+            },
+        };
+        let addr = WatchActor::with_settings(0, settings).start();
+        let sub = || Subscribe {
+            prefix: String::new(),
+            from_index: None,
+        };
+        let live = addr.send(sub()).await.unwrap().expect("first");
+        for _ in 0..5 {
+            let gone = addr.send(sub()).await.unwrap().expect("a reconnect");
+            drop(gone); // the client left
+        }
+        let second = addr.send(sub()).await.unwrap().expect("room for a second");
+        assert_eq!(
+            addr.send(sub()).await.unwrap().err(),
+            Some(Refusal::TooMany { limit: 2 }),
+            "two live watchers: the limit holds"
+        );
+        drop((live, second));
     }
 }

@@ -134,6 +134,31 @@ async fn min_index_waits_a_bounded_time_and_bad_ones_are_400() {
 }
 
 #[actix_web::test]
+async fn a_linearizable_read_waits_for_a_far_min_index_a_bounded_time_too() {
+    // Not the whole request timeout (5 s): a follower forwarding this read would time out
+    // first and tell the client the leader could not be reached.
+    let app = app!();
+    let r = send(&app, put(json!({"key":"k","value":"a"}))).await;
+    let far = r.2["index"].as_u64().unwrap() + 1000;
+    for uri in [
+        format!("/get?key=k&minIndex={far}"),
+        format!("/keys?minIndex={far}"),
+        format!("/get?key=k&minIndex={}", u64::MAX),
+    ] {
+        let started = std::time::Instant::now();
+        let r = send(&app, test::TestRequest::get().uri(&uri)).await;
+        assert_eq!(r.0, 503, "{uri}: {}", r.2);
+        let msg = r.2["message"].as_str().unwrap();
+        assert!(msg.contains("not applied here yet"), "{uri}: {msg}");
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{uri}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[actix_web::test]
 async fn compare_and_set_and_delete_with_preconditions() {
     let app = app!();
     let r = send(&app, put(json!({"key":"c","value":"1","ifModIndex":0}))).await;
