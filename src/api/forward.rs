@@ -39,15 +39,15 @@ pub const X_KVSTORE_KEY_MADE: HeaderName = HeaderName::from_static("x-kvstore-ke
 /// Largest answer a leader gives to a client request on a node with these `limits`: a `GET`'s
 /// `{"ok":true,"key":K,"value":V,...}` with K and V JSON-escaped (each byte at most six, see
 /// [`super::peer::JSON_ESCAPE_FACTOR`]), or a `GET /keys` page: at most
-/// [`super::kv::KEYS_MAX_BYTES`] of keys and values, plus the last key and value that crossed
-/// it, escaped, plus [`super::kv::KEYS_MAX_LIMIT`] entries' fixed JSON (field names, a
+/// [`super::keys::KEYS_MAX_BYTES`] of keys and values, plus the last key and value that crossed
+/// it, escaped, plus [`super::keys::KEYS_MAX_LIMIT`] entries' fixed JSON (field names, a
 /// modIndex: under 64 bytes each); every other answer (writes, errors) is far smaller than the
 /// 4 KiB added for the envelope. Default limits: about 30 MiB (a `/keys` page).
 pub fn max_relayed_bytes(limits: &super::Limits) -> usize {
     let one = limits.max_key_bytes + limits.max_value_bytes;
     let get = super::peer::JSON_ESCAPE_FACTOR * one;
-    let keys = super::peer::JSON_ESCAPE_FACTOR * (super::kv::KEYS_MAX_BYTES + one)
-        + super::kv::KEYS_MAX_LIMIT * 64;
+    let keys = super::peer::JSON_ESCAPE_FACTOR * (super::keys::KEYS_MAX_BYTES + one)
+        + super::keys::KEYS_MAX_LIMIT * 64;
     get.max(keys) + 4096
 }
 

@@ -27,19 +27,9 @@ use super::middleware::RequestId;
 use super::{AppState, Limits};
 use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite, IsRemoved};
 use crate::raft::LeaderInfo;
-use crate::store::actor::{list_at, read_at, KeyRead, ListQuery, ListRead, StoreStopped, Summary};
+use crate::store::actor::{read_at, KeyRead, StoreStopped, Summary};
 use crate::store::command::MAX_IDEMPOTENCY_KEY_BYTES;
 use crate::store::{Command, CommandOutcome, Effect, Stamp};
-
-/// A `GET /keys` page stops once its keys and values reach this many bytes (after at least one
-/// key).
-pub const KEYS_MAX_BYTES: usize = 4 * 1024 * 1024;
-
-/// The largest `limit` of `GET /keys`.
-pub const KEYS_MAX_LIMIT: usize = 1000;
-
-/// The `limit` of `GET /keys` when none is given.
-const KEYS_DEFAULT_LIMIT: usize = 100;
 
 /// Longest a stale read waits for its `minIndex` (or the request timeout, if shorter).
 const MIN_INDEX_WAIT: Duration = Duration::from_secs(1);
@@ -125,17 +115,6 @@ pub struct KeyQuery {
     pub if_mod_index: Option<String>,
 }
 
-/// Query of `GET /keys`.
-#[derive(Debug, Deserialize)]
-pub struct KeysQuery {
-    pub prefix: Option<String>,
-    pub after: Option<String>,
-    pub limit: Option<String>,
-    pub consistency: Option<String>,
-    #[serde(rename = "minIndex")]
-    pub min_index: Option<String>,
-}
-
 /// `{"ok":true,"message":"stored","key":"name","index":12}` and `{"ok":true,"message":
 /// "deleted",...}`.
 #[derive(Debug, Serialize)]
@@ -156,25 +135,6 @@ struct GetReply<'a> {
     mod_index: u64,
     #[serde(rename = "createIndex")]
     create_index: u64,
-}
-
-/// One key of a `GET /keys` page.
-#[derive(Debug, Serialize)]
-struct KeyItem<'a> {
-    key: &'a str,
-    value: &'a str,
-    #[serde(rename = "modIndex")]
-    mod_index: u64,
-}
-
-/// `{"ok":true,"keys":[...],"more":true,"next":"k"}`.
-#[derive(Debug, Serialize)]
-struct KeysReply<'a> {
-    ok: bool,
-    keys: Vec<KeyItem<'a>>,
-    more: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next: Option<&'a str>,
 }
 
 fn check_key(limits: &Limits, key: &str) -> Result<(), ApiError> {
@@ -321,7 +281,7 @@ impl<'a> Routed<'a> {
         }
     }
 
-    fn query(self, query: &'a [(&'a str, &'a str)]) -> Self {
+    pub(super) fn query(self, query: &'a [(&'a str, &'a str)]) -> Self {
         Routed { query, ..self }
     }
 
@@ -541,9 +501,15 @@ async fn replicate(at: &Routed<'_>, cmd: Command) -> Result<Answer<CommandOutcom
 
 /// The `Idempotency-Key` of `req`, if any: 1 to 128 printable ASCII characters, else 400.
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
-    let Some(v) = req.headers().get(IDEMPOTENCY_KEY) else {
+    let mut all = req.headers().get_all(IDEMPOTENCY_KEY);
+    let Some(v) = all.next() else {
         return Ok(None);
     };
+    if all.next().is_some() {
+        return Err(ApiError::BadRequest(
+            "Idempotency-Key must be given once, not in two headers".into(),
+        ));
+    }
     let b = v.as_bytes();
     if b.is_empty()
         || b.len() > MAX_IDEMPOTENCY_KEY_BYTES
@@ -591,7 +557,7 @@ fn key_made_by_peer(req: &HttpRequest) -> bool {
     h.contains_key(X_KVSTORE_FORWARDED) && h.contains_key(X_KVSTORE_KEY_MADE)
 }
 
-fn index_header(res: &mut HttpResponse, index: u64) {
+pub(super) fn index_header(res: &mut HttpResponse, index: u64) {
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&index.to_string()) {
         res.headers_mut().insert(X_KVSTORE_INDEX, v);
     }
@@ -637,7 +603,7 @@ fn relayed(mut res: HttpResponse, generated: bool) -> HttpResponse {
     res
 }
 
-fn parse_index(what: &str, v: Option<&str>) -> Result<Option<u64>, ApiError> {
+pub(super) fn parse_index(what: &str, v: Option<&str>) -> Result<Option<u64>, ApiError> {
     v.map(|s| {
         s.parse::<u64>().map_err(|_| {
             ApiError::InvalidQuery(format!("{what} must be an unsigned integer, not {s:?}"))
@@ -714,7 +680,7 @@ pub async fn delete(
 }
 
 /// Whether `consistency` asks for a stale read.
-fn stale(consistency: Option<&str>) -> Result<bool, ApiError> {
+pub(super) fn stale(consistency: Option<&str>) -> Result<bool, ApiError> {
     match consistency {
         None | Some("linearizable") => Ok(false),
         Some("stale") => Ok(true),
@@ -726,7 +692,11 @@ fn stale(consistency: Option<&str>) -> Result<bool, ApiError> {
 
 /// A stale read: refused on a removed node; after `min_index` is applied here, waiting at most
 /// [`MIN_INDEX_WAIT`] (or the request timeout), else 503.
-async fn stale_read<T, Fut>(state: &AppState, min_index: u64, read: Fut) -> Result<T, ApiError>
+pub(super) async fn stale_read<T, Fut>(
+    state: &AppState,
+    min_index: u64,
+    read: Fut,
+) -> Result<T, ApiError>
 where
     Fut: std::future::Future<Output = Result<Result<T, StoreStopped>, actix::MailboxError>>,
 {
@@ -805,92 +775,9 @@ pub async fn get(
     Ok(res)
 }
 
-/// `GET /keys?prefix=p&limit=100&after=k[&consistency=stale][&minIndex=N]`.
-pub async fn keys(
-    state: web::Data<AppState>,
-    fwd: web::Data<Forwarder>,
-    req: HttpRequest,
-    query: web::Query<KeysQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let stale = stale(query.consistency.as_deref())?;
-    let min_index = parse_index("minIndex", query.min_index.as_deref())?;
-    let limit = match query.limit.as_deref() {
-        None => KEYS_DEFAULT_LIMIT,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=KEYS_MAX_LIMIT).contains(&n) => n,
-            _ => {
-                return Err(ApiError::InvalidQuery(format!(
-                    "limit must be an integer from 1 to {KEYS_MAX_LIMIT}, not {l:?}"
-                )))
-            }
-        },
-    };
-    let prefix = query.prefix.clone().unwrap_or_default();
-    for k in [Some(&prefix), query.after.as_ref()].into_iter().flatten() {
-        if k.len() > state.limits.max_key_bytes {
-            return Err(ApiError::KeyTooLarge {
-                len: k.len(),
-                limit: state.limits.max_key_bytes,
-            });
-        }
-    }
-    let list = ListQuery {
-        prefix,
-        after: query.after.clone(),
-        limit,
-        max_bytes: KEYS_MAX_BYTES,
-    };
-    let read: ListRead = if stale {
-        let n = min_index.unwrap_or(0);
-        stale_read(&state, n, list_at(&state.store, list, n)).await?
-    } else {
-        let (l, m) = (limit.to_string(), min_index.map(|m| m.to_string()));
-        let mut q = vec![("prefix", list.prefix.as_str()), ("limit", l.as_str())];
-        if let Some(a) = &list.after {
-            q.push(("after", a.as_str()));
-        }
-        if let Some(m) = &m {
-            q.push(("minIndex", m.as_str()));
-        }
-        let at = Routed::new(&state, &fwd, &req, Method::GET, "/keys")
-            .query(&q)
-            .idempotent();
-        let store = &state.store;
-        match linearizable(&at, min_index.unwrap_or(0), |index| {
-            list_at(store, list.clone(), index)
-        })
-        .await?
-        {
-            Answer::Here(v) => v,
-            Answer::Forwarded(res) => return Ok(res),
-        }
-    };
-    let ListRead { listing, applied } = read;
-    let next = listing
-        .more
-        .then(|| listing.keys.last().map(|(k, _, _)| &**k))
-        .flatten();
-    let mut res = HttpResponse::Ok().json(KeysReply {
-        ok: true,
-        keys: listing
-            .keys
-            .iter()
-            .map(|(k, v, m)| KeyItem {
-                key: k,
-                value: v,
-                mod_index: *m,
-            })
-            .collect(),
-        more: listing.more,
-        next,
-    });
-    index_header(&mut res, applied);
-    Ok(res)
-}
-
 /// ReadIndex on the leader, then `read` from the store once it has applied that index (or
 /// `min_index`, if later); or forward.
-async fn linearizable<T, F, Fut>(
+pub(super) async fn linearizable<T, F, Fut>(
     at: &Routed<'_>,
     min_index: u64,
     read: F,

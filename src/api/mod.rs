@@ -32,6 +32,7 @@ pub mod dashboard;
 pub mod errors;
 pub mod forward;
 pub mod health;
+pub mod keys;
 pub mod kv;
 pub mod metrics;
 pub mod middleware;
@@ -141,7 +142,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .service(
             web::resource("/keys")
                 .wrap(from_fn(auth::read))
-                .route(web::get().to(kv::keys))
+                .route(web::get().to(keys::keys))
                 .default_service(web::to(|| not_allowed("GET"))),
         )
         .service(

@@ -381,6 +381,16 @@ async fn idempotency_keys_replay_the_first_outcome_and_refuse_reuse() {
         .0,
         200
     );
+    // Two headers: which one would be the write's key is ambiguous, so neither is taken.
+    let twice = put(json!({"key":"k","value":"v2"}))
+        .append_header(("Idempotency-Key", "a-1"))
+        .append_header(("Idempotency-Key", "a-2"));
+    let r = send(&app, twice).await;
+    assert_eq!(r.0, 400);
+    assert_eq!(
+        r.2["message"],
+        "Idempotency-Key must be given once, not in two headers"
+    );
 }
 
 async fn http(
