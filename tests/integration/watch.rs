@@ -578,7 +578,10 @@ async fn a_watcher_reconnecting_through_leader_kills_sees_every_change_of_its_pr
             acked
         }));
     }
-    // Kill the leader three times, restarting it each time.
+    // Kill the leader three times, restarting it each time. The sleeps are the fault schedule
+    // (how long writes run between faults), not waits for a state: every state the test
+    // depends on is polled (`wait_for_leader`, the watcher's own reconnect loop, the final
+    // catch-up with a deadline).
     for _ in 0..3 {
         actix_web::rt::time::sleep(Duration::from_millis(2500)).await;
         let (leader, _) = c.wait_for_leader(Duration::from_secs(15)).await;
