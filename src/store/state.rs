@@ -716,7 +716,7 @@ mod revision_tests {
         assert_eq!(rebuilt(&s), s);
     }
 
-    /// Not fixed (see NOTES-review.md): after an upgrade, a key read from a v1/v2 snapshot
+    /// Not fixed (RELIABILITY.md, "Upgrading to revisions"): after an upgrade, a key read from a v1/v2 snapshot
     /// gets the snapshot's index as its modIndex, which differs between replicas (each loads its
     /// own snapshot, or replayed the log); a compare-and-set on that key, evaluated at apply on
     /// every replica, then stores on one and fails on another: the maps diverge. Run with
