@@ -7,12 +7,15 @@
 //!
 //! **Pure** (no actix, tokio, awc, files, sockets or clock):
 //! - [`security`]: the cluster secret and the proof every peer RPC carries of it.
-//! - [`store`] (`command`, `state`): commands and the map [`store::KvState`].
+//! - [`store`] (`command`, `idempotency`, `state`): commands with their preconditions, the
+//!   idempotency table and the map with revisions [`store::KvState`].
 //! - [`raft`] (`core`, `log`, `rpc`): [`raft::RaftCore`], the Raft state machine (step/tick →
 //!   ordered outputs), its log and its wire types.
 //! - [`codec`]: the WAL record and snapshot byte formats.
 //! - `sim` (hidden from the docs): the deterministic simulator of whole nodes the tests run
 //!   (a test facility, never used at run time).
+//! - [`watch`] (`Change`, `hub`): one committed change of a key, and the watch hub (history of
+//!   changes, watchers, fan-out, the 410 and slow-watcher rules).
 //! - [`check`] (`history`, `linearizability`, `minimize`): the linearizability checker.
 //!
 //! **Shells** (actors and I/O carrying out what the pure layer decided):
@@ -25,8 +28,8 @@
 //! - [`tls`]: PEM certificates and keys → rustls configurations (ring provider; files only).
 //! - [`transport`]: how Raft RPCs reach peers (HTTP, the fault layer, or an in-memory network
 //!   in tests) and the message peers' requests are delivered as.
-//! - [`watch`]: the `WatchActor`, the recent history of committed changes and the open watchers
-//!   of `GET /watch` (its [`watch::Change`] is plain data).
+//! - [`watch::actor`]: the `WatchActor`, which owns the watch hub and the channels to the open
+//!   `GET /watch` streams, fed by the `StoreActor` after every applied batch.
 //! - [`raft::actor`]: the `RaftActor`, which carries out the core's outputs in order and owns
 //!   the timers (its write barrier is the pure `raft::barrier`), its apply pump and snapshot
 //!   transfers.
