@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use super::errors::ApiError;
 use super::AppState;
+use crate::store::actor::FlushFeed;
 use crate::watch::actor::Subscribe;
 use crate::watch::hub::Refusal;
 
@@ -53,6 +54,13 @@ pub async fn watch(
             None => None,
         },
     };
+    // The store holds changes back while nobody watches: have it send them (and its applied
+    // index) first, so the history this watch starts from is the node's own, up to now (the
+    // store's message reaches the watch actor before ours).
+    if let Err(e) = state.store.send(FlushFeed).await {
+        tracing::error!(error = %e, "the store actor did not answer");
+        return Err(ApiError::Internal("node unavailable".into()));
+    }
     let answer = state.watch.send(Subscribe { prefix, from_index }).await;
     let sub = match answer {
         Ok(Ok(sub)) => sub,

@@ -25,7 +25,9 @@ use super::command::{Command, CommandOutcome, Effect};
 use super::state::{KvState, Listing, StateError, Versioned};
 use super::{LogIndex, Term};
 use crate::storage::snapshot::{self, SnapshotMeta};
-use crate::watch::actor::{Applied as WatchApplied, Reset as WatchReset, WatchActor};
+use crate::watch::actor::{
+    Applied as WatchApplied, FedBy, HasWatchers, Reset as WatchReset, WatchActor,
+};
 use crate::watch::Change;
 
 /// A read waiting for its index: what it reads and where to send the answer.
@@ -81,6 +83,13 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// Parked reads below this count are not pruned on arrival (only by the timer).
 const PRUNE_FLOOR: usize = 1024;
 
+/// While no watcher is open, applied changes wait here at most this long before they go to
+/// the `WatchActor`'s history (one message per this period instead of one per batch).
+pub const FEED_IDLE_DELAY: Duration = Duration::from_millis(50);
+
+/// While no watcher is open, this many waiting changes go to the `WatchActor` at once.
+pub const FEED_IDLE_BATCH: usize = 4096;
+
 /// The store stopped before a parked read could be answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreStopped;
@@ -97,9 +106,18 @@ pub struct StoreActor {
     parked_count: usize,
     /// Prune on arrival once `parked_count` reaches this (twice the count after the last prune).
     prune_at: usize,
-    /// Where committed changes go after each applied batch (`GET /watch`); `None` in tests
-    /// that need no watch.
+    /// Where committed changes go (`GET /watch`); `None` in tests that need no watch.
     watch: Option<Addr<WatchActor>>,
+    /// Changes applied but not yet sent to `watch`, in index order.
+    feed: Vec<Change>,
+    /// Whether `watch` has watchers (it says so on every change of that): then every applied
+    /// batch goes at once; otherwise changes wait in `feed` (see [`FEED_IDLE_DELAY`]).
+    watched: bool,
+    /// A flush of `feed` is scheduled.
+    feed_timer: bool,
+    /// How long changes may wait in `feed` while nobody watches ([`FEED_IDLE_DELAY`]; tests
+    /// make it longer to tell the two modes apart).
+    feed_delay: Option<Duration>,
 }
 
 impl StoreActor {
@@ -117,10 +135,38 @@ impl StoreActor {
         }
     }
 
-    /// Send every applied batch's changes (and snapshot installs) to `watch`.
+    /// Send applied changes (and snapshot installs) to `watch`: every batch at once while it
+    /// has watchers, at most [`FEED_IDLE_DELAY`] late while it has none.
     pub fn with_watch(mut self, watch: Addr<WatchActor>) -> Self {
         self.watch = Some(watch);
         self
+    }
+
+    /// Send the waiting changes (if any) and the applied index to `watch`.
+    fn flush_feed(&mut self) {
+        if let Some(watch) = &self.watch {
+            watch.do_send(WatchApplied {
+                changes: std::mem::take(&mut self.feed),
+                applied: self.state.last_applied(),
+            });
+        }
+    }
+
+    /// A batch was applied: send its changes now, or later if nobody watches.
+    fn feed_applied(&mut self, ctx: &mut Context<Self>) {
+        if self.watch.is_none() {
+            return;
+        }
+        if self.watched || self.feed.len() >= FEED_IDLE_BATCH {
+            self.flush_feed();
+        } else if !self.feed_timer {
+            self.feed_timer = true;
+            let delay = self.feed_delay.unwrap_or(FEED_IDLE_DELAY);
+            ctx.run_later(delay, |act, _| {
+                act.feed_timer = false;
+                act.flush_feed();
+            });
+        }
     }
 
     /// Drop parked reads whose requester is gone (timed out or disconnected).
@@ -196,6 +242,10 @@ impl Actor for StoreActor {
         // keeps them from waiting on each other while still bounding memory.
         ctx.set_mailbox_capacity(4096);
         ctx.run_interval(PRUNE_EVERY, |act, _| act.prune_parked());
+        if let Some(watch) = &self.watch {
+            // Be told whether anyone watches (until then, changes go in bulk).
+            watch.do_send(FedBy(ctx.address().recipient()));
+        }
     }
 }
 
@@ -227,9 +277,8 @@ pub struct ApplyEntries(pub Vec<Committed>);
 impl Handler<ApplyEntries> for StoreActor {
     type Result = Result<Vec<Applied>, StateError>;
 
-    fn handle(&mut self, msg: ApplyEntries, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: ApplyEntries, ctx: &mut Context<Self>) -> Self::Result {
         let mut done = Vec::with_capacity(msg.0.len());
-        let mut changes = Vec::new();
         for e in msg.0 {
             if e.index <= self.state.last_applied() {
                 continue; // already applied (a duplicate delivery); applying twice would be wrong
@@ -240,27 +289,27 @@ impl Handler<ApplyEntries> for StoreActor {
                     None
                 }
                 Some(command) => {
-                    let key = command.key().to_owned();
+                    let key = self.watch.is_some().then(|| command.key().to_owned());
                     let outcome = self.state.apply(e.index, command)?;
                     // A change for watchers: what was applied now (not a replay, not a failed
                     // precondition, not a delete of a missing key).
-                    if self.watch.is_some() && !outcome.replayed {
+                    if let (Some(key), false) = (key, outcome.replayed) {
                         let change = match outcome.effect {
-                            Effect::Stored => self.state.get_versioned(&key).map(|v| Change {
+                            Effect::Stored => self.state.get_entry(&key).map(|(key, v)| Change {
                                 index: e.index,
-                                key: key.as_str().into(),
+                                key: key.clone(),
                                 value: Some(v.value.clone()),
                                 create_index: v.create_index,
                             }),
                             Effect::Deleted => Some(Change {
                                 index: e.index,
-                                key: key.as_str().into(),
+                                key: key.into(),
                                 value: None,
                                 create_index: 0,
                             }),
                             _ => None,
                         };
-                        changes.extend(change);
+                        self.feed.extend(change);
                     }
                     Some(outcome)
                 }
@@ -273,13 +322,35 @@ impl Handler<ApplyEntries> for StoreActor {
             });
         }
         self.release_parked();
-        if let (Some(watch), false) = (&self.watch, done.is_empty()) {
-            watch.do_send(WatchApplied {
-                changes,
-                applied: self.state.last_applied(),
-            });
+        if !done.is_empty() {
+            self.feed_applied(ctx);
         }
         Ok(done)
+    }
+}
+
+/// Send the changes held back (if any) and the applied index to the `WatchActor` now; a
+/// `GET /watch` asks before it subscribes, so it starts from the node's history up to now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct FlushFeed;
+
+impl Handler<FlushFeed> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushFeed, _: &mut Context<Self>) {
+        self.flush_feed();
+    }
+}
+
+impl Handler<HasWatchers> for StoreActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: HasWatchers, _: &mut Context<Self>) {
+        self.watched = msg.0;
+        if self.watched && !self.feed.is_empty() {
+            self.flush_feed();
+        }
     }
 }
 
@@ -335,6 +406,10 @@ impl Handler<Restore> for StoreActor {
     type Result = LogIndex;
 
     fn handle(&mut self, msg: Restore, _: &mut Context<Self>) -> LogIndex {
+        // The changes before the snapshot go first, in order.
+        if !self.feed.is_empty() {
+            self.flush_feed();
+        }
         self.state = msg.state;
         self.applied_term = msg.term;
         if let Some(watch) = &self.watch {
@@ -682,6 +757,84 @@ mod tests {
         assert_eq!(decoded.pairs, vec![("k".to_owned(), "one".to_owned())]);
         let got = addr.send(Get { key: "k".into() }).await.unwrap();
         assert_eq!(got.value(), Some("two"));
+    }
+
+    /// Whether the store believes someone watches (tests only).
+    #[derive(Message)]
+    #[rtype(result = "bool")]
+    struct IsWatched;
+
+    impl Handler<IsWatched> for StoreActor {
+        type Result = bool;
+        fn handle(&mut self, _: IsWatched, _: &mut Context<Self>) -> bool {
+            self.watched
+        }
+    }
+
+    /// A store feeding a watch actor, whose idle feed waits an hour (so only a flush or a
+    /// watcher moves changes within a test).
+    fn fed_store() -> (Addr<StoreActor>, Addr<WatchActor>) {
+        let watch = WatchActor::new(0).start();
+        let mut store = StoreActor::new().with_watch(watch.clone());
+        store.feed_delay = Some(Duration::from_secs(3600));
+        (store.start(), watch)
+    }
+
+    async fn next_event(sub: &mut crate::watch::actor::Subscription) -> String {
+        use futures_util::StreamExt;
+        let next = tokio::time::timeout(Duration::from_secs(10), sub.events.next());
+        let bytes = next.await.expect("an event within 10 s").unwrap().unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[actix_rt::test]
+    async fn an_unwatched_store_holds_changes_until_a_watch_asks_for_them() {
+        use crate::watch::actor::{GetWatchStatus, Subscribe};
+        let (store, watch) = fed_store();
+        let batch = (1..=3)
+            .map(|i| entry(i, set("k", &i.to_string())))
+            .collect();
+        store.send(ApplyEntries(batch)).await.unwrap().unwrap();
+        // What `GET /watch` does: flush, then subscribe; the flush reaches the watch first.
+        store.send(FlushFeed).await.unwrap();
+        let status = watch.send(GetWatchStatus).await.unwrap();
+        assert_eq!(status.applied, 3, "the held changes went with the flush");
+        let sub = Subscribe {
+            prefix: String::new(),
+            from_index: Some(1),
+        };
+        let mut sub = watch.send(sub).await.unwrap().expect("subscribed");
+        for i in 1..=3 {
+            let e = next_event(&mut sub).await;
+            assert!(e.starts_with(&format!("id: {i}\nevent: set\n")), "{e}");
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_watched_store_sends_every_batch_at_once() {
+        use crate::watch::actor::Subscribe;
+        let (store, watch) = fed_store();
+        let sub = Subscribe {
+            prefix: String::new(),
+            from_index: None,
+        };
+        let mut sub = watch.send(sub).await.unwrap().expect("subscribed");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !store.send(IsWatched).await.unwrap() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never told of the watcher"
+            );
+            tokio::task::yield_now().await;
+        }
+        store
+            .send(ApplyEntries(vec![entry(1, set("k", "v"))]))
+            .await
+            .unwrap()
+            .unwrap();
+        // No flush: with an hour's idle delay, only the watched mode delivers it.
+        let e = next_event(&mut sub).await;
+        assert!(e.starts_with("id: 1\nevent: set\n"), "{e}");
     }
 
     #[actix_rt::test]

@@ -244,6 +244,11 @@ impl KvState {
         self.map.get(key)
     }
 
+    /// The stored key (shared with the map) and its value and revisions, if any.
+    pub fn get_entry(&self, key: &str) -> Option<(&Arc<str>, &Versioned)> {
+        self.map.get_key_value(key)
+    }
+
     /// Keys starting with `prefix`, strictly after `after` (if given), in byte order: at most
     /// `limit` of them, and no more once `max_bytes` of keys and values were taken (at least
     /// one key is).

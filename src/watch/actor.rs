@@ -1,7 +1,9 @@
 //! [`WatchActor`]: owns the watch [`Hub`] and the channels to the open `GET /watch` streams.
 //!
-//! Fed by the `StoreActor` in apply order: [`Applied`] after every batch that applied at least
-//! one entry, [`Reset`] when a snapshot replaced the whole map (the history before it is gone).
+//! Fed by the `StoreActor` in apply order: [`Applied`] with the changes of one or more applied
+//! batches (every batch at once while this actor has watchers; in bulk, at most 50 ms late,
+//! while it has none: it tells its feeder which with [`HasWatchers`]), [`Reset`] when a snapshot
+//! replaced the whole map (the history before it is gone).
 //! [`Subscribe`] opens a watcher and answers the [`WatchStream`] the HTTP route serves, or the
 //! hub's refusal. Each event is encoded once by the hub and the same bytes are handed to every
 //! matching watcher's bounded channel (`tokio::sync::mpsc`); when a channel is full the actor
@@ -20,8 +22,8 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use actix::{
-    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, MessageResult, SpawnHandle,
-    WrapFuture,
+    Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, MessageResult, Recipient,
+    SpawnHandle, WrapFuture,
 };
 use bytes::Bytes;
 use futures_util::Stream;
@@ -68,6 +70,17 @@ pub struct Applied {
 pub struct Reset {
     pub index: u64,
 }
+
+/// Whether this node has watchers (`true`) or none (`false`), told to the feeder registered
+/// with [`FedBy`] whenever that changes: a store may hold changes back while nobody watches.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct HasWatchers(pub bool);
+
+/// Register who feeds this actor, to be told [`HasWatchers`] (at once, then on every change).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct FedBy(pub Recipient<HasWatchers>);
 
 /// Open a watch of the keys starting with `prefix`, from `from_index` (`None`: from the next
 /// change on).
@@ -148,6 +161,8 @@ pub struct WatchActor {
     hub: Hub,
     heartbeat: Duration,
     shells: HashMap<WatcherId, Shell>,
+    /// Who feeds the changes, and what it was last told (see [`HasWatchers`]).
+    feeder: Option<(Recipient<HasWatchers>, bool)>,
 }
 
 impl Default for WatchActor {
@@ -169,6 +184,18 @@ impl WatchActor {
             hub: Hub::new(applied, settings.limits),
             heartbeat: settings.heartbeat,
             shells: HashMap::new(),
+            feeder: None,
+        }
+    }
+
+    /// Tell the feeder whether there are watchers, if that changed.
+    fn tell_feeder(&mut self) {
+        let has = self.hub.watchers() > 0;
+        if let Some((feeder, told)) = &mut self.feeder {
+            if *told != has {
+                *told = has;
+                feeder.do_send(HasWatchers(has));
+            }
         }
     }
 
@@ -220,6 +247,7 @@ impl WatchActor {
         let Some(permit) = permit else {
             self.hub.remove(id);
             self.shells.remove(&id);
+            self.tell_feeder();
             return;
         };
         if let Some(event) = self.hub.peek(id) {
@@ -227,6 +255,7 @@ impl WatchActor {
             self.hub.pop(id);
         }
         self.drain(id, ctx);
+        self.tell_feeder();
     }
 
     /// Forget every watcher whose stream is gone (its client left); how many there were.
@@ -271,6 +300,7 @@ impl Actor for WatchActor {
             for id in act.hub.heartbeat() {
                 act.drain(id, ctx);
             }
+            act.tell_feeder();
         });
     }
 }
@@ -284,6 +314,7 @@ impl Handler<Applied> for WatchActor {
         for id in touched {
             self.drain(id, ctx);
         }
+        self.tell_feeder();
     }
 }
 
@@ -293,6 +324,7 @@ impl Handler<Reset> for WatchActor {
     fn handle(&mut self, msg: Reset, ctx: &mut Context<Self>) {
         self.hub.reset(msg.index);
         self.end_cut(ctx);
+        self.tell_feeder();
     }
 }
 
@@ -324,6 +356,7 @@ impl Handler<Subscribe> for WatchActor {
         );
         // A watcher starting in the past catches up from the history at once.
         self.drain(started.id, ctx);
+        self.tell_feeder();
         MessageResult(Ok(Subscription {
             index: started.applied,
             events: WatchStream {
@@ -344,6 +377,17 @@ impl Handler<StopAll> for WatchActor {
                 ctx.cancel_future(h);
             }
         }
+        self.tell_feeder();
+    }
+}
+
+impl Handler<FedBy> for WatchActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FedBy, _: &mut Context<Self>) {
+        let has = self.hub.watchers() > 0;
+        msg.0.do_send(HasWatchers(has));
+        self.feeder = Some((msg.0, has));
     }
 }
 

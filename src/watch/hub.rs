@@ -1,8 +1,9 @@
 //! [`Hub`]: the pure heart of `GET /watch`: the recent history of committed changes, the
 //! registry of watchers and what each one is sent next.
 //!
-//! - **History**: every change the store applied, as its Server-Sent Event (encoded once, shared
-//!   by every watcher through [`Bytes`]), bounded by a number of changes and a number of bytes.
+//! - **History**: every change the store applied, with its Server-Sent Event (encoded when a
+//!   watcher first needs it, then shared by every watcher through [`Bytes`]; a node nobody
+//!   watches never encodes one), bounded by a number of changes and a number of bytes.
 //!   All changes after `floor` are kept, so a watcher may start at any `fromIndex > floor`: the
 //!   oldest index available is `floor + 1` (the applied index + 1 at start, the last evicted
 //!   change's index + 1 afterwards, the snapshot's index + 1 after a [`Hub::reset`]). An older
@@ -24,9 +25,9 @@
 //! Pure: no clock (the actor's timer calls [`Hub::heartbeat`]), no I/O, no actix or tokio. It
 //! never changes the map and never talks to Raft; it only relays what the store applied.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -44,8 +45,10 @@ pub const DEFAULT_QUEUE_EVENTS: usize = 4096;
 pub const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Default `--watch-max-watchers`.
 pub const DEFAULT_MAX_WATCHERS: usize = 10_000;
-/// What one history entry costs besides its event and key (the entry itself, the `Arc`s).
-const ENTRY_OVERHEAD: usize = 64;
+/// What one history entry costs besides its key and value, counted whether or not its event
+/// was encoded yet: the entry itself, the `Arc`s and the event's framing (`id:`, `event:`, the
+/// JSON around the key and value).
+const ENTRY_OVERHEAD: usize = 160;
 
 /// The hub's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,17 +114,32 @@ pub struct Started {
     pub applied: u64,
 }
 
-/// One change in the history.
+/// One change in the history, and its event once a watcher needed it.
 #[derive(Debug)]
 struct Entry {
-    index: u64,
-    key: Arc<str>,
-    event: Bytes,
+    change: Change,
+    event: OnceCell<Bytes>,
 }
 
 impl Entry {
+    fn index(&self) -> u64 {
+        self.change.index
+    }
+
+    fn key(&self) -> &str {
+        &self.change.key
+    }
+
+    /// The change's event, encoded on the first call.
+    fn event(&self) -> &Bytes {
+        self.event.get_or_init(|| encode_change(&self.change))
+    }
+
+    /// The memory it holds once encoded: the event (the key and value plus framing, escapes
+    /// aside), plus [`ENTRY_OVERHEAD`]. The change's key and value are shared with the map
+    /// (`Arc`s) while the key keeps that value.
     fn cost(&self) -> usize {
-        self.event.len() + self.key.len() + ENTRY_OVERHEAD
+        self.change.key.len() + self.change.value.as_deref().map_or(0, str::len) + ENTRY_OVERHEAD
     }
 }
 
@@ -275,50 +293,53 @@ impl Hub {
     pub fn applied_batch(&mut self, changes: &[Change], applied: u64) -> Vec<WatcherId> {
         let before = self.applied;
         let first_new = changes.partition_point(|c| c.index <= before);
-        let fresh = &changes[first_new..];
-        let mut new_entries = Vec::with_capacity(fresh.len());
-        for c in fresh {
-            let event = encode_change(c);
-            new_entries.push((c.index, c.key.clone(), event));
-        }
-        for (index, key, event) in &new_entries {
-            self.record(Entry {
-                index: *index,
-                key: key.clone(),
-                event: event.clone(),
-            });
-        }
+        let new_entries: Vec<Entry> = changes[first_new..]
+            .iter()
+            .map(|c| Entry {
+                change: c.clone(),
+                event: OnceCell::new(),
+            })
+            .collect();
         self.applied = self.applied.max(applied);
-        let (applied, floor, limits) = (self.applied, self.floor, self.limits);
+        let (applied, limits) = (self.applied, self.limits);
         let mut touched = Vec::new();
         let mut cut = Vec::new();
         for (&id, w) in self.watchers.iter_mut() {
             if w.next <= before {
-                // Catching up from the history: nothing to push; cut if it fell out of it.
-                if w.next <= floor {
-                    cut.push((id, too_slow_behind(w.resume())));
-                }
-                continue;
+                continue; // catching up from the history: nothing to push (see below)
             }
             let mut got = false;
-            for (index, key, event) in &new_entries {
-                if *index < w.next || !key.starts_with(&*w.prefix) {
+            for e in &new_entries {
+                let index = e.index();
+                if index < w.next || !e.key().starts_with(&*w.prefix) {
                     continue;
                 }
+                let event = e.event();
                 if w.queue.len() + 1 > limits.queue_events
                     || w.queued_bytes + event.len() > limits.queue_bytes
                 {
-                    let resume = w.queue.front().map_or(*index, |q| q.resume);
+                    let resume = w.queue.front().map_or(index, |q| q.resume);
                     cut.push((id, too_slow_queue(resume, &limits)));
                     got = false;
                     break;
                 }
-                w.push(*index, event.clone());
+                w.push(index, event.clone());
                 got = true;
             }
             w.next = w.next.max(applied + 1);
             if got {
                 touched.push(id);
+            }
+        }
+        for e in new_entries {
+            self.record(e);
+        }
+        // A watcher still catching up (every live one now has `next > applied`) whose next
+        // change fell out of the history is cut.
+        let floor = self.floor;
+        for (&id, w) in &self.watchers {
+            if w.next <= floor {
+                cut.push((id, too_slow_behind(w.resume())));
             }
         }
         for (id, last) in cut {
@@ -339,7 +360,7 @@ impl Hub {
         {
             if let Some(old) = self.history.pop_front() {
                 self.history_bytes -= old.cost();
-                self.floor = old.index;
+                self.floor = old.index();
             }
         }
     }
@@ -409,19 +430,20 @@ impl Hub {
 /// Queue the watcher's next slice of matching changes from the history: up to half its
 /// bounds (the other half is room for live changes once it has caught up).
 fn refill(w: &mut Watcher, history: &VecDeque<Entry>, applied: u64, limits: &WatchLimits) {
-    let start = history.partition_point(|e| e.index < w.next);
+    let start = history.partition_point(|e| e.index() < w.next);
     let (max_events, max_bytes) = (limits.queue_events / 2, limits.queue_bytes / 2);
     for e in history.range(start..) {
-        if !e.key.starts_with(&*w.prefix) {
+        if !e.key().starts_with(&*w.prefix) {
             continue;
         }
+        let event = e.event();
         if !w.queue.is_empty()
-            && (w.queue.len() >= max_events || w.queued_bytes + e.event.len() > max_bytes)
+            && (w.queue.len() >= max_events || w.queued_bytes + event.len() > max_bytes)
         {
-            w.next = e.index;
+            w.next = e.index();
             return;
         }
-        w.push(e.index, e.event.clone());
+        w.push(e.index(), event.clone());
     }
     w.next = applied + 1;
 }
@@ -701,7 +723,7 @@ mod tests {
     #[test]
     fn the_history_is_bounded_in_bytes_too_and_keeps_the_newest() {
         let mut l = limits();
-        l.history_bytes = 700;
+        l.history_bytes = 800; // two entries with 200-byte values (361 each), not three
         let mut hub = Hub::new(0, l);
         let big = "x".repeat(200);
         for i in 1..=10 {
