@@ -18,6 +18,7 @@ and after its wrk run: CPU time per operation = that difference / the requests a
 import argparse
 import base64
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -435,9 +436,14 @@ def cmd_profile(args):
         print(f"full report: perf report -i {data} --no-children")
     else:
         rep = subprocess.run(["callgrind_annotate", data], capture_output=True, text=True).stdout
-        print("instructions by function (callgrind_annotate, top 25):")
-        for line in rep.splitlines()[:60]:
-            print("  " + line)
+        print("instructions by function (callgrind_annotate, >= 0.5%; file paths left out):")
+        for line in rep.splitlines():
+            m = re.match(r"\s*([\d,]+) \(\s*([\d.]+)%\)\s+(?:\S+?\.(?:rs|c|S|h)|\?\?\?):(.*)",
+                         line)
+            if m and float(m.group(2)) >= 0.5:
+                func = re.sub(r" \[[^]]*\]$", "", m.group(3))
+                print(f"  {float(m.group(2)):5.2f}%  {func[:160]}")
+        print(f"full report: callgrind_annotate {data}")
     return 0
 
 
