@@ -499,7 +499,8 @@ impl Nemesis {
         let id = format!("n{}", target + 1);
         let (status, answer) =
             delete(&self.client, &format!("{via_url}/cluster/members/{id}")).await;
-        if status != 200 {
+        // A 503 may say the removal "may or may not have been applied": ask the cluster.
+        if status != 200 && !self.removed_anyway(cluster, target, &id).await {
             return Ok(format!(
                 "removal of {id} refused: {status} {}",
                 answer["message"].as_str().unwrap_or_default()
@@ -538,6 +539,32 @@ impl Nemesis {
             },
             hold.as_millis()
         ))
+    }
+
+    /// After a removal of `id` (node `target`) that was not acknowledged: whether it was
+    /// applied anyway, by the view of a leader other than `target` that has committed its
+    /// latest configuration (polled for up to 10 s; `false` if none says so by then).
+    async fn removed_anyway(&self, cluster: &LocalCluster, target: usize, id: &str) -> bool {
+        let urls = cluster.urls();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(l) = leader_of(&self.client, &urls)
+                .await
+                .filter(|l| *l != target)
+            {
+                let (_, view) = get_json(&self.client, &format!("{}/cluster", urls[l])).await;
+                let committed = view["changeInProgress"] == false
+                    && matches!(
+                        (view["commitIndex"].as_u64(), view["configIndex"].as_u64()),
+                        (Some(commit), Some(config)) if commit >= config
+                    );
+                if let (true, Some(ms)) = (committed, view["members"].as_array()) {
+                    return !ms.iter().any(|m| m["id"] == id);
+                }
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        false
     }
 
     /// Run node `target` under libfaketime at a random rate for about `hold`, half the time
