@@ -1,13 +1,11 @@
 #!/usr/bin/env python3
 """Cluster tooling behind scripts/*.sh: the health dashboard, the kill-the-leader test and the
-leader-stability measurement. Standard library only; talks to loopback nodes only.
+leader-stability measurement (the cluster benchmark against etcd lives in bench_report.py,
+which uses this file's Cluster, EtcdCluster and wrk helpers). Standard library only; talks to loopback nodes only.
 
   kvcluster.py watch [--interval S] [--once] [--ca PATH] [URL ...]
   kvcluster.py kill-leader-test --bin PATH [--rounds N] [--nodes N] [--base-port P] [--keep-logs]
   kvcluster.py stability --bin PATH --seconds S [--load-connections C]
-  kvcluster.py bench-cluster --bin PATH [--duration S] [--rounds N] [--connections "1 16 64 256"]
-                            [--baseline BIN]
-                             [--no-etcd] [--in-memory] [--tls CERTDIR]
   kvcluster.py bench-scale --bin PATH [--duration S] [--keys "1000 1000000"] [--connections N]
   kvcluster.py bench-security --bin PATH [--duration S] [--rounds N] [--connections "16 64"]
 """
@@ -382,7 +380,7 @@ def cmd_stability(args):
         shutil.rmtree(logdir, ignore_errors=True)
 
 
-# ---- bench-cluster ---------------------------------------------------------------------------
+# ---- wrk and etcd helpers (bench_report.py, bench_api.py) -----------------------------------
 
 WRK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "wrk")
 NKEYS = 10000
@@ -515,107 +513,6 @@ class EtcdCluster:
             if p.poll() is None:
                 p.kill()
                 p.wait(timeout=10)
-
-
-def cmd_bench_cluster(args):
-    exit_on_signals()
-    tmp = tempfile.mkdtemp(prefix="kvstore-bench-cluster.")
-    conns = [int(c) for c in args.connections.split()]
-    with_etcd = not args.no_etcd
-    if with_etcd and not shutil.which("etcd"):
-        print("etcd not found (install Debian's etcd-server), running without it", file=sys.stderr)
-        with_etcd = False
-    scripts = etcd_scripts(tmp)
-    if args.tls:
-        global SSL_CONTEXT
-        SSL_CONTEXT = ssl.create_default_context(cafile=os.path.join(args.tls, "ca.pem"))
-    kv = Cluster(args.bin, free_ports(3), tmp,
-                 # memory storage with PEERS is refused unless explicitly marked unsafe
-                 {"KVSTORE_STORAGE": "memory", "KVSTORE_UNSAFE_VOLATILE_CLUSTER": "1"}
-                 if args.in_memory else None, tls=args.tls)
-    base = None
-    if args.baseline:
-        base_dir = os.path.join(tmp, "baseline")
-        os.makedirs(base_dir)
-        base = Cluster(args.baseline, free_ports(3), base_dir,
-                       {"KVSTORE_STORAGE": "memory", "KVSTORE_UNSAFE_VOLATILE_CLUSTER": "1"}
-                       if args.in_memory else None, tls=args.tls)
-    etcd = EtcdCluster(tmp) if with_etcd else None
-    results = {}  # (system, case, conns) -> list of (rps, p50, p99, errs)
-    try:
-        cases = []
-        for system, cluster in [("kvstore", kv), ("baseline", base)]:
-            if cluster is None:
-                continue
-            cluster.start_all()
-            (lid, _), _ = cluster.wait_agreed_leader(15)
-            leader = cluster.url(int(lid[1:]) - 1)
-            preload(lambda i: http_json(f"{leader}/set", {"key": f"key-{i}", "value": VALUE}, "PUT"))
-            cases += [(system, "write", leader, os.path.join(WRK_DIR, "set.lua")),
-                      (system, "read", leader, os.path.join(WRK_DIR, "get.lua")),
-                      (system, "read-stale", leader, scripts["kv_stale"])]
-            if system == "kvstore":
-                kv_leader = leader
-        if etcd:
-            etcd.start()
-            e_leader = etcd.leader_url()
-            b64 = lambda s: base64.b64encode(s.encode()).decode()
-            preload(lambda i: http_json(f"{e_leader}/v3/kv/put",
-                                        {"key": b64(f"key-{i}"), "value": b64(VALUE)}))
-            cases += [("etcd", "write", e_leader, scripts["put"]),
-                      ("etcd", "read", e_leader, scripts["range"]),
-                      ("etcd", "read-stale", e_leader, scripts["range_stale"])]
-        print(f"kvstore leader {kv_leader}" + (f"; etcd leader {e_leader}" if etcd else ""),
-              file=sys.stderr)
-        for rnd in range(1, args.rounds + 1):
-            for c in conns:
-                for system, case, url, script in cases:
-                    r = run_wrk(url, c, args.duration, script)
-                    results.setdefault((system, case, c), []).append(r)
-                    print(f"  round {rnd} {system:8} {case:10} c={c:<3} {r[0]:9.0f} req/s "
-                          f"p50 {r[1]:.2f} ms p99 {r[2]:.2f} ms errors {r[3]}", file=sys.stderr)
-    finally:
-        kv.stop()
-        if base:
-            base.stop()
-        if etcd:
-            etcd.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
-    med = lambda xs: statistics.median(xs)
-    if base:
-        print(f"\n3-node clusters on loopback, {os.cpu_count()} CPUs, {args.rounds} rounds x "
-              f"{args.duration}s per case (medians, interleaved); this build vs --baseline "
-              f"{args.baseline}")
-        print(f"{'case':<11} {'conns':>5} | {'kvstore req/s':>13} {'p50':>6} {'p99':>6} | "
-              f"{'base req/s':>10} {'p50':>6} {'p99':>6} | {'ratio':>5}")
-        for case in ("write", "read", "read-stale"):
-            for c in conns:
-                k = results.get(("kvstore", case, c))
-                b = results.get(("baseline", case, c))
-                kr = (med(x[0] for x in k), med(x[1] for x in k), med(x[2] for x in k))
-                br = (med(x[0] for x in b), med(x[1] for x in b), med(x[2] for x in b))
-                ratio = kr[0] / br[0] if br[0] > 0 else float("nan")
-                print(f"{case:<11} {c:>5} | {kr[0]:>13.0f} {kr[1]:>6.2f} {kr[2]:>6.2f} | "
-                      f"{br[0]:>10.0f} {br[1]:>6.2f} {br[2]:>6.2f} | {ratio:>5.2f}")
-    print(f"\n3-node clusters on loopback, {os.cpu_count()} CPUs, {args.rounds} rounds x "
-          f"{args.duration}s per case (medians); writes and reads sent to the leader")
-    print(f"{'case':<11} {'conns':>5} | {'kvstore req/s':>13} {'p50':>6} {'p99':>6} | "
-          f"{'etcd req/s':>10} {'p50':>6} {'p99':>6} | {'ratio':>5}")
-    for case in ("write", "read", "read-stale"):
-        for c in conns:
-            k = results.get(("kvstore", case, c))
-            e = results.get(("etcd", case, c))
-            kr = (med(x[0] for x in k), med(x[1] for x in k), med(x[2] for x in k)) if k else None
-            er = (med(x[0] for x in e), med(x[1] for x in e), med(x[2] for x in e)) if e else None
-            kerr = sum(x[3] for x in k) if k else 0
-            line = f"{case:<11} {c:>5} | "
-            line += f"{kr[0]:>13.0f} {kr[1]:>6.2f} {kr[2]:>6.2f} | " if kr else f"{'-':>28} | "
-            line += f"{er[0]:>10.0f} {er[1]:>6.2f} {er[2]:>6.2f} | " if er else f"{'-':>25} | "
-            line += f"{kr[0] / er[0]:>5.2f}" if kr and er and er[0] > 0 else "    -"
-            if kerr:
-                line += f"  (kvstore errors: {kerr})"
-            print(line)
-    return 0
 
 
 # ---- bench-membership ------------------------------------------------------------------------
@@ -1043,19 +940,6 @@ def main():
     s.add_argument("--bin", required=True)
     s.add_argument("--seconds", type=int, default=60)
     s.add_argument("--load-connections", type=int, default=0)
-    b = sub.add_parser("bench-cluster")
-    b.add_argument("--bin", required=True)
-    b.add_argument("--duration", type=int, default=5)
-    b.add_argument("--rounds", type=int, default=3)
-    b.add_argument("--connections", default="1 16 64 256")
-    b.add_argument("--no-etcd", action="store_true")
-    b.add_argument("--baseline", metavar="BIN",
-                   help="also run a cluster of this kvstore binary, interleaved, and compare")
-    b.add_argument("--tls", metavar="CERTDIR",
-                   help="TLS on both kvstore listeners (scripts/gen-certs.sh CERTDIR 3)")
-    b.add_argument("--in-memory", action="store_true",
-                   help="run kvstore with KVSTORE_STORAGE=memory and "
-                        "KVSTORE_UNSAFE_VOLATILE_CLUSTER=1 (etcd stays durable)")
     sc = sub.add_parser("bench-scale")
     sc.add_argument("--bin", required=True)
     sc.add_argument("--duration", type=int, default=60)
@@ -1087,8 +971,6 @@ def main():
         return cmd_bench_security(args)
     if args.cmd == "bench-scale":
         return cmd_bench_scale(args)
-    if args.cmd == "bench-cluster":
-        return cmd_bench_cluster(args)
     if args.cmd == "watch":
         if args.ca:
             global SSL_CONTEXT

@@ -61,10 +61,15 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
 
-    /// Faults to inject, comma-separated: kill, pause, partition, membership (only with
-    /// --local).
+    /// Faults to inject, comma-separated: kill, pause, partition, membership, clock (only
+    /// with --local; clock needs libfaketime).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub nemesis: Vec<FaultKind>,
+
+    /// The clock fault's largest drift: rates within 1 ± this (0.05: 0.95-1.05, inside the
+    /// lease reads' 10% bound; larger values test outside the promise).
+    #[arg(long, default_value_t = 0.05, value_parser = parse_drift)]
+    pub clock_drift: f64,
 
     /// Seed of the workload and fault schedule (printed when not given).
     #[arg(long)]
@@ -133,6 +138,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("duration must be positive: {s:?}"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A clock drift: more than 0, less than 1.
+fn parse_drift(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(d) if d > 0.0 && d < 1.0 => Ok(d),
+        _ => Err(format!("not a drift between 0 and 1: {s:?} (e.g. 0.05)")),
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -247,6 +260,14 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
     let mut kinds = args.nemesis.clone();
     kinds.sort();
     kinds.dedup();
+    let faketime = super::nemesis::faketime_lib();
+    if kinds.contains(&FaultKind::Clock) && faketime.is_none() {
+        println!(
+            "clock nemesis SKIPPED: libfaketime.so.1 not found (apt-get install libfaketime, or \
+             set KVSTORE_FAKETIME_LIB)"
+        );
+        kinds.retain(|k| *k != FaultKind::Clock);
+    }
     println!(
         "kvstore check: {} nodes, {} clients, {} keys, {:?}, nemesis [{}], seed {seed}",
         nodes.len(),
@@ -286,12 +307,17 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
         );
     }
     println!(
-        "workload {}; idempotency keys {}",
+        "workload {}; idempotency keys {}; consistency=lease reads {}",
         args.workload.as_str(),
         if features.idempotency {
             "honoured: a write of unknown outcome is sent again with its key"
         } else {
             "not honoured by this cluster: writes of unknown outcome are not retried"
+        },
+        if features.lease {
+            "accepted: a quarter of the reads ask for them"
+        } else {
+            "refused (400): every read uses the default consistency"
         }
     );
     let workload = Rc::new(Workload {
@@ -305,6 +331,7 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
         token: args.token.clone(),
         kind: args.workload,
         idempotent: features.idempotency,
+        lease_reads: features.lease,
         retry_for: (args.request_timeout * 4).max(Duration::from_secs(10)),
     });
     let counters = Rc::new(Counters::default());
@@ -352,6 +379,9 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
         }
     };
     let mut nemesis = Nemesis::new(kinds.clone(), SmallRng::seed_from_u64(seed ^ 0x5eed), token);
+    if let Some(lib) = &faketime {
+        nemesis = nemesis.with_clock(lib, args.clock_drift);
+    }
     let faults = async {
         match local.as_mut() {
             Some(cluster) => nemesis.run(cluster, start, until).await,
@@ -367,6 +397,9 @@ pub async fn run(args: CheckArgs) -> Result<bool, String> {
         trouble.push(format!("nemesis stopped early: {e}"));
     }
     let mut ops: Vec<Op> = histories.into_iter().flatten().collect();
+    if features.lease {
+        println!("{} reads sent with consistency=lease", counters.lease.get());
+    }
     let events: Vec<FaultEvent> = nemesis.events.clone();
     if let Some(cluster) = local.as_mut() {
         if let Err(e) = nemesis.heal(cluster).await {
@@ -787,5 +820,11 @@ mod tests {
         ])
         .is_err());
         assert!(CheckArgs::try_parse_from(["kvstore check", "--nemesis", "flood"]).is_err());
+        let a = CheckArgs::try_parse_from(["kvstore check", "--local", "3", "--nemesis", "clock"])
+            .unwrap();
+        assert_eq!((a.nemesis[0], a.clock_drift), (FaultKind::Clock, 0.05));
+        let a = CheckArgs::try_parse_from(["kvstore check", "--clock-drift", "0.3"]).unwrap();
+        assert_eq!(a.clock_drift, 0.3);
+        assert!(CheckArgs::try_parse_from(["kvstore check", "--clock-drift", "1.5"]).is_err());
     }
 }

@@ -3,6 +3,9 @@
 //! `KVSTORE_FAULTS=1` so their fault layer can be switched. With a TLS directory, every node
 //! serves HTTPS on its client port and Raft on a separate peer port with mutual TLS.
 //!
+//! A node can be restarted under libfaketime ([`LocalCluster::restart_with_clock`]): its
+//! monotonic clock (and wall clock) then runs at a given rate of real time.
+//!
 //! I/O: processes and signals. Every process is owned by its `Child` handle and killed when the
 //! cluster is dropped, whatever happened. It never decides what fault to inject.
 
@@ -24,6 +27,8 @@ pub struct LocalCluster {
     tls: Option<PathBuf>,
     procs: Vec<Option<Child>>,
     paused: Vec<bool>,
+    /// Nodes running under libfaketime (restarted normally by [`LocalCluster::heal`]).
+    skewed: Vec<bool>,
     /// This run's own cluster id, so a node left over from another run on the same ports is
     /// refused rather than merged.
     cluster_id: String,
@@ -85,6 +90,7 @@ impl LocalCluster {
                 tls: tls.map(Path::to_owned),
                 procs: (0..n).map(|_| None).collect(),
                 paused: vec![false; n],
+                skewed: vec![false; n],
                 cluster_id: format!("check-{}", uuid::Uuid::new_v4().simple()),
             };
             match (0..n).try_for_each(|i| c.spawn(i)) {
@@ -199,6 +205,7 @@ impl LocalCluster {
             .map_err(|e| format!("cannot start {}: {e}", self.bin.display()))?;
         self.procs[i] = Some(child);
         self.paused[i] = false;
+        self.skewed[i] = extra.iter().any(|(k, _)| *k == "LD_PRELOAD");
         Ok(())
     }
 
@@ -272,6 +279,28 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// SIGKILL node `i` (if running) and start it again under libfaketime (`lib`, the path
+    /// of `libfaketime.so.1`) with its clocks running at `rate` times real time: `FAKETIME="+0
+    /// xRATE"` (no offset, only the speed) and `FAKETIME_DONT_FAKE_MONOTONIC=0`, so
+    /// `CLOCK_MONOTONIC` (Rust's `Instant`) is faked too. [`LocalCluster::restart`] after a
+    /// [`LocalCluster::kill`] brings it back with the real clock.
+    pub fn restart_with_clock(&mut self, i: usize, lib: &Path, rate: f64) -> Result<(), String> {
+        self.kill(i);
+        self.spawn_with(
+            i,
+            &[
+                ("LD_PRELOAD", lib.display().to_string()),
+                ("FAKETIME", format!("+0 x{rate:.3}")),
+                ("FAKETIME_DONT_FAKE_MONOTONIC", "0".to_owned()),
+            ],
+        )
+    }
+
+    /// Is node `i` running under libfaketime?
+    pub fn is_skewed(&self, i: usize) -> bool {
+        self.skewed[i]
+    }
+
     /// Node `i` was removed from the cluster: SIGKILL it and delete its data directory (a
     /// removed node comes back only as a new, empty one).
     pub fn kill_and_wipe(&mut self, i: usize) -> Result<(), String> {
@@ -309,11 +338,15 @@ impl LocalCluster {
         self.paused[i] = false;
     }
 
-    /// Resume paused nodes and restart killed ones.
+    /// Resume paused nodes, restart killed ones, and restart those under libfaketime with
+    /// the real clock.
     pub fn heal(&mut self) -> Result<(), String> {
         for i in 0..self.len() {
             if self.paused[i] {
                 self.resume(i);
+            }
+            if self.skewed[i] {
+                self.kill(i);
             }
             self.restart(i)?;
         }

@@ -4,11 +4,16 @@
 //! minority, a bridge node that sees both halves, flapping links, and lossy links (drops,
 //! duplicates and delays everywhere); and membership changes through `/cluster`: leadership
 //! handed to a random voter, or a node (the leader half of the time) removed, wiped, and joined
-//! again as a new node that is promoted once caught up.
+//! again as a new node that is promoted once caught up; and clock skew: a node (the leader
+//! half of the time) restarted under libfaketime with its monotonic clock at a rate within
+//! `--clock-drift` of real time (0.95-1.05 by default, inside the clock assumption of the
+//! lease reads, whose bound is 10%), handed the leadership half of the time, later restarted
+//! with the real clock.
 //!
 //! I/O: signals through [`LocalCluster`] and HTTP to the admin route. Each fault is undone
 //! before the next starts, and [`Nemesis::heal`] undoes whatever is active.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
@@ -31,6 +36,10 @@ pub enum FaultKind {
     /// Change the membership: hand leadership to a random voter, or remove a node (the leader
     /// half of the time), wipe it and let it join again (learner, then voter).
     Membership,
+    /// Restart a node (the leader half of the time) under libfaketime, its monotonic clock
+    /// running slower or faster than real time (within --clock-drift), half the time make it
+    /// the leader; later restart it with the real clock.
+    Clock,
 }
 
 impl FaultKind {
@@ -40,6 +49,7 @@ impl FaultKind {
             FaultKind::Pause => "pause",
             FaultKind::Partition => "partition",
             FaultKind::Membership => "membership",
+            FaultKind::Clock => "clock",
         }
     }
 }
@@ -62,6 +72,39 @@ pub struct Nemesis {
     rng: SmallRng,
     client: awc::Client,
     pub events: Vec<FaultEvent>,
+    /// libfaketime and the largest |rate - 1| of the clock fault.
+    clock: Option<(PathBuf, f64)>,
+}
+
+/// Where Debian's `libfaketime` package puts the library (`KVSTORE_FAKETIME_LIB` overrides).
+const FAKETIME_PATHS: [&str; 3] = [
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+];
+
+/// The libfaketime library the clock fault preloads, if installed.
+pub fn faketime_lib() -> Option<PathBuf> {
+    let env = std::env::var_os("KVSTORE_FAKETIME_LIB").map(PathBuf::from);
+    env.into_iter()
+        .chain(FAKETIME_PATHS.iter().map(PathBuf::from))
+        .find(|p| p.is_file())
+}
+
+/// The rate of node `url`'s monotonic clock, measured: a stale read waiting for an index that
+/// will never be applied times out after 1 s of the node's clock (`MIN_INDEX_WAIT` in
+/// `api::kv`), which takes 1 s / rate of real time. `None` if it did not answer so.
+async fn measure_rate(client: &awc::Client, url: &str) -> Option<f64> {
+    let t0 = Instant::now();
+    let res = client
+        .get(format!(
+            "{url}/get?key=check-clock-probe&consistency=stale&minIndex=999999999999"
+        ))
+        .send()
+        .await
+        .ok()?;
+    let real = t0.elapsed().as_secs_f64();
+    (res.status() == 503 && (0.5..2.0).contains(&real)).then(|| 1.0 / real)
 }
 
 /// `/health` of `url`, if it answers.
@@ -178,7 +221,14 @@ impl Nemesis {
             rng,
             client,
             events: Vec::new(),
+            clock: None,
         }
+    }
+
+    /// Enable the clock fault: preload `lib`, rates within 1 ± `drift`.
+    pub fn with_clock(mut self, lib: &Path, drift: f64) -> Nemesis {
+        self.clock = Some((lib.to_owned(), drift));
+        self
     }
 
     /// Set node `i`'s cut links to the nodes in `to` (by index); empty heals it.
@@ -301,6 +351,10 @@ impl Nemesis {
                     what?
                 }
                 FaultKind::Membership => self.membership(cluster, leader, target, hold).await?,
+                FaultKind::Clock => {
+                    let hold = (hold * 2).min(until.saturating_duration_since(Instant::now()));
+                    self.skew(cluster, leader, target, hold).await?
+                }
             };
             let to = start.elapsed();
             let recovered = caught_up(&self.client, cluster).await;
@@ -445,7 +499,8 @@ impl Nemesis {
         let id = format!("n{}", target + 1);
         let (status, answer) =
             delete(&self.client, &format!("{via_url}/cluster/members/{id}")).await;
-        if status != 200 {
+        // A 503 may say the removal "may or may not have been applied": ask the cluster.
+        if status != 200 && !self.removed_anyway(cluster, target, &id).await {
             return Ok(format!(
                 "removal of {id} refused: {status} {}",
                 answer["message"].as_str().unwrap_or_default()
@@ -483,6 +538,108 @@ impl Nemesis {
                 ""
             },
             hold.as_millis()
+        ))
+    }
+
+    /// After a removal of `id` (node `target`) that was not acknowledged: whether it was
+    /// applied anyway, by the view of a leader other than `target` that has committed its
+    /// latest configuration (polled for up to 10 s; `false` if none says so by then).
+    async fn removed_anyway(&self, cluster: &LocalCluster, target: usize, id: &str) -> bool {
+        let urls = cluster.urls();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(l) = leader_of(&self.client, &urls)
+                .await
+                .filter(|l| *l != target)
+            {
+                let (_, view) = get_json(&self.client, &format!("{}/cluster", urls[l])).await;
+                let committed = view["changeInProgress"] == false
+                    && matches!(
+                        (view["commitIndex"].as_u64(), view["configIndex"].as_u64()),
+                        (Some(commit), Some(config)) if commit >= config
+                    );
+                if let (true, Some(ms)) = (committed, view["members"].as_array()) {
+                    return !ms.iter().any(|m| m["id"] == id);
+                }
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// Run node `target` under libfaketime at a random rate for about `hold`, half the time
+    /// as the leader, then restart it with the real clock.
+    async fn skew(
+        &mut self,
+        cluster: &mut LocalCluster,
+        leader: Option<usize>,
+        target: usize,
+        hold: Duration,
+    ) -> Result<String, String> {
+        let Some((lib, drift)) = self.clock.clone() else {
+            return Ok("skipped: libfaketime is not installed".into());
+        };
+        let t0 = Instant::now();
+        let d = self.rng.gen_range(drift * 0.2..=drift);
+        let rate = if self.rng.gen_bool(0.5) {
+            1.0 - d
+        } else {
+            1.0 + d
+        };
+        let rate = (rate * 1000.0).round() / 1000.0;
+        let name = format!("n{}", target + 1);
+        cluster.restart_with_clock(target, &lib, rate)?;
+        if !wait_up(&self.client, &cluster.url(target), Duration::from_secs(10)).await {
+            return Err(format!("{name} did not come up under libfaketime"));
+        }
+        let mut led = String::new();
+        if self.rng.gen_bool(0.5) {
+            // Let the skewed node lead: its lease (if any) is timed by its own clock. A transfer
+            // needs a leader and a caught-up target: try for up to 3 s.
+            let urls = cluster.urls();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            let mut last = 0;
+            led = loop {
+                if leader_of(&self.client, &urls).await == Some(target) {
+                    break ", made leader".to_owned();
+                }
+                if Instant::now() > deadline {
+                    break format!(", not made leader ({last})");
+                }
+                let via = (0..cluster.len())
+                    .find(|i| *i != target && cluster.is_running(*i))
+                    .unwrap_or(target);
+                let url = format!("{}/cluster/leader", cluster.url(via));
+                last = post_json(&self.client, &url, Some(json!({ "id": name })))
+                    .await
+                    .0;
+                sleep(Duration::from_millis(200)).await;
+            };
+        }
+        let measured = match measure_rate(&self.client, &cluster.url(target)).await {
+            // Closer to 1 than to the rate asked for: the clock was not faked.
+            // (A timer firing late on a loaded machine makes it look slower: a hint only.)
+            Some(m) if (m - 1.0).abs() < 0.002 && (rate - 1.0).abs() > 0.02 => {
+                format!("measured x{m:.3}: apparently not faked")
+            }
+            Some(m) => format!("measured x{m:.3}"),
+            None => "not measured".into(),
+        };
+        sleep(hold.saturating_sub(t0.elapsed())).await;
+        cluster.kill(target);
+        cluster.restart(target)?;
+        if !wait_up(&self.client, &cluster.url(target), Duration::from_secs(10)).await {
+            return Err(format!("{name} did not come back with the real clock"));
+        }
+        Ok(format!(
+            "{name}{} ran its clock at x{rate:.3} ({measured}){led} for {} ms, then restarted \
+             with the real clock",
+            if leader == Some(target) {
+                " (leader)"
+            } else {
+                ""
+            },
+            t0.elapsed().as_millis()
         ))
     }
 

@@ -37,6 +37,7 @@ fn fault_color(kind: FaultKind) -> &'static str {
         FaultKind::Pause => "#f7d08a",
         FaultKind::Partition => "#c9b3ef",
         FaultKind::Membership => "#a8d8c0",
+        FaultKind::Clock => "#9fd3f0",
     }
 }
 

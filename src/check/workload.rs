@@ -14,6 +14,10 @@
 //! so whenever the outcome is unknown). Anything else (timeouts, lost connections, 500s, those
 //! 503s) is an unknown outcome, which the checker allows to have happened or not.
 //!
+//! Reads use the default consistency (`linearizable`); when the cluster accepts
+//! `consistency=lease` ([`probe_features`]: a 400 says it does not), a quarter of them ask for
+//! it explicitly. Both must be linearizable.
+//!
 //! Every write carries an `Idempotency-Key` unique to the operation. When the cluster honours
 //! them ([`probe_features`]), a write whose outcome is unknown is sent again with the same key,
 //! to random nodes, until a definite answer or its deadline: the server answers the first
@@ -71,6 +75,8 @@ pub struct Workload {
     /// The cluster replays a write sent again with the same `Idempotency-Key`
     /// ([`probe_features`]): writes of unknown outcome are retried with it.
     pub idempotent: bool,
+    /// The cluster accepts `consistency=lease` on reads: a quarter of the reads use it.
+    pub lease_reads: bool,
     /// How long after its first attempt a write of unknown outcome is still retried.
     pub retry_for: Duration,
 }
@@ -81,6 +87,8 @@ pub struct Counters {
     pub ops: Cell<u64>,
     pub unknown: Cell<u64>,
     pub failed: Cell<u64>,
+    /// Reads sent with `consistency=lease`.
+    pub lease: Cell<u64>,
 }
 
 fn bump(c: &Cell<u64>) {
@@ -218,7 +226,13 @@ impl Workload {
             .is_write()
             .then(|| format!("{}w{}-{}", self.key_prefix, c.id, c.n));
         let base = &self.nodes[c.rng.gen_range(0..self.nodes.len())];
-        let (mut output, mut settled) = attempt(&c.client, base, &input, idem.as_deref()).await;
+        let lease = !input.is_write() && self.lease_reads && c.rng.gen_bool(0.25);
+        let consistency = lease.then_some("lease");
+        if lease {
+            bump(&c.counters.lease);
+        }
+        let (mut output, mut settled) =
+            attempt(&c.client, base, &input, idem.as_deref(), consistency).await;
         let mut retries = 0;
         if output.unknown && !settled && self.idempotent && idem.is_some() {
             let deadline = Instant::now() + self.retry_for;
@@ -228,7 +242,7 @@ impl Workload {
                 backoff = (backoff * 2).min(Duration::from_millis(500));
                 retries += 1;
                 let base = &self.nodes[c.rng.gen_range(0..self.nodes.len())];
-                let (again, stop) = attempt(&c.client, base, &input, idem.as_deref()).await;
+                let (again, stop) = attempt(&c.client, base, &input, idem.as_deref(), None).await;
                 settled = stop;
                 // This attempt failing for certain says nothing of the first one: go on.
                 if !again.unknown && !again.failed {
@@ -260,6 +274,8 @@ pub struct Features {
     pub revisions: bool,
     /// A write sent again with the same `Idempotency-Key` is answered as a replay.
     pub idempotency: bool,
+    /// A read with `consistency=lease` is accepted (not a 400).
+    pub lease: bool,
 }
 
 /// Ask the cluster what it supports: the same set, with the same `Idempotency-Key`, twice (on
@@ -310,9 +326,29 @@ pub async fn probe_features(
             }
         }
         if let [(index, _), (_, replay)] = answers[..] {
+            let lease = with_query(
+                client.get(format!("{base}/get")),
+                &[("key", key.to_owned()), ("consistency", "lease".to_owned())],
+            )
+            .await;
+            match lease {
+                Ok(r) if r.status() != 400 => {}
+                Ok(_) => {
+                    return Ok(Features {
+                        revisions: index.is_some(),
+                        idempotency: replay,
+                        lease: false,
+                    })
+                }
+                Err(e) => {
+                    last = format!("{base}/get: {e}");
+                    continue;
+                }
+            }
             return Ok(Features {
                 revisions: index.is_some(),
                 idempotency: replay,
+                lease: true,
             });
         }
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
@@ -384,13 +420,15 @@ async fn write_answer(
     }
 }
 
-/// Send `input` once to `base` (a write with `Idempotency-Key: idem` if given). Returns what
-/// it saw, and whether sending it again cannot help (a definite answer or a refusal of the key).
+/// Send `input` once to `base` (a write with `Idempotency-Key: idem` if given, a read with
+/// `consistency` if given). Returns what it saw, and whether sending it again cannot help (a
+/// definite answer or a refusal of the key).
 async fn attempt(
     client: &awc::Client,
     base: &str,
     input: &OpInput,
     idem: Option<&str>,
+    consistency: Option<&str>,
 ) -> (OpOutput, bool) {
     let with_key = |req: awc::ClientRequest| match idem {
         Some(k) => req.insert_header(("Idempotency-Key", k)),
@@ -416,7 +454,11 @@ async fn attempt(
             write_answer(res, OpOutput::stored()).await
         }
         OpInput::Get { key } => {
-            let res = with_query(client.get(format!("{base}/get")), &[("key", key.clone())]).await;
+            let mut query = vec![("key", key.clone())];
+            if let Some(c) = consistency {
+                query.push(("consistency", c.to_owned()));
+            }
+            let res = with_query(client.get(format!("{base}/get")), &query).await;
             let output = match res {
                 Ok(mut r) if r.status() == 200 => {
                     let v = json_body(&mut r).await;
@@ -457,7 +499,7 @@ pub async fn perform(
     start: Instant,
 ) -> Op {
     let call = start.elapsed().as_nanos() as i64;
-    let (output, _) = attempt(client, base, &input, None).await;
+    let (output, _) = attempt(client, base, &input, None, None).await;
     let ret = if output.unknown || output.failed {
         i64::MAX
     } else {

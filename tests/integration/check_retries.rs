@@ -186,6 +186,7 @@ async fn run(url: &str, kind: WorkloadKind, clients: u64, keys: usize) -> (Vec<O
         token: None,
         kind,
         idempotent: true,
+        lease_reads: false,
         retry_for: Duration::from_secs(5),
     });
     let counters = Rc::new(Counters::default());
@@ -233,7 +234,8 @@ async fn check_retries_unknown_writes_with_their_idempotency_key_and_counts_cas_
         features,
         Features {
             revisions: true,
-            idempotency: true
+            idempotency: true,
+            lease: true
         }
     );
 

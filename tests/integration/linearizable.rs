@@ -31,6 +31,7 @@ fn workload(urls: Vec<String>) -> Workload {
         kind: WorkloadKind::Mixed,
         // Writes of unknown outcome stay unknown (not retried), as before idempotency keys.
         idempotent: false,
+        lease_reads: false,
         retry_for: Duration::from_secs(10),
     }
 }
