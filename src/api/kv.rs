@@ -811,7 +811,7 @@ where
                 return Ok(Ok(value));
             }
             // The clock is read after the store answered: still within the lease.
-            Some(until) if std::time::Instant::now() < until => {
+            Some(until) if Instant::now() < until => {
                 at.state.metrics.read_served("lease");
                 return Ok(Ok(value));
             }

@@ -133,8 +133,9 @@ pub struct RaftActor {
     pending_restore: Option<(KvState, Term)>,
     /// Where elections, leader changes, peer RPCs and snapshots are counted (none in tests).
     metrics: Option<crate::metrics::RaftMetrics>,
-    /// The origin of the clock the core's leases count in (`reads.rs`).
-    clock_origin: Instant,
+    /// The origin of the clock the core's leases count in (`reads.rs`): tokio's monotonic
+    /// clock, which is `Instant`'s except in tests that pause time.
+    clock_origin: tokio::time::Instant,
 }
 
 /// A snapshot being received: whose, and where its bytes go.
@@ -262,7 +263,7 @@ impl RaftActor {
             installing: false,
             pending_restore: None,
             metrics: None,
-            clock_origin: Instant::now(),
+            clock_origin: tokio::time::Instant::now(),
         }
         .with_lease_reads(true)
     }

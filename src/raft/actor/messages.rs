@@ -176,7 +176,7 @@ pub struct ClientLeaseRead;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadGrant {
     pub index: LogIndex,
-    pub lease_until: Option<std::time::Instant>,
+    pub lease_until: Option<tokio::time::Instant>,
 }
 
 /// Change the membership (leaders only; others answer `NotLeader`, or `Membership` with
