@@ -115,7 +115,7 @@ pub struct RoleLabels {
 /// name as exposed, type and help. The encoder writes nothing for an empty family, so
 /// [`Metrics::render`] adds their `# HELP` and `# TYPE` lines itself: every name is always
 /// there with its type.
-const FAMILIES: [(&str, &str, &str); 5] = [
+const FAMILIES: [(&str, &str, &str); 6] = [
     (
         "kvstore_http_requests_total",
         "counter",
@@ -141,7 +141,19 @@ const FAMILIES: [(&str, &str, &str); 5] = [
         "gauge",
         "Leader only: entries each peer lacks (last log index - its match index)",
     ),
+    (
+        "kvstore_linearizable_reads_total",
+        "counter",
+        "Linearizable reads served here, by how leadership was proved (lease, read_index)",
+    ),
 ];
+
+/// Labels of `kvstore_linearizable_reads_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadPathLabels {
+    /// `lease` or `read_index`.
+    pub path: &'static str,
+}
 
 /// The registered name of family `i` of [`FAMILIES`] (counters without `_total`: the encoder
 /// adds it) and its help.
@@ -295,6 +307,7 @@ struct Inner {
     raft: RaftMetrics,
     wal: WalMetrics,
     state: StateGauges,
+    reads: Family<ReadPathLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -435,6 +448,9 @@ impl Metrics {
         );
         let (name, help) = family(4);
         r.register(name, help, state.peer_lag.clone());
+        let reads: Family<ReadPathLabels, Counter> = Family::default();
+        let (name, help) = family(5);
+        r.register(name, help, reads.clone());
         Metrics {
             inner: Arc::new(Inner {
                 registry: r,
@@ -442,6 +458,7 @@ impl Metrics {
                 raft,
                 wal,
                 state,
+                reads,
             }),
         }
     }
@@ -453,6 +470,15 @@ impl Metrics {
     /// The handles the `RaftActor` records with.
     pub fn raft(&self) -> RaftMetrics {
         self.inner.raft.clone()
+    }
+
+    /// A linearizable read was served, its leadership proved by `path` (`lease` or
+    /// `read_index`).
+    pub fn read_served(&self, path: &'static str) {
+        self.inner
+            .reads
+            .get_or_create(&ReadPathLabels { path })
+            .inc();
     }
 
     /// The handles the log writer records with.
@@ -567,6 +593,7 @@ mod tests {
             ("kvstore_snapshots_total", "counter"),
             ("kvstore_snapshot_duration_seconds", "histogram"),
             ("kvstore_snapshot_bytes", "gauge"),
+            ("kvstore_linearizable_reads_total", "counter"),
         ] {
             assert!(
                 text.contains(&format!("# TYPE {name} {kind}\n")),

@@ -594,6 +594,7 @@ fn start_actors_joining(
         false => (None, None),
     };
     let raft_metrics = metrics.raft();
+    let lease_reads = config.lease_reads;
     let raft = RaftActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         // Made here, on the actor's own thread (one awc client per thread, made on it), and
         // reused for every RPC.
@@ -610,7 +611,9 @@ fn start_actors_joining(
             }
             None => Box::new(http),
         };
-        RaftActor::new(setup, transport).with_metrics(raft_metrics)
+        RaftActor::new(setup, transport)
+            .with_metrics(raft_metrics)
+            .with_lease_reads(lease_reads)
     });
     Ok(AppState {
         node_id: config.node_id.clone(),

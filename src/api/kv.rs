@@ -25,7 +25,7 @@ use super::forward::{
 };
 use super::middleware::RequestId;
 use super::{AppState, Limits};
-use crate::raft::actor::{ClientError, ClientReadIndex, ClientWrite, IsRemoved};
+use crate::raft::actor::{ClientError, ClientLeaseRead, ClientReadIndex, ClientWrite, IsRemoved};
 use crate::raft::LeaderInfo;
 use crate::store::actor::{read_at, KeyRead, StoreStopped, Summary};
 use crate::store::command::MAX_IDEMPOTENCY_KEY_BYTES;
@@ -682,10 +682,12 @@ pub async fn delete(
 /// Whether `consistency` asks for a stale read.
 pub(super) fn stale(consistency: Option<&str>) -> Result<bool, ApiError> {
     match consistency {
-        None | Some("linearizable") => Ok(false),
+        // `lease` is a linearizable read that may use the leader's lease: so is the default
+        // while `--lease-reads` is on (`raft::core::lease` has the argument).
+        None | Some("linearizable") | Some("lease") => Ok(false),
         Some("stale") => Ok(true),
         Some(other) => Err(ApiError::InvalidQuery(format!(
-            "consistency must be `linearizable` or `stale`, not {other:?}"
+            "consistency must be `linearizable` or `stale` (or `lease`), not {other:?}"
         ))),
     }
 }
@@ -775,8 +777,11 @@ pub async fn get(
     Ok(res)
 }
 
-/// ReadIndex on the leader, then `read` from the store once it has applied that index (or
-/// `min_index`, if later); or forward.
+/// A lease read on the leader (or ReadIndex when it holds no lease), then `read` from the store
+/// once it has applied that index (or `min_index`, if later); or forward. A value read under a
+/// lease is answered only if the lease is still valid by the clock read after the store
+/// answered; otherwise the read is done again by ReadIndex (a paused leader never answers
+/// stale).
 pub(super) async fn linearizable<T, F, Fut>(
     at: &Routed<'_>,
     min_index: u64,
@@ -793,31 +798,71 @@ where
         ))
     };
     at.run(|| async {
+        let grant = match timeout_at(at.deadline, at.state.raft.send(ClientLeaseRead)).await {
+            Err(_) => return Err(read_timeout()),
+            Ok(Err(e)) => return Err(actor_gone("raft", e)),
+            Ok(Ok(Err(e))) => return Ok(Err(e)),
+            Ok(Ok(Ok(grant))) => grant,
+        };
+        let value = read_at_index(at, grant.index, min_index, &read, &read_timeout).await?;
+        match grant.lease_until {
+            None => {
+                at.state.metrics.read_served("read_index");
+                return Ok(Ok(value));
+            }
+            // The clock is read after the store answered: still within the lease.
+            Some(until) if Instant::now() < until => {
+                at.state.metrics.read_served("lease");
+                return Ok(Ok(value));
+            }
+            Some(_) => {}
+        }
+        // The lease ran out while the value was taken (a pause, a slow store): never answer
+        // it; prove leadership with a round instead.
+        drop(value);
         let index = match timeout_at(at.deadline, at.state.raft.send(ClientReadIndex)).await {
             Err(_) => return Err(read_timeout()),
             Ok(Err(e)) => return Err(actor_gone("raft", e)),
             Ok(Ok(Err(e))) => return Ok(Err(e)),
             Ok(Ok(Ok(index))) => index,
         };
-        // Waiting for a `minIndex` beyond the read index is bounded as for a stale read: a
-        // follower that forwarded this read then relays the 503 before its own deadline
-        // (waiting the whole request timeout, the forward timed out first and the client was
-        // told the leader could not be reached).
-        let wait_until = if min_index > index {
-            at.deadline.min(Instant::now() + MIN_INDEX_WAIT)
-        } else {
-            at.deadline
-        };
-        match timeout_at(wait_until, read(index.max(min_index))).await {
-            Err(_) if min_index > index => Err(ApiError::Unavailable(format!(
-                "index {min_index} not applied here yet (read index {index}); retry, or ask \
-                 another node"
-            ))),
-            Err(_) => Err(read_timeout()),
-            Ok(Err(e)) => Err(actor_gone("store", e)),
-            Ok(Ok(Err(_))) => Err(ApiError::Internal("store stopped".into())),
-            Ok(Ok(Ok(v))) => Ok(Ok(v)),
-        }
+        let value = read_at_index(at, index, min_index, &read, &read_timeout).await?;
+        at.state.metrics.read_served("read_index");
+        Ok(Ok(value))
     })
     .await
+}
+
+/// `read` from the store once it has applied `index` (or `min_index`, if later), within the
+/// request's deadline.
+async fn read_at_index<T, F, Fut>(
+    at: &Routed<'_>,
+    index: u64,
+    min_index: u64,
+    read: &F,
+    read_timeout: &dyn Fn() -> ApiError,
+) -> Result<T, ApiError>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<Result<T, StoreStopped>, actix::MailboxError>>,
+{
+    // Waiting for a `minIndex` beyond the read index is bounded as for a stale read: a
+    // follower that forwarded this read then relays the 503 before its own deadline
+    // (waiting the whole request timeout, the forward timed out first and the client was
+    // told the leader could not be reached).
+    let wait_until = if min_index > index {
+        at.deadline.min(Instant::now() + MIN_INDEX_WAIT)
+    } else {
+        at.deadline
+    };
+    match timeout_at(wait_until, read(index.max(min_index))).await {
+        Err(_) if min_index > index => Err(ApiError::Unavailable(format!(
+            "index {min_index} not applied here yet (read index {index}); retry, or ask \
+             another node"
+        ))),
+        Err(_) => Err(read_timeout()),
+        Ok(Err(e)) => Err(actor_gone("store", e)),
+        Ok(Ok(Err(_))) => Err(ApiError::Internal("store stopped".into())),
+        Ok(Ok(Ok(v))) => Ok(v),
+    }
 }

@@ -117,6 +117,12 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_INSECURE_PEERS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
     pub insecure_peers: bool,
 
+    /// Serve linearizable reads on the leader from a lease (no network round) while it holds
+    /// one (`on`, the default), or always with a ReadIndex round (`off`). See `raft::core::lease`
+    /// for the clock assumption.
+    #[arg(long, env = "KVSTORE_LEASE_READS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = true, action = clap::ArgAction::Set, value_name = "on|off")]
+    pub lease_reads: bool,
+
     /// Start a new write-ahead log segment once the current one reaches this size.
     #[arg(long, env = "KVSTORE_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes: u64,

@@ -121,6 +121,8 @@ pub struct Config {
     pub insecure_peers: bool,
     /// `GET /watch`: heartbeats, history and queue bounds, most watchers.
     pub watch: crate::watch::actor::WatchSettings,
+    /// Lease reads on the leader (`--lease-reads`).
+    pub lease_reads: bool,
 }
 
 /// Where the cluster secret comes from.
@@ -592,6 +594,7 @@ impl Config {
             cluster_secret,
             insecure_peers: cli.insecure_peers,
             watch,
+            lease_reads: cli.lease_reads,
         })
     }
 }

@@ -35,6 +35,7 @@ mod membership;
 mod messages;
 mod metrics;
 mod policy;
+mod reads;
 mod snapshots;
 
 use self::apply::{ApplyItem, ApplyPump};
@@ -54,8 +55,8 @@ use crate::store::{CommandOutcome, KvState};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::messages::{
-    ChangeMembership, ClientError, ClientReadIndex, ClientWrite, ConfigurationAt, GetStatus,
-    IsRemoved, NodeStatus, RaftTiming, Stop, TransferLeadership,
+    ChangeMembership, ClientError, ClientLeaseRead, ClientReadIndex, ClientWrite, ConfigurationAt,
+    GetStatus, IsRemoved, NodeStatus, RaftTiming, ReadGrant, Stop, TransferLeadership,
 };
 pub use self::metrics::GetSample;
 pub use self::policy::{
@@ -132,6 +133,9 @@ pub struct RaftActor {
     pending_restore: Option<(KvState, Term)>,
     /// Where elections, leader changes, peer RPCs and snapshots are counted (none in tests).
     metrics: Option<crate::metrics::RaftMetrics>,
+    /// The origin of the clock the core's leases count in (`reads.rs`): tokio's monotonic
+    /// clock, which is `Instant`'s except in tests that pause time.
+    clock_origin: tokio::time::Instant,
 }
 
 /// A snapshot being received: whose, and where its bytes go.
@@ -259,7 +263,9 @@ impl RaftActor {
             installing: false,
             pending_restore: None,
             metrics: None,
+            clock_origin: tokio::time::Instant::now(),
         }
+        .with_lease_reads(true)
     }
 
     /// Record elections, leader changes, peer RPCs and snapshots in `metrics`.
@@ -272,6 +278,7 @@ impl RaftActor {
     /// a peer, if the input was one.
     fn step(&mut self, input: Input, ctx: &mut Context<Self>) -> Option<Replied> {
         let was_leader = self.core.role() == Role::Leader;
+        self.core.set_now(self.now_us());
         let outputs = self.core.step(input);
         let mut reply = None;
         let mut dropped = Vec::new();

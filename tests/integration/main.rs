@@ -30,6 +30,8 @@
 //!   voter) and a leader stopped with SIGTERM handing its leadership over.
 //! - `identity`: the data directory's lock and recorded ids, cluster ids on peer RPCs, the
 //!   start line.
+//! - `lease_reads`: lease reads on real processes: `consistency=lease`, the lease counter, and a
+//!   leader SIGSTOPped with lease reads in flight that never answers the overwritten value.
 //! - `metrics`: `/metrics`, `/livez`, `/readyz` in process and on a 3-node process cluster.
 //! - `snapshots`: snapshot catch-up, restart from a snapshot, random SIGKILLs under load.
 //! - `tls`: HTTPS client ports, peer ports with mutual TLS, certificates made at run time.
@@ -58,6 +60,7 @@ mod helpers;
 mod identity;
 mod join;
 mod layers;
+mod lease_reads;
 mod linearizable;
 mod membership;
 mod metrics;

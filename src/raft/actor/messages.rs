@@ -164,6 +164,21 @@ pub struct ClientWrite(pub Command);
 #[rtype(result = "Result<LogIndex, ClientError>")]
 pub struct ClientReadIndex;
 
+/// Ask for a linearizable read: with a valid lease (`raft::core::lease`) at once, else by
+/// ReadIndex as [`ClientReadIndex`].
+#[derive(Debug, Clone, Copy, ActixMessage)]
+#[rtype(result = "Result<ReadGrant, ClientError>")]
+pub struct ClientLeaseRead;
+
+/// The answer to [`ClientLeaseRead`]: the state machine must have applied `index` before the
+/// read is taken; with `lease_until`, the value taken may be answered only if the monotonic
+/// clock, read *after* taking it, is still before `lease_until` (else: a ReadIndex read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadGrant {
+    pub index: LogIndex,
+    pub lease_until: Option<tokio::time::Instant>,
+}
+
 /// Change the membership (leaders only; others answer `NotLeader`, or `Membership` with
 /// `MembershipError::NotLeader`): answered once the configuration entry is committed and
 /// applied (or at once when the configuration already is so).

@@ -22,10 +22,12 @@ impl RaftCore {
     }
 
     /// Has this node heard from a live leader within the (base) election timeout?
+    /// With leases on (`lease.rs`), also while the clock says it heard from a leader (or
+    /// started) within the hold.
     fn in_lease(&self) -> bool {
         self.cfg.check_quorum
-            && self.leader.is_some()
-            && self.election_elapsed < self.cfg.election_ticks
+            && ((self.leader.is_some() && self.election_elapsed < self.cfg.election_ticks)
+                || self.lease_hold())
     }
 
     // ---- time -------------------------------------------------------------------------------
@@ -58,10 +60,12 @@ impl RaftCore {
             }
             if self.heartbeat_elapsed >= self.cfg.heartbeat_ticks {
                 self.heartbeat_elapsed = 0;
+                self.lease_round_started();
                 self.broadcast(true);
             }
             self.pace_learners();
-        } else if self.election_elapsed >= self.randomized_timeout {
+        } else if self.election_elapsed >= self.randomized_timeout && !self.lease_hold() {
+            // While it holds (`lease.rs`) its own vote is one it may not give: wait.
             self.campaign();
         }
     }
@@ -77,6 +81,10 @@ impl RaftCore {
         if self.role == Role::Leader {
             self.fail_reads(leader.clone());
             self.progress.clear();
+            self.lease_reset(false);
+        }
+        if leader.is_some() {
+            self.lease_contact();
         }
         self.transfer = None;
         self.role = Role::Follower;
@@ -181,6 +189,7 @@ impl RaftCore {
         self.heartbeat_elapsed = 0;
         self.pending_reads.clear();
         self.read_round = None;
+        self.lease_reset(true);
         // The no-op of this term: committing it commits everything before it (§5.4.2) and
         // proves which entries are committed before serving reads (§8).
         let index = self.log.append(self.term, EntryPayload::Noop);
@@ -192,6 +201,7 @@ impl RaftCore {
             .map(|id| (id.clone(), Progress::new(last - 1)))
             .collect();
         self.maybe_commit();
+        self.lease_round_started();
         self.broadcast(false);
     }
 

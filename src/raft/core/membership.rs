@@ -329,6 +329,8 @@ impl RaftCore {
     /// force and of the committed one (members removed still learn of their removal); new
     /// ones are probed from the end of the log.
     pub(super) fn configuration_changed(&mut self) {
+        // Majorities may have changed: the lease is proved anew in this configuration.
+        self.lease_reset(false);
         let me = self.cfg.id.clone();
         let current = self.membership.current();
         let committed = self.membership.at(self.commit_index);

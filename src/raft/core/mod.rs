@@ -20,6 +20,8 @@
 //!   §6.2);
 //! - `replication.rs`: AppendEntries sent and received, commitment, proposals (§5.3, §5.4);
 //! - `read_index.rs`: linearizable reads without a log write (thesis §6.4);
+//! - `lease.rs`: leader leases (reads with no round, thesis §6.4.1) and the time-based vote
+//!   hold they rest on, with the safety argument;
 //! - `snapshot.rs`: compaction, snapshot transfer and installation (§7);
 //! - `membership.rs`: the configurations the log holds, membership changes, provisional ids,
 //!   and the safety argument of single-server changes (thesis §4);
@@ -31,6 +33,7 @@
 mod configuration;
 mod election;
 mod io;
+mod lease;
 mod membership;
 mod progress;
 mod read_index;
@@ -54,7 +57,9 @@ pub use self::io::{
     CoreConfig, HardState, Input, InstalledSnapshot, LeaderInfo, Output, PeerProgress, Role,
     SnapshotHeader, Status, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT, MAX_PROMOTE_LAG,
 };
+pub use self::lease::{LeaseRead, LeaseTiming, MAX_CLOCK_DRIFT};
 
+use self::lease::Lease;
 use self::membership::Membership;
 use self::progress::Progress;
 use self::read_index::PendingRead;
@@ -113,6 +118,8 @@ pub struct RaftCore {
     transfer: Option<Transfer>,
     /// Outputs of the step in progress.
     out: Vec<Output>,
+    /// Leader leases and the time-based vote hold (`lease.rs`); inert until given a clock.
+    lease: Lease,
 }
 
 impl RaftCore {
@@ -160,6 +167,7 @@ impl RaftCore {
             read_round: None,
             transfer: None,
             out: Vec::new(),
+            lease: Lease::default(),
         };
         // What it was built from is what storage holds; a snapshot's prefix is committed and
         // already in the state machine.

@@ -37,6 +37,7 @@ impl RaftCore {
     }
 
     fn start_read_round(&mut self) {
+        self.lease_round_started();
         self.read_round = Some(self.seq + 1);
         for k in 0..self.peers.len() {
             // A heartbeat to everyone, even followers with batches in flight.
@@ -49,7 +50,7 @@ impl RaftCore {
 
     /// The highest `seq` that a majority of the voters (this leader included: it has seen
     /// everything it sent) has answered.
-    fn quorum_acked_seq(&self) -> u64 {
+    pub(super) fn quorum_acked_seq(&self) -> u64 {
         let (me, progress) = (&self.cfg.id, &self.progress);
         self.membership.current().quorum_value(|id| {
             if id == me {
@@ -63,6 +64,7 @@ impl RaftCore {
     /// Serve every read whose leadership proof is complete, once an entry of this term is
     /// committed (so the commit index is the cluster's).
     pub(super) fn check_reads(&mut self) {
+        self.lease_update();
         if self.role != Role::Leader || self.log.term_at(self.commit_index) != Some(self.term) {
             return;
         }

@@ -36,6 +36,9 @@ impl RaftCore {
                 if to == self.cfg.id || self.transfer.is_some() {
                     return;
                 }
+                // The target's election passes every node's hold: no lease reads from now
+                // on in this term (`lease.rs`).
+                self.lease_bar();
                 self.transfer = Some(Transfer {
                     to: to.clone(),
                     elapsed: 0,

@@ -28,6 +28,7 @@ mod s5_2_election;
 mod s5_3_replication;
 mod s5_4_safety;
 mod s6_2_check_quorum;
+mod s6_4_1_lease;
 mod s6_4_read_index;
 mod s7_snapshots;
 mod s9_6_pre_vote;
