@@ -626,36 +626,63 @@ impl Wal {
         }
     }
 
-    /// Write records (not yet durable: call [`Wal::sync`]). On an error the log is as it was
-    /// before the record that failed (records before it stay written).
+    /// Write records (not yet durable: call [`Wal::sync`]), encoded into one buffer and
+    /// written with one `write` per segment they land in (not one per record). On an error
+    /// the log is as it was before the record that failed or an earlier one of this call
+    /// (records flushed before it stay written); the caller writes the whole batch again.
     pub fn append(&mut self, records: &[Record]) -> Result<(), WalError> {
+        self.buf.clear();
+        // What the buffered records change once written: the segment's highest index, the
+        // newest hard state.
+        let mut last_index = None;
+        let mut hard_state = None;
         for rec in records {
             if let Record::HardState(hs) = rec {
-                if !supersedes(hs, &self.hard_state) {
+                if !supersedes(hs, hard_state.as_ref().unwrap_or(&self.hard_state)) {
                     // Older than one already written: only a batch retried after a newer
                     // write (e.g. a compaction) went out can hold it. Writing it would make
                     // the term go backwards.
                     continue;
                 }
             }
-            if self.size >= self.segment_bytes {
+            if self.size + self.buf.len() as u64 >= self.segment_bytes {
+                self.flush(last_index.take(), hard_state.take())?;
                 self.roll()?;
             }
-            self.buf.clear();
+            if let Err(e) = failpoint::hit("wal.write") {
+                self.flush(last_index.take(), hard_state.take())?;
+                let path = &self.segments.last().expect("a segment").path;
+                return Err(io_err(path, "write")(e));
+            }
             encode_record(rec, &mut self.buf);
-            failpoint::hit("wal.write").map_err(io_err(
-                &self.segments.last().expect("a segment").path,
-                "write",
-            ))?;
-            self.write_buf()?;
-            let seg = self.segments.last_mut().expect("a current segment");
             match rec {
-                Record::Reset { index, .. } => seg.last_index = seg.last_index.max(*index),
                 // An overwrite at a lower index makes later segments' entries obsolete too, but
                 // they are only ever removed below a snapshot index, so their bounds stay safe.
-                Record::Entry(e) => seg.last_index = seg.last_index.max(e.index),
-                Record::HardState(hs) => self.hard_state = hs.clone(),
+                Record::Reset { index, .. } => last_index = last_index.max(Some(*index)),
+                Record::Entry(e) => last_index = last_index.max(Some(e.index)),
+                Record::HardState(hs) => hard_state = Some(hs.clone()),
             }
+        }
+        self.flush(last_index, hard_state)
+    }
+
+    /// Write the records buffered by [`Wal::append`], then note what they changed.
+    fn flush(
+        &mut self,
+        last_index: Option<LogIndex>,
+        hard_state: Option<HardState>,
+    ) -> Result<(), WalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.write_buf()?;
+        self.buf.clear();
+        let seg = self.segments.last_mut().expect("a current segment");
+        if let Some(i) = last_index {
+            seg.last_index = seg.last_index.max(i);
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs;
         }
         Ok(())
     }
