@@ -648,6 +648,7 @@ impl Wal {
             if self.size + self.buf.len() as u64 >= self.segment_bytes {
                 self.flush(last_index.take(), hard_state.take())?;
                 self.roll()?;
+                self.buf.clear(); // the marker `roll` wrote through it
             }
             if let Err(e) = failpoint::hit("wal.write") {
                 self.flush(last_index.take(), hard_state.take())?;
