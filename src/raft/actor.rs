@@ -21,7 +21,7 @@
 //! broken store, an unwritable log). HTTP shapes live in `api/`, fault injection in the
 //! transport layer: this actor knows neither.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -114,6 +114,8 @@ pub struct RaftActor {
     barrier: WriteBarrier<Record, Held>,
     /// Set while the log cannot be written (e.g. the disk is full): writes are refused.
     storage_error: Option<String>,
+    /// Batches the disk refused, to write again in order after `STORAGE_RETRY`.
+    retrying: BTreeMap<u64, Batch<Record>>,
     policy: SnapshotPolicy,
     /// The newest snapshot (sent to followers behind the log's start).
     snapshot: Option<Rc<SnapshotInfo>>,
@@ -253,6 +255,7 @@ impl RaftActor {
             log_store: setup.storage,
             barrier: WriteBarrier::new(),
             storage_error: None,
+            retrying: BTreeMap::new(),
             policy: setup.snapshots,
             snapshot: setup.snapshot.map(Rc::new),
             prev_snapshot_index: 0,
@@ -378,7 +381,15 @@ impl RaftActor {
         dropped: &mut Vec<(NodeId, Option<u64>)>,
         ctx: &mut Context<Self>,
     ) {
-        match self.barrier.admit(msg, true) {
+        // A leader's AppendEntries does not wait for the leader's own entries (see the
+        // barrier's header): its write and the followers' run in parallel.
+        let admitted = match msg {
+            Held::Send(to, msg @ Message::AppendRequest(_)) => {
+                self.barrier.admit_leader_append(Held::Send(to, msg))
+            }
+            msg => self.barrier.admit(msg, true),
+        };
+        match admitted {
             Admit::Now(msg) => self.carry(msg, ctx),
             Admit::Held => {}
             Admit::Refused(Held::Send(to, msg)) => dropped.push((to, seq_of(&msg))),
@@ -398,10 +409,11 @@ impl RaftActor {
         }
     }
 
-    /// Start writing the gathered records, unless a write is in flight (its completion starts
-    /// the next one: everything gathered meanwhile shares one fsync).
+    /// Start writing the gathered records, unless `MAX_IN_FLIGHT` writes are in flight (a
+    /// completion starts the next one: everything gathered meanwhile shares one fsync). With
+    /// one batch being fsynced, the next is written meanwhile (pipelined group commit).
     fn write_next(&mut self, ctx: &mut Context<Self>) {
-        if let Some(batch) = self.barrier.next_write() {
+        while let Some(batch) = self.barrier.next_write() {
             self.write_batch(batch, ctx);
         }
     }
@@ -409,7 +421,7 @@ impl RaftActor {
     /// Hand `batch` to the log store; a store that is durable at once answers in this step.
     fn write_batch(&mut self, batch: Batch<Record>, ctx: &mut Context<Self>) {
         let Batch { id, records, max } = batch;
-        let mut write = self.log_store.write(records);
+        let mut write = self.log_store.write(id, records);
         match (&mut write).now_or_never() {
             Some(res) => self.written(id, max, res, ctx),
             None => {
@@ -433,16 +445,28 @@ impl RaftActor {
         match res {
             Ok(()) => {}
             Err(failed) if failed.retryable => {
-                // Nothing that depends on this batch has left the node. Try again until
-                // the disk takes it; meanwhile new writes are refused.
+                // Nothing that depends on this batch has left the node (but a leader's
+                // AppendEntries, see the barrier). Try again until the disk takes it; meanwhile
+                // new writes are refused, and so is every later batch by the writer, until
+                // this one is written: they are written again after it, in order.
                 if self.storage_error.is_none() {
                     tracing::error!(error = %failed.message, "cannot write the log; refusing writes and retrying");
                 }
                 self.storage_error = Some(failed.message);
-                let records = failed.records;
-                ctx.run_later(STORAGE_RETRY, move |act, ctx| {
-                    act.write_batch(Batch { id, records, max }, ctx)
-                });
+                self.barrier.refused(id);
+                let batch = Batch {
+                    id,
+                    records: failed.records,
+                    max,
+                };
+                if self.retrying.is_empty() {
+                    ctx.run_later(STORAGE_RETRY, |act, ctx| {
+                        for (_, batch) in std::mem::take(&mut act.retrying) {
+                            act.write_batch(batch, ctx);
+                        }
+                    });
+                }
+                self.retrying.insert(id, batch);
                 return;
             }
             Err(failed) => {
@@ -452,13 +476,15 @@ impl RaftActor {
                 )
             }
         }
-        if self.storage_error.take().is_some() {
+        let written = self.barrier.written(id);
+        let clear = !self.barrier.is_refused() && self.retrying.is_empty();
+        if clear && self.storage_error.take().is_some() {
             tracing::info!("the log is writable again; accepting writes");
         }
-        for msg in self.barrier.written(id) {
+        for msg in written.released {
             self.carry(msg, ctx);
         }
-        if let Some(index) = max {
+        if let Some(index) = written.persisted {
             self.step(Input::Persisted { index }, ctx);
         }
         self.write_next(ctx);

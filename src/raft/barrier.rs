@@ -1,12 +1,59 @@
-//! [`WriteBarrier`]: persist before send, with group commit, as plain data.
+//! [`WriteBarrier`]: persist before send, with a pipelined group commit, as plain data.
 //!
-//! It owns the records not yet written, the one batch in flight (its id and highest entry
-//! index) and the messages held until the write they depend on is durable (at most
-//! [`MAX_HELD`]; a bounded message beyond it is refused, to be treated as lost). The
-//! `RaftActor` (and the simulator in `crate::sim`, which carries out outputs the same way) asks it
-//! what to write next and tells it which batch is durable; it answers with the messages that may
-//! go now, in the order they were produced. Generic over the record type `R` (the WAL's
-//! `codec::wal::Record` at run time), so this pure module does not depend on a byte format.
+//! It owns the records not yet written, the batches in flight (at most [`MAX_IN_FLIGHT`]: their
+//! ids, highest entry indexes, and whether they hold a record other than an entry), and the
+//! messages held until the write they depend on is durable (at most [`MAX_HELD`]; a bounded
+//! message beyond it is refused, to be treated as lost). The `RaftActor` (and the simulator in
+//! `crate::sim`, which carries out outputs the same way) asks it what to write next and tells
+//! it which batch is durable; it answers with the messages that may go now, in the order they
+//! were produced, and the highest entry index now durable **in order** (a batch that finishes
+//! before an earlier one counts only once the earlier one has). Generic over the record type
+//! `R` (the WAL's `codec::wal::Record` at run time), so this pure module does not depend on a
+//! byte format.
+//!
+//! ## Which message may overtake which write
+//!
+//! Every message waits for every record gathered or in flight before it was produced
+//! ([`WriteBarrier::admit`]): a vote waits for the hard state that records it, a follower's
+//! AppendEntries answer for the entries it acknowledges, a snapshot offer and a TimeoutNow for
+//! everything before them. **One exception** ([`WriteBarrier::admit_leader_append`]): a
+//! leader's AppendEntries request (entries or heartbeat) waits only for the records that are
+//! not entries (hard state, log reset), not for the leader's own entries: the leader's write and
+//! the followers' writes run in parallel (Raft thesis §10.2.1; etcd does the same). Why it is
+//! safe:
+//! - Commitment counts durable copies only. A follower acknowledges entries only once they are
+//!   durable on it (its answer waits for its write), and the core counts the leader itself only
+//!   up to the index reported with `Input::Persisted` ("durable index"). So an entry is
+//!   committed only when a majority holds it durably, whether or not the leader is among them;
+//!   that is all Leader Completeness (§5.4) needs: every later leader needs a vote from that
+//!   majority, and a voter refuses a candidate whose log is behind its own.
+//! - The leader's term is still durable before any AppendEntries of that term leaves: the hard
+//!   state recording it (term, vote for itself) is a record that this message waits for. So a
+//!   leader that crashes and restarts is still in its term, has voted in it, and cannot become
+//!   leader of that term again: every entry of term `T` on any node still comes from the one
+//!   leader of `T`, and Log Matching holds. (Without this wait, a lone voter that lost its
+//!   unsynced hard state could lead term `T` twice and send a learner two different entries at
+//!   one index and term.)
+//! - A leader that crashes before its own write may have sent entries that followers persist:
+//!   after the restart its log is shorter than theirs, and entries of its own term exist on
+//!   followers but not locally. The core's restart path takes this in its stride: the node
+//!   starts as a follower at the durable term with the durable log (`RaftCore::new` sets the
+//!   durable index to the log it was given), its shorter log loses votes against the followers
+//!   that hold more (§5.4.1), and whichever leader comes next either holds those entries
+//!   (they may have been committed by the followers' majority: they survive) or overwrites them
+//!   on the followers that hold them (they were not committed: no majority held them). The
+//!   restarted node is then sent the entries it lacks like any follower behind
+//!   (`sim::tests::a_leader_crashing_before_its_own_fsync_loses_nothing_committed`).
+//! - An acknowledged client write is committed, so it is on a majority's disks: a crash of the
+//!   leader before its own fsync loses nothing that was acknowledged.
+//!
+//! ## Pipelining
+//!
+//! [`WriteBarrier::next_write`] hands out a new batch while fewer than [`MAX_IN_FLIGHT`] are in
+//! flight, so the next batch is written while the previous one is fsynced; a batch refused by
+//! the disk ([`WriteBarrier::refused`]) stops new batches until it is written (the writer
+//! refuses later ones meanwhile, so none lands before it). Batches are reported durable in
+//! their order only.
 //!
 //! No actix, no I/O, no clock: it never writes or sends anything itself.
 
@@ -19,6 +66,9 @@ use super::LogIndex;
 /// are dropped as if lost (the core resynchronises that follower, as after any lost message);
 /// replies to peers are bounded by the peers' own in-flight limits.
 pub const MAX_HELD: usize = 4096;
+
+/// Most batches in flight at once: one being fsynced while the next is written.
+pub const MAX_IN_FLIGHT: usize = 2;
 
 /// One write to make: its id and records, and the highest entry index among them.
 #[derive(Debug, PartialEq)]
@@ -39,6 +89,24 @@ pub enum Admit<M> {
     Refused(M),
 }
 
+/// What a durable batch made durable, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Written<M> {
+    /// Messages that may go now, in the order they were produced.
+    pub released: Vec<M>,
+    /// The highest entry index now durable in order, if it grew (report `Input::Persisted`).
+    pub persisted: Option<LogIndex>,
+}
+
+/// A batch handed out and not yet known durable in order.
+#[derive(Debug)]
+struct InFlight {
+    id: u64,
+    max: Option<LogIndex>,
+    /// The writer answered that it is durable (an earlier batch may not be yet).
+    done: bool,
+}
+
 /// Group commit and persist-before-send. See the module docs.
 #[derive(Debug)]
 pub struct WriteBarrier<R, M> {
@@ -46,10 +114,18 @@ pub struct WriteBarrier<R, M> {
     unwritten: Vec<R>,
     /// Highest entry index among `unwritten`.
     unwritten_max: Option<LogIndex>,
+    /// `unwritten` holds a record that is not an entry (hard state, log reset).
+    unwritten_state: bool,
     /// Id the gathered records get when written; ids grow by one per write.
     next_batch: u64,
-    /// The write in flight: its id.
-    writing: Option<u64>,
+    /// Batches handed out, oldest first, until durable in order.
+    in_flight: VecDeque<InFlight>,
+    /// Every batch up to this id is durable.
+    durable: u64,
+    /// The newest batch handed out that holds a record other than an entry.
+    last_state_batch: u64,
+    /// A batch the disk refused for now: no new batch until it is written.
+    refused: Option<u64>,
     /// Messages held until the write with the given id is durable, in order.
     held: VecDeque<(u64, M)>,
 }
@@ -59,8 +135,12 @@ impl<R, M> Default for WriteBarrier<R, M> {
         WriteBarrier {
             unwritten: Vec::new(),
             unwritten_max: None,
+            unwritten_state: false,
             next_batch: 1,
-            writing: None,
+            in_flight: VecDeque::new(),
+            durable: 0,
+            last_state_batch: 0,
+            refused: None,
             held: VecDeque::new(),
         }
     }
@@ -81,6 +161,7 @@ impl<R: From<Entry>, M> WriteBarrier<R, M> {
     /// Gather another record (hard state, log reset) for the next write.
     pub fn push(&mut self, record: R) {
         self.unwritten.push(record);
+        self.unwritten_state = true;
     }
 
     /// The write that a message produced now must wait for, if any is not yet durable.
@@ -88,14 +169,22 @@ impl<R: From<Entry>, M> WriteBarrier<R, M> {
         if !self.unwritten.is_empty() {
             Some(self.next_batch)
         } else {
-            self.writing
+            Some(self.next_batch - 1).filter(|b| *b > self.durable)
         }
     }
 
-    /// Offer a message: it may go now, is held, or (when `bounded` and [`MAX_HELD`] messages
-    /// are already held) is refused. Replies are offered unbounded: a peer waits for them.
-    pub fn admit(&mut self, msg: M, bounded: bool) -> Admit<M> {
-        match self.barrier() {
+    /// The write holding a record other than an entry that a message produced now must wait
+    /// for, if any is not yet durable.
+    fn state_barrier(&self) -> Option<u64> {
+        if self.unwritten_state {
+            Some(self.next_batch)
+        } else {
+            Some(self.last_state_batch).filter(|b| *b > self.durable)
+        }
+    }
+
+    fn hold(&mut self, barrier: Option<u64>, msg: M, bounded: bool) -> Admit<M> {
+        match barrier {
             None => Admit::Now(msg),
             Some(_) if bounded && self.held.len() >= MAX_HELD => Admit::Refused(msg),
             Some(b) => {
@@ -105,48 +194,112 @@ impl<R: From<Entry>, M> WriteBarrier<R, M> {
         }
     }
 
-    /// The next batch to write, unless one is in flight (its completion starts the next:
-    /// everything gathered meanwhile shares one fsync) or nothing is gathered.
+    /// Offer a message that waits for every record gathered or written before it: it may go
+    /// now, is held, or (when `bounded` and [`MAX_HELD`] messages are already held) is refused.
+    /// Replies are offered unbounded: a peer waits for them.
+    pub fn admit(&mut self, msg: M, bounded: bool) -> Admit<M> {
+        self.hold(self.barrier(), msg, bounded)
+    }
+
+    /// Offer a leader's AppendEntries request: it waits only for records other than entries
+    /// (the hard state with its term), not for the leader's own entries. See the module docs
+    /// for why that is safe. Bounded like any message to a peer.
+    pub fn admit_leader_append(&mut self, msg: M) -> Admit<M> {
+        self.hold(self.state_barrier(), msg, true)
+    }
+
+    /// The next batch to write, unless [`MAX_IN_FLIGHT`] are in flight (a completion starts
+    /// the next: everything gathered meanwhile shares one fsync), a refused batch waits to be
+    /// written again, or nothing is gathered.
     pub fn next_write(&mut self) -> Option<Batch<R>> {
-        if self.writing.is_some() || self.unwritten.is_empty() {
+        if self.in_flight.len() >= MAX_IN_FLIGHT
+            || self.refused.is_some()
+            || self.unwritten.is_empty()
+        {
             return None;
         }
         let id = self.next_batch;
         self.next_batch += 1;
-        self.writing = Some(id);
+        if std::mem::take(&mut self.unwritten_state) {
+            self.last_state_batch = id;
+        }
+        let max = self.unwritten_max.take();
+        self.in_flight.push_back(InFlight {
+            id,
+            max,
+            done: false,
+        });
         Some(Batch {
             id,
             records: std::mem::take(&mut self.unwritten),
-            max: self.unwritten_max.take(),
+            max,
         })
     }
 
-    /// Batch `id` (the one in flight) is durable: the messages that waited for it (or for an
-    /// earlier one), in order.
-    pub fn written(&mut self, id: u64) -> Vec<M> {
-        if self.writing == Some(id) {
-            self.writing = None;
+    /// Batch `id` could not be written for now (the disk refused it; it will be written again
+    /// with the same id): no new batch is handed out until it is written.
+    pub fn refused(&mut self, id: u64) {
+        if self.in_flight.iter().any(|b| b.id == id) {
+            self.refused = Some(self.refused.map_or(id, |r| r.min(id)));
         }
-        let mut out = Vec::new();
-        while self.held.front().is_some_and(|(b, _)| *b <= id) {
-            if let Some((_, m)) = self.held.pop_front() {
-                out.push(m);
-            }
-        }
-        out
     }
 
-    /// How many messages are held.
+    /// Whether a refused batch waits to be written again.
+    pub fn is_refused(&self) -> bool {
+        self.refused.is_some()
+    }
+
+    /// Batch `id` (one in flight) is durable: the messages that waited for it or for an earlier
+    /// batch, once every earlier batch is durable too, and the entry index now durable.
+    pub fn written(&mut self, id: u64) -> Written<M> {
+        if let Some(b) = self.in_flight.iter_mut().find(|b| b.id == id) {
+            b.done = true;
+        }
+        if self.refused.is_some_and(|r| r <= id) {
+            // Written again (a batch after it was refused by the writer as long as it was).
+            self.refused = None;
+        }
+        let mut persisted = None;
+        while self.in_flight.front().is_some_and(|b| b.done) {
+            if let Some(b) = self.in_flight.pop_front() {
+                self.durable = b.id;
+                persisted = b.max.max(persisted);
+            }
+        }
+        let durable = self.durable;
+        let mut released = Vec::new();
+        if self.held.iter().any(|(b, _)| *b <= durable) {
+            let mut kept = VecDeque::with_capacity(self.held.len());
+            for (b, m) in self.held.drain(..) {
+                if b <= durable {
+                    released.push(m);
+                } else {
+                    kept.push_back((b, m));
+                }
+            }
+            self.held = kept;
+        }
+        Written {
+            released,
+            persisted,
+        }
+    }
+
+    /// Batches in flight (handed out, not yet durable in order).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
     /// Everything held, in order, leaving none: what a crash loses (the simulator reports it).
     pub fn into_held(self) -> Vec<M> {
         self.held.into_iter().map(|(_, m)| m).collect()
     }
 
+    /// How many messages are held.
     pub fn held(&self) -> usize {
         self.held.len()
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,7 +329,7 @@ mod tests {
         assert_eq!((batch.id, batch.max, batch.records.len()), (1, Some(2), 2));
         // Written, but not yet durable: a new message still waits for batch 1.
         assert_eq!(b.admit("reply", false), Admit::Held);
-        assert_eq!(b.written(1), vec!["append", "reply"]);
+        assert_eq!(b.written(1).released, vec!["append", "reply"]);
         assert_eq!(b.admit("later", true), Admit::Now("later"));
     }
 
@@ -189,12 +342,14 @@ mod tests {
         b.persist_entries(vec![entry(2)]);
         b.persist_entries(vec![entry(3)]);
         assert_eq!(b.admit("after", true), Admit::Held);
-        assert_eq!(b.next_write(), None, "one write in flight at a time");
-        assert!(b.written(first.id).is_empty(), "`after` waits for batch 2");
         let second = b.next_write().unwrap();
         assert_eq!((second.id, second.max), (2, Some(3)));
         assert_eq!(second.records.len(), 3);
-        assert_eq!(b.written(second.id), vec!["after"]);
+        assert!(
+            b.written(first.id).released.is_empty(),
+            "`after` waits for batch 2"
+        );
+        assert_eq!(b.written(second.id).released, vec!["after"]);
     }
 
     #[test]
@@ -219,9 +374,105 @@ mod tests {
             "a reply is never refused"
         );
         let batch = b.next_write().unwrap();
-        let released = b.written(batch.id);
+        let released = b.written(batch.id).released;
         assert_eq!(released.len(), MAX_HELD + 1);
         assert_eq!(released.last(), Some(&usize::MAX), "in order");
         assert_eq!(b.admit(0, true), Admit::Now(0));
+    }
+
+    #[test]
+    fn at_most_two_batches_are_in_flight_and_the_third_waits() {
+        let mut b = WriteBarrier::<Entry, &str>::new();
+        b.persist_entries(vec![entry(1)]);
+        let one = b.next_write().unwrap();
+        b.persist_entries(vec![entry(2)]);
+        let two = b.next_write().unwrap();
+        b.persist_entries(vec![entry(3)]);
+        assert_eq!(b.next_write(), None, "at most MAX_IN_FLIGHT");
+        assert_eq!(b.in_flight(), MAX_IN_FLIGHT);
+        let w = b.written(one.id);
+        assert_eq!(w.persisted, Some(1));
+        let three = b.next_write().unwrap();
+        assert_eq!((two.id, three.id, three.max), (2, 3, Some(3)));
+    }
+
+    #[test]
+    fn batches_are_durable_in_order_only() {
+        let mut b = WriteBarrier::<Entry, &str>::new();
+        b.persist_entries(vec![entry(1)]);
+        let one = b.next_write().unwrap();
+        assert_eq!(b.admit("after 1", true), Admit::Held);
+        b.persist_entries(vec![entry(2)]);
+        let two = b.next_write().unwrap();
+        assert_eq!(b.admit("after 2", false), Admit::Held);
+        let early = b.written(two.id);
+        assert_eq!(early.persisted, None, "batch 1 is not durable yet");
+        assert!(early.released.is_empty());
+        let w = b.written(one.id);
+        assert_eq!(w.persisted, Some(2), "both, in order");
+        assert_eq!(w.released, vec!["after 1", "after 2"]);
+        assert_eq!(b.admit("now", true), Admit::Now("now"));
+    }
+
+    #[test]
+    fn a_leader_append_overtakes_entries_but_not_a_hard_state() {
+        let mut b = WriteBarrier::<Entry, &str>::new();
+        b.push(entry(0)); // the hard state with the leader's term
+        assert_eq!(
+            b.admit_leader_append("ae0"),
+            Admit::Held,
+            "waits for its term"
+        );
+        let hs = b.next_write().unwrap();
+        b.persist_entries(vec![entry(1)]);
+        assert_eq!(
+            b.admit_leader_append("ae1"),
+            Admit::Held,
+            "term still in flight"
+        );
+        assert_eq!(b.written(hs.id).released, vec!["ae0", "ae1"]);
+        // The term is durable: the leader's own entries no longer hold its appends.
+        assert_eq!(b.admit_leader_append("ae2"), Admit::Now("ae2"));
+        let one = b.next_write().unwrap();
+        assert_eq!(b.admit_leader_append("ae3"), Admit::Now("ae3"));
+        // Anything else still waits for them: a reply, a vote.
+        assert_eq!(b.admit("reply", false), Admit::Held);
+        b.persist_entries(vec![entry(2)]);
+        assert_eq!(b.admit_leader_append("ae4"), Admit::Now("ae4"));
+        let w = b.written(one.id);
+        assert_eq!((w.persisted, w.released), (Some(1), vec!["reply"]));
+    }
+
+    #[test]
+    fn overtaking_appends_are_released_past_a_message_still_waiting() {
+        let mut b = WriteBarrier::<Entry, &str>::new();
+        b.persist_entries(vec![entry(1)]);
+        assert_eq!(b.admit("reply", false), Admit::Held);
+        b.push(entry(0));
+        assert_eq!(b.admit_leader_append("ae"), Admit::Held);
+        let one = b.next_write().unwrap();
+        assert_eq!(b.written(one.id).released, vec!["reply", "ae"]);
+        b.persist_entries(vec![entry(2)]);
+        assert_eq!(b.admit("later reply", false), Admit::Held);
+        assert_eq!(b.admit_leader_append("ae2"), Admit::Now("ae2"));
+        assert_eq!(b.held(), 1);
+    }
+
+    #[test]
+    fn a_refused_batch_stops_new_batches_until_written_again() {
+        let mut b = WriteBarrier::<Entry, &str>::new();
+        b.persist_entries(vec![entry(1)]);
+        let one = b.next_write().unwrap();
+        b.refused(one.id);
+        assert!(b.is_refused());
+        b.persist_entries(vec![entry(2)]);
+        assert_eq!(
+            b.next_write(),
+            None,
+            "nothing may land before the refused batch"
+        );
+        assert_eq!(b.written(one.id).persisted, Some(1));
+        assert!(!b.is_refused());
+        assert_eq!(b.next_write().unwrap().max, Some(2));
     }
 }

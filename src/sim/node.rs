@@ -246,10 +246,13 @@ impl World {
         let broken = self.break_persist_before_send;
         let node = self.running(i);
         let bounded = !matches!(h, Held::Reply(..));
-        let admitted = if broken {
-            Ok(Some(h))
-        } else {
-            node.barrier.admit(h, bounded)
+        let admitted = match h {
+            _ if broken => Ok(Some(h)),
+            // A leader's AppendEntries does not wait for the leader's own entries.
+            Held::Send(to, msg @ Message::AppendRequest(_)) => {
+                node.barrier.admit_leader_append(Held::Send(to, msg))
+            }
+            h => node.barrier.admit(h, bounded),
         };
         match admitted {
             Ok(Some(h)) => {
@@ -297,15 +300,21 @@ impl World {
         }
     }
 
-    /// Hand the gathered records to the disk if no write is in flight.
+    /// Hand the gathered records to the disk unless `MAX_IN_FLIGHT` writes are in flight.
     fn write_next(&mut self, i: Node) {
-        let latency = self.disk_latency(i);
-        let at = self.now + latency;
-        let Some(node) = self.nodes[i].as_mut() else {
-            return;
-        };
-        if node.barrier.write_next(at) && self.instant_disk {
-            self.complete_write(i);
+        let mut latency = self.disk_latency(i);
+        loop {
+            let at = self.now + latency;
+            let Some(node) = self.nodes[i].as_mut() else {
+                return;
+            };
+            if !node.barrier.write_next(at) {
+                return;
+            }
+            if self.instant_disk {
+                self.complete_write(i);
+            }
+            latency = self.disk_latency(i);
         }
     }
 
@@ -364,14 +373,14 @@ impl World {
                     return;
                 };
                 self.disks[i].append(&w.records);
-                let released = self.running(i).barrier.release(w.id);
-                for h in released {
+                let written = self.running(i).barrier.release(w.id);
+                for h in written.released {
                     if self.nodes[i].is_none() {
                         break;
                     }
                     self.release(i, h);
                 }
-                if let Some(index) = w.max {
+                if let Some(index) = written.persisted {
                     self.step_node(i, Input::Persisted { index }, ReplyTo::Nobody);
                 }
                 if self.nodes[i].is_some() {

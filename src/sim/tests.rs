@@ -63,7 +63,12 @@ fn a_follower_answers_only_once_its_write_is_durable() {
     w.elect(0);
     w.set_instant_disk(false);
     w.propose(0, set("k", "v")).expect("leader");
-    assert!(w.net.is_empty(), "the leader's own write comes first");
+    // The leader's AppendEntries do not wait for its own write (parallel leader write).
+    assert_eq!(
+        w.net.len(),
+        2,
+        "sent while the leader's own write is in flight"
+    );
     w.sync(0);
     // Leader → followers: the request reaches them; their answers wait for their writes.
     while let Some(p) = w.net.pop_front() {
@@ -74,6 +79,86 @@ fn a_follower_answers_only_once_its_write_is_durable() {
     w.sync(1);
     w.deliver_all();
     assert_eq!(w.core(0).commit_index(), 2);
+}
+
+#[test]
+fn a_leader_counts_itself_only_once_durable_but_followers_make_a_majority_without_it() {
+    let mut w = World::new(3);
+    w.elect(0);
+    w.set_instant_disk(false);
+    w.propose(0, set("k", "v")).expect("leader");
+    while let Some(p) = w.net.pop_front() {
+        w.deliver(p);
+    }
+    w.sync(1);
+    while let Some(p) = w.net.pop_front() {
+        w.deliver(p);
+    }
+    assert_eq!(
+        w.core(0).commit_index(),
+        1,
+        "one follower's copy and the leader's unsynced one are no majority"
+    );
+    w.sync(2);
+    while let Some(p) = w.net.pop_front() {
+        w.deliver(p);
+    }
+    assert_eq!(w.core(0).commit_index(), 2, "two durable copies of three");
+}
+
+#[test]
+fn a_leader_crashing_before_its_own_fsync_loses_nothing_committed() {
+    let mut w = World::new(3);
+    w.elect(0);
+    w.set_instant_disk(false);
+    w.propose(0, set("k", "v")).expect("leader");
+    while let Some(p) = w.net.pop_front() {
+        w.deliver(p);
+    }
+    w.sync(1);
+    w.sync(2);
+    while let Some(p) = w.net.pop_front() {
+        w.deliver(p);
+    }
+    assert_eq!(
+        w.core(0).commit_index(),
+        2,
+        "committed by the followers' copies"
+    );
+    // The leader crashes with its own write of entry 2 still in flight.
+    w.crash(0);
+    w.restart(0);
+    assert_eq!(
+        w.core(0).log().last_index(),
+        1,
+        "its own copy never reached its disk"
+    );
+    assert_eq!(
+        w.core(0).term(),
+        1,
+        "its term did: it cannot lead term 1 again"
+    );
+    w.set_instant_disk(true);
+    // It cannot win: both others hold a longer log of the same term.
+    w.step(0, Input::Campaign);
+    w.deliver_all();
+    assert_ne!(w.core(0).role(), Role::Leader);
+    w.elect(1);
+    w.propose(1, set("k2", "v2"))
+        .expect("the new leader takes writes");
+    w.deliver_all();
+    w.tick(1);
+    w.tick(1);
+    w.deliver_all();
+    for n in 0..3 {
+        let log = w.core(n).log();
+        assert_eq!(
+            log.term_at(2),
+            Some(1),
+            "node {n} holds the committed entry 2"
+        );
+        assert!(w.core(n).commit_index() >= 4, "node {n}");
+    }
 }
 
 #[test]

@@ -471,16 +471,18 @@ impl World {
         };
         self.stats.crashes += 1;
         let (writing, held) = node.barrier.crash();
-        if let Some(w) = writing {
-            // Scripted worlds lose the whole write; randomized ones may keep part of it.
+        if !writing.is_empty() {
+            // The writes in flight reach the disk in order: scripted worlds lose them whole;
+            // randomized ones may keep a prefix, cut anywhere (even inside the second).
+            let records: Vec<Record> = writing.into_iter().flat_map(|w| w.records).collect();
             let (kept, torn) = if self.net.jitter {
-                let kept = self.rng.gen_range(0..=w.records.len());
-                (kept, kept < w.records.len() && self.rng.gen_bool(0.5))
+                let kept = self.rng.gen_range(0..=records.len());
+                (kept, kept < records.len() && self.rng.gen_bool(0.5))
             } else {
                 (0, false)
             };
             self.stats.torn += usize::from(torn);
-            self.disks[i].crash_during(&w.records, kept, torn);
+            self.disks[i].crash_during(&records, kept, torn);
         }
         let me = self.dir.current(i);
         for h in held {
@@ -613,12 +615,19 @@ impl World {
             self.deliver(p);
         }
         for i in 0..self.len() {
-            let due = self.nodes[i]
-                .as_ref()
-                .and_then(|n| n.barrier.writing())
-                .is_some_and(|w| w.done_at <= self.now);
-            if due {
+            // Writes finish in order; several may be due at once.
+            let due = |w: &Self| {
+                w.nodes[i]
+                    .as_ref()
+                    .and_then(|n| n.barrier.writing())
+                    .map(|w| (w.id, w.done_at))
+                    .filter(|(_, at)| *at <= w.now)
+            };
+            while let Some((id, _)) = due(self) {
                 self.complete_write(i);
+                if due(self).is_some_and(|(next, _)| next == id) {
+                    break; // refused: it retries later
+                }
             }
         }
         self.script_out.clear();

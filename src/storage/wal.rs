@@ -42,6 +42,7 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{dirs, failpoint};
 use crate::codec::wal::*;
@@ -198,7 +199,8 @@ pub struct Wal {
     dir: PathBuf,
     segment_bytes: u64,
     segments: Vec<Segment>,
-    file: File,
+    /// The current segment, shared with the [`SyncJob`]s that fsync it on another thread.
+    file: Arc<File>,
     size: u64,
     /// Encoding buffer, reused.
     buf: Vec<u8>,
@@ -212,6 +214,41 @@ pub struct Wal {
 
 fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:020}.wal"))
+}
+
+/// An fsync of the current segment (and of the directory, after a new segment was created),
+/// made by [`Wal::sync_job`].
+#[derive(Debug)]
+pub struct SyncJob {
+    file: Arc<File>,
+    path: PathBuf,
+    dir: Option<PathBuf>,
+}
+
+impl SyncJob {
+    /// fdatasync the segment, then the directory if it changed. An error is fatal
+    /// ([`WalError::is_fatal`]): what reached the disk is unknown.
+    pub fn run(self) -> Result<(), WalError> {
+        failpoint::hit("wal.sync")
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_err(&self.path, "sync"))?;
+        if let Some(dir) = &self.dir {
+            dirs::sync_dir(dir).map_err(io_err(dir, "sync directory"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether `other` syncs the same segment file (one fsync serves both).
+    pub fn same_file(&self, other: &SyncJob) -> bool {
+        Arc::ptr_eq(&self.file, &other.file)
+    }
+
+    /// Take over `other`'s directory sync, if it has one (it is served by this job's run).
+    pub fn absorb(&mut self, other: SyncJob) {
+        if self.dir.is_none() {
+            self.dir = other.dir;
+        }
+    }
 }
 
 /// Applies replayed records to the recovered state, checking the log's invariants.
@@ -518,7 +555,7 @@ impl Wal {
                 last_index: s.indexes.map_or(0, |(_, hi)| hi),
             })
             .collect();
-        let (file, size, dir_dirty) = match segments.last() {
+        let (file, size, dir_dirty): (File, u64, bool) = match segments.last() {
             Some(s) => {
                 let mut f = OpenOptions::new()
                     .append(true)
@@ -539,7 +576,7 @@ impl Wal {
             dir: dir.to_owned(),
             segment_bytes: segment_bytes.max(HEADER_LEN + 64),
             segments,
-            file,
+            file: Arc::new(file),
             size,
             buf: Vec::new(),
             dir_dirty,
@@ -589,36 +626,64 @@ impl Wal {
         }
     }
 
-    /// Write records (not yet durable: call [`Wal::sync`]). On an error the log is as it was
-    /// before the record that failed (records before it stay written).
+    /// Write records (not yet durable: call [`Wal::sync`]), encoded into one buffer and
+    /// written with one `write` per segment they land in (not one per record). On an error
+    /// the log is as it was before the record that failed or an earlier one of this call
+    /// (records flushed before it stay written); the caller writes the whole batch again.
     pub fn append(&mut self, records: &[Record]) -> Result<(), WalError> {
+        self.buf.clear();
+        // What the buffered records change once written: the segment's highest index, the
+        // newest hard state.
+        let mut last_index = None;
+        let mut hard_state = None;
         for rec in records {
             if let Record::HardState(hs) = rec {
-                if !supersedes(hs, &self.hard_state) {
+                if !supersedes(hs, hard_state.as_ref().unwrap_or(&self.hard_state)) {
                     // Older than one already written: only a batch retried after a newer
                     // write (e.g. a compaction) went out can hold it. Writing it would make
                     // the term go backwards.
                     continue;
                 }
             }
-            if self.size >= self.segment_bytes {
+            if self.size + self.buf.len() as u64 >= self.segment_bytes {
+                self.flush(last_index.take(), hard_state.take())?;
                 self.roll()?;
+                self.buf.clear(); // the marker `roll` wrote through it
             }
-            self.buf.clear();
+            if let Err(e) = failpoint::hit("wal.write") {
+                self.flush(last_index.take(), hard_state.take())?;
+                let path = &self.segments.last().expect("a segment").path;
+                return Err(io_err(path, "write")(e));
+            }
             encode_record(rec, &mut self.buf);
-            failpoint::hit("wal.write").map_err(io_err(
-                &self.segments.last().expect("a segment").path,
-                "write",
-            ))?;
-            self.write_buf()?;
-            let seg = self.segments.last_mut().expect("a current segment");
             match rec {
-                Record::Reset { index, .. } => seg.last_index = seg.last_index.max(*index),
                 // An overwrite at a lower index makes later segments' entries obsolete too, but
                 // they are only ever removed below a snapshot index, so their bounds stay safe.
-                Record::Entry(e) => seg.last_index = seg.last_index.max(e.index),
-                Record::HardState(hs) => self.hard_state = hs.clone(),
+                Record::Reset { index, .. } => last_index = last_index.max(Some(*index)),
+                Record::Entry(e) => last_index = last_index.max(Some(e.index)),
+                Record::HardState(hs) => hard_state = Some(hs.clone()),
             }
+        }
+        self.flush(last_index, hard_state)
+    }
+
+    /// Write the records buffered by [`Wal::append`], then note what they changed.
+    fn flush(
+        &mut self,
+        last_index: Option<LogIndex>,
+        hard_state: Option<HardState>,
+    ) -> Result<(), WalError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.write_buf()?;
+        self.buf.clear();
+        let seg = self.segments.last_mut().expect("a current segment");
+        if let Some(i) = last_index {
+            seg.last_index = seg.last_index.max(i);
+        }
+        if let Some(hs) = hard_state {
+            self.hard_state = hs;
         }
         Ok(())
     }
@@ -629,7 +694,7 @@ impl Wal {
     /// trusted any more (a fatal error).
     fn write_buf(&mut self) -> Result<(), WalError> {
         let path = &self.segments.last().expect("a current segment").path;
-        if let Err(e) = self.file.write_all(&self.buf) {
+        if let Err(e) = (&*self.file).write_all(&self.buf) {
             if let Err(cut) = self.file.set_len(self.size) {
                 return Err(io_err(path, "truncate a partly written record")(
                     io::Error::other(format!("{cut} (after the write failed: {e})")),
@@ -662,7 +727,7 @@ impl Wal {
         let current = &self.segments.last().expect("a current segment").path;
         failpoint::hit("wal.roll.marked").map_err(io_err(current, "sync"))?;
         self.sync()?;
-        self.file = file;
+        self.file = Arc::new(file);
         self.size = HEADER_LEN;
         self.segments.push(seg);
         Ok(())
@@ -671,15 +736,23 @@ impl Wal {
     /// Make everything appended so far durable (fdatasync; the directory too after a new
     /// segment was created).
     pub fn sync(&mut self) -> Result<(), WalError> {
-        let seg = self.segments.last().expect("a current segment");
-        failpoint::hit("wal.sync")
-            .and_then(|()| self.file.sync_data())
-            .map_err(io_err(&seg.path, "sync"))?;
-        if self.dir_dirty {
-            dirs::sync_dir(&self.dir).map_err(io_err(&self.dir, "sync directory"))?;
-            self.dir_dirty = false;
+        self.sync_job().run()
+    }
+
+    /// What makes everything appended so far durable, to run on another thread while this
+    /// log goes on appending ([`SyncJob::run`]; see `storage::writer`). An fsync started after
+    /// an append returned covers it; earlier segments were fsynced when the log rolled over.
+    pub fn sync_job(&mut self) -> SyncJob {
+        SyncJob {
+            file: Arc::clone(&self.file),
+            path: self
+                .segments
+                .last()
+                .expect("a current segment")
+                .path
+                .clone(),
+            dir: std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone()),
         }
-        Ok(())
     }
 
     /// Remove whole segments whose entries are all at or below `index` (covered by a snapshot).
@@ -749,7 +822,7 @@ impl Wal {
             dir: h.dir.clone(),
             segment_bytes: h.segment_bytes,
             segments: h.segments.clone(),
-            file,
+            file: Arc::new(file),
             size,
             buf: Vec::new(),
             dir_dirty: false,
