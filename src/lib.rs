@@ -11,7 +11,7 @@
 //!   idempotency table and the map with revisions [`store::KvState`].
 //! - [`raft`] (`core`, `log`, `rpc`): [`raft::RaftCore`], the Raft state machine (step/tick →
 //!   ordered outputs), its log and its wire types.
-//! - [`codec`]: the WAL record and snapshot byte formats.
+//! - [`codec`]: the WAL record and snapshot byte formats, and the peer RPC codec.
 //! - `sim` (hidden from the docs): the deterministic simulator of whole nodes the tests run
 //!   (a test facility, never used at run time).
 //! - [`watch`] (`Change`, `hub`): one committed change of a key, and the watch hub (history of

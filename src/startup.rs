@@ -584,6 +584,7 @@ fn start_actors_joining(
         snapshot: resumed.snapshot,
     };
     let (rpc_timeout, faults) = (config.raft.rpc_timeout, config.faults);
+    let peer_codec = config.peer_codec;
     let cluster_id = resumed.cluster_id.clone();
     let keys = peer_keys.clone();
     let (switch, faults_addr) = match faults {
@@ -598,8 +599,9 @@ fn start_actors_joining(
     let raft = RaftActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         // Made here, on the actor's own thread (one awc client per thread, made on it), and
         // reused for every RPC.
-        let http =
-            HttpTransport::with_tls(raft_url, rpc_timeout, cluster_id, raft_tls).signed_with(keys);
+        let http = HttpTransport::with_tls(raft_url, rpc_timeout, cluster_id, raft_tls)
+            .signed_with(keys)
+            .with_codec(peer_codec);
         let transport: Box<dyn Transport> = match switch {
             Some(switch) => {
                 tracing::warn!(
@@ -629,6 +631,7 @@ fn start_actors_joining(
         peers_open: config.insecure_peers,
         peer_url,
         peer_mtls: config.peer_tls.is_some(),
+        peer_codec: config.peer_codec,
         forward_tls,
         client_tokens,
         metrics,

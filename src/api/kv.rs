@@ -11,6 +11,7 @@
 //! re-sent only under an idempotency key (the client's, or one this node adds). Every request is
 //! bounded by the request timeout. Handlers own no state and never touch the map directly.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::Method;
@@ -42,7 +43,9 @@ const RETRY_PAUSE: Duration = Duration::from_millis(25);
 #[derive(Debug, Clone, Serialize)]
 pub struct SetRequest {
     pub key: String,
-    pub value: String,
+    /// Decoded straight into the shared allocation the command, the log entry and the map
+    /// hold (one copy from the request body).
+    pub value: Arc<str>,
     /// `ifModIndex`: the key's modIndex must be this (0: must not exist).
     pub if_mod_index: Option<u64>,
     /// `ifValue`: the key's value must be this.
@@ -64,12 +67,18 @@ impl<'de> Deserialize<'de> for SetRequest {
                 mut map: A,
             ) -> Result<SetRequest, A::Error> {
                 use serde::de::Error;
-                let (mut key, mut value, mut if_value) = (None, None, None);
+                let (mut key, mut value, mut if_value) = (None, None::<Arc<str>>, None);
                 let mut if_mod_index = None;
                 while let Some(field) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     let slot = match field.as_ref() {
                         "key" => &mut key,
-                        "value" => &mut value,
+                        "value" => {
+                            if value.is_some() {
+                                return Err(A::Error::custom("duplicate field `value`"));
+                            }
+                            value = Some(map.next_value::<SharedStr>()?.0);
+                            continue;
+                        }
                         "ifValue" => &mut if_value,
                         "ifModIndex" => {
                             if if_mod_index.is_some() {
@@ -97,6 +106,26 @@ impl<'de> Deserialize<'de> for SetRequest {
             }
         }
         d.deserialize_map(Fields)
+    }
+}
+
+/// A JSON string decoded into an `Arc<str>` with one copy (serde's own `Arc<str>` goes
+/// through a `String` first: two).
+struct SharedStr(Arc<str>);
+
+impl<'de> Deserialize<'de> for SharedStr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = SharedStr;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<SharedStr, E> {
+                Ok(SharedStr(Arc::from(s)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -183,6 +212,8 @@ pub(super) struct Routed<'a> {
     path: &'a str,
     query: &'a [(&'a str, &'a str)],
     body: Option<serde_json::Value>,
+    /// Makes the JSON body it is forwarded with, when it is (instead of `body`).
+    body_with: Option<&'a dyn Fn() -> serde_json::Value>,
     /// Whether sending it twice is harmless (a read): a forward that may have been delivered
     /// is then retried instead of reported.
     idempotent: bool,
@@ -238,6 +269,7 @@ impl<'a> Routed<'a> {
             path,
             query: &[],
             body: None,
+            body_with: None,
             idempotent: false,
             write_key: WriteKey::None,
             unkeyed_here: false,
@@ -289,6 +321,14 @@ impl<'a> Routed<'a> {
     pub(super) fn body(self, body: serde_json::Value) -> Self {
         Routed {
             body: Some(body),
+            ..self
+        }
+    }
+
+    /// The JSON body it is forwarded with, made by `make` only when it is forwarded.
+    pub(super) fn body_with(self, make: &'a dyn Fn() -> serde_json::Value) -> Self {
+        Routed {
+            body_with: Some(make),
             ..self
         }
     }
@@ -441,7 +481,10 @@ impl<'a> Routed<'a> {
             method: self.method.clone(),
             path: self.path,
             query: self.query,
-            body: self.body.clone(),
+            body: self
+                .body
+                .clone()
+                .or_else(|| self.body_with.map(|make| make())),
             request_id: request_id.as_deref(),
             authorization: self
                 .req
@@ -626,21 +669,26 @@ pub async fn set(
         check_value(&state.limits, v)?;
     }
     let client_key = idempotency_key(&req)?;
-    let mut json = serde_json::json!({"key": body.key, "value": body.value});
-    if let Some(m) = body.if_mod_index {
-        json["ifModIndex"] = m.into();
-    }
-    if let Some(v) = &body.if_value {
-        json["ifValue"] = v.as_str().into();
-    }
+    // The forwarded body is made only if the write is forwarded (a leader never copies the
+    // value into JSON).
+    let forward_body = || {
+        let mut json = serde_json::json!({"key": body.key, "value": &*body.value});
+        if let Some(m) = body.if_mod_index {
+            json["ifModIndex"] = m.into();
+        }
+        if let Some(v) = &body.if_value {
+            json["ifValue"] = v.as_str().into();
+        }
+        json
+    };
     let at = Routed::new(&state, &fwd, &req, Method::PUT, "/set")
-        .body(json)
+        .body_with(&forward_body)
         .write_key(client_key.as_deref());
     let cmd = Command::Set {
         key: body.key.clone(),
-        value: body.value,
+        value: body.value.clone(),
         if_mod_index: body.if_mod_index,
-        if_value: body.if_value,
+        if_value: body.if_value.clone(),
         stamp: stamp(&state, client_key.as_deref(), key_made_by_peer(&req)),
     };
     match replicate(&at, cmd).await? {

@@ -86,6 +86,8 @@ pub struct AppState {
     /// admits only clients with a certificate signed by the peer CA, so every request reaching
     /// a Raft route came from a peer.
     pub peer_mtls: bool,
+    /// Peer codecs this node reads, answers in and announces (`--peer-codec`).
+    pub peer_codec: crate::codec::peer::PeerCodec,
     /// What forwarding trusts to reach an `https://` leader (`--tls-ca`); `None`: plain HTTP.
     pub forward_tls: Option<Arc<rustls::ClientConfig>>,
     /// Client tokens (`--client-tokens-file`); `None`: the client API is open, as it always was.

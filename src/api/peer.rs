@@ -2,7 +2,12 @@
 //! `POST /raft/append` (AppendEntries, heartbeats), `POST /raft/timeout-now` (TimeoutNow: a
 //! leader hands over its leadership) and `POST /raft/snapshot` (one chunk of a
 //! snapshot: the fields in the query string, the chunk as the raw body). Bodies and answers are
-//! the types of [`crate::raft::rpc`], as JSON.
+//! the types of [`crate::raft::rpc`] through [`crate::codec::peer`]: JSON, or binary when the
+//! request's content type is `application/x-kvstore-raft`; each answer is in its request's
+//! format (a snapshot chunk's answer is binary when the request accepts it), and every answer
+//! carries `x-kvstore-raft-codec: 1`, which tells the sender it may send binary (not with
+//! `--peer-codec json`, which makes this node read and answer JSON only, like a node before
+//! the codec). A body that does not decode is 400.
 //!
 //! Every route is wrapped in [`guard`], which decides whether the sender is a peer before the
 //! body is parsed, and refuses with nothing changed otherwise:
@@ -33,9 +38,13 @@ use futures_util::StreamExt;
 
 use super::errors::{self, ApiError};
 use super::{AppState, Limits};
+use crate::codec::peer::{
+    self as codec, CodecError, Format, Kind, PeerCodec, BINARY_CONTENT_TYPE, CODEC_HEADER,
+    CODEC_VERSION,
+};
 use crate::raft::actor::SNAPSHOT_CHUNK_BYTES;
 use crate::raft::core::{MAX_BATCH_BYTES, MAX_BATCH_ENTRIES};
-use crate::raft::rpc::{AppendRequest, SnapshotRequest, TimeoutNowRequest, VoteRequest};
+use crate::raft::rpc::{AppendRequest, SnapshotRequest};
 use crate::raft::Message;
 use crate::security::peer_auth::{body_digest, AuthError, PeerKeys, RequestParts, AUTH_HEADER};
 use crate::transport::faults::{AnswerFate, Fate};
@@ -206,8 +215,27 @@ fn refuse(req: ServiceRequest, err: ApiError) -> ServiceResponse<BoxBody> {
 }
 
 /// Decides whether a peer RPC comes from a peer, before its body is parsed (see the module
-/// header), and signs the answer when the cluster has a secret.
+/// header), and signs the answer when the cluster has a secret. Every answer, a refusal too,
+/// says that this node understands binary bodies (unless `--peer-codec json`).
 pub async fn guard(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let announce = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.peer_codec == PeerCodec::Auto);
+    let mut res = checked(req, next).await?;
+    if announce {
+        res.headers_mut().insert(
+            HeaderName::from_static(CODEC_HEADER),
+            HeaderValue::from_static(CODEC_VERSION),
+        );
+    }
+    Ok(res)
+}
+
+/// [`guard`]'s checks and signature.
+async fn checked(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
@@ -342,6 +370,7 @@ async fn deliver_to_raft(
     req: &HttpRequest,
     msg: Message,
 ) -> Result<HttpResponse, ApiError> {
+    let format = answer_format(state, req);
     let fate = match &state.faults {
         Some(faults) => {
             let from = sender(req);
@@ -361,10 +390,13 @@ async fn deliver_to_raft(
         }
     }
     match answer {
-        Ok(Ok(Message::VoteResponse(r))) => Ok(HttpResponse::Ok().json(r)),
-        Ok(Ok(Message::AppendResponse(r))) => Ok(HttpResponse::Ok().json(r)),
-        Ok(Ok(Message::SnapshotResponse(r))) => Ok(HttpResponse::Ok().json(r)),
-        Ok(Ok(Message::TimeoutNowResponse(r))) => Ok(HttpResponse::Ok().json(r)),
+        Ok(Ok(reply)) if !reply.is_request() => {
+            let body = codec::encode(&reply, format)
+                .map_err(|e| ApiError::Internal(format!("unexpected raft reply: {e}")))?;
+            Ok(HttpResponse::Ok()
+                .content_type(format.content_type())
+                .body(body))
+        }
         Ok(Ok(other)) => Err(ApiError::Internal(format!(
             "unexpected raft reply: {other:?}"
         ))),
@@ -378,13 +410,70 @@ async fn deliver_to_raft(
     }
 }
 
+/// The format of a request's body: binary only with the binary content type, and only when
+/// this node speaks it (a node with `--peer-codec json` reads everything as JSON, as before).
+fn request_format(state: &AppState, req: &HttpRequest) -> Format {
+    if state.peer_codec == PeerCodec::Json {
+        return Format::Json;
+    }
+    Format::of_content_type(
+        req.headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
+    )
+}
+
+/// The format of the answer: the request's, or binary for a request (a snapshot chunk, raw
+/// bytes) that accepts it.
+fn answer_format(state: &AppState, req: &HttpRequest) -> Format {
+    let accepts_binary = state.peer_codec == PeerCodec::Auto
+        && req
+            .headers()
+            .get(actix_web::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains(BINARY_CONTENT_TYPE));
+    if accepts_binary {
+        Format::Binary
+    } else {
+        request_format(state, req)
+    }
+}
+
+/// Read a request body of at most `limit` bytes (413 beyond, before more is read) and decode
+/// the message of kind `kind` in it (400 if it is none).
+async fn receive(
+    state: &AppState,
+    req: &HttpRequest,
+    body: web::Payload,
+    limit: usize,
+    kind: Kind,
+) -> Result<Message, ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let bytes = match body.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => return Err(ApiError::InvalidJson(e.to_string())),
+        Err(_) => return Err(ApiError::BodyTooLarge { limit }),
+    };
+    codec::decode(&bytes, request_format(state, req), kind).map_err(|e| match e {
+        CodecError::Json(why) => ApiError::InvalidJson(why),
+        other => ApiError::BadRequest(other.to_string()),
+    })
+}
+
 /// `POST /raft/vote`.
 pub async fn vote(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<VoteRequest>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let msg = Message::VoteRequest(body.into_inner());
+    let msg = receive(&state, &req, body, MAX_VOTE_BODY_BYTES, Kind::VoteRequest).await?;
     msg.validate().map_err(ApiError::InvalidJson)?;
     deliver_to_raft(&state, &req, msg).await
 }
@@ -393,9 +482,10 @@ pub async fn vote(
 pub async fn timeout_now(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<TimeoutNowRequest>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let msg = Message::TimeoutNowRequest(body.into_inner());
+    let kind = Kind::TimeoutNowRequest;
+    let msg = receive(&state, &req, body, MAX_VOTE_BODY_BYTES, kind).await?;
     msg.validate().map_err(ApiError::InvalidJson)?;
     deliver_to_raft(&state, &req, msg).await
 }
@@ -404,11 +494,13 @@ pub async fn timeout_now(
 pub async fn append(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<AppendRequest>,
+    body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
-    check_append(&body)?;
-    let msg = Message::AppendRequest(body);
+    let limit = max_append_body_bytes(&state.limits);
+    let msg = receive(&state, &req, body, limit, Kind::AppendRequest).await?;
+    if let Message::AppendRequest(r) = &msg {
+        check_append(r)?;
+    }
     msg.validate().map_err(ApiError::InvalidJson)?;
     deliver_to_raft(&state, &req, msg).await
 }

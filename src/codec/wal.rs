@@ -12,6 +12,8 @@
 //! payload, so every byte of a record is covered, its length first: a damaged length is seen as
 //! damage, never mistaken for the end of the log.
 
+use std::sync::Arc;
+
 use crate::raft::core::MAX_MEMBERS;
 use crate::raft::log::{Entry, EntryPayload};
 use crate::raft::{Configuration, HardState, LogIndex, Member};
@@ -115,7 +117,7 @@ pub(crate) fn supersedes(new: &HardState, old: &HardState) -> bool {
 }
 
 /// Encode one whole record (header, payload, trailer) onto `buf`.
-pub(crate) fn encode_record(rec: &Record, buf: &mut Vec<u8>) {
+pub fn encode_record(rec: &Record, buf: &mut Vec<u8>) {
     let start = buf.len();
     buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
     let kind = encode_payload(rec, buf);
@@ -272,6 +274,20 @@ impl Cursor<'_> {
     fn value(&mut self) -> Result<String, String> {
         self.bounded(MAX_VALUE_BYTES, "a value")
     }
+    /// A value, copied once into the allocation the entry and the map will share.
+    fn shared_value(&mut self) -> Result<Arc<str>, String> {
+        let b = self.take(4)?;
+        let n = u32::from_le_bytes(b.try_into().map_err(|_| "bad length")?) as usize;
+        if n > MAX_VALUE_BYTES {
+            return Err(format!(
+                "a value of {n} bytes, more than any node accepts ({MAX_VALUE_BYTES})"
+            ));
+        }
+        let s = self.take(n)?;
+        std::str::from_utf8(s)
+            .map(Arc::from)
+            .map_err(|_| "a value is not UTF-8".to_owned())
+    }
     /// The flags and optional fields of tags 4 and 5 (`set`: whether an ifValue may be there).
     #[allow(clippy::type_complexity)]
     fn extras(
@@ -321,13 +337,13 @@ pub(crate) fn decode(kind: u8, payload: &[u8]) -> Result<Record, String> {
             let payload = match c.u8()? {
                 TAG_NOOP => EntryPayload::Noop,
                 TAG_SET => EntryPayload::Command {
-                    command: Command::set(c.key()?, c.value()?),
+                    command: Command::set(c.key()?, c.shared_value()?),
                 },
                 TAG_DELETE => EntryPayload::Command {
                     command: Command::delete(c.key()?),
                 },
                 TAG_SET_EXT => {
-                    let (key, value) = (c.key()?, c.value()?);
+                    let (key, value) = (c.key()?, c.shared_value()?);
                     let (if_mod_index, if_value, stamp) = c.extras(true)?;
                     EntryPayload::Command {
                         command: Command::Set {

@@ -123,6 +123,12 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_LEASE_READS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = true, action = clap::ArgAction::Set, value_name = "on|off")]
     pub lease_reads: bool,
 
+    /// Codec of Raft RPC bodies: `auto` sends binary to peers that announce it and JSON to the
+    /// others; `json` sends, reads and answers JSON only, like a node before the binary codec
+    /// (to roll an upgrade back, or to test an old peer).
+    #[arg(long, env = "KVSTORE_PEER_CODEC", default_value = "auto", value_parser = clap::value_parser!(crate::codec::peer::PeerCodec))]
+    pub peer_codec: crate::codec::peer::PeerCodec,
+
     /// Start a new write-ahead log segment once the current one reaches this size.
     #[arg(long, env = "KVSTORE_WAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub wal_segment_bytes: u64,

@@ -119,6 +119,8 @@ pub struct Config {
     pub cluster_secret: Option<SecretSource>,
     /// Raft RPCs are accepted from any address without a secret (`--insecure-peers`).
     pub insecure_peers: bool,
+    /// Codec of Raft RPC bodies (`--peer-codec`).
+    pub peer_codec: crate::codec::peer::PeerCodec,
     /// `GET /watch`: heartbeats, history and queue bounds, most watchers.
     pub watch: crate::watch::actor::WatchSettings,
     /// Lease reads on the leader (`--lease-reads`).
@@ -593,6 +595,7 @@ impl Config {
             cluster_id,
             cluster_secret,
             insecure_peers: cli.insecure_peers,
+            peer_codec: cli.peer_codec,
             watch,
             lease_reads: cli.lease_reads,
         })

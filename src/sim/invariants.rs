@@ -392,7 +392,7 @@ impl Checker {
                 Some((t, EntryPayload::Command { command })) if *t == a.term => {
                     let want = value_of(a.id);
                     match command {
-                        crate::store::Command::Set { value, .. } if *value == want => {}
+                        crate::store::Command::Set { value, .. } if **value == *want => {}
                         other => self.fail(format!(
                             "acknowledged proposal {} at {} became {other:?}",
                             a.id, a.index

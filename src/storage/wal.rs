@@ -858,7 +858,7 @@ mod tests {
             payload: EntryPayload::Command {
                 command: Command::Set {
                     key: "k".repeat(MAX_KEY_BYTES),
-                    value: "v".repeat(MAX_VALUE_BYTES),
+                    value: "v".repeat(MAX_VALUE_BYTES).into(),
                     if_mod_index: Some(u64::MAX),
                     if_value: Some("w".repeat(MAX_VALUE_BYTES)),
                     stamp: Some(crate::store::Stamp {

@@ -5,6 +5,8 @@
 //! disk. The fields added by issue #15 (preconditions, the idempotency [`Stamp`]) are left out
 //! of the JSON when absent, so an old command's bytes are unchanged (peers and the WAL).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// The largest key any node accepts (`--max-key-bytes` is at most this), in bytes of UTF-8.
@@ -22,9 +24,11 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum Command {
     /// Store `value` under `key`, replacing any previous value, if the preconditions hold.
+    /// The value is shared, not copied, by the log entry, the WAL and peer encoders and the
+    /// map (`Arc<str>`: its JSON is the same string).
     Set {
         key: String,
-        value: String,
+        value: Arc<str>,
         /// The key's modIndex must be this (0: the key must not exist).
         #[serde(
             default,
@@ -70,7 +74,7 @@ pub struct Stamp {
 
 impl Command {
     /// A plain set (no precondition, no idempotency key): the original command.
-    pub fn set(key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn set(key: impl Into<String>, value: impl Into<Arc<str>>) -> Self {
         Command::Set {
             key: key.into(),
             value: value.into(),

@@ -1,7 +1,12 @@
-//! [`HttpTransport`]: Raft RPCs as JSON over HTTP (`POST {peer}/raft/vote`, `/raft/append`,
+//! [`HttpTransport`]: Raft RPCs over HTTP (`POST {peer}/raft/vote`, `/raft/append`,
 //! `/raft/timeout-now`; `/raft/snapshot` carries its fields in the query string and a chunk of
 //! bytes as the body), to the URL of the member the Raft actor names (from the replicated
 //! configuration: the transport keeps no list of peers of its own).
+//!
+//! Bodies and answers go through [`crate::codec::peer`]. Each peer starts in JSON, which every
+//! node speaks; once one of its answers carries `x-kvstore-raft-codec: 1` the peer gets binary
+//! bodies, and it goes back to JSON if it refuses a binary body (400 or 415: a downgraded
+//! node). The codec each peer gets is remembered per URL, on this thread only.
 //!
 //! One awc client per transport, made on the actor's thread and reused for every call, so
 //! connections are kept alive. Every call carries this node's cluster id (`x-kvstore-cluster`),
@@ -10,16 +15,18 @@
 //! refused as a protocol error before it is parsed ([`crate::security::peer_auth`]). Every call
 //! is bounded by the RPC timeout. Failures are classified, never retried here.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use awc::error::SendRequestError;
 use futures_util::future::{ready, LocalBoxFuture};
 use futures_util::FutureExt;
-use serde::de::DeserializeOwned;
 
 use super::{Transport, TransportError};
-use crate::raft::rpc::{AppendResponse, SnapshotResponse, TimeoutNowResponse, VoteResponse};
+use crate::codec::peer::{self, Format, Kind, PeerCodec, BINARY_CONTENT_TYPE, CODEC_HEADER};
 use crate::raft::{Member, Message};
 use crate::security::peer_auth::{PeerKeys, RequestParts, AUTH_HEADER};
 
@@ -41,7 +48,15 @@ pub struct HttpTransport {
     cluster: String,
     /// The cluster secret: every call is signed, every answer checked.
     keys: Option<Arc<PeerKeys>>,
+    /// Whether this node may send binary bodies at all (`--peer-codec`).
+    codec: PeerCodec,
+    /// The peers (by URL) that said they understand binary bodies.
+    binary_peers: Rc<RefCell<HashMap<String, bool>>>,
 }
+
+/// Most peers whose codec is remembered: more than a cluster has members (removed members'
+/// entries are dropped when it fills; they start again in JSON).
+const MAX_REMEMBERED_PEERS: usize = 64;
 
 /// The header naming the sender of a Raft RPC.
 pub const FROM_HEADER: &str = "x-kvstore-from";
@@ -70,6 +85,25 @@ impl HttpTransport {
             me,
             cluster,
             keys: None,
+            codec: PeerCodec::default(),
+            binary_peers: Rc::default(),
+        }
+    }
+
+    /// This transport with peer codec `codec` (`json`: never send binary bodies).
+    pub fn with_codec(mut self, codec: PeerCodec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// The format of the next body for the peer at `url`.
+    fn format_for(&self, url: &str) -> Format {
+        let binary = self.codec == PeerCodec::Auto
+            && self.binary_peers.borrow().get(url).copied() == Some(true);
+        if binary {
+            Format::Binary
+        } else {
+            Format::Json
         }
     }
 
@@ -118,13 +152,49 @@ fn classify(err: SendRequestError) -> TransportError {
     }
 }
 
-async fn post<Resp: DeserializeOwned>(
+/// What one call needs to learn from its answer: which peer, in which format it was sent.
+struct Learn {
+    url: String,
+    sent: Format,
+    codec: PeerCodec,
+    binary_peers: Rc<RefCell<HashMap<String, bool>>>,
+}
+
+impl Learn {
+    /// Remember whether the peer takes binary bodies, from its answer's `status` and headers.
+    fn from_answer(&self, status: u16, headers: &awc::http::header::HeaderMap) {
+        if self.codec != PeerCodec::Auto {
+            return;
+        }
+        let mut peers = self.binary_peers.borrow_mut();
+        let says_binary = headers
+            .get(CODEC_HEADER)
+            .is_some_and(|v| v.as_bytes() == peer::CODEC_VERSION.as_bytes());
+        let refused_binary = self.sent == Format::Binary && (status == 400 || status == 415);
+        let binary = says_binary && !refused_binary;
+        if peers.get(&self.url).copied() == Some(binary) {
+            return;
+        }
+        if peers.len() >= MAX_REMEMBERED_PEERS && !peers.contains_key(&self.url) {
+            peers.clear();
+        }
+        if binary || refused_binary || peers.contains_key(&self.url) {
+            tracing::debug!(peer = %self.url, binary, "peer codec");
+            peers.insert(self.url.clone(), binary);
+        }
+    }
+}
+
+async fn post(
     req: awc::ClientRequest,
     body: Vec<u8>,
     signed: Option<Signed>,
-) -> Result<Resp, TransportError> {
+    kind: Kind,
+    learn: Learn,
+) -> Result<Message, TransportError> {
     let mut res = req.send_body(body).await.map_err(classify)?;
     let status = res.status();
+    learn.from_answer(status.as_u16(), res.headers());
     let bytes = res
         .body()
         .limit(MAX_RESPONSE_BYTES)
@@ -141,7 +211,13 @@ async fn post<Resp: DeserializeOwned>(
         keys.verify_answer(proof, &mac, status.as_u16(), &bytes)
             .map_err(|e| TransportError::Protocol(format!("answer refused: {e}")))?;
     }
-    serde_json::from_slice(&bytes).map_err(|e| TransportError::Protocol(e.to_string()))
+    // An answer is in the format of its request (an old node's always in JSON).
+    let format = Format::of_content_type(
+        res.headers()
+            .get(awc::http::header::CONTENT_TYPE)
+            .map(|v| v.as_bytes()),
+    );
+    peer::decode(&bytes, format, kind).map_err(|e| TransportError::Protocol(e.to_string()))
 }
 
 /// Milliseconds since the Unix epoch by the wall clock: signatures compare the clocks of
@@ -161,63 +237,53 @@ impl Transport for HttpTransport {
         // The member's URL comes from the replicated configuration (checked there:
         // http(s)://host:port).
         let base = to.url.as_str();
+        let format = self.format_for(base);
+        let learn = Learn {
+            url: base.to_owned(),
+            sent: format,
+            codec: self.codec,
+            binary_peers: self.binary_peers.clone(),
+        };
         if let Message::SnapshotRequest(mut r) = msg {
             let data = std::mem::take(&mut r.data);
-            let req = match self
+            let mut req = self
                 .client
                 .post(format!("{base}/raft/snapshot"))
                 .timeout(SNAPSHOT_CHUNK_TIMEOUT)
                 .insert_header(("content-type", "application/octet-stream"))
                 .insert_header((FROM_HEADER, self.me.as_str()))
-                .insert_header((CLUSTER_HEADER, self.cluster.as_str()))
-                .query(&r)
-            {
+                .insert_header((CLUSTER_HEADER, self.cluster.as_str()));
+            if format == Format::Binary {
+                // The chunk is raw bytes either way; the answer may be binary.
+                req = req.insert_header(("accept", BINARY_CONTENT_TYPE));
+            }
+            let req = match req.query(&r) {
                 Ok(req) => req,
                 Err(e) => return ready(Err(TransportError::Protocol(e.to_string()))).boxed_local(),
             };
             let (req, signed) = self.sign(req, &data);
-            return async move {
-                post::<SnapshotResponse>(req, data, signed)
-                    .await
-                    .map(Message::SnapshotResponse)
-            }
-            .boxed_local();
+            return post(req, data, signed, Kind::SnapshotResponse, learn).boxed_local();
         }
-        let (path, body) = match &msg {
-            Message::VoteRequest(r) => ("/raft/vote", serde_json::to_vec(r)),
-            Message::AppendRequest(r) => ("/raft/append", serde_json::to_vec(r)),
-            Message::TimeoutNowRequest(r) => ("/raft/timeout-now", serde_json::to_vec(r)),
+        let (path, answer) = match &msg {
+            Message::VoteRequest(_) => ("/raft/vote", Kind::VoteResponse),
+            Message::AppendRequest(_) => ("/raft/append", Kind::AppendResponse),
+            Message::TimeoutNowRequest(_) => ("/raft/timeout-now", Kind::TimeoutNowResponse),
             other => {
                 let why = format!("not a request: {other:?}");
                 return ready(Err(TransportError::Protocol(why))).boxed_local();
             }
         };
-        let body = match body {
+        let body = match peer::encode(&msg, format) {
             Ok(b) => b,
             Err(e) => return ready(Err(TransportError::Protocol(e.to_string()))).boxed_local(),
         };
         let req = self
             .client
             .post(format!("{base}{path}"))
-            .insert_header(("content-type", "application/json"))
+            .insert_header(("content-type", format.content_type()))
             .insert_header((FROM_HEADER, self.me.as_str()))
             .insert_header((CLUSTER_HEADER, self.cluster.as_str()));
         let (req, signed) = self.sign(req, &body);
-        async move {
-            if path == "/raft/vote" {
-                post::<VoteResponse>(req, body, signed)
-                    .await
-                    .map(Message::VoteResponse)
-            } else if path == "/raft/timeout-now" {
-                post::<TimeoutNowResponse>(req, body, signed)
-                    .await
-                    .map(Message::TimeoutNowResponse)
-            } else {
-                post::<AppendResponse>(req, body, signed)
-                    .await
-                    .map(Message::AppendResponse)
-            }
-        }
-        .boxed_local()
+        post(req, body, signed, answer, learn).boxed_local()
     }
 }

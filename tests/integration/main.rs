@@ -24,6 +24,8 @@
 //! - `fuzz`: random and mutated input for the peer RPC, WAL, snapshot and client API decoders
 //!   (a short fixed-seed run; `scripts/fuzz.sh` runs them longer).
 //! - `helpers`: shared setup (no test lives there).
+//! - `peer_codec`: the binary peer codec on processes: announced, answered in kind, and a mixed
+//!   cluster with a JSON-only (old) node that replicates and fails over.
 //! - `membership`: membership changes on real processes: grow 3 → 5 under writes, replace a
 //!   killed node, remove the leader, transfer leadership, a removed node that does not disturb.
 //! - `join`: `--join` (a used id refused, a node with data resumes, a 4th node becomes a
@@ -66,6 +68,7 @@ mod membership;
 mod metrics;
 mod netns;
 mod peer_auth;
+mod peer_codec;
 mod raft_sim;
 mod snapshots;
 mod tls;

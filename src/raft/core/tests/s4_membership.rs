@@ -332,7 +332,7 @@ fn s4_a_removed_leader_commits_without_counting_itself_then_steps_down() {
         .filter_map(|e| match &e.payload {
             EntryPayload::Command {
                 command: Command::Set { value, .. },
-            } => Some(value.clone()),
+            } => Some(value.to_string()),
             _ => None,
         })
         .collect();
