@@ -181,7 +181,7 @@ impl KvState {
                 let key: Arc<str> = key.into();
                 let create_index = current.map_or(index, |v| v.create_index);
                 let new = Versioned {
-                    value: value.into(),
+                    value,
                     mod_index: index,
                     create_index,
                 };

@@ -162,7 +162,7 @@ struct Learn {
 
 impl Learn {
     /// Remember whether the peer takes binary bodies, from its answer's `status` and headers.
-    fn from_answer(&self, status: u16, headers: &awc::http::header::HeaderMap) {
+    fn record_answer(&self, status: u16, headers: &awc::http::header::HeaderMap) {
         if self.codec != PeerCodec::Auto {
             return;
         }
@@ -194,7 +194,7 @@ async fn post(
 ) -> Result<Message, TransportError> {
     let mut res = req.send_body(body).await.map_err(classify)?;
     let status = res.status();
-    learn.from_answer(status.as_u16(), res.headers());
+    learn.record_answer(status.as_u16(), res.headers());
     let bytes = res
         .body()
         .limit(MAX_RESPONSE_BYTES)

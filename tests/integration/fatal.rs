@@ -127,7 +127,11 @@ async fn a_leader_whose_fsync_fails_exits_and_the_others_elect_a_new_leader_and_
             .post(url)
             .send_json(&serde_json::json!({"id": "n1"}))
             .await;
-        assert_eq!(res.map(|r| r.status().as_u16()).ok(), Some(200), "transfer to n1");
+        assert_eq!(
+            res.map(|r| r.status().as_u16()).ok(),
+            Some(200),
+            "transfer to n1"
+        );
         poll_until(Duration::from_secs(15), || async {
             match cluster.wait_for_leader(Duration::from_secs(15)).await.0 {
                 0 => Ok(()),
