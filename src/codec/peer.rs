@@ -745,5 +745,4 @@ impl<'a> Wire<'a> {
 }
 
 #[cfg(test)]
-#[path = "peer_tests.rs"]
 mod tests;
