@@ -11,7 +11,7 @@
 //! - `error` or `error@N`: the step fails with an I/O error from then on (from the N-th time);
 //! - `panic` or `panic@N`: the thread panics the first (or N-th) time the step is reached.
 //!
-//! Named steps: `wal.write`, `wal.sync`, `wal.segment.{create,header,sync,rename,renamed}`,
+//! Named steps: `wal.write`, `wal.sync`, `wal.sync.pipelined` (a batch fsynced, not yet answered, the next appended), `wal.segment.{create,header,sync,rename,renamed}`,
 //! `wal.roll.{created,marked}`, `wal.compact.remove`, `dir.create`, `dir.sync`, `identity.{write,rename}`,
 //! `snapshot.write.{create,data,sync,rename,renamed,prune}`,
 //! `snapshot.install.{create,append,fsync,rename,dirsync}`, and `store.apply` (the store
