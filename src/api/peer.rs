@@ -168,17 +168,25 @@ fn request_host(req: &ServiceRequest) -> String {
         .unwrap_or_default()
 }
 
-/// Read the whole body of `req`, at most `limit` bytes (a larger declared or actual length is
-/// 413 at once) within [`BODY_READ_TIMEOUT`].
-async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
-    let declared = req
-        .headers()
+/// A body whose declared `Content-Length` is over `limit` is 413 before a byte is read.
+fn refuse_declared_over(
+    headers: &actix_web::http::header::HeaderMap,
+    limit: usize,
+) -> Result<(), ApiError> {
+    let declared = headers
         .get(actix_web::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::BodyTooLarge { limit });
     }
+    Ok(())
+}
+
+/// Read the whole body of `req`, at most `limit` bytes (a larger declared or actual length is
+/// 413 at once) within [`BODY_READ_TIMEOUT`].
+async fn read_body(req: &mut ServiceRequest, limit: usize) -> Result<web::Bytes, ApiError> {
+    refuse_declared_over(req.headers(), limit)?;
     let mut payload = req.take_payload();
     let read = async {
         let mut body = web::BytesMut::new();
@@ -448,14 +456,7 @@ async fn receive(
     limit: usize,
     kind: Kind,
 ) -> Result<Message, ApiError> {
-    let declared = req
-        .headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
+    refuse_declared_over(req.headers(), limit)?;
     let bytes = match body.to_bytes_limited(limit).await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) => return Err(ApiError::InvalidJson(e.to_string())),
