@@ -290,6 +290,7 @@ impl RaftActor {
                 Output::PersistEntries(entries) => self.barrier.persist_entries(entries),
                 Output::SaveHardState(hs) => self.barrier.push(Record::HardState(hs)),
                 Output::ResetLog { index, term } => {
+                    self.barrier.truncated(index);
                     self.barrier.push(Record::Reset { index, term })
                 }
                 Output::Send { to, msg } => self.offer(Held::Send(to, msg), &mut dropped, ctx),

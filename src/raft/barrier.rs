@@ -151,11 +151,31 @@ impl<R: From<Entry>, M> WriteBarrier<R, M> {
         Self::default()
     }
 
-    /// Gather new entries for the next write.
+    /// Gather new entries for the next write. Entries that replace others (a follower's log
+    /// was cut at the first of them) make the replaced ones count for nothing: see
+    /// [`WriteBarrier::truncated`].
     pub fn persist_entries(&mut self, entries: Vec<Entry>) {
+        if let Some(first) = entries.first() {
+            self.truncated(first.index.saturating_sub(1));
+        }
         let last = entries.last().map(|e| e.index);
         self.unwritten_max = last.max(self.unwritten_max);
         self.unwritten.extend(entries.into_iter().map(R::from));
+    }
+
+    /// The log was cut after `index` (entries replaced after a conflict, or a snapshot reset
+    /// the log to it): a batch gathered or in flight that wrote entries beyond it must not
+    /// report them durable, since the log now holds other entries (or none) there; they are
+    /// reported by the batch that writes them. Without this, an earlier batch finishing would
+    /// claim the replacements durable while the batch that holds them is still in flight.
+    pub fn truncated(&mut self, index: LogIndex) {
+        let clamp = |max: &mut Option<LogIndex>| {
+            if max.is_some_and(|m| m > index) {
+                *max = Some(index);
+            }
+        };
+        clamp(&mut self.unwritten_max);
+        self.in_flight.iter_mut().for_each(|b| clamp(&mut b.max));
     }
 
     /// Gather another record (hard state, log reset) for the next write.
@@ -311,6 +331,41 @@ mod tests {
             term: 1,
             payload: EntryPayload::Noop,
         }
+    }
+
+    fn entry_of(index: LogIndex, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            payload: EntryPayload::Noop,
+        }
+    }
+
+    #[test]
+    fn entries_replaced_while_in_flight_are_reported_durable_only_by_the_batch_that_holds_them() {
+        let mut b = WriteBarrier::<Entry, ()>::new();
+        b.persist_entries((1..=10).map(|i| entry_of(i, 2)).collect());
+        let a = b.next_write().unwrap();
+        // A leader of term 3 replaces 6..: 6'..12' are gathered while batch A is in flight.
+        b.persist_entries((6..=12).map(|i| entry_of(i, 3)).collect());
+        let c = b.next_write().unwrap();
+        assert_eq!(
+            b.written(a.id).persisted,
+            Some(5),
+            "A holds 1..5 of the log now"
+        );
+        assert_eq!(b.written(c.id).persisted, Some(12));
+        // Replaced before being written: one batch writes both, and reports the new end.
+        b.persist_entries((13..=20).map(|i| entry_of(i, 3)).collect());
+        b.persist_entries((15..=16).map(|i| entry_of(i, 4)).collect());
+        let d = b.next_write().unwrap();
+        assert_eq!(d.max, Some(16));
+        assert_eq!(b.written(d.id).persisted, Some(16));
+        // A snapshot resets the log below what is in flight.
+        b.persist_entries((17..=18).map(|i| entry_of(i, 4)).collect());
+        let e = b.next_write().unwrap();
+        b.truncated(10);
+        assert_eq!(b.written(e.id).persisted, Some(10));
     }
 
     #[test]

@@ -45,6 +45,9 @@ impl<H> Barrier<H> {
 
     /// `Output::SaveHardState`, `Output::ResetLog`.
     pub fn record(&mut self, rec: Record) {
+        if let Record::Reset { index, .. } = rec {
+            self.inner.truncated(index);
+        }
         self.inner.push(rec);
     }
 
