@@ -120,7 +120,7 @@ pub struct Cli {
     /// Serve linearizable reads on the leader from a lease (no network round) while it holds
     /// one (`on`, the default), or always with a ReadIndex round (`off`). See `raft::core::lease`
     /// for the clock assumption.
-    #[arg(long, env = "KVSTORE_LEASE_READS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = true, action = clap::ArgAction::Set, value_name = "on|off")]
+    #[arg(long, env = "KVSTORE_LEASE_READS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = true, action = clap::ArgAction::Set, value_name = "on|off", hide_possible_values = true)]
     pub lease_reads: bool,
 
     /// Codec of Raft RPC bodies: `auto` sends binary to peers that announce it and JSON to the
