@@ -642,6 +642,8 @@ impl<'a> Wire<'a> {
                 conflict_term,
                 conflict_index,
                 node_id,
+                // Not on the wire: binary v1 implies it from `seq` (below).
+                lease_hold: _,
             }) => Wire::AppendResponse(WireAppendResponse {
                 term: *term,
                 success: *success,
@@ -724,6 +726,9 @@ impl<'a> Wire<'a> {
                 conflict_term: w.conflict_term,
                 conflict_index: w.conflict_index,
                 node_id: w.node_id.map(Cow::into_owned),
+                // Every node that speaks binary holds for the leaders whose requests it
+                // accepts, and answers a request it did not accept with `seq` 0.
+                lease_hold: w.seq != 0,
             }),
             Wire::SnapshotResponse(w) => Message::SnapshotResponse(SnapshotResponse {
                 term: w.term,

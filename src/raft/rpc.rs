@@ -103,6 +103,13 @@ pub struct AppendResponse {
     /// learns its id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<NodeId>,
+    /// The follower accepted this request from the leader of its term and refuses votes for
+    /// its hold from then on (`raft::core::lease`): only such answers count toward the leader's
+    /// lease. Nodes older than leases never send it (and do not hold), so their answers never
+    /// grant one; in the binary codec (which only nodes that hold speak) it is implied by a
+    /// non-zero `seq`.
+    #[serde(default)]
+    pub lease_hold: bool,
 }
 
 /// TimeoutNow (thesis §3.10): the leader asks a caught-up voter to start an election at once,

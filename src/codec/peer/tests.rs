@@ -112,6 +112,7 @@ fn every_message() -> Vec<Message> {
             conflict_term: Some(2),
             conflict_index: 5,
             node_id: Some("b".into()),
+            lease_hold: true,
         }),
         Message::AppendResponse(AppendResponse::default()),
         Message::SnapshotResponse(SnapshotResponse {
@@ -167,6 +168,41 @@ fn json_is_the_shape_it_always_was() {
         }
         .unwrap();
         assert_eq!(json, old);
+    }
+}
+
+#[test]
+fn lease_hold_is_false_from_nodes_older_than_leases_and_implied_by_binary() {
+    // A node older than leases answers JSON without `leaseHold`: it does not hold.
+    let old = br#"{"term":4,"success":true,"matchIndex":7,"seq":9,"rejectIndex":0,"conflictTerm":null,"conflictIndex":0}"#;
+    let Message::AppendResponse(r) = decode(old, Format::Json, Kind::AppendResponse).unwrap()
+    else {
+        panic!("kind")
+    };
+    assert!(!r.lease_hold);
+    // A node that holds says so in JSON ...
+    let holding = AppendResponse {
+        term: 4,
+        success: true,
+        seq: 9,
+        lease_hold: true,
+        ..AppendResponse::default()
+    };
+    let json = encode(&Message::AppendResponse(holding.clone()), Format::Json).unwrap();
+    assert!(String::from_utf8_lossy(&json).contains(r#""leaseHold":true"#));
+    // ... and in binary (version 1, unchanged) it is implied by an answered `seq`: only nodes
+    // that hold speak binary, and they answer a request they did not accept with `seq` 0.
+    for seq in [0, 9] {
+        let msg = Message::AppendResponse(AppendResponse {
+            seq,
+            lease_hold: seq != 0,
+            ..holding.clone()
+        });
+        let bytes = encode(&msg, Format::Binary).unwrap();
+        assert_eq!(
+            decode(&bytes, Format::Binary, Kind::AppendResponse).unwrap(),
+            msg
+        );
     }
 }
 

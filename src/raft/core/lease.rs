@@ -30,7 +30,9 @@
 //! **The leader's lease** (the read side). The leader records the time `t` (its clock) at which
 //! it started each round of AppendEntries (every heartbeat broadcast and ReadIndex round,
 //! [`Lease`] keeps a bounded list of them). When a majority of the voters of its configuration
-//! (itself included) answered a message of that round or a later one, in its term, the lease
+//! (itself included) answered a message of that round or a later one, in its term, saying they
+//! hold (`AppendResponse::lease_hold`: a node older than leases never says so, and its answers
+//! never count, so a rolling upgrade cannot build a lease on nodes that do not hold), the lease
 //! runs from `t` for [`LeaseTiming::lease_us`] = `hold · (1 - ρ) / (1 + ρ) - margin` of its clock.
 //! It serves a lease read at its commit index, which it knows to be the cluster's: only once an
 //! entry of its own term is committed (the no-op of its term), as for ReadIndex.
@@ -222,7 +224,7 @@ impl RaftCore {
         if self.lease.timing.is_none() || self.role != Role::Leader {
             return;
         }
-        let acked = self.quorum_acked_seq();
+        let acked = self.quorum_lease_seq();
         while let Some(&(seq, at)) = self.lease.rounds.front() {
             if seq > acked {
                 break;

@@ -28,6 +28,9 @@ pub(super) struct Progress {
     pub(super) inflight: Vec<u64>,
     /// Highest `seq` answered (successfully or not) in this term.
     pub(super) acked_seq: u64,
+    /// Highest `seq` answered by this follower with `lease_hold` (it refuses votes for its
+    /// hold since): what the lease counts (`lease.rs`); a follower too old to hold never adds.
+    pub(super) lease_seq: u64,
     /// The leader's `seq` counter when `match_index` last advanced: a rejection at
     /// `match_index` of a request sent after that means the follower lost entries.
     pub(super) match_seq: u64,
@@ -51,6 +54,7 @@ impl Progress {
             state: ProgressState::Probe,
             inflight: Vec::new(),
             acked_seq: 0,
+            lease_seq: 0,
             match_seq: 0,
             snapshot_backoff: 0,
             recent_active: false,

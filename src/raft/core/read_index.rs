@@ -7,6 +7,7 @@
 //! cluster's), at the commit index of that moment; leadership lost fails every waiting read.
 
 use super::io::{LeaderInfo, Output, Role};
+use super::progress::Progress;
 use super::RaftCore;
 use crate::raft::rpc::Message;
 
@@ -51,12 +52,22 @@ impl RaftCore {
     /// The highest `seq` that a majority of the voters (this leader included: it has seen
     /// everything it sent) has answered.
     pub(super) fn quorum_acked_seq(&self) -> u64 {
+        self.quorum_seq(|p| p.acked_seq)
+    }
+
+    /// The highest `seq` that a majority of the voters answered with `lease_hold` (the
+    /// leader counts itself): what a lease may run from (`lease.rs`).
+    pub(super) fn quorum_lease_seq(&self) -> u64 {
+        self.quorum_seq(|p| p.lease_seq)
+    }
+
+    fn quorum_seq(&self, seq: impl Fn(&Progress) -> u64) -> u64 {
         let (me, progress) = (&self.cfg.id, &self.progress);
         self.membership.current().quorum_value(|id| {
             if id == me {
                 u64::MAX
             } else {
-                progress.get(id).map_or(0, |p| p.acked_seq)
+                progress.get(id).map_or(0, &seq)
             }
         })
     }

@@ -309,6 +309,9 @@ impl RaftCore {
             return;
         };
         pr.acked_seq = pr.acked_seq.max(resp.seq);
+        if resp.lease_hold {
+            pr.lease_seq = pr.lease_seq.max(resp.seq);
+        }
         let was_inflight = pr.take_inflight(resp.seq);
         if pr.state == ProgressState::Snapshot {
             // A snapshot is on its way: heartbeats still count (leadership, reads), but only
@@ -388,13 +391,25 @@ impl RaftCore {
     }
 
     /// Every answer names this node, so a leader that knows it by URL only learns its id.
+    /// An answer with a non-zero `seq` is one to a request accepted from the leader of this
+    /// term: it says this node holds for that leader (`lease.rs`); any other has `seq` 0.
     fn reply_append(&mut self, mut resp: AppendResponse) {
         resp.node_id = Some(self.cfg.id.clone());
+        resp.lease_hold = resp.seq != 0 && self.lease_hold();
         self.out.push(Output::Reply(Message::AppendResponse(resp)));
     }
 
     pub(super) fn on_append_request(&mut self, req: AppendRequest) {
         let (req_seq, req_prev) = (req.seq, req.prev_log_index);
+        // A request not accepted (malformed, or not from the leader of this term) is refused
+        // with `seq` 0: its answer proves nothing to the leader, neither for ReadIndex nor for
+        // its lease.
+        let refuse = move |term| AppendResponse {
+            term,
+            success: false,
+            reject_index: req_prev,
+            ..AppendResponse::default()
+        };
         let reject = move |term| AppendResponse {
             term,
             success: false,
@@ -404,6 +419,7 @@ impl RaftCore {
             conflict_term: None,
             conflict_index: 0,
             node_id: None,
+            lease_hold: false, // set by `reply_append`
         };
         let well_formed = req.entries.iter().enumerate().all(|(i, e)| {
             e.index == req.prev_log_index + 1 + i as u64
@@ -413,19 +429,19 @@ impl RaftCore {
         });
         if !well_formed || req.leader_commit == u64::MAX {
             // Not something a correct leader sends: refuse without changing anything.
-            let resp = reject(self.term);
+            let resp = refuse(self.term);
             self.reply_append(resp);
             return;
         }
         if req.term < self.term || req.leader_id == self.cfg.id {
             // A stale leader learns our term from the answer and steps down.
-            let resp = reject(self.term);
+            let resp = refuse(self.term);
             self.reply_append(resp);
             return;
         }
         if self.role == Role::Leader && req.term == self.term {
             // Two leaders in one term would break election safety; refuse, change nothing.
-            let resp = reject(self.term);
+            let resp = refuse(self.term);
             self.reply_append(resp);
             return;
         }
@@ -520,6 +536,7 @@ impl RaftCore {
             conflict_term: None,
             conflict_index: 0,
             node_id: None,
+            lease_hold: false, // set by `reply_append`
         };
         self.reply_append(resp);
     }

@@ -33,7 +33,20 @@ fn seq_to(out: &[Output], to: &str) -> Option<u64> {
     })
 }
 
+/// A follower's acknowledgement of request `seq`, holding for the leader since.
 fn ack(term: Term, seq: u64, match_index: LogIndex) -> Message {
+    Message::AppendResponse(AppendResponse {
+        term,
+        success: true,
+        match_index,
+        seq,
+        lease_hold: true,
+        ..Default::default()
+    })
+}
+
+/// The same acknowledgement from a node older than leases: it does not say it holds.
+fn old_ack(term: Term, seq: u64, match_index: LogIndex) -> Message {
     Message::AppendResponse(AppendResponse {
         term,
         success: true,
@@ -94,6 +107,96 @@ fn s6_4_1_lease_needs_a_majority_answer_and_the_noop_committed() {
     assert_eq!(c.lease_read(HOLD + lease), None, "expired");
     // The lease is shorter than the hold by the drift bound and the margin.
     assert!(lease < HOLD * 9 / 11);
+}
+
+#[test]
+fn s6_4_1_answers_from_nodes_that_do_not_hold_never_make_a_lease() {
+    // A rolling upgrade: p0 and p1 run a version older than leases (no hold, no `leaseHold`
+    // in their answers). They commit the leader's entries and prove it for ReadIndex, but a
+    // restarted old node may vote at once, so their answers must not make a lease.
+    let mut c = leased("a");
+    let out = elect_at(&mut c, HOLD);
+    let s0 = seq_to(&out, "p0").expect("sent");
+    let s1 = seq_to(&out, "p1").expect("sent");
+    c.set_now(HOLD + 10);
+    c.step(Input::Response {
+        from: peer(0),
+        msg: old_ack(1, s0, 1),
+    });
+    c.step(Input::Response {
+        from: peer(1),
+        msg: old_ack(1, s1, 1),
+    });
+    assert_eq!(c.commit_index(), 1, "old answers still commit");
+    assert_eq!(c.lease_read(HOLD + 10), None, "but make no lease");
+    // Later rounds answered by the old nodes: still none. Once p1 is upgraded (it holds), its
+    // answer with the leader's own makes a majority that holds: the lease comes back.
+    let mut now = HOLD;
+    let mut upgraded = false;
+    for round in 0..10 {
+        now += 100_000;
+        c.set_now(now);
+        let out = c.step(Input::Tick);
+        for (i, p) in ["p0", "p1"].into_iter().enumerate() {
+            if let Some(s) = seq_to(&out, p) {
+                let msg = if i == 1 && round >= 5 {
+                    upgraded = true;
+                    ack(1, s, 1)
+                } else {
+                    old_ack(1, s, 1)
+                };
+                c.step(Input::Response { from: peer(i), msg });
+            }
+        }
+        if !upgraded {
+            assert_eq!(
+                c.lease_read(now),
+                None,
+                "round {round}: no holding majority"
+            );
+        }
+    }
+    assert!(upgraded, "heartbeats went out");
+    assert!(c.lease_read(now).is_some(), "a majority holds again");
+}
+
+#[test]
+fn s6_4_1_requests_refused_unaccepted_are_answered_with_seq_0_and_no_hold() {
+    // A follower that refuses a request it did not accept (malformed, or not from the leader
+    // of its term) must not let that answer count toward any proof of leadership.
+    let mut f = leased("f");
+    f.set_now(HOLD);
+    let request = |seq, entries| {
+        Message::AppendRequest(AppendRequest {
+            term: 1,
+            leader_id: "L".into(),
+            leader_url: "http://L".into(),
+            entries,
+            seq,
+            ..Default::default()
+        })
+    };
+    let gap = vec![Entry {
+        index: 5,
+        term: 1,
+        payload: EntryPayload::Noop,
+    }];
+    let out = f.step(Input::Request(request(7, gap)));
+    let Message::AppendResponse(resp) = reply(&out) else {
+        panic!("not an AppendEntries answer: {out:?}");
+    };
+    assert!(!resp.success);
+    assert_eq!(
+        (resp.seq, resp.lease_hold),
+        (0, false),
+        "refused unaccepted"
+    );
+    // A request it accepts is answered with its seq and the hold.
+    let out = f.step(Input::Request(request(8, vec![])));
+    let Message::AppendResponse(resp) = reply(&out) else {
+        panic!("not an AppendEntries answer: {out:?}");
+    };
+    assert_eq!((resp.seq, resp.lease_hold), (8, true));
 }
 
 #[test]
