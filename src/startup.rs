@@ -595,7 +595,7 @@ fn start_actors_joining(
         false => (None, None),
     };
     let raft_metrics = metrics.raft();
-    let lease_reads = config.lease_reads;
+    let (lease_reads, follower_reads) = (config.lease_reads, config.follower_reads);
     let raft = RaftActor::start_in_arbiter(&Arbiter::new().handle(), move |_| {
         // Made here, on the actor's own thread (one awc client per thread, made on it), and
         // reused for every RPC.
@@ -616,6 +616,7 @@ fn start_actors_joining(
         RaftActor::new(setup, transport)
             .with_metrics(raft_metrics)
             .with_lease_reads(lease_reads)
+            .with_follower_reads(follower_reads)
     });
     Ok(AppState {
         node_id: config.node_id.clone(),

@@ -855,7 +855,7 @@ where
         let value = read_at_index(at, grant.index, min_index, &read, &read_timeout).await?;
         match grant.lease_until {
             None => {
-                at.state.metrics.read_served("read_index");
+                at.state.metrics.read_served(grant.path.label());
                 return Ok(Ok(value));
             }
             // The clock is read after the store answered: still within the lease.

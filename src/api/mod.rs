@@ -3,7 +3,7 @@
 //! - [`kv`]: the client API (`PUT /set`, `GET /get`, `DELETE /delete`, `GET /keys`).
 //! - [`health`]: `GET /health`.
 //! - [`peer`]: the Raft RPC routes other nodes call (`POST /raft/vote`, `/raft/append`,
-//!   `/raft/timeout-now`, `/raft/snapshot`).
+//!   `/raft/timeout-now`, `/raft/snapshot`, `/raft/read-index`).
 //! - [`cluster`]: membership (`GET /cluster`, `/cluster/members`, `POST /cluster/leader`).
 //! - [`forward`]: relays client requests from a follower to the leader.
 //! - [`dashboard`]: `GET /dashboard` (the web page) and `GET /dashboard/state` (the cluster, gathered
@@ -261,6 +261,13 @@ fn raft_routes(cfg: &mut web::ServiceConfig, limits: &Limits) {
             .wrap(actix_web::middleware::from_fn(peer::guard))
             .app_data(peer::vote_json_config())
             .route(web::post().to(peer::timeout_now))
+            .default_service(web::to(|| not_allowed("POST"))),
+    )
+    .service(
+        web::resource("/raft/read-index")
+            .wrap(actix_web::middleware::from_fn(peer::guard))
+            .app_data(peer::vote_json_config())
+            .route(web::post().to(peer::read_index))
             .default_service(web::to(|| not_allowed("POST"))),
     )
     .service(

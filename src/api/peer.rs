@@ -1,6 +1,7 @@
 //! The routes other nodes call: `POST /raft/vote` (RequestVote, pre-vote),
 //! `POST /raft/append` (AppendEntries, heartbeats), `POST /raft/timeout-now` (TimeoutNow: a
-//! leader hands over its leadership) and `POST /raft/snapshot` (one chunk of a
+//! leader hands over its leadership), `POST /raft/read-index` (a follower asks the leader for
+//! a read index, `--follower-reads`) and `POST /raft/snapshot` (one chunk of a
 //! snapshot: the fields in the query string, the chunk as the raw body). Bodies and answers are
 //! the types of [`crate::raft::rpc`] through [`crate::codec::peer`]: JSON, or binary when the
 //! request's content type is `application/x-kvstore-raft`; each answer is in its request's
@@ -408,6 +409,7 @@ async fn deliver_to_raft(
         Ok(Ok(other)) => Err(ApiError::Internal(format!(
             "unexpected raft reply: {other:?}"
         ))),
+        Ok(Err(DeliveryError::Refused(why))) => Err(ApiError::Unavailable(why)),
         Ok(Err(e @ (DeliveryError::NotARequest | DeliveryError::Stopped))) => {
             Err(ApiError::Internal(e.to_string()))
         }
@@ -486,6 +488,19 @@ pub async fn timeout_now(
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let kind = Kind::TimeoutNowRequest;
+    let msg = receive(&state, &req, body, MAX_VOTE_BODY_BYTES, kind).await?;
+    msg.validate().map_err(ApiError::InvalidJson)?;
+    deliver_to_raft(&state, &req, msg).await
+}
+
+/// `POST /raft/read-index`: a follower asks this node, as leader, for a read index (answered
+/// by the Raft actor from its lease or after a heartbeat round; 503 when it does not lead).
+pub async fn read_index(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let kind = Kind::ReadIndexRequest;
     let msg = receive(&state, &req, body, MAX_VOTE_BODY_BYTES, kind).await?;
     msg.validate().map_err(ApiError::InvalidJson)?;
     deliver_to_raft(&state, &req, msg).await

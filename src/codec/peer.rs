@@ -34,8 +34,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::raft::core::{MAX_BATCH_ENTRIES, MAX_MEMBERS};
 use crate::raft::log::{Entry, EntryPayload};
 use crate::raft::rpc::{
-    AppendRequest, AppendResponse, SnapshotResponse, TimeoutNowRequest, TimeoutNowResponse,
-    VoteRequest, VoteResponse,
+    AppendRequest, AppendResponse, ReadIndexRequest, ReadIndexResponse, SnapshotResponse,
+    TimeoutNowRequest, TimeoutNowResponse, VoteRequest, VoteResponse,
 };
 use crate::raft::{Configuration, Member, Message};
 use crate::store::{Command, Stamp};
@@ -129,6 +129,8 @@ pub enum Kind {
     SnapshotResponse,
     TimeoutNowRequest,
     TimeoutNowResponse,
+    ReadIndexRequest,
+    ReadIndexResponse,
 }
 
 impl Kind {
@@ -142,6 +144,8 @@ impl Kind {
             Message::SnapshotResponse(_) => Kind::SnapshotResponse,
             Message::TimeoutNowRequest(_) => Kind::TimeoutNowRequest,
             Message::TimeoutNowResponse(_) => Kind::TimeoutNowResponse,
+            Message::ReadIndexRequest(_) => Kind::ReadIndexRequest,
+            Message::ReadIndexResponse(_) => Kind::ReadIndexResponse,
             Message::SnapshotRequest(_) => return None,
         })
     }
@@ -187,6 +191,8 @@ pub fn encode(msg: &Message, format: Format) -> Result<Vec<u8>, CodecError> {
                 Message::SnapshotResponse(m) => serde_json::to_vec(m),
                 Message::TimeoutNowRequest(m) => serde_json::to_vec(m),
                 Message::TimeoutNowResponse(m) => serde_json::to_vec(m),
+                Message::ReadIndexRequest(m) => serde_json::to_vec(m),
+                Message::ReadIndexResponse(m) => serde_json::to_vec(m),
                 Message::SnapshotRequest(_) => return Err(CodecError::NotEncodable),
             };
             json.map_err(|e| CodecError::Json(e.to_string()))
@@ -213,6 +219,8 @@ pub fn decode(bytes: &[u8], format: Format, kind: Kind) -> Result<Message, Codec
                 Kind::SnapshotResponse => Message::SnapshotResponse(json(bytes)?),
                 Kind::TimeoutNowRequest => Message::TimeoutNowRequest(json(bytes)?),
                 Kind::TimeoutNowResponse => Message::TimeoutNowResponse(json(bytes)?),
+                Kind::ReadIndexRequest => Message::ReadIndexRequest(json(bytes)?),
+                Kind::ReadIndexResponse => Message::ReadIndexResponse(json(bytes)?),
             })
         }
         Format::Binary => {
@@ -254,6 +262,10 @@ enum Wire<'a> {
     #[serde(borrow)]
     TimeoutNowRequest(WireTimeoutNowRequest<'a>),
     TimeoutNowResponse(WireTimeoutNowResponse),
+    // Appended after version 1's first seven (which keep their indexes): a node without these
+    // has no `/raft/read-index` route either, so it never gets one to decode.
+    ReadIndexRequest(WireReadIndexRequest),
+    ReadIndexResponse(WireReadIndexResponse),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -321,6 +333,17 @@ struct WireTimeoutNowRequest<'a> {
 struct WireTimeoutNowResponse {
     term: u64,
     accepted: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireReadIndexRequest {
+    term: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireReadIndexResponse {
+    term: u64,
+    index: u64,
 }
 
 /// One log entry.
@@ -679,6 +702,15 @@ impl<'a> Wire<'a> {
                     accepted: *accepted,
                 })
             }
+            Message::ReadIndexRequest(ReadIndexRequest { term }) => {
+                Wire::ReadIndexRequest(WireReadIndexRequest { term: *term })
+            }
+            Message::ReadIndexResponse(ReadIndexResponse { term, index }) => {
+                Wire::ReadIndexResponse(WireReadIndexResponse {
+                    term: *term,
+                    index: *index,
+                })
+            }
             Message::SnapshotRequest(_) => return Err(CodecError::NotEncodable),
         })
     }
@@ -744,6 +776,13 @@ impl<'a> Wire<'a> {
             Wire::TimeoutNowResponse(w) => Message::TimeoutNowResponse(TimeoutNowResponse {
                 term: w.term,
                 accepted: w.accepted,
+            }),
+            Wire::ReadIndexRequest(w) => {
+                Message::ReadIndexRequest(ReadIndexRequest { term: w.term })
+            }
+            Wire::ReadIndexResponse(w) => Message::ReadIndexResponse(ReadIndexResponse {
+                term: w.term,
+                index: w.index,
             }),
         })
     }

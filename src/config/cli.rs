@@ -123,6 +123,13 @@ pub struct Cli {
     #[arg(long, env = "KVSTORE_LEASE_READS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = true, action = clap::ArgAction::Set, value_name = "on|off", hide_possible_values = true)]
     pub lease_reads: bool,
 
+    /// How a follower serves a linearizable read: `on` asks the leader for a read index
+    /// (`POST /raft/read-index`, a few bytes each way) and reads its own state machine once it
+    /// has applied that index; `off` forwards the whole request to the leader. Either way the
+    /// read is linearizable; a follower falls back to forwarding when the leader cannot answer.
+    #[arg(long, env = "KVSTORE_FOLLOWER_READS", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = true, action = clap::ArgAction::Set, value_name = "on|off", hide_possible_values = true)]
+    pub follower_reads: bool,
+
     /// Codec of Raft RPC bodies: `auto` sends binary to peers that announce it and JSON to the
     /// others; `json` sends, reads and answers JSON only, like a node before the binary codec
     /// (to roll an upgrade back, or to test an old peer).

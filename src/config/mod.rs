@@ -125,6 +125,9 @@ pub struct Config {
     pub watch: crate::watch::actor::WatchSettings,
     /// Lease reads on the leader (`--lease-reads`).
     pub lease_reads: bool,
+    /// Followers serve linearizable reads at a read index asked of the leader
+    /// (`--follower-reads`).
+    pub follower_reads: bool,
 }
 
 /// Where the cluster secret comes from.
@@ -598,6 +601,7 @@ impl Config {
             peer_codec: cli.peer_codec,
             watch,
             lease_reads: cli.lease_reads,
+            follower_reads: cli.follower_reads,
         })
     }
 }

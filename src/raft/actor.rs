@@ -56,7 +56,7 @@ use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::messages::{
     ChangeMembership, ClientError, ClientLeaseRead, ClientReadIndex, ClientWrite, ConfigurationAt,
-    GetStatus, IsRemoved, NodeStatus, RaftTiming, ReadGrant, Stop, TransferLeadership,
+    GetStatus, IsRemoved, NodeStatus, RaftTiming, ReadGrant, ReadPath, Stop, TransferLeadership,
 };
 pub use self::metrics::GetSample;
 pub use self::policy::{
@@ -138,6 +138,9 @@ pub struct RaftActor {
     /// The origin of the clock the core's leases count in (`reads.rs`): tokio's monotonic
     /// clock, which is `Instant`'s except in tests that pause time.
     clock_origin: tokio::time::Instant,
+    /// `--follower-reads`: as a follower, serve linearizable reads with a read index asked of
+    /// the leader (`reads.rs`) instead of forwarding them.
+    follower_reads: bool,
 }
 
 /// A snapshot being received: whose, and where its bytes go.
@@ -267,6 +270,7 @@ impl RaftActor {
             pending_restore: None,
             metrics: None,
             clock_origin: tokio::time::Instant::now(),
+            follower_reads: false,
         }
         .with_lease_reads(true)
     }
@@ -713,6 +717,9 @@ impl Handler<Deliver> for RaftActor {
         }
         if let Message::SnapshotRequest(req) = msg {
             return self.receive_snapshot_chunk(req, ctx);
+        }
+        if let Message::ReadIndexRequest(req) = msg {
+            return self.serve_peer_read_index(req, ctx);
         }
         let heartbeat_from = match &msg {
             Message::AppendRequest(r) => Some((r.term, r.leader_id.clone())),

@@ -1,5 +1,6 @@
 //! Wire types of the Raft RPCs (`POST /raft/vote`, `/raft/append`, `/raft/snapshot`,
-//! `/raft/timeout-now`) and the [`Message`] enum the core consumes and produces.
+//! `/raft/timeout-now`, `/raft/read-index`) and the [`Message`] enum the core consumes and
+//! produces (all but the read-index pair, which the actor answers itself).
 //!
 //! Plain serde data, plus [`Message::validate`], the bounds every received message must meet
 //! before anything acts on it. A change here is a change of the protocol between nodes.
@@ -130,6 +131,29 @@ pub struct TimeoutNowResponse {
     pub accepted: bool,
 }
 
+/// ReadIndex for a follower (thesis §6.4, `POST /raft/read-index`): a follower asks the leader
+/// for an index at which a linearizable read may be served, then serves it from its own state
+/// machine once it has applied that index (`--follower-reads`). Answered by the leader's actor
+/// (from its lease, or after a heartbeat round to a majority), never by the core; a node that
+/// does not lead refuses it (503).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadIndexRequest {
+    /// The follower's term (for the leader's logs; not needed for safety).
+    pub term: Term,
+}
+
+/// Answer to a [`ReadIndexRequest`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadIndexResponse {
+    /// The leader's term.
+    pub term: Term,
+    /// The leader's commit index at a moment it knew itself the only leader, after the request
+    /// arrived: every write acknowledged before the read began is at or below it.
+    pub index: LogIndex,
+}
+
 /// InstallSnapshot (§7), one chunk of the snapshot file at a time (`POST /raft/snapshot`, the
 /// fields in the query string and the chunk as the body), so a large state never travels as one
 /// huge body.
@@ -213,6 +237,8 @@ pub enum Message {
     SnapshotResponse(SnapshotResponse),
     TimeoutNowRequest(TimeoutNowRequest),
     TimeoutNowResponse(TimeoutNowResponse),
+    ReadIndexRequest(ReadIndexRequest),
+    ReadIndexResponse(ReadIndexResponse),
 }
 
 impl Message {
@@ -227,6 +253,8 @@ impl Message {
             Message::SnapshotResponse(m) => m.term,
             Message::TimeoutNowRequest(m) => m.term,
             Message::TimeoutNowResponse(m) => m.term,
+            Message::ReadIndexRequest(m) => m.term,
+            Message::ReadIndexResponse(m) => m.term,
         }
     }
 
@@ -333,6 +361,11 @@ impl Message {
             }
             Message::TimeoutNowRequest(m) => check("term", m.term),
             Message::TimeoutNowResponse(m) => check("term", m.term),
+            Message::ReadIndexRequest(m) => check("term", m.term),
+            Message::ReadIndexResponse(m) => {
+                check("term", m.term)?;
+                check("index", m.index)
+            }
         }
     }
 
@@ -369,6 +402,7 @@ impl Message {
                 | Message::AppendRequest(_)
                 | Message::SnapshotRequest(_)
                 | Message::TimeoutNowRequest(_)
+                | Message::ReadIndexRequest(_)
         )
     }
 }

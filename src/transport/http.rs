@@ -1,5 +1,5 @@
 //! [`HttpTransport`]: Raft RPCs over HTTP (`POST {peer}/raft/vote`, `/raft/append`,
-//! `/raft/timeout-now`; `/raft/snapshot` carries its fields in the query string and a chunk of
+//! `/raft/timeout-now`, `/raft/read-index`; `/raft/snapshot` carries its fields in the query string and a chunk of
 //! bytes as the body), to the URL of the member the Raft actor names (from the replicated
 //! configuration: the transport keeps no list of peers of its own).
 //!
@@ -268,6 +268,7 @@ impl Transport for HttpTransport {
             Message::VoteRequest(_) => ("/raft/vote", Kind::VoteResponse),
             Message::AppendRequest(_) => ("/raft/append", Kind::AppendResponse),
             Message::TimeoutNowRequest(_) => ("/raft/timeout-now", Kind::TimeoutNowResponse),
+            Message::ReadIndexRequest(_) => ("/raft/read-index", Kind::ReadIndexResponse),
             other => {
                 let why = format!("not a request: {other:?}");
                 return ready(Err(TransportError::Protocol(why))).boxed_local();

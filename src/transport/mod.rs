@@ -40,6 +40,9 @@ pub enum DeliveryError {
     NotARequest,
     /// The node stopped before the answer could be made durable.
     Stopped,
+    /// The node cannot answer this request now (a read index asked of a node that does not
+    /// lead): the sender should go elsewhere. Answered 503 with the reason.
+    Refused(String),
 }
 
 impl fmt::Display for DeliveryError {
@@ -47,6 +50,7 @@ impl fmt::Display for DeliveryError {
         match self {
             DeliveryError::NotARequest => write!(f, "not a Raft request"),
             DeliveryError::Stopped => write!(f, "node stopped before answering"),
+            DeliveryError::Refused(why) => write!(f, "refused: {why}"),
         }
     }
 }

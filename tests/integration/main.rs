@@ -57,6 +57,7 @@ mod crashpoints;
 mod dashboard;
 mod durability;
 mod fatal;
+mod follower_reads;
 mod fuzz;
 mod helpers;
 mod identity;

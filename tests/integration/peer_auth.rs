@@ -218,6 +218,25 @@ async fn with_a_secret_only_signed_requests_are_answered_and_answers_are_signed(
     let (_, mac) = keys.sign_request(parts, now, VOTE.as_bytes());
     keys.verify_answer(auth.as_deref().map(str::as_bytes), &mac, 200, &body)
         .expect("the answer carries a valid signature");
+    // `/raft/read-index` (follower reads) is behind the same guard: unsigned 401, signed
+    // answered (this node leads alone: its read index).
+    const READ_INDEX: &str = r#"{"term":1}"#;
+    let (status, _, v) = call(
+        &app,
+        request("/raft/read-index", READ_INDEX, "127.0.0.1:5555", None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    let signed = request(
+        "/raft/read-index",
+        READ_INDEX,
+        "10.1.2.3:1",
+        Some((&keys, now)),
+    );
+    let (status, auth, v) = call(&app, signed).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(auth.is_some(), "the answer is signed");
+    assert!(v["index"].as_u64().is_some(), "{v}");
 }
 
 #[actix_web::test]

@@ -1,7 +1,7 @@
 use rand::{Rng, SeedableRng};
 
 use super::*;
-use crate::raft::rpc::SnapshotRequest;
+use crate::raft::rpc::{ReadIndexRequest, ReadIndexResponse, SnapshotRequest};
 
 fn entries() -> Vec<Entry> {
     let configuration = Configuration::with_learners(
@@ -115,6 +115,11 @@ fn every_message() -> Vec<Message> {
             lease_hold: true,
         }),
         Message::AppendResponse(AppendResponse::default()),
+        Message::ReadIndexRequest(ReadIndexRequest { term: 7 }),
+        Message::ReadIndexResponse(ReadIndexResponse {
+            term: 7,
+            index: 12_345,
+        }),
         Message::SnapshotResponse(SnapshotResponse {
             term: 4,
             seq: 2,
@@ -164,6 +169,8 @@ fn json_is_the_shape_it_always_was() {
             Message::SnapshotResponse(m) => serde_json::to_vec(m),
             Message::TimeoutNowRequest(m) => serde_json::to_vec(m),
             Message::TimeoutNowResponse(m) => serde_json::to_vec(m),
+            Message::ReadIndexRequest(m) => serde_json::to_vec(m),
+            Message::ReadIndexResponse(m) => serde_json::to_vec(m),
             Message::SnapshotRequest(_) => unreachable!(),
         }
         .unwrap();
@@ -204,6 +211,24 @@ fn lease_hold_is_false_from_nodes_older_than_leases_and_implied_by_binary() {
             msg
         );
     }
+}
+
+#[test]
+fn read_index_messages_are_appended_after_version_1s_variants() {
+    // Variants 0..=6 keep their indexes (the pinned test below); the read-index pair is 7, 8.
+    let req = encode(
+        &Message::ReadIndexRequest(ReadIndexRequest { term: 3 }),
+        Format::Binary,
+    );
+    assert_eq!(req.unwrap(), vec![7, 3]);
+    let resp = ReadIndexResponse {
+        term: 3,
+        index: 300,
+    };
+    let bytes = encode(&Message::ReadIndexResponse(resp), Format::Binary).unwrap();
+    assert_eq!(bytes, vec![8, 3, 0xac, 0x02]);
+    // The route decides the kind: an answer is not a request.
+    assert!(decode(&bytes, Format::Binary, Kind::ReadIndexRequest).is_err());
 }
 
 #[test]

@@ -164,8 +164,10 @@ pub struct ClientWrite(pub Command);
 #[rtype(result = "Result<LogIndex, ClientError>")]
 pub struct ClientReadIndex;
 
-/// Ask for a linearizable read: with a valid lease (`raft::core::lease`) at once, else by
-/// ReadIndex as [`ClientReadIndex`].
+/// Ask for a linearizable read: on the leader, with a valid lease (`raft::core::lease`) at
+/// once, else by ReadIndex as [`ClientReadIndex`]; on a follower with `--follower-reads on`,
+/// a read index asked of the leader (`POST /raft/read-index`); otherwise `NotLeader` (the
+/// caller forwards the read).
 #[derive(Debug, Clone, Copy, ActixMessage)]
 #[rtype(result = "Result<ReadGrant, ClientError>")]
 pub struct ClientLeaseRead;
@@ -177,6 +179,30 @@ pub struct ClientLeaseRead;
 pub struct ReadGrant {
     pub index: LogIndex,
     pub lease_until: Option<tokio::time::Instant>,
+    /// How `index` was proved (for the metrics).
+    pub path: ReadPath,
+}
+
+/// How a linearizable read's index was proved: the `path` label of
+/// `kvstore_linearizable_reads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPath {
+    /// The leader's lease: no network round.
+    Lease,
+    /// The leader's heartbeat round to a majority (ReadIndex).
+    ReadIndex,
+    /// A follower asked the leader (`/raft/read-index`) and reads its own state machine.
+    Follower,
+}
+
+impl ReadPath {
+    pub fn label(self) -> &'static str {
+        match self {
+            ReadPath::Lease => "lease",
+            ReadPath::ReadIndex => "read_index",
+            ReadPath::Follower => "follower",
+        }
+    }
 }
 
 /// Change the membership (leaders only; others answer `NotLeader`, or `Membership` with

@@ -26,6 +26,7 @@ pub(super) fn rpc_kind(msg: &Message) -> &'static str {
         Message::VoteRequest(_) | Message::VoteResponse(_) => "vote",
         Message::SnapshotRequest(_) | Message::SnapshotResponse(_) => "snapshot",
         Message::TimeoutNowRequest(_) | Message::TimeoutNowResponse(_) => "timeout_now",
+        Message::ReadIndexRequest(_) | Message::ReadIndexResponse(_) => "read_index",
     }
 }
 

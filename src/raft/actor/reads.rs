@@ -1,24 +1,41 @@
-//! The actor's side of lease reads: the monotonic clock the core's leases count in (read here
-//! with `Instant`, handed to the core as microseconds since the actor's start before every
-//! step) and [`ClientLeaseRead`], answered at once from a valid lease or else by ReadIndex.
+//! The actor's side of linearizable reads: the monotonic clock the core's leases count in (read
+//! here with `Instant`, handed to the core as microseconds since the actor's start before every
+//! step); [`ClientLeaseRead`], answered on the leader at once from a valid lease or else by
+//! ReadIndex, and on a follower with `--follower-reads on` by a read index asked of the leader;
+//! and that question's other end, a peer's `ReadIndexRequest`, answered by the leader the same
+//! way as its own reads.
 //!
 //! It never answers a read itself: it grants a read index and, with a lease, the instant the
 //! lease ends; the caller must check that instant again after it took the value from the store
 //! (a process paused in between must not answer stale). The lease's argument is in
 //! `raft::core::lease`.
+//!
+//! **Follower reads** (thesis §6.4, etcd's follower ReadIndex): the leader answers a
+//! follower's request with its commit index at a moment it knew itself the only leader (lease
+//! valid, or a majority answered a heartbeat round started after the request arrived), after
+//! the request arrived. Every write acknowledged before the client's read began was committed
+//! by then, so it is at or below that index; the follower serves the read from its own state
+//! machine once it has applied at least that index (the applied prefix of any node is a prefix
+//! of the one committed log). No clock is involved on the follower, and a late answer is only
+//! slower, never stale: the index stays a lower bound. If the leader cannot answer (unknown,
+//! unreachable, no longer leading, a version without the route), the read is forwarded to the
+//! leader as before.
 
 use std::time::Duration;
 
 use actix::{Context, Handler, ResponseFuture};
 
-use super::messages::{ClientLeaseRead, ClientReadIndex, ReadGrant};
+use super::messages::{ClientLeaseRead, ClientReadIndex, ReadGrant, ReadPath};
 use super::{ClientError, RaftActor};
-use crate::raft::core::LeaseTiming;
+use crate::raft::core::{LeaseTiming, Role};
+use crate::raft::rpc::{ReadIndexRequest, ReadIndexResponse};
+use crate::raft::Message;
+use crate::transport::DeliveryError;
 
 impl RaftActor {
-    /// Serve linearizable reads from a lease while leading (`on`), or never (`off`: ReadIndex
-    /// only). Either way this node holds (refuses votes) as leases require, so leaders with
-    /// leases on stay safe whatever this node's setting.
+    /// Serve linearizable reads on the leader from a lease (no network round) while leading
+    /// (`on`), or never (`off`: ReadIndex only). Either way this node holds (refuses votes) as
+    /// leases require, so leaders with leases on stay safe whatever this node's setting.
     pub fn with_lease_reads(mut self, on: bool) -> Self {
         let hold = self.tick.saturating_mul(self.core.config().election_ticks);
         let hold_us = u64::try_from(hold.as_micros()).unwrap_or(u64::MAX);
@@ -29,22 +46,31 @@ impl RaftActor {
         self
     }
 
+    /// As a follower, serve linearizable reads from this node's state machine at a read index
+    /// asked of the leader (`on`), or forward them to the leader (`off`).
+    pub fn with_follower_reads(mut self, on: bool) -> Self {
+        self.follower_reads = on;
+        self
+    }
+
     /// The actor's monotonic clock, in microseconds since it was made.
     pub(super) fn now_us(&self) -> u64 {
         u64::try_from(self.clock_origin.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
-}
 
-impl Handler<ClientLeaseRead> for RaftActor {
-    type Result = ResponseFuture<Result<ReadGrant, ClientError>>;
-
-    fn handle(&mut self, _: ClientLeaseRead, ctx: &mut Context<Self>) -> Self::Result {
+    /// A read index proved by this node as leader: from its lease at once, else by a
+    /// ReadIndex round (the core answers `NotLeader` when it does not lead).
+    fn leader_read(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<ReadGrant, ClientError>> {
         if !self.removed() {
             if let Some(read) = self.core.lease_read(self.now_us()) {
                 let until = self.clock_origin + Duration::from_micros(read.until_us);
                 let grant = ReadGrant {
                     index: read.index,
                     lease_until: Some(until),
+                    path: ReadPath::Lease,
                 };
                 return Box::pin(async move { Ok(grant) });
             }
@@ -54,7 +80,73 @@ impl Handler<ClientLeaseRead> for RaftActor {
             index.await.map(|index| ReadGrant {
                 index,
                 lease_until: None,
+                path: ReadPath::ReadIndex,
             })
         })
+    }
+
+    /// A follower's read index, asked of the leader; `None` when this node should not ask
+    /// (follower reads off, not a follower, no leader known, removed).
+    fn follower_read(&mut self) -> Option<ResponseFuture<Result<ReadGrant, ClientError>>> {
+        if !self.follower_reads || self.core.role() != Role::Follower || self.removed() {
+            return None;
+        }
+        let leader = self.core.leader()?.clone();
+        let member = self.core.member(&leader.id)?.clone();
+        let request = Message::ReadIndexRequest(ReadIndexRequest {
+            term: self.core.term(),
+        });
+        let started = std::time::Instant::now();
+        let metrics = self.metrics.clone();
+        let fut = self.transport.call(&member, request);
+        Some(Box::pin(async move {
+            let res = fut.await;
+            if let Some(m) = &metrics {
+                m.rpc(&leader.id, "read_index", res.is_ok(), started.elapsed());
+            }
+            match res {
+                Ok(Message::ReadIndexResponse(ReadIndexResponse { index, .. })) => Ok(ReadGrant {
+                    index,
+                    lease_until: None,
+                    path: ReadPath::Follower,
+                }),
+                // The leader could not answer: forward the read to it as without follower
+                // reads (it may answer there, or say where the leader went).
+                Ok(_) | Err(_) => Err(ClientError::NotLeader(Some(leader))),
+            }
+        }))
+    }
+
+    /// A follower asks this node, as leader, for a read index (`POST /raft/read-index`).
+    pub(super) fn serve_peer_read_index(
+        &mut self,
+        _: ReadIndexRequest,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<Message, DeliveryError>> {
+        if self.core.role() != Role::Leader {
+            return Box::pin(async { Err(DeliveryError::Refused("not the leader".into())) });
+        }
+        let term = self.core.term();
+        let grant = self.leader_read(ctx);
+        Box::pin(async move {
+            match grant.await {
+                Ok(g) => Ok(Message::ReadIndexResponse(ReadIndexResponse {
+                    term,
+                    index: g.index,
+                })),
+                Err(e) => Err(DeliveryError::Refused(e.to_string())),
+            }
+        })
+    }
+}
+
+impl Handler<ClientLeaseRead> for RaftActor {
+    type Result = ResponseFuture<Result<ReadGrant, ClientError>>;
+
+    fn handle(&mut self, _: ClientLeaseRead, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(read) = self.follower_read() {
+            return read;
+        }
+        self.leader_read(ctx)
     }
 }
