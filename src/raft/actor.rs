@@ -2,7 +2,7 @@
 //!
 //! A thin shell: it ticks the core with `run_interval`, feeds it requests from peers (a
 //! transport's [`Deliver`]), responses to its own RPCs, client writes ([`ClientWrite`]) and read-index requests
-//! ([`ClientReadIndex`]), and carries out the core's outputs **in order** (save hard state, then
+//! ([`ClientReadIndex`], [`ClientLeaseRead`]; a follower's `/raft/read-index` in `reads`), and carries out the core's outputs **in order** (save hard state, then
 //! send, then apply, then answer). Peer RPCs run with `ctx.spawn`, so the mailbox never waits on
 //! the network; their answers come back as ordinary inputs and the core drops stale ones.
 //! Committed entries go to the `StoreActor` in log order; a client write is answered with the
@@ -141,6 +141,8 @@ pub struct RaftActor {
     /// `--follower-reads`: as a follower, serve linearizable reads with a read index asked of
     /// the leader (`reads.rs`) instead of forwarding them.
     follower_reads: bool,
+    /// A follower's reads waiting for a read index from the leader (`reads.rs`).
+    follower_batch: reads::FollowerBatch,
 }
 
 /// A snapshot being received: whose, and where its bytes go.
@@ -271,6 +273,7 @@ impl RaftActor {
             metrics: None,
             clock_origin: tokio::time::Instant::now(),
             follower_reads: false,
+            follower_batch: Default::default(),
         }
         .with_lease_reads(true)
     }

@@ -23,7 +23,8 @@
 
 use std::time::Duration;
 
-use actix::{Context, Handler, ResponseFuture};
+use actix::{ActorFutureExt, AsyncContext, Context, Handler, ResponseFuture, WrapFuture};
+use tokio::sync::oneshot;
 
 use super::messages::{ClientLeaseRead, ClientReadIndex, ReadGrant, ReadPath};
 use super::{ClientError, RaftActor};
@@ -31,6 +32,22 @@ use crate::raft::core::{LeaseTiming, Role};
 use crate::raft::rpc::{ReadIndexRequest, ReadIndexResponse};
 use crate::raft::Message;
 use crate::transport::DeliveryError;
+
+/// A follower's reads waiting for a read index from the leader (see
+/// [`RaftActor::follower_read`]).
+#[derive(Debug, Default)]
+pub(super) struct FollowerBatch {
+    /// A request to the leader is in flight (its reads wait in its own future).
+    in_flight: bool,
+    /// Reads that arrived since: they wait for the next request.
+    next: Vec<oneshot::Sender<Result<ReadGrant, ClientError>>>,
+}
+
+impl FollowerBatch {
+    fn waiting(&self) -> usize {
+        self.next.len()
+    }
+}
 
 impl RaftActor {
     /// Serve linearizable reads on the leader from a lease (no network round) while leading
@@ -87,34 +104,88 @@ impl RaftActor {
 
     /// A follower's read index, asked of the leader; `None` when this node should not ask
     /// (follower reads off, not a follower, no leader known, removed).
-    fn follower_read(&mut self) -> Option<ResponseFuture<Result<ReadGrant, ClientError>>> {
+    ///
+    /// Batched: one request to the leader at a time. A read that arrives while one is in
+    /// flight waits for the next, which is sent when the current one is answered and serves
+    /// every read that waited for it (an answer proves an index for the reads that arrived
+    /// before its request left, never for later ones).
+    fn follower_read(
+        &mut self,
+        ctx: &mut Context<Self>,
+    ) -> Option<ResponseFuture<Result<ReadGrant, ClientError>>> {
         if !self.follower_reads || self.core.role() != Role::Follower || self.removed() {
             return None;
         }
         let leader = self.core.leader()?.clone();
-        let member = self.core.member(&leader.id)?.clone();
+        self.core.member(&leader.id)?;
+        if self.follower_batch.waiting() >= self.apply.max_pending() {
+            return Some(Box::pin(async { Err(ClientError::Overloaded) }));
+        }
+        let (tx, rx) = oneshot::channel();
+        self.follower_batch.next.push(tx);
+        if !self.follower_batch.in_flight {
+            self.ask_leader_for_read_index(ctx);
+        }
+        Some(Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(ClientError::Unknown(
+                    "the node stopped before the read was served".into(),
+                ))
+            })
+        }))
+    }
+
+    /// Send one read-index request to the leader for every read waiting for the next one.
+    fn ask_leader_for_read_index(&mut self, ctx: &mut Context<Self>) {
+        let waiting = std::mem::take(&mut self.follower_batch.next);
+        if waiting.is_empty() {
+            return;
+        }
+        // The leader may have changed since these reads arrived: ask the one known now (none,
+        // or this node itself: the caller's routing loop takes it from there).
+        let leader = self.core.leader().cloned();
+        if self.core.role() != Role::Follower {
+            for tx in waiting {
+                let _ = tx.send(Err(ClientError::NotLeader(leader.clone())));
+            }
+            return;
+        }
+        let member = leader
+            .as_ref()
+            .and_then(|l| self.core.member(&l.id))
+            .cloned();
+        let (Some(leader), Some(member)) = (leader, member) else {
+            for tx in waiting {
+                let _ = tx.send(Err(ClientError::NotLeader(None)));
+            }
+            return;
+        };
+        self.follower_batch.in_flight = true;
         let request = Message::ReadIndexRequest(ReadIndexRequest {
             term: self.core.term(),
         });
         let started = std::time::Instant::now();
-        let metrics = self.metrics.clone();
         let fut = self.transport.call(&member, request);
-        Some(Box::pin(async move {
-            let res = fut.await;
-            if let Some(m) = &metrics {
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            if let Some(m) = &act.metrics {
                 m.rpc(&leader.id, "read_index", res.is_ok(), started.elapsed());
             }
-            match res {
+            let answer = match res {
                 Ok(Message::ReadIndexResponse(ReadIndexResponse { index, .. })) => Ok(ReadGrant {
                     index,
                     lease_until: None,
                     path: ReadPath::Follower,
                 }),
-                // The leader could not answer: forward the read to it as without follower
+                // The leader could not answer: forward the reads to it as without follower
                 // reads (it may answer there, or say where the leader went).
                 Ok(_) | Err(_) => Err(ClientError::NotLeader(Some(leader))),
+            };
+            for tx in waiting {
+                let _ = tx.send(answer.clone());
             }
-        }))
+            act.follower_batch.in_flight = false;
+            act.ask_leader_for_read_index(ctx);
+        }));
     }
 
     /// A follower asks this node, as leader, for a read index (`POST /raft/read-index`).
@@ -144,7 +215,7 @@ impl Handler<ClientLeaseRead> for RaftActor {
     type Result = ResponseFuture<Result<ReadGrant, ClientError>>;
 
     fn handle(&mut self, _: ClientLeaseRead, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(read) = self.follower_read() {
+        if let Some(read) = self.follower_read(ctx) {
             return read;
         }
         self.leader_read(ctx)
