@@ -15,6 +15,11 @@ use kvstore::join::{self, JoinTarget};
 use kvstore::startup::{self, Node, StartError};
 use kvstore::telemetry;
 
+/// mimalloc instead of glibc's malloc: most requests allocate and free many small buffers on
+/// several threads, where glibc's arenas spent ~15% of the leader's CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.get(1).is_some_and(|a| a == "check") {
