@@ -528,6 +528,7 @@ mod tests {
             ],
             last_contact_ms: vec![("n2".into(), 35)],
             transfer: None,
+            lease: false,
         }
     }
 

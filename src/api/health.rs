@@ -64,6 +64,8 @@ pub struct StatusJson {
     pub membership: &'static str,
     /// The index of the configuration entry in force (0: the bootstrap configuration).
     pub config_index: LogIndex,
+    /// This node leads and holds a valid lease: linearizable reads here need no network round.
+    pub lease: bool,
 }
 
 impl From<NodeStatus> for StatusJson {
@@ -87,6 +89,7 @@ impl From<NodeStatus> for StatusJson {
             storage_error: s.storage_error,
             membership: s.membership,
             config_index: s.config_index,
+            lease: s.lease,
         }
     }
 }
@@ -157,6 +160,7 @@ mod tests {
             progress: Vec::new(),
             last_contact_ms: Vec::new(),
             transfer: None,
+            lease: false,
         };
         let health = Health {
             ok: true,

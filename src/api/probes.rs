@@ -111,6 +111,7 @@ mod tests {
             progress: Vec::new(),
             last_contact_ms: Vec::new(),
             transfer: None,
+            lease: false,
         }
     }
 

@@ -70,6 +70,21 @@ async fn lease_reads_are_served_and_counted_and_consistency_is_checked() {
     if let Err(m) = counted {
         panic!("no lease read counted:\n{m}");
     }
+    // `/health` says who holds a lease: the leader (once it holds one), no follower.
+    let leased = poll_until(Duration::from_secs(5), || async {
+        let h = cluster.health(l).await;
+        match h.as_ref().map(|h| h["lease"] == true) {
+            Some(true) => Ok(()),
+            _ => Err(h),
+        }
+    })
+    .await;
+    assert!(
+        leased.is_ok(),
+        "the leader's /health shows no lease: {leased:?}"
+    );
+    let fh = cluster.health(f).await.expect("follower health");
+    assert_eq!(fh["lease"], false, "{fh}");
 }
 
 /// What one read saw: when it was sent and answered, and its answer.

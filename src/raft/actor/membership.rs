@@ -222,6 +222,7 @@ impl RaftActor {
             },
             last_contact_ms,
             transfer: s.transfer,
+            lease: self.core.holds_lease(self.now_us()),
             configuration: s.configuration,
             id: s.id,
         }

@@ -85,6 +85,9 @@ pub struct NodeStatus {
     pub last_contact_ms: Vec<(NodeId, u64)>,
     /// The voter leadership is being handed to (leaders only).
     pub transfer: Option<NodeId>,
+    /// This node leads and holds a valid lease now: its linearizable reads need no network
+    /// round (`raft::core::lease`).
+    pub lease: bool,
 }
 
 impl NodeStatus {
