@@ -470,27 +470,35 @@ async fn receive(
     })
 }
 
+/// A request of `kind` bounded like a vote (a term, an id, a few flags): read, checked and
+/// handed to the Raft actor.
+async fn small_request(
+    state: &AppState,
+    req: &HttpRequest,
+    body: web::Payload,
+    kind: Kind,
+) -> Result<HttpResponse, ApiError> {
+    let msg = receive(state, req, body, MAX_VOTE_BODY_BYTES, kind).await?;
+    msg.validate().map_err(ApiError::InvalidJson)?;
+    deliver_to_raft(state, req, msg).await
+}
+
 /// `POST /raft/vote`.
 pub async fn vote(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let msg = receive(&state, &req, body, MAX_VOTE_BODY_BYTES, Kind::VoteRequest).await?;
-    msg.validate().map_err(ApiError::InvalidJson)?;
-    deliver_to_raft(&state, &req, msg).await
+    small_request(&state, &req, body, Kind::VoteRequest).await
 }
 
-/// `POST /raft/timeout-now` (bounded like a vote: a term and an id).
+/// `POST /raft/timeout-now`.
 pub async fn timeout_now(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let kind = Kind::TimeoutNowRequest;
-    let msg = receive(&state, &req, body, MAX_VOTE_BODY_BYTES, kind).await?;
-    msg.validate().map_err(ApiError::InvalidJson)?;
-    deliver_to_raft(&state, &req, msg).await
+    small_request(&state, &req, body, Kind::TimeoutNowRequest).await
 }
 
 /// `POST /raft/read-index`: a follower asks this node, as leader, for a read index (answered
@@ -500,10 +508,7 @@ pub async fn read_index(
     req: HttpRequest,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let kind = Kind::ReadIndexRequest;
-    let msg = receive(&state, &req, body, MAX_VOTE_BODY_BYTES, kind).await?;
-    msg.validate().map_err(ApiError::InvalidJson)?;
-    deliver_to_raft(&state, &req, msg).await
+    small_request(&state, &req, body, Kind::ReadIndexRequest).await
 }
 
 /// `POST /raft/append`.
