@@ -194,13 +194,15 @@ async fn post(
 ) -> Result<Message, TransportError> {
     let mut res = req.send_body(body).await.map_err(classify)?;
     let status = res.status();
-    learn.record_answer(status.as_u16(), res.headers());
     let bytes = res
         .body()
         .limit(MAX_RESPONSE_BYTES)
         .await
         .map_err(|e| TransportError::Unreachable(format!("reading the answer: {e}")))?;
     if !status.is_success() {
+        // A refusal is not signed: a forged one can at worst send this peer JSON (which
+        // every node reads) until its next answer says binary again.
+        learn.record_answer(status.as_u16(), res.headers());
         return Err(TransportError::Remote {
             status: status.as_u16(),
             message: String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned(),
@@ -211,6 +213,9 @@ async fn post(
         keys.verify_answer(proof, &mac, status.as_u16(), &bytes)
             .map_err(|e| TransportError::Protocol(format!("answer refused: {e}")))?;
     }
+    // Only an answer whose signature held (when the cluster has a secret) says what codec
+    // the peer speaks.
+    learn.record_answer(status.as_u16(), res.headers());
     // An answer is in the format of its request (an old node's always in JSON).
     let format = Format::of_content_type(
         res.headers()
