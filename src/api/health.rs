@@ -174,7 +174,7 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&health).unwrap(),
-            r#"{"ok":true,"id":"n1","state":"leader","term":3,"leaderId":"n1","leader":"http://a:1","lastHeartbeatAgoMs":0,"votedFor":null,"url":"http://a:1","peers":["http://b:2"],"lastLogIndex":9,"lastLogTerm":3,"commitIndex":8,"appliedIndex":7,"snapshotIndex":0,"logStartIndex":0,"storageError":null,"membership":"voter","configIndex":4,"store":{"appliedIndex":7,"digest":"00","keys":1}}"#
+            r#"{"ok":true,"id":"n1","state":"leader","term":3,"leaderId":"n1","leader":"http://a:1","lastHeartbeatAgoMs":0,"votedFor":null,"url":"http://a:1","peers":["http://b:2"],"lastLogIndex":9,"lastLogTerm":3,"commitIndex":8,"appliedIndex":7,"snapshotIndex":0,"logStartIndex":0,"storageError":null,"membership":"voter","configIndex":4,"lease":false,"store":{"appliedIndex":7,"digest":"00","keys":1}}"#
         );
     }
 }
