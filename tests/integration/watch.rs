@@ -212,6 +212,30 @@ async fn ready(p: &KvProcess) {
     })
     .await
     .expect("node ready");
+    // A new leader appends the bootstrap configuration as an entry once its no-op commits; a
+    // write that came first lands before it. Wait until that entry is applied and nothing is
+    // left to apply, so that tests that expect an idle node get one.
+    poll_until(Duration::from_secs(10), || async {
+        let mut res = client()
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let h: serde_json::Value =
+            serde_json::from_slice(&res.body().await.map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        let (config, applied, last) = (
+            h["configIndex"].as_u64(),
+            h["appliedIndex"].as_u64(),
+            h["lastLogIndex"].as_u64(),
+        );
+        match (config, applied, last) {
+            (Some(c), Some(a), Some(l)) if c > 0 && a >= c && a == l => Ok(()),
+            _ => Err(h.to_string()),
+        }
+    })
+    .await
+    .expect("node settled");
 }
 
 #[actix_web::test]
