@@ -8,7 +8,10 @@
 //! nodes converge and every acknowledged proposal is applied everywhere. Most seeds also take
 //! snapshots every few applied entries and compact the log, so restarted or lagging nodes
 //! catch up through snapshot transfers; a restarted node's state machine starts from its
-//! snapshot.
+//! snapshot. Leases are on (`kvstore::sim::clock`): every node has a monotonic clock at a rate
+//! drawn within the leases' ±10% drift bound, holds as the core says, and leaders perform lease
+//! reads at random moments, each checked against every acknowledged write (a lease read never
+//! misses one); a negative test shows the check catches leases run outside their assumptions.
 //!
 //! With membership changes, the worlds have two spare slots and an operator adds learners
 //! (new nodes that start empty and join), promotes them, removes members (removed nodes keep
