@@ -10,16 +10,21 @@
 //! keeps its slot's clock, so it counts on from the world's time, as a machine's monotonic
 //! clock does across a process restart. The world hands a node its clock before every step
 //! ([`RaftCore::set_now`], as the `RaftActor` does), and in randomized worlds turns leases on
-//! ([`RaftCore::set_lease_timing`], `hold_us` = the election timeout in µs of the node's clock,
-//! serving on) when a node starts, joins or restarts: a restarted node holds from its start.
-//! Ticks still drive elections and heartbeats; the clock only drives the hold and the lease.
-//! Within a tick every step of a node sees the same clock value.
+//! ([`RaftCore::set_lease_timing`]: `hold_us` is the election timeout in µs of the node's
+//! clock, serving on) when a node starts, joins or restarts: a restarted node holds from its
+//! start. Ticks still drive elections and heartbeats; the clock only drives the hold and the
+//! lease. Within a tick every step of a node sees the same clock value.
 //!
 //! **Lease reads.** At random moments (after each tick, and after a fraction of the packets
 //! delivered, drawn from an RNG of their own so that reads never change the rest of the run),
 //! a node the core says may serve one ([`RaftCore::lease_read`]) performs a lease read; the
 //! [`Checker`](super::invariants::Checker) checks it against every acknowledged write
-//! ([`Checker::lease_read`](super::invariants::Checker::lease_read)). Pure: no I/O, no clock.
+//! ([`Checker::lease_read`](super::invariants::Checker::lease_read)). Pure: no I/O, never a
+//! real clock.
+//!
+//! [`RaftCore::set_now`]: crate::raft::core::RaftCore::set_now
+//! [`RaftCore::set_lease_timing`]: crate::raft::core::RaftCore::set_lease_timing
+//! [`RaftCore::lease_read`]: crate::raft::core::RaftCore::lease_read
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
