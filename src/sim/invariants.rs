@@ -11,6 +11,10 @@
 //!   acknowledged at, by every node;
 //! - committed entries never change: whatever a node's commit index covers in its log is the
 //!   same on every node, forever;
+//! - a lease read never misses an acknowledged write ([`Checker::lease_read`], thesis §6.4.1):
+//!   a node that serves a read from its lease at index `i` has every write acknowledged before
+//!   the read at an index `≤ i`, the acknowledged entry there in its log, and a lease that ends
+//!   after its clock's now;
 //!
 //! and across membership changes (thesis §4):
 //! - every node's configuration in force is the latest configuration entry in its log, or,
@@ -29,7 +33,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::adapt::Node;
-use crate::raft::core::{Configuration, RaftCore, Role};
+use crate::raft::core::{Configuration, LeaseRead, RaftCore, Role};
 use crate::raft::log::{Entry, EntryPayload, RaftLog};
 use crate::raft::{LogIndex, NodeId, Term};
 
@@ -381,6 +385,59 @@ impl Checker {
                 "node {i} ({}), leader of term {term}, committed index {index} held durably only                  by voters {holding:?} of its configuration {conf:?}",
                 core.config().id
             ));
+        }
+    }
+
+    /// Node `i` (`core`) performs a lease read `read` at its clock's `now_us`, at world tick
+    /// `tick`: **a lease read never misses an acknowledged write.**
+    ///
+    /// - the lease ends in the future of the reader's own clock (`now_us < until_us`);
+    /// - every write acknowledged *earlier* has an index `≤ read.index`, and the reader's log
+    ///   holds the acknowledged entry (same term) at that index (unless compacted into its
+    ///   snapshot: what a snapshot holds is checked against the agreed sequence elsewhere).
+    ///
+    /// *Earlier* is in simulated time, the only true time: the world's tick, and within a tick
+    /// the order in which the simulator carries events out (it runs one event at a time). A
+    /// node's clock is only a scaled view of the tick (`clock.rs`), so the nodes cannot tell
+    /// apart two events of one tick; linearizability would let a read and an acknowledgement
+    /// of the same instant be ordered either way, and this check is stricter: it takes the
+    /// execution order as the real-time order and holds every read to every acknowledgement
+    /// recorded before it (`acked` is appended at the moment the leader applies the entry and
+    /// would tell its client). The acknowledgements of the same tick are covered as well
+    /// because the lease's margins are whole ticks here: a lease valid at tick `t` implies
+    /// that every node of the majority that granted it still holds at `t`.
+    pub fn lease_read(&self, i: Node, core: &RaftCore, read: LeaseRead, now_us: u64, tick: u64) {
+        let id = &core.config().id;
+        if read.until_us <= now_us {
+            self.fail(format!(
+                "lease read: node {i} ({id}) served at tick {tick} a lease that ended at                  {} (its clock: {now_us})",
+                read.until_us
+            ));
+        }
+        let log = core.log();
+        for a in &self.acked {
+            if a.index > read.index {
+                self.fail(format!(
+                    "lease read misses an acknowledged write: node {i} ({id}, {:?} of term {})                      read at index {} at tick {tick}, but proposal {} was acknowledged at index                      {} term {}",
+                    core.role(),
+                    core.term(),
+                    read.index,
+                    a.id,
+                    a.index,
+                    a.term
+                ));
+            }
+            if a.index > log.base_index() && log.term_at(a.index) != Some(a.term) {
+                self.fail(format!(
+                    "lease read: node {i} ({id}, term {}) read at index {} at tick {tick}, but                      holds term {:?} at index {} where proposal {} was acknowledged in term {}",
+                    core.term(),
+                    read.index,
+                    log.term_at(a.index),
+                    a.index,
+                    a.id,
+                    a.term
+                ));
+            }
         }
     }
 

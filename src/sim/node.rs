@@ -102,9 +102,12 @@ impl World {
     /// Step node `i` (if up) and carry out the outputs, in order. Outputs the simulator does
     /// not carry out (and replies, for [`ReplyTo::Caller`]) go to `self.script_out`.
     pub(super) fn step_node(&mut self, i: Node, input: Input, reply_to: ReplyTo) {
+        let now_us = self.clock_us(i);
         let Some(node) = self.nodes[i].as_mut() else {
             return;
         };
+        // The node's clock before every step, as the actor does (`clock.rs`).
+        node.core.set_now(now_us);
         let outputs = node.core.step(input);
         self.carry_out(i, outputs, reply_to);
     }

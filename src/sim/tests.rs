@@ -176,3 +176,46 @@ fn a_crash_loses_what_was_not_synced_and_a_restart_recovers_what_was() {
     assert_eq!(w.core(0).term(), 1, "the term survives");
     assert_eq!(w.core(0).status().voted_for.as_deref(), Some("n0"));
 }
+
+#[test]
+fn clocks_never_go_back_and_run_within_the_drift_bound() {
+    use super::clock::{Clocks, TICK_US};
+    let mut c = Clocks::new(5, 42);
+    for i in 0..5 {
+        let r = c.rate(i);
+        assert!((0.9..=1.1).contains(&r), "slot {i} rate {r}");
+        let d = c.now_us(i, 100) - c.now_us(i, 0);
+        assert!(
+            (90 * TICK_US..=110 * TICK_US).contains(&d),
+            "slot {i}: {d} µs in 100 ticks"
+        );
+    }
+    let before = c.now_us(0, 50);
+    c.set_rate(0, 50, 0.5);
+    assert_eq!(
+        c.now_us(0, 50),
+        before,
+        "a new rate continues from the value reached"
+    );
+    assert_eq!(c.now_us(0, 60), before + 5 * TICK_US);
+}
+
+#[test]
+fn a_randomized_run_with_leases_replays_exactly_from_its_seed() {
+    let a = super::run_seed(3, 7);
+    let b = super::run_seed(3, 7);
+    assert!(
+        a.stats.lease_reads > 0,
+        "leases serve reads in the simulator"
+    );
+    assert_eq!(
+        (a.acked, a.commit, a.elections, a.stats.lease_reads),
+        (b.acked, b.commit, b.elections, b.stats.lease_reads)
+    );
+}
+
+#[test]
+fn scripted_worlds_give_no_lease_settings() {
+    let w = World::new(3);
+    assert!(!w.leases);
+}

@@ -22,6 +22,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 
 use super::adapt::{self, Addr, Directory, Node};
+use super::clock::Clocks;
 use super::disk::{Disk, Record};
 use super::invariants::Checker;
 use super::network::{Network, Packet, Wire};
@@ -62,6 +63,8 @@ pub struct Stats {
     pub transfers_asked: usize,
     pub transfers_started: usize,
     pub last_voter_refused: usize,
+    /// Lease reads performed (and checked).
+    pub lease_reads: usize,
 }
 
 pub struct World {
@@ -86,6 +89,10 @@ pub struct World {
     pub net: Network,
     pub check: Checker,
     pub stats: Stats,
+    /// Every slot's monotonic clock (`clock.rs`), and the RNG of lease reads.
+    pub clocks: Clocks,
+    /// Nodes get lease settings when they start, and perform lease reads (randomized worlds).
+    pub leases: bool,
     /// When a stopped node comes back.
     pub(super) restart_at: Vec<Option<u64>>,
     /// Snapshot every this many applied entries (0: never); entries kept before it.
@@ -159,6 +166,8 @@ impl World {
             net: Network::new(n, seed, jitter),
             check,
             stats: Stats::default(),
+            clocks: Clocks::new(n, seed),
+            leases: jitter,
             restart_at: vec![None; n],
             snap_every: 0,
             trailing: 0,
@@ -227,6 +236,9 @@ impl World {
             })
             .collect();
         let mut w = World::with_cores(seed, cores, true, spares);
+        for i in 0..n {
+            w.start_clock(i, false);
+        }
         w.snap_every = if seed.is_multiple_of(3) {
             0
         } else {
@@ -564,6 +576,7 @@ impl World {
         self.confs[i] = conf;
         self.applied_entries[i].clear();
         self.nodes[i] = Some(Running::new(core, None));
+        self.start_clock(i, true);
         Some(adapt::member(addr))
     }
 
@@ -592,10 +605,22 @@ impl World {
         self.nodes[i] = Some(Running::new(core, rec.snapshot));
         self.restart_at[i] = None;
         self.disk_faults[i] = DiskFaults::default();
+        self.start_clock(i, false);
     }
 
-    /// One tick of simulated time for everyone: restarts due, every clock, packets due,
-    /// writes due.
+    /// Node `i` runs with an election timeout (and so a hold) of `ticks` from now on: it is
+    /// stopped and restarted from its disk with the new setting. Only for tests that break on
+    /// purpose the leases' assumption that every node has the same election timeout.
+    pub fn set_election_ticks(&mut self, i: Node, ticks: u32) {
+        self.cfgs[i].election_ticks = ticks;
+        if self.stop(i) {
+            self.stats.crashes -= 1;
+            self.restart(i);
+        }
+    }
+
+    /// One tick of simulated time for everyone: restarts due, every node's tick, packets due,
+    /// writes due; lease reads at random moments (`clock.rs`).
     pub fn advance(&mut self) {
         self.now += 1;
         for i in 0..self.len() {
@@ -607,12 +632,14 @@ impl World {
             self.step_node(i, Input::Tick, ReplyTo::Nobody);
         }
         self.settle_due();
+        self.maybe_lease_reads_after_tick();
     }
 
     /// Packets and writes due now.
     pub(super) fn settle_due(&mut self) {
         for p in self.net.due(self.now) {
             self.deliver(p);
+            self.maybe_lease_read_after_packet();
         }
         for i in 0..self.len() {
             // Writes finish in order; several may be due at once.
