@@ -452,6 +452,18 @@ impl RaftActor {
     ) {
         match res {
             Ok(()) => {}
+            Err(failed) if failed.stopped => {
+                // The process is stopping (its log threads ended first): never acknowledge
+                // what waited for this batch, and stop too, without calling it a disk error.
+                tracing::debug!(error = %failed.message, "log threads gone: stopping");
+                for w in self.apply.break_down(failed.message) {
+                    w.fail(ClientError::Unknown(
+                        "the node is stopping; the write may or may not have been applied".into(),
+                    ));
+                }
+                ctx.stop();
+                return;
+            }
             Err(failed) if failed.retryable => {
                 // Nothing that depends on this batch has left the node (but a leader's
                 // AppendEntries, see the barrier). Try again until the disk takes it; meanwhile

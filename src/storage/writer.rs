@@ -114,6 +114,12 @@ pub struct WriteFailed {
     /// written again later, e.g. once disk space returns. Otherwise the node must stop.
     pub retryable: bool,
     pub records: Vec<Record>,
+    /// Not a disk error: the log's threads are gone because the process is stopping (the
+    /// writer's arbiter or the syncer ended with the actor system). What was written may or
+    /// may not be durable, so nothing waiting for it may be acknowledged, but the node is not
+    /// broken: the caller stops quietly. (A log thread that panics ends the process by
+    /// itself: they are critical threads, see `crate::fatal`.)
+    pub stopped: bool,
 }
 
 impl WriteFailed {
@@ -122,6 +128,14 @@ impl WriteFailed {
             message,
             retryable: false,
             records: Vec::new(),
+            stopped: false,
+        }
+    }
+
+    fn stopped(message: String) -> Self {
+        WriteFailed {
+            stopped: true,
+            ..WriteFailed::fatal(message)
         }
     }
 }
@@ -146,6 +160,7 @@ impl Handler<WriteBatch> for LogWriter {
                     message: e.clone(),
                     retryable: false,
                     records,
+                    stopped: false,
                 })
             }
         };
@@ -155,6 +170,7 @@ impl Handler<WriteBatch> for LogWriter {
                 message: format!("an earlier batch than {id} waits to be written again"),
                 retryable: true,
                 records,
+                stopped: false,
             });
         }
         let before = wal.bytes_written();
@@ -167,6 +183,7 @@ impl Handler<WriteBatch> for LogWriter {
                 message,
                 retryable: e.is_retryable(),
                 records,
+                stopped: false,
             });
         }
         self.last_id = id;
@@ -323,10 +340,10 @@ impl LogStore for DiskLog {
         async move {
             match sent.await {
                 Ok(Ok(durable)) => durable.await.unwrap_or_else(|_| {
-                    Err(WriteFailed::fatal("the log's sync thread is gone".into()))
+                    Err(WriteFailed::stopped("the log's sync thread is gone".into()))
                 }),
                 Ok(Err(failed)) => Err(failed),
-                Err(e) => Err(WriteFailed::fatal(format!("log writer is gone: {e}"))),
+                Err(e) => Err(WriteFailed::stopped(format!("log writer is gone: {e}"))),
             }
         }
         .boxed_local()
