@@ -2,7 +2,7 @@
 //!
 //! [`Metrics`] is made once at start-up; cheap clones of its parts go to whoever records:
 //! [`HttpMetrics`] to the API middleware, [`RaftMetrics`] to the `RaftActor` (elections, leader
-//! changes, peer RPCs, snapshots), [`WalMetrics`] to the log writer thread. Recording is a few
+//! changes, peer RPCs, snapshots), [`WalMetrics`] to the log's sync thread. Recording is a few
 //! atomic operations (a label set's series is looked up under the crate's read lock, created
 //! once). Gauges that mirror actor state (term, role, indexes, pending work, peer lag, keys)
 //! are not kept up to date on the hot path: the `/metrics` handler gathers a [`StateSample`]
@@ -240,7 +240,7 @@ impl RaftMetrics {
     }
 }
 
-/// What the log writer thread records: one group commit.
+/// What the log's sync thread records: one group commit.
 #[derive(Debug, Clone)]
 pub struct WalMetrics {
     fsync: Histogram,

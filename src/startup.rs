@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use actix::{Actor, Arbiter, SyncArbiter};
+use actix::{Actor, Arbiter};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::HttpServer;
 
@@ -27,7 +27,7 @@ use crate::raft::{Configuration, HardState, Member, Term};
 use crate::security::peer_auth::PeerKeys;
 use crate::storage::identity::{derive_cluster_id, ClusterId, DataDir, IdentityError};
 use crate::storage::snapshot::{self, SnapshotMeta};
-use crate::storage::{DiskLog, LogStore, LogWriter, MemoryLog, Wal, WalError};
+use crate::storage::{DiskLog, LogStore, MemoryLog, Wal, WalError};
 use crate::store::actor::StoreActor;
 use crate::store::KvState;
 use crate::tls::{self, TlsError};
@@ -232,15 +232,21 @@ fn open_storage(
     let handoff = wal.handoff();
     drop(wal);
     let cluster_id = data_dir.identity.cluster_id.clone();
-    // The writer thread's factory owns the directory (and its lock) as long as the log can be
-    // written.
-    let writer = SyncArbiter::start(1, move || {
-        let _owner = &data_dir;
-        LogWriter::new(&handoff).with_metrics(wal_metrics.clone())
-    });
+    // The writer thread owns the directory (and its lock) as long as the log can be written.
+    let wal_dir = data_dir.dir.clone();
+    let storage = DiskLog::start(handoff, data_dir, Some(wal_metrics)).map_err(|source| {
+        StartError::Storage {
+            dir: wal_dir.clone(),
+            source: WalError::Io {
+                path: wal_dir,
+                op: "start the threads of",
+                source,
+            },
+        }
+    })?;
     Ok(Resumed {
         cluster_id,
-        storage: Box::new(DiskLog::new(writer)),
+        storage: Box::new(storage),
         hard_state,
         log,
         state,

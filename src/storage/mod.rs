@@ -14,4 +14,4 @@ pub mod wal;
 pub mod writer;
 
 pub use wal::{Record, Recovered, Scan, SegmentReport, Wal, WalError, WalHandoff};
-pub use writer::{CompactLog, DiskLog, LogStore, LogWriter, MemoryLog, WriteBatch, WriteFailed};
+pub use writer::{DiskLog, LogStore, MemoryLog, WriteFailed};

@@ -854,3 +854,92 @@ async fn leadership_is_transferred_to_the_chosen_voter_or_the_most_caught_up_one
         }
     }
 }
+
+/// A log whose threads are gone (the process is stopping) as soon as a batch holds a client
+/// write: its writes answer `stopped`, after a turn of the runtime, as `DiskLog`'s do.
+struct StoppingLog;
+
+impl kvstore::storage::LogStore for StoppingLog {
+    fn write(
+        &mut self,
+        _: u64,
+        records: Vec<kvstore::storage::Record>,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<(), kvstore::storage::WriteFailed>>
+    {
+        use futures_util::FutureExt;
+        use kvstore::raft::log::EntryPayload;
+        let client_write = records.iter().any(|r| {
+            matches!(r, kvstore::storage::Record::Entry(e)
+                if matches!(e.payload, EntryPayload::Command { .. }))
+        });
+        async move {
+            tokio::task::yield_now().await;
+            if !client_write {
+                return Ok(());
+            }
+            Err(kvstore::storage::WriteFailed {
+                message: "the log writer is gone".into(),
+                retryable: false,
+                records,
+                stopped: true,
+            })
+        }
+        .boxed_local()
+    }
+
+    fn compact(
+        &mut self,
+        _: u64,
+        _: HardState,
+    ) -> futures_util::future::LocalBoxFuture<'static, Result<usize, String>> {
+        use futures_util::FutureExt;
+        futures_util::future::ready(Ok(0)).boxed_local()
+    }
+}
+
+/// When the log's threads end before the Raft actor (a SIGTERM while a batch is in flight),
+/// the write waiting for that batch is answered "unknown outcome", never acknowledged, and the
+/// actor stops quietly: not the fatal disk-error path, which would end the process with 70.
+#[actix_rt::test]
+async fn a_node_whose_log_threads_are_gone_stops_quietly_and_acknowledges_nothing() {
+    tokio::time::pause();
+    let store = StoreActor::new().start();
+    let configuration = RaftSetup::bootstrap("n0", "mem://n0", &[]).unwrap();
+    let setup = RaftSetup {
+        id: "n0".into(),
+        url: "mem://n0".into(),
+        configuration,
+        timing: timing(),
+        hard_state: HardState::default(),
+        seed: 1,
+        store,
+        max_pending: PENDING_LIMIT,
+        log: kvstore::raft::log::RaftLog::new(),
+        storage: Box::new(StoppingLog),
+        snapshots: SnapshotPolicy::never(),
+        snapshot: None,
+    };
+    let net = Network::new(1, 1).start();
+    let addr = RaftActor::new(setup, Box::new(MemoryTransport::new(net, 0))).start();
+    let mut leading = false;
+    for _ in 0..100 {
+        if addr.send(GetStatus).await.unwrap().state == "leader" {
+            leading = true;
+            break;
+        }
+        pass_time().await;
+    }
+    assert!(leading, "a single node leads");
+    let r = addr.send(ClientWrite(set(1))).await.unwrap();
+    match r {
+        Err(ClientError::Unknown(why)) => assert!(why.contains("stopping"), "{why}"),
+        other => panic!("expected an unknown outcome, got {other:?}"),
+    }
+    for _ in 0..100 {
+        if !addr.connected() {
+            break;
+        }
+        pass_time().await;
+    }
+    assert!(!addr.connected(), "the actor stopped");
+}
