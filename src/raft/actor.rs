@@ -21,7 +21,7 @@
 //! broken store, an unwritable log). HTTP shapes live in `api/`, fault injection in the
 //! transport layer: this actor knows neither.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -51,7 +51,7 @@ use super::{LogIndex, NodeId, Term};
 use crate::fatal::Fatal;
 use crate::storage::{LogStore, Record, WriteFailed};
 use crate::store::actor::{ApplyEntries, Committed, Restore, StoreActor, Summary};
-use crate::store::{CommandOutcome, KvState};
+use crate::store::{Command, CommandOutcome, KvState};
 use crate::transport::{Deliver, DeliveryError, Transport};
 
 pub use self::messages::{
@@ -84,9 +84,13 @@ pub struct RaftActor {
     last_leader_contact: Option<Instant>,
     /// What was last logged, to log only changes of role, term or leader.
     logged: (Role, Term, Option<NodeId>),
-    /// The client write being proposed in the current step: the core's `Proposed` or
-    /// `ProposalRejected` output decides what becomes of it.
-    proposing: Option<WriteTx>,
+    /// Client writes that arrived since the last proposal, with who waits for each: proposed
+    /// together once the mailbox is drained (`propose_gathered`), so the writes that arrive
+    /// while the actor is busy share one entry batch, one write and one AppendEntries.
+    gathered: Vec<(Command, WriteTx)>,
+    /// The client writes being proposed in the current step, in order: the core's `Proposed`
+    /// or `ProposalRejected` outputs (one per command, in order) decide what becomes of them.
+    proposing: VecDeque<WriteTx>,
     /// The membership change being stepped: the core's `ChangeProposed`, `ChangeDone` or
     /// `ChangeRejected` output decides what becomes of it.
     proposing_change: Option<ChangeTx>,
@@ -248,7 +252,8 @@ impl RaftActor {
             tick: setup.timing.tick,
             last_leader_contact: None,
             logged,
-            proposing: None,
+            gathered: Vec::new(),
+            proposing: VecDeque::new(),
             proposing_change: None,
             transfers: Vec::new(),
             transferring: None,
@@ -314,12 +319,12 @@ impl RaftActor {
                 }
                 Output::Apply(entries) => self.apply(entries, ctx),
                 Output::Proposed { index, term } => {
-                    if let Some(tx) = self.proposing.take() {
+                    if let Some(tx) = self.proposing.pop_front() {
                         self.apply.wait(index, term, Waiter::Write(tx));
                     }
                 }
                 Output::ProposalRejected { leader } => {
-                    if let Some(tx) = self.proposing.take() {
+                    if let Some(tx) = self.proposing.pop_front() {
                         let _ = tx.send(Err(ClientError::NotLeader(leader)));
                     }
                 }
@@ -508,6 +513,23 @@ impl RaftActor {
             self.step(Input::Persisted { index }, ctx);
         }
         self.write_next(ctx);
+    }
+
+    /// Propose the client writes gathered since the last time, together.
+    fn propose_gathered(&mut self, ctx: &mut Context<Self>) {
+        if self.gathered.is_empty() {
+            return;
+        }
+        let (commands, waiting): (Vec<_>, VecDeque<_>) =
+            std::mem::take(&mut self.gathered).into_iter().unzip();
+        self.proposing = waiting;
+        self.step(Input::ProposeBatch(commands), ctx);
+        // The core answers every command; a write it did not would otherwise wait forever.
+        for tx in self.proposing.drain(..) {
+            let _ = tx.send(Err(ClientError::Internal(
+                "the write was not proposed (a bug); it was not applied".into(),
+            )));
+        }
     }
 
     /// Leadership was lost: every write still waiting for an entry not known committed has an
@@ -784,15 +806,21 @@ impl Handler<ClientWrite> for RaftActor {
         if let Some(why) = &self.storage_error {
             return refuse(ClientError::Storage(why.clone()));
         }
-        if self.apply.full() {
+        if self.apply.waiting() + self.gathered.len() >= self.apply.max_pending() {
             return refuse(ClientError::Overloaded);
         }
         // Whether this node leads is the core's to say: its `Proposed` or `ProposalRejected`
-        // output (see `step`) answers through this channel.
+        // output (see `step`) answers through this channel. Proposed once the mailbox is
+        // drained: a spawned future runs after every message already queued.
         let (tx, rx) = oneshot::channel();
-        self.proposing = Some(tx);
-        self.step(Input::Propose(cmd), ctx);
-        self.proposing = None;
+        self.gathered.push((cmd, tx));
+        if self.gathered.len() == 1 {
+            ctx.spawn(
+                async {}
+                    .into_actor(self)
+                    .map(|_, act, ctx| act.propose_gathered(ctx)),
+            );
+        }
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
                 Err(ClientError::Unknown(

@@ -168,6 +168,9 @@ pub enum Input {
     /// A client command to replicate (answered by [`Output::Proposed`] or
     /// [`Output::ProposalRejected`]).
     Propose(Command),
+    /// Client commands gathered while the caller was busy: as many `Propose`s in this order,
+    /// but their entries are persisted and sent together.
+    ProposeBatch(Vec<Command>),
     /// A linearizable read wants a read index (answered by [`Output::ReadReady`] or
     /// [`Output::ReadFailed`], now or later). `id` is the caller's.
     ReadIndex { id: u64 },

@@ -211,26 +211,35 @@ impl RaftCore {
         }
     }
 
-    pub(super) fn propose(&mut self, command: Command) {
-        if self.transfer.is_some() {
+    /// Client commands, each its own entry with its own `Proposed` (or `ProposalRejected`)
+    /// output, in order; entries proposed together are persisted and sent together (one
+    /// `PersistEntries`, one AppendEntries per follower whose window is open).
+    pub(super) fn propose(&mut self, commands: Vec<Command>) {
+        if self.transfer.is_some() || self.role != Role::Leader {
             // Handing leadership over: no new entry may keep the target from catching up.
-            self.out.push(Output::ProposalRejected { leader: None });
+            let leader = match self.transfer {
+                Some(_) => None,
+                None => self.leader.clone(),
+            };
+            for _ in &commands {
+                let leader = leader.clone();
+                self.out.push(Output::ProposalRejected { leader });
+            }
             return;
         }
-        if self.role != Role::Leader {
-            let leader = self.leader.clone();
-            self.out.push(Output::ProposalRejected { leader });
-            return;
-        }
-        let index = self
-            .log
-            .append(self.term, EntryPayload::Command { command });
+        let first = self.log.last_index() + 1;
         let term = self.term;
-        if let Some(e) = self.log.entry(index) {
-            self.appended_bytes = self.appended_bytes.saturating_add(e.size_hint());
+        for command in commands {
+            let index = self.log.append(term, EntryPayload::Command { command });
+            if let Some(e) = self.log.entry(index) {
+                self.appended_bytes = self.appended_bytes.saturating_add(e.size_hint());
+            }
+            self.out.push(Output::Proposed { index, term });
         }
-        self.out.push(Output::Proposed { index, term });
-        self.persist_from(index);
+        if self.log.last_index() < first {
+            return;
+        }
+        self.persist_from(first);
         self.maybe_commit();
         self.broadcast(false);
     }

@@ -221,3 +221,63 @@ fn s5_3_a_follower_persists_new_entries_before_it_acknowledges_them() {
         "{out:?}"
     );
 }
+
+/// Commands proposed together (the actor gathers the writes that arrive while it is busy) get
+/// one entry and one `Proposed` each, in order, but one `PersistEntries` and one AppendEntries
+/// per follower for all of them; on a follower, each is rejected with the leader.
+#[test]
+fn s5_3_commands_proposed_together_are_persisted_and_sent_together() {
+    let mut net = three_with_leader();
+    net.deliver_all();
+    let c = net.core_mut(0);
+    let cmds = (0..3).map(|i| set_cmd("k", &i.to_string())).collect();
+    let out = c.step(Input::ProposeBatch(cmds));
+    let proposed: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Proposed { index, term } => Some((*index, *term)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(proposed, [(2, 1), (3, 1), (4, 1)]);
+    let persisted: Vec<Vec<LogIndex>> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::PersistEntries(es) => Some(es.iter().map(|e| e.index).collect()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(persisted, [vec![2, 3, 4]], "one write for the three");
+    let mut sent: Vec<(NodeId, Vec<LogIndex>)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: Message::AppendRequest(r),
+            } => Some((to.clone(), r.entries.iter().map(|e| e.index).collect())),
+            _ => None,
+        })
+        .collect();
+    sent.sort();
+    let followers: Vec<NodeId> = c.peers.clone();
+    assert_eq!(
+        sent,
+        followers
+            .into_iter()
+            .map(|p| (p, vec![2, 3, 4]))
+            .collect::<Vec<_>>(),
+        "one AppendEntries per follower for the three"
+    );
+
+    let mut f = core("b", 2);
+    let cmds = (0..2).map(|i| set_cmd("k", &i.to_string())).collect();
+    let out = f.step(Input::ProposeBatch(cmds));
+    assert_eq!(
+        out,
+        vec![
+            Output::ProposalRejected { leader: None },
+            Output::ProposalRejected { leader: None }
+        ],
+        "a follower rejects each command"
+    );
+}
