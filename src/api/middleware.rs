@@ -95,6 +95,10 @@ impl RootSpanBuilder for RequestSpan {
                     Some(err) => {
                         tracing::info!(status, latency_ms, error = %err, "request completed")
                     }
+                    // Peer RPCs that succeed: a follower gets dozens a second even when idle.
+                    None if res.request().path().starts_with("/raft/") => {
+                        tracing::debug!(status, latency_ms, "request completed")
+                    }
                     None => tracing::info!(status, latency_ms, "request completed"),
                 }
             }

@@ -547,12 +547,21 @@ async fn each_request_is_logged_with_its_id_method_path_status_and_latency() {
         kvstore::telemetry::subscriber(LogFormat::Human, "info", false, move || writer.clone());
     let _guard = tracing::subscriber::set_default(sub);
     let app = test::init_service(
-        api::app(state_with(Limits::default())).route("/test-panic", web::get().to(boom)),
+        api::app(state_with(Limits::default()))
+            .route("/test-panic", web::get().to(boom))
+            .route("/raft/test-ok", web::get().to(actix_web::HttpResponse::Ok)),
     )
     .await;
     send(
         &app,
         get("?key=nope").insert_header(("x-request-id", "log-req-7")),
+    )
+    .await;
+    send_rendered(
+        &app,
+        test::TestRequest::get()
+            .uri("/raft/test-ok")
+            .insert_header(("x-request-id", "log-req-9")),
     )
     .await;
     send_rendered(
@@ -579,6 +588,10 @@ async fn each_request_is_logged_with_its_id_method_path_status_and_latency() {
         text.lines()
             .any(|l| l.contains("request_id=log-req-8") && l.contains("status=500")),
         "the panicked request's status is logged:\n{text}"
+    );
+    assert!(
+        !text.contains("log-req-9"),
+        "a peer RPC that succeeds is logged at debug level only:\n{text}"
     );
 }
 
