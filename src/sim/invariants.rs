@@ -410,7 +410,7 @@ impl Checker {
         let id = &core.config().id;
         if read.until_us <= now_us {
             self.fail(format!(
-                "lease read: node {i} ({id}) served at tick {tick} a lease that ended at                  {} (its clock: {now_us})",
+                "lease read: node {i} ({id}) served at tick {tick} a lease that ended at {} (its clock: {now_us})",
                 read.until_us
             ));
         }
@@ -418,7 +418,7 @@ impl Checker {
         for a in &self.acked {
             if a.index > read.index {
                 self.fail(format!(
-                    "lease read misses an acknowledged write: node {i} ({id}, {:?} of term {})                      read at index {} at tick {tick}, but proposal {} was acknowledged at index                      {} term {}",
+                    "lease read misses an acknowledged write: node {i} ({id}, {:?} of term {}) read at index {} at tick {tick}, but proposal {} was acknowledged at index {} term {}",
                     core.role(),
                     core.term(),
                     read.index,
@@ -429,7 +429,7 @@ impl Checker {
             }
             if a.index > log.base_index() && log.term_at(a.index) != Some(a.term) {
                 self.fail(format!(
-                    "lease read: node {i} ({id}, term {}) read at index {} at tick {tick}, but                      holds term {:?} at index {} where proposal {} was acknowledged in term {}",
+                    "lease read: node {i} ({id}, term {}) read at index {} at tick {tick}, but holds term {:?} at index {} where proposal {} was acknowledged in term {}",
                     core.term(),
                     read.index,
                     log.term_at(a.index),

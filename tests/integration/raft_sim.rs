@@ -314,11 +314,7 @@ fn lease_reads_outside_the_clock_and_timeout_assumptions_are_caught() {
         match run {
             Ok(_) => false,
             Err(e) => {
-                let why = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
+                let why = kvstore::telemetry::panic_message(e.as_ref());
                 if why.contains("lease read") {
                     println!("seed {seed}: {why}");
                     true
