@@ -190,9 +190,10 @@ pub fn report(dir: &Path) -> (String, Outcome) {
                     r.map_or("none".to_owned(), |(a, b)| format!("{a}..={b}"))
                 };
                 line(format!(
-                    "  {}  {} bytes  {} records  entries {}  terms {}",
+                    "  {}  {} bytes ({} used)  {} records  entries {}  terms {}",
                     file_name(&s.path),
                     s.bytes,
+                    s.end(),
                     s.records,
                     range(s.indexes),
                     range(s.terms)

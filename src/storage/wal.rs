@@ -5,7 +5,11 @@
 //! (every byte under a checksum). A new segment starts when the current one
 //! reaches the configured size; it is created under a temporary name, its header written and
 //! fsynced, then renamed into place and the directory fsynced, so a segment under its final name
-//! always has its header. Records:
+//! always has its header. **Unused space**: a segment is preallocated to the configured size
+//! (`fallocate`, best effort), so records are written into space already reserved and an
+//! fdatasync has no allocation or file size to record; zeros from a record boundary to the end
+//! of a segment are that space, never written (an all-zero record header never checks out).
+//! Records:
 //!
 //! - hard state (term, vote): the latest one wins. A hard state older than one already written
 //!   is never written after it (only a batch retried after a full disk could try; it is skipped);
@@ -25,9 +29,14 @@
 //! - fewer bytes than a record header (a write cut short), or
 //! - a record whose header checks out but which runs past the end of the file (a write cut
 //!   short), or
-//! - only zero bytes to the end of the file, or a record prefix followed by zero bytes from a
-//!   512-byte boundary inside that record to the end of the file (blocks a power loss never
-//!   wrote).
+//! - a record prefix followed by zero bytes from a 512-byte boundary inside that record to the
+//!   end of the file (blocks a power loss never wrote).
+//!
+//! Zeros from a record boundary to the end of a segment are unused space, not a torn write
+//! (in the last segment, a crash may also have left them where unsynced records were: nothing
+//! acknowledged, as those records were not durable). In an earlier segment they are allowed
+//! only after the marker that the log continues, or when no later segment holds a record (a
+//! crash while rolling over, which opening repairs by writing the marker).
 //!
 //! Anything else refuses to open, names the file, the byte offset and the reason, and leaves
 //! every file untouched: a bad record (header or checksum) followed by more data or complete in
@@ -40,7 +49,8 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read as _, Seek, SeekFrom, Write};
+use std::io::{self, Read as _, Write};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -160,8 +170,18 @@ pub struct SegmentReport {
     pub terms: Option<(Term, Term)>,
     /// A torn tail starts at this offset (only ever in the last segment).
     pub torn_at: Option<u64>,
+    /// Zeros from this offset to the end of the file: space reserved for records (segments
+    /// are preallocated) that none was written to yet.
+    pub unused_at: Option<u64>,
     /// It ends with the marker that the log continues in this next segment.
     pub continues: Option<u64>,
+}
+
+impl SegmentReport {
+    /// Where its valid records end: the next record goes here.
+    pub fn end(&self) -> u64 {
+        self.torn_at.or(self.unused_at).unwrap_or(self.bytes)
+    }
 }
 
 /// What [`scan`] found in a log directory, read-only.
@@ -191,6 +211,8 @@ pub struct WalHandoff {
     segment_bytes: u64,
     segments: Vec<Segment>,
     hard_state: HardState,
+    /// Where the next record goes in the last segment.
+    size: u64,
 }
 
 /// An open write-ahead log. See the module docs.
@@ -417,6 +439,26 @@ pub fn scan(dir: &Path, snapshot_index: LogIndex) -> Result<Scan, WalError> {
         }
         scan.segments.push(report);
     }
+    // A segment that ends early (zeros where its records stop, no marker naming the next) is
+    // what a crash while rolling over leaves: the next segment was created, nothing written
+    // to it yet. Once a later segment holds a record, the earlier one was complete and
+    // fsynced with its marker: zeros there mean its end was lost.
+    for (i, s) in scan.segments.iter().enumerate() {
+        if let (Some(at), None) = (s.unused_at, s.continues) {
+            if let Some(later) = scan.segments[i + 1..].iter().find(|l| l.records > 0) {
+                return Err(WalError::Corrupt {
+                    path: s.path.clone(),
+                    offset: at,
+                    reason: format!(
+                        "only zeros from here to the end of the segment, without the marker \
+                         that the log continues, yet {} holds records (the end of this segment \
+                         was lost)",
+                        later.path.display()
+                    ),
+                });
+            }
+        }
+    }
     scan.recovered = replay.out;
     Ok(scan)
 }
@@ -454,12 +496,19 @@ fn scan_segment(
         indexes: None,
         terms: None,
         torn_at: None,
+        unused_at: None,
         continues: None,
     };
     let mut pos = HEADER_LEN as usize;
     while pos < data.len() {
         let (kind, payload, len) = match read_record(data, pos) {
             RecordRead::Ok { kind, payload, len } => (kind, payload, len),
+            // Zeros from a record boundary to the end: preallocated space, never written (or,
+            // in a file that grew by appends, blocks a crash never wrote: nothing either way).
+            _ if data[pos..].iter().all(|b| *b == 0) => {
+                report.unused_at = Some(pos as u64);
+                return Ok(report);
+            }
             bad => {
                 let why = torn_tail(data, pos, &bad);
                 match why {
@@ -546,6 +595,22 @@ impl Wal {
             f.set_len(*offset).map_err(io_err(path, "truncate"))?;
             f.sync_all().map_err(io_err(path, "sync"))?;
         }
+        let count = scan.segments.len();
+        for s in &scan.segments[..count.saturating_sub(1)] {
+            // A crash while rolling over: end the earlier segment the way rolling over
+            // would have, with the marker naming the next one (which exists, empty).
+            if let (Some(at), None) = (s.unused_at, s.continues) {
+                let mut buf = Vec::new();
+                encode_continues(s.seq + 1, &mut buf);
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&s.path)
+                    .map_err(io_err(&s.path, "open"))?;
+                f.write_all_at(&buf, at).map_err(io_err(&s.path, "write"))?;
+                f.sync_data().map_err(io_err(&s.path, "sync"))?;
+            }
+        }
+        let segment_bytes = segment_bytes.max(HEADER_LEN + 64);
         let mut segments: Vec<Segment> = scan
             .segments
             .iter()
@@ -555,26 +620,27 @@ impl Wal {
                 last_index: s.indexes.map_or(0, |(_, hi)| hi),
             })
             .collect();
-        let (file, size, dir_dirty): (File, u64, bool) = match segments.last() {
+        let (file, size, dir_dirty): (File, u64, bool) = match scan.segments.last() {
             Some(s) => {
-                let mut f = OpenOptions::new()
-                    .append(true)
+                let f = OpenOptions::new()
+                    .write(true)
                     .read(true)
                     .open(&s.path)
                     .map_err(io_err(&s.path, "open"))?;
-                let size = f.seek(SeekFrom::End(0)).map_err(io_err(&s.path, "seek"))?;
+                let size = s.end();
+                preallocate(&f, size, segment_bytes);
                 (f, size, false)
             }
             None => {
                 let next = seq_of(scan.headerless.as_deref()).unwrap_or(1);
-                let (f, seg) = Self::create_segment(dir, next)?;
+                let (f, seg) = Self::create_segment(dir, next, segment_bytes)?;
                 segments.push(seg);
                 (f, HEADER_LEN, true)
             }
         };
         let mut wal = Wal {
             dir: dir.to_owned(),
-            segment_bytes: segment_bytes.max(HEADER_LEN + 64),
+            segment_bytes,
             segments,
             file: Arc::new(file),
             size,
@@ -590,7 +656,11 @@ impl Wal {
     /// Create segment `seq` so that it never exists under its final name without its header:
     /// a temporary file gets the header and an fsync, then is renamed into place. The directory
     /// is fsynced by the next [`Wal::sync`] (nothing in the segment is durable before that).
-    fn create_segment(dir: &Path, seq: u64) -> Result<(File, Segment), WalError> {
+    fn create_segment(
+        dir: &Path,
+        seq: u64,
+        segment_bytes: u64,
+    ) -> Result<(File, Segment), WalError> {
         let path = segment_path(dir, seq);
         let tmp = dir.join(format!("{seq:020}.wal.tmp"));
         let made = (|| -> io::Result<File> {
@@ -607,7 +677,9 @@ impl Wal {
             failpoint::hit("wal.segment.rename")?;
             fs::rename(&tmp, &path)?;
             failpoint::hit("wal.segment.renamed")?;
-            OpenOptions::new().append(true).read(true).open(&path)
+            let f = OpenOptions::new().write(true).read(true).open(&path)?;
+            preallocate(&f, HEADER_LEN, segment_bytes);
+            Ok(f)
         })();
         match made {
             Ok(f) => Ok((
@@ -694,7 +766,7 @@ impl Wal {
     /// trusted any more (a fatal error).
     fn write_buf(&mut self) -> Result<(), WalError> {
         let path = &self.segments.last().expect("a current segment").path;
-        if let Err(e) = (&*self.file).write_all(&self.buf) {
+        if let Err(e) = self.file.write_all_at(&self.buf, self.size) {
             if let Err(cut) = self.file.set_len(self.size) {
                 return Err(io_err(path, "truncate a partly written record")(
                     io::Error::other(format!("{cut} (after the write failed: {e})")),
@@ -718,7 +790,7 @@ impl Wal {
     /// it), while a crash at any step leaves a log that opens.
     fn roll(&mut self) -> Result<(), WalError> {
         let seq = self.segments.last().map_or(1, |s| s.seq + 1);
-        let (file, seg) = Self::create_segment(&self.dir, seq)?;
+        let (file, seg) = Self::create_segment(&self.dir, seq, self.segment_bytes)?;
         dirs::sync_dir(&self.dir).map_err(io_err(&self.dir, "sync directory"))?;
         failpoint::hit("wal.roll.created").map_err(io_err(&seg.path, "create"))?;
         self.buf.clear();
@@ -800,6 +872,7 @@ impl Wal {
             segment_bytes: self.segment_bytes,
             segments: self.segments.clone(),
             hard_state: self.hard_state.clone(),
+            size: self.size,
         }
     }
 
@@ -810,14 +883,12 @@ impl Wal {
             offset: 0,
             reason: "no segment to append to".into(),
         })?;
-        let mut file = OpenOptions::new()
-            .append(true)
+        let file = OpenOptions::new()
+            .write(true)
             .read(true)
             .open(&last.path)
             .map_err(io_err(&last.path, "open"))?;
-        let size = file
-            .seek(SeekFrom::End(0))
-            .map_err(io_err(&last.path, "seek"))?;
+        let size = h.size;
         Ok(Wal {
             dir: h.dir.clone(),
             segment_bytes: h.segment_bytes,
@@ -830,6 +901,31 @@ impl Wal {
             written: 0,
         })
     }
+}
+
+/// Reserve the segment's blocks up to `len` bytes (its size becomes `len`; the bytes past
+/// `used` read as zeros: see "unused space" in the module docs), so that appending a record
+/// changes no block allocation or file size and an fdatasync has less metadata to write
+/// (etcd does the same). Best effort: a file system without `fallocate`, or without the
+/// space, leaves the segment to grow by appends as before.
+fn preallocate(f: &File, used: u64, len: u64) {
+    if len <= used {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let Ok(len) = libc::off_t::try_from(len) else {
+            return;
+        };
+        // SAFETY: a plain system call on a file descriptor this `File` owns and keeps open.
+        if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len) } != 0 {
+            // A partial reservation may have moved the end of the file: put it back.
+            let _ = f.set_len(used);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = f;
 }
 
 /// The sequence number in a segment file's name.
@@ -849,6 +945,7 @@ mod tests {
     use crate::store::command::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
     use crate::store::Command;
     use proptest::prelude::*;
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn the_largest_record_a_node_writes_fits_the_replay_bound_and_one_byte_more_does_not() {
@@ -903,6 +1000,18 @@ mod tests {
 
     fn open(dir: &Path, seg: u64, snap: LogIndex) -> (Wal, Recovered) {
         Wal::open(dir, seg, snap).unwrap()
+    }
+
+    /// Drop the log and cut its last segment to the records in it: the layout of a file
+    /// system without `fallocate` (or of a segment an older version wrote), which grows by
+    /// appends only. Returns the segment's path and length.
+    fn close_unallocated(w: Wal) -> (PathBuf, u64) {
+        let path = w.segments.last().unwrap().path.clone();
+        let size = w.size;
+        drop(w);
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(size).unwrap();
+        (path, size)
     }
 
     /// The bytes of one encoded record.
@@ -1042,18 +1151,20 @@ mod tests {
             w.append(&[Record::Entry(entry(i, 1, "v"))]).unwrap();
         }
         w.sync().unwrap();
-        let path = w.segments.last().unwrap().path.clone();
-        drop(w);
-        let good_len = fs::metadata(&path).unwrap().len();
+        let (path, good_len) = close_unallocated(w);
         let partial = encoded(&Record::Entry(entry(4, 1, "torn")));
         for cut in [1, 5, 9, partial.len() - 1] {
             let mut f = OpenOptions::new().append(true).open(&path).unwrap();
             f.write_all(&partial[..cut]).unwrap();
             drop(f);
-            let (_, rec) = open(dir.path(), 1 << 20, 0);
+            let (w, rec) = open(dir.path(), 1 << 20, 0);
             assert_eq!(rec.entries.len(), 3, "cut at {cut}");
             assert_eq!(rec.torn_tail, Some((path.clone(), good_len)));
-            assert_eq!(fs::metadata(&path).unwrap().len(), good_len, "tail removed");
+            assert_eq!(
+                w.size, good_len,
+                "the next record goes where the torn one was"
+            );
+            close_unallocated(w);
         }
     }
 
@@ -1067,9 +1178,10 @@ mod tests {
         }
         w.sync().unwrap();
         let path = w.segments.last().unwrap().path.clone();
+        let end = w.size as usize;
         drop(w);
         let mut bytes = fs::read(&path).unwrap();
-        let mid = bytes.len() / 2;
+        let mid = end / 2;
         bytes[mid] ^= 0x40;
         fs::write(&path, &bytes).unwrap();
         let before = all_bytes(dir.path());
@@ -1101,8 +1213,7 @@ mod tests {
         let (mut w, _) = open(dir.path(), 1 << 20, 0);
         w.append(&[Record::HardState(hs(5, None))]).unwrap();
         w.sync().unwrap();
-        let path = w.segments.last().unwrap().path.clone();
-        drop(w);
+        let (path, _) = close_unallocated(w);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&encoded(&Record::HardState(hs(4, None))))
             .unwrap();
@@ -1146,7 +1257,7 @@ mod tests {
                 .unwrap();
         }
         w.sync().unwrap();
-        let path = w.segments.last().unwrap().path.clone();
+        let (path, _) = close_unallocated(w);
         (path, starts)
     }
 
@@ -1197,17 +1308,22 @@ mod tests {
 
     #[test]
     fn zeros_or_garbage_after_the_last_record() {
-        // Zeros from the end of the last record (the file grew, nothing was written): torn.
+        // Zeros from the end of the last record (the file grew, nothing was written there):
+        // unused space, not a torn record; the next record goes where they start.
         let dir = tempfile::tempdir().unwrap();
         let (path, _) = log_of(dir.path(), 5);
         let good = fs::metadata(&path).unwrap().len();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[0; 3000]).unwrap();
         drop(f);
-        let (_, rec) = open(dir.path(), 1 << 20, 0);
+        let (mut w, rec) = open(dir.path(), 1 << 20, 0);
         assert_eq!(rec.entries.len(), 5);
-        assert_eq!(rec.torn_tail, Some((path.clone(), good)));
-        assert_eq!(fs::metadata(&path).unwrap().len(), good);
+        assert_eq!(rec.torn_tail, None);
+        assert_eq!(w.size, good);
+        w.append(&[Record::Entry(entry(6, 1, "next"))]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        assert_eq!(open(dir.path(), 1 << 20, 0).1.entries.len(), 6);
 
         // A record whose second half is zeros from a 512-byte boundary (a block never
         // written): torn.
@@ -1234,6 +1350,123 @@ mod tests {
         f.write_all(&[0xa5; 40]).unwrap();
         drop(f);
         refuses(dir.path(), good);
+
+        // So is a flipped bit in a preallocated segment's unused space.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(dir.path(), 1 << 20, 0);
+        w.append(&[Record::Entry(entry(1, 1, "v"))]).unwrap();
+        w.sync().unwrap();
+        let (path, good) = (w.segments[0].path.clone(), w.size);
+        drop(w);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[good as usize + 5000] ^= 0x10;
+        fs::write(&path, &bytes).unwrap();
+        refuses(dir.path(), good);
+    }
+
+    #[test]
+    fn segments_are_preallocated_and_records_go_where_the_last_one_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(dir.path(), 1 << 20, 0);
+        for i in 1..=3 {
+            w.append(&[Record::Entry(entry(i, 1, "v"))]).unwrap();
+        }
+        w.sync().unwrap();
+        let path = w.segments[0].path.clone();
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            1 << 20,
+            "space reserved"
+        );
+        // The writer thread's reopened log appends after the records, not at the file's end.
+        let mut w2 = Wal::reopen(&w.handoff()).unwrap();
+        drop(w);
+        w2.append(&[Record::Entry(entry(4, 1, "v"))]).unwrap();
+        w2.sync().unwrap();
+        let end = w2.size;
+        drop(w2);
+        let s = scan(dir.path(), 0).unwrap();
+        assert_eq!(s.segments[0].unused_at, Some(end));
+        assert_eq!(s.segments[0].end(), end);
+        assert_eq!(
+            s.recovered.torn_tail, None,
+            "unused space is not a torn write"
+        );
+        let (mut w, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(rec.entries.len(), 4);
+        assert_eq!(rec.torn_tail, None);
+        w.append(&[Record::Entry(entry(5, 1, "v"))]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        assert_eq!(open(dir.path(), 1 << 20, 0).1.entries.len(), 5);
+        // A torn record in reserved space (zeros from a 512-byte boundary inside it) is cut
+        // off, and the space reserved again.
+        let (w, _) = open(dir.path(), 1 << 20, 0);
+        let good = w.size;
+        drop(w);
+        let big = encoded(&Record::Entry(entry(6, 1, &"x".repeat(2000))));
+        let boundary = (good as usize + 100).next_multiple_of(512);
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&big[..boundary - good as usize], good)
+            .unwrap();
+        drop(f);
+        let (w, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(rec.entries.len(), 5);
+        assert_eq!(rec.torn_tail, Some((path.clone(), good)));
+        assert_eq!(w.size, good);
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            1 << 20,
+            "reserved again"
+        );
+    }
+
+    #[test]
+    fn a_crash_while_rolling_over_leaves_zeros_that_open_and_get_their_marker() {
+        // Segment 1 holds records and reserved space, segment 2 was created (reserved, no
+        // record), and the crash came before the marker in segment 1 was written.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(dir.path(), 1 << 20, 0);
+        for i in 1..=3 {
+            w.append(&[Record::Entry(entry(i, 1, "v"))]).unwrap();
+        }
+        w.sync().unwrap();
+        let end = w.size;
+        drop(w);
+        drop(Wal::create_segment(dir.path(), 2, 1 << 20).unwrap());
+        let s = scan(dir.path(), 0).unwrap();
+        assert_eq!(s.segments[0].unused_at, Some(end));
+        assert_eq!(s.segments[0].continues, None);
+        let (mut w, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(rec.entries.len(), 3);
+        assert_eq!(
+            scan(dir.path(), 0).unwrap().segments[0].continues,
+            Some(2),
+            "opening wrote the marker rolling over would have"
+        );
+        w.append(&[Record::Entry(entry(4, 1, "v"))]).unwrap();
+        w.sync().unwrap();
+        drop(w);
+        let (_, rec) = open(dir.path(), 1 << 20, 0);
+        assert_eq!(rec.entries.len(), 4);
+    }
+
+    #[test]
+    fn zeros_where_a_segment_ends_early_are_refused_once_a_later_one_holds_records() {
+        // Segment 1 lost its end (marker and last records read as zeros) while segment 2,
+        // written after that marker was durable, holds records.
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = open(dir.path(), 1 << 20, 0);
+        for i in 1..=3 {
+            w.append(&[Record::Entry(entry(i, 1, "v"))]).unwrap();
+        }
+        w.sync().unwrap();
+        let end = w.size;
+        drop(w);
+        let mut second = MAGIC.to_vec();
+        second.extend(encoded(&Record::Entry(entry(4, 1, "v"))));
+        fs::write(segment_path(dir.path(), 2), &second).unwrap();
+        refuses(dir.path(), end);
     }
 
     #[test]
@@ -1463,13 +1696,14 @@ mod tests {
                     }
                     Op::Reopen | Op::Torn { .. } => {
                         if let Op::Torn { cut } = op {
-                            let path = w.segments.last().unwrap().path.clone();
                             let rec = encoded(&Record::Entry(entry(999_999, 9, "torn")));
                             let cut = cut.min(rec.len() - 1);
+                            let (path, _) = close_unallocated(w);
                             let mut f = OpenOptions::new().append(true).open(&path).unwrap();
                             f.write_all(&rec[..cut]).unwrap();
+                        } else {
+                            drop(w);
                         }
-                        drop(w);
                         let (w2, rec) = Wal::open(dir.path(), seg, snap).unwrap();
                         prop_assert_eq!(&rec.hard_state, &m_hs);
                         prop_assert_eq!(&rec.entries, &m_entries);

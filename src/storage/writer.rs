@@ -28,9 +28,10 @@
 //! the `DiskLog` is dropped (with the `RaftActor`): the writer then drops what it was given to
 //! own (the data directory and its lock).
 //!
-//! fdatasync, not fsync: a segment grows by appends only, and fdatasync writes the metadata
-//! needed to read the data back (the file size) along with it; a new segment's directory entry
-//! is fsynced separately. (The segment is not preallocated: nothing relies on a fixed size.)
+//! fdatasync, not fsync: records go into a segment's preallocated space (or, where the file
+//! system cannot preallocate, grow it), and fdatasync writes the metadata needed to read the
+//! data back (the extent written, the file size) along with it; a new segment's directory entry
+//! is fsynced separately.
 //!
 //! [`LogStore`] is what the `RaftActor` writes through: [`DiskLog`] (these threads) or
 //! [`MemoryLog`] (nothing to write: durable at once).
