@@ -441,11 +441,12 @@ pub fn scan(dir: &Path, snapshot_index: LogIndex) -> Result<Scan, WalError> {
     }
     // A segment that ends early (zeros where its records stop, no marker naming the next) is
     // what a crash while rolling over leaves: the next segment was created, nothing written
-    // to it yet. Once a later segment holds a record, the earlier one was complete and
-    // fsynced with its marker: zeros there mean its end was lost.
+    // to it yet. Once a later segment holds a record (even a torn one), the earlier one was
+    // complete and fsynced with its marker: zeros there mean its end was lost.
     for (i, s) in scan.segments.iter().enumerate() {
         if let (Some(at), None) = (s.unused_at, s.continues) {
-            if let Some(later) = scan.segments[i + 1..].iter().find(|l| l.records > 0) {
+            let written = |l: &&SegmentReport| l.records > 0 || l.torn_at.is_some();
+            if let Some(later) = scan.segments[i + 1..].iter().find(written) {
                 return Err(WalError::Corrupt {
                     path: s.path.clone(),
                     offset: at,
@@ -1364,14 +1365,20 @@ mod tests {
         refuses(dir.path(), good);
     }
 
-    #[test]
-    fn segments_are_preallocated_and_records_go_where_the_last_one_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = open(dir.path(), 1 << 20, 0);
+    /// A log of three synced entries in one preallocated segment (1 MiB).
+    fn three_entries(dir: &Path) -> Wal {
+        let (mut w, _) = open(dir, 1 << 20, 0);
         for i in 1..=3 {
             w.append(&[Record::Entry(entry(i, 1, "v"))]).unwrap();
         }
         w.sync().unwrap();
+        w
+    }
+
+    #[test]
+    fn segments_are_preallocated_and_records_go_where_the_last_one_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = three_entries(dir.path());
         let path = w.segments[0].path.clone();
         assert_eq!(
             fs::metadata(&path).unwrap().len(),
@@ -1426,13 +1433,7 @@ mod tests {
         // Segment 1 holds records and reserved space, segment 2 was created (reserved, no
         // record), and the crash came before the marker in segment 1 was written.
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = open(dir.path(), 1 << 20, 0);
-        for i in 1..=3 {
-            w.append(&[Record::Entry(entry(i, 1, "v"))]).unwrap();
-        }
-        w.sync().unwrap();
-        let end = w.size;
-        drop(w);
+        let end = three_entries(dir.path()).size;
         drop(Wal::create_segment(dir.path(), 2, 1 << 20).unwrap());
         let s = scan(dir.path(), 0).unwrap();
         assert_eq!(s.segments[0].unused_at, Some(end));
@@ -1456,16 +1457,14 @@ mod tests {
         // Segment 1 lost its end (marker and last records read as zeros) while segment 2,
         // written after that marker was durable, holds records.
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = open(dir.path(), 1 << 20, 0);
-        for i in 1..=3 {
-            w.append(&[Record::Entry(entry(i, 1, "v"))]).unwrap();
-        }
-        w.sync().unwrap();
-        let end = w.size;
-        drop(w);
+        let end = three_entries(dir.path()).size;
         let mut second = MAGIC.to_vec();
         second.extend(encoded(&Record::Entry(entry(4, 1, "v"))));
         fs::write(segment_path(dir.path(), 2), &second).unwrap();
+        refuses(dir.path(), end);
+        // Even when all segment 2 holds is a torn record: it was written after the marker.
+        let torn = second.len() - 3;
+        fs::write(segment_path(dir.path(), 2), &second[..torn]).unwrap();
         refuses(dir.path(), end);
     }
 
