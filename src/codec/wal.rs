@@ -440,7 +440,9 @@ pub(crate) fn read_record(data: &[u8], pos: usize) -> RecordRead<'_> {
 }
 
 /// Whether the bytes from `pos` (where no valid record could be read) to the end of the last
-/// segment are what a crash leaves (see the module docs); if not, why not.
+/// segment are what a crash leaves (see the module docs); if not, why not. Only zeros from
+/// `pos` to the end are the caller's to see first: unused (preallocated) space, not a torn
+/// record (`storage::wal`).
 pub(crate) fn torn_tail(
     data: &[u8],
     pos: usize,
@@ -457,10 +459,6 @@ pub(crate) fn torn_tail(
             "record checksum mismatch",
         ),
     };
-    // Nothing after the last valid record was written (the file grew, its blocks did not).
-    if data[pos..].iter().all(|b| *b == 0) {
-        return Ok(());
-    }
     // A power loss leaves zeros from a block boundary to the end of the file.
     let zeros_from = data.len() - data.iter().rev().take_while(|b| **b == 0).count();
     let boundary = zeros_from.max(pos).next_multiple_of(ZERO_TAIL_ALIGN);
