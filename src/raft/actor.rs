@@ -312,7 +312,16 @@ impl RaftActor {
                 }
                 Output::Reply(msg) => {
                     let (tx, rx) = oneshot::channel();
-                    reply = Some(match self.barrier.admit(Held::Reply(msg, tx), false) {
+                    // A success acknowledging only durable entries need not wait for the
+                    // entries being written (the barrier's header says why).
+                    let admitted = match &msg {
+                        Message::AppendResponse(r) if r.success => {
+                            let index = r.match_index;
+                            self.barrier.admit_ack(Held::Reply(msg, tx), index)
+                        }
+                        _ => self.barrier.admit(Held::Reply(msg, tx), false),
+                    };
+                    reply = Some(match admitted {
                         Admit::Now(Held::Reply(msg, _)) => Replied::Now(msg),
                         _ => Replied::Later(rx),
                     });

@@ -16,7 +16,7 @@
 //! Every message waits for every record gathered or in flight before it was produced
 //! ([`WriteBarrier::admit`]): a vote waits for the hard state that records it, a follower's
 //! AppendEntries answer for the entries it acknowledges, a snapshot offer and a TimeoutNow for
-//! everything before them. **One exception** ([`WriteBarrier::admit_leader_append`]): a
+//! everything before them. **Two exceptions.** The first ([`WriteBarrier::admit_leader_append`]): a
 //! leader's AppendEntries request (entries or heartbeat) waits only for the records that are
 //! not entries (hard state, log reset), not for the leader's own entries: the leader's write and
 //! the followers' writes run in parallel (Raft thesis §10.2.1; etcd does the same). Why it is
@@ -46,6 +46,18 @@
 //!   (`sim::tests::a_leader_crashing_before_its_own_fsync_loses_nothing_committed`).
 //! - An acknowledged client write is committed, so it is on a majority's disks: a crash of the
 //!   leader before its own fsync loses nothing that was acknowledged.
+//!
+//! **A second exception** ([`WriteBarrier::admit_ack`]): a follower's successful AppendEntries
+//! answer acknowledges only that the follower holds the entries up to its `match_index` and
+//! has accepted the leader's term. When those entries are already durable (in order, and not
+//! cut from the log since: [`WriteBarrier::truncated`] lowers the durable index) and no hard
+//! state or log reset is gathered or in flight, nothing it claims can be lost by a crash, so
+//! it need not wait for the entries written after it. This is what keeps a follower's answers
+//! to heartbeats flowing while its disk stalls on a long fsync under write load: without it,
+//! every answer waits for the write in flight, and a stall longer than an election timeout
+//! makes the leader see no majority and step down (check-quorum). An answer acknowledging
+//! entries not yet durable, or given while the follower's term or vote is not yet durable,
+//! still waits for everything before it.
 //!
 //! ## Pipelining
 //!
@@ -128,6 +140,9 @@ pub struct WriteBarrier<R, M> {
     refused: Option<u64>,
     /// Messages held until the write with the given id is durable, in order.
     held: VecDeque<(u64, M)>,
+    /// Entries up to this index are durable in order and still in the log (clamped when the
+    /// log is cut below it): what an acknowledgement may claim without waiting.
+    durable_index: LogIndex,
 }
 
 impl<R, M> Default for WriteBarrier<R, M> {
@@ -142,6 +157,7 @@ impl<R, M> Default for WriteBarrier<R, M> {
             last_state_batch: 0,
             refused: None,
             held: VecDeque::new(),
+            durable_index: 0,
         }
     }
 }
@@ -176,6 +192,7 @@ impl<R: From<Entry>, M> WriteBarrier<R, M> {
         };
         clamp(&mut self.unwritten_max);
         self.in_flight.iter_mut().for_each(|b| clamp(&mut b.max));
+        self.durable_index = self.durable_index.min(index);
     }
 
     /// Gather another record (hard state, log reset) for the next write.
@@ -226,6 +243,19 @@ impl<R: From<Entry>, M> WriteBarrier<R, M> {
     /// for why that is safe. Bounded like any message to a peer.
     pub fn admit_leader_append(&mut self, msg: M) -> Admit<M> {
         self.hold(self.state_barrier(), msg, true)
+    }
+
+    /// Offer a follower's successful AppendEntries answer, which acknowledges the entries up
+    /// to `index` and nothing else: it goes now when those entries are durable and no record
+    /// other than an entry (hard state, log reset) is gathered or in flight; otherwise it
+    /// waits like any reply ([`WriteBarrier::admit`]). See the module docs for why that is
+    /// safe. Replies are never refused.
+    pub fn admit_ack(&mut self, msg: M, index: LogIndex) -> Admit<M> {
+        if index <= self.durable_index && self.state_barrier().is_none() {
+            Admit::Now(msg)
+        } else {
+            self.admit(msg, false)
+        }
     }
 
     /// The next batch to write, unless [`MAX_IN_FLIGHT`] are in flight (a completion starts
@@ -285,6 +315,9 @@ impl<R: From<Entry>, M> WriteBarrier<R, M> {
                 self.durable = b.id;
                 persisted = b.max.max(persisted);
             }
+        }
+        if let Some(p) = persisted {
+            self.durable_index = self.durable_index.max(p);
         }
         let durable = self.durable;
         let mut released = Vec::new();
@@ -511,6 +544,64 @@ mod tests {
         assert_eq!(b.admit("later reply", false), Admit::Held);
         assert_eq!(b.admit_leader_append("ae2"), Admit::Now("ae2"));
         assert_eq!(b.held(), 1);
+    }
+
+    #[test]
+    fn an_answer_acknowledging_durable_entries_overtakes_the_write_in_flight() {
+        let mut b = WriteBarrier::<Entry, &str>::new();
+        b.persist_entries(vec![entry(1), entry(2)]);
+        assert_eq!(b.admit_ack("ack 2", 2), Admit::Held, "2 is not durable yet");
+        let one = b.next_write().unwrap();
+        assert_eq!(b.written(one.id).released, vec!["ack 2"]);
+        // Entries 3.. are written while a heartbeat's answer acknowledges 2.
+        b.persist_entries(vec![entry(3)]);
+        let two = b.next_write().unwrap();
+        b.persist_entries(vec![entry(4)]);
+        assert_eq!(b.admit_ack("heartbeat ack", 2), Admit::Now("heartbeat ack"));
+        assert_eq!(
+            b.admit_ack("ack 4", 4),
+            Admit::Held,
+            "waits for its entries"
+        );
+        assert_eq!(b.admit("vote", false), Admit::Held, "anything else waits");
+        assert!(
+            b.written(two.id).released.is_empty(),
+            "entry 4 is not written yet"
+        );
+        let three = b.next_write().unwrap();
+        let w = b.written(three.id);
+        assert_eq!((w.persisted, w.released), (Some(4), vec!["ack 4", "vote"]));
+        // A term or vote not yet durable: every answer waits for it.
+        b.push(entry(0)); // a record without an entry index of its own, like a hard state
+        assert_eq!(b.admit_ack("new term", 1), Admit::Held);
+        let hs = b.next_write().unwrap();
+        assert_eq!(b.admit_ack("still", 1), Admit::Held, "in flight");
+        assert_eq!(b.written(hs.id).released, vec!["new term", "still"]);
+        assert_eq!(b.admit_ack("then", 1), Admit::Now("then"));
+    }
+
+    #[test]
+    fn entries_cut_from_the_log_are_no_longer_durable_for_an_answer() {
+        let mut b = WriteBarrier::<Entry, &str>::new();
+        b.persist_entries((1..=5).map(|i| entry_of(i, 1)).collect());
+        let one = b.next_write().unwrap();
+        b.written(one.id);
+        assert_eq!(b.admit_ack("ack 5", 5), Admit::Now("ack 5"));
+        // A new leader replaces 4..: 4' and 5' are not durable, 3 still is.
+        b.persist_entries((4..=5).map(|i| entry_of(i, 2)).collect());
+        assert_eq!(b.admit_ack("ack 5'", 5), Admit::Held);
+        assert_eq!(b.admit_ack("ack 3", 3), Admit::Now("ack 3"));
+        let two = b.next_write().unwrap();
+        assert_eq!(b.written(two.id).released, vec!["ack 5'"]);
+        assert_eq!(b.admit_ack("ack 5' again", 5), Admit::Now("ack 5' again"));
+        // A snapshot resets the log to 2: entries beyond it are gone.
+        b.truncated(2);
+        b.push(entry(0)); // the reset record
+        let reset = b.next_write().unwrap();
+        b.written(reset.id);
+        assert_eq!(b.admit_ack("ack 2", 2), Admit::Now("ack 2"));
+        b.persist_entries(vec![entry_of(3, 3)]);
+        assert_eq!(b.admit_ack("ack 3 of the new log", 3), Admit::Held);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 
 use crate::raft::barrier::{Admit, WriteBarrier, Written};
 use crate::raft::log::Entry;
+use crate::raft::LogIndex;
 
 /// A write handed to the disk.
 #[derive(Debug, Clone)]
@@ -62,6 +63,13 @@ impl<H> Barrier<H> {
     /// hard state, not for the leader's own entries.
     pub fn admit_leader_append(&mut self, h: H) -> Result<Option<H>, H> {
         Self::admitted(self.inner.admit_leader_append(h))
+    }
+
+    /// Like [`Barrier::admit`] for a follower's successful AppendEntries answer acknowledging
+    /// the entries up to `index`: it goes now when they are durable and no hard state is
+    /// pending.
+    pub fn admit_ack(&mut self, h: H, index: LogIndex) -> Result<Option<H>, H> {
+        Self::admitted(self.inner.admit_ack(h, index))
     }
 
     fn admitted(a: Admit<H>) -> Result<Option<H>, H> {

@@ -98,6 +98,11 @@ impl Disk {
         }
     }
 
+    /// The term of the newest hard state on the disk.
+    pub fn term(&self) -> Term {
+        self.hard_state.term
+    }
+
     /// Whether the entry (`index`, `term`) is durable here: in the synced log, or covered by
     /// the durable snapshot.
     pub fn holds(&self, index: LogIndex, term: Term) -> bool {

@@ -3,7 +3,10 @@
 //!
 //! - election safety: at most one leader per term;
 //! - log matching: an (index, term) pair names one entry, and one term at the index before it
-//!   (so two logs that share an entry share everything before it);
+//!   (so two logs that share an entry share everything before it). A leader's own entries
+//!   count from the moment they can no longer vanish without a trace (sent, or the hard state
+//!   of their term durable on it): a leader that crashes before either may lead the same term
+//!   again with other entries, and no node ever saw the first ones;
 //! - leader completeness: a node that becomes leader holds every entry applied anywhere;
 //! - state-machine safety: no two nodes apply different entries at one index, and each node
 //!   applies every index once, in order;
@@ -43,6 +46,17 @@ pub struct Ack {
     pub id: u64,
     pub index: LogIndex,
     pub term: Term,
+}
+
+/// An entry a leader appended, kept aside until it counts for log matching (see
+/// `World::settle`): where it is, its term, the term before it in that leader's log, and what
+/// it holds.
+#[derive(Debug, Clone)]
+pub struct Produced {
+    index: LogIndex,
+    pub term: Term,
+    prev: Option<Term>,
+    payload: EntryPayload,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +145,28 @@ impl Checker {
         }
     }
 
+    /// Entries a leader just appended (`log` is its log after the step), for
+    /// [`Checker::settled`] later.
+    pub fn produced(entries: &[Entry], log: &RaftLog) -> Vec<Produced> {
+        entries
+            .iter()
+            .filter(|e| log.term_at(e.index) == Some(e.term))
+            .map(|e| Produced {
+                index: e.index,
+                term: e.term,
+                prev: e.index.checked_sub(1).and_then(|p| log.term_at(p)),
+                payload: e.payload.clone(),
+            })
+            .collect()
+    }
+
+    /// Entries node `i` produced as leader, now beyond recall: checked like any other.
+    pub fn settled(&mut self, i: Node, produced: &[Produced]) {
+        for p in produced {
+            self.entry(i, p.index, p.term, p.prev, &p.payload);
+        }
+    }
+
     /// Entries node `i` just wrote to its log (`log` is its log after the step).
     pub fn persisted(&mut self, i: Node, entries: &[Entry], log: &RaftLog) {
         for e in entries {
@@ -142,15 +178,18 @@ impl Checker {
         }
     }
 
-    /// Every entry of node `i`'s log against what was seen before.
-    pub fn scan_log(&mut self, i: Node, log: &RaftLog) {
+    /// Every entry of node `i`'s log against what was seen before, but those it produced as
+    /// leader that do not count yet (`tentative`, see [`Produced`]).
+    pub fn scan_log(&mut self, i: Node, log: &RaftLog, tentative: &[Produced]) {
         let mut prev = (log.base_index() > 0).then(|| log.base_term());
         for index in log.base_index() + 1..=log.last_index() {
             let Some(e) = log.entry(index) else {
                 self.fail(format!("node {i}'s log has no entry {index}"));
             };
             let (term, payload) = (e.term, e.payload.clone());
-            self.entry(i, index, term, prev, &payload);
+            if !tentative.iter().any(|p| p.index == index && p.term == term) {
+                self.entry(i, index, term, prev, &payload);
+            }
             prev = Some(term);
         }
     }

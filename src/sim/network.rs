@@ -19,7 +19,8 @@ use crate::raft::rpc::Message;
 #[derive(Debug, Clone)]
 pub enum Wire {
     Request(Message),
-    Response(Message),
+    /// An answer, and the `seq` of the request it answers (reported failed if it is lost).
+    Response(Message, Option<u64>),
     /// The transport's "no answer" for a request (timeout or connection error).
     Failed {
         seq: Option<u64>,

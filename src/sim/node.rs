@@ -15,7 +15,7 @@ use rand::Rng;
 use super::adapt::{self, Addr, Node, SnapshotOffer};
 use super::barrier::Barrier;
 use super::disk::{Record, SnapshotMeta};
-use super::invariants::Ack;
+use super::invariants::{Ack, Checker, Produced};
 use super::network::Wire;
 use super::world::World;
 use crate::raft::core::{Input, Output, RaftCore, Role};
@@ -31,8 +31,17 @@ pub const STORAGE_RETRY: u64 = 25;
 pub(super) enum Held {
     Send(Addr, Message),
     /// An answer to `Some(requester)`; `None`: an answer nobody waits for.
-    Reply(Option<Addr>, Message),
+    Reply(Option<Requester>, Message),
     Snapshot(Addr, SnapshotOffer),
+}
+
+/// Who waits for an answer: the node that asked, and the `seq` of its request. When the
+/// answer never comes, the requester's transport reports that request failed (as the actor's
+/// client does), whatever `seq` the answer itself would have carried (a refusal carries 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Requester {
+    pub addr: Addr,
+    pub seq: Option<u64>,
 }
 
 /// Where the answer to the request being stepped goes.
@@ -40,7 +49,7 @@ pub(super) enum Held {
 pub(super) enum ReplyTo {
     /// Not a request.
     Nobody,
-    Peer(Addr),
+    Peer(Requester),
     /// Handed back to the caller of [`World::step_node`] (which decides).
     Caller,
 }
@@ -50,6 +59,9 @@ pub(super) enum ReplyTo {
 pub(super) struct Running {
     pub core: RaftCore,
     pub barrier: Barrier<Held>,
+    /// Entries it appended as leader that may still vanish without a trace: not sent to
+    /// anyone, and the hard state of their term not yet on its disk (`World::settle`).
+    pub tentative: Vec<Produced>,
     /// The state machine: the agreed sequence up to here.
     pub applied: LogIndex,
     pub applied_term: Term,
@@ -79,6 +91,7 @@ impl Running {
             applied_term: snapshot.as_ref().map_or(0, |s| s.term),
             snapshot,
             proposals: HashMap::new(),
+            tentative: Vec::new(),
             storage_error: false,
             pending_restore: None,
         }
@@ -125,6 +138,14 @@ impl World {
                 return;
             };
             match output {
+                Output::PersistEntries(entries) if node.core.role() == Role::Leader => {
+                    // A leader's own entries join the log-matching check once they cannot
+                    // vanish (`settle`).
+                    let produced = Checker::produced(&entries, node.core.log());
+                    node.tentative.extend(produced);
+                    node.barrier.persist(entries);
+                    self.settle(i, false);
+                }
                 Output::PersistEntries(entries) => {
                     self.check.persisted(i, &entries, node.core.log());
                     node.barrier.persist(entries);
@@ -255,6 +276,12 @@ impl World {
             Held::Send(to, msg @ Message::AppendRequest(_)) => {
                 node.barrier.admit_leader_append(Held::Send(to, msg))
             }
+            // A follower's success acknowledging only durable entries need not wait either.
+            Held::Reply(to, Message::AppendResponse(r)) if r.success => {
+                let index = r.match_index;
+                node.barrier
+                    .admit_ack(Held::Reply(to, Message::AppendResponse(r)), index)
+            }
             h => node.barrier.admit(h, bounded),
         };
         match admitted {
@@ -273,9 +300,12 @@ impl World {
 
     /// A held message leaves node `i`.
     fn release(&mut self, i: Node, h: Held) {
+        if matches!(h, Held::Send(_, Message::AppendRequest(_))) {
+            self.settle(i, true);
+        }
         match h {
             Held::Send(to, msg) => self.send(i, to, Wire::Request(msg)),
-            Held::Reply(Some(to), msg) => self.send(i, to, Wire::Response(msg)),
+            Held::Reply(Some(to), msg) => self.send(i, to.addr, Wire::Response(msg, to.seq)),
             Held::Reply(None, _) => {}
             Held::Snapshot(to, offer) => match &self.running(i).snapshot {
                 Some(s) => {
@@ -365,6 +395,8 @@ impl World {
                 if let Some(w) = node.barrier.writing() {
                     self.disks[i].append(&w.records[..kept]);
                 }
+                self.settle(i, false);
+                let node = self.nodes[i].as_mut().expect("node is up");
                 node.storage_error = true;
                 node.barrier.retry_at(now + STORAGE_RETRY);
                 self.stats.refused_writes += 1;
@@ -376,6 +408,7 @@ impl World {
                     return;
                 };
                 self.disks[i].append(&w.records);
+                self.settle(i, false);
                 let written = self.running(i).barrier.release(w.id);
                 for h in written.released {
                     if self.nodes[i].is_none() {
@@ -391,6 +424,28 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Node `i`'s entries produced as leader (`Running::tentative`) join the log-matching
+    /// check once they can no longer vanish: once the hard state of their term is on its disk
+    /// (it can never lead that term again: a restart finds it voted in it), or when a request
+    /// carrying entries leaves it (`sent`: they may be anywhere now). Until then they are the
+    /// leader's alone: a crash that loses that hard state loses them too, and the node may
+    /// lead the same term again with other entries, which no one can tell apart from a first
+    /// time (the barrier holds its AppendEntries until that hard state is durable).
+    pub(super) fn settle(&mut self, i: Node, sent: bool) {
+        let term = self.disks[i].term();
+        let Some(node) = self.nodes[i].as_mut() else {
+            return;
+        };
+        if node.tentative.is_empty() {
+            return;
+        }
+        let (settled, kept) = std::mem::take(&mut node.tentative)
+            .into_iter()
+            .partition::<Vec<_>, _>(|p| sent || p.term <= term);
+        node.tentative = kept;
+        self.check.settled(i, &settled);
     }
 
     /// Committed entries reach node `i`'s state machine.
@@ -465,6 +520,10 @@ impl World {
             adapt::snapshot_parts(&msg).map(|(t, l, x, lt)| (t, l.to_owned(), x, lt))
         else {
             return;
+        };
+        let from = Requester {
+            addr: from,
+            seq: adapt::seq_of(&msg),
         };
         let before = self.script_out.len();
         self.step_node(i, Input::Request(msg.clone()), ReplyTo::Caller);

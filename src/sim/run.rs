@@ -209,7 +209,8 @@ fn converged(w: &World) -> Outcome {
         assert_eq!(
             w.core(i).commit_index(),
             commit,
-            "seed {seed}: node {i} did not converge"
+            "seed {seed}: node {i} did not converge: {}",
+            w.describe()
         );
         assert_eq!(w.applied_index(i), commit, "seed {seed}: node {i} applied");
     }

@@ -26,7 +26,7 @@ use super::clock::Clocks;
 use super::disk::{Disk, Record};
 use super::invariants::Checker;
 use super::network::{Network, Packet, Wire};
-use super::node::{Held, ReplyTo, Running};
+use super::node::{Held, ReplyTo, Requester, Running};
 use crate::raft::core::{Configuration, CoreConfig, HardState, Input, Member, Output, RaftCore};
 use crate::raft::log::{Entry, RaftLog};
 use crate::raft::rpc::Message;
@@ -442,15 +442,17 @@ impl World {
                     if matches!(msg, Message::AppendRequest(_)) {
                         self.appends_received[p.to] += 1;
                     }
-                    self.step_node(p.to, Input::Request(msg), ReplyTo::Peer(from));
+                    let seq = adapt::seq_of(&msg);
+                    let to = Requester { addr: from, seq };
+                    self.step_node(p.to, Input::Request(msg), ReplyTo::Peer(to));
                 }
             }
-            Wire::Response(msg) => {
+            Wire::Response(msg, seq) => {
                 if self.nodes[p.to].is_none() || !current {
                     return;
                 }
                 let input = if self.net.lost(p.from, p.to) {
-                    adapt::send_failed(&self.dir, from, adapt::seq_of(&msg))
+                    adapt::send_failed(&self.dir, from, seq)
                 } else {
                     adapt::response(&self.dir, from, msg)
                 };
@@ -496,10 +498,18 @@ impl World {
             self.stats.torn += usize::from(torn);
             self.disks[i].crash_during(&records, kept, torn);
         }
+        // What it produced as leader counts only if its term's hard state reached the disk.
+        let term = self.disks[i].term();
+        let settled: Vec<_> = node
+            .tentative
+            .into_iter()
+            .filter(|p| p.term <= term)
+            .collect();
+        self.check.settled(i, &settled);
         let me = self.dir.current(i);
         for h in held {
-            if let Held::Reply(Some(to), msg) = h {
-                self.net.fail_later(self.now, to, me, adapt::seq_of(&msg));
+            if let Held::Reply(Some(to), _) = h {
+                self.net.fail_later(self.now, to.addr, me, to.seq);
             }
         }
         true
@@ -600,7 +610,7 @@ impl World {
             rec.log,
             self.seed * 7919 + self.now + i as u64,
         );
-        self.check.scan_log(i, core.log());
+        self.check.scan_log(i, core.log(), &[]);
         self.check.configuration_in_force(i, &core);
         self.nodes[i] = Some(Running::new(core, rec.snapshot));
         self.restart_at[i] = None;
@@ -696,7 +706,7 @@ impl World {
     pub fn scan_logs(&mut self) {
         for i in 0..self.len() {
             if let Some(n) = &self.nodes[i] {
-                self.check.scan_log(i, n.core.log());
+                self.check.scan_log(i, n.core.log(), &n.tentative);
                 self.check
                     .committed(i, n.core.log(), 0, n.core.commit_index());
                 self.check.configuration_in_force(i, &n.core);

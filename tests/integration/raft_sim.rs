@@ -272,13 +272,18 @@ fn a_thousand_seeds_with_membership_changes_stay_safe_and_converge() {
 }
 
 /// The lease-read invariant has teeth: outside the leases' assumptions (node 0's clock runs at
-/// a tenth of real speed and its election timeout, hence its hold and its lease, is twice the
+/// half of real speed and its election timeout, hence its hold and its lease, is twice the
 /// default; the others keep real-time clocks and half the default timeout, so node 0's lease
 /// outlives the time they take to elect a new leader and commit a write), some seed serves a
 /// lease read that misses an acknowledged write, and the checker says so. Searches a bounded
-/// number of seeds (measured when this was written: seed 10209, the 210th, a leader of term 3
-/// reading at index 69 after a write was acknowledged at index 72 in term 4); seeds that fail
-/// for another reason (liveness under these settings is not the point) are skipped.
+/// number of seeds (measured when this was written: seed 10031, the 32nd, a leader of term 26
+/// reading at index 48 after a write was acknowledged at index 50 in term 28; of the 1,000
+/// seeds, 10 are caught and 1 fails for another reason); seeds that fail for another reason
+/// (liveness under these settings is not the point) are skipped.
+///
+/// Such a violation is rare, and which setting finds one depends on timing elsewhere: node 0's
+/// clock at a tenth of real speed (the setting before followers' answers to heartbeats stopped
+/// waiting for their disk) caught 1 seed in 1,000 then and none after; at half speed, 10.
 ///
 /// Clock rates alone do not break it here: in the simulator ticks never queue up, so the
 /// tick-counted protections (a follower refuses votes for an election timeout of ticks after
@@ -297,7 +302,7 @@ fn lease_reads_outside_the_clock_and_timeout_assumptions_are_caught() {
             .map(|r| r.parse().expect("a number"))
             .collect()
     };
-    let rates = list("SIM_LEASE_RATES", "0.1,1,1");
+    let rates = list("SIM_LEASE_RATES", "0.5,1,1");
     let ticks = list("SIM_LEASE_TICKS", "24,6,6");
     let mut other = 0;
     let caught = (10_000..10_000 + NEGATIVE_BUDGET).find(|&seed| {
