@@ -1,7 +1,7 @@
 //! [`Barrier`]: the write barrier of one simulated node. The contract (records gathered for
 //! the next write, at most `MAX_IN_FLIGHT` writes in flight, messages held until the write they
 //! depend on is durable, at most `MAX_HELD` of them, a leader's AppendEntries overtaking its own
-//! entries) is the `RaftActor`'s own [`WriteBarrier`]; this adds only what a simulated disk
+//! entries, a follower's answer acknowledging only durable entries overtaking later ones) is the `RaftActor`'s own [`WriteBarrier`]; this adds only what a simulated disk
 //! needs: when each write in flight finishes (in order, like the WAL's one syncer), and what a
 //! crash loses (the writes in flight, of which a prefix may reach the disk, and the held
 //! messages, which never leave). Pure: no I/O, no clock.

@@ -145,8 +145,8 @@ impl Checker {
         }
     }
 
-    /// Entries a leader just appended (`log` is its log after the step), for
-    /// [`Checker::settled`] later.
+    /// Entries just appended (`log` is the log after the step; one replaced later in the
+    /// same step is left out), to check with [`Checker::settled`] now or, a leader's, later.
     pub fn produced(entries: &[Entry], log: &RaftLog) -> Vec<Produced> {
         entries
             .iter()
@@ -169,13 +169,7 @@ impl Checker {
 
     /// Entries node `i` just wrote to its log (`log` is its log after the step).
     pub fn persisted(&mut self, i: Node, entries: &[Entry], log: &RaftLog) {
-        for e in entries {
-            if log.term_at(e.index) != Some(e.term) {
-                continue; // replaced later in the same step
-            }
-            let prev = e.index.checked_sub(1).and_then(|p| log.term_at(p));
-            self.entry(i, e.index, e.term, prev, &e.payload);
-        }
+        self.settled(i, &Self::produced(entries, log));
     }
 
     /// Every entry of node `i`'s log against what was seen before, but those it produced as
