@@ -432,8 +432,8 @@ impl RaftActor {
     }
 
     /// Start writing the gathered records, unless `MAX_IN_FLIGHT` writes are in flight (a
-    /// completion starts the next one: everything gathered meanwhile shares one fsync). With
-    /// one batch being fsynced, the next is written meanwhile (pipelined group commit).
+    /// completion starts the next one: everything gathered meanwhile shares one fsync). While
+    /// one batch is fsynced, the next ones are written (pipelined group commit).
     fn write_next(&mut self, ctx: &mut Context<Self>) {
         while let Some(batch) = self.barrier.next_write() {
             self.write_batch(batch, ctx);

@@ -62,7 +62,7 @@
 //! ## Pipelining
 //!
 //! [`WriteBarrier::next_write`] hands out a new batch while fewer than [`MAX_IN_FLIGHT`] are in
-//! flight, so the next batch is written while the previous one is fsynced; a batch refused by
+//! flight, so the next batches are written while the previous one is fsynced; a batch refused by
 //! the disk ([`WriteBarrier::refused`]) stops new batches until it is written (the writer
 //! refuses later ones meanwhile, so none lands before it). Batches are reported durable in
 //! their order only.
@@ -79,8 +79,13 @@ use super::LogIndex;
 /// replies to peers are bounded by the peers' own in-flight limits.
 pub const MAX_HELD: usize = 4096;
 
-/// Most batches in flight at once: one being fsynced while the next is written.
-pub const MAX_IN_FLIGHT: usize = 2;
+/// Most batches in flight at once: one being fsynced while the next ones are written. More
+/// than two matters: a batch handed out during an fsync is appended at once, so the syncer's
+/// next fsync covers it; with only two, whatever arrived after the second batch waited in the
+/// actor until the first fsync was answered, and so missed the next fsync too (one more fsync
+/// of latency under load). Every batch in flight is bounded by what the actor gathers, and the
+/// writer's and syncer's queues hold this many.
+pub const MAX_IN_FLIGHT: usize = 8;
 
 /// One write to make: its id and records, and the highest entry index among them.
 #[derive(Debug, PartialEq)]
@@ -469,19 +474,22 @@ mod tests {
     }
 
     #[test]
-    fn at_most_two_batches_are_in_flight_and_the_third_waits() {
+    fn at_most_max_in_flight_batches_are_in_flight_and_the_next_waits() {
         let mut b = WriteBarrier::<Entry, &str>::new();
-        b.persist_entries(vec![entry(1)]);
-        let one = b.next_write().unwrap();
-        b.persist_entries(vec![entry(2)]);
-        let two = b.next_write().unwrap();
-        b.persist_entries(vec![entry(3)]);
+        let mut ids = Vec::new();
+        for i in 1..=MAX_IN_FLIGHT as LogIndex {
+            b.persist_entries(vec![entry(i)]);
+            ids.push(b.next_write().unwrap().id);
+        }
+        let last = MAX_IN_FLIGHT as LogIndex + 1;
+        b.persist_entries(vec![entry(last)]);
         assert_eq!(b.next_write(), None, "at most MAX_IN_FLIGHT");
         assert_eq!(b.in_flight(), MAX_IN_FLIGHT);
-        let w = b.written(one.id);
+        let w = b.written(ids[0]);
         assert_eq!(w.persisted, Some(1));
-        let three = b.next_write().unwrap();
-        assert_eq!((two.id, three.id, three.max), (2, 3, Some(3)));
+        let next = b.next_write().unwrap();
+        assert_eq!((next.id, next.max), (last, Some(last)));
+        assert_eq!(b.next_write(), None, "full again");
     }
 
     #[test]

@@ -267,8 +267,8 @@ fn run_syncer(rx: mpsc::Receiver<Synced>, metrics: Option<crate::metrics::WalMet
         let elapsed = started.elapsed();
         if result.is_ok() {
             if let Ok(s) = rx.try_recv() {
-                // The next batch was appended during this fsync: two batches in flight, the
-                // first durable but not yet answered (a crash test stops here).
+                // A later batch was appended during this fsync: two or more batches in
+                // flight, the first durable but not yet answered (a crash test stops here).
                 next = Some(s);
                 result = crate::storage::failpoint::hit("wal.sync.pipelined")
                     .map_err(|e| format!("write-ahead log: cannot sync: {e}"));

@@ -83,13 +83,6 @@ impl ProcCluster {
         }
     }
 
-    /// Wait up to `within` for node `i` to exit by itself; its status, and the node is gone.
-    pub(crate) fn wait_exit(&mut self, i: usize, within: Duration) -> std::process::ExitStatus {
-        let mut p = self.nodes[i].take().expect("node running");
-        p.wait_exit(within)
-            .unwrap_or_else(|| panic!("node {i} still runs after {within:?}"))
-    }
-
     fn try_start_node(&mut self, i: usize) -> Result<(), String> {
         self.try_start_node_with(i, &[])
     }

@@ -383,7 +383,14 @@ async fn a_crash_at_any_step_of_installing_a_snapshot_loses_nothing() {
         next += 1_000;
         let failpoint = format!("{step}=crash@1");
         cluster.start_node_with(follower, &[("KVSTORE_FAILPOINTS", &failpoint)]);
-        let status = cluster.wait_exit(follower, Duration::from_secs(30));
+        let Some(status) = cluster.process(follower).wait_exit(Duration::from_secs(30)) else {
+            // Say why: who leads, and how far each node got (the flake seen once ended here).
+            panic!(
+                "{failpoint}: node {follower} still runs after 30 s; nodes: {:?}",
+                cluster.healths().await
+            );
+        };
+        cluster.forget(follower);
         assert_eq!(
             status.code(),
             Some(kvstore::storage::failpoint::CRASH_STATUS),
