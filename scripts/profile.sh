@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where the time goes: `perf record -g` on the leader of a local cluster during a wrk load
+# Where the time goes: `perf record -g` on the leader (or a follower) of a local cluster during a wrk load
 # (writes by default), summarised with `perf report --no-children --percent-limit 2`; where
 # perf cannot record, `valgrind --tool=callgrind` on a single node under a light load.
 # Loopback only, bounded in time.
@@ -7,13 +7,14 @@ set -euo pipefail
 if [[ " $* " == *" -h "* || " $* " == *" --help "* ]]; then
   cat <<'USAGE'
 Usage: scripts/profile.sh [--duration SECS] [--connections N] [--nodes 1|3] [--case write|read]
-                         [--tool perf|callgrind] [--out DIR]
+                         [--node leader|follower] [--tool perf|callgrind] [--out DIR]
 
 Starts a kvstore cluster (3 nodes by default), preloads 10,000 keys, runs wrk against the
 leader (PUT /set, or GET /get with --case read) and meanwhile `perf record --call-graph fp -p
-LEADER` (PERF_CALLGRAPH=dwarf for deeper stacks; slower, bigger). Prints the load it measured,
-the frames with >= 2% of the leader's self time, and the split by binary (kvstore / kernel /
-libc). perf.data stays in --out (default: a new temporary directory) for `perf report -i`.
+NODE` (the leader, or a follower with --node follower; PERF_CALLGRAPH=dwarf for deeper stacks;
+slower, bigger). Prints the load it measured, the frames with >= 2% of that node's self time,
+the split by binary (kvstore / kernel / libc) and by thread. perf.data stays in --out (default:
+a new temporary directory) for `perf report -i`.
 With --tool callgrind (the default when perf cannot record): one node run under callgrind, a
 light load (4 connections), then the top of callgrind_annotate: instruction counts, stable on a
 noisy machine.
@@ -22,6 +23,8 @@ noisy machine.
   --connections N   wrk connections (default 64)
   --nodes 1|3       cluster size (default 3)
   --case write|read the load (default write)
+  --node leader|follower  which node perf records (default leader; the load goes to the
+                    leader either way)
   --tool perf|callgrind
   --out DIR         where perf.data / callgrind.out are kept
 

@@ -7,7 +7,10 @@
   bench_report.py cluster --bin PATH [--baseline BIN] [--duration S] [--rounds N]
                           [--connections "16 64"] [--no-etcd] [--in-memory] [--tls CERTDIR]
   bench_report.py profile --bin PATH [--duration S] [--connections N] [--nodes 1|3]
-                          [--case write|read] [--tool perf|callgrind] [--out DIR]
+                          [--case write|read] [--node leader|follower] [--tool perf|callgrind]
+                          [--out DIR]
+  bench_report.py write-path --bin PATH [--duration S] [--rounds N] [--connections "16 64"]
+                          [--log-levels "info warn"]
 
 Every case of every system runs once per round, the rounds interleaved (BENCHMARKS.md: drift in
 the machine's load hits all cases alike); the tables print medians over the rounds. Each case
@@ -401,8 +404,9 @@ def cmd_profile(args):
                                stdout=subprocess.PIPE, text=True)
         if tool == "perf":
             graph = os.environ.get("PERF_CALLGRAPH", "fp")
+            target = li if args.node == "leader" or nodes == 1 else (li + 1) % nodes
             subprocess.run(["perf", "record", "-q", "--call-graph", graph, "-p",
-                            str(cl.procs[li].pid), "-o", data, "--", "sleep",
+                            str(cl.procs[target].pid), "-o", data, "--", "sleep",
                             str(max(1, args.duration - 1))], check=True)
         load = parse(wrk.communicate(timeout=args.duration + 60)[0])
         if tool == "callgrind":
@@ -411,7 +415,8 @@ def cmd_profile(args):
     finally:
         cl.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"\nprofile of the leader ({nodes} node{'s' if nodes > 1 else ''}, {args.case} load: "
+    who = "a follower" if args.node == "follower" and nodes > 1 else "the leader"
+    print(f"\nprofile of {who} ({nodes} node{'s' if nodes > 1 else ''}, {args.case} load: "
           f"{load['rps']:.0f} req/s at c={conns}, p99 {load['p99']:.2f} ms) with {tool}; "
           f"data: {data}")
     if tool == "perf":
@@ -433,6 +438,14 @@ def cmd_profile(args):
         for line in dso.splitlines():
             if "%" in line and not line.startswith("#"):
                 print("  " + " ".join(line.split()))
+        threads = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "-g",
+                                  "none", "--sort", "pid", "--percent-limit", "1"],
+                                 capture_output=True, text=True).stdout
+        print("by thread (tid:name; actix-rt|system = an arbiter: HTTP workers, the Raft "
+              "actor's, the store's; kvstore-wal = the WAL writer, wal-sync = its fsyncs):")
+        for line in threads.splitlines():
+            if "%" in line and not line.startswith("#"):
+                print("  " + " ".join(line.split()))
         print(f"full report: perf report -i {data} --no-children")
     else:
         rep = subprocess.run(["callgrind_annotate", data], capture_output=True, text=True).stdout
@@ -444,6 +457,99 @@ def cmd_profile(args):
                 func = re.sub(r" \[[^]]*\]$", "", m.group(3))
                 print(f"  {float(m.group(2)):5.2f}%  {func[:160]}")
         print(f"full report: callgrind_annotate {data}")
+    return 0
+
+
+WRITE_PATH_METRICS = {
+    "batches": "kvstore_wal_batch_entries_count",
+    "appends": 'kvstore_http_requests_total{route="/raft/append",method="POST",status="200"}',
+}
+
+
+def counters(url):
+    """The write-path counters of one node's /metrics (missing ones count 0)."""
+    with urllib.request.urlopen(f"{url}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        for key, metric in WRITE_PATH_METRICS.items():
+            if name == metric:
+                values[key] = float(value)
+    return values
+
+
+def cmd_write_path(args):
+    """Where a committed write's cost goes, per node, at each log level: one 3-node cluster per
+    RUST_LOG level, writes at the leader, interleaved rounds."""
+    exit_on_signals()
+    levels = args.log_levels.split()
+    conns = [int(c) for c in args.connections.split()]
+    tmp = tempfile.mkdtemp(prefix="kvstore-write-path.")
+    clusters = {}
+    results = {}
+    try:
+        for level in levels:
+            d = os.path.join(tmp, level)
+            os.makedirs(d)
+            cl = Cluster(args.bin, free_ports(3), d, {"RUST_LOG": level})
+            clusters[level] = cl
+            cl.start_all()
+        leaders = {}
+        for level, cl in clusters.items():
+            (lid, _), _ = cl.wait_agreed_leader(60)
+            li = int(lid[1:]) - 1
+            leaders[level] = li
+            url = cl.url(li)
+            preload(lambda i, url=url: http_json(f"{url}/set", {"key": f"key-{i}", "value": VALUE},
+                                                 "PUT", timeout=30))
+        script = os.path.join(WRK_DIR, "set.lua")
+        for rnd in range(1, args.rounds + 1):
+            for c in conns:
+                # Alternate which level runs first, so neither always follows the other.
+                order = levels if rnd % 2 else list(reversed(levels))
+                for level in order:
+                    cl, li = clusters[level], leaders[level]
+                    # Leader first, then the followers in node order.
+                    nodes = [li] + [i for i in range(3) if i != li]
+                    before = [counters(cl.url(i)) for i in nodes]
+                    cpu0 = [cpu_seconds([cl.procs[i].pid]) for i in nodes]
+                    r = measure(cl.url(li), c, args.duration, script, [])
+                    cpu1 = [cpu_seconds([cl.procs[i].pid]) for i in nodes]
+                    after = [counters(cl.url(i)) for i in nodes]
+                    ok = max(1, r["requests"] - r["errs"])
+                    r["node_cpu_us"] = [(b - a) / ok * 1e6 for a, b in zip(cpu0, cpu1)]
+                    r["batches"] = [(y.get("batches", 0) - x.get("batches", 0)) / ok
+                                    for x, y in zip(before, after)]
+                    r["appends"] = sum(y.get("appends", 0) - x.get("appends", 0)
+                                       for x, y in zip(before, after)) / ok
+                    r["cpu_us"] = sum(r["node_cpu_us"])
+                    results.setdefault((level, c), []).append(r)
+                    print(f"  round {rnd} RUST_LOG={level:5} c={c:<3} {r['rps']:9.0f} req/s "
+                          f"p50 {r['p50']:.2f} ms p99 {r['p99']:.2f} ms cpu/write "
+                          + " / ".join(f"{x:.1f}" for x in r["node_cpu_us"])
+                          + f" us errors {r['errs']}", file=sys.stderr)
+    finally:
+        for cl in clusters.values():
+            cl.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"\n3-node durable clusters on loopback, {os.cpu_count()} CPUs, writes (PUT /set) at "
+          f"the leader, {args.rounds} rounds x {args.duration}s per case (medians, interleaved); "
+          "CPU per committed write of the leader and of each follower (utime+stime); WAL batches "
+          "per write (leader / followers); AppendEntries requests per write (both followers)")
+    print(f"{'RUST_LOG':<8} {'conns':>5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'leader us':>9} {'followers us':>13} {'batches/w':>15} {'appends/w':>9} "
+          f"{'vs ' + levels[0]:>8}")
+    for c in conns:
+        base = med(results[(levels[0], c)], "rps")
+        for level in levels:
+            rows = results[(level, c)]
+            node = [statistics.median(r["node_cpu_us"][k] for r in rows) for k in range(3)]
+            bat = [statistics.median(r["batches"][k] for r in rows) for k in range(3)]
+            print(f"{level:<8} {c:>5} {med(rows, 'rps'):>8.0f} {med(rows, 'p50'):>7.2f} "
+                  f"{med(rows, 'p99'):>7.2f} {node[0]:>9.1f} {node[1]:>6.1f} {node[2]:>6.1f} "
+                  f"{bat[0]:>5.3f} {bat[1]:>4.3f} {bat[2]:>4.3f} {med(rows, 'appends'):>9.3f} "
+                  f"{ratio(med(rows, 'rps'), base):>8.2f}")
     return 0
 
 
@@ -470,13 +576,22 @@ def main():
     pr.add_argument("--connections", type=int, default=64)
     pr.add_argument("--nodes", type=int, choices=(1, 3), default=3)
     pr.add_argument("--case", choices=("write", "read"), default="write")
+    pr.add_argument("--node", choices=("leader", "follower"), default="leader")
     pr.add_argument("--tool", choices=("perf", "callgrind"))
     pr.add_argument("--out")
+    wp = sub.add_parser("write-path")
+    wp.add_argument("--bin", required=True)
+    wp.add_argument("--baseline", help=argparse.SUPPRESS)
+    wp.add_argument("--duration", type=int, default=5)
+    wp.add_argument("--rounds", type=int, default=3)
+    wp.add_argument("--connections", default="16 64")
+    wp.add_argument("--log-levels", default="info warn")
     args = p.parse_args()
     for b in filter(None, [args.bin, args.baseline]):
         if not os.access(b, os.X_OK):
             p.error(f"{b} is not an executable")
-    return {"single": cmd_single, "cluster": cmd_cluster, "profile": cmd_profile}[args.cmd](args)
+    return {"single": cmd_single, "cluster": cmd_cluster, "profile": cmd_profile,
+            "write-path": cmd_write_path}[args.cmd](args)
 
 
 if __name__ == "__main__":
