@@ -31,7 +31,7 @@ use rand::{Rng, SeedableRng};
 
 use super::adapt::Node;
 use super::world::World;
-use crate::raft::core::{CoreConfig, LeaseTiming, MAX_CLOCK_DRIFT};
+use crate::raft::core::{CoreConfig, LeaseTiming, Role, MAX_CLOCK_DRIFT};
 
 /// Microseconds of simulated time a tick stands for: the `RaftActor`'s tick at its default
 /// timing (10 ms; `STORAGE_RETRY` is 25 ticks for its 250 ms too).
@@ -179,10 +179,44 @@ impl World {
         }
     }
 
-    /// Node `i`, if up and the core allows it, performs a lease read now; the checker checks it.
-    /// Returns whether it did.
+    /// Node `i` just resumed from a pause (`World::pause`): half the time it tries a lease read
+    /// before anything else happens to it.
+    pub(super) fn maybe_lease_read_on_resume(&mut self, i: Node) {
+        if !(self.leases && self.clocks.rng.gen_bool(0.5)) {
+            return;
+        }
+        if let Some(term) = self.nodes[i]
+            .as_ref()
+            .filter(|n| n.core.role() == Role::Leader)
+            .map(|n| n.core.status().term)
+        {
+            self.stats.resumed_leader_reads += 1;
+            let deposed = (0..self.len()).any(|j| {
+                self.nodes[j]
+                    .as_ref()
+                    .is_some_and(|n| n.core.role() == Role::Leader && n.core.status().term > term)
+            });
+            self.stats.resumed_deposed_reads += usize::from(deposed);
+        }
+        if self.break_lease_check_across_pause {
+            let before = self.clocks.now_us(i, self.paused_since[i]);
+            self.lease_read_at(i, before);
+        } else {
+            self.lease_read(i);
+        }
+    }
+
+    /// Node `i`, if up, running (not paused) and the core allows it, performs a lease read now;
+    /// the checker checks it. Returns whether it did.
     pub fn lease_read(&mut self, i: Node) -> bool {
-        let now_us = self.clock_us(i);
+        self.lease_read_at(i, self.clock_us(i))
+    }
+
+    /// [`World::lease_read`] with the core told the clock reads `now_us`.
+    fn lease_read_at(&mut self, i: Node, now_us: u64) -> bool {
+        if self.is_paused(i) {
+            return false;
+        }
         let Some(node) = self.nodes[i].as_ref() else {
             return false;
         };

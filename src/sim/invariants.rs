@@ -80,6 +80,10 @@ pub struct Checker {
     bootstraps: Vec<Configuration>,
     /// The term of each index some node's commit index covered (0: none seen yet).
     committed: Vec<Term>,
+    /// For each index, the lowest current term of a node whose commit index covered it: the
+    /// term in which it became committed (the leader that committed it sees it first; 0: not
+    /// seen committed yet).
+    commit_terms: Vec<Term>,
 }
 
 impl Checker {
@@ -119,17 +123,28 @@ impl Checker {
             return;
         }
         self.elections += 1;
-        // Leader completeness: every entry applied anywhere is in the new leader's log.
-        let chosen = self.chosen_len();
-        if log.last_index() < chosen {
+        // Leader completeness (§5.4): every entry committed in an earlier term is in the new
+        // leader's log. One committed only in a later term need not be: a candidate whose
+        // votes were granted before that (their answers delayed, by a pause say) still wins
+        // its older term, and can commit nothing in it, as every majority has moved past it.
+        // An entry applied somewhere but never seen committed counts as committed earlier.
+        let required = (1..=self.chosen_len())
+            .rev()
+            .find(|index| {
+                self.commit_terms
+                    .get(*index as usize - 1)
+                    .is_none_or(|t| *t < term)
+            })
+            .unwrap_or(0);
+        if log.last_index() < required {
             self.fail(format!(
                 "leader completeness: node {i}, leader of term {term}, ends its log at {} but \
-                 {chosen} entries are committed",
+                 {required} entries were committed before term {term}",
                 log.last_index()
             ));
         }
         let base = log.base_index();
-        for index in base.max(1)..=chosen {
+        for index in base.max(1)..=required {
             let have = if index == base {
                 Some(log.base_term())
             } else {
@@ -367,9 +382,16 @@ impl Checker {
         }
     }
 
-    /// Node `i`'s commit index went from `before` to `now`: what it covers in its log is what
-    /// every node's commit index covers there.
-    pub fn committed(&mut self, i: Node, log: &RaftLog, before: LogIndex, now: LogIndex) {
+    /// Node `i`, in term `current`, moved its commit index from `before` to `now`: what it
+    /// covers in its log is what every node's commit index covers there.
+    pub fn committed(
+        &mut self,
+        i: Node,
+        current: Term,
+        log: &RaftLog,
+        before: LogIndex,
+        now: LogIndex,
+    ) {
         for index in (before + 1).max(log.base_index() + 1)..=now.min(log.last_index()) {
             let Some(term) = log.term_at(index) else {
                 continue;
@@ -377,6 +399,11 @@ impl Checker {
             let pos = index as usize - 1;
             if self.committed.len() <= pos {
                 self.committed.resize(pos + 1, 0);
+                self.commit_terms.resize(pos + 1, 0);
+            }
+            let seen = &mut self.commit_terms[pos];
+            if *seen == 0 || current < *seen {
+                *seen = current;
             }
             match self.committed[pos] {
                 0 => self.committed[pos] = term,

@@ -32,7 +32,10 @@ pub(super) fn operate(w: &mut World) {
 
 /// A node that thinks it leads (now and then any live node, which should refuse).
 fn pick_leader(w: &mut World) -> Option<Node> {
-    let up: Vec<Node> = (0..w.len()).filter(|i| w.is_up(*i)).collect();
+    // A paused node answers no operator either.
+    let up: Vec<Node> = (0..w.len())
+        .filter(|i| w.is_up(*i) && !w.is_paused(*i))
+        .collect();
     if up.is_empty() {
         return None;
     }

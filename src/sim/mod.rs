@@ -7,7 +7,8 @@
 //! at a rate within the leases' drift bound, handed to the core before every step, so leases
 //! and lease reads run under every fault), the simulated disk with its crash semantics (a
 //! crash loses everything not yet synced; a restart recovers from what was synced, a torn last
-//! record cut off), the network's faults, and the safety checks of [`invariants`]. It never
+//! record cut off), paused processes (a SIGSTOP: time passes on its clock, not in its
+//! ticks), the network's faults, and the safety checks of [`invariants`]. It never
 //! does I/O, never reads a real clock, never uses actix or tokio: every run replays exactly
 //! from its seed. Only the simulator uses it; no production path may.
 //!

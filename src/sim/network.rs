@@ -163,6 +163,12 @@ impl Network {
         due
     }
 
+    /// Put `p` back, to arrive at `at` (its destination is paused until then).
+    pub fn hold(&mut self, mut p: Packet, at: u64) {
+        p.at = at;
+        self.queue.push_back(p);
+    }
+
     /// The next packet, whatever its time (scripted delivery).
     pub fn pop_front(&mut self) -> Option<Packet> {
         self.queue.pop_front()

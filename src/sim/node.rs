@@ -244,7 +244,8 @@ impl World {
                     .leader_commit(i, core, core.commit_index(), holds);
             }
             let (log, now) = (core.log(), core.commit_index());
-            self.check.committed(i, log, commit_before, now);
+            self.check
+                .committed(i, core.term(), log, commit_before, now);
         }
         let node = self.nodes[i].as_ref()?;
         if log_changed {

@@ -1,5 +1,6 @@
 //! The randomized run of one seed: a cluster under faults (crashes, stops on a failed write,
-//! full and slow disks, partitions, one-way cuts, loss, duplication) while proposals flow;
+//! full and slow disks, partitions, one-way cuts, loss, duplication, paused processes) while
+//! proposals flow;
 //! then everything heals and the cluster must converge with every acknowledged proposal
 //! applied everywhere. With membership changes ([`Plan::membership`]), the world has spare
 //! slots and an operator adds, promotes and removes members and transfers leadership at
@@ -117,6 +118,19 @@ fn chaos(w: &mut World) {
         // The next write fails for good: the node stops (and is restarted later).
         let i = w.rng.gen_range(0..n);
         w.disk_faults(i).fatal = true;
+    } else if r < 33 {
+        // A process stops (SIGSTOP, a long stall): a leader half the time, for less or more
+        // than an election timeout.
+        let leaders: Vec<usize> = (0..n)
+            .filter(|i| w.is_up(*i) && w.core(*i).role() == Role::Leader)
+            .collect();
+        let i = if !leaders.is_empty() && w.rng.gen_bool(0.5) {
+            leaders[w.rng.gen_range(0..leaders.len())]
+        } else {
+            w.rng.gen_range(0..n)
+        };
+        let ticks = w.rng.gen_range(2..60);
+        w.pause(i, ticks);
     }
 }
 

@@ -9,6 +9,9 @@
 //! A crash loses what the disk had not synced (the write in flight is cut short, possibly
 //! tearing its last record), every message held behind it, and the state machine; a restart
 //! recovers from the disk only.
+//! A pause ([`World::pause`]) stops a node without losing anything: no ticks, nothing
+//! received, no write seen finished until it resumes, then one tick; only its clock saw the
+//! time pass.
 //!
 //! A world has slots for more nodes than its initial cluster: a spare slot stays empty until a
 //! node joins there ([`World::join`]: it starts empty, with the configuration of the cluster
@@ -65,6 +68,13 @@ pub struct Stats {
     pub last_voter_refused: usize,
     /// Lease reads performed (and checked).
     pub lease_reads: usize,
+    /// Pauses (a stopped process: no ticks, nothing received or completed until it resumes).
+    pub pauses: usize,
+    /// Lease reads tried by a leader the moment it resumed from a pause, and how many of those
+    /// it tried while another node already led a later term (deposed: serving would be stale
+    /// once that leader acknowledged a write; the checker checks every read served).
+    pub resumed_leader_reads: usize,
+    pub resumed_deposed_reads: usize,
 }
 
 pub struct World {
@@ -95,6 +105,9 @@ pub struct World {
     pub leases: bool,
     /// When a stopped node comes back.
     pub(super) restart_at: Vec<Option<u64>>,
+    /// When a paused node resumes (see [`World::pause`]), and when its pause began.
+    pub(super) paused_until: Vec<Option<u64>>,
+    pub(super) paused_since: Vec<u64>,
     /// Snapshot every this many applied entries (0: never); entries kept before it.
     pub(super) snap_every: u64,
     pub(super) trailing: u64,
@@ -109,6 +122,10 @@ pub struct World {
     appends_received: Vec<usize>,
     /// A test of the tests: send before the write a message depends on is durable.
     pub break_persist_before_send: bool,
+    /// A test of the tests: a node that resumes from a pause checks its first lease read
+    /// against its clock as it read before the pause (the bug of a leader that checks its
+    /// lease, stalls, and answers without checking again).
+    pub break_lease_check_across_pause: bool,
 }
 
 impl World {
@@ -169,6 +186,8 @@ impl World {
             clocks: Clocks::new(n, seed),
             leases: jitter,
             restart_at: vec![None; n],
+            paused_until: vec![None; n],
+            paused_since: vec![0; n],
             snap_every: 0,
             trailing: 0,
             proposing: None,
@@ -179,6 +198,7 @@ impl World {
             script_out: Vec::new(),
             appends_received: vec![0; n],
             break_persist_before_send: false,
+            break_lease_check_across_pause: false,
         }
     }
 
@@ -322,7 +342,7 @@ impl World {
     /// A client write at node `i`, as the actor takes it: refused without stepping the core
     /// while the disk refuses writes. Returns the proposal id if the core accepted it.
     pub fn propose(&mut self, i: Node, command: Command) -> Option<u64> {
-        if self.nodes[i].as_ref().is_none_or(|n| n.storage_error) {
+        if self.nodes[i].as_ref().is_none_or(|n| n.storage_error) || self.is_paused(i) {
             return None;
         }
         self.next_id += 1;
@@ -483,6 +503,7 @@ impl World {
         let Some(node) = self.nodes[i].take() else {
             return false;
         };
+        self.paused_until[i] = None;
         self.stats.crashes += 1;
         let (writing, held) = node.barrier.crash();
         if !writing.is_empty() {
@@ -638,8 +659,11 @@ impl World {
                 self.restart(i);
             }
         }
+        self.resume_due();
         for i in 0..self.len() {
-            self.step_node(i, Input::Tick, ReplyTo::Nobody);
+            if !self.is_paused(i) {
+                self.step_node(i, Input::Tick, ReplyTo::Nobody);
+            }
         }
         self.settle_due();
         self.maybe_lease_reads_after_tick();
@@ -648,10 +672,19 @@ impl World {
     /// Packets and writes due now.
     pub(super) fn settle_due(&mut self) {
         for p in self.net.due(self.now) {
+            let paused = self.paused_until[p.to].filter(|t| *t > self.now);
+            if let Some(until) = paused.filter(|_| self.net.for_current(&p)) {
+                self.hold_for_paused(p, until);
+                continue;
+            }
             self.deliver(p);
             self.maybe_lease_read_after_packet();
         }
         for i in 0..self.len() {
+            if self.is_paused(i) {
+                // Its disk finishes, but it learns so only once it runs again.
+                continue;
+            }
             // Writes finish in order; several may be due at once.
             let due = |w: &Self| {
                 w.nodes[i]
@@ -668,6 +701,55 @@ impl World {
             }
         }
         self.script_out.clear();
+    }
+
+    /// Node `i`, if up, stops running for `ticks` ticks, as a process under SIGSTOP or in a long
+    /// stall: it gets no ticks, receives nothing, learns of no finished write and serves no
+    /// read until it resumes, and then it gets **one** tick, as the `RaftActor`'s interval
+    /// timer fires once after a stall rather than once per tick missed. So its tick counters
+    /// (election timeout, check-quorum) see almost no time pass; only its clock
+    /// (`clock.rs`: a function of the world's time) sees the pause. What arrived meanwhile is
+    /// delivered when it resumes; a request to it fails at its sender after the RPC timeout
+    /// if the pause is longer (and is still answered later, as a stale answer).
+    pub fn pause(&mut self, i: Node, ticks: u64) {
+        if self.nodes[i].is_some() {
+            self.paused_until[i] = Some(self.now + ticks);
+            self.paused_since[i] = self.now;
+            self.stats.pauses += 1;
+        }
+    }
+
+    /// Whether node `i` is paused now.
+    pub fn is_paused(&self, i: Node) -> bool {
+        self.paused_until[i].is_some_and(|t| self.now < t)
+    }
+
+    /// Nodes whose pause ends now resume. Now and then the first thing one does is a lease
+    /// read (a client request that waited in its socket), before its tick and before any
+    /// message tells it that the cluster moved on: only its clock can refuse that read.
+    fn resume_due(&mut self) {
+        for i in 0..self.len() {
+            if self.paused_until[i].is_some_and(|t| t <= self.now) {
+                self.paused_until[i] = None;
+                self.maybe_lease_read_on_resume(i);
+            }
+        }
+    }
+
+    /// A packet reached paused node `i`: it waits until the node resumes; a request whose
+    /// sender's RPC timeout ends first fails at the sender meanwhile.
+    fn hold_for_paused(&mut self, p: Packet, until: u64) {
+        if let Wire::Request(msg) = &p.wire {
+            if until - self.now > super::network::RPC_TIMEOUT {
+                let to = Addr {
+                    node: p.to,
+                    gen: p.to_gen,
+                };
+                self.net
+                    .fail_later(self.now, p.sender(), to, adapt::seq_of(msg));
+            }
+        }
+        self.net.hold(p, until);
     }
 
     /// Every slot's node, one line each, for failure messages (nothing may parse it).
@@ -707,8 +789,8 @@ impl World {
         for i in 0..self.len() {
             if let Some(n) = &self.nodes[i] {
                 self.check.scan_log(i, n.core.log(), &n.tentative);
-                self.check
-                    .committed(i, n.core.log(), 0, n.core.commit_index());
+                let (term, commit) = (n.core.term(), n.core.commit_index());
+                self.check.committed(i, term, n.core.log(), 0, commit);
                 self.check.configuration_in_force(i, &n.core);
             }
         }

@@ -154,10 +154,21 @@ fn a_thousand_seeds_of_crashes_torn_writes_and_failed_disks_keep_raft_safe() {
     let fatal = total(|o| o.stats.fatal_stops);
     let refused = total(|o| o.stats.refused_writes);
     let reads = lease_reads(&outcomes);
+    let pauses = total(|o| o.stats.pauses);
+    let resumed = total(|o| o.stats.resumed_leader_reads);
+    let deposed = total(|o| o.stats.resumed_deposed_reads);
     println!(
         "1000 seeds x {CHAOS_TICKS} ticks of faults: {acked} acknowledged, {installs} snapshot \
          installs, {crashes} crashes ({torn} torn writes), {fatal} stops on a failed write, \
-         {refused} refused writes, {reads} lease reads checked"
+         {refused} refused writes, {pauses} pauses, {reads} lease reads checked ({resumed} by a \
+         leader the moment it resumed, {deposed} of them while a later leader ruled)"
+    );
+    // Pauses happen, and so does the case they are for: a leader that resumes after the
+    // cluster moved on tries a lease read before anything tells it (its clock must refuse).
+    assert!(pauses > 1_000, "pauses {pauses}");
+    assert!(
+        !leases_on() || deposed > 10,
+        "deposed leaders' reads: {deposed}"
     );
     assert_lease_reads(reads, LEASE_READS_MIXED);
     assert!(acked > 60_000, "proposals acknowledged: {acked}");
@@ -212,6 +223,34 @@ fn sending_before_the_write_is_durable_is_caught() {
     assert!(
         caught.is_some(),
         "no seed caught a node that sends before its write is durable"
+    );
+}
+
+/// The pause fault has teeth: a leader that checks its lease against the clock as it read
+/// before a pause (it checked, stalled, and answered without checking again) serves a stale
+/// read in some seed of the mixed runs, and the checker says so.
+#[test]
+fn a_lease_checked_before_a_pause_and_not_after_is_caught() {
+    let mut other = 0;
+    let caught = (10_000..11_000u64).find(|&seed| {
+        let run = std::panic::catch_unwind(|| {
+            kvstore::sim::run_seed_with(nodes_for(seed), seed, |w| {
+                w.break_lease_check_across_pause = true
+            })
+        });
+        match run {
+            Ok(_) => false,
+            Err(e) => {
+                let why = kvstore::telemetry::panic_message(e.as_ref());
+                other += usize::from(!why.contains("lease read"));
+                why.contains("lease read")
+            }
+        }
+    });
+    println!("caught: {caught:?}; {other} seeds failed for another reason");
+    assert!(
+        caught.is_some(),
+        "no seed caught a lease read checked before a pause ({other} failed otherwise)"
     );
 }
 
