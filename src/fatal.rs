@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
-use tracing_appender::non_blocking::WorkerGuard;
+use crate::telemetry::sink::LogGuard;
 
 /// Why the node stopped; each cause has its own exit status (documented in the README).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,11 +78,11 @@ pub fn mark_critical_thread() {
 pub fn on_critical_thread() -> bool {
     CRITICAL.with(|c| c.get())
 }
-static GUARD: AtomicPtr<WorkerGuard> = AtomicPtr::new(std::ptr::null_mut());
+static GUARD: AtomicPtr<LogGuard> = AtomicPtr::new(std::ptr::null_mut());
 
 /// Make [`stop`] end the process. `guard` (the log writer's) is dropped before exiting so the
 /// fatal line and everything before it reach stderr. Call once, from `main`.
-pub fn exit_on_fatal(guard: WorkerGuard) {
+pub fn exit_on_fatal(guard: LogGuard) {
     let old = GUARD.swap(Box::into_raw(Box::new(guard)), Ordering::AcqRel);
     drop(take(old));
     EXIT.store(true, Ordering::Release);
@@ -93,7 +93,7 @@ pub fn flush_logs() {
     drop(take(GUARD.swap(std::ptr::null_mut(), Ordering::AcqRel)));
 }
 
-fn take(ptr: *mut WorkerGuard) -> Option<Box<WorkerGuard>> {
+fn take(ptr: *mut LogGuard) -> Option<Box<LogGuard>> {
     // SAFETY: every non-null pointer stored in GUARD comes from `Box::into_raw` and is swapped
     // out exactly once before being turned back into a box here.
     (!ptr.is_null()).then(|| unsafe { Box::from_raw(ptr) })

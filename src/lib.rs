@@ -36,7 +36,7 @@
 //!
 //! **Edges** (how the outside reaches it):
 //! - [`config`]: flags and environment → a validated [`config::Config`]; limits and defaults.
-//! - [`telemetry`]: tracing subscriber and panic hook.
+//! - [`telemetry`]: tracing subscriber and panic hook; its log sink writes lines in batches.
 //! - [`api`]: routes, handlers, middleware, JSON shapes and the one error → HTTP mapping.
 //! - [`startup`]: start the actors and the HTTP servers on bound sockets.
 //! - [`join`]: `--join`, how an empty node becomes a member of a running cluster.

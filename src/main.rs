@@ -46,7 +46,13 @@ fn main() -> ExitCode {
         }
     };
     // From here on a fatal error at run time logs one line and ends the process.
-    kvstore::fatal::exit_on_fatal(telemetry::init(config.log_format));
+    match telemetry::init(config.log_format) {
+        Ok(guard) => kvstore::fatal::exit_on_fatal(guard),
+        Err(e) => {
+            eprintln!("error: cannot start the log writer thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let system = actix_web::rt::System::new();
     let outcome = system.block_on(async {
         let joining = match &config.join {

@@ -1,11 +1,12 @@
 //! Logging: a `tracing` subscriber (human lines or JSON lines, level from `RUST_LOG`) and a panic
 //! hook that reports panics through it, inside the span of the request that panicked.
 //!
-//! This module only configures where log events go; it never decides what is logged.
+//! This module only configures where log events go; it never decides what is logged. The
+//! lines leave through [`sink`], a queue and one writer thread that writes them in batches.
 
-use std::io::{BufWriter, IsTerminal};
+pub mod sink;
 
-use tracing_appender::non_blocking::WorkerGuard;
+use std::io::IsTerminal;
 
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
@@ -49,16 +50,17 @@ where
 /// Install the process-wide subscriber and the panic hook. Call once, from `main`, and keep the
 /// returned guard until exit: dropping it flushes the log lines still queued.
 ///
-/// Lines are formatted on the calling thread but written to stderr by a dedicated thread
-/// through a buffer, flushed whenever its queue runs empty: a request never waits on a write
-/// syscall. If stderr cannot keep up for 128,000 lines, further lines are dropped rather than
-/// stalling requests.
-pub fn init(format: LogFormat) -> WorkerGuard {
+/// Lines are formatted on the calling thread but written to stderr by a dedicated thread, in
+/// batches (see [`sink`]): a request never waits on a write syscall nor wakes another thread,
+/// and a line reaches stderr at most [`sink::LINGER`] after it was logged. If stderr cannot
+/// keep up for 128,000 lines, further lines are dropped (and the count of them logged) rather
+/// than stalling requests.
+///
+/// Fails only if the writer thread cannot be started.
+pub fn init(format: LogFormat) -> std::io::Result<sink::LogGuard> {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_FILTER.to_owned());
     let ansi = std::io::stderr().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .thread_name("kvstore-log")
-        .finish(BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    let (writer, guard) = sink::spawn(std::io::stderr(), "kvstore-log", sink::LINGER)?;
     let sub = subscriber(format, &filter, ansi, writer);
     // Only fails if a subscriber is already set, which is then the one to keep.
     let _ = tracing::subscriber::set_global_default(sub);
@@ -77,7 +79,7 @@ pub fn init(format: LogFormat) -> WorkerGuard {
             );
         }
     }));
-    guard
+    Ok(guard)
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.
