@@ -173,6 +173,23 @@ impl RaftLog {
         out
     }
 
+    /// Whether the held entries from `start` on number at least `count` or add up to at least
+    /// `bytes` (looks at fewer than `count` entries).
+    pub fn holds_at_least(&self, start: LogIndex, count: usize, bytes: usize) -> bool {
+        let first = start.max(self.base_index + 1) - self.base_index - 1;
+        let mut sum = 0;
+        for (n, e) in self.entries.iter().skip(first as usize).enumerate() {
+            if n + 1 >= count {
+                return true;
+            }
+            sum += e.size_hint();
+            if sum >= bytes {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Clones of the held entries in `lo..=hi`.
     pub fn slice(&self, lo: LogIndex, hi: LogIndex) -> Vec<Entry> {
         let lo = lo.max(self.base_index + 1);
@@ -289,6 +306,24 @@ mod tests {
             log.append(*t, EntryPayload::Noop);
         }
         log
+    }
+
+    #[test]
+    fn holds_at_least_counts_entries_or_bytes_from_a_start() {
+        let log = log_of(&[1, 1, 2, 3, 3]);
+        let one = log.entry(1).map(Entry::size_hint).unwrap_or(0);
+        assert!(log.holds_at_least(2, 4, usize::MAX), "2..=5: four entries");
+        assert!(!log.holds_at_least(3, 4, usize::MAX), "3..=5: three");
+        assert!(log.holds_at_least(4, 100, 2 * one), "two entries' bytes");
+        assert!(!log.holds_at_least(4, 100, 2 * one + 1));
+        assert!(!log.holds_at_least(6, 1, 0), "nothing past the end");
+        let mut compacted = log_of(&[1, 1, 2, 3, 3]);
+        assert!(compacted.compact_to(2));
+        assert!(
+            compacted.holds_at_least(1, 3, usize::MAX),
+            "from the base on: 3..=5"
+        );
+        assert!(!compacted.holds_at_least(1, 4, usize::MAX));
     }
 
     #[test]

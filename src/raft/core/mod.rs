@@ -56,6 +56,7 @@ pub use self::configuration::{
 pub use self::io::{
     CoreConfig, HardState, Input, InstalledSnapshot, LeaderInfo, Output, PeerProgress, Role,
     SnapshotHeader, Status, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES, MAX_INFLIGHT, MAX_PROMOTE_LAG,
+    PIPELINE_MIN_BYTES, PIPELINE_MIN_ENTRIES,
 };
 pub use self::lease::{LeaseRead, LeaseTiming, MAX_CLOCK_DRIFT};
 

@@ -12,7 +12,8 @@ use crate::raft::LogIndex;
 pub(super) enum ProgressState {
     /// Unknown: send one AppendEntries at a time until one succeeds.
     Probe,
-    /// Matching: stream batches, up to [`MAX_INFLIGHT`](super::MAX_INFLIGHT) at once.
+    /// Matching: stream batches, up to [`MAX_INFLIGHT`](super::MAX_INFLIGHT) at once (small
+    /// ones one at a time: see `RaftCore::send_append_within`).
     Replicate,
     /// Behind the start of the log: a snapshot is on its way (its `seq` is the one in flight).
     Snapshot,

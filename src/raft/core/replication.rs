@@ -2,8 +2,10 @@
 //! with flow control, received and checked by followers, their answers, and the commit index.
 //!
 //! The leader keeps a [`Progress`](super::progress::Progress) per peer, probes one request at
-//! a time after a rejection, and pipelines up to [`MAX_INFLIGHT`](super::MAX_INFLIGHT) batches
-//! once the follower's log matches. Proposals that arrive while the window is full wait in the
+//! a time after a rejection, and once the follower's log matches pipelines up to
+//! [`MAX_INFLIGHT`](super::MAX_INFLIGHT) batches of a backlog (at least
+//! [`PIPELINE_MIN_ENTRIES`] entries or [`PIPELINE_MIN_BYTES`] waiting), one smaller batch at a
+//! time. Proposals that arrive while a batch is in flight or the window is full wait in the
 //! log and go out together in the next batch. Entries commit when stored on a majority of the
 //! voters and of the current term (§5.4.2); a leader counts its own log only up to what is
 //! durable, and a follower persists new entries before it acknowledges them. Committed entries
@@ -12,7 +14,7 @@
 use super::configuration::MemberRole;
 use super::io::{
     learner_budget, LeaderInfo, Output, Role, MAX_BATCH_BYTES, MAX_BATCH_ENTRIES,
-    MAX_LEARNER_CREDIT,
+    MAX_LEARNER_CREDIT, PIPELINE_MIN_BYTES, PIPELINE_MIN_ENTRIES,
 };
 use super::progress::ProgressState;
 use super::RaftCore;
@@ -74,7 +76,7 @@ impl RaftCore {
     /// entries only from [`Self::pace_learners`], once a tick.
     pub(super) fn send_append(&mut self, to: &NodeId, heartbeat: bool) {
         let paced = self.membership.current().role_of(to) == Some(MemberRole::Learner);
-        self.send_append_within(to, heartbeat, (!paced).then_some(MAX_BATCH_BYTES));
+        self.send_append_within(to, heartbeat, (!paced).then_some(MAX_BATCH_BYTES), true);
     }
 
     /// On every tick of a leader: each learner gets one batch of at most
@@ -110,6 +112,7 @@ impl RaftCore {
                 &to,
                 false,
                 Some(budget.saturating_add(credit).min(MAX_BATCH_BYTES)),
+                false,
             );
             if let Some(pr) = self.progress.get_mut(&to) {
                 pr.credit = credit.saturating_sub(sent.saturating_sub(budget));
@@ -118,18 +121,29 @@ impl RaftCore {
     }
 
     /// [`Self::send_append`] with a byte bound on the entries sent (`None`: no entries now,
-    /// only the snapshot or heartbeat a follower may need). Returns the bytes of entries sent.
+    /// only the snapshot or heartbeat a follower may need). With `hold_small`, entries go to a
+    /// follower that already has a batch in flight only if they are worth pipelining
+    /// ([`PIPELINE_MIN_ENTRIES`]); else they wait for its answer. Returns the bytes of entries
+    /// sent.
     fn send_append_within(
         &mut self,
         to: &NodeId,
         heartbeat: bool,
         max_bytes: Option<usize>,
+        hold_small: bool,
     ) -> usize {
         let last = self.log.last_index();
         let Some(pr) = self.progress.get(to) else {
             return 0;
         };
-        let window_open = pr.window_open();
+        // A small batch waits for the one in flight (see PIPELINE_MIN_ENTRIES).
+        let wait_for_answer = hold_small
+            && pr.state == ProgressState::Replicate
+            && !pr.inflight.is_empty()
+            && !self
+                .log
+                .holds_at_least(pr.next_index, PIPELINE_MIN_ENTRIES, PIPELINE_MIN_BYTES);
+        let window_open = pr.window_open() && !wait_for_answer;
         if window_open && pr.next_index <= self.log.base_index() {
             // The entries it needs were compacted: only a snapshot can catch it up (§7).
             if pr.snapshot_backoff == 0 {

@@ -281,3 +281,105 @@ fn s5_3_commands_proposed_together_are_persisted_and_sent_together() {
         "a follower rejects each command"
     );
 }
+
+/// The AppendEntries with entries in `out`: (to, indexes carried, seq).
+fn appends(out: &[Output]) -> Vec<(NodeId, Vec<LogIndex>, u64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send {
+                to,
+                msg: Message::AppendRequest(r),
+            } if !r.entries.is_empty() => Some((
+                to.clone(),
+                r.entries.iter().map(|e| e.index).collect(),
+                r.seq,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `to`'s success answer to the request `seq`, its log now matching up to `match_index`.
+fn answered(c: &mut RaftCore, to: &NodeId, seq: u64, match_index: LogIndex) -> Vec<Output> {
+    let term = c.term();
+    c.step(Input::Response {
+        from: to.clone(),
+        msg: Message::AppendResponse(AppendResponse {
+            term,
+            success: true,
+            match_index,
+            seq,
+            ..Default::default()
+        }),
+    })
+}
+
+/// Flow control once a follower's log matches: while a batch is in flight to it, a few small
+/// proposals wait and then leave together with its answer (one request and one fsync on the
+/// follower for all of them); a backlog of `PIPELINE_MIN_ENTRIES` is pipelined at once.
+#[test]
+fn s5_3_small_batches_wait_for_the_one_in_flight_and_a_backlog_is_pipelined() {
+    let mut c = core("a", 2);
+    tick_until_campaign(&mut c);
+    let mut won = Vec::new();
+    for p in c.peers.clone() {
+        let term = c.term();
+        won.extend(c.step(Input::Response {
+            from: p,
+            msg: vote_resp(term, true),
+        }));
+    }
+    let (p0, p1) = (peer(0), peer(1));
+    // The new leader's no-op (index 1) probes each follower, one request at a time: a write
+    // proposed meanwhile waits.
+    let probes = appends(&won);
+    assert_eq!(probes.len(), 2, "{won:?}");
+    let held = appends(&c.step(Input::ProposeBatch(vec![set_cmd("k", "0")])));
+    assert_eq!(held, [], "probing: one request at a time");
+    // Both answer: replicating, and the write goes out.
+    let mut sent = Vec::new();
+    for (to, ix, seq) in &probes {
+        assert_eq!(ix, &[1]);
+        sent.extend(appends(&answered(&mut c, to, *seq, 1)));
+    }
+    assert_eq!(
+        sent.iter()
+            .map(|(to, ix, _)| (to.clone(), ix.clone()))
+            .collect::<Vec<_>>(),
+        [(p0.clone(), vec![2]), (p1.clone(), vec![2])],
+        "the write proposed while probing goes out once the log matches"
+    );
+    let in_flight_p0 = sent[0].2;
+
+    // Two more small proposals while index 2 is in flight to both: held.
+    for v in ["1", "2"] {
+        let out = c.step(Input::ProposeBatch(vec![set_cmd("k", v)]));
+        assert_eq!(
+            appends(&out),
+            [],
+            "a small batch waits for the one in flight"
+        );
+    }
+    // p0 answers: everything that waited for it leaves in one request.
+    let out = answered(&mut c, &p0, in_flight_p0, 2);
+    let to_p0 = appends(&out);
+    assert_eq!(
+        to_p0
+            .iter()
+            .map(|(to, ix, _)| (to.clone(), ix.clone()))
+            .collect::<Vec<_>>(),
+        [(p0.clone(), vec![3, 4])]
+    );
+
+    // A backlog is worth pipelining: it goes out at once to both, though each has a batch in
+    // flight (p0: 3..=4, p1: 2).
+    let n = PIPELINE_MIN_ENTRIES;
+    let cmds = (0..n).map(|i| set_cmd("k", &i.to_string())).collect();
+    let out = c.step(Input::ProposeBatch(cmds));
+    let last = 4 + n as LogIndex;
+    let got: Vec<_> = appends(&out)
+        .into_iter()
+        .map(|(to, ix, _)| (to, ix[0], *ix.last().unwrap()))
+        .collect();
+    assert_eq!(got, [(p0.clone(), 5, last), (p1.clone(), 3, last)]);
+}
